@@ -1,0 +1,52 @@
+"""Shared fixtures: the fake server comes from the plugin users get too."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from twochat_voip import VoIPClient
+from twochat_voip.testing import FakeTwoChatServer
+
+pytest_plugins = ["twochat_voip.testing.pytest_plugin"]
+
+SAMPLES = Path(__file__).parent / "samples"
+CALL_UUID = "CDR8b3e7a1f-6c94-4d52-ae17-5f2b9d4c8e63"
+
+
+@pytest.fixture
+def example_answer() -> dict[str, Any]:
+    """The documented answer, as recorded in tests/samples (a fresh copy per test)."""
+    answer: dict[str, Any] = json.loads((SAMPLES / "get-call-details.example.json").read_text())
+    return answer
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never pick up a developer's real key or base URL from the environment."""
+    monkeypatch.delenv("TWOCHAT_API_KEY", raising=False)
+    monkeypatch.delenv("TWOCHAT_BASE_URL", raising=False)
+
+
+@pytest_asyncio.fixture
+async def make_client(
+    twochat_server: FakeTwoChatServer,
+) -> AsyncIterator[Callable[..., VoIPClient]]:
+    """Build clients for the fake server with any options; all closed after the test."""
+    made: list[VoIPClient] = []
+
+    def make(**options: Any) -> VoIPClient:
+        options.setdefault("api_key", twochat_server.api_key)
+        options.setdefault("base_url", twochat_server.base_url)
+        client = VoIPClient(**options)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.aclose()

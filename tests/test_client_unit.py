@@ -1,0 +1,242 @@
+"""VoIPClient request building and answer handling, with aiohttp mocked by aioresponses."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aioresponses import aioresponses
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+import twochat_voip as tv
+from twochat_voip import VoIPClient
+
+BASE = "https://api.p.2chat.io"
+CALL = "CDR8b3e7a1f-6c94-4d52-ae17-5f2b9d4c8e63"
+URL_ = f"{BASE}/open/voip/call/{CALL}"
+KEY = "sk-unit-test-key-0123456789"
+
+
+class _SentRequest:
+    output_size = 0
+
+
+class _Aiohttp314Response(aiohttp.ClientResponse):
+    """aioresponses 0.7.9 builds responses without the ``stream_writer`` that aiohttp
+    3.14 requires (pnuckowski/aioresponses#289, open); supply a finished one."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", _SentRequest())
+        super().__init__(*args, **kwargs)
+
+
+@pytest.fixture
+def mocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
+    monkeypatch.setattr("aioresponses.core.ClientResponse", _Aiohttp314Response)
+    with aioresponses() as m:
+        yield m
+
+
+@pytest_asyncio.fixture
+async def client() -> AsyncIterator[VoIPClient]:
+    async with VoIPClient(api_key=KEY, max_retries=0) as voip:
+        yield voip
+
+
+async def test_get_call_sends_the_documented_request(
+    mocked: aioresponses, client: VoIPClient, example_answer: dict[str, Any]
+) -> None:
+    """One GET to /open/voip/call/{uuid} with the key header and JSON accepted."""
+    mocked.get(URL_, payload=example_answer)
+    record = await client.get_call(CALL)
+    assert record.uuid == CALL
+    (call,) = mocked.requests[("GET", URL(URL_))]
+    headers = call.kwargs["headers"]
+    assert headers["X-User-API-Key"] == KEY
+    assert headers["Accept"] == "application/json"
+    assert headers["User-Agent"].startswith("twochat-voip/")
+    assert call.kwargs["allow_redirects"] is False
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (400, {"success": False, "error": True, "error_message": "Bad"}, tv.BadRequestError),
+        (401, {"detail": "Invalid API Key"}, tv.AuthenticationError),
+        (402, {"success": False, "message": "No credits"}, tv.PaymentRequiredError),
+        (403, {"detail": "Not authenticated"}, tv.PermissionDeniedError),
+        (404, {"success": False, "error_message": "Call not found"}, tv.NotFoundError),
+        (406, {"success": False, "error_message": "Not acceptable"}, tv.APIStatusError),
+        (409, {"success": False, "error_message": "Conflict"}, tv.APIStatusError),
+        (410, {"success": False, "error_message": "Gone"}, tv.APIStatusError),
+        (422, {"success": False, "error_message": "Malformed"}, tv.UnprocessableEntityError),
+        (429, {"success": False, "error_message": "Slow down"}, tv.RateLimitError),
+        (486, {"success": False, "error_message": "Busy"}, tv.APIStatusError),
+        (500, {"success": False, "error_message": "Oops"}, tv.ServerError),
+        (503, {"success": False, "error_message": "Down"}, tv.ServerError),
+        (504, {"success": False, "error_message": "Timeout"}, tv.ServerError),
+    ],
+)
+async def test_status_becomes_typed_error(
+    mocked: aioresponses, client: VoIPClient, status: int, body: Any, error: type[Exception]
+) -> None:
+    """Every documented status ends in its own typed error carrying the call."""
+    mocked.get(URL_, status=status, payload=body)
+    with pytest.raises(error) as caught:
+        await client.get_call(CALL)
+    assert type(caught.value) is error
+    assert caught.value.status_code == status  # type: ignore[attr-defined]
+    assert caught.value.call_uuid == CALL  # type: ignore[attr-defined]
+
+
+async def test_connection_error_is_translated_and_chained(
+    mocked: aioresponses, client: VoIPClient
+) -> None:
+    """aiohttp's exception never escapes; it is kept as __cause__."""
+    mocked.get(URL_, exception=aiohttp.ClientConnectionError("connection reset"))
+    with pytest.raises(tv.APIConnectionError, match="connection reset") as caught:
+        await client.get_call(CALL)
+    assert isinstance(caught.value.__cause__, aiohttp.ClientConnectionError)
+    assert caught.value.call_uuid == CALL
+
+
+async def test_timeout_is_translated(mocked: aioresponses, client: VoIPClient) -> None:
+    """A timeout surfaces as APITimeoutError."""
+    mocked.get(URL_, exception=TimeoutError())
+    with pytest.raises(tv.APITimeoutError):
+        await client.get_call(CALL)
+
+
+async def test_response_error_is_not_chained(mocked: aioresponses, client: VoIPClient) -> None:
+    """ClientResponseError carries our request headers: neither cause nor context."""
+    info = aiohttp.RequestInfo(
+        URL(URL_), "GET", CIMultiDictProxy(CIMultiDict({"X-User-API-Key": KEY})), URL(URL_)
+    )
+    mocked.get(URL_, exception=aiohttp.ClientResponseError(info, (), status=400, message="x"))
+    with pytest.raises(tv.APIConnectionError) as caught:
+        await client.get_call(CALL)
+    assert caught.value.__cause__ is None
+    assert caught.value.__context__ is None
+    assert KEY not in repr(vars(caught.value))
+
+
+async def test_timeout_argument_overrides_per_call(
+    mocked: aioresponses, client: VoIPClient, example_answer: dict[str, Any]
+) -> None:
+    """get_call(timeout=...) replaces the client's timeout for that call."""
+    mocked.get(URL_, payload=example_answer, repeat=True)
+    await client.get_call(CALL, timeout=2.5)
+    await client.get_call(CALL)
+    first, second = mocked.requests[("GET", URL(URL_))]
+    assert first.kwargs["timeout"].total == 2.5
+    assert second.kwargs["timeout"].total == 30.0
+
+
+async def test_invalid_id_sends_nothing(mocked: aioresponses, client: VoIPClient) -> None:
+    """A path trick is refused before any request."""
+    with pytest.raises(ValueError, match="invalid call_uuid"):
+        await client.get_call("../../open/info")
+    assert mocked.requests == {}
+
+
+def test_missing_key_names_the_variable() -> None:
+    """No key anywhere: a clear error that says where to put it."""
+    with pytest.raises(tv.MissingAPIKeyError, match="TWOCHAT_API_KEY"):
+        VoIPClient()
+    with pytest.raises(tv.MissingAPIKeyError):
+        VoIPClient(api_key="  ")
+
+
+def test_key_with_line_break_is_refused() -> None:
+    """A key that could split a header is refused."""
+    with pytest.raises(ValueError, match="line break"):
+        VoIPClient(api_key="abc\r\nX-Evil: 1")
+
+
+def test_key_and_base_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TWOCHAT_API_KEY and TWOCHAT_BASE_URL are the fallbacks."""
+    monkeypatch.setenv("TWOCHAT_API_KEY", KEY)
+    monkeypatch.setenv("TWOCHAT_BASE_URL", "http://127.0.0.1:9/")
+    assert VoIPClient().base_url == "http://127.0.0.1:9"
+    assert VoIPClient(base_url="https://proxy.example").base_url == "https://proxy.example"
+
+
+def test_defaults() -> None:
+    """Without configuration the client talks to 2Chat with the documented policy."""
+    voip = VoIPClient(api_key=KEY)
+    assert voip.base_url == BASE
+    assert voip.retry_policy == tv.RetryPolicy(max_retries=3, max_retry_wait=60.0)
+
+
+def test_plain_http_to_a_remote_host_is_refused() -> None:
+    """The key must not cross a network unencrypted."""
+    with pytest.raises(ValueError, match="unencrypted"):
+        VoIPClient(api_key=KEY, base_url="http://api.p.2chat.io")
+
+
+@pytest.mark.parametrize("options", [{"timeout": 0}, {"max_response_size": 0}, {"max_retries": -1}])
+def test_nonsense_options_are_refused(options: dict[str, Any]) -> None:
+    """Options that cannot work are refused at construction."""
+    with pytest.raises(ValueError):  # noqa: PT011 - each names its own option
+        VoIPClient(api_key=KEY, **options)
+
+
+def test_repr_hides_the_key() -> None:
+    """repr() and str() never show the key."""
+    voip = VoIPClient(api_key=KEY)
+    assert KEY not in repr(voip)
+    assert KEY not in str(voip)
+    assert re.fullmatch(
+        r"<VoIPClient base_url='https://api.p.2chat.io' state=unopened>", repr(voip)
+    )
+
+
+async def test_use_after_close_is_a_clear_error(mocked: aioresponses) -> None:
+    """A closed client refuses work; closing twice is fine."""
+    voip = VoIPClient(api_key=KEY)
+    await voip.aclose()
+    await voip.aclose()
+    assert voip.closed
+    with pytest.raises(tv.ClientClosedError, match="closed"):
+        await voip.get_call(CALL)
+    with pytest.raises(tv.ClientClosedError):
+        async with voip:
+            pass
+
+
+async def test_plain_use_without_context_manager(
+    mocked: aioresponses, example_answer: dict[str, Any]
+) -> None:
+    """The client opens its session on first use and closes it in aclose()."""
+    mocked.get(URL_, payload=example_answer)
+    voip = VoIPClient(api_key=KEY)
+    assert (await voip.get_call(CALL)).uuid == CALL
+    assert "state=opened" in repr(voip)
+    await voip.aclose()
+    assert "state=closed" in repr(voip)
+
+
+async def test_injected_session_is_used_and_not_closed(
+    mocked: aioresponses, example_answer: dict[str, Any]
+) -> None:
+    """The caller's session carries the request and survives the client."""
+    mocked.get(URL_, payload=example_answer)
+    async with aiohttp.ClientSession() as session:
+        async with VoIPClient(api_key=KEY, session=session) as voip:
+            await voip.get_call(CALL)
+        assert not session.closed
+    assert len(mocked.requests[("GET", URL(URL_))]) == 1
+
+
+async def test_closed_injected_session_is_a_clear_error() -> None:
+    """A session the caller already closed gives a typed error, not a RuntimeError."""
+    session = aiohttp.ClientSession()
+    await session.close()
+    async with VoIPClient(api_key=KEY, session=session) as voip:
+        with pytest.raises(tv.ClientClosedError, match="session is closed"):
+            await voip.get_call(CALL)

@@ -1,0 +1,268 @@
+"""The sans-I/O protocol: request building and answer judging, no network at all."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+from multidict import CIMultiDict
+
+from twochat_voip import (
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    CallDetailRecord,
+    NotFoundError,
+    PaymentRequiredError,
+    PermissionDeniedError,
+    RateLimitError,
+    RedirectError,
+    ResponseValidationError,
+    ServerError,
+    UnprocessableEntityError,
+)
+from twochat_voip._protocol import (
+    Response,
+    call_request,
+    error_from_response,
+    normalise_base_url,
+    parse_call,
+    parse_retry_after,
+    redirect_target,
+    validate_call_uuid,
+)
+
+CALL = "CDR8b3e7a1f-6c94-4d52-ae17-5f2b9d4c8e63"
+
+
+def answer(status: int, body: Any, **headers: str) -> Response:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return Response(status, CIMultiDict(headers), raw)
+
+
+@pytest.mark.parametrize("good", [CALL, "a", "A_b-9", "x" * 128])
+def test_valid_call_uuids_pass(good: str) -> None:
+    """Ids of the documented alphabet pass unchanged."""
+    assert validate_call_uuid(good) == good
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", "../etc", "a/b", "a?b=1", "a#b", "a%2F", "a b", "a\nb", "x" * 129, "é", ".", "a.b"],
+)
+def test_unsafe_call_uuids_are_refused(bad: str) -> None:
+    """Anything that could change the URL never reaches the network."""
+    with pytest.raises(ValueError, match="invalid call_uuid"):
+        validate_call_uuid(bad)
+
+
+@pytest.mark.parametrize("bad", [None, 123, b"CDR1", ["CDR1"]])
+def test_non_string_call_uuids_are_refused(bad: object) -> None:
+    """A call_uuid must be a str."""
+    with pytest.raises(TypeError, match="must be a str"):
+        validate_call_uuid(bad)
+
+
+def test_call_request_targets_the_documented_path() -> None:
+    """GET {base}/open/voip/call/{uuid}, headers passed through."""
+    request = call_request("https://api.p.2chat.io", {"X-User-API-Key": "k"}, CALL)
+    assert request.method == "GET"
+    assert request.url == f"https://api.p.2chat.io/open/voip/call/{CALL}"
+    assert request.headers == {"X-User-API-Key": "k"}
+    assert "k" not in repr(request).replace("call_uuid", "")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("https://api.p.2chat.io", "https://api.p.2chat.io"),
+        ("https://api.p.2chat.io/", "https://api.p.2chat.io"),
+        ("https://proxy.example/2chat/", "https://proxy.example/2chat"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("http://localhost:1", "http://localhost:1"),
+        ("http://[::1]:9", "http://[::1]:9"),
+    ],
+)
+def test_base_urls_accepted(given: str, expected: str) -> None:
+    """https anywhere, http only to loopback; trailing slash dropped."""
+    assert normalise_base_url(given) == expected
+
+
+@pytest.mark.parametrize(
+    ("given", "complaint"),
+    [
+        ("http://api.p.2chat.io", "unencrypted"),
+        ("http://10.0.0.1", "unencrypted"),
+        ("ftp://api.p.2chat.io", "absolute http"),
+        ("api.p.2chat.io", "absolute http"),
+        ("https://user:pw@api.p.2chat.io", "credentials"),
+        ("https://api.p.2chat.io/?x=1", "query"),
+    ],
+)
+def test_base_urls_refused(given: str, complaint: str) -> None:
+    """A base URL that would leak the key or is not a URL is refused up front."""
+    with pytest.raises(ValueError, match=complaint):
+        normalise_base_url(given)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("3", 3.0), ("0.5", 0.5), (" 7 ", 7.0), ("-4", 0.0), (None, None), ("", None), ("soon", None)],
+)
+def test_retry_after_seconds(value: str | None, seconds: float | None) -> None:
+    """Delta-seconds are read; garbage is ignored; never negative."""
+    assert parse_retry_after(value) == seconds
+
+
+def test_retry_after_http_date() -> None:
+    """An HTTP-date is read relative to now."""
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    value = format_datetime(datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC), usegmt=True)
+    assert parse_retry_after(value, now=now.timestamp) == 30.0
+    assert parse_retry_after("Thu, 01 Jan 2026 11:00:00 GMT", now=now.timestamp) == 0.0
+
+
+def test_retry_after_infinite_is_ignored() -> None:
+    """A value that is not finite is no instruction."""
+    assert parse_retry_after("inf") is None
+    assert parse_retry_after("nan") is None
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (400, BadRequestError),
+        (401, AuthenticationError),
+        (402, PaymentRequiredError),
+        (403, PermissionDeniedError),
+        (404, NotFoundError),
+        (422, UnprocessableEntityError),
+        (429, RateLimitError),
+        (500, ServerError),
+        (503, ServerError),
+        (599, ServerError),
+        (406, APIStatusError),
+        (409, APIStatusError),
+        (410, APIStatusError),
+        (486, APIStatusError),
+    ],
+)
+def test_status_maps_to_error_class(status: int, cls: type[APIStatusError]) -> None:
+    """Each documented status raises its own class; others the base class."""
+    error = error_from_response(answer(status, {"success": False, "error_message": "nope"}), CALL)
+    assert type(error) is cls
+    assert error.status_code == status
+    assert error.message == "nope"
+    assert error.call_uuid == CALL
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"success": False, "error": True, "error_message": "Call not found"}, "Call not found"),
+        ({"success": False, "message": "Trial expired"}, "Trial expired"),
+        ({"detail": "Invalid API Key"}, "Invalid API Key"),
+        ({"detail": [{"loc": ["x"], "msg": "bad"}]}, '[{"loc": ["x"], "msg": "bad"}]'),
+        (b"<html>gateway</html>", "Bad Gateway"),
+        ({"unrelated": 1}, "Bad Gateway"),
+    ],
+)
+def test_message_read_from_any_envelope(body: Any, message: str) -> None:
+    """The server's own words, from whichever envelope it used, else the phrase."""
+    assert error_from_response(answer(502, body)).message == message
+
+
+def test_unknown_status_has_a_message() -> None:
+    """A status with no reason phrase still gets a message."""
+    assert error_from_response(answer(499, b"")).message == "unexpected answer"
+
+
+def test_error_keeps_retry_after_and_excerpt() -> None:
+    """429 carries Retry-After in seconds, and a bounded excerpt of the body."""
+    error = error_from_response(answer(429, b"x" * 5000, **{"Retry-After": "12"}))
+    assert isinstance(error, RateLimitError)
+    assert error.retry_after == 12.0
+    assert error.body == "x" * 500
+
+
+def test_parse_call_returns_the_record(example_answer: dict[str, Any]) -> None:
+    """A documented answer becomes a CallDetailRecord."""
+    record = parse_call(answer(200, example_answer), CALL)
+    assert isinstance(record, CallDetailRecord)
+    assert record.uuid == CALL
+
+
+def test_success_false_on_2xx_is_an_error() -> None:
+    """A 200 that says it failed is a failure, with the server's message."""
+    body = {"success": False, "error": True, "error_message": "Number blocked"}
+    with pytest.raises(APIStatusError, match="Number blocked") as caught:
+        parse_call(answer(200, body), CALL)
+    assert caught.value.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        (b"not json", "not JSON"),
+        (b"\xff\xfe\x00garbage", "not JSON"),
+        (b"", "not JSON"),
+        ([1, 2], "expected a JSON object"),
+        ({"success": True}, "no 'cdr'"),
+        ({"success": True, "cdr": "CDR1"}, "'cdr' is str"),
+        ({"success": True, "cdr": {"status": "COMPLETED"}}, "CallDetailRecord.uuid"),
+        ({"success": True, "cdr": {"uuid": "CDR1", "duration": "3"}}, "expected an integer"),
+    ],
+)
+def test_malformed_answers_are_validation_errors(body: Any, complaint: str) -> None:
+    """Anything but the documented shape is a ResponseValidationError that says why."""
+    with pytest.raises(ResponseValidationError, match=complaint) as caught:
+        parse_call(answer(200, body), CALL)
+    assert caught.value.status_code == 200
+    assert caught.value.call_uuid == CALL
+
+
+def test_structuring_failure_is_chained() -> None:
+    """The converter's own exception is kept as the cause, for debugging."""
+    with pytest.raises(ResponseValidationError) as caught:
+        parse_call(answer(200, {"cdr": {"uuid": 5}}), CALL)
+    assert isinstance(caught.value.__cause__, TypeError)
+
+
+def test_non_2xx_goes_to_the_status_error() -> None:
+    """parse_call raises the typed status error for a non-2xx answer."""
+    with pytest.raises(NotFoundError):
+        parse_call(answer(404, {"success": False, "error_message": "Call not found"}), CALL)
+
+
+def test_same_origin_redirect_is_followed() -> None:
+    """A relative or same-origin Location is resolved and followed."""
+    base = "https://api.p.2chat.io/open/voip/call/X"
+    assert redirect_target(base, 307, "/v2/call/X") == "https://api.p.2chat.io/v2/call/X"
+    assert redirect_target(base, 301, "https://api.p.2chat.io/y") == "https://api.p.2chat.io/y"
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "https://evil.example/steal",
+        "http://api.p.2chat.io/open/voip/call/X",
+        "https://api.p.2chat.io:8443/x",
+        "ftp://api.p.2chat.io/x",
+        "//evil.example/x",
+    ],
+)
+def test_cross_origin_redirect_is_refused(location: str) -> None:
+    """Another host, scheme or port would receive the key: refused."""
+    with pytest.raises(RedirectError, match="another origin") as caught:
+        redirect_target("https://api.p.2chat.io/open/voip/call/X", 302, location, CALL)
+    assert caught.value.call_uuid == CALL
+
+
+def test_non_redirects_are_not_followed() -> None:
+    """Only 301/302/303/307/308 with a Location are redirects."""
+    assert redirect_target("https://a.example/x", 200, "https://b.example") is None
+    assert redirect_target("https://a.example/x", 302, None) is None
+    assert redirect_target("https://a.example/x", 304, "/y") is None

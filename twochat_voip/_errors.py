@@ -1,0 +1,177 @@
+"""Every error the SDK raises, one tree under :class:`TwoChatError`::
+
+    TwoChatError
+    ├── MissingAPIKeyError          no key given and TWOCHAT_API_KEY unset
+    ├── ClientClosedError           the client was used after aclose()
+    ├── APIConnectionError          refused, reset, dropped, DNS, TLS
+    │   └── APITimeoutError         an attempt took longer than its timeout
+    ├── APIStatusError              the server answered, and not with a record
+    │   ├── BadRequestError         400
+    │   ├── AuthenticationError     401
+    │   ├── PaymentRequiredError    402: trial over or credits used up
+    │   ├── PermissionDeniedError   403
+    │   ├── NotFoundError           404
+    │   ├── UnprocessableEntityError 422
+    │   ├── RateLimitError          429, with retry_after
+    │   ├── ServerError             5xx
+    │   └── RedirectError           3xx the client would not follow
+    └── ResponseValidationError     an answer that is not the documented shape
+
+Other statuses (406, 409, 410, 486, ...) and a 2xx with ``"success": false`` raise a
+plain :class:`APIStatusError`. Errors carry no request headers, so the API key never
+rides along in an exception, its attributes or its chained cause.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientClosedError",
+    "MissingAPIKeyError",
+    "NotFoundError",
+    "PaymentRequiredError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RedirectError",
+    "ResponseValidationError",
+    "ServerError",
+    "TwoChatError",
+    "UnprocessableEntityError",
+]
+
+
+class TwoChatError(Exception):
+    """Base of every error the SDK raises."""
+
+
+class MissingAPIKeyError(TwoChatError):
+    """No API key: pass ``api_key=`` or set ``TWOCHAT_API_KEY``."""
+
+
+class ClientClosedError(TwoChatError, RuntimeError):
+    """The client was used after :meth:`VoIPClient.aclose`."""
+
+
+class APIConnectionError(TwoChatError):
+    """The request never got a complete answer: refused, reset, dropped, DNS, TLS.
+
+    Attributes:
+        call_uuid: The record asked for, if any.
+    """
+
+    def __init__(self, message: str, *, call_uuid: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.call_uuid = call_uuid
+
+
+class APITimeoutError(APIConnectionError):
+    """An attempt took longer than its timeout."""
+
+
+class APIStatusError(TwoChatError):
+    """The server answered with something other than a record.
+
+    Attributes:
+        status_code: The HTTP status.
+        message: The server's own message, from ``error_message``, ``message`` or
+            ``detail``, whichever envelope it used.
+        body: The start of the answer's body (at most 500 characters), for logs.
+        call_uuid: The record asked for, if any.
+        retry_after: Seconds the server asked to wait (``Retry-After``), if it said.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: str = "",
+        call_uuid: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.body = body
+        self.call_uuid = call_uuid
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        where = f" (call {self.call_uuid})" if self.call_uuid else ""
+        return f"{self.status_code}: {self.message}{where}"
+
+
+class BadRequestError(APIStatusError):
+    """400: the server refused the request as malformed."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is invalid."""
+
+
+class PaymentRequiredError(APIStatusError):
+    """402: the trial is over or the account's credits are used up."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: no key reached the server, or it may not do this."""
+
+
+class NotFoundError(APIStatusError):
+    """404: no such record."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: the server could not process the input."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests for the account this minute; ``retry_after`` says how
+    long the server asked to wait, when it said."""
+
+
+class ServerError(APIStatusError):
+    """5xx: the server failed; 500, 502, 503 and 504 are retried automatically."""
+
+
+class RedirectError(APIStatusError):
+    """A redirect the client did not follow: to another origin, or too many of them.
+
+    The API key travels in a header that HTTP clients forward on redirect, so the
+    client follows redirects only within the configured origin.
+    """
+
+
+class ResponseValidationError(TwoChatError):
+    """The answer is not the documented shape: not JSON, wrong types, no ``cdr``,
+    or larger than the size cap.
+
+    Attributes:
+        status_code: The HTTP status of the answer.
+        message: What is wrong, field by field where it can say.
+        body: The start of the answer's body (at most 500 characters).
+        call_uuid: The record asked for, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: str = "",
+        call_uuid: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.body = body
+        self.call_uuid = call_uuid
+
+    def __str__(self) -> str:
+        where = f" (call {self.call_uuid})" if self.call_uuid else ""
+        return f"invalid answer{where}: {self.message}"

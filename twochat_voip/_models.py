@@ -1,0 +1,132 @@
+"""The call detail record and its parts: frozen attrs classes and str-enums, no I/O.
+
+Every field a real call can lack (never answered, still ringing, inbound without an
+agent, no recording, not billed yet) is optional and defaults to ``None``; only the
+record's ``uuid`` is required. Enum-typed fields keep a value the SDK does not know yet
+as a plain ``str``: 2Chat adds statuses without notice, and a new one must never turn a
+good record into an error.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from decimal import Decimal
+
+import attrs
+
+__all__ = ["Agent", "CallCost", "CallDetailRecord", "CallDirection", "CallStatus"]
+
+
+class CallDirection(enum.StrEnum):
+    """Which way a call went."""
+
+    OUTBOUND = "O"
+    INBOUND = "I"
+
+
+class CallStatus(enum.StrEnum):
+    """The states 2Chat is known to report; the list is open, so fields typed with it
+    also accept a plain ``str``."""
+
+    ANSWERED = "ANSWERED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    MISSED = "MISSED"
+    RINGING = "RINGING"
+
+
+@attrs.frozen(kw_only=True)
+class CallCost:
+    """What a call was billed.
+
+    Attributes:
+        callid: The provider's call session id; matches the record's ``callid``.
+        forwarded: Whether the call was forwarded.
+        toll_free: Whether the destination was toll free.
+        start_dt: Start of the billing window (UTC).
+        end_dt: End of the billing window (UTC).
+        duration: Billed seconds.
+        call_price: Price in USD, exact: ``Decimal("0.0594")``, never a float.
+    """
+
+    callid: str | None = None
+    forwarded: bool | None = None
+    toll_free: bool | None = None
+    start_dt: datetime | None = None
+    end_dt: datetime | None = None
+    duration: int | None = None
+    call_price: Decimal | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Agent:
+    """The 2Chat user who handled a call.
+
+    Attributes:
+        uuid: The agent's user id (``USR…``).
+        first_name: Given name.
+        last_name: Family name.
+        full_name: Name as 2Chat shows it.
+        profile_pic_url: Address of the agent's picture.
+    """
+
+    uuid: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    full_name: str | None = None
+    profile_pic_url: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class CallDetailRecord:
+    """One call's full detail record (CDR), as ``GET /open/voip/call/{uuid}`` answers it.
+
+    Attributes:
+        uuid: The record's id (``CDR…``); the only required field.
+        account_uuid: The account the call belongs to (``ACC…``).
+        callid: The provider's opaque call session id.
+        direction: :class:`CallDirection`, or the raw string if 2Chat sends a new one.
+        active: Whether the call is in progress now.
+        from_: Id of the user or number that started the call (``from`` on the wire).
+        to_number: Destination number, international format.
+        iso_country_code: Two-letter country of the destination.
+        status: :class:`CallStatus`, or the raw string for a status the SDK does not know.
+        is_whatsapp_call: Placed over WhatsApp.
+        is_sip_trunk_call: Placed over a SIP trunk; often unknown (``None``).
+        created_at: When the record was created (UTC).
+        updated_at: When the record last changed (UTC).
+        caller_id_uuid: The caller id used (``VCI…``).
+        caller_id_used: The number the callee saw.
+        duration: Call duration in seconds.
+        recording_url: Address of the mp3 recording; it lives on another host, and
+            fetching it is up to you.
+        start_time: When the call was answered (UTC).
+        end_time: When the call ended (UTC).
+        agent_id: Id of the agent who handled the call (``USR…``).
+        call_cost: What the call was billed, once it has been.
+        agent: The agent, when there was one.
+    """
+
+    uuid: str
+    account_uuid: str | None = None
+    callid: str | None = None
+    direction: CallDirection | str | None = None
+    active: bool | None = None
+    from_: str | None = None
+    to_number: str | None = None
+    iso_country_code: str | None = None
+    status: CallStatus | str | None = None
+    is_whatsapp_call: bool | None = None
+    is_sip_trunk_call: bool | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    caller_id_uuid: str | None = None
+    caller_id_used: str | None = None
+    duration: int | None = None
+    recording_url: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    agent_id: str | None = None
+    call_cost: CallCost | None = None
+    agent: Agent | None = None

@@ -1,0 +1,295 @@
+"""Sans-I/O: build 2Chat requests and judge their answers, with no network in sight.
+
+Everything here is a pure function over values (a URL, a status, headers, a body), so
+the rules of the API are tested without sockets or mocks. The transport moves bytes;
+this module decides what they mean.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Mapping
+from email.utils import parsedate_to_datetime
+from http import HTTPStatus
+from typing import Any, Final
+
+import attrs
+from yarl import URL
+
+from twochat_voip._converter import converter, explain_invalid
+from twochat_voip._errors import (
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    NotFoundError,
+    PaymentRequiredError,
+    PermissionDeniedError,
+    RateLimitError,
+    RedirectError,
+    ResponseValidationError,
+    ServerError,
+    UnprocessableEntityError,
+)
+from twochat_voip._models import CallDetailRecord
+
+_json_loads: Callable[[bytes], Any]
+try:  # orjson is an optional speed-up (the ``speed`` extra); the results are the same.
+    from orjson import loads as _json_loads
+except ImportError:  # pragma: no cover - exercised only where orjson is absent
+    _json_loads = json.loads
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "Request",
+    "Response",
+    "call_request",
+    "decode_json",
+    "error_from_response",
+    "normalise_base_url",
+    "parse_call",
+    "parse_retry_after",
+    "redirect_target",
+    "validate_call_uuid",
+]
+
+DEFAULT_BASE_URL: Final = "https://api.p.2chat.io"
+API_KEY_HEADER: Final = "X-User-API-Key"
+BODY_EXCERPT_CHARS: Final = 500
+
+_CALL_UUID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
+_LOOPBACK_NAMES: Final = frozenset({"localhost"})
+
+_STATUS_ERRORS: Final[Mapping[int, type[APIStatusError]]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: PaymentRequiredError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+@attrs.frozen
+class Request:
+    """An HTTP request ready to send.
+
+    Attributes:
+        method: The HTTP method.
+        url: The absolute, already percent-safe URL.
+        headers: Headers to send; they hold the API key, so never log them.
+        call_uuid: The record asked for, for error messages.
+    """
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = attrs.field(repr=False)
+    call_uuid: str | None = None
+
+
+@attrs.frozen
+class Response:
+    """An HTTP answer as read off the wire.
+
+    Attributes:
+        status: The HTTP status.
+        headers: The answer's headers (case-insensitive mapping).
+        body: The body, decompressed, at most the size cap.
+    """
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def validate_call_uuid(call_uuid: object) -> str:
+    """Return ``call_uuid`` if it is a safe path segment, else raise before any I/O.
+
+    2Chat ids are a three-letter prefix and a UUID; anything beyond
+    ``[A-Za-z0-9_-]{1,128}`` (slashes, dots, ``?``, ``#``, ``%``, spaces) could change
+    which URL is asked for, so it never reaches the network.
+    """
+    if not isinstance(call_uuid, str):
+        raise TypeError(f"call_uuid must be a str, not {type(call_uuid).__name__}")
+    if _CALL_UUID.fullmatch(call_uuid) is None:
+        shown = call_uuid if len(call_uuid) <= 60 else call_uuid[:57] + "..."
+        raise ValueError(
+            f"invalid call_uuid {shown!r}: expected 1-128 letters, digits, '-' or '_', "
+            "such as 'CDR8b3e7a1f-6c94-4d52-ae17-5f2b9d4c8e63'"
+        )
+    return call_uuid
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def normalise_base_url(base_url: str) -> str:
+    """Check a base URL and return it without a trailing slash.
+
+    Only ``https`` is accepted, or ``http`` to a loopback host (the fake server, a
+    local proxy): the API key must not cross a network in clear text.
+    """
+    url = URL(base_url)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"base_url must be an absolute http(s) URL, got {base_url!r}")
+    if url.user is not None or url.password is not None:
+        raise ValueError("base_url must not carry credentials")
+    if url.query_string or url.fragment:
+        raise ValueError("base_url must not have a query or a fragment")
+    if url.scheme == "http" and not _is_loopback(url.host):
+        raise ValueError(
+            f"refusing plain http to {url.host}: the API key would travel unencrypted; "
+            "use https (http is allowed only to a loopback host)"
+        )
+    return str(url).rstrip("/")
+
+
+def call_request(base_url: str, headers: Mapping[str, str], call_uuid: str) -> Request:
+    """The request for ``GET /open/voip/call/{call_uuid}`` (the id already validated)."""
+    return Request("GET", f"{base_url}/open/voip/call/{call_uuid}", headers, call_uuid)
+
+
+def _origin(url: URL) -> tuple[str, str | None, int | None]:
+    return (url.scheme, url.host, url.port)
+
+
+def redirect_target(
+    request_url: str, status: int, location: str | None, call_uuid: str | None = None
+) -> str | None:
+    """Where to follow a redirect, ``None`` if the answer is not one to follow.
+
+    Raises :class:`RedirectError` for a redirect to another origin (scheme, host or
+    port): the API key header would go with it.
+    """
+    if status not in _REDIRECT_STATUSES or not location:
+        return None
+    current = URL(request_url)
+    target = current.join(URL(location))
+    if _origin(target) != _origin(current):
+        raise RedirectError(
+            f"refused to follow a redirect to another origin "
+            f"({target.scheme}://{target.host}): the API key would go with it",
+            status_code=status,
+            call_uuid=call_uuid,
+        )
+    return str(target)
+
+
+def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP-date.
+
+    Returns ``None`` for a missing or unreadable value, and never less than 0.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - now()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def decode_json(body: bytes) -> Any:
+    """Decode a JSON body; raises ``ValueError`` (incl. bad UTF-8) if it is not JSON."""
+    return _json_loads(body)
+
+
+def _excerpt(body: bytes) -> str:
+    return body[: BODY_EXCERPT_CHARS * 4].decode("utf-8", "replace")[:BODY_EXCERPT_CHARS]
+
+
+def _server_message(payload: object) -> str | None:
+    if isinstance(payload, Mapping):
+        for key in ("error_message", "message", "detail"):
+            value = payload.get(key)
+            if isinstance(value, str) and value:
+                return value
+            if value:  # e.g. a validation framework's list of problems
+                return json.dumps(value, default=str)[:BODY_EXCERPT_CHARS]
+    return None
+
+
+def error_from_response(response: Response, call_uuid: str | None = None) -> APIStatusError:
+    """The typed error for an answer that is not a success.
+
+    The message comes from whichever envelope the server used (``error_message``,
+    ``message``, ``detail``), else from the status's reason phrase.
+    """
+    status = response.status
+    try:
+        payload = decode_json(response.body)
+    except ValueError:
+        payload = None
+    message = _server_message(payload)
+    if message is None:
+        try:
+            message = HTTPStatus(status).phrase
+        except ValueError:
+            message = "unexpected answer"
+    if 500 <= status <= 599:
+        cls: type[APIStatusError] = ServerError
+    else:
+        cls = _STATUS_ERRORS.get(status, APIStatusError)
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    return cls(
+        message,
+        status_code=status,
+        body=_excerpt(response.body),
+        call_uuid=call_uuid,
+        retry_after=retry_after,
+    )
+
+
+def _invalid(response: Response, call_uuid: str | None, message: str) -> ResponseValidationError:
+    return ResponseValidationError(
+        message, status_code=response.status, body=_excerpt(response.body), call_uuid=call_uuid
+    )
+
+
+def parse_envelope(response: Response, call_uuid: str | None) -> Mapping[str, Any]:
+    """The decoded JSON object of a successful answer, or the error it amounts to."""
+    if not 200 <= response.status <= 299:
+        raise error_from_response(response, call_uuid)
+    try:
+        payload = decode_json(response.body)
+    except ValueError:
+        raise _invalid(response, call_uuid, "the body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise _invalid(response, call_uuid, f"expected a JSON object, got {type(payload).__name__}")
+    if payload.get("success") is False:
+        message = _server_message(payload) or "the server reported a failure"
+        raise APIStatusError(
+            message, status_code=response.status, body=_excerpt(response.body), call_uuid=call_uuid
+        )
+    return payload
+
+
+def parse_call(response: Response, call_uuid: str | None = None) -> CallDetailRecord:
+    """The record in a ``GET /open/voip/call/{uuid}`` answer, or the error it amounts to."""
+    payload = parse_envelope(response, call_uuid)
+    cdr = payload.get("cdr")
+    if not isinstance(cdr, dict):
+        found = "no 'cdr'" if cdr is None else f"'cdr' is {type(cdr).__name__}"
+        raise _invalid(response, call_uuid, f"expected a 'cdr' object, found {found}")
+    try:
+        return converter.structure(cdr, CallDetailRecord)
+    except Exception as exc:  # cattrs and its hooks raise many types
+        raise _invalid(response, call_uuid, explain_invalid(cdr, CallDetailRecord)) from exc

@@ -1,0 +1,127 @@
+"""The only module that touches aiohttp's request API: send a Request, read a Response.
+
+aiohttp's exceptions end here, translated into the SDK's tree. Redirects are followed
+by hand and only within the request's origin, because aiohttp forwards custom headers
+such as ``X-User-API-Key`` to whatever host a redirect names.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import aiohttp
+from yarl import URL
+
+from twochat_voip._errors import (
+    APIConnectionError,
+    APITimeoutError,
+    ClientClosedError,
+    RedirectError,
+    ResponseValidationError,
+)
+from twochat_voip._protocol import Request, Response, redirect_target
+
+__all__ = ["MAX_REDIRECTS", "send"]
+
+MAX_REDIRECTS: Final = 5
+
+
+async def _read_capped(
+    response: aiohttp.ClientResponse, limit: int, call_uuid: str | None
+) -> bytes:
+    def too_large(size: str) -> ResponseValidationError:
+        return ResponseValidationError(
+            f"the answer is larger than the {limit}-byte cap ({size})",
+            status_code=response.status,
+            call_uuid=call_uuid,
+        )
+
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        raise too_large(f"Content-Length {declared}")
+    if declared is not None and "Content-Encoding" not in response.headers:
+        # The parser stops at Content-Length, so this read is bounded already.
+        return await response.read()
+    body = bytearray()
+    async for chunk in response.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            raise too_large("more than that arrived")
+    return bytes(body)
+
+
+async def send(
+    session: aiohttp.ClientSession,
+    request: Request,
+    *,
+    timeout: aiohttp.ClientTimeout,
+    max_body: int,
+) -> Response:
+    """Send ``request`` and read its answer, following same-origin redirects.
+
+    Raises :class:`APIConnectionError` (or :class:`APITimeoutError`) when no complete
+    answer arrives, :class:`RedirectError` for a redirect that is not followed, and
+    :class:`ResponseValidationError` for an answer over ``max_body`` bytes.
+    """
+    url = request.url
+    for _ in range(MAX_REDIRECTS + 1):
+        response = await _exchange(session, request, url, timeout=timeout, max_body=max_body)
+        target = redirect_target(
+            url, response.status, response.headers.get("Location"), request.call_uuid
+        )
+        if target is None:
+            return response
+        url = target
+    raise RedirectError(
+        f"more than {MAX_REDIRECTS} redirects",
+        status_code=response.status,
+        call_uuid=request.call_uuid,
+    )
+
+
+async def _exchange(
+    session: aiohttp.ClientSession,
+    request: Request,
+    url: str,
+    *,
+    timeout: aiohttp.ClientTimeout,
+    max_body: int,
+) -> Response:
+    call_uuid = request.call_uuid
+    if session.closed:
+        raise ClientClosedError("the aiohttp session is closed")
+    failure: APIConnectionError
+    try:
+        async with session.request(
+            request.method,
+            URL(url, encoded=True),
+            headers=request.headers,
+            allow_redirects=False,
+            raise_for_status=False,
+            timeout=timeout,
+        ) as answer:
+            body = await _read_capped(answer, max_body, call_uuid)
+            return Response(answer.status, answer.headers, body)
+    except TimeoutError as exc:
+        raise APITimeoutError(
+            f"no complete answer within {timeout.total} s", call_uuid=call_uuid
+        ) from exc
+    except aiohttp.ClientResponseError as exc:
+        # Its request_info holds our request headers, the key among them: keep only
+        # the words, and raise outside this block so that it is not even the
+        # __context__ of what we raise.
+        failure = APIConnectionError(
+            f"{type(exc).__name__}: {exc.status} {exc.message}", call_uuid=call_uuid
+        )
+    except aiohttp.ClientError as exc:
+        raise APIConnectionError(_describe(exc), call_uuid=call_uuid) from exc
+    raise failure
+
+
+def _describe(exc: aiohttp.ClientError) -> str:
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        # Its str() is the half-parsed answer's repr: noise, not news.
+        return "the server closed the connection before the answer was complete"
+    detail = str(exc)
+    name = type(exc).__name__
+    return f"{name}: {detail}" if detail else name

@@ -1,0 +1,116 @@
+"""Call detail records for tests: the documented example, and generated ones."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from importlib.resources import files
+from typing import Any
+
+__all__ = ["EXAMPLE_ANSWER", "EXAMPLE_CDR", "generate_cdrs"]
+
+EXAMPLE_ANSWER: dict[str, Any] = json.loads(
+    files("twochat_voip.testing").joinpath("example_answer.json").read_text("utf-8")
+)
+"""2Chat's documented answer to ``GET /open/voip/call/{uuid}``, as wire JSON."""
+
+EXAMPLE_CDR: dict[str, Any] = EXAMPLE_ANSWER["cdr"]
+"""The ``cdr`` object of :data:`EXAMPLE_ANSWER`."""
+
+_ACCOUNT = "ACC4d6f2e8a-9b13-4c75-a8d1-6e3f7b5c2a94"
+_AGENTS = [
+    ("Jane", "Doe"),
+    ("Ana", "Benítez"),
+    ("Kofi", "Mensah"),
+    ("Mei", "Chen"),
+]
+_COUNTRIES = [("PY", "+5959"), ("US", "+1415"), ("BR", "+5511"), ("DE", "+4930")]
+
+
+def _id(prefix: str, rng: random.Random) -> str:
+    return prefix + str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _ts(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def generate_cdrs(count: int, *, seed: int = 0) -> list[dict[str, Any]]:
+    """``count`` varied, valid CDRs as wire JSON, the same for the same ``seed``.
+
+    About 70% completed outbound calls with agent and cost, 10% inbound without an
+    agent, 10% missed (no times, duration, recording or cost), 5% ringing right now,
+    5% failed, so code under test meets the nulls real records have.
+    """
+    rng = random.Random(seed)  # noqa: S311 - test data, not secrets
+    start = datetime(2025, 11, 5, 9, 0, tzinfo=UTC)
+    records = []
+    for n in range(count):
+        kind = rng.random()
+        created = start + timedelta(seconds=37 * n)
+        callid = "".join(rng.choices("abcdefghijkmnpqrstuvwxyz23456789", k=20))
+        country, prefix = rng.choice(_COUNTRIES)
+        first, last = rng.choice(_AGENTS)
+        agent_uuid = _id("USR", rng)
+        record: dict[str, Any] = {
+            "uuid": _id("CDR", rng),
+            "account_uuid": _ACCOUNT,
+            "callid": callid,
+            "direction": "O",
+            "active": False,
+            "from": agent_uuid,
+            "iso_country_code": country,
+            "status": "COMPLETED",
+            "is_whatsapp_call": rng.random() < 0.2,
+            "is_sip_trunk_call": None,
+            "created_at": _ts(created),
+            "updated_at": _ts(created + timedelta(seconds=30)),
+            "to_number": prefix + "".join(rng.choices("0123456789", k=7)),
+            "caller_id_uuid": _id("VCI", rng),
+            "caller_id_used": "+61298374152",
+            "duration": None,
+            "recording_url": None,
+            "start_time": None,
+            "end_time": None,
+            "agent_id": agent_uuid,
+            "call_cost": None,
+            "agent": {
+                "uuid": agent_uuid,
+                "first_name": first,
+                "last_name": last,
+                "full_name": f"{first} {last}",
+                "profile_pic_url": f"https://example.com/avatars/{agent_uuid}.png",
+            },
+        }
+        if kind < 0.80:
+            answered = created + timedelta(seconds=rng.randint(1, 20))
+            duration = rng.randint(1, 900)
+            ended = answered + timedelta(seconds=duration)
+            record.update(
+                duration=duration,
+                start_time=_ts(answered),
+                end_time=_ts(ended),
+                recording_url=f"https://2chat-user-data.s3.amazonaws.com/{_ACCOUNT}/calls/{callid}.mp3",
+                call_cost={
+                    "callid": callid,
+                    "forwarded": False,
+                    "toll_free": rng.random() < 0.05,
+                    "start_dt": _ts(answered),
+                    "end_dt": _ts(ended + timedelta(seconds=1)),
+                    "duration": duration + 1,
+                    "call_price": round(0.0198 * (1 + duration // 60), 4),
+                },
+            )
+            if kind >= 0.70:  # inbound, answered by nobody in particular
+                record.update(direction="I", agent_id=None, agent=None)
+                record["from"] = "+5511987654321"
+        elif kind < 0.90:
+            record.update(status="MISSED")
+        elif kind < 0.95:
+            record.update(status="RINGING", active=True, updated_at=record["created_at"])
+        else:
+            record.update(status="FAILED")
+        records.append(record)
+    return records

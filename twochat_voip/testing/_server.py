@@ -1,0 +1,508 @@
+"""FakeTwoChatServer: 2Chat's VoIP API on 127.0.0.1, with faults you script.
+
+It speaks HTTP/1.1 over a raw asyncio protocol rather than a web framework, so that a
+test can cut a connection exactly where it wants (before the status line, inside the
+headers, halfway through the body) and so that it answers fast enough to measure a
+client against, not a server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import gzip as gzip_module
+import json
+import random
+import time
+from collections.abc import Iterable, Mapping
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, Literal, Self
+from urllib.parse import parse_qs, urlsplit
+
+import attrs
+
+from twochat_voip.testing._data import EXAMPLE_CDR
+
+__all__ = ["DEFAULT_TEST_KEY", "FakeTwoChatServer", "Fault", "ReceivedRequest"]
+
+DEFAULT_TEST_KEY = "test-key-not-a-secret"
+_CALL_PREFIX = "/open/voip/call/"
+_HISTORY_PATH = "/open/voip/call-history"
+_MAX_HEAD = 64 * 1024
+
+Drop = Literal["before_status", "mid_headers", "mid_body"]
+
+
+@attrs.frozen(kw_only=True)
+class Fault:
+    """One scripted misbehaviour, spent on one request.
+
+    With ``status`` left ``None`` the request gets its normal answer, changed by the
+    other options; with a status it gets that status and 2Chat's error envelope
+    (or ``body``).
+
+    Attributes:
+        status: Answer with this status instead of the normal answer.
+        body: The body instead: bytes or str as they are, anything else as JSON.
+        headers: Extra headers for the answer.
+        retry_after: A ``Retry-After`` value: seconds, or an HTTP-date string.
+        delay: Seconds to wait before answering.
+        drop: Close the connection ``"before_status"``, ``"mid_headers"`` or
+            ``"mid_body"`` (the body cut short).
+        hang: Never answer; the connection stays open until the server stops.
+        trickle: Seconds between bytes of the answer, sent one at a time.
+        gzip: Send the body gzip-compressed.
+        chunked: Send the body with chunked transfer encoding.
+        content_type: The ``Content-Type`` header instead of ``application/json``.
+    """
+
+    status: int | None = None
+    body: Any = None
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    retry_after: str | float | None = None
+    delay: float = 0.0
+    drop: Drop | None = None
+    hang: bool = False
+    trickle: float | None = None
+    gzip: bool = False
+    chunked: bool = False
+    content_type: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ReceivedRequest:
+    """A request the server received, for tests to inspect.
+
+    Attributes:
+        method: The HTTP method.
+        path: The path, without the query.
+        query: The query parameters (first value of each).
+        headers: The request headers, names lower-cased. The key is left out of the
+            repr, and is the test key anyway.
+        received_at: ``time.monotonic()`` when it arrived.
+        status: The status answered, ``None`` if the connection was cut or hung.
+    """
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str] = attrs.field(repr=False)
+    received_at: float
+    status: int | None
+
+    @property
+    def call_uuid(self) -> str | None:
+        """The id asked for by a ``GET /open/voip/call/{uuid}``."""
+        if self.path.startswith(_CALL_PREFIX):
+            return self.path[len(_CALL_PREFIX) :]
+        return None
+
+
+@attrs.define
+class _Answer:
+    status: int
+    body: bytes
+    headers: list[tuple[str, str]] = attrs.field(factory=list)
+    fault: Fault | None = None
+
+
+class FakeTwoChatServer:
+    """A fake of 2Chat's VoIP API on 127.0.0.1, for your tests and ours.
+
+    ::
+
+        async with FakeTwoChatServer(cdrs=generate_cdrs(100)) as server:
+            server.fail_next(Fault(status=503), Fault(drop="mid_body"))
+            async with VoIPClient(api_key=server.api_key, base_url=server.base_url) as voip:
+                ...
+
+    It serves ``GET /open/voip/call/{uuid}`` and ``GET /open/voip/call-history`` the
+    way 2Chat does (including its error envelopes), checks ``X-User-API-Key``, can
+    enforce a per-minute limit answering 429, and logs every request.
+
+    Args:
+        cdrs: Records to serve, as wire JSON; default: the documented example only.
+        api_key: The key it accepts; ``None`` accepts any key (but still wants one).
+        requests_per_minute: Enforce this limit, like 2Chat, answering 429.
+        rate_period: The window the limit is counted over, in seconds: at most
+            ``requests_per_minute * rate_period / 60`` requests in any such window.
+            Shrink it to run a per-minute limit in a test that takes seconds.
+        rate_limit_retry_after: Send ``Retry-After`` with 429s (2Chat does not).
+        history_page_size: Records per page of the call history.
+    """
+
+    def __init__(
+        self,
+        cdrs: Iterable[Mapping[str, Any]] | None = None,
+        *,
+        api_key: str | None = DEFAULT_TEST_KEY,
+        requests_per_minute: float | None = None,
+        rate_period: float = 60.0,
+        rate_limit_retry_after: bool = False,
+        history_page_size: int = 50,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.api_key = api_key
+        self.requests: list[ReceivedRequest] = []
+        self.requests_per_minute = requests_per_minute
+        self.rate_period = rate_period
+        self.rate_limit_retry_after = rate_limit_retry_after
+        self.history_page_size = history_page_size
+        self._records: dict[str, bytes] = {}
+        self._wire: dict[str, Mapping[str, Any]] = {}
+        self.add_cdrs([EXAMPLE_CDR] if cdrs is None else cdrs)
+        self._faults: collections.deque[tuple[str | None, Fault]] = collections.deque()
+        self._random_faults: tuple[float, list[Fault], random.Random] | None = None
+        self._accepted: collections.deque[float] = collections.deque()
+        self._host = host
+        self._port = port
+        self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._arrived = asyncio.Event()
+
+    # lifecycle
+
+    async def start(self) -> Self:
+        """Start listening; :attr:`base_url` is known from here on."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self), self._host, self._port)
+        self._port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def aclose(self) -> None:
+        """Stop listening, cut every connection and end every pending answer."""
+        if self._server is None:
+            return
+        self._server.close()
+        for connection in list(self._connections):
+            connection.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+        self._server = None
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``: give it to ``VoIPClient(base_url=...)``."""
+        if self._server is None:
+            raise RuntimeError("the server is not started")
+        return f"http://{self._host}:{self._port}"
+
+    # what it serves, and how it misbehaves
+
+    def add_cdrs(self, cdrs: Iterable[Mapping[str, Any]]) -> None:
+        """Serve these records (wire JSON) from now on."""
+        for cdr in cdrs:
+            uuid = cdr["uuid"]
+            self._wire[uuid] = cdr
+            self._records[uuid] = json.dumps({"success": True, "cdr": cdr}).encode()
+
+    @property
+    def call_uuids(self) -> list[str]:
+        """The ids of the records served, in the order they were added."""
+        return list(self._wire)
+
+    def fail_next(self, *faults: Fault, call_uuid: str | None = None) -> None:
+        """Spend these faults, in order, on the next requests (for ``call_uuid`` only,
+        if given); after them, requests are answered normally again."""
+        self._faults.extend((call_uuid, fault) for fault in faults)
+
+    def fail_randomly(self, rate: float, faults: Iterable[Fault], *, seed: int = 0) -> None:
+        """From now on, answer a share ``rate`` of requests with one of ``faults``,
+        picked at random (repeatably, from ``seed``). ``rate=0`` stops it."""
+        choices = list(faults)
+        rng = random.Random(seed)  # noqa: S311 - test faults, not secrets
+        self._random_faults = (rate, choices, rng) if rate > 0 and choices else None
+
+    async def wait_for_requests(self, count: int, *, timeout: float = 10.0) -> None:
+        """Wait until at least ``count`` requests have arrived (no polling needed)."""
+        async with asyncio.timeout(timeout):
+            while len(self.requests) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+
+    def requests_for(self, call_uuid: str) -> list[ReceivedRequest]:
+        """The requests that asked for ``call_uuid``."""
+        return [r for r in self.requests if r.call_uuid == call_uuid]
+
+    @property
+    def status_counts(self) -> collections.Counter[int | None]:
+        """How many answers of each status were given (``None``: cut or hung)."""
+        return collections.Counter(r.status for r in self.requests)
+
+    # answering
+
+    def _next_fault(self, call_uuid: str | None) -> Fault | None:
+        for index, (wanted, fault) in enumerate(self._faults):
+            if wanted is None or wanted == call_uuid:
+                del self._faults[index]
+                return fault
+        if self._random_faults is not None:
+            rate, choices, rng = self._random_faults
+            if rng.random() < rate:
+                return rng.choice(choices)
+        return None
+
+    def _over_limit(self, now: float) -> float | None:
+        """Seconds until the next request would be accepted, if over the limit now."""
+        if self.requests_per_minute is None:
+            return None
+        allowed = max(1, int(self.requests_per_minute * self.rate_period / 60.0))
+        window_start = now - self.rate_period
+        while self._accepted and self._accepted[0] <= window_start:
+            self._accepted.popleft()
+        if len(self._accepted) >= allowed:
+            return self._accepted[0] - window_start
+        self._accepted.append(now)
+        return None
+
+    def _answer(self, method: str, target: str, headers: Mapping[str, str]) -> _Answer:
+        now = time.monotonic()
+        parts = urlsplit(target)
+        path = parts.path
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        call_uuid = path[len(_CALL_PREFIX) :] if path.startswith(_CALL_PREFIX) else None
+        answer = self._route(
+            method, path, query=query, headers=headers, call_uuid=call_uuid, now=now
+        )
+        self.requests.append(
+            ReceivedRequest(
+                method=method,
+                path=path,
+                query=query,
+                headers=headers,
+                received_at=now,
+                status=_answered_status(answer),
+            )
+        )
+        self._arrived.set()
+        return answer
+
+    def _route(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        call_uuid: str | None,
+        now: float,
+    ) -> _Answer:
+        key = headers.get("x-user-api-key")
+        if not key:
+            return _json_answer(403, {"detail": "Not authenticated"})
+        if self.api_key is not None and key != self.api_key:
+            return _json_answer(401, {"detail": "Invalid API Key"})
+        wait = self._over_limit(now)
+        if wait is not None:
+            answer = _error_answer(429, "Too many requests, please retry later")
+            if self.rate_limit_retry_after:
+                answer.headers.append(("Retry-After", str(max(1, round(wait)))))
+            return answer
+        fault = self._next_fault(call_uuid)
+        if fault is not None and fault.status is not None:
+            return _fault_answer(fault)
+        if method != "GET":
+            answer = _error_answer(405, "Method not allowed")
+        elif call_uuid is not None:
+            body = self._records.get(call_uuid)
+            answer = _Answer(200, body) if body else _error_answer(404, "Call not found")
+        elif path == _HISTORY_PATH:
+            answer = self._history(query)
+        else:
+            answer = _json_answer(404, {"detail": "Not Found"})
+        if fault is not None:
+            answer.fault = fault
+            if fault.body is not None:
+                answer.body = _encode_body(fault.body)
+        return answer
+
+    def _history(self, query: Mapping[str, str]) -> _Answer:
+        direction = {"inbound": "I", "outbound": "O"}.get(query.get("direction", ""))
+        if "direction" in query and direction is None:
+            return _error_answer(422, "direction must be inbound or outbound")
+        try:
+            page = int(query.get("page_number", "0"))
+        except ValueError:
+            return _error_answer(422, "page_number must be a whole number")
+        records = [
+            {k: v for k, v in cdr.items() if k != "agent"}
+            for cdr in self._wire.values()
+            if direction is None or cdr.get("direction") == direction
+        ]
+        size = self.history_page_size
+        chunk = records[page * size : (page + 1) * size] if page >= 0 else []
+        body = {"success": True, "count": len(records), "page": page, "cdrs": chunk}
+        return _json_answer(200, body)
+
+
+def _answered_status(answer: _Answer) -> int | None:
+    fault = answer.fault
+    if fault is not None and (fault.hang or fault.drop is not None):
+        return None
+    return answer.status
+
+
+def _encode_body(body: Any) -> bytes:
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode()
+    return json.dumps(body).encode()
+
+
+def _json_answer(status: int, payload: Any) -> _Answer:
+    return _Answer(status, json.dumps(payload).encode())
+
+
+def _error_answer(status: int, message: str) -> _Answer:
+    return _json_answer(status, {"success": False, "error": True, "error_message": message})
+
+
+def _fault_answer(fault: Fault) -> _Answer:
+    assert fault.status is not None  # noqa: S101 - callers checked
+    if fault.body is not None:
+        answer = _Answer(fault.status, _encode_body(fault.body))
+    else:
+        try:
+            phrase = HTTPStatus(fault.status).phrase
+        except ValueError:
+            phrase = "Error"
+        answer = _error_answer(fault.status, phrase)
+    answer.fault = fault
+    return answer
+
+
+def _render(answer: _Answer, keep_alive: bool) -> tuple[bytes, bytes]:
+    """The head and body bytes of an answer."""
+    fault = answer.fault or Fault()
+    body = answer.body
+    try:
+        phrase = HTTPStatus(answer.status).phrase
+    except ValueError:
+        phrase = "Unknown"
+    lines = [f"HTTP/1.1 {answer.status} {phrase}"]
+    lines.append(f"Content-Type: {fault.content_type or 'application/json'}")
+    if fault.gzip:
+        body = gzip_module.compress(body)
+        lines.append("Content-Encoding: gzip")
+    if fault.chunked:
+        lines.append("Transfer-Encoding: chunked")
+        half = len(body) // 2
+        parts = [p for p in (body[:half], body[half:]) if p]
+        body = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+    else:
+        lines.append(f"Content-Length: {len(body)}")
+    if fault.retry_after is not None:
+        lines.append(f"Retry-After: {fault.retry_after}")
+    lines.extend(f"{name}: {value}" for name, value in (*answer.headers, *fault.headers.items()))
+    lines.append("Connection: keep-alive" if keep_alive else "Connection: close")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head, body
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parse requests, write answers, misbehave on cue."""
+
+    def __init__(self, server: FakeTwoChatServer) -> None:
+        self._server = server
+        self._buffer = bytearray()
+        self._transport: asyncio.Transport | None = None
+        self._busy = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)  # noqa: S101 - TCP always is
+        self._transport = transport
+        self._server._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server._connections.discard(self)
+        self._transport = None
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        self._serve_buffered()
+
+    def _serve_buffered(self) -> None:
+        while not self._busy and self._transport is not None:
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._buffer) > _MAX_HEAD:
+                    self.abort()
+                return
+            head = bytes(self._buffer[:end]).decode("latin-1")
+            del self._buffer[: end + 4]
+            request_line, *header_lines = head.split("\r\n")
+            method, target, _version = request_line.split(" ", 2)
+            headers = {}
+            for line in header_lines:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            # Bodies are not expected (every route is a GET); skip one if sent.
+            del self._buffer[: int(headers.get("content-length", "0") or 0)]
+            keep_alive = headers.get("connection", "").lower() != "close"
+            answer = self._server._answer(method, target, headers)
+            fault = answer.fault
+            if fault is None or not (fault.delay or fault.hang or fault.trickle or fault.drop):
+                head_bytes, body = _render(answer, keep_alive)
+                self._transport.write(head_bytes + body)
+                if not keep_alive:
+                    self._transport.close()
+                continue
+            self._busy = True
+            task = asyncio.get_running_loop().create_task(self._misbehave(answer, keep_alive))
+            self._server._tasks.add(task)
+            task.add_done_callback(self._server._tasks.discard)
+
+    async def _misbehave(self, answer: _Answer, keep_alive: bool) -> None:
+        fault = answer.fault or Fault()
+        if fault.hang:
+            return  # stays busy: nothing more is answered on this connection
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
+        head, body = _render(answer, keep_alive)
+        transport = self._transport
+        if transport is None:
+            return
+        if fault.drop == "before_status":
+            transport.abort()
+            return
+        if fault.drop == "mid_headers":
+            transport.write(head[: len(head) // 2])
+            transport.abort()
+            return
+        if fault.drop == "mid_body":
+            transport.write(head + body[: len(body) // 2])
+            transport.abort()
+            return
+        if fault.trickle:
+            for byte in head + body:
+                if self._transport is None:
+                    return
+                self._transport.write(bytes((byte,)))
+                await asyncio.sleep(fault.trickle)
+        else:
+            transport.write(head + body)
+        self._busy = False
+        if not keep_alive and self._transport is not None:
+            self._transport.close()
+        self._serve_buffered()

@@ -1,0 +1,36 @@
+"""pytest fixtures for code that uses twochat_voip (needs pytest-asyncio).
+
+Enable them in your ``conftest.py``::
+
+    pytest_plugins = ["twochat_voip.testing.pytest_plugin"]
+
+Then ask for ``twochat_server`` (a started :class:`FakeTwoChatServer` serving the
+documented example record) or ``twochat_client`` (a :class:`VoIPClient` pointed at it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+
+from twochat_voip._client import VoIPClient
+from twochat_voip.testing._server import FakeTwoChatServer
+
+__all__ = ["twochat_client", "twochat_server"]
+
+
+@pytest_asyncio.fixture
+async def twochat_server() -> AsyncIterator[FakeTwoChatServer]:
+    """A started fake 2Chat server on 127.0.0.1, stopped after the test."""
+    async with FakeTwoChatServer() as server:
+        yield server
+
+
+@pytest_asyncio.fixture
+async def twochat_client(twochat_server: FakeTwoChatServer) -> AsyncIterator[VoIPClient]:
+    """A client for ``twochat_server``, closed after the test."""
+    async with VoIPClient(
+        api_key=twochat_server.api_key, base_url=twochat_server.base_url
+    ) as client:
+        yield client
