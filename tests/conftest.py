@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from twochat_voip import VoIPClient
+from twochat_voip import VoIPClient, set_testing
 from twochat_voip.testing import FakeTwoChatServer
 
 pytest_plugins = ["twochat_voip.testing.pytest_plugin"]
@@ -24,6 +24,13 @@ def example_answer() -> dict[str, Any]:
     """The documented answer, as recorded in tests/samples (a fresh copy per test)."""
     answer: dict[str, Any] = json.loads((SAMPLES / "get-call-details.example.json").read_text())
     return answer
+
+
+@pytest.fixture(autouse=True)
+def _retry_testing_mode_off() -> Iterator[None]:
+    """A test that fails inside set_testing() cannot leave it on for the next."""
+    yield
+    set_testing(False)
 
 
 @pytest.fixture(autouse=True)

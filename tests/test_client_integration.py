@@ -377,13 +377,15 @@ async def test_key_never_leaks(caplog: pytest.LogCaptureFixture) -> None:
             Fault(status=302, headers={"Location": "https://elsewhere.example/"}),
         )
         errors: list[BaseException] = []
-        async with VoIPClient(api_key=key, base_url=server.base_url, timeout=0.3) as voip:
+        with set_testing(True, attempts=4):
+            voip = VoIPClient(api_key=key, base_url=server.base_url, timeout=0.3)
             assert key not in repr(voip)
             for _ in range(4):
                 try:
                     await voip.get_call(CALL)
                 except tv.TwoChatError as exc:
                     errors.append(exc)
+            await voip.aclose()
     assert [type(e) for e in errors] == [
         tv.APITimeoutError,
         tv.NotFoundError,
@@ -398,3 +400,29 @@ async def test_key_never_leaks(caplog: pytest.LogCaptureFixture) -> None:
         assert key not in record.getMessage()
     assert all(r.headers["x-user-api-key"] == key for r in server.requests)
     assert key not in repr(server.requests)
+
+
+async def test_unreadable_retry_after_falls_back_to_backoff(
+    twochat_server: FakeTwoChatServer, make_client: MakeClient
+) -> None:
+    """A Retry-After that is neither seconds nor a date is ignored: normal backoff."""
+    twochat_server.fail_next(Fault(status=503, retry_after="whenever"))
+    await make_client().get_call(CALL)
+    (gap,) = gaps(twochat_server)
+    assert 0.25 <= gap < 0.75
+
+
+async def test_stats_count_what_was_spent(
+    twochat_server: FakeTwoChatServer, make_client: MakeClient
+) -> None:
+    """Requests, 429s, retries and outcomes are counted per client."""
+    twochat_server.fail_next(Fault(status=429), Fault(status=503))
+    client = make_client()
+    with set_testing(True, attempts=4):
+        await client.get_call(CALL)
+        twochat_server.fail_next(Fault(status=404))
+        with pytest.raises(tv.NotFoundError):
+            await client.get_call(CALL)
+    assert client.stats == tv.ClientStats(
+        requests=4, rate_limited=1, retries=2, succeeded=1, failed=1
+    )

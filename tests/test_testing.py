@@ -132,7 +132,7 @@ async def test_random_faults_can_be_stopped(twochat_server: FakeTwoChatServer) -
 async def test_rate_limit_answers_429(retry_after: bool) -> None:
     """Over the limit: 429 in 2Chat's envelope, with Retry-After only if asked."""
     async with FakeTwoChatServer(
-        requests_per_minute=120, rate_period=1.0, rate_limit_retry_after=retry_after
+        requests_per_minute=60, rate_burst=2, rate_limit_retry_after=retry_after
     ) as server:
         path = f"/open/voip/call/{EXAMPLE_CDR['uuid']}"
         answers = [await fetch(server, path) for _ in range(3)]

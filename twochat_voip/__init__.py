@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from twochat_voip._client import VoIPClient
+from twochat_voip._bulk import CallResult
+from twochat_voip._client import ClientStats, VoIPClient
 from twochat_voip._converter import converter, make_converter
 from twochat_voip._errors import (
     APIConnectionError,
@@ -14,6 +15,7 @@ from twochat_voip._errors import (
     AuthenticationError,
     BadRequestError,
     ClientClosedError,
+    InvalidCallUUIDError,
     MissingAPIKeyError,
     NotFoundError,
     PaymentRequiredError,
@@ -26,6 +28,7 @@ from twochat_voip._errors import (
     UnprocessableEntityError,
 )
 from twochat_voip._models import Agent, CallCost, CallDetailRecord, CallDirection, CallStatus
+from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._retry import RetryPolicy, set_testing
 
 __version__ = version("twochat-voip")
@@ -34,19 +37,24 @@ __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "AdaptiveRateLimiter",
     "Agent",
     "AuthenticationError",
     "BadRequestError",
     "CallCost",
     "CallDetailRecord",
     "CallDirection",
+    "CallResult",
     "CallStatus",
     "ClientClosedError",
+    "ClientStats",
+    "InvalidCallUUIDError",
     "MissingAPIKeyError",
     "NotFoundError",
     "PaymentRequiredError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RateLimiter",
     "RedirectError",
     "ResponseValidationError",
     "RetryPolicy",

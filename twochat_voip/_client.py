@@ -1,16 +1,20 @@
-"""VoIPClient: owns the session and its lifecycle, and joins protocol, transport and
-retry policy into ``get_call``."""
+"""VoIPClient: owns the session, the rate limiter and the counters, and joins
+protocol, transport and retry policy into ``get_call``, ``get_calls`` and
+``iter_call_history``."""
 
 from __future__ import annotations
 
 import enum
 import os
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from importlib.metadata import version
 from types import TracebackType
-from typing import Final, Self
+from typing import Final, Literal, Self, TypeVar
 
 import aiohttp
+import attrs
 
+from twochat_voip._bulk import CallResult, iterate_bulk
 from twochat_voip._errors import (
     APIConnectionError,
     ClientClosedError,
@@ -24,23 +28,56 @@ from twochat_voip._protocol import (
     Request,
     Response,
     call_request,
+    history_request,
     normalise_base_url,
     parse_call,
+    parse_history,
+    parse_retry_after,
     validate_call_uuid,
 )
+from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._retry import RetryPolicy, is_retryable
 from twochat_voip._transport import send
 
-__all__ = ["VoIPClient"]
+__all__ = ["ClientStats", "VoIPClient"]
 
 DEFAULT_MAX_RESPONSE_SIZE: Final = 1024 * 1024
 _USER_AGENT: Final = f"twochat-voip/{version('twochat-voip')} aiohttp/{aiohttp.__version__}"
+_T = TypeVar("_T")
 
 
 class _State(enum.Enum):
     UNOPENED = "unopened"
     OPENED = "opened"
     CLOSED = "closed"
+
+
+@attrs.frozen(kw_only=True)
+class ClientStats:
+    """What a client has done so far; every request costs the account a credit.
+
+    Attributes:
+        requests: HTTP requests sent, retries and 429s included.
+        rate_limited: Answers that were 429.
+        retries: Attempts made after a call's first.
+        succeeded: Calls (records, history pages) that ended in a result.
+        failed: Calls that ended in an error, after any retries.
+    """
+
+    requests: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    succeeded: int = 0
+    failed: int = 0
+
+
+@attrs.define
+class _Counters:
+    requests: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    succeeded: int = 0
+    failed: int = 0
 
 
 class VoIPClient:
@@ -64,6 +101,11 @@ class VoIPClient:
         session: An ``aiohttp.ClientSession`` you own and close (a web app's shared
             one); without it the client makes one and closes it in :meth:`aclose`.
         max_response_size: Bytes an answer may have; a CDR is ~1.5 KB.
+        requests_per_minute: Pace every request of this client evenly at this rate
+            (your plan's limit). Without it the client sends freely until a 429, then
+            adapts its rate to what the server accepts.
+        rate_limiter: Another :class:`RateLimiter` to use instead (one shared between
+            processes, say); ``requests_per_minute`` must then be left out.
     """
 
     def __init__(
@@ -76,6 +118,8 @@ class VoIPClient:
         max_retry_wait: float = 60.0,
         session: aiohttp.ClientSession | None = None,
         max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
+        requests_per_minute: float | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("TWOCHAT_API_KEY")
         if not key or not key.strip():
@@ -88,6 +132,8 @@ class VoIPClient:
             raise ValueError("timeout must be positive")
         if max_response_size <= 0:
             raise ValueError("max_response_size must be positive")
+        if rate_limiter is not None and requests_per_minute is not None:
+            raise ValueError("give requests_per_minute or rate_limiter, not both")
         self._base_url = normalise_base_url(
             base_url or os.environ.get("TWOCHAT_BASE_URL") or DEFAULT_BASE_URL
         )
@@ -98,10 +144,12 @@ class VoIPClient:
         }
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retry = RetryPolicy(max_retries=max_retries, max_retry_wait=max_retry_wait)
+        self._limiter: RateLimiter = rate_limiter or AdaptiveRateLimiter(requests_per_minute)
         self._max_response_size = max_response_size
         self._session = session
         self._owns_session = session is None
         self._state = _State.UNOPENED
+        self._counters = _Counters()
 
     @property
     def base_url(self) -> str:
@@ -112,6 +160,16 @@ class VoIPClient:
     def retry_policy(self) -> RetryPolicy:
         """The retry policy in force."""
         return self._retry
+
+    @property
+    def rate_limiter(self) -> RateLimiter:
+        """The rate limiter every request of this client waits on."""
+        return self._limiter
+
+    @property
+    def stats(self) -> ClientStats:
+        """A snapshot of what this client has done (requests, 429s, retries, ...)."""
+        return ClientStats(**attrs.asdict(self._counters))
 
     @property
     def closed(self) -> bool:
@@ -134,7 +192,10 @@ class VoIPClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client, and its session if it made one. Idempotent."""
+        """Close the client, and its session if it made one. Idempotent.
+
+        Calls still in flight end with :class:`ClientClosedError`.
+        """
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
@@ -166,33 +227,124 @@ class VoIPClient:
             timeout: Seconds for each attempt of this call, instead of the client's.
 
         Raises:
-            ValueError, TypeError: ``call_uuid`` is not a valid id (nothing is sent).
+            InvalidCallUUIDError: ``call_uuid`` is not a valid id (nothing is sent);
+                it is also a ``ValueError`` and a ``TypeError``.
             TwoChatError: a subclass saying what went wrong, after any retries.
         """
         request = call_request(self._base_url, self._headers, validate_call_uuid(call_uuid))
+        return await self._call(request, parse_call, timeout=timeout)
+
+    def get_calls(
+        self,
+        call_uuids: Iterable[str] | AsyncIterable[str],
+        *,
+        concurrency: int = 16,
+        ordered: bool = False,
+    ) -> AsyncGenerator[CallResult, None]:
+        """Fetch many records; yield one :class:`CallResult` for every id given.
+
+        Ids are read lazily (a generator of millions is fine), fetched by
+        ``concurrency`` workers under the client's rate limit, and answered as they
+        complete, or in input order with ``ordered=True``. A malformed id or a failed
+        fetch is a result with ``error`` set, never an exception that ends the run.
+        429s are waited out by the rate limiter without using up a record's retries.
+
+        Close the generator when you stop early (``contextlib.aclosing``), so its
+        workers stop at once::
+
+            async with aclosing(voip.get_calls(ids)) as results:
+                async for result in results:
+                    ...
+        """
+
+        async def fetch(call_uuid: str) -> CallDetailRecord:
+            request = call_request(self._base_url, self._headers, validate_call_uuid(call_uuid))
+            return await self._call(request, parse_call, rate_limits_are_free=True)
+
+        # Returned, not re-yielded: a wrapping generator would leave this one (and its
+        # workers) running until garbage collection after the caller's aclose().
+        return iterate_bulk(fetch, call_uuids, concurrency=concurrency, ordered=ordered)
+
+    async def iter_call_history(
+        self, direction: Literal["inbound", "outbound"] | None = None
+    ) -> AsyncGenerator[CallDetailRecord, None]:
+        """Yield the account's call records from ``GET /open/voip/call-history``, page by
+        page from page 0 until an empty page.
+
+        History records carry no ``agent``; fetch a record's details with
+        :meth:`get_call` (or many with :meth:`get_calls`) when you need it.
+        """
+        page = 0
+        while True:
+            request = history_request(self._base_url, self._headers, page, direction)
+            records = await self._call(request, parse_history, rate_limits_are_free=True)
+            if not records:
+                return
+            for record in records:
+                yield record
+            page += 1
+
+    async def _call(
+        self,
+        request: Request,
+        parse: Callable[[Response, str | None], _T],
+        *,
+        timeout: float | None = None,
+        rate_limits_are_free: bool = False,
+    ) -> _T:
+        """Send ``request`` and parse its answer, retrying as the policy says."""
         attempt_timeout = self._timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
+        attempts = 0
 
-        async def attempt() -> CallDetailRecord:
-            return parse_call(await self._send(request, attempt_timeout), request.call_uuid)
+        async def attempt() -> _T:
+            nonlocal attempts
+            attempts += 1
+            return parse(await self._send(request, attempt_timeout), request.call_uuid)
 
-        first_error: TwoChatError
+        counters = self._counters
         try:
-            return await attempt()
-        except TwoChatError as exc:
-            if not is_retryable(exc):
-                raise
-            first_error = exc
-        return await self._retry.retry_after_failure(
-            attempt, first_error, describe=f"GET call {request.call_uuid}"
-        )
+            try:
+                result = await attempt()
+            except TwoChatError as exc:
+                if not is_retryable(exc):
+                    raise
+                result = await self._retry.retry_after_failure(
+                    attempt,
+                    exc,
+                    describe=f"GET {request.url.removeprefix(self._base_url)}",
+                    rate_limits_are_free=rate_limits_are_free,
+                )
+        except TwoChatError:
+            counters.failed += 1
+            raise
+        finally:
+            counters.retries += attempts - 1
+        counters.succeeded += 1
+        return result
 
     async def _send(self, request: Request, timeout: aiohttp.ClientTimeout) -> Response:
         session = self._open_session()
+        sent_at = await self._limiter.acquire()
+        self._counters.requests += 1
         try:
-            return await send(session, request, timeout=timeout, max_body=self._max_response_size)
+            response = await send(
+                session, request, timeout=timeout, max_body=self._max_response_size
+            )
         except APIConnectionError as exc:
             if self._state is _State.CLOSED:
                 raise ClientClosedError(
                     "the VoIPClient was closed while this request was in flight"
                 ) from exc
             raise
+        status = response.status
+        retry_after = None
+        if "Retry-After" in response.headers:
+            retry_after = parse_retry_after(response.headers["Retry-After"])
+            if retry_after is not None:
+                # A longer wait is refused (the call raises), so it must not hold
+                # every other request of the client for that long either.
+                retry_after = min(retry_after, self._retry.max_retry_wait)
+        if status == 429:
+            self._counters.rate_limited += 1
+        self._limiter.feedback(sent_at=sent_at, status=status, retry_after=retry_after)
+        return response

@@ -2,6 +2,7 @@
 
     TwoChatError
     ├── MissingAPIKeyError          no key given and TWOCHAT_API_KEY unset
+    ├── InvalidCallUUIDError        not a call id (also a ValueError and TypeError)
     ├── ClientClosedError           the client was used after aclose()
     ├── APIConnectionError          refused, reset, dropped, DNS, TLS
     │   └── APITimeoutError         an attempt took longer than its timeout
@@ -31,6 +32,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ClientClosedError",
+    "InvalidCallUUIDError",
     "MissingAPIKeyError",
     "NotFoundError",
     "PaymentRequiredError",
@@ -50,6 +52,14 @@ class TwoChatError(Exception):
 
 class MissingAPIKeyError(TwoChatError):
     """No API key: pass ``api_key=`` or set ``TWOCHAT_API_KEY``."""
+
+
+class InvalidCallUUIDError(TwoChatError, ValueError, TypeError):
+    """The id is not a string of 1-128 letters, digits, ``-`` or ``_``; nothing was sent.
+
+    It is a ``ValueError`` and a ``TypeError`` too, so code that catches either for bad
+    input keeps working.
+    """
 
 
 class ClientClosedError(TwoChatError, RuntimeError):

@@ -25,6 +25,7 @@ from twochat_voip._errors import (
     APIStatusError,
     AuthenticationError,
     BadRequestError,
+    InvalidCallUUIDError,
     NotFoundError,
     PaymentRequiredError,
     PermissionDeniedError,
@@ -49,8 +50,10 @@ __all__ = [
     "call_request",
     "decode_json",
     "error_from_response",
+    "history_request",
     "normalise_base_url",
     "parse_call",
+    "parse_history",
     "parse_retry_after",
     "redirect_target",
     "validate_call_uuid",
@@ -115,10 +118,10 @@ def validate_call_uuid(call_uuid: object) -> str:
     which URL is asked for, so it never reaches the network.
     """
     if not isinstance(call_uuid, str):
-        raise TypeError(f"call_uuid must be a str, not {type(call_uuid).__name__}")
+        raise InvalidCallUUIDError(f"call_uuid must be a str, not {type(call_uuid).__name__}")
     if _CALL_UUID.fullmatch(call_uuid) is None:
         shown = call_uuid if len(call_uuid) <= 60 else call_uuid[:57] + "..."
-        raise ValueError(
+        raise InvalidCallUUIDError(
             f"invalid call_uuid {shown!r}: expected 1-128 letters, digits, '-' or '_', "
             "such as 'CDR8b3e7a1f-6c94-4d52-ae17-5f2b9d4c8e63'"
         )
@@ -158,6 +161,16 @@ def normalise_base_url(base_url: str) -> str:
 def call_request(base_url: str, headers: Mapping[str, str], call_uuid: str) -> Request:
     """The request for ``GET /open/voip/call/{call_uuid}`` (the id already validated)."""
     return Request("GET", f"{base_url}/open/voip/call/{call_uuid}", headers, call_uuid)
+
+
+def history_request(
+    base_url: str, headers: Mapping[str, str], page: int, direction: str | None
+) -> Request:
+    """The request for one page of ``GET /open/voip/call-history``."""
+    if direction not in (None, "inbound", "outbound"):
+        raise ValueError("direction must be 'inbound', 'outbound' or None (both)")
+    query = f"page_number={int(page)}" + (f"&direction={direction}" if direction else "")
+    return Request("GET", f"{base_url}/open/voip/call-history?{query}", headers)
 
 
 def _origin(url: URL) -> tuple[str, str | None, int | None]:
@@ -282,6 +295,28 @@ def parse_envelope(response: Response, call_uuid: str | None) -> Mapping[str, An
     return payload
 
 
+def _structure_record(response: Response, cdr: object, call_uuid: str | None) -> CallDetailRecord:
+    try:
+        return converter.structure(cdr, CallDetailRecord)
+    except Exception as exc:  # cattrs and its hooks raise many types
+        raise _invalid(response, call_uuid, explain_invalid(cdr, CallDetailRecord)) from exc
+
+
+def parse_history(response: Response, call_uuid: str | None = None) -> list[CallDetailRecord]:
+    """The records on one page of a ``GET /open/voip/call-history`` answer."""
+    payload = parse_envelope(response, call_uuid)
+    cdrs = payload.get("cdrs")
+    if not isinstance(cdrs, list):
+        raise _invalid(response, call_uuid, "expected a 'cdrs' list")
+    return [_structure_record(response, cdr, _cdr_uuid(cdr)) for cdr in cdrs]
+
+
+def _cdr_uuid(cdr: object) -> str | None:
+    """The ``uuid`` of a wire record, if it has a string one."""
+    uuid = cdr.get("uuid") if isinstance(cdr, dict) else None
+    return uuid if isinstance(uuid, str) else None
+
+
 def parse_call(response: Response, call_uuid: str | None = None) -> CallDetailRecord:
     """The record in a ``GET /open/voip/call/{uuid}`` answer, or the error it amounts to."""
     payload = parse_envelope(response, call_uuid)
@@ -289,7 +324,4 @@ def parse_call(response: Response, call_uuid: str | None = None) -> CallDetailRe
     if not isinstance(cdr, dict):
         found = "no 'cdr'" if cdr is None else f"'cdr' is {type(cdr).__name__}"
         raise _invalid(response, call_uuid, f"expected a 'cdr' object, found {found}")
-    try:
-        return converter.structure(cdr, CallDetailRecord)
-    except Exception as exc:  # cattrs and its hooks raise many types
-        raise _invalid(response, call_uuid, explain_invalid(cdr, CallDetailRecord)) from exc
+    return _structure_record(response, cdr, call_uuid)

@@ -28,6 +28,9 @@ logger: Final = logging.getLogger("twochat_voip")
 RETRYABLE_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 """Statuses worth asking again: the server was busy or failed, the request was fine."""
 
+MAX_RATE_LIMITED_WAITS: Final = 50
+"""In bulk runs 429s do not use up a record's retries; this many still end it."""
+
 _T = TypeVar("_T")
 
 
@@ -128,37 +131,59 @@ class RetryPolicy:
         first_error: TwoChatError,
         *,
         describe: str,
+        rate_limits_are_free: bool = False,
     ) -> _T:
         """Retry ``attempt`` after its first try failed with ``first_error``.
 
         Raises the last error when attempts run out, when an error is not retryable,
         or at once when the server asks for a wait beyond ``max_retry_wait``.
+
+        With ``rate_limits_are_free`` (bulk runs) a 429 is waited out by the client's
+        rate limiter instead: it costs none of the record's retries and no backoff,
+        up to :data:`MAX_RATE_LIMITED_WAITS` of them.
         """
         attempts = self.attempts()
-        if attempts <= 1 or not is_retryable(first_error) or self.asks_too_long(first_error):
+        if self.asks_too_long(first_error) or not is_retryable(first_error):
+            raise first_error
+        if attempts <= 1 and not (rate_limits_are_free and _is_rate_limit(first_error)):
             raise first_error
         pending: list[TwoChatError] = [first_error]
+        failures = {"counted": 0, "rate_limited": 0}
 
         async def replay_then_attempt() -> _T:
             if pending:
                 raise pending.pop()
             return await attempt()
 
+        # tenacity calls wait, then stop, once for each retryable failure: wait counts
+        # the failure, stop judges the counts.
         def wait(state: RetryCallState) -> float:
-            return self.wait_before(_error_of(state), state.attempt_number)
+            error = _error_of(state)
+            if rate_limits_are_free and _is_rate_limit(error):
+                failures["rate_limited"] += 1
+                return 0.0  # the limiter has slowed down, or paused for Retry-After
+            failures["counted"] += 1
+            return self.wait_before(error, failures["counted"])
 
         def stop(state: RetryCallState) -> bool:
-            return state.attempt_number >= attempts or self.asks_too_long(_error_of(state))
+            return (
+                failures["counted"] >= attempts
+                or failures["rate_limited"] >= MAX_RATE_LIMITED_WAITS
+                or self.asks_too_long(_error_of(state))
+            )
 
         def log_retry(state: RetryCallState) -> None:
-            sleep = state.upcoming_sleep
+            error = _error_of(state)
+            if rate_limits_are_free and _is_rate_limit(error):
+                logger.debug("rate limited on %s; asking again when the limiter allows", describe)
+                return
             logger.info(
                 "retrying %s in %.2f s (attempt %d of %d): %s",
                 describe,
-                sleep,
-                state.attempt_number + 1,
+                state.upcoming_sleep,
+                failures["counted"] + 1,
                 attempts,
-                _error_of(state),
+                error,
             )
 
         retrying = AsyncRetrying(
@@ -170,6 +195,10 @@ class RetryPolicy:
             reraise=True,
         )
         return await retrying(replay_then_attempt)
+
+
+def _is_rate_limit(error: BaseException) -> bool:
+    return isinstance(error, APIStatusError) and error.status_code == 429
 
 
 def _retry_after(error: BaseException) -> float | None:

@@ -125,9 +125,10 @@ class FakeTwoChatServer:
         cdrs: Records to serve, as wire JSON; default: the documented example only.
         api_key: The key it accepts; ``None`` accepts any key (but still wants one).
         requests_per_minute: Enforce this limit, like 2Chat, answering 429.
-        rate_period: The window the limit is counted over, in seconds: at most
-            ``requests_per_minute * rate_period / 60`` requests in any such window.
-            Shrink it to run a per-minute limit in a test that takes seconds.
+        rate_burst: Requests the limit lets through back to back. The limit is a
+            GCRA (a leaky bucket): one request every ``60 / requests_per_minute``
+            seconds, with room for ``rate_burst`` early ones. Raise
+            ``requests_per_minute`` to run a limit in a test that takes seconds.
         rate_limit_retry_after: Send ``Retry-After`` with 429s (2Chat does not).
         history_page_size: Records per page of the call history.
     """
@@ -138,7 +139,7 @@ class FakeTwoChatServer:
         *,
         api_key: str | None = DEFAULT_TEST_KEY,
         requests_per_minute: float | None = None,
-        rate_period: float = 60.0,
+        rate_burst: int = 5,
         rate_limit_retry_after: bool = False,
         history_page_size: int = 50,
         host: str = "127.0.0.1",
@@ -147,7 +148,7 @@ class FakeTwoChatServer:
         self.api_key = api_key
         self.requests: list[ReceivedRequest] = []
         self.requests_per_minute = requests_per_minute
-        self.rate_period = rate_period
+        self.rate_burst = rate_burst
         self.rate_limit_retry_after = rate_limit_retry_after
         self.history_page_size = history_page_size
         self._records: dict[str, bytes] = {}
@@ -155,13 +156,16 @@ class FakeTwoChatServer:
         self.add_cdrs([EXAMPLE_CDR] if cdrs is None else cdrs)
         self._faults: collections.deque[tuple[str | None, Fault]] = collections.deque()
         self._random_faults: tuple[float, list[Fault], random.Random] | None = None
-        self._accepted: collections.deque[float] = collections.deque()
+        self._next_allowed = 0.0  # the GCRA's theoretical arrival time
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._arrived = asyncio.Event()
+        self._in_flight = 0
+        self.max_in_flight = 0
+        """The most requests the server was answering at once."""
 
     # lifecycle
 
@@ -262,13 +266,11 @@ class FakeTwoChatServer:
         """Seconds until the next request would be accepted, if over the limit now."""
         if self.requests_per_minute is None:
             return None
-        allowed = max(1, int(self.requests_per_minute * self.rate_period / 60.0))
-        window_start = now - self.rate_period
-        while self._accepted and self._accepted[0] <= window_start:
-            self._accepted.popleft()
-        if len(self._accepted) >= allowed:
-            return self._accepted[0] - window_start
-        self._accepted.append(now)
+        interval = 60.0 / self.requests_per_minute
+        earliest = self._next_allowed - (self.rate_burst - 1) * interval
+        if now < earliest:
+            return earliest - now
+        self._next_allowed = max(self._next_allowed, now) + interval
         return None
 
     def _answer(self, method: str, target: str, headers: Mapping[str, str]) -> _Answer:
@@ -464,16 +466,26 @@ class _Connection(asyncio.Protocol):
             fault = answer.fault
             if fault is None or not (fault.delay or fault.hang or fault.trickle or fault.drop):
                 head_bytes, body = _render(answer, keep_alive)
+                self._server.max_in_flight = max(self._server.max_in_flight, 1)
                 self._transport.write(head_bytes + body)
                 if not keep_alive:
                     self._transport.close()
                 continue
             self._busy = True
+            server = self._server
+            server._in_flight += 1
+            server.max_in_flight = max(server.max_in_flight, server._in_flight)
             task = asyncio.get_running_loop().create_task(self._misbehave(answer, keep_alive))
             self._server._tasks.add(task)
             task.add_done_callback(self._server._tasks.discard)
 
     async def _misbehave(self, answer: _Answer, keep_alive: bool) -> None:
+        try:
+            await self._misbehave_now(answer, keep_alive)
+        finally:
+            self._server._in_flight -= 1
+
+    async def _misbehave_now(self, answer: _Answer, keep_alive: bool) -> None:
         fault = answer.fault or Fault()
         if fault.hang:
             return  # stays busy: nothing more is answered on this connection
