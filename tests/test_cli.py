@@ -1,0 +1,286 @@
+"""The twochat-voip command, run for real in a subprocess against the fake server."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer, Fault, generate_cdrs
+
+SCRIPT = shutil.which("twochat-voip", path=str(Path(sys.executable).parent))
+SECRET = "sk-CLI-LEAKCHECK-42"
+
+
+@attrs.frozen
+class Ran:
+    code: int
+    out: str
+    err: str
+
+
+async def run(
+    *args: str,
+    server: FakeTwoChatServer | None = None,
+    stdin: str | None = None,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Ran:
+    """Run the installed console script; the event loop keeps serving meanwhile."""
+    assert SCRIPT is not None, "twochat-voip is not installed next to this Python"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TWOCHAT_")}
+    environment.pop("NO_COLOR", None)
+    if server is not None:
+        environment["TWOCHAT_API_KEY"] = server.api_key or SECRET
+        environment["TWOCHAT_BASE_URL"] = server.base_url
+    environment.update(env or {})
+    process = await asyncio.create_subprocess_exec(
+        SCRIPT,
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+        env=environment,
+    )
+    out, err = await asyncio.wait_for(
+        process.communicate(stdin.encode() if stdin is not None else None), timeout=120
+    )
+    assert process.returncode is not None
+    return Ran(process.returncode, out.decode(), err.decode())
+
+
+def one_clean_line(text: str) -> str:
+    """The message, asserting it is one line and not a traceback."""
+    assert "Traceback" not in text
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+async def test_get_prints_the_wire_record() -> None:
+    """get CALL_UUID prints 2Chat's JSON for the record."""
+    async with FakeTwoChatServer() as server:
+        ran = await run("get", EXAMPLE_CDR["uuid"], server=server)
+    assert ran.code == 0, ran.err
+    assert json.loads(ran.out) == EXAMPLE_CDR
+
+
+async def test_python_dash_m_works_too() -> None:
+    """python -m twochat_voip is the same command."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "twochat_voip", "--help", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await process.communicate()
+    assert process.returncode == 0
+    assert b"Usage: twochat-voip" in out
+
+
+@pytest.mark.parametrize("command", [[], ["get"], ["export"], ["demo"]])
+async def test_every_command_has_help(command: list[str]) -> None:
+    """--help works for the group and every command."""
+    ran = await run(*command, "--help")
+    assert ran.code == 0
+    assert "Usage:" in ran.out
+
+
+async def test_unknown_call_is_one_line_and_nonzero() -> None:
+    """A 404 ends with one clear line on stderr, exit 1, no traceback."""
+    async with FakeTwoChatServer() as server:
+        ran = await run("get", "CDRnothere", server=server)
+    assert ran.code == 1
+    assert "404" in one_clean_line(ran.err)
+
+
+async def test_bad_id_is_one_line() -> None:
+    """A malformed id is refused with one line, before any request."""
+    async with FakeTwoChatServer() as server:
+        ran = await run("get", "../etc/passwd", server=server)
+        assert server.requests == []
+    assert ran.code == 1
+    assert "invalid call_uuid" in one_clean_line(ran.err)
+
+
+async def test_missing_key_names_the_variable() -> None:
+    """No key: one line naming TWOCHAT_API_KEY and the file option."""
+    ran = await run("get", "CDR1")
+    assert ran.code == 1
+    line = one_clean_line(ran.err)
+    assert "TWOCHAT_API_KEY" in line
+    assert "--api-key-file" in line
+
+
+async def test_key_from_file_and_never_printed(tmp_path: Path) -> None:
+    """--api-key-file supplies the key; a 401 does not echo it anywhere."""
+    key_file = tmp_path / "key"
+    key_file.write_text(SECRET + "\n")
+    async with FakeTwoChatServer(api_key=SECRET) as server:
+        env = {"TWOCHAT_BASE_URL": server.base_url}
+        good = await run("get", EXAMPLE_CDR["uuid"], "--api-key-file", str(key_file), env=env)
+        key_file.write_text("wrong-key\n")
+        bad = await run("get", EXAMPLE_CDR["uuid"], "--api-key-file", str(key_file), env=env)
+    assert good.code == 0
+    assert bad.code == 1
+    assert "Invalid API Key" in one_clean_line(bad.err)
+    assert SECRET not in good.out + good.err + bad.out + bad.err
+
+
+async def test_unreadable_key_file_is_one_line(tmp_path: Path) -> None:
+    """A key file that is missing or empty is a clear error."""
+    ran = await run("get", "CDR1", "--api-key-file", str(tmp_path / "nope"))
+    assert ran.code == 1
+    assert "cannot read an API key" in one_clean_line(ran.err)
+
+
+def ids_file(path: Path, ids: list[str]) -> Path:
+    path.write_text("# ids to export\n" + "\n".join(ids) + "\n\n")
+    return path
+
+
+async def test_export_writes_records_and_failures(tmp_path: Path) -> None:
+    """Fetched records go to the output, failed ids to the failures file; exit 1."""
+    records = generate_cdrs(30, seed=20)
+    ids = [r["uuid"] for r in records] + ["CDRmissing1", "CDRmissing2", "bad/id"]
+    source = ids_file(tmp_path / "ids.txt", ids)
+    output = tmp_path / "out.jsonl"
+    async with FakeTwoChatServer(cdrs=records) as server:
+        server.fail_randomly(0.2, [Fault(status=503), Fault(drop="mid_body")], seed=3)
+        ran = await run("export", "-i", str(source), "-o", str(output), server=server)
+    assert ran.code == 1
+    written = [json.loads(line) for line in output.read_text().splitlines()]
+    assert sorted(written, key=lambda r: r["uuid"]) == sorted(records, key=lambda r: r["uuid"])
+    failures_text = (tmp_path / "out.jsonl.failures.jsonl").read_text()
+    failures = [json.loads(line) for line in failures_text.splitlines()]
+    assert {f["call_uuid"]: f["error"] for f in failures} == {
+        "CDRmissing1": "NotFoundError",
+        "CDRmissing2": "NotFoundError",
+        "bad/id": "InvalidCallUUIDError",
+    }
+    assert "exported 30 records" in ran.err
+    assert "3 failed" in ran.err
+    assert "\r" not in ran.err  # no progress bar when stderr is not a terminal
+
+
+async def test_export_resumes_and_retries_only_what_failed(tmp_path: Path) -> None:
+    """A second run fetches only the ids that failed, and repairs a torn last line."""
+    records = generate_cdrs(20, seed=21)
+    late = generate_cdrs(3, seed=22)
+    source = ids_file(tmp_path / "ids.txt", [r["uuid"] for r in records + late])
+    output = tmp_path / "out.jsonl"
+    async with FakeTwoChatServer(cdrs=records) as server:
+        first = await run("export", "-i", str(source), "-o", str(output), "-q", server=server)
+        assert first.code == 1
+        with output.open("ab") as handle:
+            handle.write(b'{"uuid": "CDRtorn", "acc')  # a run killed mid-write
+        server.add_cdrs(late)
+        server.requests.clear()
+        second = await run("export", "-i", str(source), "-o", str(output), server=server)
+    assert second.code == 0, second.err
+    assert sorted(r.call_uuid or "" for r in server.requests) == sorted(r["uuid"] for r in late)
+    lines = output.read_text().splitlines()
+    assert len(lines) == 23
+    assert {json.loads(line)["uuid"] for line in lines} == {r["uuid"] for r in records + late}
+    assert "(20 already there)" in second.err
+    assert not (tmp_path / "out.jsonl.failures.jsonl").exists()
+
+
+async def test_export_from_stdin(tmp_path: Path) -> None:
+    """--input - reads ids from standard input."""
+    records = generate_cdrs(5, seed=23)
+    output = tmp_path / "out.jsonl"
+    async with FakeTwoChatServer(cdrs=records) as server:
+        ran = await run(
+            "export",
+            "--input",
+            "-",
+            "--output",
+            str(output),
+            "--ordered",
+            server=server,
+            stdin="\n".join(r["uuid"] for r in records),
+        )
+    assert ran.code == 0, ran.err
+    assert [json.loads(line) for line in output.read_text().splitlines()] == records
+
+
+async def test_export_csv_with_resume(tmp_path: Path) -> None:
+    """CSV output: a header, one flat row per record, and resume by the uuid column."""
+    records = generate_cdrs(8, seed=24)
+    source = ids_file(tmp_path / "ids.txt", [r["uuid"] for r in records])
+    output = tmp_path / "out.csv"
+    async with FakeTwoChatServer(cdrs=records) as server:
+        first = await run(
+            "export", "-i", str(source), "-o", str(output), "--format", "csv", server=server
+        )
+        again = await run(
+            "export", "-i", str(source), "-o", str(output), "--format", "csv", server=server
+        )
+        assert len(server.requests) == 8
+    assert (first.code, again.code) == (0, 0)
+    rows = list(csv.DictReader(output.read_text().splitlines()))
+    assert sorted(row["uuid"] for row in rows) == sorted(r["uuid"] for r in records)
+    by_uuid: dict[str, Any] = {row["uuid"]: row for row in rows}
+    example = records[0]
+    row = by_uuid[example["uuid"]]
+    assert row["from"] == example["from"]
+    assert row["active"] == "false"
+    if example["call_cost"]:
+        assert row["call_cost.call_price"] == str(example["call_cost"]["call_price"])
+
+
+async def test_export_with_unreadable_input_is_one_line(tmp_path: Path) -> None:
+    """An input file that does not exist is a clear error."""
+    async with FakeTwoChatServer() as server:
+        ran = await run(
+            "export", "-i", str(tmp_path / "nope.txt"), "-o", str(tmp_path / "o"), server=server
+        )
+    assert ran.code == 1
+    assert "cannot read" in one_clean_line(ran.err)
+
+
+async def test_demo_runs_without_key_or_network_and_writes_no_cwd(tmp_path: Path) -> None:
+    """demo: embedded server, a summary, exit 0, output in a temporary folder."""
+    ran = await run("demo", "--count", "300", "--server-rpm", "60000", cwd=tmp_path)
+    assert ran.code == 0, ran.err
+    assert list(tmp_path.iterdir()) == []
+    assert "exported 300 records to" in ran.err
+    written = Path(ran.err.split("exported 300 records to ")[1].split()[0])
+    assert len(written.read_text().splitlines()) == 300
+    shutil.rmtree(written.parent)
+
+
+async def test_demo_with_output_resumes(tmp_path: Path) -> None:
+    """demo --output into a file, run twice: the second run fetches nothing."""
+    output = tmp_path / "demo.jsonl"
+    first = await run("demo", "--count", "50", "-o", str(output), "--fault-rate", "0")
+    second = await run("demo", "--count", "50", "-o", str(output))
+    assert (first.code, second.code) == (0, 0)
+    assert "(50 already there)" in second.err
+    assert "0 requests" in second.err
+    assert len(output.read_text().splitlines()) == 50
+
+
+async def test_insecure_base_url_is_one_line() -> None:
+    """A plain-http base URL to a remote host is refused before any request."""
+    ran = await run("get", "CDR1", "--base-url", "http://api.example", env={"TWOCHAT_API_KEY": "k"})
+    assert ran.code == 1
+    assert "unencrypted" in one_clean_line(ran.err)
+
+
+async def test_unwritable_output_is_one_line(tmp_path: Path) -> None:
+    """An output in a folder that does not exist is a clear error, not a traceback."""
+    source = ids_file(tmp_path / "ids.txt", [EXAMPLE_CDR["uuid"]])
+    async with FakeTwoChatServer() as server:
+        ran = await run(
+            "export", "-i", str(source), "-o", str(tmp_path / "no" / "such.jsonl"), server=server
+        )
+    assert ran.code == 1
+    assert "No such file or directory" in one_clean_line(ran.err)

@@ -1,0 +1,115 @@
+"""Export internals in-process: resume edge cases, the progress line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from twochat_voip import CallResult, VoIPClient
+from twochat_voip._cli import Progress
+from twochat_voip._export import _done_ids, export_calls, stderr_is_interactive
+from twochat_voip.testing import FakeTwoChatServer, generate_cdrs
+
+
+async def test_export_from_a_plain_list_without_callback(tmp_path: Path) -> None:
+    """export_calls takes any iterable, and a duplicate id is fetched once."""
+    records = generate_cdrs(4, seed=30)
+    ids = [r["uuid"] for r in records]
+    output = tmp_path / "o.jsonl"
+    async with (
+        FakeTwoChatServer(cdrs=records) as server,
+        VoIPClient(api_key=server.api_key, base_url=server.base_url) as voip,
+    ):
+        summary = await export_calls(voip, [*ids, ids[0]], output, failures=tmp_path / "f")
+    assert (summary.exported, summary.already_there, summary.failed) == (4, 1, 0)
+    assert summary.requests == 4
+    assert len(server.requests) == 4
+
+
+def test_resume_skips_lines_that_are_not_records(tmp_path: Path) -> None:
+    """Garbage, non-objects and records without a string uuid are not 'done'."""
+    output = tmp_path / "o.jsonl"
+    output.write_text('{"uuid": "CDR1"}\nnot json\n[1, 2]\n{"uuid": 5}\n{"uuid": "CDR2"}\n')
+    assert _done_ids(output, "jsonl") == {"CDR1", "CDR2"}
+
+
+def test_resume_of_csv_without_uuid_column(tmp_path: Path) -> None:
+    """A CSV that is not ours resumes nothing (and is not damaged)."""
+    output = tmp_path / "o.csv"
+    output.write_text("a,b\n1,2\n")
+    assert _done_ids(output, "csv") == set()
+    assert output.read_text() == "a,b\n1,2\n"
+
+
+def test_torn_last_line_is_cut(tmp_path: Path) -> None:
+    """The partial line a killed run left behind is removed before appending."""
+    output = tmp_path / "o.jsonl"
+    output.write_text('{"uuid": "CDR1"}\n{"uuid": "CD')
+    assert _done_ids(output, "jsonl") == {"CDR1"}
+    assert output.read_text() == '{"uuid": "CDR1"}\n'
+
+
+def test_progress_draws_a_bar_with_eta(capsys: pytest.CaptureFixture[str]) -> None:
+    """On a terminal: a bar, counts, rate, ETA and failures, ended with a newline."""
+    progress = Progress(4, enabled=True)
+    progress(CallResult(call_uuid="a"))
+    progress(CallResult(call_uuid="b", error=ValueError("bad")))
+    progress.finish()
+    err = capsys.readouterr().err
+    assert err.startswith("\r[")
+    assert "2/4" in err
+    assert "ETA" in err
+    assert "1 failed" in err
+    assert err.endswith("\n")
+
+
+def test_progress_without_a_total(capsys: pytest.CaptureFixture[str]) -> None:
+    """Reading from a pipe there is no total: a count and a rate."""
+    progress = Progress(None, enabled=True)
+    progress(CallResult(call_uuid="a"))
+    progress.finish()
+    assert "1 done" in capsys.readouterr().err
+
+
+def test_progress_disabled_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    """Quiet means quiet."""
+    progress = Progress(3, enabled=False)
+    progress(CallResult(call_uuid="a"))
+    progress.finish()
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("tty", "env", "expected"),
+    [
+        (True, {}, True),
+        (False, {}, False),
+        (True, {"NO_COLOR": "1"}, False),
+        (True, {"TERM": "dumb"}, False),
+    ],
+)
+def test_progress_only_on_a_real_terminal(
+    monkeypatch: pytest.MonkeyPatch, tty: bool, env: dict[str, str], expected: bool
+) -> None:
+    """Progress is drawn on a terminal, not into pipes, NO_COLOR or dumb terminals."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("sys.stderr.isatty", lambda: tty)
+    assert stderr_is_interactive() is expected
+
+
+def test_summary_describes_the_run() -> None:
+    """The summary names records, failures, requests, 429s and retries."""
+    from twochat_voip._export import ExportSummary
+
+    text = ExportSummary(
+        exported=5, already_there=2, failed=1, requests=9, rate_limited=2, retries=3, seconds=1.5
+    ).describe(Path("out.jsonl"), Path("out.jsonl.failures.jsonl"))
+    assert text.splitlines() == [
+        "exported 5 records to out.jsonl (2 already there)",
+        "1 failed; ids and reasons in out.jsonl.failures.jsonl",
+        "9 requests (2 answered 429, 3 retries) in 1.5 s",
+    ]
