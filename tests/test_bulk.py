@@ -26,6 +26,11 @@ def client_tasks() -> set[asyncio.Task[Any]]:
     return {t for t in asyncio.all_tasks() if "_misbehave" not in repr(t.get_coro())}
 
 
+async def drain(results: AsyncIterator[CallResult]) -> None:
+    async for result in results:
+        assert result.ok
+
+
 async def collect(client: VoIPClient, ids: Any, **options: Any) -> list[CallResult]:
     async with aclosing(client.get_calls(ids, **options)) as results:
         return [result async for result in results]
@@ -347,3 +352,34 @@ def test_client_exposes_its_rate_limiter() -> None:
     assert paced.requests_per_minute == 90
     with pytest.raises(ValueError, match="not both"):
         VoIPClient(api_key="k", rate_limiter=pace, requests_per_minute=60)
+
+
+async def test_closing_the_client_stops_a_run_nobody_closed() -> None:
+    """A break that keeps the generator referenced still leaves nothing running once
+    the client closes."""
+    records = generate_cdrs(100, seed=16)
+    async with FakeTwoChatServer(cdrs=records) as server:
+        before = client_tasks()
+        voip = client_for(server)
+        results = voip.get_calls(server.call_uuids, concurrency=4)
+        async for _ in results:
+            break
+        await voip.aclose()
+        await asyncio.sleep(0)
+        assert client_tasks() == before
+        with pytest.raises(tv.ClientClosedError, match="closed during this run"):
+            await drain(results)  # what was fetched already still comes first
+
+
+async def test_break_without_aclosing_is_cleaned_up_promptly() -> None:
+    """A plain break drops the generator; asyncio closes it and its workers at once."""
+    records = generate_cdrs(100, seed=17)
+    async with FakeTwoChatServer(cdrs=records) as server, client_for(server) as voip:
+        server.fail_randomly(1.0, [Fault(delay=5)])
+        server.fail_next(Fault())
+        before = client_tasks()
+        async for _ in voip.get_calls(server.call_uuids, concurrency=4):
+            break
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+        assert client_tasks() == before

@@ -67,66 +67,90 @@ async def _answer(
         return CallResult(call_uuid=shown, error=error, index=index)
 
 
+class _Workers:
+    """A bulk run's feeder and worker pool, and the queues between them."""
+
+    def __init__(
+        self,
+        fetch: Callable[[Any], Awaitable[CallDetailRecord]],
+        call_uuids: Iterable[str] | AsyncIterable[str],
+        concurrency: int,
+    ) -> None:
+        self._fetch = fetch
+        self._call_uuids = call_uuids
+        self._concurrency = concurrency
+        self.window = asyncio.Semaphore(READ_AHEAD_FACTOR * concurrency)
+        self._inputs: asyncio.Queue[tuple[int, object] | None] = asyncio.Queue()
+        self.outputs: asyncio.Queue[CallResult | _Done] = asyncio.Queue()
+        self.input_errors: list[BaseException] = []
+
+    async def run(self) -> None:
+        try:
+            await asyncio.gather(self._feed(), *(self._work() for _ in range(self._concurrency)))
+        finally:
+            self.outputs.put_nowait(_DONE)
+
+    async def _feed(self) -> None:
+        index = 0
+        try:
+            async for value in _lazily(self._call_uuids, self.window):
+                self._inputs.put_nowait((index, value))
+                index += 1
+        except Exception as exc:  # noqa: BLE001 - handed to the caller after the drain
+            self.input_errors.append(exc)
+        finally:
+            for _ in range(self._concurrency):
+                self._inputs.put_nowait(None)
+
+    async def _work(self) -> None:
+        while (item := await self._inputs.get()) is not None:
+            self.outputs.put_nowait(await _answer(self._fetch, *item))
+
+
 async def iterate_bulk(
     fetch: Callable[[Any], Awaitable[CallDetailRecord]],
     call_uuids: Iterable[str] | AsyncIterable[str],
     *,
     concurrency: int,
     ordered: bool,
+    runs: set[asyncio.Task[None]] | None = None,
 ) -> AsyncGenerator[CallResult, None]:
     """Fetch every id with ``fetch`` on ``concurrency`` workers; yield one result each.
 
     An exception raised by the input iterable ends the run after the ids read before it
     have been answered, and is then raised here. A closed client ends the run with
-    :class:`ClientClosedError`.
+    :class:`ClientClosedError` (after the results already fetched).
+
+    The run's workers live in one task, added to ``runs`` while it lasts, so that the
+    client can stop a run nobody closed (a ``break`` out of a loop that keeps the
+    generator referenced) when it is itself closed.
     """
     if not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError("concurrency must be a whole number of at least 1")
-    window = asyncio.Semaphore(READ_AHEAD_FACTOR * concurrency)
-    inputs: asyncio.Queue[tuple[int, object] | None] = asyncio.Queue()
-    outputs: asyncio.Queue[CallResult | _Done] = asyncio.Queue()
-    input_errors: list[BaseException] = []
-
-    async def feed() -> None:
-        index = 0
-        try:
-            async for value in _lazily(call_uuids, window):
-                inputs.put_nowait((index, value))
-                index += 1
-        except Exception as exc:  # noqa: BLE001 - handed to the caller after the drain
-            input_errors.append(exc)
-        finally:
-            for _ in range(concurrency):
-                inputs.put_nowait(None)
-
-    async def work() -> None:
-        while (item := await inputs.get()) is not None:
-            outputs.put_nowait(await _answer(fetch, *item))
-
-    async def run() -> None:
-        try:
-            await asyncio.gather(feed(), *(work() for _ in range(concurrency)))
-        finally:
-            outputs.put_nowait(_DONE)
-
-    runner = asyncio.get_running_loop().create_task(run())
+    workers = _Workers(fetch, call_uuids, concurrency)
+    runner = asyncio.get_running_loop().create_task(workers.run())
+    if runs is not None:
+        runs.add(runner)
+        runner.add_done_callback(runs.discard)
     buffered: dict[int, CallResult] = {}
     next_index = 0
     try:
-        while not isinstance(result := await outputs.get(), _Done):
+        while not isinstance(result := await workers.outputs.get(), _Done):
             if isinstance(result.error, ClientClosedError):
                 raise result.error
             if not ordered:
                 yield result
-                window.release()
+                workers.window.release()
                 continue
             buffered[result.index] = result
             while next_index in buffered:
                 yield buffered.pop(next_index)
                 next_index += 1
-                window.release()
-        if input_errors:
-            raise input_errors[0]
+                workers.window.release()
+        if workers.input_errors:
+            raise workers.input_errors[0]
+        if runner.cancelled():
+            raise ClientClosedError("the VoIPClient was closed during this run")
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)

@@ -4,6 +4,7 @@ protocol, transport and retry policy into ``get_call``, ``get_calls`` and
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
@@ -150,6 +151,7 @@ class VoIPClient:
         self._owns_session = session is None
         self._state = _State.UNOPENED
         self._counters = _Counters()
+        self._bulk_runs: set[asyncio.Task[None]] = set()
 
     @property
     def base_url(self) -> str:
@@ -199,6 +201,8 @@ class VoIPClient:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
+        for run in list(self._bulk_runs):
+            run.cancel()
         if self._owns_session and self._session is not None:
             await self._session.close()
 
@@ -263,7 +267,9 @@ class VoIPClient:
 
         # Returned, not re-yielded: a wrapping generator would leave this one (and its
         # workers) running until garbage collection after the caller's aclose().
-        return iterate_bulk(fetch, call_uuids, concurrency=concurrency, ordered=ordered)
+        return iterate_bulk(
+            fetch, call_uuids, concurrency=concurrency, ordered=ordered, runs=self._bulk_runs
+        )
 
     async def iter_call_history(
         self, direction: Literal["inbound", "outbound"] | None = None
