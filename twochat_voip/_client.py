@@ -298,35 +298,49 @@ class VoIPClient:
         timeout: float | None = None,
         rate_limits_are_free: bool = False,
     ) -> _T:
-        """Send ``request`` and parse its answer, retrying as the policy says."""
+        """Send ``request`` and parse its answer, retrying as the policy says.
+
+        The first attempt is made here, outside tenacity: a call that succeeds at once
+        (nearly all of them) pays for no retry machinery at all.
+        """
         attempt_timeout = self._timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
-        attempts = 0
-
-        async def attempt() -> _T:
-            nonlocal attempts
-            attempts += 1
-            return parse(await self._send(request, attempt_timeout), request.call_uuid)
-
         counters = self._counters
         try:
-            try:
-                result = await attempt()
-            except TwoChatError as exc:
-                if not is_retryable(exc):
-                    raise
-                result = await self._retry.retry_after_failure(
-                    attempt,
-                    exc,
-                    describe=f"GET {request.url.removeprefix(self._base_url)}",
-                    rate_limits_are_free=rate_limits_are_free,
-                )
+            result = parse(await self._send(request, attempt_timeout), request.call_uuid)
+        except TwoChatError as exc:
+            if not is_retryable(exc):
+                counters.failed += 1
+                raise
+            result = await self._retry_call(
+                request, parse, exc, attempt_timeout, rate_limits_are_free
+            )
+        counters.succeeded += 1
+        return result
+
+    async def _retry_call(
+        self,
+        request: Request,
+        parse: Callable[[Response, str | None], _T],
+        first_error: TwoChatError,
+        timeout: aiohttp.ClientTimeout,
+        rate_limits_are_free: bool,
+    ) -> _T:
+        counters = self._counters
+
+        async def attempt() -> _T:
+            counters.retries += 1
+            return parse(await self._send(request, timeout), request.call_uuid)
+
+        try:
+            return await self._retry.retry_after_failure(
+                attempt,
+                first_error,
+                describe=f"GET {request.url.removeprefix(self._base_url)}",
+                rate_limits_are_free=rate_limits_are_free,
+            )
         except TwoChatError:
             counters.failed += 1
             raise
-        finally:
-            counters.retries += attempts - 1
-        counters.succeeded += 1
-        return result
 
     async def _send(self, request: Request, timeout: aiohttp.ClientTimeout) -> Response:
         session = self._open_session()

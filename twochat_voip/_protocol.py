@@ -78,7 +78,7 @@ _STATUS_ERRORS: Final[Mapping[int, type[APIStatusError]]] = {
 }
 
 
-@attrs.frozen
+@attrs.define(slots=True, eq=False)
 class Request:
     """An HTTP request ready to send.
 
@@ -95,7 +95,7 @@ class Request:
     call_uuid: str | None = None
 
 
-@attrs.frozen
+@attrs.define(slots=True, eq=False)
 class Response:
     """An HTTP answer as read off the wire.
 

@@ -26,19 +26,23 @@ __all__ = ["MAX_REDIRECTS", "send"]
 MAX_REDIRECTS: Final = 5
 
 
+def _too_large(
+    limit: int, status: int, call_uuid: str | None, size: str
+) -> ResponseValidationError:
+    return ResponseValidationError(
+        f"the answer is larger than the {limit}-byte cap ({size})",
+        status_code=status,
+        call_uuid=call_uuid,
+    )
+
+
 async def _read_capped(
     response: aiohttp.ClientResponse, limit: int, call_uuid: str | None
 ) -> bytes:
-    def too_large(size: str) -> ResponseValidationError:
-        return ResponseValidationError(
-            f"the answer is larger than the {limit}-byte cap ({size})",
-            status_code=response.status,
-            call_uuid=call_uuid,
-        )
-
+    """The body, read no further than ``limit`` bytes (decompressed)."""
     declared = response.content_length
     if declared is not None and declared > limit:
-        raise too_large(f"Content-Length {declared}")
+        raise _too_large(limit, response.status, call_uuid, f"Content-Length {declared}")
     if declared is not None and "Content-Encoding" not in response.headers:
         # The parser stops at Content-Length, so this read is bounded already.
         return await response.read()
@@ -46,7 +50,7 @@ async def _read_capped(
     async for chunk in response.content.iter_any():
         body += chunk
         if len(body) > limit:
-            raise too_large("more than that arrived")
+            raise _too_large(limit, response.status, call_uuid, "more than that arrived")
     return bytes(body)
 
 
@@ -63,59 +67,47 @@ async def send(
     answer arrives, :class:`RedirectError` for a redirect that is not followed, and
     :class:`ResponseValidationError` for an answer over ``max_body`` bytes.
     """
-    url = request.url
-    for _ in range(MAX_REDIRECTS + 1):
-        response = await _exchange(session, request, url, timeout=timeout, max_body=max_body)
-        target = redirect_target(
-            url, response.status, response.headers.get("Location"), request.call_uuid
-        )
-        if target is None:
-            return response
-        url = target
-    raise RedirectError(
-        f"more than {MAX_REDIRECTS} redirects",
-        status_code=response.status,
-        call_uuid=request.call_uuid,
-    )
-
-
-async def _exchange(
-    session: aiohttp.ClientSession,
-    request: Request,
-    url: str,
-    *,
-    timeout: aiohttp.ClientTimeout,
-    max_body: int,
-) -> Response:
     call_uuid = request.call_uuid
     if session.closed:
         raise ClientClosedError("the aiohttp session is closed")
-    failure: APIConnectionError
-    try:
-        async with session.request(
-            request.method,
-            URL(url, encoded=True),
-            headers=request.headers,
-            allow_redirects=False,
-            raise_for_status=False,
-            timeout=timeout,
-        ) as answer:
-            body = await _read_capped(answer, max_body, call_uuid)
-            return Response(answer.status, answer.headers, body)
-    except TimeoutError as exc:
-        raise APITimeoutError(
-            f"no complete answer within {timeout.total} s", call_uuid=call_uuid
-        ) from exc
-    except aiohttp.ClientResponseError as exc:
-        # Its request_info holds our request headers, the key among them: keep only
-        # the words, and raise outside this block so that it is not even the
-        # __context__ of what we raise.
-        failure = APIConnectionError(
-            f"{type(exc).__name__}: {exc.status} {exc.message}", call_uuid=call_uuid
-        )
-    except aiohttp.ClientError as exc:
-        raise APIConnectionError(_describe(exc), call_uuid=call_uuid) from exc
-    raise failure
+    url = request.url
+    for _ in range(MAX_REDIRECTS + 1):
+        failure: APIConnectionError
+        try:
+            async with session.request(
+                request.method,
+                URL(url, encoded=True),
+                headers=request.headers,
+                allow_redirects=False,
+                raise_for_status=False,
+                timeout=timeout,
+            ) as answer:
+                status = answer.status
+                body = await _read_capped(answer, max_body, call_uuid)
+                headers = answer.headers
+        except TimeoutError as exc:
+            raise APITimeoutError(
+                f"no complete answer within {timeout.total} s", call_uuid=call_uuid
+            ) from exc
+        except aiohttp.ClientResponseError as exc:
+            # Its request_info holds our request headers, the key among them: keep only
+            # the words, and raise outside this block so that it is not even the
+            # __context__ of what we raise.
+            failure = APIConnectionError(
+                f"{type(exc).__name__}: {exc.status} {exc.message}", call_uuid=call_uuid
+            )
+        except aiohttp.ClientError as exc:
+            raise APIConnectionError(_describe(exc), call_uuid=call_uuid) from exc
+        else:
+            target = redirect_target(url, status, headers.get("Location"), call_uuid)
+            if target is None:
+                return Response(status, headers, body)
+            url = target
+            continue
+        raise failure
+    raise RedirectError(
+        f"more than {MAX_REDIRECTS} redirects", status_code=status, call_uuid=call_uuid
+    )
 
 
 def _describe(exc: aiohttp.ClientError) -> str:
