@@ -27,6 +27,16 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against baselines in the same run; writes docs/performance.md.
+
+    ``nox -s bench -- --quick`` is a smoke run with tiny sizes.
+    """
+    session.install("-e", ".[bench]")
+    session.run("python", "-m", "bench", *session.posargs)
+
+
+@nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the package and the tests."""
     session.install("-e", ".[dev]")

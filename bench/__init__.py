@@ -1,0 +1,1 @@
+"""Benchmarks for twochat_voip: ``python -m bench`` (or ``nox -s bench``)."""

@@ -1,0 +1,57 @@
+"""``python -m bench [--quick] [--only SECTION ...] [--out docs]``: measure and report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from bench import decode, memory, ratelimited, report, throughput
+from bench.measure import pin_client
+
+SECTIONS = ["throughput", "decode", "rate_limited", "memory"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS)
+    parser.add_argument("--out", type=Path, default=Path("docs"), help="where the report goes")
+    args = parser.parse_args()
+    quick = args.quick
+    settings: dict[str, Any] = {
+        "requests": 300 if quick else 5000,
+        "rounds": 1 if quick else 3,
+        "concurrencies": [1, 16] if quick else [1, 16, 64, 256],
+        "rate_per_minute": 6000.0,
+        "rate_ids": 100 if quick else 2000,
+        "records": 2000 if quick else 100_000,
+        "stream_ids": 2000 if quick else 1_000_000,
+    }
+    pin_client()
+    results: dict[str, Any] = {}
+    if "throughput" in args.only:
+        print("Throughput:", flush=True)
+        results["throughput"] = throughput.measure(
+            settings["concurrencies"], settings["requests"], settings["rounds"]
+        )
+    if "decode" in args.only:
+        print("Decode + structure:", flush=True)
+        results["decode"] = decode.measure(rounds=5 if not quick else 1, number=2000)
+    if "rate_limited" in args.only:
+        print(
+            f"Rate-limited ({settings['rate_per_minute']:.0f}/min, {settings['rate_ids']} ids):",
+            flush=True,
+        )
+        results["rate_limited"] = ratelimited.measure(
+            settings["rate_per_minute"], settings["rate_ids"]
+        )
+    if "memory" in args.only:
+        print("Memory:", flush=True)
+        results["memory"] = memory.measure(settings["records"], settings["stream_ids"])
+    page = report.write(args.out, results, settings)
+    print(f"report written to {page}")
+
+
+if __name__ == "__main__":
+    main()

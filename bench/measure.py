@@ -1,0 +1,52 @@
+"""Timing helpers: paired, interleaved runs, medians, client CPU per request."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
+
+CLIENT_CPU = 0
+SERVER_CPU = 1
+
+
+def pin_client() -> None:
+    """Keep this process on one core and the server on the other, where allowed."""
+    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
+        os.sched_setaffinity(0, {CLIENT_CPU})
+
+
+def server_cpu() -> int | None:
+    if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) > 1:
+        return SERVER_CPU
+    return None
+
+
+def timed_run(run: Callable[[], Awaitable[_T]]) -> tuple[_T, float, float]:
+    """Run a coroutine in a fresh event loop: (result, wall seconds, CPU seconds)."""
+    gc.collect()
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = asyncio.run(run())
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def rss_kib() -> int:
+    """Resident memory of this process now, in KiB (Linux)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0  # pragma: no cover - not Linux
+
+
+Row = dict[str, Any]

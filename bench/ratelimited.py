@@ -1,0 +1,50 @@
+"""A rate-limited bulk run: a server that enforces R requests/minute (GCRA, burst 5,
+no Retry-After) and N ids, through our client told the rate, our client not told it,
+and the naive gather + tenacity code. Wall time as a ratio to N/R, 429s, failures."""
+
+from __future__ import annotations
+
+from bench.measure import Row, server_cpu, timed_run
+from bench.server import CannedServer
+from bench.stacks import naive_gather_tenacity, ours_get_calls
+
+
+def measure(per_minute: float, ids: int, concurrency: int = 16) -> list[Row]:
+    names = [f"CDR{i:08d}" for i in range(ids)]
+    ideal = ids / (per_minute / 60.0)
+    runs = {
+        "twochat_voip, requests_per_minute=R": lambda url: ours_get_calls(
+            url, names, concurrency, rpm=per_minute
+        ),
+        "twochat_voip, rate not given (adaptive)": lambda url: ours_get_calls(
+            url, names, concurrency
+        ),
+        "naive: gather + semaphore + tenacity": lambda url: naive_gather_tenacity(
+            url, names, concurrency
+        ),
+    }
+    rows: list[Row] = []
+    with CannedServer(per_minute, burst=5, cpu=server_cpu()) as server:
+        for name, run in runs.items():
+            server.take_stats()  # reset the limiter between runs
+            (_, failed), wall, _ = timed_run(lambda run=run: run(server.base_url))
+            stats = server.take_stats()
+            requests = stats["served"] + stats["limited"]
+            row = {
+                "client": name,
+                "wall_s": wall,
+                "wall_over_ideal": wall / ideal,
+                "requests": requests,
+                "rate_limited": stats["limited"],
+                "rate_limited_share": stats["limited"] / requests if requests else 0.0,
+                "failed": failed,
+            }
+            rows.append(row)
+            print(
+                f"  {name:<42} wall {wall:6.1f} s = {row['wall_over_ideal']:.2f}x N/R, "
+                f"{stats['limited']} 429s of {requests} requests "
+                f"({row['rate_limited_share']:.1%}), "
+                f"{failed} failed",
+                flush=True,
+            )
+    return rows

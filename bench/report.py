@@ -1,0 +1,167 @@
+"""Write the measured figures as Markdown and plots into docs/, never typed in."""
+
+from __future__ import annotations
+
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.measure import Row
+
+
+def _table(rows: list[Row], columns: list[tuple[str, str, str]]) -> list[str]:
+    lines = [
+        "| " + " | ".join(title for _, title, _ in columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
+    ]
+    for row in rows:
+        cells = [format(row[key], fmt) if fmt else str(row[key]) for key, _, fmt in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def write(out: Path, results: dict[str, Any], settings: dict[str, Any]) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "# Performance",
+        "",
+        "Measured by `nox -s bench` (`python -m bench`) on "
+        f"{datetime.now(UTC):%Y-%m-%d}, {platform.python_implementation()} "
+        f"{platform.python_version()}, {platform.machine()}; client and canned server "
+        "pinned to different cores where the OS allows. Every ratio comes from runs "
+        "interleaved in the same process, so the machine's speed swings cancel out.",
+        "",
+        f"Settings: `{settings}`",
+        "",
+    ]
+    if "throughput" in results:
+        lines += [
+            "## Throughput against a fast loopback server",
+            "",
+            "![throughput](img/throughput.png)",
+            "",
+            *_table(
+                results["throughput"],
+                [
+                    ("concurrency", "concurrency", ""),
+                    ("stack", "client", ""),
+                    ("requests_per_s", "requests/s", ".0f"),
+                    ("cpu_us_per_request", "client CPU µs/request", ".0f"),
+                    ("ratio_to_raw", "× raw aiohttp", ".2f"),
+                ],
+            ),
+            "",
+        ]
+    if "decode" in results:
+        lines += [
+            "## Decoding and structuring one record",
+            "",
+            *_table(
+                results["decode"],
+                [
+                    ("decoder", "decoder", ""),
+                    ("us_per_record", "µs/record", ".1f"),
+                    ("ratio_to_orjson", "× orjson", ".2f"),
+                ],
+            ),
+            "",
+        ]
+    if "rate_limited" in results:
+        lines += [
+            "## A bulk run against a per-minute limit",
+            "",
+            "![rate-limited](img/rate_limited.png)",
+            "",
+            *_table(
+                results["rate_limited"],
+                [
+                    ("client", "client", ""),
+                    ("wall_s", "wall s", ".1f"),
+                    ("wall_over_ideal", "× N/R", ".2f"),
+                    ("requests", "requests (credits)", ""),
+                    ("rate_limited", "429s", ""),
+                    ("rate_limited_share", "429 share", ".1%"),
+                    ("failed", "failed", ""),
+                ],
+            ),
+            "",
+        ]
+    if "memory" in results:
+        rows, samples = results["memory"]
+        lines += [
+            "## Memory",
+            "",
+            *_table(
+                rows,
+                [
+                    ("held_as", "100,000 records held as", ""),
+                    ("bytes_per_record", "bytes/record", ".0f"),
+                    ("ratio_to_dicts", "× dicts", ".2f"),
+                ],
+            ),
+            "",
+            f"A `get_calls` stream of {settings.get('stream_ids')} ids, records dropped as "
+            f"they come: RSS {samples[0] / 1024:.0f} MiB at the start, "
+            f"{samples[-1] / 1024:.0f} MiB at the end "
+            f"(every tenth: {', '.join(f'{s / 1024:.0f}' for s in samples)} MiB).",
+            "",
+        ]
+    page = out / "performance.md"
+    page.write_text("\n".join(lines))
+    _plots(out / "img", results)
+    return page
+
+
+def _plots(folder: Path, results: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if "throughput" in results:
+        rows = results["throughput"]
+        stacks = list(dict.fromkeys(r["stack"] for r in rows))
+        levels = sorted({r["concurrency"] for r in rows})
+        figure, axis = plt.subplots(figsize=(8, 4))
+        width = 0.8 / len(stacks)
+        for n, stack in enumerate(stacks):
+            values = [
+                next(
+                    r["requests_per_s"]
+                    for r in rows
+                    if r["stack"] == stack and r["concurrency"] == c
+                )
+                for c in levels
+            ]
+            axis.bar([i + n * width for i in range(len(levels))], values, width, label=stack)
+        axis.set_xticks([i + width * (len(stacks) - 1) / 2 for i in range(len(levels))])
+        axis.set_xticklabels([f"concurrency {c}" for c in levels])
+        axis.set_ylabel("requests/s")
+        axis.set_title("Throughput on loopback (higher is better)")
+        axis.legend(fontsize="small")
+        figure.tight_layout()
+        figure.savefig(folder / "throughput.png", dpi=110)
+        plt.close(figure)
+    if "rate_limited" in results:
+        rows = results["rate_limited"]
+        figure, axis = plt.subplots(figsize=(8, 3))
+        names = [r["client"] for r in rows]
+        axis.barh(
+            names, [r["wall_over_ideal"] for r in rows], color="tab:blue", label="wall / (N/R)"
+        )
+        for i, r in enumerate(rows):
+            axis.text(
+                r["wall_over_ideal"],
+                i,
+                f"  {r['rate_limited']} 429s, {r['failed']} failed",
+                va="center",
+            )
+        axis.axvline(1.0, color="grey", linestyle="--")
+        axis.set_xlabel("wall time as a multiple of N/R (1.0 is the limit)")
+        axis.set_title("Rate-limited bulk run (lower is better)")
+        axis.invert_yaxis()
+        figure.tight_layout()
+        figure.savefig(folder / "rate_limited.png", dpi=110)
+        plt.close(figure)

@@ -1,0 +1,116 @@
+"""A fast canned 2Chat for benchmarks: a raw asyncio protocol in its own process.
+
+Every GET gets the documented example answer over HTTP/1.1 keep-alive, so the server
+costs next to nothing and the client is what is measured. With a rate it answers 429
+(2Chat's envelope, no Retry-After) to requests over a GCRA limit, like the API does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import time
+from importlib.resources import files
+from multiprocessing.connection import Connection
+
+BODY = files("twochat_voip.testing").joinpath("example_answer.json").read_bytes()
+OK = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+    b"Connection: keep-alive\r\n\r\n" % len(BODY)
+) + BODY
+LIMITED_BODY = b'{"success": false, "error": true, "error_message": "Too many requests"}'
+LIMITED = (
+    b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+    b"Content-Length: %d\r\nConnection: keep-alive\r\n\r\n" % len(LIMITED_BODY)
+) + LIMITED_BODY
+
+
+class _Limit:
+    def __init__(self, per_minute: float | None, burst: int) -> None:
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self.tolerance = (burst - 1) * self.interval
+        self.next_allowed = 0.0
+        self.limited = 0
+        self.served = 0
+
+    def allows(self) -> bool:
+        if not self.interval:
+            self.served += 1
+            return True
+        now = time.monotonic()
+        if now < self.next_allowed - self.tolerance:
+            self.limited += 1
+            return False
+        self.next_allowed = max(self.next_allowed, now) + self.interval
+        self.served += 1
+        return True
+
+
+class _Canned(asyncio.Protocol):
+    def __init__(self, limit: _Limit) -> None:
+        self.limit = limit
+        self.buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        answers = []
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            self.buffer = self.buffer[end + 4 :]
+            answers.append(OK if self.limit.allows() else LIMITED)
+        if answers:
+            self.transport.write(b"".join(answers))  # type: ignore[attr-defined]
+
+
+def _serve(conn: Connection, per_minute: float | None, burst: int, cpu: int | None) -> None:
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})
+
+    async def main() -> None:
+        limit = _Limit(per_minute, burst)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: _Canned(limit), "127.0.0.1", 0)
+        conn.send(server.sockets[0].getsockname()[1])
+        while True:  # answer "stats" requests from the parent until it says "stop"
+            command = await loop.run_in_executor(None, conn.recv)
+            if command == "stop":
+                break
+            conn.send({"served": limit.served, "limited": limit.limited})
+            limit.served = limit.limited = 0
+            limit.next_allowed = 0.0
+        server.close()
+
+    asyncio.run(main())
+
+
+class CannedServer:
+    """The canned server in a child process: ``with CannedServer() as url: ...``."""
+
+    def __init__(
+        self, per_minute: float | None = None, *, burst: int = 5, cpu: int | None = None
+    ) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._parent, child = context.Pipe()
+        self._process = context.Process(
+            target=_serve, args=(child, per_minute, burst, cpu), daemon=True
+        )
+
+    def __enter__(self) -> CannedServer:
+        self._process.start()
+        self.base_url = f"http://127.0.0.1:{self._parent.recv()}"
+        return self
+
+    def take_stats(self) -> dict[str, int]:
+        """Requests served and answered 429 since the last call (and reset the limit)."""
+        self._parent.send("stats")
+        stats: dict[str, int] = self._parent.recv()
+        return stats
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._parent.send("stop")
+        self._process.join(5)
+        if self._process.is_alive():
+            self._process.kill()

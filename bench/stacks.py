@@ -1,0 +1,194 @@
+"""The clients being compared, each fetching N records at a concurrency.
+
+Every stack gets the same server, ids and concurrency, and returns how many records
+it got and how many it failed; the runner times them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from contextlib import aclosing
+from datetime import datetime
+from decimal import Decimal
+
+import aiohttp
+import httpx
+import orjson
+import pydantic
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from twochat_voip import VoIPClient
+
+KEY = "bench-key"
+HEADERS = {"X-User-API-Key": KEY, "Accept": "application/json"}
+
+Outcome = tuple[int, int]  # (records fetched, records failed)
+Stack = Callable[[str, list[str], int], Awaitable[Outcome]]
+
+
+def _url(base_url: str, call_uuid: str) -> str:
+    return f"{base_url}/open/voip/call/{call_uuid}"
+
+
+async def raw_aiohttp(base_url: str, ids: list[str], concurrency: int) -> Outcome:
+    """The limit: aiohttp GET + orjson.loads, no validation, no retries."""
+    queue = iter(ids)
+    got = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            nonlocal got
+            for call_uuid in queue:
+                async with session.get(_url(base_url, call_uuid), headers=HEADERS) as answer:
+                    orjson.loads(await answer.read())
+                    got += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return got, len(ids) - got
+
+
+async def ours_get_calls(
+    base_url: str, ids: list[str], concurrency: int, rpm: float | None = None
+) -> Outcome:
+    """twochat_voip's bulk path: get_calls with retries and rate limiting on."""
+    got = failed = 0
+    async with (
+        VoIPClient(api_key=KEY, base_url=base_url, requests_per_minute=rpm) as voip,
+        aclosing(voip.get_calls(ids, concurrency=concurrency)) as results,
+    ):
+        async for result in results:
+            if result.ok:
+                got += 1
+            else:
+                failed += 1
+    return got, failed
+
+
+async def ours_get_call_gather(base_url: str, ids: list[str], concurrency: int) -> Outcome:
+    """twochat_voip's single-call path, the way a user would fan it out."""
+    limit = asyncio.Semaphore(concurrency)
+    async with VoIPClient(api_key=KEY, base_url=base_url) as voip:
+
+        async def one(call_uuid: str) -> bool:
+            async with limit:
+                await voip.get_call(call_uuid)
+                return True
+
+        done = await asyncio.gather(*(one(i) for i in ids), return_exceptions=True)
+    got = sum(1 for d in done if d is True)
+    return got, len(ids) - got
+
+
+class Agent(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(frozen=True)
+    uuid: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    full_name: str | None = None
+    profile_pic_url: str | None = None
+
+
+class CallCost(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(frozen=True)
+    callid: str | None = None
+    forwarded: bool | None = None
+    toll_free: bool | None = None
+    start_dt: datetime | None = None
+    end_dt: datetime | None = None
+    duration: int | None = None
+    call_price: Decimal | None = None
+
+
+class CallDetailRecord(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(frozen=True, populate_by_name=True)
+    uuid: str
+    account_uuid: str | None = None
+    callid: str | None = None
+    direction: str | None = None
+    active: bool | None = None
+    from_: str | None = pydantic.Field(default=None, alias="from")
+    to_number: str | None = None
+    iso_country_code: str | None = None
+    status: str | None = None
+    is_whatsapp_call: bool | None = None
+    is_sip_trunk_call: bool | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    caller_id_uuid: str | None = None
+    caller_id_used: str | None = None
+    duration: int | None = None
+    recording_url: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    agent_id: str | None = None
+    call_cost: CallCost | None = None
+    agent: Agent | None = None
+
+
+class Envelope(pydantic.BaseModel):
+    success: bool
+    cdr: CallDetailRecord
+
+
+async def httpx_pydantic(base_url: str, ids: list[str], concurrency: int) -> Outcome:
+    """The stack of the popular generated SDKs: httpx.AsyncClient + pydantic models."""
+    queue = iter(ids)
+    got = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, headers=HEADERS) as client:
+
+        async def worker() -> None:
+            nonlocal got
+            for call_uuid in queue:
+                answer = await client.get(_url(base_url, call_uuid))
+                Envelope.model_validate_json(answer.content)
+                got += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return got, len(ids) - got
+
+
+class _Retryable(Exception):
+    pass
+
+
+async def naive_gather_tenacity(base_url: str, ids: list[str], concurrency: int) -> Outcome:
+    """What users write today: gather + a semaphore + tenacity around each call."""
+    limit = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession() as session:
+
+        async def one(call_uuid: str) -> bool:
+            async with limit:
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(5),
+                    wait=wait_exponential_jitter(max=8),
+                    retry=retry_if_exception_type((_Retryable, aiohttp.ClientError)),
+                    reraise=True,
+                ):
+                    with attempt:
+                        async with session.get(
+                            _url(base_url, call_uuid), headers=HEADERS
+                        ) as answer:
+                            if answer.status == 429 or answer.status >= 500:
+                                raise _Retryable(answer.status)
+                            orjson.loads(await answer.read())
+            return True
+
+        done = await asyncio.gather(*(one(i) for i in ids), return_exceptions=True)
+    got = sum(1 for d in done if d is True)
+    return got, len(ids) - got
+
+
+THROUGHPUT_STACKS: dict[str, Stack] = {
+    "raw aiohttp + orjson": raw_aiohttp,
+    "twochat_voip get_calls": ours_get_calls,
+    "twochat_voip get_call + gather": ours_get_call_gather,
+    "httpx + pydantic": httpx_pydantic,
+}

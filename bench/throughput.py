@@ -1,0 +1,53 @@
+"""Throughput at concurrency 1, 16, 64, 256: requests/s, client CPU per request, and
+each as a ratio to the raw aiohttp + orjson limit, from interleaved runs."""
+
+from __future__ import annotations
+
+from bench.measure import Row, median, server_cpu, timed_run
+from bench.server import CannedServer
+from bench.stacks import THROUGHPUT_STACKS
+
+RAW = "raw aiohttp + orjson"
+SLOW = "httpx + pydantic"
+
+
+def measure(concurrencies: list[int], requests: int, rounds: int) -> list[Row]:
+    rows: list[Row] = []
+    with CannedServer(cpu=server_cpu()) as server:
+        for concurrency in concurrencies:
+            samples: dict[str, list[tuple[float, float]]] = {name: [] for name in THROUGHPUT_STACKS}
+            for _ in range(rounds):
+                for name, stack in THROUGHPUT_STACKS.items():
+                    n = max(200, requests // 10) if name == SLOW else requests
+                    if concurrency == 1:
+                        n = max(100, n // 4)
+                    ids = [f"CDR{i:08d}" for i in range(n)]
+                    (got, failed), wall, cpu = timed_run(
+                        lambda stack=stack, ids=ids, c=concurrency: stack(server.base_url, ids, c)
+                    )
+                    if failed or got != n:
+                        raise RuntimeError(f"{name} fetched {got} of {n}")
+                    samples[name].append((n / wall, cpu / n * 1e6))
+            raw_rate = median([s[0] for s in samples[RAW]])
+            for name, values in samples.items():
+                rate = median([v[0] for v in values])
+                rows.append(
+                    {
+                        "concurrency": concurrency,
+                        "stack": name,
+                        "requests_per_s": rate,
+                        "cpu_us_per_request": median([v[1] for v in values]),
+                        "ratio_to_raw": rate / raw_rate,
+                    }
+                )
+            print_rows([r for r in rows if r["concurrency"] == concurrency])
+    return rows
+
+
+def print_rows(rows: list[Row]) -> None:
+    for row in rows:
+        print(
+            f"  c={row['concurrency']:<4} {row['stack']:<32} {row['requests_per_s']:8.0f} req/s "
+            f"{row['cpu_us_per_request']:7.0f} us CPU/req  {row['ratio_to_raw']:.2f}x raw",
+            flush=True,
+        )
