@@ -81,7 +81,7 @@ class _Workers:
 
     Workers pull ids straight from the caller's iterable (a lock serialises an async
     one) once a window slot is free, and drop results into a deque the caller drains;
-    a plain counter and two events do what a feeder task and two queues would, at a
+    a semaphore and an event do what a feeder task and two queues would, at a
     fraction of the cost per id.
     """
 
@@ -102,9 +102,9 @@ class _Workers:
         self._source_lock = asyncio.Lock()
         self._exhausted = False
         self._next_index = 0
-        self._window = READ_AHEAD_FACTOR * concurrency
-        self._outstanding = 0  # ids read whose results the caller has not taken yet
-        self._slot_freed = asyncio.Event()
+        # A slot per id read whose result the caller has not taken yet; a semaphore
+        # wakes one waiting worker per freed slot, not all of them.
+        self._slots = asyncio.Semaphore(READ_AHEAD_FACTOR * concurrency)
         self.results: collections.deque[CallResult] = collections.deque()
         self.ready = asyncio.Event()
         self.input_errors: list[BaseException] = []
@@ -118,14 +118,12 @@ class _Workers:
 
     def give_slot(self) -> None:
         """The caller took a result: one more id may be read."""
-        self._outstanding -= 1
-        self._slot_freed.set()
+        self._slots.release()
 
     async def _next(self) -> tuple[int, object] | None:
-        while self._outstanding >= self._window and not self._exhausted:
-            self._slot_freed.clear()
-            await self._slot_freed.wait()
+        await self._slots.acquire()
         if self._exhausted:
+            self._slots.release()
             return None
         try:
             if self._sync_source is not None:
@@ -138,11 +136,10 @@ class _Workers:
             value = _DONE
         if value is _DONE or self._exhausted:
             self._exhausted = True
-            self._slot_freed.set()  # wake workers waiting for a slot: nothing is left
+            self._slots.release()
             return None
         index = self._next_index
         self._next_index += 1
-        self._outstanding += 1
         return index, value
 
     async def _work(self) -> None:

@@ -342,13 +342,19 @@ class VoIPClient:
             counters.failed += 1
             raise
 
+    def _count_request(self) -> None:
+        self._counters.requests += 1
+
     async def _send(self, request: Request, timeout: aiohttp.ClientTimeout) -> Response:
         session = self._open_session()
         sent_at = await self._limiter.acquire()
-        self._counters.requests += 1
         try:
             response = await send(
-                session, request, timeout=timeout, max_body=self._max_response_size
+                session,
+                request,
+                timeout=timeout,
+                max_body=self._max_response_size,
+                on_request=self._count_request,
             )
         except APIConnectionError as exc:
             if self._state is _State.CLOSED:

@@ -83,8 +83,9 @@ class ExportSummary:
             lines[0] += f" ({self.already_there} already there)"
         if self.failed:
             lines.append(f"{self.failed} failed; ids and reasons in {failures}")
+        plural = "" if self.requests == 1 else "s"
         lines.append(
-            f"{self.requests} requests ({self.rate_limited} answered 429, "
+            f"{self.requests} request{plural} ({self.rate_limited} answered 429, "
             f"{self.retries} retries) in {self.seconds:.1f} s"
         )
         return "\n".join(lines)

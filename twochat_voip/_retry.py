@@ -103,7 +103,8 @@ class RetryPolicy:
         """The wait before retry ``retry_number`` (1-based) when the server named none:
         ``initial_wait * 2**(n-1)``, capped, then jittered into its upper half."""
         ceiling = min(self.max_backoff, self.initial_wait * 2.0 ** (retry_number - 1))
-        return ceiling * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not secrecy
+        # Jitter, not secrecy: the standard generator is the right tool.
+        return ceiling * random.uniform(0.5, 1.0)  # noqa: S311  # nosec B311
 
     def wait_before(self, error: BaseException, retry_number: int) -> float:
         """The wait before retry ``retry_number`` after ``error``."""

@@ -7,6 +7,7 @@ such as ``X-User-API-Key`` to whatever host a redirect names.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 import aiohttp
@@ -60,8 +61,12 @@ async def send(
     *,
     timeout: aiohttp.ClientTimeout,
     max_body: int,
+    on_request: Callable[[], None] | None = None,
 ) -> Response:
     """Send ``request`` and read its answer, following same-origin redirects.
+
+    ``on_request`` is called for every HTTP request sent, redirects included (each
+    costs the account a credit).
 
     Raises :class:`APIConnectionError` (or :class:`APITimeoutError`) when no complete
     answer arrives, :class:`RedirectError` for a redirect that is not followed, and
@@ -73,6 +78,8 @@ async def send(
     url = request.url
     for _ in range(MAX_REDIRECTS + 1):
         failure: APIConnectionError
+        if on_request is not None:
+            on_request()
         try:
             async with session.request(
                 request.method,

@@ -44,7 +44,8 @@ def generate_cdrs(count: int, *, seed: int = 0) -> list[dict[str, Any]]:
     agent, 10% missed (no times, duration, recording or cost), 5% ringing right now,
     5% failed, so code under test meets the nulls real records have.
     """
-    rng = random.Random(seed)  # noqa: S311 - test data, not secrets
+    # Test data, repeatable from a seed: not secrets.
+    rng = random.Random(seed)  # noqa: S311  # nosec B311
     start = datetime(2025, 11, 5, 9, 0, tzinfo=UTC)
     records = []
     for n in range(count):

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, cast
 from urllib.parse import parse_qs, urlsplit
 
 import attrs
@@ -131,6 +131,8 @@ class FakeTwoChatServer:
             ``requests_per_minute`` to run a limit in a test that takes seconds.
         rate_limit_retry_after: Send ``Retry-After`` with 429s (2Chat does not).
         history_page_size: Records per page of the call history.
+        log_requests: Keep every request in :attr:`requests`; ``False`` keeps only
+            the counts (for long soak runs, whose memory must stay flat).
     """
 
     def __init__(
@@ -142,11 +144,16 @@ class FakeTwoChatServer:
         rate_burst: int = 5,
         rate_limit_retry_after: bool = False,
         history_page_size: int = 50,
+        log_requests: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self.api_key = api_key
         self.requests: list[ReceivedRequest] = []
+        self.request_count = 0
+        """Requests received (each would have cost a credit), logged or not."""
+        self._log_requests = log_requests
+        self._status_counts: collections.Counter[int | None] = collections.Counter()
         self.requests_per_minute = requests_per_minute
         self.rate_burst = rate_burst
         self.rate_limit_retry_after = rate_limit_retry_after
@@ -230,13 +237,14 @@ class FakeTwoChatServer:
         """From now on, answer a share ``rate`` of requests with one of ``faults``,
         picked at random (repeatably, from ``seed``). ``rate=0`` stops it."""
         choices = list(faults)
-        rng = random.Random(seed)  # noqa: S311 - test faults, not secrets
+        # Repeatable test faults, not secrets.
+        rng = random.Random(seed)  # noqa: S311  # nosec B311
         self._random_faults = (rate, choices, rng) if rate > 0 and choices else None
 
     async def wait_for_requests(self, count: int, *, timeout: float = 10.0) -> None:
         """Wait until at least ``count`` requests have arrived (no polling needed)."""
         async with asyncio.timeout(timeout):
-            while len(self.requests) < count:
+            while self.request_count < count:
                 self._arrived.clear()
                 await self._arrived.wait()
 
@@ -247,7 +255,7 @@ class FakeTwoChatServer:
     @property
     def status_counts(self) -> collections.Counter[int | None]:
         """How many answers of each status were given (``None``: cut or hung)."""
-        return collections.Counter(r.status for r in self.requests)
+        return self._status_counts.copy()
 
     # answering
 
@@ -282,16 +290,20 @@ class FakeTwoChatServer:
         answer = self._route(
             method, path, query=query, headers=headers, call_uuid=call_uuid, now=now
         )
-        self.requests.append(
-            ReceivedRequest(
-                method=method,
-                path=path,
-                query=query,
-                headers=headers,
-                received_at=now,
-                status=_answered_status(answer),
+        status = _answered_status(answer)
+        self.request_count += 1
+        self._status_counts[status] += 1
+        if self._log_requests:
+            self.requests.append(
+                ReceivedRequest(
+                    method=method,
+                    path=path,
+                    query=query,
+                    headers=headers,
+                    received_at=now,
+                    status=status,
+                )
             )
-        )
         self._arrived.set()
         return answer
 
@@ -318,7 +330,7 @@ class FakeTwoChatServer:
             return answer
         fault = self._next_fault(call_uuid)
         if fault is not None and fault.status is not None:
-            return _fault_answer(fault)
+            return _fault_answer(fault, fault.status)
         if method != "GET":
             answer = _error_answer(405, "Method not allowed")
         elif call_uuid is not None:
@@ -376,16 +388,15 @@ def _error_answer(status: int, message: str) -> _Answer:
     return _json_answer(status, {"success": False, "error": True, "error_message": message})
 
 
-def _fault_answer(fault: Fault) -> _Answer:
-    assert fault.status is not None  # noqa: S101 - callers checked
+def _fault_answer(fault: Fault, status: int) -> _Answer:
     if fault.body is not None:
-        answer = _Answer(fault.status, _encode_body(fault.body))
+        answer = _Answer(status, _encode_body(fault.body))
     else:
         try:
-            phrase = HTTPStatus(fault.status).phrase
+            phrase = HTTPStatus(status).phrase
         except ValueError:
             phrase = "Error"
-        answer = _error_answer(fault.status, phrase)
+        answer = _error_answer(status, phrase)
     answer.fault = fault
     return answer
 
@@ -428,8 +439,7 @@ class _Connection(asyncio.Protocol):
         self._busy = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)  # noqa: S101 - TCP always is
-        self._transport = transport
+        self._transport = cast("asyncio.Transport", transport)  # a TCP server's always is
         self._server._connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -1,0 +1,128 @@
+"""Every Python example in docs/ and the README runs here, against the fake server, so
+the docs cannot rot."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from twochat_voip import VoIPClient
+from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer
+
+ROOT = Path(__file__).parent.parent
+PAGES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
+BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def examples() -> list[Any]:
+    found = []
+    for page in PAGES:
+        for number, match in enumerate(BLOCK.finditer(page.read_text())):
+            found.append(pytest.param(match.group(1), id=f"{page.name}-{number}"))
+    return found
+
+
+class ServerThread:
+    """The fake 2Chat on its own event loop in a thread, so that examples can call
+    asyncio.run() as users do."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.server = FakeTwoChatServer(api_key="docs-key")
+
+    def __enter__(self) -> FakeTwoChatServer:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
+        return self.server
+
+    def __exit__(self, *exc_info: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.aclose(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def docs_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeTwoChatServer]:
+    with ServerThread() as server:
+        monkeypatch.setenv("TWOCHAT_API_KEY", "docs-key")
+        monkeypatch.setenv("TWOCHAT_BASE_URL", server.base_url)
+        monkeypatch.chdir(tmp_path)
+        (tmp_path / "ids.txt").write_text(EXAMPLE_CDR["uuid"] + "\n")
+        yield server
+
+
+def test_every_page_has_examples() -> None:
+    """The pages that teach code carry runnable examples."""
+    assert len(examples()) >= 15
+
+
+@pytest.mark.parametrize("source", examples())
+def test_example_runs(source: str, docs_server: FakeTwoChatServer) -> None:
+    """The example runs to its end as written; test functions it defines run too."""
+    namespace: dict[str, Any] = {"__name__": "docs_example"}
+    ending = "\n__ran_to_the_end__ = True\n"
+    exec(compile(source + ending, "<docs example>", "exec"), namespace)  # noqa: S102 - our docs
+    assert namespace["__ran_to_the_end__"]
+    for name, value in list(namespace.items()):
+        if name.startswith("test_") and callable(value):
+
+            async def run(test: Any = value) -> None:
+                async with VoIPClient() as client:
+                    await test(client)
+
+            asyncio.run(run())
+
+
+def page_namespace(page: str, containing: str) -> dict[str, Any]:
+    source = next(
+        m.group(1)
+        for m in BLOCK.finditer((ROOT / "docs" / page).read_text())
+        if containing in m.group(1)
+    )
+    namespace: dict[str, Any] = {"__name__": "docs_example"}
+    exec(compile(source, "<docs example>", "exec"), namespace)  # noqa: S102 - our own docs
+    return namespace
+
+
+def test_aiohttp_web_example_answers(docs_server: FakeTwoChatServer) -> None:
+    """The aiohttp.web example serves a record, a 404 and a 400 as the page says."""
+    app = page_namespace("web-apps.md", "cleanup_ctx")["app"]
+
+    async def drive() -> list[int]:
+        async with TestClient(TestServer(app)) as client:
+            statuses = []
+            for path in (EXAMPLE_CDR["uuid"], "CDRnothere", "bad.id"):
+                answer = await client.get(f"/calls/{path}")
+                statuses.append(answer.status)
+            return statuses
+
+    assert asyncio.run(drive()) == [200, 404, 400]
+
+
+def test_starlette_example_answers(docs_server: FakeTwoChatServer) -> None:
+    """The Starlette lifespan example opens the client, serves a record and a 404."""
+    import httpx
+
+    app = page_namespace("web-apps.md", "lifespan=lifespan")["app"]
+
+    async def drive() -> tuple[Any, int]:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://app"
+            ) as client,
+        ):
+            found = await client.get(f"/calls/{EXAMPLE_CDR['uuid']}")
+            missing = await client.get("/calls/CDRnothere")
+            return found.json(), missing.status_code
+
+    assert asyncio.run(drive()) == ({"status": "COMPLETED", "price": "0.0594"}, 404)
