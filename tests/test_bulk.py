@@ -383,3 +383,21 @@ async def test_break_without_aclosing_is_cleaned_up_promptly() -> None:
         for _ in range(5):
             await asyncio.sleep(0.01)
         assert client_tasks() == before
+
+
+async def test_history_that_repeats_a_page_stops() -> None:
+    """A server ignoring page_number is not asked forever (a credit a page)."""
+    records = generate_cdrs(3, seed=18)
+    page = {"success": True, "count": 3, "page": 0, "cdrs": records}
+    async with FakeTwoChatServer(cdrs=records) as server, client_for(server) as voip:
+        server.fail_next(Fault(body=page), Fault(body=page))
+        seen: list[str] = []
+
+        async def walk() -> None:
+            async for record in voip.iter_call_history():
+                seen.append(record.uuid)  # noqa: PERF401 - kept as they come, before the raise
+
+        with pytest.raises(tv.ResponseValidationError, match="repeats page 0"):
+            await walk()
+    assert seen == [r["uuid"] for r in records]
+    assert server.request_count == 2

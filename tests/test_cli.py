@@ -14,7 +14,13 @@ from typing import Any
 import attrs
 import pytest
 
-from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer, Fault, generate_cdrs
+from twochat_voip.testing import (
+    DEFAULT_TEST_KEY,
+    EXAMPLE_CDR,
+    FakeTwoChatServer,
+    Fault,
+    generate_cdrs,
+)
 
 SCRIPT = shutil.which("twochat-voip", path=str(Path(sys.executable).parent))
 SECRET = "sk-CLI-LEAKCHECK-42"
@@ -166,6 +172,8 @@ async def test_export_writes_records_and_failures(tmp_path: Path) -> None:
     }
     assert "exported 30 records" in ran.err
     assert "3 failed" in ran.err
+    key = DEFAULT_TEST_KEY
+    assert key not in output.read_text() + failures_text + ran.out + ran.err
     assert "\r" not in ran.err  # no progress bar when stderr is not a terminal
 
 

@@ -66,14 +66,33 @@ async def test_unpaced_until_told_otherwise() -> None:
     assert pacer.requests_per_minute is None
 
 
-async def test_first_429_halves_the_measured_send_rate() -> None:
-    """Unpaced at 10 requests/s, the first 429 sets 5/s (300/min)."""
+def limited(pacer: AdaptiveRateLimiter, sent: float) -> None:
+    """Two 429s: a lone one is taken for noise, the second is a limit."""
+    pacer.feedback(sent_at=sent, status=429, retry_after=None)
+    pacer.feedback(sent_at=sent, status=429, retry_after=None)
+
+
+async def test_lone_429_is_noise() -> None:
+    """One 429 among many accepted answers changes nothing; a second one does."""
+    time = FakeTime()
+    pacer = limiter(time, 600)
+    for _ in range(30):
+        sent = await pacer.acquire()
+        pacer.feedback(sent_at=sent, status=200, retry_after=None)
+    pacer.feedback(sent_at=sent, status=429, retry_after=None)
+    assert pacer.requests_per_minute == 600.0
+    pacer.feedback(sent_at=sent, status=429, retry_after=None)
+    assert pacer.requests_per_minute == pytest.approx(300.0)
+
+
+async def test_first_limit_halves_the_measured_send_rate() -> None:
+    """Unpaced at 10 requests/s, the first real limit sets 5/s (300/min)."""
     time = FakeTime()
     pacer = limiter(time)
     for _ in range(10):
         sent = await pacer.acquire()
         time.now += 0.1
-    pacer.feedback(sent_at=sent, status=429, retry_after=None)
+    limited(pacer, sent)
     assert pacer.requests_per_minute == pytest.approx(300.0)
 
 
@@ -95,7 +114,7 @@ async def test_decrease_leaves_a_gap() -> None:
     time = FakeTime()
     pacer = limiter(time, 120)
     sent = await pacer.acquire()
-    pacer.feedback(sent_at=sent, status=429, retry_after=None)
+    limited(pacer, sent)
     assert await pacer.acquire() - sent == pytest.approx(1.0)
 
 
@@ -108,7 +127,7 @@ async def test_with_a_full_window_a_429_backs_off_to_what_was_accepted() -> None
         pacer.feedback(sent_at=sent, status=200, retry_after=None)
         time.now += 0.5
     sent = await pacer.acquire()
-    pacer.feedback(sent_at=sent, status=429, retry_after=None)
+    limited(pacer, sent)
     assert pacer.requests_per_minute == pytest.approx(0.9 * 120)
     pacer.feedback(sent_at=sent, status=200, retry_after=None)
     assert pacer.requests_per_minute == pytest.approx(0.9 * 120 * 1.002)
@@ -119,7 +138,7 @@ async def test_accepted_answers_grow_the_rate_up_to_the_ceiling() -> None:
     time = FakeTime()
     pacer = limiter(time, 600)
     sent = await pacer.acquire()
-    pacer.feedback(sent_at=sent, status=429, retry_after=None)
+    limited(pacer, sent)
     assert pacer.requests_per_minute == pytest.approx(300.0)
     pacer.feedback(sent_at=sent, status=200, retry_after=None)
     assert pacer.requests_per_minute == pytest.approx(306.0)

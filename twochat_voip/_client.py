@@ -20,6 +20,7 @@ from twochat_voip._errors import (
     APIConnectionError,
     ClientClosedError,
     MissingAPIKeyError,
+    ResponseValidationError,
     TwoChatError,
 )
 from twochat_voip._models import CallDetailRecord
@@ -281,11 +282,19 @@ class VoIPClient:
         :meth:`get_call` (or many with :meth:`get_calls`) when you need it.
         """
         page = 0
+        previous: CallDetailRecord | None = None
         while True:
             request = history_request(self._base_url, self._headers, page, direction)
             records = await self._call(request, parse_history, rate_limits_are_free=True)
             if not records:
                 return
+            if records[0] == previous:
+                # A server that ignored page_number would otherwise be asked forever,
+                # a credit a page.
+                raise ResponseValidationError(
+                    f"page {page} repeats page {page - 1}; stopping", status_code=200
+                )
+            previous = records[0]
             for record in records:
                 yield record
             page += 1

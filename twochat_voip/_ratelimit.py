@@ -16,7 +16,9 @@ included, without saying the limit in its answers. So the limiter:
 
 A 429 answers a request sent earlier; only one sent after the last decrease may
 decrease the rate again, so a volley of 429s for requests already in flight counts
-once, the way TCP reacts once per round trip.
+once, the way TCP reacts once per round trip. And a lone 429 among the last 64
+answers is taken for noise, not a limit: without that, stray 429s (which any busy API
+sends now and then) would ratchet the rate down for good.
 
 :class:`RateLimiter` is the seam: the client calls :meth:`~RateLimiter.acquire` before
 every attempt and :meth:`~RateLimiter.feedback` after every answer, so another
@@ -103,6 +105,7 @@ class AdaptiveRateLimiter:
         self._last_decrease = float("-inf")
         self._sent: collections.deque[float] = collections.deque(maxlen=_WINDOW)
         self._accepted: collections.deque[float] = collections.deque(maxlen=_WINDOW)
+        self._limited: collections.deque[bool] = collections.deque(maxlen=_WINDOW)
         self._generation = 0  # bumped by every decrease and pause: waiters re-plan
 
     @property
@@ -147,6 +150,7 @@ class AdaptiveRateLimiter:
         now = self._clock()
         if retry_after is not None:
             self.pause(retry_after)
+        self._limited.append(status == 429)
         if status != 429:
             self._accepted.append(now)
             rate = self._rate
@@ -154,7 +158,7 @@ class AdaptiveRateLimiter:
                 rate *= 1.0 + self._growth
                 self._rate = rate if self._ceiling is None else min(rate, self._ceiling)
             return
-        if self._adaptive and sent_at > self._last_decrease:
+        if self._adaptive and sent_at > self._last_decrease and self._limited.count(True) > 1:
             self._decrease(now)
 
     def _decrease(self, now: float) -> None:
