@@ -12,10 +12,10 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 try:
     import click
@@ -151,7 +151,7 @@ def _count_lines(path: Path) -> int | None:
 async def _export(
     client: VoIPClient,
     *,
-    source: IO[str],
+    ids: AsyncIterable[str] | Iterable[str],
     output: Path,
     failures: Path,
     fmt: Format,
@@ -163,7 +163,7 @@ async def _export(
         try:
             return await export_calls(
                 client,
-                read_ids(source),
+                ids,
                 output,
                 failures=failures,
                 fmt=fmt,
@@ -269,7 +269,7 @@ def export(
         summary = _run(
             _export(
                 client,
-                source=source,
+                ids=read_ids(source),
                 output=output,
                 failures=failures,
                 fmt=fmt,
@@ -347,21 +347,16 @@ def demo(
                 base_url=server.base_url,
                 requests_per_minute=rpm,
             )
-            ids = (record["uuid"] for record in records)
-            async with client:
-                try:
-                    return await export_calls(
-                        client,
-                        ids,
-                        output,
-                        failures=failures,
-                        fmt=fmt,
-                        concurrency=concurrency,
-                        ordered=ordered,
-                        on_result=progress,
-                    )
-                finally:
-                    progress.finish()
+            return await _export(
+                client,
+                ids=(record["uuid"] for record in records),
+                output=output,
+                failures=failures,
+                fmt=fmt,
+                concurrency=concurrency,
+                ordered=ordered,
+                progress=progress,
+            )
 
     summary = _run(run())
     _report(summary, output, failures)
