@@ -1,10 +1,10 @@
 """Bulk fetches: many ids through a bounded pool of workers, every id answered once.
 
-No task per id: ``concurrency`` workers take ids from a queue that a feeder fills
-lazily from the caller's (async) iterable. A semaphore of ``2 * concurrency`` window
-slots is taken when an id is read and given back when its result has been handed to
-the caller, so the run never reads further ahead than that, however long the input,
-and ordered output never buffers more than the window either.
+No task per id: ``concurrency`` workers pull ids lazily from the caller's (async)
+iterable. A semaphore of ``2 * concurrency`` window slots is taken before an id is
+read and given back when its result has been handed to the caller, so the run never
+reads further ahead than that, however long the input, and ordered output never
+buffers more than the window either.
 """
 
 from __future__ import annotations
