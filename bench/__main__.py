@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import decode, memory, ratelimited, report, throughput
+from bench import decode, many_workers, memory, ratelimited, report, throughput
 from bench.measure import pin_client
 
-SECTIONS = ["throughput", "decode", "rate_limited", "memory"]
+SECTIONS = ["throughput", "decode", "rate_limited", "many_workers", "memory"]
 
 
 def main() -> None:
@@ -26,6 +26,8 @@ def main() -> None:
         "concurrencies": [1, 16] if quick else [1, 16, 64, 256],
         "rate_per_minute": 6000.0,
         "rate_ids": 100 if quick else 2000,
+        "workers_rate_per_minute": 6000.0 if quick else 3000.0,
+        "workers_ids": 200 if quick else 1000,
         "records": 2000 if quick else 100_000,
         "stream_ids": 2000 if quick else 1_000_000,
     }
@@ -51,6 +53,15 @@ def main() -> None:
         )
         results["rate_limited"] = ratelimited.measure(
             settings["rate_per_minute"], settings["rate_ids"]
+        )
+    if "many_workers" in args.only:
+        print(
+            f"Four processes, one account ({settings['workers_rate_per_minute']:.0f}/min, "
+            f"{settings['workers_ids']} ids):",
+            flush=True,
+        )
+        results["many_workers"] = many_workers.measure(
+            settings["workers_rate_per_minute"], settings["workers_ids"]
         )
     if "memory" in args.only:
         print("Memory:", flush=True)

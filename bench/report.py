@@ -87,6 +87,31 @@ def write(out: Path, results: dict[str, Any], settings: dict[str, Any]) -> Path:
             ),
             "",
         ]
+    if results.get("many_workers"):
+        lines += [
+            "## Four processes, one account",
+            "",
+            f"Four processes share one account limit R = "
+            f"{settings.get('workers_rate_per_minute', 0):.0f}/min (the canned server's "
+            f"GCRA, burst 5) and {settings.get('workers_ids')} ids; wall time from a "
+            "common start to the last process's end. See "
+            "[Many workers, one account](many-workers.md).",
+            "",
+            *_table(
+                results["many_workers"],
+                [
+                    ("split", "ids split", ""),
+                    ("client", "pacing", ""),
+                    ("wall_s", "wall s", ".1f"),
+                    ("wall_over_ideal", "× N/R", ".2f"),
+                    ("requests", "requests (credits)", ""),
+                    ("rate_limited", "429s", ""),
+                    ("rate_limited_share", "429 share", ".1%"),
+                    ("failed", "failed", ""),
+                ],
+            ),
+            "",
+        ]
     if "memory" in results:
         rows, samples = results["memory"]
         lines += [

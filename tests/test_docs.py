@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from twochat_voip import VoIPClient
-from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer
+from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer, RedisServer
 
 ROOT = Path(__file__).parent.parent
 PAGES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
@@ -65,9 +65,23 @@ def test_every_page_has_examples() -> None:
     assert len(examples()) >= 15
 
 
+@pytest.fixture
+def docs_redis(monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisServer]:
+    """A redis-server for the examples of a shared limit, as REDIS_URL."""
+    if RedisServer.find() is None:
+        pytest.skip("redis-server is not installed: the shared-limit examples need one")
+    with RedisServer() as server:
+        monkeypatch.setenv("REDIS_URL", server.url)
+        yield server
+
+
 @pytest.mark.parametrize("source", examples())
-def test_example_runs(source: str, docs_server: FakeTwoChatServer) -> None:
+def test_example_runs(
+    source: str, docs_server: FakeTwoChatServer, request: pytest.FixtureRequest
+) -> None:
     """The example runs to its end as written; test functions it defines run too."""
+    if "REDIS_URL" in source:
+        request.getfixturevalue("docs_redis")
     namespace: dict[str, Any] = {"__name__": "docs_example"}
     ending = "\n__ran_to_the_end__ = True\n"
     exec(compile(source + ending, "<docs example>", "exec"), namespace)  # noqa: S102 - our docs
@@ -126,3 +140,18 @@ def test_starlette_example_answers(docs_server: FakeTwoChatServer) -> None:
             return found.json(), missing.status_code
 
     assert asyncio.run(drive()) == ({"status": "COMPLETED", "price": "0.0594"}, 404)
+
+
+def test_many_workers_web_example_opens_and_closes(
+    docs_server: FakeTwoChatServer, docs_redis: RedisServer
+) -> None:
+    """The many-workers aiohttp.web example starts with a shared limiter and fetches."""
+    namespace = page_namespace("many-workers.md", "cleanup_ctx")
+    app, voip_key = namespace["app"], namespace["voip_key"]
+
+    async def drive() -> str:
+        async with TestClient(TestServer(app)):
+            cdr = await app[voip_key].get_call(EXAMPLE_CDR["uuid"])
+            return str(cdr.uuid)
+
+    assert asyncio.run(drive()) == EXAMPLE_CDR["uuid"]

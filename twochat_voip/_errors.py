@@ -4,6 +4,7 @@
     ├── MissingAPIKeyError          no key given and TWOCHAT_API_KEY unset
     ├── InvalidCallUUIDError        not a call id (also a ValueError and TypeError)
     ├── ClientClosedError           the client was used after aclose()
+    ├── RateLimiterUnavailableError a shared rate limiter's store (Redis) is down
     ├── APIConnectionError          refused, reset, dropped, DNS, TLS
     │   └── APITimeoutError         an attempt took longer than its timeout
     ├── APIStatusError              the server answered, and not with a record
@@ -38,6 +39,7 @@ __all__ = [
     "PaymentRequiredError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RateLimiterUnavailableError",
     "RedirectError",
     "ResponseValidationError",
     "ServerError",
@@ -64,6 +66,15 @@ class InvalidCallUUIDError(TwoChatError, ValueError, TypeError):
 
 class ClientClosedError(TwoChatError, RuntimeError):
     """The client was used after :meth:`VoIPClient.aclose`."""
+
+
+class RateLimiterUnavailableError(TwoChatError):
+    """A shared rate limiter could not reach its store (Redis), so nothing was sent.
+
+    Sending anyway could overrun the account's limit for every process that shares
+    it, and each 429 costs a credit: the limiter fails closed unless it was told to
+    fall back to pacing on its own (``RedisRateLimiter(on_redis_down="local")``).
+    """
 
 
 class APIConnectionError(TwoChatError):

@@ -1,5 +1,6 @@
 """Test helpers for code that uses twochat_voip: a fake 2Chat server, scripted faults,
-generated records, and (in :mod:`twochat_voip.testing.pytest_plugin`) pytest fixtures.
+generated records, a throwaway ``redis-server`` (:class:`RedisServer`), and (in
+:mod:`twochat_voip.testing.pytest_plugin`) pytest fixtures.
 
 Nothing here touches the network beyond 127.0.0.1.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from twochat_voip._retry import set_testing
 from twochat_voip.testing._data import EXAMPLE_ANSWER, EXAMPLE_CDR, generate_cdrs
+from twochat_voip.testing._redis_server import RedisServer
 from twochat_voip.testing._server import (
     DEFAULT_TEST_KEY,
     FakeTwoChatServer,
@@ -22,6 +24,7 @@ __all__ = [
     "FakeTwoChatServer",
     "Fault",
     "ReceivedRequest",
+    "RedisServer",
     "generate_cdrs",
     "set_testing",
 ]

@@ -1,0 +1,337 @@
+"""One account's rate limit shared by every process that uses it, through Redis.
+
+2Chat limits the account, not the process: four gunicorn workers each pacing at the
+plan's rate send four times too much, and every 429 costs a credit. A
+:class:`RedisRateLimiter` keeps one schedule per account in Redis, so every process
+(on any host) that shares the Redis and the account shares the rate::
+
+    limiter = RedisRateLimiter("redis://localhost:6379/0", requests_per_minute=600)
+    async with limiter, VoIPClient(rate_limiter=limiter) as voip:
+        ...
+
+How it works:
+
+- The schedule is a GCRA kept in one Redis hash per account and moved on by a Lua
+  script, atomically, in one round trip per request: the script hands out the next
+  slot (on Redis's clock, so the hosts' clocks do not matter) and the process sleeps
+  until it. A process asks for one slot at a time, so it never holds more than one
+  slot it has not used yet.
+- A 429 pauses every process: for ``Retry-After`` when the server says it, otherwise
+  for ``pause_on_rate_limit`` seconds. The pause is kept in the same hash; no slot is
+  handed out before it ends.
+- The key is ``{key_prefix}:{<hash of the API key>}``: never the key itself. It
+  expires when its schedule and pause are over, so an idle account leaves nothing in
+  Redis.
+- Redis unreachable: the limiter keeps trying for ``redis_down_after`` seconds (a
+  restart goes unnoticed), then fails closed, raising
+  :class:`~twochat_voip.RateLimiterUnavailableError` without sending anything; with
+  ``on_redis_down="local"`` it paces on its own instead (at
+  ``local_requests_per_minute``) and goes back to Redis when it answers again.
+
+Install the extra for it: ``pip install 'twochat-voip[redis]'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Final, Literal, Self
+
+try:
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+except ImportError as exc:  # pragma: no cover - exercised only without the redis extra
+    raise ImportError(
+        "twochat_voip.redis needs the redis package: pip install 'twochat-voip[redis]'"
+    ) from exc
+
+from twochat_voip._errors import MissingAPIKeyError, RateLimiterUnavailableError
+from twochat_voip._ratelimit import AdaptiveRateLimiter
+
+__all__ = ["RateLimiterUnavailableError", "RedisRateLimiter"]
+
+logger: Final = logging.getLogger("twochat_voip")
+
+DEFAULT_KEY_PREFIX: Final = "twochat-voip:ratelimit"
+_RECHECK: Final = 1.0
+"""Seconds between tries of a Redis that is down."""
+_FIRST_BACKOFF: Final = 0.05
+_MAX_BACKOFF: Final = 0.5
+
+# Times are integer microseconds on Redis's clock (exact in Lua's doubles). The hash
+# holds `tat`, the GCRA's theoretical arrival time, and `paused_until`; the key lives
+# exactly as long as either lies in the future, since a missing key means the same.
+_ACQUIRE: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local state = redis.call('HMGET', KEYS[1], 'tat', 'paused_until')
+local tat = tonumber(state[1]) or 0
+local paused_until = tonumber(state[2]) or 0
+local slot = math.max(now, paused_until, tat - (burst - 1) * interval)
+local new_tat = math.max(tat, slot) + interval
+redis.call('HSET', KEYS[1], 'tat', string.format('%.0f', new_tat))
+redis.call('PEXPIRE', KEYS[1], math.ceil((math.max(new_tat, paused_until) - now) / 1000))
+return slot - now
+"""
+
+_PAUSE: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local pause_end = now + tonumber(ARGV[1])
+local state = redis.call('HMGET', KEYS[1], 'tat', 'paused_until')
+local tat = tonumber(state[1]) or 0
+local paused_until = tonumber(state[2]) or 0
+if pause_end > paused_until then
+  paused_until = pause_end
+  redis.call('HSET', KEYS[1], 'paused_until', string.format('%.0f', pause_end))
+end
+redis.call('PEXPIRE', KEYS[1], math.ceil((math.max(tat, paused_until) - now) / 1000))
+return paused_until - now
+"""
+
+
+def account_key(api_key: str, prefix: str = DEFAULT_KEY_PREFIX) -> str:
+    """The Redis key of an account's shared schedule: a hash of the key, never the key.
+
+    The braces make it one Redis Cluster hash slot.
+    """
+    digest = hashlib.sha256(b"twochat-voip rate limit\0" + api_key.strip().encode()).hexdigest()
+    return f"{prefix}:{{{digest[:32]}}}"
+
+
+class RedisRateLimiter:
+    """A :class:`~twochat_voip.RateLimiter` whose schedule lives in Redis, per account.
+
+    Give every process the same Redis, the same account and the same
+    ``requests_per_minute`` (the plan's limit), and pass it to the client::
+
+        VoIPClient(rate_limiter=RedisRateLimiter(redis, requests_per_minute=600))
+
+    Args:
+        redis: A ``redis.asyncio.Redis`` client (yours: you close it), or a URL such as
+            ``"redis://localhost:6379/0"`` (the limiter makes the client and closes it
+            in :meth:`aclose`).
+        requests_per_minute: The account's limit, shared by all the processes.
+        api_key: The account's key, only to name its schedule (hashed); defaults to
+            ``TWOCHAT_API_KEY``, as the client's does.
+        burst: Requests that may leave back to back after a quiet spell.
+        pause_on_rate_limit: Seconds every process holds off after a 429 that came
+            without ``Retry-After``.
+        on_redis_down: ``"raise"`` (the default): once Redis has been unreachable
+            for ``redis_down_after`` seconds, raise
+            :class:`~twochat_voip.RateLimiterUnavailableError` and send nothing;
+            ``"local"``: pace this process on its own meanwhile.
+        local_requests_per_minute: This process's rate while Redis is down; default
+            ``requests_per_minute`` (lowered on 429s). Set it to your share, e.g. the
+            limit divided by the number of processes.
+        redis_down_after: Seconds of failed tries before Redis counts as down; a
+            restart that takes less goes unnoticed.
+        key_prefix: The start of the Redis key's name.
+        clock: The monotonic clock (tests pass a fake).
+    """
+
+    def __init__(
+        self,
+        redis: Redis | str,
+        *,
+        requests_per_minute: float,
+        api_key: str | None = None,
+        burst: int = 1,
+        pause_on_rate_limit: float = 1.0,
+        on_redis_down: Literal["raise", "local"] = "raise",
+        local_requests_per_minute: float | None = None,
+        redis_down_after: float = 5.0,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if requests_per_minute <= 0:
+            raise ValueError("requests_per_minute must be positive")
+        if burst < 1:
+            raise ValueError("burst must be at least 1")
+        if pause_on_rate_limit < 0 or redis_down_after < 0:
+            raise ValueError("pause_on_rate_limit and redis_down_after must not be negative")
+        if on_redis_down not in {"raise", "local"}:
+            raise ValueError('on_redis_down must be "raise" or "local"')
+        key = api_key if api_key is not None else os.environ.get("TWOCHAT_API_KEY")
+        if not key or not key.strip():
+            raise MissingAPIKeyError(
+                "no API key to name the shared limit by: pass api_key= or set TWOCHAT_API_KEY"
+            )
+        self._key = account_key(key, key_prefix)
+        self._owns_redis = isinstance(redis, str)
+        self._redis: Redis = Redis.from_url(redis) if isinstance(redis, str) else redis
+        self._acquire_script = self._redis.register_script(_ACQUIRE)
+        self._pause_script = self._redis.register_script(_PAUSE)
+        self._requests_per_minute = requests_per_minute
+        self._interval_us = max(1, round(60_000_000 / requests_per_minute))
+        self._burst = burst
+        self._pause_on_rate_limit = pause_on_rate_limit
+        self._redis_down_after = redis_down_after
+        self._local = (
+            AdaptiveRateLimiter(local_requests_per_minute or requests_per_minute, burst=burst)
+            if on_redis_down == "local"
+            else None
+        )
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._paused_until = 0.0
+        self._pause_set_at = float("-inf")
+        self._generation = 0  # bumped by every pause of this process: its waiter re-plans
+        self._down_since: float | None = None
+        self._next_try = 0.0
+        self._sharing: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(key={self._key!r}, "
+            f"requests_per_minute={self._requests_per_minute:g})"
+        )
+
+    @property
+    def key(self) -> str:
+        """The Redis key holding this account's schedule (named by a hash of the key)."""
+        return self._key
+
+    @property
+    def requests_per_minute(self) -> float:
+        """The shared rate."""
+        return self._requests_per_minute
+
+    @property
+    def redis_available(self) -> bool:
+        """Whether the last try reached Redis (``False``: failing closed, or local)."""
+        return self._down_since is None
+
+    async def acquire(self) -> float:
+        """Wait for this request's slot in the account's shared schedule.
+
+        Raises:
+            RateLimiterUnavailableError: Redis has been unreachable for
+                ``redis_down_after`` seconds (unless ``on_redis_down="local"``).
+        """
+        async with self._lock:
+            while True:
+                now = self._clock()
+                if self._paused_until > now:
+                    await asyncio.sleep(self._paused_until - now)
+                    continue
+                generation = self._generation
+                delay = await self._reserve()
+                if delay is None:  # Redis is down and this process paces on its own
+                    return await self._fallback().acquire()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                    if generation != self._generation:
+                        continue  # paused meanwhile: that slot is given up
+                return self._clock()
+
+    def feedback(self, *, sent_at: float, status: int, retry_after: float | None) -> None:
+        """Pause every process on a 429: for ``Retry-After``, or ``pause_on_rate_limit``."""
+        if self._local is not None:
+            self._local.feedback(sent_at=sent_at, status=status, retry_after=retry_after)
+        if status != 429:
+            return
+        if retry_after is None:
+            if sent_at < self._pause_set_at:
+                return  # sent before the pause began: that pause already answers it
+            retry_after = self._pause_on_rate_limit
+        if retry_after <= 0 or not self._pause_locally(retry_after):
+            return
+        task = asyncio.ensure_future(self._share_pause(retry_after))
+        self._sharing.add(task)
+        task.add_done_callback(self._sharing.discard)
+
+    async def aclose(self) -> None:
+        """Finish sharing any pause, and close the Redis client if the limiter made it."""
+        if self._sharing:
+            await asyncio.gather(*self._sharing, return_exceptions=True)
+        if self._owns_redis:
+            await self._redis.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _pause_locally(self, seconds: float) -> bool:
+        """Hold this process's requests; whether that made the pause longer."""
+        now = self._clock()
+        if now + seconds <= self._paused_until:
+            return False
+        self._paused_until = now + seconds
+        self._pause_set_at = now
+        self._generation += 1
+        return True
+
+    async def _share_pause(self, seconds: float) -> None:
+        try:
+            await self._pause_script(keys=[self._key], args=[round(seconds * 1_000_000)])
+        except (RedisError, OSError) as exc:
+            logger.warning(
+                "could not share a %.2f s rate-limit pause through Redis (%s): "
+                "only this process holds off",
+                seconds,
+                type(exc).__name__,
+            )
+
+    async def _reserve(self) -> float | None:
+        """Seconds until the slot Redis gave this request; ``None``: pace locally."""
+        backoff = _FIRST_BACKOFF
+        while True:
+            if self._down_since is not None and self._clock() < self._next_try:
+                self._redis_is_down(None)
+                return None
+            try:
+                waited_us = await self._acquire_script(
+                    keys=[self._key], args=[self._interval_us, self._burst]
+                )
+            except (RedisError, OSError) as exc:
+                now = self._clock()
+                if self._down_since is None:
+                    self._down_since = now
+                    logger.warning(
+                        "Redis is unreachable for the shared rate limit (%s); "
+                        "trying again for %.1f s",
+                        type(exc).__name__,
+                        self._redis_down_after,
+                    )
+                if now - self._down_since < self._redis_down_after:
+                    await asyncio.sleep(backoff)
+                    backoff = min(2 * backoff, _MAX_BACKOFF)
+                    continue
+                self._next_try = now + _RECHECK
+                self._redis_is_down(exc)
+                return None
+            if self._down_since is not None:
+                logger.warning("Redis is reachable again: the shared rate limit is back")
+                self._down_since = None
+            return int(waited_us) / 1_000_000
+
+    def _redis_is_down(self, cause: BaseException | None) -> None:
+        """Raise, unless this limiter paces locally while Redis is down."""
+        if self._local is not None:
+            return
+        down_for = self._clock() - (self._down_since or 0.0)
+        raise RateLimiterUnavailableError(
+            f"Redis has been unreachable for {down_for:.1f} s, so the account's shared "
+            "rate limit cannot be kept; nothing was sent "
+            '(RedisRateLimiter(on_redis_down="local") paces locally instead)'
+        ) from cause
+
+    def _fallback(self) -> AdaptiveRateLimiter:
+        if self._local is None:  # pragma: no cover - _redis_is_down raised already
+            raise RuntimeError("no local limiter to fall back to")
+        return self._local
