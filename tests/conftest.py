@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 import pytest_asyncio
 
 from twochat_voip import VoIPClient, set_testing
-from twochat_voip.testing import FakeTwoChatServer
+from twochat_voip.testing import FakeTwoChatServer, RedisServer
 
 pytest_plugins = ["twochat_voip.testing.pytest_plugin"]
 
@@ -57,3 +58,16 @@ async def make_client(
     yield make
     for client in made:
         await client.aclose()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh redis-server on 127.0.0.1 for one test; skipped, saying why, where none
+    is installed (failed instead when TWOCHAT_REQUIRE_REDIS is set, as in CI)."""
+    if RedisServer.find() is None:
+        reason = "redis-server is not installed (`apt-get install redis-server` runs these)"
+        if os.environ.get("TWOCHAT_REQUIRE_REDIS"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with RedisServer() as server:
+        yield server

@@ -19,6 +19,7 @@ from twochat_voip.testing import (
     EXAMPLE_CDR,
     FakeTwoChatServer,
     Fault,
+    RedisServer,
     generate_cdrs,
 )
 
@@ -292,3 +293,81 @@ async def test_unwritable_output_is_one_line(tmp_path: Path) -> None:
         )
     assert ran.code == 1
     assert "No such file or directory" in one_clean_line(ran.err)
+
+
+async def test_exports_on_one_account_share_the_limit_through_redis(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Two exports with --redis-url keep the account's one --rpm between them."""
+    async with FakeTwoChatServer(
+        cdrs=generate_cdrs(40, seed=5), requests_per_minute=1200
+    ) as server:
+        ids = server.call_uuids
+        for half in (0, 1):
+            (tmp_path / f"ids{half}.txt").write_text("\n".join(ids[half::2]) + "\n")
+        ran = await asyncio.gather(
+            *(
+                run(
+                    "export",
+                    "-i",
+                    f"ids{half}.txt",
+                    "-o",
+                    f"out{half}.jsonl",
+                    "--rpm",
+                    "1200",
+                    server=server,
+                    cwd=tmp_path,
+                    env={"TWOCHAT_REDIS_URL": redis_server.url},
+                )
+                for half in (0, 1)
+            )
+        )
+        received = sorted(request.received_at for request in server.requests)
+    assert [r.code for r in ran] == [0, 0], [r.err for r in ran]
+    exported = [
+        json.loads(line)["uuid"]
+        for half in (0, 1)
+        for line in (tmp_path / f"out{half}.jsonl").read_text().splitlines()
+    ]
+    assert sorted(exported) == sorted(ids)
+    assert server.status_counts[429] <= 1  # at 1200/min each, two would draw ~15
+    assert received[-1] - received[0] >= (40 - 5) * 0.05 * 0.9
+
+
+async def test_redis_url_without_rpm_is_one_line(tmp_path: Path) -> None:
+    """--redis-url shares a rate, so it needs --rpm to know which."""
+    (tmp_path / "ids.txt").write_text("CDR1\n")
+    async with FakeTwoChatServer() as server:
+        ran = await run(
+            "export",
+            "-i",
+            "ids.txt",
+            "-o",
+            "out.jsonl",
+            "--redis-url",
+            "redis://127.0.0.1:1/0",
+            server=server,
+            cwd=tmp_path,
+        )
+        assert server.request_count == 0
+    assert ran.code != 0
+    assert "--redis-url needs --rpm" in one_clean_line(ran.err)
+
+
+@pytest.mark.parametrize(
+    ("redis_url", "key", "says"),
+    [
+        ("http://127.0.0.1:1/", "k", "--redis-url: Redis URL must specify"),
+        ("redis://127.0.0.1:1/0", None, "TWOCHAT_API_KEY"),
+    ],
+)
+async def test_bad_redis_setup_is_one_line(
+    tmp_path: Path, redis_url: str, key: str | None, says: str
+) -> None:
+    """A URL Redis cannot use, or no key to name the account by: one line, nothing sent."""
+    (tmp_path / "ids.txt").write_text("CDR1\n")
+    env = {"TWOCHAT_REDIS_URL": redis_url} | ({"TWOCHAT_API_KEY": key} if key else {})
+    args = ("export", "-i", "ids.txt", "-o", "out.jsonl", "--rpm", "60")
+    ran = await run(*args, cwd=tmp_path, env=env)
+    assert ran.code != 0
+    assert says in one_clean_line(ran.err)

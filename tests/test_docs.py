@@ -66,13 +66,10 @@ def test_every_page_has_examples() -> None:
 
 
 @pytest.fixture
-def docs_redis(monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisServer]:
+def docs_redis(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> RedisServer:
     """A redis-server for the examples of a shared limit, as REDIS_URL."""
-    if RedisServer.find() is None:
-        pytest.skip("redis-server is not installed: the shared-limit examples need one")
-    with RedisServer() as server:
-        monkeypatch.setenv("REDIS_URL", server.url)
-        yield server
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    return redis_server
 
 
 @pytest.mark.parametrize("source", examples())

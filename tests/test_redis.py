@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -28,18 +28,6 @@ from twochat_voip.redis import DEFAULT_KEY_PREFIX, RedisRateLimiter, account_key
 from twochat_voip.testing import FakeTwoChatServer, RedisServer, generate_cdrs
 
 KEY = "test-key-a1b2c3d4e5f6"
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A fresh redis-server on 127.0.0.1 for one test."""
-    if RedisServer.find() is None:
-        reason = "redis-server is not installed (`apt-get install redis-server` runs these)"
-        if os.environ.get("TWOCHAT_REQUIRE_REDIS"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    with RedisServer() as server:
-        yield server
 
 
 @pytest_asyncio.fixture
@@ -516,3 +504,17 @@ def test_redis_server_without_the_binary_says_so() -> None:
         RedisServer(executable="no-such-redis-server")
     with pytest.raises(RuntimeError, match="did not start"), RedisServer(executable="/bin/false"):
         pass
+
+
+async def test_a_cancelled_wait_frees_the_process_queue(make_limiter: MakeLimiter) -> None:
+    """Cancelling a request that waits for its slot lets the next one through."""
+    limiter = make_limiter(requests_per_minute=600)  # a slot each 100 ms
+    await limiter.acquire()
+    waiting = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    queued = asyncio.create_task(limiter.acquire())
+    done, _ = await asyncio.wait([queued], timeout=1.0)
+    assert done == {queued}  # it took the next free slot (200 ms on): no stuck queue

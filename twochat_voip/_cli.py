@@ -12,10 +12,10 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 try:
     import click
@@ -34,6 +34,9 @@ from twochat_voip._export import (
     stderr_is_interactive,
 )
 from twochat_voip.testing import FakeTwoChatServer, Fault, generate_cdrs
+
+if TYPE_CHECKING:
+    from twochat_voip.redis import RedisRateLimiter
 
 __all__ = ["main"]
 
@@ -92,19 +95,40 @@ def _run(coroutine: Coroutine[Any, Any, _T]) -> _T:
         ) from None
 
 
-def _client(api_key_file: Path | None, base_url: str | None, **options: Any) -> VoIPClient:
-    key = None
-    if api_key_file is not None:
-        try:
-            key = api_key_file.read_text(encoding="utf-8").strip().splitlines()[0]
-        except (OSError, IndexError):
-            raise click.ClickException(f"cannot read an API key from {api_key_file}") from None
+def _read_key(api_key_file: Path | None) -> str | None:
+    if api_key_file is None:
+        return None
     try:
-        return VoIPClient(api_key=key, base_url=base_url, **options)
+        return api_key_file.read_text(encoding="utf-8").strip().splitlines()[0]
+    except (OSError, IndexError):
+        raise click.ClickException(f"cannot read an API key from {api_key_file}") from None
+
+
+def _client(api_key_file: Path | None, base_url: str | None, **options: Any) -> VoIPClient:
+    try:
+        return VoIPClient(api_key=_read_key(api_key_file), base_url=base_url, **options)
     except TwoChatError as exc:
         raise click.ClickException(f"{exc} (or use --api-key-file)") from None
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _shared_limiter(
+    redis_url: str, rpm: float | None, api_key_file: Path | None
+) -> RedisRateLimiter:
+    """A RedisRateLimiter at ``rpm`` for the account, or a one-line error."""
+    if rpm is None:
+        raise click.ClickException("--redis-url needs --rpm: the account's limit to share")
+    try:
+        from twochat_voip.redis import RedisRateLimiter  # noqa: PLC0415 - an optional extra
+    except ImportError as exc:  # pragma: no cover - exercised only without the redis extra
+        raise click.ClickException(str(exc)) from None
+    try:
+        return RedisRateLimiter(redis_url, requests_per_minute=rpm, api_key=_read_key(api_key_file))
+    except TwoChatError as exc:
+        raise click.ClickException(f"{exc} (or use --api-key-file)") from None
+    except ValueError as exc:
+        raise click.ClickException(f"--redis-url: {exc}") from None
 
 
 _key_file = click.option(
@@ -158,6 +182,7 @@ async def _export(
     concurrency: int,
     ordered: bool,
     progress: Progress,
+    close_limiter: Callable[[], Awaitable[None]] | None = None,
 ) -> ExportSummary:
     async with client:
         try:
@@ -173,6 +198,8 @@ async def _export(
             )
         finally:
             progress.finish()
+            if close_limiter is not None:
+                await close_limiter()
 
 
 def _report(summary: ExportSummary, output: Path, failures: Path) -> None:
@@ -237,6 +264,12 @@ def _output_option(required: bool) -> Callable[[Any], Any]:
 )
 @_output_option(required=True)
 @_with(_export_options)
+@click.option(
+    "--redis-url",
+    envvar="TWOCHAT_REDIS_URL",
+    help="Share --rpm with every export on this account, on any host, through this "
+    "Redis (needs the redis extra).",
+)
 @_key_file
 @_base_url
 def export(
@@ -248,15 +281,21 @@ def export(
     failures: Path | None,
     ordered: bool,
     quiet: bool,
+    redis_url: str | None,
     api_key_file: Path | None,
     base_url: str | None,
 ) -> None:
     """Fetch many records into a JSONL or CSV file, resumably.
 
     Exits 0 only when every id was fetched; failed ids go to the failures file and
-    are tried again when the same command is run again.
+    are tried again when the same command is run again. Several exports on one
+    account (on one host or many) share its limit with --rpm and --redis-url.
     """
-    client = _client(api_key_file, base_url, requests_per_minute=rpm)
+    limiter = _shared_limiter(redis_url, rpm, api_key_file) if redis_url else None
+    if limiter is not None:
+        client = _client(api_key_file, base_url, rate_limiter=limiter)
+    else:
+        client = _client(api_key_file, base_url, requests_per_minute=rpm)
     failures = failures or output.with_name(output.name + ".failures.jsonl")
     source_path = None if input_ == "-" else Path(input_)
     total = _count_lines(source_path) if source_path else None
@@ -276,6 +315,7 @@ def export(
                 concurrency=concurrency,
                 ordered=ordered,
                 progress=progress,
+                close_limiter=limiter.aclose if limiter is not None else None,
             )
         )
     _report(summary, output, failures)
