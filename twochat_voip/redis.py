@@ -44,6 +44,8 @@ from typing import Final, Literal, Self
 
 try:
     from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
     from redis.exceptions import RedisError
 except ImportError as exc:  # pragma: no cover - exercised only without the redis extra
     raise ImportError(
@@ -60,6 +62,8 @@ logger: Final = logging.getLogger("twochat_voip")
 DEFAULT_KEY_PREFIX: Final = "twochat-voip:ratelimit"
 _RECHECK: Final = 1.0
 """Seconds between tries of a Redis that is down."""
+_REDIS_TIMEOUT: Final = 2.0
+"""Seconds a client made from a URL waits to connect, or for an answer."""
 _FIRST_BACKOFF: Final = 0.05
 _MAX_BACKOFF: Final = 0.5
 
@@ -97,6 +101,17 @@ return paused_until - now
 """
 
 
+def _client_for(url: str) -> Redis:
+    """A client that gives up on a dead Redis in seconds, not minutes: the limiter's
+    own ``redis_down_after`` decides how long to keep trying."""
+    return Redis.from_url(
+        url,
+        socket_connect_timeout=_REDIS_TIMEOUT,
+        socket_timeout=_REDIS_TIMEOUT,
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
 def account_key(api_key: str, prefix: str = DEFAULT_KEY_PREFIX) -> str:
     """The Redis key of an account's shared schedule: a hash of the key, never the key.
 
@@ -115,9 +130,10 @@ class RedisRateLimiter:
         VoIPClient(rate_limiter=RedisRateLimiter(redis, requests_per_minute=600))
 
     Args:
-        redis: A ``redis.asyncio.Redis`` client (yours: you close it), or a URL such as
-            ``"redis://localhost:6379/0"`` (the limiter makes the client and closes it
-            in :meth:`aclose`).
+        redis: A ``redis.asyncio.Redis`` client (yours: you close it; its own retry
+            and timeout settings apply before ``redis_down_after`` counts), or a URL
+            such as ``"redis://localhost:6379/0"`` (the limiter makes the client, with
+            2 s timeouts and one quick retry, and closes it in :meth:`aclose`).
         requests_per_minute: The account's limit, shared by all the processes.
         api_key: The account's key, only to name its schedule (hashed); defaults to
             ``TWOCHAT_API_KEY``, as the client's does.
@@ -166,7 +182,7 @@ class RedisRateLimiter:
             )
         self._key = account_key(key, key_prefix)
         self._owns_redis = isinstance(redis, str)
-        self._redis: Redis = Redis.from_url(redis) if isinstance(redis, str) else redis
+        self._redis: Redis = _client_for(redis) if isinstance(redis, str) else redis
         self._acquire_script = self._redis.register_script(_ACQUIRE)
         self._pause_script = self._redis.register_script(_PAUSE)
         self._requests_per_minute = requests_per_minute
