@@ -104,18 +104,16 @@ def _read_key(api_key_file: Path | None) -> str | None:
         raise click.ClickException(f"cannot read an API key from {api_key_file}") from None
 
 
-def _client(api_key_file: Path | None, base_url: str | None, **options: Any) -> VoIPClient:
+def _client(key: str | None, base_url: str | None, **options: Any) -> VoIPClient:
     try:
-        return VoIPClient(api_key=_read_key(api_key_file), base_url=base_url, **options)
+        return VoIPClient(api_key=key, base_url=base_url, **options)
     except TwoChatError as exc:
         raise click.ClickException(f"{exc} (or use --api-key-file)") from None
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 
 
-def _shared_limiter(
-    redis_url: str, rpm: float | None, api_key_file: Path | None
-) -> RedisRateLimiter:
+def _shared_limiter(redis_url: str, rpm: float | None, key: str | None) -> RedisRateLimiter:
     """A RedisRateLimiter at ``rpm`` for the account, or a one-line error."""
     if rpm is None:
         raise click.ClickException("--redis-url needs --rpm: the account's limit to share")
@@ -124,7 +122,7 @@ def _shared_limiter(
     except ImportError as exc:  # pragma: no cover - exercised only without the redis extra
         raise click.ClickException(str(exc)) from None
     try:
-        return RedisRateLimiter(redis_url, requests_per_minute=rpm, api_key=_read_key(api_key_file))
+        return RedisRateLimiter(redis_url, requests_per_minute=rpm, api_key=key)
     except TwoChatError as exc:
         raise click.ClickException(f"{exc} (or use --api-key-file)") from None
     except ValueError as exc:
@@ -153,7 +151,7 @@ def main() -> None:
 @_base_url
 def get(call_uuid: str, api_key_file: Path | None, base_url: str | None) -> None:
     """Print one call's record as 2Chat's JSON."""
-    client = _client(api_key_file, base_url)
+    client = _client(_read_key(api_key_file), base_url)
 
     async def fetch() -> dict[str, Any]:
         async with client:
@@ -291,11 +289,12 @@ def export(
     are tried again when the same command is run again. Several exports on one
     account (on one host or many) share its limit with --rpm and --redis-url.
     """
-    limiter = _shared_limiter(redis_url, rpm, api_key_file) if redis_url else None
+    key = _read_key(api_key_file)
+    limiter = _shared_limiter(redis_url, rpm, key) if redis_url else None
     if limiter is not None:
-        client = _client(api_key_file, base_url, rate_limiter=limiter)
+        client = _client(key, base_url, rate_limiter=limiter)
     else:
-        client = _client(api_key_file, base_url, requests_per_minute=rpm)
+        client = _client(key, base_url, requests_per_minute=rpm)
     failures = failures or output.with_name(output.name + ".failures.jsonl")
     source_path = None if input_ == "-" else Path(input_)
     total = _count_lines(source_path) if source_path else None

@@ -240,8 +240,8 @@ class RedisRateLimiter:
                     continue
                 generation = self._generation
                 delay = await self._reserve()
-                if delay is None:  # Redis is down and this process paces on its own
-                    return await self._fallback().acquire()
+                if isinstance(delay, AdaptiveRateLimiter):  # Redis is down: pace locally
+                    return await delay.acquire()
                 if delay > 0:
                     await asyncio.sleep(delay)
                     if generation != self._generation:
@@ -303,13 +303,13 @@ class RedisRateLimiter:
                 type(exc).__name__,
             )
 
-    async def _reserve(self) -> float | None:
-        """Seconds until the slot Redis gave this request; ``None``: pace locally."""
+    async def _reserve(self) -> float | AdaptiveRateLimiter:
+        """Seconds until the slot Redis gave this request, or the local limiter to
+        pace with while Redis is down."""
         backoff = _FIRST_BACKOFF
         while True:
             if self._down_since is not None and self._clock() < self._next_try:
-                self._redis_is_down(None)
-                return None
+                return self._redis_is_down(None)
             try:
                 waited_us = await self._acquire_script(
                     keys=[self._key], args=[self._interval_us, self._burst]
@@ -329,25 +329,19 @@ class RedisRateLimiter:
                     backoff = min(2 * backoff, _MAX_BACKOFF)
                     continue
                 self._next_try = now + _RECHECK
-                self._redis_is_down(exc)
-                return None
+                return self._redis_is_down(exc)
             if self._down_since is not None:
                 logger.warning("Redis is reachable again: the shared rate limit is back")
                 self._down_since = None
             return int(waited_us) / 1_000_000
 
-    def _redis_is_down(self, cause: BaseException | None) -> None:
-        """Raise, unless this limiter paces locally while Redis is down."""
+    def _redis_is_down(self, cause: BaseException | None) -> AdaptiveRateLimiter:
+        """The local limiter to pace with while Redis is down; raise if there is none."""
         if self._local is not None:
-            return
+            return self._local
         down_for = self._clock() - (self._down_since or 0.0)
         raise RateLimiterUnavailableError(
             f"Redis has been unreachable for {down_for:.1f} s, so the account's shared "
             "rate limit cannot be kept; nothing was sent "
             '(RedisRateLimiter(on_redis_down="local") paces locally instead)'
         ) from cause
-
-    def _fallback(self) -> AdaptiveRateLimiter:
-        if self._local is None:  # pragma: no cover - _redis_is_down raised already
-            raise RuntimeError("no local limiter to fall back to")
-        return self._local
