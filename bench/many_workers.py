@@ -20,7 +20,7 @@ from contextlib import aclosing
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 
-from bench.measure import Row, server_cpu
+from bench.measure import Row, describe_limited, limited_row, server_cpu
 from bench.server import CannedServer
 from twochat_voip import VoIPClient
 from twochat_voip.redis import RedisRateLimiter
@@ -121,24 +121,17 @@ def measure(per_minute: float, ids: int) -> list[Row]:
             wall, fetched, failed = _run(
                 server.base_url, _split(names, shares), rpm, redis.url if shared else None
             )
-            stats = server.take_stats()
-            requests = stats["served"] + stats["limited"]
             row = {
                 "split": split,
                 "client": name,
-                "wall_s": wall,
-                "wall_over_ideal": wall / ideal,
-                "requests": requests,
-                "rate_limited": stats["limited"],
-                "rate_limited_share": stats["limited"] / requests if requests else 0.0,
+                **limited_row(server.take_stats(), wall, ideal),
                 "fetched": fetched,
                 "failed": failed,
             }
             rows.append(row)
             print(
-                f"  {split:<12} {name:<30} wall {wall:6.1f} s = {wall / ideal:.2f}x N/R, "
-                f"{stats['limited']} 429s of {requests} requests "
-                f"({row['rate_limited_share']:.1%}), {fetched} fetched, {failed} failed",
+                f"  {split:<12} {name:<30} {describe_limited(row)}, "
+                f"{fetched} fetched, {failed} failed",
                 flush=True,
             )
     return rows

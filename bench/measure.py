@@ -50,3 +50,24 @@ def rss_kib() -> int:
 
 
 Row = dict[str, Any]
+
+
+def limited_row(stats: dict[str, int], wall: float, ideal: float) -> Row:
+    """A run against the rate-limited canned server: wall time against N/R, and the
+    requests and 429s the server counted."""
+    requests = stats["served"] + stats["limited"]
+    return {
+        "wall_s": wall,
+        "wall_over_ideal": wall / ideal,
+        "requests": requests,
+        "rate_limited": stats["limited"],
+        "rate_limited_share": stats["limited"] / requests if requests else 0.0,
+    }
+
+
+def describe_limited(row: Row) -> str:
+    return (
+        f"wall {row['wall_s']:6.1f} s = {row['wall_over_ideal']:.2f}x N/R, "
+        f"{row['rate_limited']} 429s of {row['requests']} requests "
+        f"({row['rate_limited_share']:.1%})"
+    )

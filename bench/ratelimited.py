@@ -4,7 +4,7 @@ and the naive gather + tenacity code. Wall time as a ratio to N/R, 429s, failure
 
 from __future__ import annotations
 
-from bench.measure import Row, server_cpu, timed_run
+from bench.measure import Row, describe_limited, limited_row, server_cpu, timed_run
 from bench.server import CannedServer
 from bench.stacks import naive_gather_tenacity, ours_get_calls
 
@@ -28,23 +28,11 @@ def measure(per_minute: float, ids: int, concurrency: int = 16) -> list[Row]:
         for name, run in runs.items():
             server.take_stats()  # reset the limiter between runs
             (_, failed), wall, _ = timed_run(lambda run=run: run(server.base_url))
-            stats = server.take_stats()
-            requests = stats["served"] + stats["limited"]
             row = {
                 "client": name,
-                "wall_s": wall,
-                "wall_over_ideal": wall / ideal,
-                "requests": requests,
-                "rate_limited": stats["limited"],
-                "rate_limited_share": stats["limited"] / requests if requests else 0.0,
+                **limited_row(server.take_stats(), wall, ideal),
                 "failed": failed,
             }
             rows.append(row)
-            print(
-                f"  {name:<42} wall {wall:6.1f} s = {row['wall_over_ideal']:.2f}x N/R, "
-                f"{stats['limited']} 429s of {requests} requests "
-                f"({row['rate_limited_share']:.1%}), "
-                f"{failed} failed",
-                flush=True,
-            )
+            print(f"  {name:<42} {describe_limited(row)}, {failed} failed", flush=True)
     return rows

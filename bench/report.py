@@ -9,6 +9,16 @@ from typing import Any
 
 from bench.measure import Row
 
+_LIMITED_COLUMNS = [
+    ("wall_s", "wall s", ".1f"),
+    ("wall_over_ideal", "× N/R", ".2f"),
+    ("requests", "requests (credits)", ""),
+    ("rate_limited", "429s", ""),
+    ("rate_limited_share", "429 share", ".1%"),
+    ("failed", "failed", ""),
+]
+"""The columns of a run against a per-minute limit."""
+
 
 def _table(rows: list[Row], columns: list[tuple[str, str, str]]) -> list[str]:
     lines = [
@@ -75,15 +85,7 @@ def write(out: Path, results: dict[str, Any], settings: dict[str, Any]) -> Path:
             "",
             *_table(
                 results["rate_limited"],
-                [
-                    ("client", "client", ""),
-                    ("wall_s", "wall s", ".1f"),
-                    ("wall_over_ideal", "× N/R", ".2f"),
-                    ("requests", "requests (credits)", ""),
-                    ("rate_limited", "429s", ""),
-                    ("rate_limited_share", "429 share", ".1%"),
-                    ("failed", "failed", ""),
-                ],
+                [("client", "client", ""), *_LIMITED_COLUMNS],
             ),
             "",
         ]
@@ -99,16 +101,7 @@ def write(out: Path, results: dict[str, Any], settings: dict[str, Any]) -> Path:
             "",
             *_table(
                 results["many_workers"],
-                [
-                    ("split", "ids split", ""),
-                    ("client", "pacing", ""),
-                    ("wall_s", "wall s", ".1f"),
-                    ("wall_over_ideal", "× N/R", ".2f"),
-                    ("requests", "requests (credits)", ""),
-                    ("rate_limited", "429s", ""),
-                    ("rate_limited_share", "429 share", ".1%"),
-                    ("failed", "failed", ""),
-                ],
+                [("split", "ids split", ""), ("client", "pacing", ""), *_LIMITED_COLUMNS],
             ),
             "",
         ]
