@@ -193,7 +193,9 @@ async def test_export_resumes_and_retries_only_what_failed(tmp_path: Path) -> No
         server.requests.clear()
         second = await run("export", "-i", str(source), "-o", str(output), server=server)
     assert second.code == 0, second.err
-    assert sorted(r.call_uuid or "" for r in server.requests) == sorted(r["uuid"] for r in late)
+    fetched = sorted(r.call_uuid for r in server.requests if r.call_uuid)
+    assert fetched == sorted(r["uuid"] for r in late)
+    assert [r.path for r in server.requests].count("/open/info") == 1  # --rpm auto
     lines = output.read_text().splitlines()
     assert len(lines) == 23
     assert {json.loads(line)["uuid"] for line in lines} == {r["uuid"] for r in records + late}
@@ -232,7 +234,7 @@ async def test_export_csv_with_resume(tmp_path: Path) -> None:
         again = await run(
             "export", "-i", str(source), "-o", str(output), "--format", "csv", server=server
         )
-        assert len(server.requests) == 8
+        assert len([r for r in server.requests if r.call_uuid]) == 8
     assert (first.code, again.code) == (0, 0)
     rows = list(csv.DictReader(output.read_text().splitlines()))
     assert sorted(row["uuid"] for row in rows) == sorted(r["uuid"] for r in records)
@@ -371,3 +373,97 @@ async def test_bad_redis_setup_is_one_line(
     ran = await run(*args, cwd=tmp_path, env=env)
     assert ran.code != 0
     assert says in one_clean_line(ran.err)
+
+
+async def test_export_asks_the_plan_rate_once_by_default(tmp_path: Path) -> None:
+    """Without --rpm: one GET /open/info, then paced at the plan's limit, no 429."""
+    records = generate_cdrs(40, seed=71)
+    (tmp_path / "ids.txt").write_text("".join(r["uuid"] + "\n" for r in records))
+    async with FakeTwoChatServer(cdrs=records, requests_per_minute=6000) as server:
+        ran = await run("export", "-i", "ids.txt", "-o", "out.jsonl", server=server, cwd=tmp_path)
+        paths = [r.path for r in server.requests]
+    assert ran.code == 0, ran.err
+    assert paths.count("/open/info") == 1
+    assert server.status_counts[429] == 0
+    assert "41 requests" in ran.err
+
+
+async def test_export_rpm_adaptive_asks_nothing(tmp_path: Path) -> None:
+    """--rpm adaptive: no GET /open/info; the rate is found from 429s, if any."""
+    (tmp_path / "ids.txt").write_text(EXAMPLE_CDR["uuid"] + "\n")
+    async with FakeTwoChatServer() as server:
+        ran = await run(
+            "export",
+            "-i",
+            "ids.txt",
+            "-o",
+            "o.jsonl",
+            "--rpm",
+            "adaptive",
+            server=server,
+            cwd=tmp_path,
+        )
+        assert [r.path for r in server.requests] == [f"/open/voip/call/{EXAMPLE_CDR['uuid']}"]
+    assert ran.code == 0, ran.err
+
+
+async def test_export_rpm_nonsense_is_refused(tmp_path: Path) -> None:
+    """--rpm fast: a usage error naming what is accepted, exit 2."""
+    (tmp_path / "ids.txt").write_text("CDR1\n")
+    ran = await run("export", "-i", "ids.txt", "-o", "o.jsonl", "--rpm", "fast", cwd=tmp_path)
+    assert ran.code == 2
+    assert "'auto' or 'adaptive'" in ran.err
+
+
+async def test_export_with_a_dead_key_stops_with_one_line(tmp_path: Path) -> None:
+    """A refused key: the export stops at once, says why and how to resume, and spends
+    no credit per id."""
+    records = generate_cdrs(200, seed=72)
+    (tmp_path / "ids.txt").write_text("".join(r["uuid"] + "\n" for r in records))
+    async with FakeTwoChatServer(cdrs=records, requests_per_minute=60000) as server:
+        ran = await run(
+            "export",
+            "-i",
+            "ids.txt",
+            "-o",
+            "out.jsonl",
+            "--rpm",
+            "adaptive",
+            server=server,
+            cwd=tmp_path,
+            env={"TWOCHAT_API_KEY": "wrong-key"},
+        )
+        sent = server.request_count
+    assert ran.code == 1
+    assert sent <= 16
+    assert "stopped early: the API key was refused (401)" in ran.err
+    assert "Run the same command again to resume." in ran.err
+    failures = (tmp_path / "out.jsonl.failures.jsonl").read_text().splitlines()
+    assert len(failures) == 200
+
+
+async def test_export_max_requests_caps_the_credits(tmp_path: Path) -> None:
+    """--max-requests 5: five requests, then it stops and says the budget was spent."""
+    records = generate_cdrs(30, seed=73)
+    (tmp_path / "ids.txt").write_text("".join(r["uuid"] + "\n" for r in records))
+    async with FakeTwoChatServer(cdrs=records) as server:
+        ran = await run(
+            "export",
+            "-i",
+            "ids.txt",
+            "-o",
+            "out.jsonl",
+            "--rpm",
+            "adaptive",
+            "--max-requests",
+            "5",
+            "-c",
+            "2",
+            server=server,
+            cwd=tmp_path,
+        )
+        sent = server.request_count
+    assert ran.code == 1
+    assert sent == 5
+    assert "stopped early: --max-requests 5 were spent" in ran.err
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 5

@@ -142,11 +142,13 @@ async def test_fault_matrix(name: str) -> None:
 
 
 async def test_connection_refused_is_retried_then_raised() -> None:
-    """Nobody listening: three attempts (counted by the client), then APIConnectionError."""
+    """Nobody listening: three attempts, then APIConnectionError; no request reached a
+    connection, so none is counted (none cost a credit)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     async with VoIPClient(api_key="k", base_url=f"http://127.0.0.1:{port}", max_retries=2) as voip:
         with set_testing(True, attempts=3), pytest.raises(tv.APIConnectionError):
             await voip.get_call(CALL)
-        assert voip.stats.requests == 3
+        assert voip.stats.retries == 2
+        assert voip.stats.requests == 0

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from twochat_voip import AdaptiveRateLimiter, RateLimiter
+from twochat_voip import AdaptiveRateLimiter, RateLimiter, set_testing
 
 
 class FakeTime:
@@ -66,108 +66,156 @@ async def test_unpaced_until_told_otherwise() -> None:
     assert pacer.requests_per_minute is None
 
 
-def limited(pacer: AdaptiveRateLimiter, sent: float) -> None:
-    """Two 429s: a lone one is taken for noise, the second is a limit."""
-    pacer.feedback(sent_at=sent, status=429, retry_after=None)
-    pacer.feedback(sent_at=sent, status=429, retry_after=None)
+async def answered(
+    time: FakeTime, pacer: AdaptiveRateLimiter, statuses: list[int], gap: float = 0.0
+) -> float:
+    """Send one request per status (``gap`` seconds apart) and feed its answer back;
+    the last send time."""
+    sent = time.now
+    for status in statuses:
+        sent = await pacer.acquire()
+        pacer.feedback(sent_at=sent, status=status, retry_after=None)
+        time.now += gap
+    return sent
 
 
-async def test_lone_429_is_noise() -> None:
-    """One 429 among many accepted answers changes nothing; a second one does."""
+def limit(pacer: AdaptiveRateLimiter, sent: float) -> None:
+    """Eight 429s in a row: a limit, not noise."""
+    for _ in range(8):
+        pacer.feedback(sent_at=sent, status=429, retry_after=None)
+
+
+async def test_sporadic_429s_are_noise() -> None:
+    """429s now and then (one in 10 answers: never 8 in 64) never change the rate."""
     time = FakeTime()
     pacer = limiter(time, 600)
-    for _ in range(30):
-        sent = await pacer.acquire()
-        pacer.feedback(sent_at=sent, status=200, retry_after=None)
-    pacer.feedback(sent_at=sent, status=429, retry_after=None)
+    for _ in range(40):
+        await answered(time, pacer, [200] * 9 + [429])
     assert pacer.requests_per_minute == 600.0
-    pacer.feedback(sent_at=sent, status=429, retry_after=None)
-    assert pacer.requests_per_minute == pytest.approx(300.0)
 
 
-async def test_first_limit_halves_the_measured_send_rate() -> None:
-    """Unpaced at 10 requests/s, the first real limit sets 5/s (300/min)."""
+async def test_sporadic_429s_leave_an_unpaced_client_unpaced() -> None:
+    """Without a rate, stray 429s among accepted answers do not start pacing."""
     time = FakeTime()
     pacer = limiter(time)
-    for _ in range(10):
+    for _ in range(40):
+        await answered(time, pacer, [200] * 9 + [429], gap=0.01)
+    assert pacer.requests_per_minute is None
+
+
+async def test_a_limit_cuts_to_80_percent_of_what_was_accepted() -> None:
+    """Unpaced, 10 requests/s accepted, then a limit: 8/s (480/min)."""
+    time = FakeTime()
+    pacer = limiter(time)
+    sent = await answered(time, pacer, [200] * 20, gap=0.1)
+    limit(pacer, sent)
+    assert pacer.requests_per_minute == pytest.approx(480.0)
+
+
+async def test_the_cut_follows_what_was_accepted_not_what_was_sent() -> None:
+    """Sending 10/s of which the server took one in two: the cut is to 80% of 5/s."""
+    time = FakeTime()
+    pacer = limiter(time)
+    sent = time.now
+    for index in range(40):
         sent = await pacer.acquire()
+        if index % 2 == 0:
+            pacer.feedback(sent_at=sent, status=200, retry_after=None)
         time.now += 0.1
-    limited(pacer, sent)
-    assert pacer.requests_per_minute == pytest.approx(300.0)
+    limit(pacer, sent)
+    assert pacer.requests_per_minute == pytest.approx(0.8 * 5 * 60, rel=0.05)
 
 
 async def test_429s_in_flight_count_once() -> None:
-    """Answers to requests sent before the decrease do not decrease again."""
+    """Answers to requests sent before a cut do not cut again."""
     time = FakeTime()
     pacer = limiter(time, 600)
-    early = [await pacer.acquire() for _ in range(5)]
+    early = [await pacer.acquire() for _ in range(12)]
     for sent in early:
         pacer.feedback(sent_at=sent, status=429, retry_after=None)
-    assert pacer.requests_per_minute == pytest.approx(300.0)
+    cut_once = pacer.requests_per_minute
+    assert cut_once is not None
+    assert cut_once == pytest.approx(480.0)
     later = await pacer.acquire()
-    pacer.feedback(sent_at=later, status=429, retry_after=None)
-    assert pacer.requests_per_minute == pytest.approx(150.0)
+    limit(pacer, later)
+    assert pacer.requests_per_minute == pytest.approx(0.8 * cut_once, rel=0.05)
 
 
-async def test_decrease_leaves_a_gap() -> None:
-    """After a decrease the next request waits one new interval."""
+async def test_cut_leaves_a_gap() -> None:
+    """After a cut the next request waits one new interval."""
     time = FakeTime()
     pacer = limiter(time, 120)
     sent = await pacer.acquire()
-    limited(pacer, sent)
-    assert await pacer.acquire() - sent == pytest.approx(1.0)
+    limit(pacer, sent)
+    assert await pacer.acquire() - sent == pytest.approx(60 / (0.8 * 120))
 
 
-async def test_with_a_full_window_a_429_backs_off_to_what_was_accepted() -> None:
-    """After 64 accepted answers at 2/s, a 429 sets 90% of 2/s and slow growth."""
-    time = FakeTime()
-    pacer = limiter(time)
-    for _ in range(64):
-        sent = await pacer.acquire()
-        pacer.feedback(sent_at=sent, status=200, retry_after=None)
-        time.now += 0.5
-    sent = await pacer.acquire()
-    limited(pacer, sent)
-    assert pacer.requests_per_minute == pytest.approx(0.9 * 120)
-    pacer.feedback(sent_at=sent, status=200, retry_after=None)
-    assert pacer.requests_per_minute == pytest.approx(0.9 * 120 * 1.002)
-
-
-async def test_accepted_answers_grow_the_rate_up_to_the_ceiling() -> None:
-    """The rate recovers with accepted answers but never passes the configured one."""
+async def test_the_rate_climbs_back_by_time_not_per_answer() -> None:
+    """After a cut: back to what was accepted within 5 s, whatever the answers; then
+    2% of it a second beyond, up to the ceiling."""
     time = FakeTime()
     pacer = limiter(time, 600)
-    sent = await pacer.acquire()
-    limited(pacer, sent)
-    assert pacer.requests_per_minute == pytest.approx(300.0)
+    sent = await answered(time, pacer, [200] * 40, gap=0.1)  # 10/s accepted
+    limit(pacer, sent)
+    assert pacer.requests_per_minute == pytest.approx(480.0)
     pacer.feedback(sent_at=sent, status=200, retry_after=None)
-    assert pacer.requests_per_minute == pytest.approx(306.0)
-    for _ in range(100):
-        pacer.feedback(sent_at=sent, status=200, retry_after=None)
+    assert pacer.requests_per_minute == pytest.approx(480.0)  # answers do not climb
+    time.now += 2.5
+    assert pacer.requests_per_minute == pytest.approx(540.0)
+    time.now += 2.5
+    assert pacer.requests_per_minute == pytest.approx(600.0)
+    time.now += 100
     assert pacer.requests_per_minute == 600.0
+
+
+async def test_beyond_what_was_accepted_the_rate_probes_slowly() -> None:
+    """Without a ceiling the climb goes on past the accepted rate, 2% of it a second."""
+    time = FakeTime()
+    pacer = limiter(time)
+    sent = await answered(time, pacer, [200] * 40, gap=0.1)
+    limit(pacer, sent)
+    time.now += 5 + 10
+    assert pacer.requests_per_minute == pytest.approx(600.0 * 1.2)
 
 
 async def test_rate_never_goes_under_the_floor() -> None:
     """However many 429s, the rate stays at or above the floor."""
     time = FakeTime()
     pacer = limiter(time, 60, min_requests_per_minute=30)
-    for _ in range(5):
+    for _ in range(8):
         sent = await pacer.acquire()
-        pacer.feedback(sent_at=sent, status=429, retry_after=None)
+        limit(pacer, sent)
     assert pacer.requests_per_minute == 30.0
 
 
-async def test_a_429_for_the_very_first_request_sets_no_rate() -> None:
-    """With nothing to measure yet, a 429 leaves the pace to backoff and Retry-After."""
+async def test_a_limit_with_nothing_measured_sets_no_rate() -> None:
+    """429s for the very first request leave the pace to backoff and Retry-After."""
     time = FakeTime()
     pacer = limiter(time)
     sent = await pacer.acquire()
-    pacer.feedback(sent_at=sent, status=429, retry_after=None)
+    limit(pacer, sent)
     assert pacer.requests_per_minute is None
-    time.now += 0.5
-    second = await pacer.acquire()
-    pacer.feedback(sent_at=second, status=429, retry_after=None)
-    assert pacer.requests_per_minute == pytest.approx(60.0)
+
+
+async def test_set_requests_per_minute_paces_from_now() -> None:
+    """A rate learnt later (the plan's, from GET /open/info) paces at once."""
+    time = FakeTime()
+    pacer = limiter(time)
+    pacer.set_requests_per_minute(120)
+    sent = [await pacer.acquire() - 1000.0 for _ in range(3)]
+    assert sent == pytest.approx([0.5, 1.0, 1.5])  # the request that asked was one
+    assert pacer.requests_per_minute == 120.0
+    with pytest.raises(ValueError, match="positive"):
+        pacer.set_requests_per_minute(0)
+
+
+async def test_testing_mode_skips_pauses() -> None:
+    """set_testing(True): a Retry-After holds nothing."""
+    time = FakeTime()
+    pacer = limiter(time)
+    with set_testing(True):
+        pacer.feedback(sent_at=time.now, status=429, retry_after=30.0)
+    assert await pacer.acquire() == 1000.0
 
 
 async def test_not_adaptive_keeps_the_configured_rate() -> None:

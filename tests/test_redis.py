@@ -23,6 +23,7 @@ from twochat_voip import (
     RateLimiterUnavailableError,
     TwoChatError,
     VoIPClient,
+    set_testing,
 )
 from twochat_voip.redis import DEFAULT_KEY_PREFIX, RedisRateLimiter, account_key
 from twochat_voip.testing import FakeTwoChatServer, RedisServer, generate_cdrs
@@ -189,6 +190,25 @@ async def test_429_without_retry_after_pauses_for_pause_on_rate_limit(
     started = time.monotonic()
     await other.acquire()
     assert time.monotonic() - started >= 0.3
+
+
+async def test_a_503_with_retry_after_pauses_every_limiter(make_limiter: MakeLimiter) -> None:
+    """A 503's Retry-After is the limiter's to wait out too (the retry policy does not)."""
+    told, other = make_limiter(requests_per_minute=60_000), make_limiter(requests_per_minute=60_000)
+    told.feedback(sent_at=await told.acquire(), status=503, retry_after=0.4)
+    await told.aclose()
+    started = time.monotonic()
+    await other.acquire()
+    assert time.monotonic() - started >= 0.3
+
+
+async def test_testing_mode_skips_the_shared_pause(make_limiter: MakeLimiter, redis: Redis) -> None:
+    """set_testing(True): a 429 with Retry-After pauses nobody, here or in Redis."""
+    limiter = make_limiter(requests_per_minute=60_000)
+    with set_testing(True):
+        limiter.feedback(sent_at=await limiter.acquire(), status=429, retry_after=30)
+    await limiter.aclose()
+    assert await redis.hget(limiter.key, "paused_until") is None
 
 
 async def test_answers_other_than_429_do_not_pause(make_limiter: MakeLimiter, redis: Redis) -> None:

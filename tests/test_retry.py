@@ -39,10 +39,15 @@ def test_backoff_doubles_to_the_cap_with_jitter(retry: int, ceiling: float) -> N
     assert len(set(waits)) > 1
 
 
-def test_retry_after_overrides_backoff() -> None:
-    """The server's Retry-After is the wait."""
-    policy = RetryPolicy()
-    assert policy.wait_before(RateLimitError("x", status_code=429, retry_after=7.5), 1) == 7.5
+def test_retry_after_is_the_limiters_to_wait_out() -> None:
+    """With a Retry-After the policy adds no backoff: the limiter holds every request
+    for it (one owner of waiting), and the pause it hands on is capped."""
+    policy = RetryPolicy(max_retry_wait=10)
+    assert policy.wait_before(RateLimitError("x", status_code=429, retry_after=7.5), 1) == 0.0
+    assert 0.25 <= policy.wait_before(RateLimitError("x", status_code=429), 1) <= 0.5
+    assert policy.pause_for(7.5) == 7.5
+    assert policy.pause_for(3600) == 10
+    assert policy.pause_for(None) is None
 
 
 def test_too_long_retry_after_is_detected() -> None:
@@ -66,11 +71,12 @@ def test_set_testing_caps_attempts_and_waits() -> None:
     with set_testing(True, attempts=2):
         assert is_testing()
         assert policy.attempts() == 2
-        assert policy.wait_before(error, 1) == 0.0
+        assert policy.wait_before(ServerError("x", status_code=503), 1) == 0.0
         assert not policy.asks_too_long(error)
     assert not is_testing()
     assert policy.attempts() == 4
-    assert policy.wait_before(error, 1) == 120
+    assert policy.wait_before(ServerError("x", status_code=503), 1) > 0
+    assert policy.asks_too_long(error)
 
 
 def test_set_testing_plain_call_switches_for_the_process() -> None:

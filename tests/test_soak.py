@@ -21,6 +21,7 @@ FAULTS = [
     Fault(status=503),
     Fault(status=504),
     Fault(status=429),
+    Fault(status=429, retry_after=0),  # stray 429s that say "ask again now"
     Fault(drop="before_status"),
     Fault(drop="mid_headers"),
     Fault(drop="mid_body"),

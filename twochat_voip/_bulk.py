@@ -5,6 +5,12 @@ iterable. A semaphore of ``2 * concurrency`` window slots is taken before an id 
 read and given back when its result has been handed to the caller, so the run never
 reads further ahead than that, however long the input, and ordered output never
 buffers more than the window either.
+
+A run gives up rather than spend credits on what cannot succeed: an answer that
+says the account cannot go on (401 invalid key, 402 no credits, the client's own
+request budget spent), or nothing succeeding for ``give_up_after`` seconds, stops
+it. From then on nothing more is sent: waiting workers are woken, and every id not
+yet sent is answered with that error, so every id is still answered once.
 """
 
 from __future__ import annotations
@@ -24,12 +30,26 @@ from typing import Any, Final
 
 import attrs
 
-from twochat_voip._errors import ClientClosedError, TwoChatError
+from twochat_voip._errors import (
+    AuthenticationError,
+    BudgetExhaustedError,
+    ClientClosedError,
+    NotFoundError,
+    PaymentRequiredError,
+    TwoChatError,
+)
 from twochat_voip._models import CallDetailRecord
+from twochat_voip._waits import RunStopped, Stop, current_stop
 
-__all__ = ["CallResult", "iterate_bulk"]
+__all__ = ["RUN_ENDING_ERRORS", "CallResult", "iterate_bulk"]
 
 READ_AHEAD_FACTOR: Final = 2
+
+RUN_ENDING_ERRORS: Final = (AuthenticationError, PaymentRequiredError, BudgetExhaustedError)
+"""Errors that no other id of the run can escape: the key, the credits, the budget."""
+
+_ANSWERS_ABOUT_THE_ID: Final = (NotFoundError, ValueError)
+"""Failures that are progress all the same: the server works, the id is no record."""
 
 
 @attrs.frozen(kw_only=True)
@@ -62,20 +82,6 @@ class _Done:
 _DONE: Final = _Done()
 
 
-async def _answer(
-    fetch: Callable[[Any], Awaitable[CallDetailRecord]], index: int, value: object
-) -> CallResult:
-    shown = value if isinstance(value, str) else repr(value)
-    try:
-        return CallResult(call_uuid=shown, cdr=await fetch(value), index=index)
-    except (TwoChatError, ValueError) as exc:
-        return CallResult(call_uuid=shown, error=exc, index=index)
-    except Exception as exc:  # noqa: BLE001 - every id is answered, even after a bug
-        error = TwoChatError(f"unexpected {type(exc).__name__}: {exc}")
-        error.__cause__ = exc
-        return CallResult(call_uuid=shown, error=error, index=index)
-
-
 class _Workers:
     """A bulk run's worker pool and the hand-over of results to the caller.
 
@@ -90,8 +96,16 @@ class _Workers:
         fetch: Callable[[Any], Awaitable[CallDetailRecord]],
         call_uuids: Iterable[str] | AsyncIterable[str],
         concurrency: int,
+        give_up_after: float | None,
+        last_failure: Callable[[], TwoChatError | None] | None,
     ) -> None:
         self._fetch = fetch
+        self._last_failure = last_failure
+        self.stop = Stop(RunStopped)
+        self._give_up_after = give_up_after
+        self._last_success = 0.0
+        self._last_error: TwoChatError | ValueError | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
         self._concurrency = concurrency
         self._sync_source: Iterator[str] | None = None
         self._async_source: AsyncIterator[str] | None = None
@@ -110,11 +124,31 @@ class _Workers:
         self.input_errors: list[BaseException] = []
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._last_success = loop.time()
+        if self._give_up_after is not None:
+            self._watchdog = loop.call_later(self._give_up_after, self._check_progress)
         try:
             await asyncio.gather(*(self._work() for _ in range(self._concurrency)))
         finally:
             self._exhausted = True
             self.ready.set()
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+
+    def _check_progress(self) -> None:
+        """Give up when nothing has succeeded for ``give_up_after`` seconds (a record
+        fetched, or a definite "no such record", counts as success)."""
+        assert self._give_up_after is not None  # noqa: S101 - only armed with it
+        loop = asyncio.get_running_loop()
+        idle = loop.time() - self._last_success
+        if idle < self._give_up_after:
+            self._watchdog = loop.call_later(self._give_up_after - idle, self._check_progress)
+            return
+        last = self._last_failure() if self._last_failure is not None else None
+        if last is None and isinstance(self._last_error, TwoChatError):
+            last = self._last_error
+        self.stop.stop(last or TwoChatError(f"nothing succeeded for {self._give_up_after:g} s"))
 
     def give_slot(self) -> None:
         """The caller took a result: one more id may be read."""
@@ -143,9 +177,36 @@ class _Workers:
         return index, value
 
     async def _work(self) -> None:
+        current_stop().set(self.stop)  # this worker's task only: its waits end with the run
         while (item := await self._next()) is not None:
-            self.results.append(await _answer(self._fetch, *item))
+            self.results.append(await self._answer(*item))
             self.ready.set()
+
+    async def _answer(self, index: int, value: object) -> CallResult:
+        shown = value if isinstance(value, str) else repr(value)
+        stopped = self.stop.error
+        if stopped is None:
+            try:
+                cdr = await self._fetch(value)
+            except RunStopped:
+                stopped = self.stop.error
+            except (TwoChatError, ValueError) as exc:
+                if isinstance(exc, _ANSWERS_ABOUT_THE_ID):
+                    self._last_success = asyncio.get_running_loop().time()
+                else:
+                    self._last_error = exc
+                    if isinstance(exc, RUN_ENDING_ERRORS):
+                        self.stop.stop(exc)
+                return CallResult(call_uuid=shown, error=exc, index=index)
+            except Exception as exc:  # noqa: BLE001 - every id is answered, even after a bug
+                error = TwoChatError(f"unexpected {type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                return CallResult(call_uuid=shown, error=error, index=index)
+            else:
+                self._last_success = asyncio.get_running_loop().time()
+                return CallResult(call_uuid=shown, cdr=cdr, index=index)
+        assert isinstance(stopped, TwoChatError)  # noqa: S101 - a run stops with one
+        return CallResult(call_uuid=shown, error=stopped, index=index)
 
 
 async def iterate_bulk(
@@ -155,6 +216,8 @@ async def iterate_bulk(
     concurrency: int,
     ordered: bool,
     runs: set[asyncio.Task[None]] | None = None,
+    give_up_after: float | None = None,
+    last_failure: Callable[[], TwoChatError | None] | None = None,
 ) -> AsyncGenerator[CallResult, None]:
     """Fetch every id with ``fetch`` on ``concurrency`` workers; yield one result each.
 
@@ -165,10 +228,17 @@ async def iterate_bulk(
     The run's workers live in one task, added to ``runs`` while it lasts, so that the
     client can stop a run nobody closed (a ``break`` out of a loop that keeps the
     generator referenced) when it is itself closed.
+
+    The run gives up (see the module's docstring) on a :data:`RUN_ENDING_ERRORS`
+    error, or when nothing has succeeded for ``give_up_after`` seconds; then every id
+    not yet answered gets the last error (``last_failure()``: the last failed attempt's,
+    else the last failed id's).
     """
     if not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError("concurrency must be a whole number of at least 1")
-    workers = _Workers(fetch, call_uuids, concurrency)
+    if give_up_after is not None and not give_up_after > 0:
+        raise ValueError("give_up_after must be a positive number of seconds, or None")
+    workers = _Workers(fetch, call_uuids, concurrency, give_up_after, last_failure)
     runner = asyncio.get_running_loop().create_task(workers.run())
     if runs is not None:
         runs.add(runner)

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 try:
     import click
@@ -113,10 +113,10 @@ def _client(key: str | None, base_url: str | None, **options: Any) -> VoIPClient
         raise click.ClickException(str(exc)) from None
 
 
-def _shared_limiter(redis_url: str, rpm: float | None, key: str | None) -> RedisRateLimiter:
+def _shared_limiter(redis_url: str, rpm: float | str | None, key: str | None) -> RedisRateLimiter:
     """A RedisRateLimiter at ``rpm`` for the account, or a one-line error."""
-    if rpm is None:
-        raise click.ClickException("--redis-url needs --rpm: the account's limit to share")
+    if not isinstance(rpm, float):
+        raise click.ClickException("--redis-url needs --rpm N: the account's limit to share")
     try:
         from twochat_voip.redis import RedisRateLimiter  # noqa: PLC0415 - an optional extra
     except ImportError as exc:  # pragma: no cover - exercised only without the redis extra
@@ -127,6 +127,27 @@ def _shared_limiter(redis_url: str, rpm: float | None, key: str | None) -> Redis
         raise click.ClickException(f"{exc} (or use --api-key-file)") from None
     except ValueError as exc:
         raise click.ClickException(f"--redis-url: {exc}") from None
+
+
+class RateParam(click.ParamType):  # type: ignore[type-arg] # generic in click 8.2+ only
+    """``--rpm``: a number of requests a minute, ``auto`` or ``adaptive``."""
+
+    name = "N|auto|adaptive"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float | Literal["auto"] | None:
+        if value in ("auto", "adaptive"):
+            return None if value == "adaptive" else "auto"
+        if isinstance(value, float):
+            return value
+        try:
+            rate = float(str(value))
+        except ValueError:
+            rate = float("nan")
+        if not rate > 0 or rate == float("inf"):
+            self.fail(f"{value!r} is not a positive number, 'auto' or 'adaptive'", param, ctx)
+        return rate
 
 
 _key_file = click.option(
@@ -218,8 +239,16 @@ _export_options: list[Callable[[Any], Any]] = [
     click.option("--concurrency", "-c", default=16, show_default=True, type=click.IntRange(1, 512)),
     click.option(
         "--rpm",
-        type=click.FloatRange(min=0, min_open=True),
-        help="Your plan's requests per minute; without it the rate is found by itself.",
+        type=RateParam(),
+        default="auto",
+        show_default=True,
+        help="Requests per minute: a number (your plan's limit), 'auto' (ask the API "
+        "once, GET /open/info: one credit) or 'adaptive' (find the limit from 429s).",
+    ),
+    click.option(
+        "--max-requests",
+        type=click.IntRange(min=0),
+        help="Send at most this many requests (credits), retries and 429s included.",
     ),
     click.option(
         "--failures",
@@ -275,7 +304,8 @@ def export(
     output: Path,
     fmt: Format,
     concurrency: int,
-    rpm: float | None,
+    rpm: float | Literal["auto"] | None,
+    max_requests: int | None,
     failures: Path | None,
     ordered: bool,
     quiet: bool,
@@ -292,9 +322,9 @@ def export(
     key = _read_key(api_key_file)
     limiter = _shared_limiter(redis_url, rpm, key) if redis_url else None
     if limiter is not None:
-        client = _client(key, base_url, rate_limiter=limiter)
+        client = _client(key, base_url, rate_limiter=limiter, max_requests=max_requests)
     else:
-        client = _client(key, base_url, requests_per_minute=rpm)
+        client = _client(key, base_url, requests_per_minute=rpm, max_requests=max_requests)
     failures = failures or output.with_name(output.name + ".failures.jsonl")
     source_path = None if input_ == "-" else Path(input_)
     total = _count_lines(source_path) if source_path else None
@@ -351,16 +381,18 @@ def demo(
     output: Path | None,
     fmt: Format,
     concurrency: int,
-    rpm: float | None,
+    rpm: float | Literal["auto"] | None,
+    max_requests: int | None,
     failures: Path | None,
     ordered: bool,
     quiet: bool,
 ) -> None:
     """Export from an embedded fake 2Chat server: no key, no network needed.
 
-    The server holds COUNT generated records, a per-minute limit it does not
-    announce, and a sprinkle of faults; the export finds the limit, retries the
-    faults and resumes if run again with the same --output.
+    The server holds COUNT generated records, a per-minute limit it reports at
+    GET /open/info (as 2Chat does), and a sprinkle of faults; the export asks for
+    the limit and paces at it (or finds it from 429s with --rpm adaptive), retries
+    the faults and resumes if run again with the same --output.
     """
     if output is None:
         output = Path(tempfile.mkdtemp(prefix="twochat-voip-demo-")) / f"calls.{fmt}"
@@ -378,13 +410,14 @@ def demo(
         async with server:
             click.echo(
                 f"demo: {count} records on a fake 2Chat at {server.base_url}, limited to "
-                f"{server_rpm:.0f} requests/minute (unannounced), {fault_rate:.0%} faults",
+                f"{server_rpm:.0f} requests/minute, {fault_rate:.0%} faults",
                 err=True,
             )
             client = VoIPClient(
                 api_key=DEMO_KEY,
                 base_url=server.base_url,
                 requests_per_minute=rpm,
+                max_requests=max_requests,
             )
             return await _export(
                 client,

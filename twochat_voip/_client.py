@@ -1,11 +1,18 @@
-"""VoIPClient: owns the session, the rate limiter and the counters, and joins
-protocol, transport and retry policy into ``get_call``, ``get_calls`` and
-``iter_call_history``."""
+"""VoIPClient: owns the session, the rate limiter, the waits and the counters, and
+joins protocol, transport and retry policy into ``get_call``, ``get_calls`` and
+``iter_call_history``.
+
+Each attempt goes one way: wait for the limiter's slot, count the request against
+the budget, send it, let the protocol judge the answer (a model, or an error carrying
+a ``Retry-After`` only for 429 and 503), tell the limiter that one verdict, and let
+the retry policy decide whether to go again.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from importlib.metadata import version
@@ -18,8 +25,12 @@ import attrs
 from twochat_voip._bulk import CallResult, iterate_bulk
 from twochat_voip._errors import (
     APIConnectionError,
+    APIStatusError,
+    AuthenticationError,
+    BudgetExhaustedError,
     ClientClosedError,
     MissingAPIKeyError,
+    PaymentRequiredError,
     ResponseValidationError,
     TwoChatError,
 )
@@ -31,19 +42,25 @@ from twochat_voip._protocol import (
     Response,
     call_request,
     history_request,
+    info_request,
     normalise_base_url,
     parse_call,
     parse_history,
-    parse_retry_after,
+    parse_requests_per_minute,
     validate_call_uuid,
 )
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._retry import RetryPolicy, is_retryable
 from twochat_voip._transport import send
+from twochat_voip._waits import Waits
 
-__all__ = ["ClientStats", "VoIPClient"]
+__all__ = ["DEFAULT_GIVE_UP_AFTER", "ClientStats", "VoIPClient"]
+
+logger: Final = logging.getLogger("twochat_voip")
 
 DEFAULT_MAX_RESPONSE_SIZE: Final = 1024 * 1024
+DEFAULT_GIVE_UP_AFTER: Final = 300.0
+"""Seconds a bulk run goes on with nothing succeeding before it gives up."""
 _USER_AGENT: Final = f"twochat-voip/{version('twochat-voip')} aiohttp/{aiohttp.__version__}"
 _T = TypeVar("_T")
 
@@ -59,7 +76,8 @@ class ClientStats:
     """What a client has done so far; every request costs the account a credit.
 
     Attributes:
-        requests: HTTP requests sent, retries and 429s included.
+        requests: HTTP requests written to a connection, retries and 429s included
+            (one that never connected costs nothing and is not counted).
         rate_limited: Answers that were 429.
         retries: Attempts made after a call's first.
         succeeded: Calls (records, history pages) that ended in a result.
@@ -104,10 +122,15 @@ class VoIPClient:
             one); without it the client makes one and closes it in :meth:`aclose`.
         max_response_size: Bytes an answer may have; a CDR is ~1.5 KB.
         requests_per_minute: Pace every request of this client evenly at this rate
-            (your plan's limit). Without it the client sends freely until a 429, then
-            adapts its rate to what the server accepts.
+            (your plan's limit). ``"auto"``: ask the API once (``GET /open/info``, one
+            credit, before the client's first request) and pace at the plan's limit.
+            Without it the client sends freely and adapts its rate when 429s show a
+            limit.
         rate_limiter: Another :class:`RateLimiter` to use instead (one shared between
             processes, say); ``requests_per_minute`` must then be left out.
+        max_requests: Never send more than this many requests (credits), 429s and
+            retries included; after that every call raises
+            :class:`BudgetExhaustedError`.
     """
 
     def __init__(
@@ -120,8 +143,9 @@ class VoIPClient:
         max_retry_wait: float = 60.0,
         session: aiohttp.ClientSession | None = None,
         max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
-        requests_per_minute: float | None = None,
+        requests_per_minute: float | Literal["auto"] | None = None,
         rate_limiter: RateLimiter | None = None,
+        max_requests: int | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("TWOCHAT_API_KEY")
         if not key or not key.strip():
@@ -136,6 +160,11 @@ class VoIPClient:
             raise ValueError("max_response_size must be positive")
         if rate_limiter is not None and requests_per_minute is not None:
             raise ValueError("give requests_per_minute or rate_limiter, not both")
+        if max_requests is not None and (type(max_requests) is not int or max_requests < 0):
+            raise ValueError("max_requests must be a whole number, 0 or more")
+        auto = requests_per_minute == "auto"
+        if isinstance(requests_per_minute, str) and not auto:
+            raise ValueError('requests_per_minute must be a number, "auto" or None')
         self._base_url = normalise_base_url(
             base_url or os.environ.get("TWOCHAT_BASE_URL") or DEFAULT_BASE_URL
         )
@@ -146,12 +175,23 @@ class VoIPClient:
         }
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retry = RetryPolicy(max_retries=max_retries, max_retry_wait=max_retry_wait)
-        self._limiter: RateLimiter = rate_limiter or AdaptiveRateLimiter(requests_per_minute)
+        self._waits = Waits()
+        self._owns_limiter = rate_limiter is None
+        self._limiter: RateLimiter = rate_limiter or AdaptiveRateLimiter(
+            None if auto else requests_per_minute,  # type: ignore[arg-type]
+            sleep=self._waits.sleep,
+        )
+        self._rate_unknown = auto
+        self._learning_rate: asyncio.Future[None] | None = None
+        self._max_requests = max_requests
         self._max_response_size = max_response_size
         self._session = session
         self._owns_session = session is None
         self._state = _State.UNOPENED
         self._counters = _Counters()
+        self.last_failure: TwoChatError | None = None
+        """The error of the client's last failed attempt (a bulk run that gives up
+        answers with it)."""
         self._bulk_runs: set[asyncio.Task[None]] = set()
 
     @property
@@ -173,6 +213,11 @@ class VoIPClient:
     def stats(self) -> ClientStats:
         """A snapshot of what this client has done (requests, 429s, retries, ...)."""
         return ClientStats(**attrs.asdict(self._counters))
+
+    @property
+    def max_requests(self) -> int | None:
+        """The request budget (``None``: unlimited)."""
+        return self._max_requests
 
     @property
     def closed(self) -> bool:
@@ -202,6 +247,7 @@ class VoIPClient:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
+        self._waits.close()
         for run in list(self._bulk_runs):
             run.cancel()
         if self._owns_session and self._session is not None:
@@ -245,6 +291,7 @@ class VoIPClient:
         *,
         concurrency: int = 16,
         ordered: bool = False,
+        give_up_after: float | None = DEFAULT_GIVE_UP_AFTER,
     ) -> AsyncGenerator[CallResult, None]:
         """Fetch many records; yield one :class:`CallResult` for every id given.
 
@@ -253,6 +300,12 @@ class VoIPClient:
         complete, or in input order with ``ordered=True``. A malformed id or a failed
         fetch is a result with ``error`` set, never an exception that ends the run.
         429s are waited out by the rate limiter without using up a record's retries.
+
+        The run gives up rather than spend credits on what cannot succeed: on a 401
+        (the key is refused), a 402 (no credits) or :class:`BudgetExhaustedError`,
+        and when nothing has succeeded for ``give_up_after`` seconds (``None``:
+        never), it sends nothing more and answers every id not yet sent with that
+        error (the last one, after ``give_up_after``).
 
         Close the generator when you stop early (``contextlib.aclosing``), so its
         workers stop at once::
@@ -269,7 +322,13 @@ class VoIPClient:
         # Returned, not re-yielded: a wrapping generator would leave this one (and its
         # workers) running until garbage collection after the caller's aclose().
         return iterate_bulk(
-            fetch, call_uuids, concurrency=concurrency, ordered=ordered, runs=self._bulk_runs
+            fetch,
+            call_uuids,
+            concurrency=concurrency,
+            ordered=ordered,
+            runs=self._bulk_runs,
+            give_up_after=give_up_after,
+            last_failure=lambda: self.last_failure,
         )
 
     async def iter_call_history(
@@ -312,10 +371,12 @@ class VoIPClient:
         The first attempt is made here, outside tenacity: a call that succeeds at once
         (nearly all of them) pays for no retry machinery at all.
         """
+        if self._rate_unknown and parse is not parse_requests_per_minute:
+            await self._learn_rate()
         attempt_timeout = self._timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
         counters = self._counters
         try:
-            result = parse(await self._send(request, attempt_timeout), request.call_uuid)
+            result = await self._attempt(request, parse, attempt_timeout)
         except TwoChatError as exc:
             if not is_retryable(exc):
                 counters.failed += 1
@@ -338,7 +399,7 @@ class VoIPClient:
 
         async def attempt() -> _T:
             counters.retries += 1
-            return parse(await self._send(request, timeout), request.call_uuid)
+            return await self._attempt(request, parse, timeout)
 
         try:
             return await self._retry.retry_after_failure(
@@ -346,17 +407,29 @@ class VoIPClient:
                 first_error,
                 describe=f"GET {request.url.removeprefix(self._base_url)}",
                 rate_limits_are_free=rate_limits_are_free,
+                sleep=self._waits.sleep,
             )
         except TwoChatError:
             counters.failed += 1
             raise
 
-    def _count_request(self) -> None:
-        self._counters.requests += 1
-
-    async def _send(self, request: Request, timeout: aiohttp.ClientTimeout) -> Response:
-        session = self._open_session()
-        sent_at = await self._limiter.acquire()
+    async def _attempt(
+        self,
+        request: Request,
+        parse: Callable[[Response, str | None], _T],
+        timeout: aiohttp.ClientTimeout,
+    ) -> _T:
+        """One attempt: the limiter's slot, the budget, the request, and the answer's
+        one verdict told back to the limiter."""
+        session = self._session if self._state is _State.OPENED else self._open_session()
+        assert session is not None  # noqa: S101 - an opened client has one
+        self._check_budget()
+        limiter = self._limiter
+        if self._owns_limiter:
+            sent_at = await limiter.acquire()
+        else:
+            sent_at = await self._waits.guard(limiter.acquire())
+        self._waits.check()  # closed, or the bulk run gave up, while waiting
         try:
             response = await send(
                 session,
@@ -364,22 +437,86 @@ class VoIPClient:
                 timeout=timeout,
                 max_body=self._max_response_size,
                 on_request=self._count_request,
+                on_not_sent=self._uncount_request,
             )
         except APIConnectionError as exc:
             if self._state is _State.CLOSED:
                 raise ClientClosedError(
                     "the VoIPClient was closed while this request was in flight"
                 ) from exc
+            self.last_failure = exc
             raise
-        status = response.status
-        retry_after = None
-        if "Retry-After" in response.headers:
-            retry_after = parse_retry_after(response.headers["Retry-After"])
-            if retry_after is not None:
-                # A longer wait is refused (the call raises), so it must not hold
-                # every other request of the client for that long either.
-                retry_after = min(retry_after, self._retry.max_retry_wait)
-        if status == 429:
-            self._counters.rate_limited += 1
-        self._limiter.feedback(sent_at=sent_at, status=status, retry_after=retry_after)
-        return response
+        try:
+            result = parse(response, request.call_uuid)
+        except APIStatusError as exc:
+            self.last_failure = exc
+            status = exc.status_code
+            if status == 429:
+                self._counters.rate_limited += 1
+            pause = self._retry.pause_for(exc.retry_after)
+            limiter.feedback(sent_at=sent_at, status=status, retry_after=pause)
+            raise
+        except ResponseValidationError as exc:
+            self.last_failure = exc
+            limiter.feedback(sent_at=sent_at, status=exc.status_code, retry_after=None)
+            raise
+        limiter.feedback(sent_at=sent_at, status=response.status, retry_after=None)
+        return result
+
+    def _check_budget(self) -> None:
+        budget = self._max_requests
+        if budget is not None and self._counters.requests >= budget:
+            raise BudgetExhaustedError(budget)
+
+    def _count_request(self) -> None:
+        """A request is about to be written: it counts, if the budget allows it."""
+        self._check_budget()
+        self._counters.requests += 1
+
+    def _uncount_request(self) -> None:
+        """The request never reached a connection: it cost nothing."""
+        self._counters.requests -= 1
+
+    async def _learn_rate(self) -> None:
+        """``requests_per_minute="auto"``: ask ``GET /open/info`` once for the plan's
+        limit; concurrent first calls share the one request."""
+        if self._learning_rate is None:
+            self._learning_rate = asyncio.ensure_future(self._ask_rate())
+        learning = self._learning_rate
+        try:
+            await asyncio.shield(learning)
+        except TwoChatError:
+            if self._learning_rate is learning:
+                self._learning_rate = None  # the next call asks again
+            raise
+
+    async def _ask_rate(self) -> None:
+        limiter = self._limiter
+        assert isinstance(limiter, AdaptiveRateLimiter)  # noqa: S101 - "auto" makes one
+        try:
+            rpm = await self._call(
+                info_request(self._base_url, self._headers), parse_requests_per_minute
+            )
+        except (
+            AuthenticationError,
+            PaymentRequiredError,
+            BudgetExhaustedError,
+            ClientClosedError,
+            APIConnectionError,
+        ):
+            raise  # no request would do better; the next call asks again
+        except TwoChatError as exc:
+            rpm = None
+            reason = str(exc)
+        else:
+            reason = "the answer names no limits.requests_per_minute"
+        self._rate_unknown = False
+        if rpm is None:
+            logger.warning(
+                "requests_per_minute='auto': could not learn the plan's limit (%s); "
+                "adapting to 429s instead",
+                reason,
+            )
+            return
+        limiter.set_requests_per_minute(rpm)
+        logger.info("requests_per_minute='auto': pacing at the plan's %g requests/minute", rpm)

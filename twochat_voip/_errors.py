@@ -4,6 +4,7 @@
     ├── MissingAPIKeyError          no key given and TWOCHAT_API_KEY unset
     ├── InvalidCallUUIDError        not a call id (also a ValueError and TypeError)
     ├── ClientClosedError           the client was used after aclose()
+    ├── BudgetExhaustedError        max_requests were sent; nothing more is
     ├── RateLimiterUnavailableError a shared rate limiter's store (Redis) is down
     ├── APIConnectionError          refused, reset, dropped, DNS, TLS
     │   └── APITimeoutError         an attempt took longer than its timeout
@@ -32,6 +33,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExhaustedError",
     "ClientClosedError",
     "InvalidCallUUIDError",
     "MissingAPIKeyError",
@@ -66,6 +68,26 @@ class InvalidCallUUIDError(TwoChatError, ValueError, TypeError):
 
 class ClientClosedError(TwoChatError, RuntimeError):
     """The client was used after :meth:`VoIPClient.aclose`."""
+
+
+class BudgetExhaustedError(TwoChatError):
+    """The client has sent the ``max_requests`` it was allowed, so nothing more is sent.
+
+    Every request costs the account a credit, 429s and retries included; the budget
+    caps what one client (one run) may spend.
+
+    Attributes:
+        max_requests: The budget that was spent.
+        call_uuid: The record that was not asked for, if any.
+    """
+
+    def __init__(self, max_requests: int, *, call_uuid: str | None = None) -> None:
+        super().__init__(
+            f"the budget of {max_requests} requests is spent; nothing more is sent"
+            + (f" (call {call_uuid})" if call_uuid else "")
+        )
+        self.max_requests = max_requests
+        self.call_uuid = call_uuid
 
 
 class RateLimiterUnavailableError(TwoChatError):

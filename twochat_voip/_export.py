@@ -22,10 +22,16 @@ from typing import IO, Any, Literal
 
 import attrs
 
-from twochat_voip._bulk import CallResult
+from twochat_voip._bulk import RUN_ENDING_ERRORS, CallResult
 from twochat_voip._client import VoIPClient
 from twochat_voip._converter import converter
-from twochat_voip._errors import APIStatusError
+from twochat_voip._errors import (
+    APIStatusError,
+    AuthenticationError,
+    BudgetExhaustedError,
+    PaymentRequiredError,
+    TwoChatError,
+)
 from twochat_voip._models import CallDetailRecord
 
 __all__ = ["ExportSummary", "export_calls"]
@@ -66,6 +72,7 @@ class ExportSummary:
         rate_limited: Answers that were 429.
         retries: Attempts made after a record's first.
         seconds: Wall time.
+        stopped: Why the run gave up early (nothing more was sent), if it did.
     """
 
     exported: int
@@ -75,6 +82,7 @@ class ExportSummary:
     rate_limited: int
     retries: int
     seconds: float
+    stopped: str | None = None
 
     def describe(self, output: Path, failures: Path) -> str:
         """A one-paragraph account for the end of a run."""
@@ -88,6 +96,11 @@ class ExportSummary:
             f"{self.requests} request{plural} ({self.rate_limited} answered 429, "
             f"{self.retries} retries) in {self.seconds:.1f} s"
         )
+        if self.stopped:
+            lines.append(
+                f"stopped early: {self.stopped}; nothing more was sent. "
+                "Run the same command again to resume."
+            )
         return "\n".join(lines)
 
 
@@ -222,6 +235,8 @@ async def export_calls(
             yield value
 
     exported = 0
+    stopped: str | None = None
+    previous: BaseException | None = None
     try:
         results = client.get_calls(new_ids(), concurrency=concurrency, ordered=ordered)
         async with aclosing(results):
@@ -231,6 +246,12 @@ async def export_calls(
                     exported += 1
                 else:
                     sink.failure(result)
+                    # A run that gives up answers every id left with one error object.
+                    if stopped is None and (
+                        isinstance(result.error, RUN_ENDING_ERRORS) or result.error is previous
+                    ):
+                        stopped = _why_stopped(result.error)
+                    previous = result.error
                 if on_result is not None:
                     on_result(result)
     finally:
@@ -244,7 +265,19 @@ async def export_calls(
         rate_limited=after.rate_limited - before.rate_limited,
         retries=after.retries - before.retries,
         seconds=time.monotonic() - started,
+        stopped=stopped,
     )
+
+
+def _why_stopped(error: BaseException | None) -> str:
+    if isinstance(error, AuthenticationError):
+        return "the API key was refused (401); fix it first"
+    if isinstance(error, PaymentRequiredError):
+        return "the account has no credits left (402); top it up first"
+    if isinstance(error, BudgetExhaustedError):
+        return f"--max-requests {error.max_requests} were spent"
+    shown = str(error) if isinstance(error, TwoChatError) else repr(error)
+    return f"nothing succeeded for minutes (last error: {shown})"
 
 
 async def _as_async(values: AsyncIterable[str] | Iterable[str]) -> AsyncIterator[str]:

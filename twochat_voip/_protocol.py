@@ -51,9 +51,11 @@ __all__ = [
     "decode_json",
     "error_from_response",
     "history_request",
+    "info_request",
     "normalise_base_url",
     "parse_call",
     "parse_history",
+    "parse_requests_per_minute",
     "parse_retry_after",
     "redirect_target",
     "validate_call_uuid",
@@ -62,6 +64,10 @@ __all__ = [
 DEFAULT_BASE_URL: Final = "https://api.p.2chat.io"
 API_KEY_HEADER: Final = "X-User-API-Key"
 BODY_EXCERPT_CHARS: Final = 500
+
+RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
+"""The only answers whose ``Retry-After`` is read: on a 200 or a 404 it means nothing
+(and once held a whole client for 20 s)."""
 
 _CALL_UUID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
@@ -163,6 +169,24 @@ def call_request(base_url: str, headers: Mapping[str, str], call_uuid: str) -> R
     return Request("GET", f"{base_url}/open/voip/call/{call_uuid}", headers, call_uuid)
 
 
+def info_request(base_url: str, headers: Mapping[str, str]) -> Request:
+    """The request for ``GET /open/info``: the account, its plan's limit and usage."""
+    return Request("GET", f"{base_url}/open/info", headers)
+
+
+def parse_requests_per_minute(response: Response, call_uuid: str | None = None) -> float | None:
+    """The plan's ``limits.requests_per_minute`` from a ``GET /open/info`` answer;
+    ``None`` when the answer does not say (a positive number is required)."""
+    payload = parse_envelope(response, call_uuid)
+    limits = payload.get("limits")
+    value = limits.get("requests_per_minute") if isinstance(limits, dict) else None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        rate = float(value)
+        if math.isfinite(rate) and rate > 0:
+            return rate
+    return None
+
+
 def history_request(
     base_url: str, headers: Mapping[str, str], page: int, direction: str | None
 ) -> Request:
@@ -244,7 +268,8 @@ def error_from_response(response: Response, call_uuid: str | None = None) -> API
     """The typed error for an answer that is not a success.
 
     The message comes from whichever envelope the server used (``error_message``,
-    ``message``, ``detail``), else from the status's reason phrase.
+    ``message``, ``detail``), else from the status's reason phrase. ``retry_after``
+    is read for 429 and 503 only.
     """
     status = response.status
     try:
@@ -261,7 +286,9 @@ def error_from_response(response: Response, call_uuid: str | None = None) -> API
         cls: type[APIStatusError] = ServerError
     else:
         cls = _STATUS_ERRORS.get(status, APIStatusError)
-    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    retry_after = None
+    if status in RETRY_AFTER_STATUSES:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
     return cls(
         message,
         status_code=status,

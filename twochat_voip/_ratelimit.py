@@ -1,24 +1,28 @@
 """Client-wide pacing: every request of a client waits here for its slot.
 
 2Chat limits each account per minute and charges a credit for every request, 429s
-included, without saying the limit in its answers. So the limiter:
+included. The limiter is the one owner of "when may the next request leave":
 
-- paces requests evenly at a configured rate (a GCRA: slot ``k`` leaves at
-  ``t0 + k * interval``; no minute's worth of burst at the start, which fires a 429
-  storm at any server that counts more finely than per minute);
-- without a configured rate, sends freely until the first 429, then *adapts* (AIMD):
-  while it knows little, it halves its rate on each 429 and grows it 2% with every
-  accepted answer (TCP's slow start); once it has seen a window of accepted answers,
-  a 429 sets the rate to 90% of what the server demonstrably accepted over that
-  window, and the rate then grows only 0.2% an answer, so a run settles just under the
-  server's limit with a 429 every few hundred requests;
-- holds every request, not just the one that was told, while a ``Retry-After`` lasts.
+- with a rate (the plan's limit, told or asked of ``GET /open/info``) it paces
+  requests evenly (a GCRA: slot ``k`` leaves at ``t0 + k * interval``; no minute's
+  worth of burst at the start, which fires a 429 storm at any server that counts more
+  finely than per minute);
+- a ``Retry-After`` (on a 429 or a 503) holds every request of the client, not just
+  the one that was told, for that long;
+- without a rate it sends freely and *adapts* when the server pushes back.
 
-A 429 answers a request sent earlier; only one sent after the last decrease may
-decrease the rate again, so a volley of 429s for requests already in flight counts
-once, the way TCP reacts once per round trip. And a lone 429 among the last 64
-answers is taken for noise, not a limit: without that, stray 429s (which any busy API
-sends now and then) would ratchet the rate down for good.
+Adapting tells a limit from noise. Busy APIs answer a stray 429 now and then; read as
+a limit, each would ratchet the rate down for good. So the limiter cuts its rate only
+when 429s are a real share of recent answers (at least 8 of the last 64), and then to
+80% of the rate the server demonstrably *accepted* from this process meanwhile, not
+of the rate it was sending at. Only 429s for requests sent after the last cut count
+towards the next one, so a volley of 429s for requests already in flight counts once
+(the way TCP reacts once per round trip), and noise cannot compound cuts.
+
+After a cut the rate climbs back *by time*, not per answer: back to what was accepted
+within 5 seconds, then 2% of that a second beyond. A climb per accepted answer (as
+this limiter did before) favours whoever is already fastest: four processes on one
+account took 3.65x as long as the limit allowed.
 
 :class:`RateLimiter` is the seam: the client calls :meth:`~RateLimiter.acquire` before
 every attempt and :meth:`~RateLimiter.feedback` after every answer, so another
@@ -33,14 +37,23 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final, Protocol, runtime_checkable
 
+from twochat_voip._waits import is_testing
+
 __all__ = ["AdaptiveRateLimiter", "RateLimiter"]
 
 _WINDOW: Final = 64
-"""Answers (and sends) the adaptive rate is measured over."""
-_FAST_GROWTH: Final = 0.02
-_SLOW_GROWTH: Final = 0.002
-_HALVE: Final = 0.5
-_BACK_OFF: Final = 0.9
+"""Answers a limit is judged, and an accepted rate measured, over."""
+_LIMITED_IN_WINDOW: Final = 8
+"""429s among the last :data:`_WINDOW` answers that mean a limit, not noise: one in
+eight. Stray 429s at 3% of answers reach it about once in 10,000 windows."""
+_CUT: Final = 0.8
+"""A cut sets this share of the rate the server accepted."""
+_MEASURED: Final = 32
+"""Accepted answers a rate is measured over."""
+_REGAIN_SECONDS: Final = 5.0
+"""Seconds to climb back from a cut to the rate that was accepted."""
+_PROBE_PER_SECOND: Final = 0.02
+"""Beyond that, the climb per second, as a share of the accepted rate."""
 
 
 @runtime_checkable
@@ -69,13 +82,14 @@ class AdaptiveRateLimiter:
 
     Args:
         requests_per_minute: The rate to pace at, and the ceiling the adaptive rate
-            climbs back to; ``None``: no pacing until the server answers 429.
+            climbs back to; ``None``: no pacing until the server pushes back.
         burst: Requests that may leave back to back after a quiet spell.
-        adaptive: Lower the rate on a 429 (the default); ``False`` keeps the
-            configured rate whatever the server says (Retry-After still holds).
+        adaptive: Lower the rate when 429s show a limit (the default); ``False``
+            keeps the configured rate whatever the server says (Retry-After still
+            holds).
         min_requests_per_minute: The floor the adaptive rate never goes under.
         clock: The monotonic clock, and ``sleep`` the way to wait on it (tests
-            pass fakes).
+            pass fakes; a client passes its own, which its close interrupts).
     """
 
     def __init__(
@@ -98,39 +112,79 @@ class AdaptiveRateLimiter:
         self._adaptive = adaptive
         self._clock = clock
         self._sleep = sleep
-        self._rate: float | None = self._ceiling  # requests per second; None: unpaced
-        self._growth = _FAST_GROWTH
+        # After a cut at `_cut_at` the rate climbs from `_cut_to` back to `_accepted`
+        # within _REGAIN_SECONDS, then on; `_rate` is None (unpaced) until the first
+        # cut or a configured rate.
+        self._rate: float | None = self._ceiling
+        self._cut_to = 0.0
+        self._cut_at = float("-inf")
+        self._accepted_rate = 0.0
         self._next_slot = 0.0  # the GCRA's theoretical arrival time
         self._paused_until = 0.0
-        self._last_decrease = float("-inf")
-        self._sent: collections.deque[float] = collections.deque(maxlen=_WINDOW)
-        self._accepted: collections.deque[float] = collections.deque(maxlen=_WINDOW)
-        self._limited: collections.deque[bool] = collections.deque(maxlen=_WINDOW)
-        self._generation = 0  # bumped by every decrease and pause: waiters re-plan
+        self._answers = 0
+        self._limited_at: collections.deque[int] = collections.deque()  # answer numbers
+        # Send times of the last requests, and of the last accepted ones.
+        self._sent: collections.deque[float] = collections.deque(maxlen=_MEASURED)
+        self._accepted: collections.deque[float] = collections.deque(maxlen=_MEASURED)
+        self._generation = 0  # bumped by every cut and pause: waiters re-plan
 
     @property
     def requests_per_minute(self) -> float | None:
         """The rate in force now (``None``: unpaced)."""
-        return None if self._rate is None else self._rate * 60.0
+        rate = self._rate_now(self._clock())
+        return None if rate is None else rate * 60.0
+
+    def set_requests_per_minute(self, requests_per_minute: float) -> None:
+        """Pace at this rate from now on, and never climb above it (the plan's limit,
+        learnt from the API)."""
+        if requests_per_minute <= 0:
+            raise ValueError("requests_per_minute must be positive")
+        self._ceiling = self._rate = requests_per_minute / 60.0
+        self._cut_at = float("-inf")
+        # The request that learnt the rate was one of its slots.
+        self._next_slot = max(self._next_slot, self._clock() + 60.0 / requests_per_minute)
+        self._generation += 1
 
     def pause(self, seconds: float) -> None:
-        """Hold every request for ``seconds`` (a server's Retry-After)."""
+        """Hold every request for ``seconds`` (a server's Retry-After); testing mode
+        (:func:`~twochat_voip.set_testing`) skips it."""
+        if is_testing():
+            return
         until = self._clock() + seconds
         if until > self._paused_until:
             self._paused_until = until
             self._generation += 1
 
+    def _rate_now(self, now: float) -> float | None:
+        """The rate at ``now``: after a cut it climbs back by time."""
+        rate = self._rate
+        since = now - self._cut_at
+        if rate is None or since <= 0 or rate == self._ceiling:
+            return rate
+        accepted = self._accepted_rate
+        if since < _REGAIN_SECONDS:
+            rate = self._cut_to + (accepted - self._cut_to) * since / _REGAIN_SECONDS
+        else:
+            rate = accepted * (1.0 + _PROBE_PER_SECOND * (since - _REGAIN_SECONDS))
+        if self._ceiling is not None and rate >= self._ceiling:
+            rate = self._rate = self._ceiling  # climbed all the way back
+        return max(rate, self._cut_to)
+
     async def acquire(self) -> float:
         """Wait for this request's slot; slots are handed out in call order.
 
-        A waiter whose slot was planned before a decrease or a pause plans again,
-        so no request leaves at a pace the server has just refused.
+        A waiter whose slot was planned before a cut or a pause plans again, so no
+        request leaves at a pace the server has just refused.
         """
         while True:
             now = self._clock()
+            paused_until = self._paused_until
+            if self._rate is None and paused_until <= now:
+                self._sent.append(now)
+                return now
             generation = self._generation
-            start = max(now, self._paused_until)
-            rate = self._rate
+            start = max(now, paused_until)
+            rate = self._rate_now(now)
             if rate is None:
                 slot = start
             else:
@@ -146,36 +200,38 @@ class AdaptiveRateLimiter:
             return now
 
     def feedback(self, *, sent_at: float, status: int, retry_after: float | None) -> None:
-        """Count an accepted answer, or react to a 429; honour any Retry-After."""
-        now = self._clock()
+        """Count an accepted answer, or judge a 429; honour any Retry-After."""
         if retry_after is not None:
             self.pause(retry_after)
-        self._limited.append(status == 429)
+        self._answers += 1
         if status != 429:
-            self._accepted.append(now)
-            rate = self._rate
-            if rate is not None and rate != self._ceiling:
-                rate *= 1.0 + self._growth
-                self._rate = rate if self._ceiling is None else min(rate, self._ceiling)
+            self._accepted.append(sent_at)
             return
-        if self._adaptive and sent_at > self._last_decrease and self._limited.count(True) > 1:
-            self._decrease(now)
+        if sent_at <= self._cut_at:
+            return  # sent before the last cut: that cut answered it already
+        limited = self._limited_at
+        limited.append(self._answers)
+        while limited[0] <= self._answers - _WINDOW:
+            limited.popleft()
+        if self._adaptive and len(limited) >= _LIMITED_IN_WINDOW:
+            self._cut(self._clock())
 
-    def _decrease(self, now: float) -> None:
-        current = self._rate if self._rate is not None else _rate_of(self._sent)
-        if current is None:
-            # A 429 for the very first request says nothing about a rate (others may
-            # share the account): leave it to the retry backoff and Retry-After.
-            return
-        accepted = _rate_of(self._accepted) if len(self._accepted) == _WINDOW else None
+    def _cut(self, now: float) -> None:
+        """A limit: pace at 80% of what the server accepted, then climb back."""
+        sending = self._rate_now(now)
+        if sending is None:
+            sending = _rate_of(self._sent)
+        accepted = _rate_of(self._accepted)
+        if accepted is None or (sending is not None and accepted > sending):
+            accepted = sending
         if accepted is None:
-            new_rate = _HALVE * current
-            self._growth = _FAST_GROWTH
-        else:
-            new_rate = _BACK_OFF * min(current, accepted)
-            self._growth = _SLOW_GROWTH
-        self._rate = max(self._floor, new_rate)
-        self._last_decrease = now
+            # Nothing measurable yet (a 429 for the very first requests; others may
+            # share the account): leave it to backoff and Retry-After.
+            return
+        self._accepted_rate = max(self._floor, accepted)
+        self._cut_to = self._rate = max(self._floor, _CUT * accepted)
+        self._cut_at = now
+        self._limited_at.clear()
         # Waiters re-plan at the new pace, one interval from now.
-        self._next_slot = now + 1.0 / self._rate
+        self._next_slot = now + 1.0 / self._cut_to
         self._generation += 1

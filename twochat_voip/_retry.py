@@ -1,4 +1,9 @@
-"""The retry policy: what is retried, how long to wait, and Retry-After.
+"""The retry policy: whether to try again, how often, and the backoff between tries.
+
+The policy does not wait out a ``Retry-After``: the client hands it to the rate
+limiter, which holds every request of the client for that long, so the retry that
+follows simply waits for its slot. The policy only refuses a wait longer than
+``max_retry_wait`` (the call raises at once) and caps the pause it hands on.
 
 A call that succeeds at once never enters tenacity: measured on the bulk path, an
 ``AsyncRetrying`` loop around a call that does not retry costs ~40-70 us of CPU and
@@ -10,7 +15,6 @@ tenacity as attempt 1; from there on tenacity counts, waits, logs and stops.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -20,8 +24,9 @@ import attrs
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from twochat_voip._errors import APIConnectionError, APIStatusError, TwoChatError
+from twochat_voip._waits import is_testing, set_testing, testing_attempts
 
-__all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "is_retryable", "set_testing"]
+__all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "is_retryable", "is_testing", "set_testing"]
 
 logger: Final = logging.getLogger("twochat_voip")
 
@@ -42,46 +47,6 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, APIStatusError) and exc.status_code in RETRYABLE_STATUSES
 
 
-@attrs.frozen
-class _TestingMode:
-    attempts: int
-
-
-_testing: _TestingMode | None = None
-
-
-class _TestingSwitch(contextlib.AbstractContextManager[None]):
-    def __init__(self, previous: _TestingMode | None) -> None:
-        self._previous = previous
-
-    def __exit__(self, *exc_info: object) -> None:
-        global _testing  # noqa: PLW0603 - the switch is process-wide on purpose
-        _testing = self._previous
-
-
-def set_testing(testing: bool, *, attempts: int = 1) -> contextlib.AbstractContextManager[None]:
-    """Turn retry waits off (and cap attempts) for your own tests, like stamina's.
-
-    With ``testing=True`` every client makes at most ``attempts`` attempts per call
-    (1: no retries) and never sleeps between them. Call it plainly to switch for the
-    process, or use it as a context manager to switch back on exit::
-
-        with twochat_voip.set_testing(True, attempts=3):
-            ...  # up to 3 attempts, no waiting
-    """
-    global _testing  # noqa: PLW0603 - the switch is process-wide on purpose
-    if attempts < 1:
-        raise ValueError("attempts must be at least 1")
-    previous = _testing
-    _testing = _TestingMode(attempts) if testing else None
-    return _TestingSwitch(previous)
-
-
-def is_testing() -> bool:
-    """Whether :func:`set_testing` is on."""
-    return _testing is not None
-
-
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
     """How a client retries: exponential backoff with equal jitter, Retry-After honoured.
@@ -98,6 +63,8 @@ class RetryPolicy:
     initial_wait: float = 0.5
     max_backoff: float = 8.0
     max_retry_wait: float = attrs.field(default=60.0, validator=attrs.validators.ge(0))
+    """The longest ``Retry-After`` accepted; also the longest pause handed to the
+    rate limiter."""
 
     def backoff(self, retry_number: int) -> float:
         """The wait before retry ``retry_number`` (1-based) when the server named none:
@@ -107,23 +74,31 @@ class RetryPolicy:
         return ceiling * random.uniform(0.5, 1.0)  # noqa: S311  # nosec B311
 
     def wait_before(self, error: BaseException, retry_number: int) -> float:
-        """The wait before retry ``retry_number`` after ``error``."""
-        if _testing is not None:
+        """The backoff before retry ``retry_number`` after ``error``: none in testing
+        mode, and none when the server named a wait (``Retry-After``), because the rate
+        limiter already holds every request for that long."""
+        if is_testing() or _retry_after(error) is not None:
             return 0.0
-        retry_after = _retry_after(error)
-        if retry_after is not None:
-            return retry_after
         return self.backoff(retry_number)
+
+    def pause_for(self, retry_after: float | None) -> float | None:
+        """The pause to hand the rate limiter for a ``Retry-After``: capped at
+        ``max_retry_wait``, since a longer one makes the call raise at once and must
+        not hold every other request for that long either."""
+        if retry_after is None or retry_after <= self.max_retry_wait:
+            return retry_after
+        return self.max_retry_wait
 
     def asks_too_long(self, error: BaseException) -> bool:
         """Whether the server asked (Retry-After) for a longer wait than we accept."""
         retry_after = _retry_after(error)
-        return retry_after is not None and retry_after > self.max_retry_wait and _testing is None
+        return retry_after is not None and retry_after > self.max_retry_wait and not is_testing()
 
     def attempts(self) -> int:
         """Attempts per call, the first included."""
-        if _testing is not None:
-            return min(_testing.attempts, self.max_retries + 1)
+        testing = testing_attempts()
+        if testing is not None:
+            return min(testing, self.max_retries + 1)
         return self.max_retries + 1
 
     async def retry_after_failure(
@@ -133,6 +108,7 @@ class RetryPolicy:
         *,
         describe: str,
         rate_limits_are_free: bool = False,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> _T:
         """Retry ``attempt`` after its first try failed with ``first_error``.
 
@@ -141,7 +117,8 @@ class RetryPolicy:
 
         With ``rate_limits_are_free`` (bulk runs) a 429 is waited out by the client's
         rate limiter instead: it costs none of the record's retries and no backoff,
-        up to :data:`MAX_RATE_LIMITED_WAITS` of them.
+        up to :data:`MAX_RATE_LIMITED_WAITS` of them. ``sleep`` waits out the backoff
+        (a client passes its own, which its close interrupts).
         """
         attempts = self.attempts()
         if self.asks_too_long(first_error) or not is_retryable(first_error):
@@ -178,17 +155,23 @@ class RetryPolicy:
             if rate_limits_are_free and _is_rate_limit(error):
                 logger.debug("rate limited on %s; asking again when the limiter allows", describe)
                 return
+            retry_after = _retry_after(error)
+            wait = (
+                f"after the server's Retry-After of {retry_after:.2f} s"
+                if retry_after is not None and not is_testing()
+                else f"in {state.upcoming_sleep:.2f} s"
+            )
             logger.info(
-                "retrying %s in %.2f s (attempt %d of %d): %s",
+                "retrying %s %s (attempt %d of %d): %s",
                 describe,
-                state.upcoming_sleep,
+                wait,
                 failures["counted"] + 1,
                 attempts,
                 error,
             )
 
         retrying = AsyncRetrying(
-            sleep=asyncio.sleep,
+            sleep=sleep,
             stop=stop,
             wait=wait,
             retry=retry_if_exception(is_retryable),

@@ -62,11 +62,14 @@ async def send(
     timeout: aiohttp.ClientTimeout,
     max_body: int,
     on_request: Callable[[], None] | None = None,
+    on_not_sent: Callable[[], None] | None = None,
 ) -> Response:
     """Send ``request`` and read its answer, following same-origin redirects.
 
-    ``on_request`` is called for every HTTP request sent, redirects included (each
-    costs the account a credit).
+    ``on_request`` is called before every HTTP request, redirects included (each
+    costs the account a credit), and may raise to stop it; ``on_not_sent`` when one
+    never reached a connection (refused, DNS, TLS, a connect timeout), so that only
+    requests written to a connection are counted.
 
     Raises :class:`APIConnectionError` (or :class:`APITimeoutError`) when no complete
     answer arrives, :class:`RedirectError` for a redirect that is not followed, and
@@ -92,6 +95,14 @@ async def send(
                 status = answer.status
                 body = await _read_capped(answer, max_body, call_uuid)
                 headers = answer.headers
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            if on_not_sent is not None:
+                on_not_sent()
+            if isinstance(exc, TimeoutError):
+                raise APITimeoutError(
+                    f"could not connect within {timeout.total} s", call_uuid=call_uuid
+                ) from exc
+            raise APIConnectionError(_describe(exc), call_uuid=call_uuid) from exc
         except TimeoutError as exc:
             raise APITimeoutError(
                 f"no complete answer within {timeout.total} s", call_uuid=call_uuid

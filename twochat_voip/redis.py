@@ -54,6 +54,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the redi
 
 from twochat_voip._errors import MissingAPIKeyError, RateLimiterUnavailableError
 from twochat_voip._ratelimit import AdaptiveRateLimiter
+from twochat_voip._waits import is_testing
 
 __all__ = ["RateLimiterUnavailableError", "RedisRateLimiter"]
 
@@ -249,10 +250,12 @@ class RedisRateLimiter:
                 return self._clock()
 
     def feedback(self, *, sent_at: float, status: int, retry_after: float | None) -> None:
-        """Pause every process on a 429: for ``Retry-After``, or ``pause_on_rate_limit``."""
+        """Pause every process for a ``Retry-After`` (the client passes one on a 429
+        or a 503 only), or for ``pause_on_rate_limit`` on a bare 429; testing mode
+        (:func:`~twochat_voip.set_testing`) skips pauses."""
         if self._local is not None:
             self._local.feedback(sent_at=sent_at, status=status, retry_after=retry_after)
-        if status != 429:
+        if (status != 429 and retry_after is None) or is_testing():
             return
         if retry_after is None:
             if sent_at < self._pause_set_at:

@@ -29,6 +29,7 @@ __all__ = ["DEFAULT_TEST_KEY", "FakeTwoChatServer", "Fault", "ReceivedRequest"]
 DEFAULT_TEST_KEY = "test-key-not-a-secret"
 _CALL_PREFIX = "/open/voip/call/"
 _HISTORY_PATH = "/open/voip/call-history"
+_INFO_PATH = "/open/info"
 _MAX_HEAD = 64 * 1024
 
 Drop = Literal["before_status", "mid_headers", "mid_body"]
@@ -117,9 +118,10 @@ class FakeTwoChatServer:
             async with VoIPClient(api_key=server.api_key, base_url=server.base_url) as voip:
                 ...
 
-    It serves ``GET /open/voip/call/{uuid}`` and ``GET /open/voip/call-history`` the
-    way 2Chat does (including its error envelopes), checks ``X-User-API-Key``, can
-    enforce a per-minute limit answering 429, and logs every request.
+    It serves ``GET /open/voip/call/{uuid}``, ``GET /open/voip/call-history`` and
+    ``GET /open/info`` the way 2Chat does (including its error envelopes), checks
+    ``X-User-API-Key``, can enforce a per-minute limit answering 429, and logs every
+    request.
 
     Args:
         cdrs: Records to serve, as wire JSON; default: the documented example only.
@@ -131,6 +133,9 @@ class FakeTwoChatServer:
             ``requests_per_minute`` to run a limit in a test that takes seconds.
         rate_limit_retry_after: Send ``Retry-After`` with 429s (2Chat does not).
         history_page_size: Records per page of the call history.
+        plan_requests_per_minute: The limit ``GET /open/info`` reports
+            (``limits.requests_per_minute``); default ``requests_per_minute``, and
+            without either the answer has no ``limits``.
         log_requests: Keep every request in :attr:`requests`; ``False`` keeps only
             the counts (for long soak runs, whose memory must stay flat).
     """
@@ -144,6 +149,7 @@ class FakeTwoChatServer:
         rate_burst: int = 5,
         rate_limit_retry_after: bool = False,
         history_page_size: int = 50,
+        plan_requests_per_minute: float | None = None,
         log_requests: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -158,6 +164,7 @@ class FakeTwoChatServer:
         self.rate_burst = rate_burst
         self.rate_limit_retry_after = rate_limit_retry_after
         self.history_page_size = history_page_size
+        self.plan_requests_per_minute = plan_requests_per_minute
         self._records: dict[str, bytes] = {}
         self._wire: dict[str, Mapping[str, Any]] = {}
         self.add_cdrs([EXAMPLE_CDR] if cdrs is None else cdrs)
@@ -338,6 +345,8 @@ class FakeTwoChatServer:
             answer = _Answer(200, body) if body else _error_answer(404, "Call not found")
         elif path == _HISTORY_PATH:
             answer = self._history(query)
+        elif path == _INFO_PATH:
+            answer = self._info()
         else:
             answer = _json_answer(404, {"detail": "Not Found"})
         if fault is not None:
@@ -345,6 +354,29 @@ class FakeTwoChatServer:
             if fault.body is not None:
                 answer.body = _encode_body(fault.body)
         return answer
+
+    def _info(self) -> _Answer:
+        body: dict[str, Any] = {
+            "success": True,
+            "account": {
+                "name": "Fake account (ACC00000000-0000-4000-8000-000000000000)",
+                "uuid": "ACC00000000-0000-4000-8000-000000000000",
+                "on_trial": False,
+                "blocked": False,
+                "created_at": "2025-01-01T00:00:00Z",
+                "expires_at": "2030-01-01T00:00:00Z",
+            },
+            "usage": {
+                "api_request_count": self.request_count,
+                "max_api_request_count": 500000,
+                "number_check_count": 0,
+                "max_number_check_count": 500000,
+            },
+        }
+        plan = self.plan_requests_per_minute or self.requests_per_minute
+        if plan is not None:
+            body["limits"] = {"requests_per_minute": plan}
+        return _json_answer(200, body)
 
     def _history(self, query: Mapping[str, str]) -> _Answer:
         direction = {"inbound": "I", "outbound": "O"}.get(query.get("direction", ""))

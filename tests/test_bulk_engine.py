@@ -1,0 +1,347 @@
+"""The bulk engine left running unattended, against faulty and hostile servers: stray
+429s, a dead key, no credits, endless 429s, a budget, the plan's rate from the API,
+and one owner of every wait (issue 11's problems, each as a test over sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import socket
+import time
+from contextlib import aclosing, nullcontext
+from typing import Any
+
+import pytest
+
+import twochat_voip as tv
+from twochat_voip import CallResult, VoIPClient, set_testing
+from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer, Fault, generate_cdrs
+
+CALL = EXAMPLE_CDR["uuid"]
+
+
+def client_for(server: FakeTwoChatServer, **options: Any) -> VoIPClient:
+    return VoIPClient(api_key=server.api_key or "any-key", base_url=server.base_url, **options)
+
+
+async def collect(client: VoIPClient, ids: Any, **options: Any) -> list[CallResult]:
+    async with aclosing(client.get_calls(ids, **options)) as results:
+        return [result async for result in results]
+
+
+def answered_once(results: list[CallResult], count: int) -> bool:
+    return sorted(r.index for r in results) == list(range(count))
+
+
+# 1. Sporadic 429s must not be read as a limit.
+
+STRAY_FAULTS = [Fault(status=503), Fault(status=500), Fault(drop="mid_body")]
+
+
+async def timed_faulty_run(stray_429s: bool) -> tuple[float, list[CallResult], tv.ClientStats]:
+    records = generate_cdrs(1200, seed=41)
+    async with FakeTwoChatServer(cdrs=records, log_requests=False) as server:
+        faults = [*STRAY_FAULTS, *([Fault(status=429, retry_after=0)] * 2 if stray_429s else [])]
+        # 4% 5xx and 2% dropped either way; with stray 429s, 2% of answers more are 429.
+        rate = 0.08 if stray_429s else 0.06
+        server.fail_randomly(rate, faults, seed=3)
+        async with client_for(server, max_retries=6) as voip:
+            started = time.monotonic()
+            results = await collect(voip, server.call_uuids, concurrency=48)
+            return time.monotonic() - started, results, voip.stats
+
+
+async def test_stray_429s_do_not_slow_an_adaptive_run() -> None:
+    """2% of answers 429 (Retry-After: 0) on a server with no real limit: the run takes
+    no more than twice as long as the same run without them, and loses nothing."""
+    baseline, base_results, _ = await timed_faulty_run(stray_429s=False)
+    wall, results, stats = await timed_faulty_run(stray_429s=True)
+    assert all(r.ok for r in base_results + results)
+    assert answered_once(results, 1200)
+    assert stats.rate_limited > 5  # the stray 429s were really there
+    assert wall <= 2 * baseline + 0.5, (wall, baseline)
+
+
+# 2. and 3. Runs that cannot succeed stop.
+
+
+async def test_a_wrong_key_ends_the_run_at_once() -> None:
+    """401 for a dead key: nothing is sent after it; every id is answered with it, once."""
+    records = generate_cdrs(300, seed=42)
+    async with FakeTwoChatServer(cdrs=records) as server:
+        async with VoIPClient(api_key="wrong", base_url=server.base_url) as voip:
+            results = await collect(voip, server.call_uuids, concurrency=8)
+        assert server.request_count <= 8  # only what was already in flight
+    assert answered_once(results, 300)
+    assert all(isinstance(r.error, tv.AuthenticationError) for r in results)
+
+
+async def test_no_credits_ends_the_run_at_once() -> None:
+    """402 (credits used up) ends the run like a dead key does."""
+    records = generate_cdrs(300, seed=43)
+    async with FakeTwoChatServer(cdrs=records) as server:
+        server.fail_randomly(1.0, [Fault(status=402)])
+        async with client_for(server) as voip:
+            results = await collect(voip, server.call_uuids, concurrency=8)
+        assert server.request_count <= 8
+    assert answered_once(results, 300)
+    assert all(isinstance(r.error, tv.PaymentRequiredError) for r in results)
+
+
+async def test_a_stop_wakes_workers_waiting_for_their_slot() -> None:
+    """At 60/min, the workers queued behind the limiter are woken by a 401, not left
+    to wait out their slots (one a second) only to send nothing."""
+    records = generate_cdrs(50, seed=44)
+    async with FakeTwoChatServer(cdrs=records) as server:
+        async with VoIPClient(
+            api_key="wrong", base_url=server.base_url, requests_per_minute=60
+        ) as voip:
+            async with asyncio.timeout(2):
+                results = await collect(voip, server.call_uuids, concurrency=8)
+        assert server.request_count == 1
+    assert all(isinstance(r.error, tv.AuthenticationError) for r in results)
+
+
+async def test_endless_429s_give_up_after_the_deadline() -> None:
+    """A server that only answers 429: with give_up_after=1 the run ends within a few
+    seconds, each id answered once with the last RateLimitError."""
+    records = generate_cdrs(200, seed=45)
+    async with FakeTwoChatServer(cdrs=records, log_requests=False) as server:
+        server.fail_randomly(1.0, [Fault(status=429)])
+        async with client_for(server) as voip:
+            started = time.monotonic()
+            results = await collect(voip, server.call_uuids, concurrency=8, give_up_after=1.0)
+            wall = time.monotonic() - started
+        sent = server.request_count
+    assert answered_once(results, 200)
+    assert all(isinstance(r.error, tv.RateLimitError) for r in results)
+    assert wall < 4
+    assert sent < 200  # far fewer credits than one an id, let alone 50 an id
+
+
+async def test_an_unreachable_host_gives_up_and_costs_nothing() -> None:
+    """Nobody listening: the run gives up after give_up_after; no request was sent."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ids = [f"CDR{n:08d}" for n in range(100)]
+    async with VoIPClient(api_key="k", base_url=f"http://127.0.0.1:{port}") as voip:
+        async with asyncio.timeout(5):
+            results = await collect(voip, ids, concurrency=4, give_up_after=0.5)
+        stats = voip.stats
+    assert answered_once(results, 100)
+    assert all(isinstance(r.error, tv.APIConnectionError) for r in results)
+    assert stats.requests == 0
+
+
+async def test_not_found_is_progress_not_a_reason_to_give_up() -> None:
+    """Ids that are no record (404) keep a run going: the server is answering."""
+    ids = [f"CDR{n:08d}" for n in range(30)]
+    async with FakeTwoChatServer() as server:
+        server.fail_next(Fault(delay=0.3))
+        async with client_for(server) as voip:
+            results = await collect(voip, ids, concurrency=2, give_up_after=0.2)
+    assert all(isinstance(r.error, tv.NotFoundError) for r in results)
+    assert server.request_count == 30
+
+
+async def test_give_up_after_must_be_positive() -> None:
+    """give_up_after=0 would stop every run at once."""
+    async with VoIPClient(api_key="k") as voip:
+        with pytest.raises(ValueError, match="give_up_after"):
+            await collect(voip, [], give_up_after=0)
+
+
+# The credit budget.
+
+
+async def test_a_budget_caps_what_a_run_sends() -> None:
+    """max_requests=10: ten requests, retries included; the rest of the ids are answered
+    with BudgetExhaustedError, and later calls raise it without sending."""
+    records = generate_cdrs(40, seed=46)
+    async with FakeTwoChatServer(cdrs=records) as server:
+        server.fail_next(Fault(status=503), Fault(status=503))
+        with set_testing(True, attempts=4):
+            async with client_for(server, max_requests=10) as voip:
+                results = await collect(voip, server.call_uuids, concurrency=4)
+                with pytest.raises(tv.BudgetExhaustedError) as raised:
+                    await voip.get_call(CALL)
+                stats = voip.stats
+        assert server.request_count == 10
+    assert stats.requests == 10
+    assert raised.value.max_requests == 10
+    assert answered_once(results, 40)
+    fetched = [r for r in results if r.ok]
+    assert len(fetched) == 8
+    spent = [r for r in results if not r.ok]
+    assert all(isinstance(r.error, tv.BudgetExhaustedError) for r in spent)
+
+
+async def test_a_budget_counts_only_what_reached_the_server() -> None:
+    """A refused connection costs no credit, so it spends none of the budget."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with VoIPClient(
+        api_key="k", base_url=f"http://127.0.0.1:{port}", max_requests=1, max_retries=2
+    ) as voip:
+        with set_testing(True, attempts=3), pytest.raises(tv.APIConnectionError):
+            await voip.get_call(CALL)
+        assert voip.stats.requests == 0
+
+
+@pytest.mark.parametrize("budget", [-1, 1.5, True])
+def test_nonsense_budgets_are_refused(budget: object) -> None:
+    """A budget is a whole number of requests, 0 or more."""
+    with pytest.raises(ValueError, match="max_requests"):
+        VoIPClient(api_key="k", max_requests=budget)  # type: ignore[arg-type]
+
+
+# 4. The plan's rate from GET /open/info.
+
+
+async def test_auto_rate_asks_once_and_paces_at_the_plan() -> None:
+    """requests_per_minute="auto": one GET /open/info, then 60 ids at the plan's
+    3,000/min with no 429 and no start-up burst."""
+    records = generate_cdrs(60, seed=47)
+    async with FakeTwoChatServer(cdrs=records, requests_per_minute=3000) as server:
+        async with client_for(server, requests_per_minute="auto") as voip:
+            results = await collect(voip, server.call_uuids, concurrency=16)
+            assert voip.rate_limiter.requests_per_minute == 3000  # type: ignore[attr-defined]
+            stats = voip.stats
+        info = [r for r in server.requests if r.path == "/open/info"]
+    assert all(r.ok for r in results)
+    assert len(info) == 1
+    assert stats.requests == 61
+    assert stats.rate_limited == 0
+    arrivals = [r.received_at for r in server.requests]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert min(gaps[:10]) > 0.015  # paced at 20 ms from the start, not a burst
+
+
+async def test_auto_rate_shares_one_info_request_between_first_calls() -> None:
+    """Twenty first calls at once still make one GET /open/info."""
+    async with FakeTwoChatServer(requests_per_minute=60000) as server:
+        async with client_for(server, requests_per_minute="auto") as voip:
+            await asyncio.gather(*(voip.get_call(CALL) for _ in range(20)))
+        assert len([r for r in server.requests if r.path == "/open/info"]) == 1
+
+
+async def test_auto_rate_without_a_limit_in_the_answer_adapts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An answer without limits.requests_per_minute: a warning, then adaptive pacing."""
+    caplog.set_level(logging.WARNING, logger="twochat_voip")
+    async with FakeTwoChatServer() as server:
+        async with client_for(server, requests_per_minute="auto") as voip:
+            await voip.get_call(CALL)
+            await voip.get_call(CALL)
+            assert voip.rate_limiter.requests_per_minute is None  # type: ignore[attr-defined]
+        assert [r.path for r in server.requests].count("/open/info") == 1
+    assert "could not learn the plan's limit" in caplog.text
+
+
+async def test_auto_rate_with_a_wrong_key_fails_the_call() -> None:
+    """A dead key fails the info request with AuthenticationError; the call raises it,
+    and the next call asks again."""
+    async with FakeTwoChatServer() as server:
+        async with VoIPClient(
+            api_key="wrong", base_url=server.base_url, requests_per_minute="auto"
+        ) as voip:
+            for _ in range(2):
+                with pytest.raises(tv.AuthenticationError):
+                    await voip.get_call(CALL)
+        assert [r.path for r in server.requests] == ["/open/info", "/open/info"]
+
+
+def test_auto_is_the_only_word_accepted() -> None:
+    """requests_per_minute takes a number, "auto" or None."""
+    with pytest.raises(ValueError, match="auto"):
+        VoIPClient(api_key="k", requests_per_minute="fast")  # type: ignore[arg-type]
+
+
+# 6. One owner of waiting.
+
+
+@pytest.mark.parametrize("status", [200, 404])
+async def test_retry_after_on_other_answers_holds_nothing(status: int) -> None:
+    """A Retry-After on a 200 or a 404 means nothing: the next call leaves at once."""
+    async with FakeTwoChatServer() as server:
+        server.fail_next(Fault(status=None if status == 200 else 404, retry_after=20))
+        async with client_for(server) as voip, asyncio.timeout(2):
+            with pytest.raises(tv.NotFoundError) if status == 404 else nullcontext():
+                await voip.get_call(CALL)
+            assert (await voip.get_call(CALL)).uuid == CALL
+
+
+async def test_testing_mode_skips_a_retry_after() -> None:
+    """set_testing(True, attempts=2): a 503 with Retry-After: 5 is retried at once."""
+    async with FakeTwoChatServer() as server:
+        server.fail_next(Fault(status=503, retry_after=5))
+        with set_testing(True, attempts=2):
+            async with client_for(server) as voip, asyncio.timeout(1):
+                assert (await voip.get_call(CALL)).uuid == CALL
+        assert server.request_count == 2
+
+
+async def test_closing_wakes_a_call_waiting_for_its_slot() -> None:
+    """At 6/min the second call waits 10 s for its slot: aclose() ends it at once."""
+    async with FakeTwoChatServer() as server:
+        voip = client_for(server, requests_per_minute=6)
+        await voip.get_call(CALL)
+        waiting = asyncio.create_task(voip.get_call(CALL))
+        await asyncio.sleep(0)
+        async with asyncio.timeout(1):
+            await voip.aclose()
+            with pytest.raises(tv.ClientClosedError):
+                await waiting
+        assert server.request_count == 1
+
+
+async def test_closing_wakes_a_call_in_backoff() -> None:
+    """A call sleeping before its retry ends at once when the client closes."""
+    async with FakeTwoChatServer() as server:
+        server.fail_next(Fault(status=503, retry_after=30))
+        voip = client_for(server)
+        call = asyncio.create_task(voip.get_call(CALL))
+        await server.wait_for_requests(1)
+        await asyncio.sleep(0.01)
+        async with asyncio.timeout(1):
+            await voip.aclose()
+            with pytest.raises(tv.ClientClosedError):
+                await call
+        assert server.request_count == 1
+
+
+async def test_closing_wakes_a_call_waiting_on_a_limiter_it_did_not_make() -> None:
+    """A limiter passed in (another's sleep) is interrupted the same way."""
+    async with FakeTwoChatServer() as server:
+        pace = tv.AdaptiveRateLimiter(6)
+        voip = client_for(server, rate_limiter=pace)
+        await voip.get_call(CALL)
+        waiting = asyncio.create_task(voip.get_call(CALL))
+        await asyncio.sleep(0.01)
+        async with asyncio.timeout(1):
+            await voip.aclose()
+            with pytest.raises(tv.ClientClosedError):
+                await waiting
+
+
+async def test_a_retry_after_holds_the_whole_client_once() -> None:
+    """A 503 with Retry-After: 1 holds every call of the client, and is waited out once
+    (by the limiter), not once by the limiter and again by the retry policy."""
+    async with FakeTwoChatServer() as server:
+        server.fail_next(Fault(status=503, retry_after=1))
+        async with client_for(server) as voip:
+            started = time.monotonic()
+            first = asyncio.create_task(voip.get_call(CALL))
+            await server.wait_for_requests(1)
+            second = await voip.get_call(CALL)
+            await first
+            wall = time.monotonic() - started
+        arrivals = collections.Counter(r.status for r in server.requests)
+    assert second.uuid == CALL
+    assert arrivals == {503: 1, 200: 2}
+    assert 0.95 <= wall < 1.6
