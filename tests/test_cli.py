@@ -467,3 +467,41 @@ async def test_export_max_requests_caps_the_credits(tmp_path: Path) -> None:
     assert sent == 5
     assert "stopped early: --max-requests 5 were spent" in ran.err
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 5
+
+
+async def test_export_gives_up_on_a_server_that_died(tmp_path: Path) -> None:
+    """A server gone mid-run: after --give-up-after seconds without success the export
+    stops with one line; every id is either saved or in the failures file, once."""
+    records = generate_cdrs(60, seed=74)
+    (tmp_path / "ids.txt").write_text("".join(r["uuid"] + "\n" for r in records))
+    server = FakeTwoChatServer(cdrs=records, requests_per_minute=1200)
+    await server.start()
+    env = {"TWOCHAT_API_KEY": DEFAULT_TEST_KEY, "TWOCHAT_BASE_URL": server.base_url}
+
+    async def kill_after_ten() -> None:
+        await server.wait_for_requests(10)
+        await server.aclose()
+
+    killer = asyncio.create_task(kill_after_ten())
+    ran = await run(
+        "export",
+        "-i",
+        "ids.txt",
+        "-o",
+        "out.jsonl",
+        "--give-up-after",
+        "1",
+        cwd=tmp_path,
+        env=env,
+    )
+    await killer
+    saved = {json.loads(line)["uuid"] for line in (tmp_path / "out.jsonl").read_text().splitlines()}
+    failed = [
+        json.loads(line)["call_uuid"]
+        for line in (tmp_path / "out.jsonl.failures.jsonl").read_text().splitlines()
+    ]
+    assert ran.code == 1
+    assert "stopped early: nothing succeeded for --give-up-after seconds" in ran.err
+    assert len(failed) == len(set(failed))
+    assert saved | set(failed) == {r["uuid"] for r in records}
+    assert not saved & set(failed)

@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - exercised only without the cli extra
     sys.exit("twochat-voip: the command line needs click: pip install 'twochat-voip[cli]'")
 
 from twochat_voip._bulk import CallResult
-from twochat_voip._client import VoIPClient
+from twochat_voip._client import DEFAULT_GIVE_UP_AFTER, VoIPClient
 from twochat_voip._converter import converter
 from twochat_voip._errors import TwoChatError
 from twochat_voip._export import (
@@ -201,6 +201,7 @@ async def _export(
     concurrency: int,
     ordered: bool,
     progress: Progress,
+    give_up_after: float | None = DEFAULT_GIVE_UP_AFTER,
     close_limiter: Callable[[], Awaitable[None]] | None = None,
 ) -> ExportSummary:
     async with client:
@@ -213,6 +214,7 @@ async def _export(
                 fmt=fmt,
                 concurrency=concurrency,
                 ordered=ordered,
+                give_up_after=give_up_after,
                 on_result=progress,
             )
         finally:
@@ -244,6 +246,14 @@ _export_options: list[Callable[[Any], Any]] = [
         show_default=True,
         help="Requests per minute: a number (your plan's limit), 'auto' (ask the API "
         "once, GET /open/info: one credit) or 'adaptive' (find the limit from 429s).",
+    ),
+    click.option(
+        "--give-up-after",
+        type=click.FloatRange(min=0, min_open=True),
+        default=DEFAULT_GIVE_UP_AFTER,
+        show_default=True,
+        metavar="SECONDS",
+        help="Stop when nothing has succeeded for this long.",
     ),
     click.option(
         "--max-requests",
@@ -305,6 +315,7 @@ def export(
     fmt: Format,
     concurrency: int,
     rpm: float | Literal["auto"] | None,
+    give_up_after: float,
     max_requests: int | None,
     failures: Path | None,
     ordered: bool,
@@ -344,6 +355,7 @@ def export(
                 concurrency=concurrency,
                 ordered=ordered,
                 progress=progress,
+                give_up_after=give_up_after,
                 close_limiter=limiter.aclose if limiter is not None else None,
             )
         )
@@ -382,6 +394,7 @@ def demo(
     fmt: Format,
     concurrency: int,
     rpm: float | Literal["auto"] | None,
+    give_up_after: float,
     max_requests: int | None,
     failures: Path | None,
     ordered: bool,
@@ -428,6 +441,7 @@ def demo(
                 concurrency=concurrency,
                 ordered=ordered,
                 progress=progress,
+                give_up_after=give_up_after,
             )
 
     summary = _run(run())

@@ -23,7 +23,7 @@ from typing import IO, Any, Literal
 import attrs
 
 from twochat_voip._bulk import RUN_ENDING_ERRORS, CallResult
-from twochat_voip._client import VoIPClient
+from twochat_voip._client import DEFAULT_GIVE_UP_AFTER, VoIPClient
 from twochat_voip._converter import converter
 from twochat_voip._errors import (
     APIStatusError,
@@ -217,6 +217,7 @@ async def export_calls(
     fmt: Format = "jsonl",
     concurrency: int = 16,
     ordered: bool = False,
+    give_up_after: float | None = DEFAULT_GIVE_UP_AFTER,
     on_result: Callable[[CallResult], None] | None = None,
 ) -> ExportSummary:
     """Fetch ``ids`` with ``client`` into ``output``, failures into ``failures``."""
@@ -238,7 +239,9 @@ async def export_calls(
     stopped: str | None = None
     previous: BaseException | None = None
     try:
-        results = client.get_calls(new_ids(), concurrency=concurrency, ordered=ordered)
+        results = client.get_calls(
+            new_ids(), concurrency=concurrency, ordered=ordered, give_up_after=give_up_after
+        )
         async with aclosing(results):
             async for result in results:
                 if result.cdr is not None:
@@ -277,7 +280,7 @@ def _why_stopped(error: BaseException | None) -> str:
     if isinstance(error, BudgetExhaustedError):
         return f"--max-requests {error.max_requests} were spent"
     shown = str(error) if isinstance(error, TwoChatError) else repr(error)
-    return f"nothing succeeded for minutes (last error: {shown})"
+    return f"nothing succeeded for --give-up-after seconds (last error: {shown})"
 
 
 async def _as_async(values: AsyncIterable[str] | Iterable[str]) -> AsyncIterator[str]:
