@@ -106,6 +106,7 @@ class _Workers:
         self._last_success = 0.0
         self._last_error: TwoChatError | ValueError | None = None
         self._watchdog: asyncio.TimerHandle | None = None
+        self.stopped_with: TwoChatError | None = None
         self._concurrency = concurrency
         self._sync_source: Iterator[str] | None = None
         self._async_source: AsyncIterator[str] | None = None
@@ -127,7 +128,9 @@ class _Workers:
         loop = asyncio.get_running_loop()
         self._last_success = loop.time()
         if self._give_up_after is not None:
-            self._watchdog = loop.call_later(self._give_up_after, self._check_progress)
+            self._watchdog = loop.call_later(
+                self._give_up_after, self._check_progress, self._give_up_after
+            )
         try:
             await asyncio.gather(*(self._work() for _ in range(self._concurrency)))
         finally:
@@ -136,19 +139,27 @@ class _Workers:
             if self._watchdog is not None:
                 self._watchdog.cancel()
 
-    def _check_progress(self) -> None:
+    def _check_progress(self, give_up_after: float) -> None:
         """Give up when nothing has succeeded for ``give_up_after`` seconds (a record
         fetched, or a definite "no such record", counts as success)."""
-        assert self._give_up_after is not None  # noqa: S101 - only armed with it
         loop = asyncio.get_running_loop()
         idle = loop.time() - self._last_success
-        if idle < self._give_up_after:
-            self._watchdog = loop.call_later(self._give_up_after - idle, self._check_progress)
+        if idle < give_up_after:
+            self._watchdog = loop.call_later(
+                give_up_after - idle, self._check_progress, give_up_after
+            )
             return
         last = self._last_failure() if self._last_failure is not None else None
         if last is None and isinstance(self._last_error, TwoChatError):
             last = self._last_error
-        self.stop.stop(last or TwoChatError(f"nothing succeeded for {self._give_up_after:g} s"))
+        self._give_up(last or TwoChatError(f"nothing succeeded for {give_up_after:g} s"))
+
+    def _give_up(self, error: TwoChatError) -> None:
+        """End the run: nothing more is sent, and every id left is answered with
+        ``error`` (the first reason is kept)."""
+        if self.stopped_with is None:
+            self.stopped_with = error
+        self.stop.stop(error)
 
     def give_slot(self) -> None:
         """The caller took a result: one more id may be read."""
@@ -184,19 +195,19 @@ class _Workers:
 
     async def _answer(self, index: int, value: object) -> CallResult:
         shown = value if isinstance(value, str) else repr(value)
-        stopped = self.stop.error
+        stopped = self.stopped_with
         if stopped is None:
             try:
                 cdr = await self._fetch(value)
             except RunStopped:
-                stopped = self.stop.error
+                stopped = self.stopped_with or TwoChatError("the bulk run stopped")
             except (TwoChatError, ValueError) as exc:
                 if isinstance(exc, _ANSWERS_ABOUT_THE_ID):
                     self._last_success = asyncio.get_running_loop().time()
                 else:
                     self._last_error = exc
                     if isinstance(exc, RUN_ENDING_ERRORS):
-                        self.stop.stop(exc)
+                        self._give_up(exc)
                 return CallResult(call_uuid=shown, error=exc, index=index)
             except Exception as exc:  # noqa: BLE001 - every id is answered, even after a bug
                 error = TwoChatError(f"unexpected {type(exc).__name__}: {exc}")
@@ -205,7 +216,6 @@ class _Workers:
             else:
                 self._last_success = asyncio.get_running_loop().time()
                 return CallResult(call_uuid=shown, cdr=cdr, index=index)
-        assert isinstance(stopped, TwoChatError)  # noqa: S101 - a run stops with one
         return CallResult(call_uuid=shown, error=stopped, index=index)
 
 

@@ -177,10 +177,11 @@ class VoIPClient:
         self._retry = RetryPolicy(max_retries=max_retries, max_retry_wait=max_retry_wait)
         self._waits = Waits()
         self._owns_limiter = rate_limiter is None
-        self._limiter: RateLimiter = rate_limiter or AdaptiveRateLimiter(
+        self._own_limiter = AdaptiveRateLimiter(
             None if auto else requests_per_minute,  # type: ignore[arg-type]
             sleep=self._waits.sleep,
         )
+        self._limiter: RateLimiter = rate_limiter or self._own_limiter
         self._rate_unknown = auto
         self._learning_rate: asyncio.Future[None] | None = None
         self._max_requests = max_requests
@@ -421,8 +422,9 @@ class VoIPClient:
     ) -> _T:
         """One attempt: the limiter's slot, the budget, the request, and the answer's
         one verdict told back to the limiter."""
-        session = self._session if self._state is _State.OPENED else self._open_session()
-        assert session is not None  # noqa: S101 - an opened client has one
+        session = self._session
+        if session is None or self._state is not _State.OPENED:
+            session = self._open_session()
         self._check_budget()
         limiter = self._limiter
         if self._owns_limiter:
@@ -491,8 +493,6 @@ class VoIPClient:
             raise
 
     async def _ask_rate(self) -> None:
-        limiter = self._limiter
-        assert isinstance(limiter, AdaptiveRateLimiter)  # noqa: S101 - "auto" makes one
         try:
             rpm = await self._call(
                 info_request(self._base_url, self._headers), parse_requests_per_minute
@@ -518,5 +518,5 @@ class VoIPClient:
                 reason,
             )
             return
-        limiter.set_requests_per_minute(rpm)
+        self._own_limiter.set_requests_per_minute(rpm)
         logger.info("requests_per_minute='auto': pacing at the plan's %g requests/minute", rpm)
