@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import decode, many_workers, memory, ratelimited, report, throughput
+from bench import decode, instructions, many_workers, memory, ratelimited, report, throughput
 from bench.measure import pin_client
 
-SECTIONS = ["throughput", "decode", "rate_limited", "many_workers", "memory"]
+SECTIONS = ["throughput", "instructions", "decode", "rate_limited", "many_workers", "memory"]
 
 
 def main() -> None:
@@ -24,6 +24,9 @@ def main() -> None:
         "requests": 300 if quick else 5000,
         "rounds": 1 if quick else 3,
         "concurrencies": [1, 16] if quick else [1, 16, 64, 256],
+        "instructions_small": 100 if quick else 300,
+        "instructions_large": 400 if quick else 1300,
+        "instructions_concurrencies": [16] if quick else [16, 64],
         "rate_per_minute": 6000.0,
         "rate_ids": 100 if quick else 2000,
         "workers_rate_per_minute": 6000.0 if quick else 3000.0,
@@ -43,6 +46,16 @@ def main() -> None:
         results["throughput"] = throughput.measure(
             settings["concurrencies"], settings["requests"], settings["rounds"]
         )
+    if "instructions" in args.only:
+        if instructions.valgrind() is None:
+            print("Client instructions per request: skipped, valgrind is not installed")
+        else:
+            print("Client instructions per request (callgrind):", flush=True)
+            results["instructions"] = instructions.measure(
+                settings["instructions_concurrencies"],
+                settings["instructions_small"],
+                settings["instructions_large"],
+            )
     if "decode" in args.only:
         print("Decode + structure:", flush=True)
         results["decode"] = decode.measure(rounds=5 if not quick else 1, number=2000)

@@ -13,6 +13,7 @@ import os
 import time
 from importlib.resources import files
 from multiprocessing.connection import Connection
+from typing import Any
 
 BODY = files("twochat_voip.testing").joinpath("example_answer.json").read_bytes()
 OK = (
@@ -74,11 +75,16 @@ def _serve(conn: Connection, per_minute: float | None, burst: int, cpu: int | No
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: _Canned(limit), "127.0.0.1", 0)
         conn.send(server.sockets[0].getsockname()[1])
+        cpu_since = time.process_time()
         while True:  # answer "stats" requests from the parent until it says "stop"
             command = await loop.run_in_executor(None, conn.recv)
             if command == "stop":
                 break
-            conn.send({"served": limit.served, "limited": limit.limited})
+            cpu_now = time.process_time()
+            conn.send(
+                {"served": limit.served, "limited": limit.limited, "cpu_s": cpu_now - cpu_since}
+            )
+            cpu_since = cpu_now
             limit.served = limit.limited = 0
             limit.next_allowed = 0.0
         server.close()
@@ -103,10 +109,12 @@ class CannedServer:
         self.base_url = f"http://127.0.0.1:{self._parent.recv()}"
         return self
 
-    def take_stats(self) -> dict[str, int]:
-        """Requests served and answered 429 since the last call (and reset the limit)."""
+    def take_stats(self) -> dict[str, Any]:
+        """Since the last call (or the start): requests ``served``, requests answered 429
+        (``limited``), and the server process's CPU seconds (``cpu_s``, from
+        ``time.process_time()``). Resets the counts and the limit."""
         self._parent.send("stats")
-        stats: dict[str, int] = self._parent.recv()
+        stats: dict[str, Any] = self._parent.recv()
         return stats
 
     def __exit__(self, *exc_info: object) -> None:
