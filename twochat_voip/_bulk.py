@@ -1,8 +1,8 @@
 """Bulk fetches: many ids through a bounded pool of workers, every id answered once.
 
 No task per id: ``concurrency`` workers pull ids lazily from the caller's (async)
-iterable. A semaphore of ``2 * concurrency`` window slots is taken before an id is
-read and given back when its result has been handed to the caller, so the run never
+iterable. One of ``2 * concurrency`` window slots is taken before an id is read and
+given back when its result has been handed to the caller, so the run never
 reads further ahead than that, however long the input, and ordered output never
 buffers more than the window either.
 
@@ -86,9 +86,10 @@ class _Workers:
     """A bulk run's worker pool and the hand-over of results to the caller.
 
     Workers pull ids straight from the caller's iterable (a lock serialises an async
-    one) once a window slot is free, and drop results into a deque the caller drains;
-    a semaphore and an event do what a feeder task and two queues would, at a
-    fraction of the cost per id.
+    one) once a window slot is free, and drop results into a deque the caller drains.
+    The window is a counter and the caller's wake-up a single future: an
+    ``asyncio.Semaphore`` and an ``Event`` would cost a coroutine and several calls per
+    id for what is, nearly always, a counter going down and a flag going up.
     """
 
     def __init__(
@@ -117,11 +118,12 @@ class _Workers:
         self._source_lock = asyncio.Lock()
         self._exhausted = False
         self._next_index = 0
-        # A slot per id read whose result the caller has not taken yet; a semaphore
-        # wakes one waiting worker per freed slot, not all of them.
-        self._slots = asyncio.Semaphore(READ_AHEAD_FACTOR * concurrency)
+        # Free window slots: one is taken per id read and given back when the caller
+        # has taken its result. A freed slot goes to one waiting worker, not all.
+        self._free_slots = READ_AHEAD_FACTOR * concurrency
+        self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self.results: collections.deque[CallResult] = collections.deque()
-        self.ready = asyncio.Event()
+        self._caller_waiting: asyncio.Future[None] | None = None
         self.input_errors: list[BaseException] = []
 
     async def run(self) -> None:
@@ -135,7 +137,7 @@ class _Workers:
             await asyncio.gather(*(self._work() for _ in range(self._concurrency)))
         finally:
             self._exhausted = True
-            self.ready.set()
+            self._wake_caller()
             if self._watchdog is not None:
                 self._watchdog.cancel()
 
@@ -162,61 +164,114 @@ class _Workers:
         self.stop.stop(error)
 
     def give_slot(self) -> None:
-        """The caller took a result: one more id may be read."""
-        self._slots.release()
+        """The caller took a result (or a worker found the input exhausted): one more
+        id may be read."""
+        waiters = self._slot_waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():  # a cancelled waiter's task is gone
+                waiter.set_result(None)  # the slot is handed straight to it
+                return
+        self._free_slots += 1
 
-    async def _next(self) -> tuple[int, object] | None:
-        await self._slots.acquire()
-        if self._exhausted:
-            self._slots.release()
-            return None
+    async def _wait_for_slot(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._slot_waiters.append(waiter)
+        await waiter
+
+    async def results_ready(self) -> None:
+        """Wait until a worker has added a result, or the run has ended."""
+        waiter = self._caller_waiting = asyncio.get_running_loop().create_future()
         try:
-            if self._sync_source is not None:
-                value = next(self._sync_source, _DONE)
-            else:
+            await waiter
+        finally:
+            self._caller_waiting = None
+
+    def _wake_caller(self) -> None:
+        waiter = self._caller_waiting
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _read(self) -> object:
+        """The next id of a plain iterable, or ``_DONE`` (and the slot given back)."""
+        if not self._exhausted:
+            try:
+                value = next(self._sync_source, _DONE)  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - handed to the caller after the drain
+                self.input_errors.append(exc)
+                value = _DONE
+            if value is not _DONE:
+                return value
+        self._exhausted = True
+        self.give_slot()
+        return _DONE
+
+    async def _read_async(self) -> object:
+        """The next id of an async iterable, or ``_DONE`` (and the slot given back)."""
+        if not self._exhausted:
+            try:
                 async with self._source_lock:
                     value = await anext(self._async_source, _DONE)  # type: ignore[arg-type]
-        except Exception as exc:  # noqa: BLE001 - handed to the caller after the drain
-            self.input_errors.append(exc)
-            value = _DONE
-        if value is _DONE or self._exhausted:
-            self._exhausted = True
-            self._slots.release()
-            return None
-        index = self._next_index
-        self._next_index += 1
-        return index, value
+            except Exception as exc:  # noqa: BLE001 - handed to the caller after the drain
+                self.input_errors.append(exc)
+                value = _DONE
+            if value is not _DONE and not self._exhausted:
+                return value
+        self._exhausted = True
+        self.give_slot()
+        return _DONE
 
     async def _work(self) -> None:
         current_stop().set(self.stop)  # this worker's task only: its waits end with the run
-        while (item := await self._next()) is not None:
-            self.results.append(await self._answer(*item))
-            self.ready.set()
-
-    async def _answer(self, index: int, value: object) -> CallResult:
-        shown = value if isinstance(value, str) else repr(value)
-        stopped = self.stopped_with
-        if stopped is None:
-            try:
-                cdr = await self._fetch(value)
-            except RunStopped:
-                stopped = self.stopped_with or TwoChatError("the bulk run stopped")
-            except (TwoChatError, ValueError) as exc:
-                if isinstance(exc, _ANSWERS_ABOUT_THE_ID):
-                    self._last_success = asyncio.get_running_loop().time()
-                else:
-                    self._last_error = exc
-                    if isinstance(exc, RUN_ENDING_ERRORS):
-                        self._give_up(exc)
-                return CallResult(call_uuid=shown, error=exc, index=index)
-            except Exception as exc:  # noqa: BLE001 - every id is answered, even after a bug
-                error = TwoChatError(f"unexpected {type(exc).__name__}: {exc}")
-                error.__cause__ = exc
-                return CallResult(call_uuid=shown, error=error, index=index)
+        # One coroutine per worker, not per id: each layer awaited per id costs on
+        # every suspension of the request under it.
+        fetch = self._fetch
+        results = self.results
+        clock = asyncio.get_running_loop().time
+        while True:
+            if self._free_slots:
+                self._free_slots -= 1
             else:
+                await self._wait_for_slot()
+            if self._sync_source is not None:
+                value = self._read()
+            else:
+                value = await self._read_async()
+            if value is _DONE:
+                return
+            index = self._next_index
+            self._next_index = index + 1
+            shown = value if isinstance(value, str) else repr(value)
+            if self.stopped_with is not None:
+                result = CallResult(call_uuid=shown, error=self.stopped_with, index=index)
+            else:
+                try:
+                    cdr = await fetch(value)
+                except Exception as exc:  # noqa: BLE001 - every id is answered, even after a bug
+                    result = CallResult(call_uuid=shown, error=self._judge(exc), index=index)
+                else:
+                    self._last_success = clock()
+                    result = CallResult(call_uuid=shown, cdr=cdr, index=index)
+            results.append(result)
+            caller = self._caller_waiting  # _wake_caller(), inline: it runs once an id
+            if caller is not None and not caller.done():
+                caller.set_result(None)
+
+    def _judge(self, exc: Exception) -> TwoChatError | ValueError:
+        """The error a failed fetch answers its id with; it may end the run."""
+        if isinstance(exc, RunStopped):
+            return self.stopped_with or TwoChatError("the bulk run stopped")
+        if isinstance(exc, TwoChatError | ValueError):
+            if isinstance(exc, _ANSWERS_ABOUT_THE_ID):
                 self._last_success = asyncio.get_running_loop().time()
-                return CallResult(call_uuid=shown, cdr=cdr, index=index)
-        return CallResult(call_uuid=shown, error=stopped, index=index)
+            else:
+                self._last_error = exc
+                if isinstance(exc, RUN_ENDING_ERRORS):
+                    self._give_up(exc)
+            return exc
+        error = TwoChatError(f"unexpected {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        return error
 
 
 async def iterate_bulk(
@@ -273,8 +328,7 @@ async def iterate_bulk(
                     workers.give_slot()
             if runner.done():
                 break
-            workers.ready.clear()
-            await workers.ready.wait()
+            await workers.results_ready()
         if workers.input_errors:
             raise workers.input_errors[0]
         if runner.cancelled():

@@ -14,7 +14,7 @@ import asyncio
 import enum
 import logging
 import os
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
 from importlib.metadata import version
 from types import TracebackType
 from typing import Final, Literal, Self, TypeVar
@@ -51,7 +51,7 @@ from twochat_voip._protocol import (
 )
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._retry import RetryPolicy, is_retryable
-from twochat_voip._transport import send
+from twochat_voip._transport import request_headers, send
 from twochat_voip._waits import Waits
 
 __all__ = ["DEFAULT_GIVE_UP_AFTER", "ClientStats", "VoIPClient"]
@@ -168,11 +168,13 @@ class VoIPClient:
         self._base_url = normalise_base_url(
             base_url or os.environ.get("TWOCHAT_BASE_URL") or DEFAULT_BASE_URL
         )
-        self._headers: Final = {
-            API_KEY_HEADER: key.strip(),
-            "Accept": "application/json",
-            "User-Agent": _USER_AGENT,
-        }
+        self._headers: Final = request_headers(
+            {
+                API_KEY_HEADER: key.strip(),
+                "Accept": "application/json",
+                "User-Agent": _USER_AGENT,
+            }
+        )
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retry = RetryPolicy(max_retries=max_retries, max_retry_wait=max_retry_wait)
         self._waits = Waits()
@@ -284,7 +286,8 @@ class VoIPClient:
             TwoChatError: a subclass saying what went wrong, after any retries.
         """
         request = call_request(self._base_url, self._headers, validate_call_uuid(call_uuid))
-        return await self._call(request, parse_call, timeout=timeout)
+        attempt_timeout = None if timeout is None else aiohttp.ClientTimeout(total=timeout)
+        return await self._call(request, parse_call, attempt_timeout)
 
     def get_calls(
         self,
@@ -316,9 +319,11 @@ class VoIPClient:
                     ...
         """
 
-        async def fetch(call_uuid: str) -> CallDetailRecord:
+        # A plain function handing back _call's coroutine: one coroutine layer fewer
+        # per id (a bad id still raises inside the worker's try, when it is called).
+        def fetch(call_uuid: str) -> Awaitable[CallDetailRecord]:
             request = call_request(self._base_url, self._headers, validate_call_uuid(call_uuid))
-            return await self._call(request, parse_call, rate_limits_are_free=True)
+            return self._call(request, parse_call, rate_limits_are_free=True)
 
         # Returned, not re-yielded: a wrapping generator would leave this one (and its
         # workers) running until garbage collection after the caller's aclose().
@@ -363,91 +368,72 @@ class VoIPClient:
         self,
         request: Request,
         parse: Callable[[Response, str | None], _T],
+        timeout: aiohttp.ClientTimeout | None = None,
         *,
-        timeout: float | None = None,
         rate_limits_are_free: bool = False,
+        retrying: bool = False,
     ) -> _T:
         """Send ``request`` and parse its answer, retrying as the policy says.
 
-        The first attempt is made here, outside tenacity: a call that succeeds at once
-        (nearly all of them) pays for no retry machinery at all.
+        One attempt is: the limiter's slot, the budget, the request, and the answer's
+        one verdict told back to the limiter. The first attempt is made here, outside
+        tenacity, and hands a retryable failure to the retry policy, whose attempts
+        come back here with ``retrying``: a call that succeeds at once (nearly all of
+        them) pays for no retry machinery, nor for a coroutine layer per attempt.
         """
-        if self._rate_unknown and parse is not parse_requests_per_minute:
+        if timeout is None:
+            timeout = self._timeout
+        if not retrying and self._rate_unknown and parse is not parse_requests_per_minute:
             await self._learn_rate()
-        attempt_timeout = self._timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
-        counters = self._counters
         try:
-            result = await self._attempt(request, parse, attempt_timeout)
-        except TwoChatError as exc:
-            if not is_retryable(exc):
-                counters.failed += 1
+            session = self._session
+            if session is None or self._state is not _State.OPENED:
+                session = self._open_session()
+            if self._max_requests is not None:
+                self._check_budget()
+            limiter = self._limiter
+            if self._owns_limiter:
+                sent_at = await limiter.acquire()
+            else:
+                sent_at = await self._waits.guard(limiter.acquire())
+            self._waits.check()  # closed, or the bulk run gave up, while waiting
+            try:
+                response = await send(
+                    session,
+                    request,
+                    timeout=timeout,
+                    max_body=self._max_response_size,
+                    on_request=self._count_request,
+                    on_not_sent=self._uncount_request,
+                )
+            except APIConnectionError as exc:
+                if self._state is _State.CLOSED:
+                    raise ClientClosedError(
+                        "the VoIPClient was closed while this request was in flight"
+                    ) from exc
+                self.last_failure = exc
                 raise
-            result = await self._retry_call(
-                request, parse, exc, attempt_timeout, rate_limits_are_free
-            )
-        counters.succeeded += 1
+            result = self._verdict(parse, request, response, limiter, sent_at)
+        except TwoChatError as exc:
+            if retrying:
+                raise  # tenacity judges it
+            if not is_retryable(exc):
+                self._counters.failed += 1
+                raise
+            return await self._retry_call(request, parse, exc, timeout, rate_limits_are_free)
+        self._counters.succeeded += 1  # once a call: only its successful attempt gets here
         return result
 
-    async def _retry_call(
+    def _verdict(
         self,
-        request: Request,
         parse: Callable[[Response, str | None], _T],
-        first_error: TwoChatError,
-        timeout: aiohttp.ClientTimeout,
-        rate_limits_are_free: bool,
-    ) -> _T:
-        counters = self._counters
-
-        async def attempt() -> _T:
-            counters.retries += 1
-            return await self._attempt(request, parse, timeout)
-
-        try:
-            return await self._retry.retry_after_failure(
-                attempt,
-                first_error,
-                describe=f"GET {request.url.removeprefix(self._base_url)}",
-                rate_limits_are_free=rate_limits_are_free,
-                sleep=self._waits.sleep,
-            )
-        except TwoChatError:
-            counters.failed += 1
-            raise
-
-    async def _attempt(
-        self,
         request: Request,
-        parse: Callable[[Response, str | None], _T],
-        timeout: aiohttp.ClientTimeout,
+        response: Response,
+        limiter: RateLimiter,
+        sent_at: float,
     ) -> _T:
-        """One attempt: the limiter's slot, the budget, the request, and the answer's
-        one verdict told back to the limiter."""
-        session = self._session
-        if session is None or self._state is not _State.OPENED:
-            session = self._open_session()
-        self._check_budget()
-        limiter = self._limiter
-        if self._owns_limiter:
-            sent_at = await limiter.acquire()
-        else:
-            sent_at = await self._waits.guard(limiter.acquire())
-        self._waits.check()  # closed, or the bulk run gave up, while waiting
-        try:
-            response = await send(
-                session,
-                request,
-                timeout=timeout,
-                max_body=self._max_response_size,
-                on_request=self._count_request,
-                on_not_sent=self._uncount_request,
-            )
-        except APIConnectionError as exc:
-            if self._state is _State.CLOSED:
-                raise ClientClosedError(
-                    "the VoIPClient was closed while this request was in flight"
-                ) from exc
-            self.last_failure = exc
-            raise
+        """The answer's one verdict, told back to the limiter: the parsed result, or
+        the error it amounts to, raised."""
         try:
             result = parse(response, request.call_uuid)
         except APIStatusError as exc:
@@ -465,6 +451,32 @@ class VoIPClient:
         limiter.feedback(sent_at=sent_at, status=response.status, retry_after=None)
         return result
 
+    async def _retry_call(
+        self,
+        request: Request,
+        parse: Callable[[Response, str | None], _T],
+        first_error: TwoChatError,
+        timeout: aiohttp.ClientTimeout,
+        rate_limits_are_free: bool,
+    ) -> _T:
+        counters = self._counters
+
+        async def attempt() -> _T:
+            counters.retries += 1
+            return await self._call(request, parse, timeout, retrying=True)
+
+        try:
+            return await self._retry.retry_after_failure(
+                attempt,
+                first_error,
+                describe=f"GET {request.url.removeprefix(self._base_url)}",
+                rate_limits_are_free=rate_limits_are_free,
+                sleep=self._waits.sleep,
+            )
+        except TwoChatError:
+            counters.failed += 1
+            raise
+
     def _check_budget(self) -> None:
         budget = self._max_requests
         if budget is not None and self._counters.requests >= budget:
@@ -472,7 +484,8 @@ class VoIPClient:
 
     def _count_request(self) -> None:
         """A request is about to be written: it counts, if the budget allows it."""
-        self._check_budget()
+        if self._max_requests is not None:
+            self._check_budget()
         self._counters.requests += 1
 
     def _uncount_request(self) -> None:

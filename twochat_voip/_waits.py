@@ -128,9 +128,11 @@ class Waits:
 
     def check(self) -> None:
         """Raise if the client closed, or the current task's bulk run stopped."""
-        self.closed.raise_if_stopped()
+        # Called before every request: read the flags here, call only to raise.
+        if self.closed.error is not None:
+            self.closed.raise_if_stopped()
         run = _current_stop.get()
-        if run is not None:
+        if run is not None and run.error is not None:
             run.raise_if_stopped()
 
     async def sleep(self, seconds: float) -> None:
