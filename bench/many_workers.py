@@ -4,7 +4,8 @@ Retry-After) counts every process's requests together, as 2Chat counts an accoun
 Each process fetches its share of N ids with ``get_calls`` (concurrency 16), paced:
 - by one ``RedisRateLimiter`` at R that all four share (a redis-server on 127.0.0.1);
 - by hand, each ``requests_per_minute=R/4``;
-- each ``requests_per_minute=R`` (every process thinks it has the account to itself).
+- each ``requests_per_minute=R`` (every process thinks it has the account to itself);
+- each adaptive, no rate given (every process finds its share from 429s).
 
 The ids are split evenly, then unevenly (40/30/20/10%, as a web app's workers or a
 team's hosts get them). Wall time runs from a common start to the last process's end,
@@ -34,9 +35,13 @@ UNEVEN = (0.4, 0.3, 0.2, 0.1)
 Finished = tuple[int, int, float]  # (fetched, failed, monotonic time at the end)
 
 
-async def _fetch(base_url: str, ids: list[str], rpm: float, redis_url: str | None) -> Finished:
+async def _fetch(
+    base_url: str, ids: list[str], rpm: float | None, redis_url: str | None
+) -> Finished:
     limiter = (
-        RedisRateLimiter(redis_url, api_key=KEY, requests_per_minute=rpm) if redis_url else None
+        RedisRateLimiter(redis_url, api_key=KEY, requests_per_minute=rpm)
+        if redis_url and rpm
+        else None
     )
     fetched = failed = 0
     async with (
@@ -60,7 +65,7 @@ async def _fetch(base_url: str, ids: list[str], rpm: float, redis_url: str | Non
 def _worker(  # noqa: PLR0917 - multiprocessing passes arguments by position
     base_url: str,
     ids: list[str],
-    rpm: float,
+    rpm: float | None,
     redis_url: str | None,
     start: Barrier,
     done: Queue[Finished],
@@ -79,7 +84,7 @@ def _split(ids: list[str], shares: tuple[float, ...]) -> list[list[str]]:
 
 
 def _run(
-    base_url: str, parts: list[list[str]], rpm: float, redis_url: str | None
+    base_url: str, parts: list[list[str]], rpm: float | None, redis_url: str | None
 ) -> tuple[float, int, int]:
     """(wall seconds, fetched, failed) for one set of processes started together."""
     context = multiprocessing.get_context("spawn")
@@ -111,6 +116,7 @@ def measure(per_minute: float, ids: int) -> list[Row]:
         ("even", "shared RedisRateLimiter at R", per_minute, True, EVEN),
         ("even", "each at R/4 by hand", per_minute / PROCESSES, False, EVEN),
         ("even", "each at R", per_minute, False, EVEN),
+        ("even", "each adaptive (rate not given)", None, False, EVEN),
         ("40/30/20/10", "shared RedisRateLimiter at R", per_minute, True, UNEVEN),
         ("40/30/20/10", "each at R/4 by hand", per_minute / PROCESSES, False, UNEVEN),
     ]
