@@ -436,8 +436,10 @@ async def test_export_with_a_dead_key_stops_with_one_line(tmp_path: Path) -> Non
         sent = server.request_count
     assert ran.code == 1
     assert sent <= 16
-    assert "stopped early: the API key was refused (401)" in ran.err
-    assert "Run the same command again to resume." in ran.err
+    assert (
+        "stopped early, nothing more was sent: the API key was refused (401); fix it, "
+        "then run the same command again to resume" in ran.err
+    )
     failures = (tmp_path / "out.jsonl.failures.jsonl").read_text().splitlines()
     assert len(failures) == 200
 
@@ -465,7 +467,7 @@ async def test_export_max_requests_caps_the_credits(tmp_path: Path) -> None:
         sent = server.request_count
     assert ran.code == 1
     assert sent == 5
-    assert "stopped early: --max-requests 5 were spent" in ran.err
+    assert "stopped early, nothing more was sent: --max-requests 5 were spent" in ran.err
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 5
 
 
@@ -501,7 +503,7 @@ async def test_export_gives_up_on_a_server_that_died(tmp_path: Path) -> None:
         for line in (tmp_path / "out.jsonl.failures.jsonl").read_text().splitlines()
     ]
     assert ran.code == 1
-    assert "stopped early: nothing succeeded for --give-up-after seconds" in ran.err
+    assert "nothing more was sent: nothing succeeded for --give-up-after seconds" in ran.err
     assert len(failed) == len(set(failed))
     assert saved | set(failed) == {r["uuid"] for r in records}
     assert not saved & set(failed)

@@ -97,10 +97,7 @@ class ExportSummary:
             f"{self.retries} retries) in {self.seconds:.1f} s"
         )
         if self.stopped:
-            lines.append(
-                f"stopped early: {self.stopped}; nothing more was sent. "
-                "Run the same command again to resume."
-            )
+            lines.append(f"stopped early, nothing more was sent: {self.stopped}")
         return "\n".join(lines)
 
 
@@ -273,14 +270,16 @@ async def export_calls(
 
 
 def _why_stopped(error: BaseException | None) -> str:
+    """Why a run gave up, and what to do before running the same command again."""
+    again = "run the same command again to resume"
     if isinstance(error, AuthenticationError):
-        return "the API key was refused (401); fix it first"
+        return f"the API key was refused (401); fix it, then {again}"
     if isinstance(error, PaymentRequiredError):
-        return "the account has no credits left (402); top it up first"
+        return f"the account has no credits left (402); top it up, then {again}"
     if isinstance(error, BudgetExhaustedError):
-        return f"--max-requests {error.max_requests} were spent"
+        return f"--max-requests {error.max_requests} were spent; {again} with a new budget"
     shown = str(error) if isinstance(error, TwoChatError) else repr(error)
-    return f"nothing succeeded for --give-up-after seconds (last error: {shown})"
+    return f"nothing succeeded for --give-up-after seconds (last error: {shown}); {again}"
 
 
 async def _as_async(values: AsyncIterable[str] | Iterable[str]) -> AsyncIterator[str]:
