@@ -178,6 +178,29 @@ async def test_beyond_what_was_accepted_the_rate_probes_slowly() -> None:
     assert pacer.requests_per_minute == pytest.approx(600.0 * 1.2)
 
 
+async def test_told_a_rate_the_climb_is_a_share_of_it() -> None:
+    """With a configured rate the climb beyond what was accepted is 2% of that rate a
+    second, the same step for every process told the plan's rate (they converge)."""
+    time = FakeTime()
+    pacer = limiter(time, 1200)
+    sent = await answered(time, pacer, [200] * 40, gap=0.1)  # 10/s accepted
+    limit(pacer, sent)
+    time.now += 5 + 10
+    assert pacer.requests_per_minute == pytest.approx(600.0 + 0.02 * 1200 * 10)
+
+
+async def test_three_429s_that_are_half_the_answers_are_a_limit() -> None:
+    """Told too high a rate: three 429s among the first answers since the last cut
+    are enough; the same three among many accepted answers are not."""
+    time = FakeTime()
+    pacer = limiter(time, 600)
+    sent = await answered(time, pacer, [200, 429, 429, 200], gap=0.1)
+    assert pacer.requests_per_minute == 600.0
+    pacer.feedback(sent_at=sent, status=429, retry_after=None)
+    assert pacer.requests_per_minute is not None
+    assert pacer.requests_per_minute < 600.0
+
+
 async def test_rate_never_goes_under_the_floor() -> None:
     """However many 429s, the rate stays at or above the floor."""
     time = FakeTime()

@@ -13,16 +13,19 @@ included. The limiter is the one owner of "when may the next request leave":
 
 Adapting tells a limit from noise. Busy APIs answer a stray 429 now and then; read as
 a limit, each would ratchet the rate down for good. So the limiter cuts its rate only
-when 429s are a real share of recent answers (at least 8 of the last 64), and then to
+when 429s are a real share of recent answers (at least 8 of the last 64, or 3 that
+are half the answers since the last cut), and then to
 80% of the rate the server demonstrably *accepted* from this process meanwhile, not
 of the rate it was sending at. Only 429s for requests sent after the last cut count
 towards the next one, so a volley of 429s for requests already in flight counts once
 (the way TCP reacts once per round trip), and noise cannot compound cuts.
 
 After a cut the rate climbs back *by time*, not per answer: back to what was accepted
-within 5 seconds, then 2% of that a second beyond. A climb per accepted answer (as
-this limiter did before) favours whoever is already fastest: four processes on one
-account took 3.65x as long as the limit allowed.
+within 5 seconds, then by 2% a second of the configured rate (the plan's, the same
+for every process told it, so that they converge on equal shares), or of the
+accepted rate when none was configured. A climb per accepted answer (as this limiter
+did before) favours whoever is already fastest: four processes on one account took
+3.65x as long as the limit allowed.
 
 :class:`RateLimiter` is the seam: the client calls :meth:`~RateLimiter.acquire` before
 every attempt and :meth:`~RateLimiter.feedback` after every answer, so another
@@ -46,6 +49,9 @@ _WINDOW: Final = 64
 _LIMITED_IN_WINDOW: Final = 8
 """429s among the last :data:`_WINDOW` answers that mean a limit, not noise: one in
 eight. Stray 429s at 3% of answers reach it about once in 10,000 windows."""
+_LIMITED_CLEARLY: Final = 3
+"""Fewer 429s mean a limit when they are half the answers since the last cut, as at
+the start of a run that was told too high a rate: stray 429s never look like that."""
 _CUT: Final = 0.8
 """A cut sets this share of the rate the server accepted."""
 _MEASURED: Final = 32
@@ -53,7 +59,8 @@ _MEASURED: Final = 32
 _REGAIN_SECONDS: Final = 5.0
 """Seconds to climb back from a cut to the rate that was accepted."""
 _PROBE_PER_SECOND: Final = 0.02
-"""Beyond that, the climb per second, as a share of the accepted rate."""
+"""Beyond that, the climb per second, as a share of the configured rate if there is
+one (the plan's: the same for every process on the account), else of the accepted."""
 
 
 @runtime_checkable
@@ -122,6 +129,7 @@ class AdaptiveRateLimiter:
         self._next_slot = 0.0  # the GCRA's theoretical arrival time
         self._paused_until = 0.0
         self._answers = 0
+        self._fresh_answers = 0  # answers to requests sent since the last cut
         self._limited_at: collections.deque[int] = collections.deque()  # answer numbers
         # Send times of the last requests, and of the last accepted ones.
         self._sent: collections.deque[float] = collections.deque(maxlen=_MEASURED)
@@ -165,7 +173,10 @@ class AdaptiveRateLimiter:
         if since < _REGAIN_SECONDS:
             rate = self._cut_to + (accepted - self._cut_to) * since / _REGAIN_SECONDS
         else:
-            rate = accepted * (1.0 + _PROBE_PER_SECOND * (since - _REGAIN_SECONDS))
+            # Processes told one plan's rate climb by the same step, whatever their
+            # rate now, so they converge on equal shares (additive increase).
+            scale = accepted if self._ceiling is None else self._ceiling
+            rate = accepted + _PROBE_PER_SECOND * scale * (since - _REGAIN_SECONDS)
         if self._ceiling is not None and rate >= self._ceiling:
             rate = self._rate = self._ceiling  # climbed all the way back
         return max(rate, self._cut_to)
@@ -204,16 +215,22 @@ class AdaptiveRateLimiter:
         if retry_after is not None:
             self.pause(retry_after)
         self._answers += 1
+        fresh = sent_at > self._cut_at
+        self._fresh_answers += fresh
         if status != 429:
             self._accepted.append(sent_at)
             return
-        if sent_at <= self._cut_at:
+        if not fresh:
             return  # sent before the last cut: that cut answered it already
         limited = self._limited_at
         limited.append(self._answers)
         while limited[0] <= self._answers - _WINDOW:
             limited.popleft()
-        if self._adaptive and len(limited) >= _LIMITED_IN_WINDOW:
+        count = len(limited)
+        if self._adaptive and (
+            count >= _LIMITED_IN_WINDOW
+            or (count >= _LIMITED_CLEARLY and 2 * count >= self._fresh_answers)
+        ):
             self._cut(self._clock())
 
     def _cut(self, now: float) -> None:
@@ -232,6 +249,7 @@ class AdaptiveRateLimiter:
         self._cut_to = self._rate = max(self._floor, _CUT * accepted)
         self._cut_at = now
         self._limited_at.clear()
+        self._fresh_answers = 0
         # Waiters re-plan at the new pace, one interval from now.
         self._next_slot = now + 1.0 / self._cut_to
         self._generation += 1
