@@ -120,11 +120,11 @@ class Waits:
     """A client's waits: every one ends at once when the client closes."""
 
     def __init__(self) -> None:
-        self.closed = Stop(lambda: ClientClosedError("the VoIPClient was closed"))
+        self.closed = Stop(_closed)
 
     def close(self) -> None:
         """Wake every waiter with :class:`ClientClosedError`."""
-        self.closed.stop(ClientClosedError("the VoIPClient was closed"))
+        self.closed.stop(_closed())
 
     def check(self) -> None:
         """Raise if the client closed, or the current task's bulk run stopped."""
@@ -158,8 +158,8 @@ class Waits:
         finally:
             if not task.done():
                 task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+                # Wait for it to unwind; a cancellation of this task still propagates.
+                await asyncio.gather(task, return_exceptions=True)
         return task.result()
 
     async def _wait(self, waiter: asyncio.Future[None]) -> None:
@@ -175,6 +175,10 @@ class Waits:
             for stop in stops:
                 if stop is not None:
                     stop._waiting.discard(waiter)
+
+
+def _closed() -> ClientClosedError:
+    return ClientClosedError("the VoIPClient was closed")
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
