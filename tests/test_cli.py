@@ -375,12 +375,19 @@ async def test_bad_redis_setup_is_one_line(
     assert says in one_clean_line(ran.err)
 
 
+async def export_ids(tmp_path: Path, ids: list[str], *options: str, **run_options: Any) -> Ran:
+    """Write ``ids`` to ids.txt in ``tmp_path`` and export them into out.jsonl there."""
+    (tmp_path / "ids.txt").write_text("".join(f"{i}\n" for i in ids))
+    return await run(
+        "export", "-i", "ids.txt", "-o", "out.jsonl", *options, cwd=tmp_path, **run_options
+    )
+
+
 async def test_export_asks_the_plan_rate_once_by_default(tmp_path: Path) -> None:
     """Without --rpm: one GET /open/info, then paced at the plan's limit, no 429."""
     records = generate_cdrs(40, seed=71)
-    (tmp_path / "ids.txt").write_text("".join(r["uuid"] + "\n" for r in records))
     async with FakeTwoChatServer(cdrs=records, requests_per_minute=6000) as server:
-        ran = await run("export", "-i", "ids.txt", "-o", "out.jsonl", server=server, cwd=tmp_path)
+        ran = await export_ids(tmp_path, [r["uuid"] for r in records], server=server)
         paths = [r.path for r in server.requests]
     assert ran.code == 0, ran.err
     assert paths.count("/open/info") == 1
@@ -390,19 +397,8 @@ async def test_export_asks_the_plan_rate_once_by_default(tmp_path: Path) -> None
 
 async def test_export_rpm_adaptive_asks_nothing(tmp_path: Path) -> None:
     """--rpm adaptive: no GET /open/info; the rate is found from 429s, if any."""
-    (tmp_path / "ids.txt").write_text(EXAMPLE_CDR["uuid"] + "\n")
     async with FakeTwoChatServer() as server:
-        ran = await run(
-            "export",
-            "-i",
-            "ids.txt",
-            "-o",
-            "o.jsonl",
-            "--rpm",
-            "adaptive",
-            server=server,
-            cwd=tmp_path,
-        )
+        ran = await export_ids(tmp_path, [EXAMPLE_CDR["uuid"]], "--rpm", "adaptive", server=server)
         assert [r.path for r in server.requests] == [f"/open/voip/call/{EXAMPLE_CDR['uuid']}"]
     assert ran.code == 0, ran.err
 
@@ -419,18 +415,13 @@ async def test_export_with_a_dead_key_stops_with_one_line(tmp_path: Path) -> Non
     """A refused key: the export stops at once, says why and how to resume, and spends
     no credit per id."""
     records = generate_cdrs(200, seed=72)
-    (tmp_path / "ids.txt").write_text("".join(r["uuid"] + "\n" for r in records))
     async with FakeTwoChatServer(cdrs=records, requests_per_minute=60000) as server:
-        ran = await run(
-            "export",
-            "-i",
-            "ids.txt",
-            "-o",
-            "out.jsonl",
+        ran = await export_ids(
+            tmp_path,
+            [r["uuid"] for r in records],
             "--rpm",
             "adaptive",
             server=server,
-            cwd=tmp_path,
             env={"TWOCHAT_API_KEY": "wrong-key"},
         )
         sent = server.request_count
@@ -447,23 +438,9 @@ async def test_export_with_a_dead_key_stops_with_one_line(tmp_path: Path) -> Non
 async def test_export_max_requests_caps_the_credits(tmp_path: Path) -> None:
     """--max-requests 5: five requests, then it stops and says the budget was spent."""
     records = generate_cdrs(30, seed=73)
-    (tmp_path / "ids.txt").write_text("".join(r["uuid"] + "\n" for r in records))
     async with FakeTwoChatServer(cdrs=records) as server:
-        ran = await run(
-            "export",
-            "-i",
-            "ids.txt",
-            "-o",
-            "out.jsonl",
-            "--rpm",
-            "adaptive",
-            "--max-requests",
-            "5",
-            "-c",
-            "2",
-            server=server,
-            cwd=tmp_path,
-        )
+        options = ("--rpm", "adaptive", "--max-requests", "5", "-c", "2")
+        ran = await export_ids(tmp_path, [r["uuid"] for r in records], *options, server=server)
         sent = server.request_count
     assert ran.code == 1
     assert sent == 5
@@ -475,7 +452,6 @@ async def test_export_gives_up_on_a_server_that_died(tmp_path: Path) -> None:
     """A server gone mid-run: after --give-up-after seconds without success the export
     stops with one line; every id is either saved or in the failures file, once."""
     records = generate_cdrs(60, seed=74)
-    (tmp_path / "ids.txt").write_text("".join(r["uuid"] + "\n" for r in records))
     server = FakeTwoChatServer(cdrs=records, requests_per_minute=1200)
     await server.start()
     env = {"TWOCHAT_API_KEY": DEFAULT_TEST_KEY, "TWOCHAT_BASE_URL": server.base_url}
@@ -485,17 +461,7 @@ async def test_export_gives_up_on_a_server_that_died(tmp_path: Path) -> None:
         await server.aclose()
 
     killer = asyncio.create_task(kill_after_ten())
-    ran = await run(
-        "export",
-        "-i",
-        "ids.txt",
-        "-o",
-        "out.jsonl",
-        "--give-up-after",
-        "1",
-        cwd=tmp_path,
-        env=env,
-    )
+    ran = await export_ids(tmp_path, [r["uuid"] for r in records], "--give-up-after", "1", env=env)
     await killer
     saved = {json.loads(line)["uuid"] for line in (tmp_path / "out.jsonl").read_text().splitlines()}
     failed = [
