@@ -147,6 +147,63 @@ async def test_not_found_is_progress_not_a_reason_to_give_up() -> None:
     assert server.request_count == 30
 
 
+async def test_a_give_up_never_answers_with_another_ids_404() -> None:
+    """A 404 is progress, not the reason a run gives up: when the requests after it
+    hang, the ids left get an APITimeoutError saying nothing succeeded."""
+    records = generate_cdrs(6, seed=49)
+    async with FakeTwoChatServer(cdrs=records) as server:
+        server.fail_next(Fault(), *[Fault(hang=True)] * 10)
+        async with client_for(server, timeout=0.3, max_retries=0) as voip:
+            ids = ["CDR-missing", *server.call_uuids]
+            results = await collect(voip, ids, concurrency=1, give_up_after=0.2, ordered=True)
+    assert isinstance(results[0].error, tv.NotFoundError)
+    assert all(type(r.error) is not tv.NotFoundError for r in results[1:])
+    assert any("nothing succeeded" in str(r.error) for r in results[1:])
+
+
+async def test_a_slow_consumer_is_not_a_reason_to_give_up() -> None:
+    """The run waits for its caller without giving up: only time spent fetching with
+    nothing succeeding counts."""
+    records = generate_cdrs(8, seed=50)
+    async with FakeTwoChatServer(cdrs=records) as server, client_for(server) as voip:
+        fetched = 0
+        async with aclosing(
+            voip.get_calls(server.call_uuids, concurrency=2, give_up_after=0.1)
+        ) as results:
+            async for result in results:
+                assert result.ok, result.error
+                fetched += 1
+                await asyncio.sleep(0.15)
+    assert fetched == 8
+
+
+async def test_a_run_that_gives_up_does_not_spoil_auto_for_the_client() -> None:
+    """The shared GET /open/info is every caller's: a bulk run giving up while it is
+    retried does not turn "auto" off; later calls are paced at the plan's rate."""
+    async with FakeTwoChatServer(plan_requests_per_minute=600) as server:
+        server.fail_next(Fault(status=503, retry_after=0.5))
+        async with client_for(server, requests_per_minute="auto") as voip:
+            await collect(voip, [CALL, CALL], give_up_after=0.2)
+            await voip.get_call(CALL)
+            assert voip.rate_limiter.requests_per_minute == 600  # type: ignore[attr-defined]
+
+
+async def test_a_failed_info_request_is_asked_again_after_its_caller_left() -> None:
+    """The only caller of "auto"'s GET /open/info is cancelled and the request fails:
+    the next call asks again instead of failing with the stale error."""
+    async with FakeTwoChatServer(plan_requests_per_minute=600) as server:
+        server.fail_next(Fault(status=402, delay=0.2))
+        async with client_for(server, requests_per_minute="auto", max_retries=0) as voip:
+            first = asyncio.create_task(voip.get_call(CALL))
+            await server.wait_for_requests(1)
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            await asyncio.sleep(0.3)  # the 402 arrives with nobody waiting for it
+            assert (await voip.get_call(CALL)).uuid == CALL
+        assert [r.path for r in server.requests].count("/open/info") == 2
+
+
 async def test_give_up_after_must_be_positive() -> None:
     """give_up_after=0 would stop every run at once."""
     async with VoIPClient(api_key="k") as voip:

@@ -444,7 +444,7 @@ async def test_export_max_requests_caps_the_credits(tmp_path: Path) -> None:
         sent = server.request_count
     assert ran.code == 1
     assert sent == 5
-    assert "stopped early, nothing more was sent: --max-requests 5 were spent" in ran.err
+    assert "nothing more was sent: the --max-requests budget (5) is spent" in ran.err
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 5
 
 
@@ -473,3 +473,11 @@ async def test_export_gives_up_on_a_server_that_died(tmp_path: Path) -> None:
     assert len(failed) == len(set(failed))
     assert saved | set(failed) == {r["uuid"] for r in records}
     assert not saved & set(failed)
+
+
+async def test_export_give_up_after_nan_is_a_usage_error(tmp_path: Path) -> None:
+    """--give-up-after nan: exit 2 and one line, like any bad option value."""
+    ran = await export_ids(tmp_path, ["CDR1"], "--give-up-after", "nan")
+    assert ran.code == 2
+    assert "not nan" in ran.err
+    assert "Traceback" not in ran.err

@@ -31,6 +31,7 @@ from typing import Any, Final
 import attrs
 
 from twochat_voip._errors import (
+    APITimeoutError,
     AuthenticationError,
     BudgetExhaustedError,
     ClientClosedError,
@@ -41,7 +42,7 @@ from twochat_voip._errors import (
 from twochat_voip._models import CallDetailRecord
 from twochat_voip._waits import RunStopped, Stop, current_stop
 
-__all__ = ["RUN_ENDING_ERRORS", "CallResult", "iterate_bulk"]
+__all__ = ["RUN_ENDING_ERRORS", "CallResult", "iterate_bulk", "note_failure"]
 
 READ_AHEAD_FACTOR: Final = 2
 
@@ -50,6 +51,16 @@ RUN_ENDING_ERRORS: Final = (AuthenticationError, PaymentRequiredError, BudgetExh
 
 _ANSWERS_ABOUT_THE_ID: Final = (NotFoundError, ValueError)
 """Failures that are progress all the same: the server works, the id is no record."""
+
+
+def note_failure(error: TwoChatError) -> None:
+    """Remember a failed attempt for the bulk run the current task works for, if any:
+    a run that gives up answers the ids left with the last one."""
+    run = current_stop().get()
+    if run is not None and not isinstance(
+        error, (*_ANSWERS_ABOUT_THE_ID, RunStopped, ClientClosedError)
+    ):
+        run.last_failure = error
 
 
 @attrs.frozen(kw_only=True)
@@ -98,14 +109,12 @@ class _Workers:
         call_uuids: Iterable[str] | AsyncIterable[str],
         concurrency: int,
         give_up_after: float | None,
-        last_failure: Callable[[], TwoChatError | None] | None,
     ) -> None:
         self._fetch = fetch
-        self._last_failure = last_failure
         self.stop = Stop(RunStopped)
         self._give_up_after = give_up_after
         self._last_success = 0.0
-        self._last_error: TwoChatError | ValueError | None = None
+        self._fetching = 0  # ids whose fetch is under way
         self._watchdog: asyncio.TimerHandle | None = None
         self.stopped_with: TwoChatError | None = None
         self._concurrency = concurrency
@@ -145,16 +154,22 @@ class _Workers:
         """Give up when nothing has succeeded for ``give_up_after`` seconds (a record
         fetched, or a definite "no such record", counts as success)."""
         loop = asyncio.get_running_loop()
+        if not self._fetching:
+            # Nothing is being fetched: the run waits for its caller or its input,
+            # which is no failure of the server's.
+            self._last_success = loop.time()
         idle = loop.time() - self._last_success
         if idle < give_up_after:
             self._watchdog = loop.call_later(
                 give_up_after - idle, self._check_progress, give_up_after
             )
             return
-        last = self._last_failure() if self._last_failure is not None else None
-        if last is None and isinstance(self._last_error, TwoChatError):
-            last = self._last_error
-        self._give_up(last or TwoChatError(f"nothing succeeded for {give_up_after:g} s"))
+        last = self.stop.last_failure
+        self._give_up(
+            last
+            if isinstance(last, TwoChatError)
+            else APITimeoutError(f"nothing succeeded for {give_up_after:g} s; gave up")
+        )
 
     def _give_up(self, error: TwoChatError) -> None:
         """End the run: nothing more is sent, and every id left is answered with
@@ -245,6 +260,7 @@ class _Workers:
             if self.stopped_with is not None:
                 result = CallResult(call_uuid=shown, error=self.stopped_with, index=index)
             else:
+                self._fetching += 1
                 try:
                     cdr = await fetch(value)
                 except Exception as exc:  # noqa: BLE001 - every id is answered, even after a bug
@@ -252,6 +268,8 @@ class _Workers:
                 else:
                     self._last_success = clock()
                     result = CallResult(call_uuid=shown, cdr=cdr, index=index)
+                finally:
+                    self._fetching -= 1
             results.append(result)
             caller = self._caller_waiting  # _wake_caller(), inline: it runs once an id
             if caller is not None and not caller.done():
@@ -264,10 +282,8 @@ class _Workers:
         if isinstance(exc, TwoChatError | ValueError):
             if isinstance(exc, _ANSWERS_ABOUT_THE_ID):
                 self._last_success = asyncio.get_running_loop().time()
-            else:
-                self._last_error = exc
-                if isinstance(exc, RUN_ENDING_ERRORS):
-                    self._give_up(exc)
+            elif isinstance(exc, RUN_ENDING_ERRORS):
+                self._give_up(exc)
             return exc
         error = TwoChatError(f"unexpected {type(exc).__name__}: {exc}")
         error.__cause__ = exc
@@ -282,7 +298,6 @@ async def iterate_bulk(
     ordered: bool,
     runs: set[asyncio.Task[None]] | None = None,
     give_up_after: float | None = None,
-    last_failure: Callable[[], TwoChatError | None] | None = None,
 ) -> AsyncGenerator[CallResult, None]:
     """Fetch every id with ``fetch`` on ``concurrency`` workers; yield one result each.
 
@@ -296,14 +311,14 @@ async def iterate_bulk(
 
     The run gives up (see the module's docstring) on a :data:`RUN_ENDING_ERRORS`
     error, or when nothing has succeeded for ``give_up_after`` seconds; then every id
-    not yet answered gets the last error (``last_failure()``: the last failed attempt's,
-    else the last failed id's).
+    not yet answered gets the last error of an attempt of this run (not a 404: those
+    are progress), else an :class:`APITimeoutError` that says nothing succeeded.
     """
     if not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError("concurrency must be a whole number of at least 1")
     if give_up_after is not None and not give_up_after > 0:
         raise ValueError("give_up_after must be a positive number of seconds, or None")
-    workers = _Workers(fetch, call_uuids, concurrency, give_up_after, last_failure)
+    workers = _Workers(fetch, call_uuids, concurrency, give_up_after)
     runner = asyncio.get_running_loop().create_task(workers.run())
     if runs is not None:
         runs.add(runner)

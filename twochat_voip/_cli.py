@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sys
 import tempfile
 import time
@@ -127,6 +128,13 @@ def _shared_limiter(redis_url: str, rpm: float | str | None, key: str | None) ->
         raise click.ClickException(f"{exc} (or use --api-key-file)") from None
     except ValueError as exc:
         raise click.ClickException(f"--redis-url: {exc}") from None
+
+
+def _finite(value: float, param: click.Parameter, ctx: click.Context) -> float:
+    """Refuse ``nan``, which slips past every range check."""
+    if math.isnan(value):
+        raise click.BadParameter("must be a number of seconds, not nan", ctx, param)
+    return value
 
 
 class RateParam(click.ParamType):  # type: ignore[type-arg] # generic in click 8.2+ only
@@ -249,7 +257,8 @@ _export_options: list[Callable[[Any], Any]] = [
     ),
     click.option(
         "--give-up-after",
-        type=click.FloatRange(min=0, min_open=True),
+        type=click.FloatRange(min=0, min_open=True, max=1e9),
+        callback=lambda ctx, param, value: _finite(value, param, ctx),
         default=DEFAULT_GIVE_UP_AFTER,
         show_default=True,
         metavar="SECONDS",

@@ -11,6 +11,7 @@ the retry policy decide whether to go again.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import logging
 import os
@@ -22,7 +23,7 @@ from typing import Final, Literal, Self, TypeVar
 import aiohttp
 import attrs
 
-from twochat_voip._bulk import CallResult, iterate_bulk
+from twochat_voip._bulk import CallResult, iterate_bulk, note_failure
 from twochat_voip._errors import (
     APIConnectionError,
     APIStatusError,
@@ -192,9 +193,6 @@ class VoIPClient:
         self._owns_session = session is None
         self._state = _State.UNOPENED
         self._counters = _Counters()
-        self.last_failure: TwoChatError | None = None
-        """The error of the client's last failed attempt (a bulk run that gives up
-        answers with it)."""
         self._bulk_runs: set[asyncio.Task[None]] = set()
 
     @property
@@ -334,7 +332,6 @@ class VoIPClient:
             ordered=ordered,
             runs=self._bulk_runs,
             give_up_after=give_up_after,
-            last_failure=lambda: self.last_failure,
         )
 
     async def iter_call_history(
@@ -411,10 +408,10 @@ class VoIPClient:
                     raise ClientClosedError(
                         "the VoIPClient was closed while this request was in flight"
                     ) from exc
-                self.last_failure = exc
                 raise
             result = self._verdict(parse, request, response, limiter, sent_at)
         except TwoChatError as exc:
+            note_failure(exc)
             if retrying:
                 raise  # tenacity judges it
             if not is_retryable(exc):
@@ -437,7 +434,6 @@ class VoIPClient:
         try:
             result = parse(response, request.call_uuid)
         except APIStatusError as exc:
-            self.last_failure = exc
             status = exc.status_code
             if status == 429:
                 self._counters.rate_limited += 1
@@ -445,7 +441,6 @@ class VoIPClient:
             limiter.feedback(sent_at=sent_at, status=status, retry_after=pause)
             raise
         except ResponseValidationError as exc:
-            self.last_failure = exc
             limiter.feedback(sent_at=sent_at, status=exc.status_code, retry_after=None)
             raise
         limiter.feedback(sent_at=sent_at, status=response.status, retry_after=None)
@@ -495,15 +490,23 @@ class VoIPClient:
     async def _learn_rate(self) -> None:
         """``requests_per_minute="auto"``: ask ``GET /open/info`` once for the plan's
         limit; concurrent first calls share the one request."""
-        if self._learning_rate is None:
-            self._learning_rate = asyncio.ensure_future(self._ask_rate())
         learning = self._learning_rate
-        try:
-            await asyncio.shield(learning)
-        except TwoChatError:
-            if self._learning_rate is learning:
-                self._learning_rate = None  # the next call asks again
-            raise
+        if learning is None:
+            # In a context of its own: the request is every caller's, so a bulk run
+            # that gives up must not stop it for the others.
+            learning = self._learning_rate = asyncio.get_running_loop().create_task(
+                self._ask_rate(), context=contextvars.Context()
+            )
+            learning.add_done_callback(self._forget_failed_rate_request)
+        await asyncio.shield(learning)
+
+    def _forget_failed_rate_request(self, learning: asyncio.Future[None]) -> None:
+        """A failed ``GET /open/info`` is asked again by the next call, even when every
+        caller that waited for it was cancelled (its error is taken here, not logged
+        as never retrieved)."""
+        failed = learning.cancelled() or learning.exception() is not None
+        if failed and self._learning_rate is learning:
+            self._learning_rate = None
 
     async def _ask_rate(self) -> None:
         try:

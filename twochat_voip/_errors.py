@@ -83,7 +83,7 @@ class BudgetExhaustedError(TwoChatError):
 
     def __init__(self, max_requests: int, *, call_uuid: str | None = None) -> None:
         super().__init__(
-            f"the budget of {max_requests} requests is spent; nothing more is sent"
+            f"the budget of max_requests={max_requests} is spent; nothing more is sent"
             + (f" (call {call_uuid})" if call_uuid else "")
         )
         self.max_requests = max_requests

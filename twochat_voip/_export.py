@@ -277,8 +277,10 @@ def _why_stopped(error: BaseException | None) -> str:
     if isinstance(error, PaymentRequiredError):
         return f"the account has no credits left (402); top it up, then {again}"
     if isinstance(error, BudgetExhaustedError):
-        return f"--max-requests {error.max_requests} were spent; {again} with a new budget"
+        return f"the --max-requests budget ({error.max_requests}) is spent; {again} with a new one"
     shown = str(error) if isinstance(error, TwoChatError) else repr(error)
+    if shown.startswith("nothing succeeded"):  # no attempt failed: the requests hung
+        return f"{shown}; {again}"
     return f"nothing succeeded for --give-up-after seconds (last error: {shown}); {again}"
 
 

@@ -85,10 +85,12 @@ class Stop:
 
     Attributes:
         error: Why it stopped, once it has (``None`` until then).
+        last_failure: The last failed attempt of the run (a bulk run's stop only).
     """
 
     def __init__(self, make_error: Callable[[], BaseException]) -> None:
         self.error: BaseException | None = None
+        self.last_failure: BaseException | None = None
         self._make_error = make_error
         self._waiting: set[asyncio.Future[None]] = set()
 
