@@ -343,6 +343,16 @@ async def test_testing_mode_skips_a_retry_after() -> None:
         assert server.request_count == 2
 
 
+async def close_ends(voip: VoIPClient, call: asyncio.Task[Any], within: float) -> None:
+    """Close ``voip`` and check that ``call`` ends with ClientClosedError ``within``
+    seconds, not when its wait would have run out."""
+    started = time.monotonic()
+    await voip.aclose()
+    with pytest.raises(tv.ClientClosedError):
+        await call
+    assert time.monotonic() - started < within
+
+
 async def test_closing_wakes_a_call_waiting_for_its_slot() -> None:
     """At 6/min the second call waits 10 s for its slot: aclose() ends it at once."""
     async with FakeTwoChatServer() as server:
@@ -350,25 +360,31 @@ async def test_closing_wakes_a_call_waiting_for_its_slot() -> None:
         await voip.get_call(CALL)
         waiting = asyncio.create_task(voip.get_call(CALL))
         await asyncio.sleep(0)
-        async with asyncio.timeout(1):
-            await voip.aclose()
-            with pytest.raises(tv.ClientClosedError):
-                await waiting
+        await close_ends(voip, waiting, within=1)
         assert server.request_count == 1
 
 
-async def test_closing_wakes_a_call_in_backoff() -> None:
-    """A call sleeping before its retry ends at once when the client closes."""
+async def test_closing_wakes_a_call_held_by_a_retry_after() -> None:
+    """A call waiting out a 30 s Retry-After ends at once when the client closes."""
     async with FakeTwoChatServer() as server:
         server.fail_next(Fault(status=503, retry_after=30))
         voip = client_for(server)
         call = asyncio.create_task(voip.get_call(CALL))
         await server.wait_for_requests(1)
         await asyncio.sleep(0.01)
-        async with asyncio.timeout(1):
-            await voip.aclose()
-            with pytest.raises(tv.ClientClosedError):
-                await call
+        await close_ends(voip, call, within=1)
+        assert server.request_count == 1
+
+
+async def test_closing_wakes_a_call_in_backoff() -> None:
+    """A call sleeping its backoff (0.25-0.5 s before the first retry) ends at once."""
+    async with FakeTwoChatServer() as server:
+        server.fail_next(Fault(status=503))
+        voip = client_for(server)
+        call = asyncio.create_task(voip.get_call(CALL))
+        await server.wait_for_requests(1)
+        await asyncio.sleep(0.01)
+        await close_ends(voip, call, within=0.15)
         assert server.request_count == 1
 
 
@@ -380,10 +396,7 @@ async def test_closing_wakes_a_call_waiting_on_a_limiter_it_did_not_make() -> No
         await voip.get_call(CALL)
         waiting = asyncio.create_task(voip.get_call(CALL))
         await asyncio.sleep(0.01)
-        async with asyncio.timeout(1):
-            await voip.aclose()
-            with pytest.raises(tv.ClientClosedError):
-                await waiting
+        await close_ends(voip, waiting, within=1)
 
 
 async def test_a_retry_after_holds_the_whole_client_once() -> None:
