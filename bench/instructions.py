@@ -59,9 +59,10 @@ MARK = "ctermid"
 """The libc function the client calls around each measured run; callgrind dumps its
 counters on entering it."""
 
-STUB_TARGET = "twochat_voip._protocol._structure_record"
-"""What turns the decoded ``cdr`` dict into a model: (response, cdr, call_uuid)."""
-STUB_PARAMETERS = ["response", "cdr", "call_uuid"]
+STUB_TARGET = "twochat_voip._protocol._structure_cdr"
+"""What turns the decoded ``cdr`` dict into a model: the converter's structure hook
+for CallDetailRecord, (wire dict, class)."""
+STUB_PARAMETERS = ["o", "_"]
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULT = "RESULT "
@@ -135,7 +136,7 @@ def structuring_stubbed() -> Iterator[list[int]]:
     module, name = _stub_module()
     calls = [0]
 
-    def stub(response: object, cdr: object, call_uuid: str | None) -> object:
+    def stub(cdr: object, cls: object) -> object:
         calls[0] += 1
         return cdr
 

@@ -103,7 +103,8 @@ def write(out: Path, results: dict[str, Any], settings: dict[str, Any]) -> Path:
         if diagnosis:
             lines += [
                 "Diagnosis, not a client: `get_calls` with structuring stubbed "
-                "(`_structure_record` returns the decoded `cdr` dict), i.e. the SDK's "
+                "(the `CallDetailRecord` structure hook returns the decoded `cdr` dict), "
+                "i.e. the SDK's "
                 "machinery without building models.",
                 "",
                 *_table(diagnosis, columns),

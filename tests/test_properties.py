@@ -19,7 +19,7 @@ from twochat_voip import (
     TwoChatError,
     converter,
 )
-from twochat_voip._protocol import Response, call_request, parse_call, validate_call_uuid
+from twochat_voip._protocol import Requests, Response, parse_call, validate_call_uuid
 from twochat_voip.testing import EXAMPLE_ANSWER, EXAMPLE_CDR, generate_cdrs
 
 json_values = st.recursive(
@@ -113,7 +113,7 @@ def test_any_string_is_refused_or_sent_verbatim_and_safe(call_uuid: str) -> None
         checked = validate_call_uuid(call_uuid)
     except InvalidCallUUIDError:
         return
-    request = call_request("https://api.p.2chat.io", {}, checked)
+    request = Requests("https://api.p.2chat.io", {}).call(checked)
     url = URL(request.url, encoded=True)
     assert url.host == "api.p.2chat.io"
     assert url.raw_path == f"/open/voip/call/{call_uuid}"

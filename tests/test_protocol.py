@@ -25,11 +25,12 @@ from twochat_voip import (
     UnprocessableEntityError,
 )
 from twochat_voip._protocol import (
+    Requests,
     Response,
-    call_request,
     error_from_response,
     normalise_base_url,
     parse_call,
+    parse_history,
     parse_retry_after,
     redirect_target,
     validate_call_uuid,
@@ -68,7 +69,7 @@ def test_non_string_call_uuids_are_refused(bad: object) -> None:
 
 def test_call_request_targets_the_documented_path() -> None:
     """GET {base}/open/voip/call/{uuid}, headers passed through."""
-    request = call_request("https://api.p.2chat.io", {"X-User-API-Key": "k"}, CALL)
+    request = Requests("https://api.p.2chat.io", {"X-User-API-Key": "k"}).call(CALL)
     assert request.method == "GET"
     assert request.url == f"https://api.p.2chat.io/open/voip/call/{CALL}"
     assert request.headers == {"X-User-API-Key": "k"}
@@ -266,3 +267,11 @@ def test_non_redirects_are_not_followed() -> None:
     assert redirect_target("https://a.example/x", 200, "https://b.example") is None
     assert redirect_target("https://a.example/x", 302, None) is None
     assert redirect_target("https://a.example/x", 304, "/y") is None
+
+
+def test_a_bad_record_on_a_history_page_says_which_field() -> None:
+    """One record of a page that does not structure fails the page, field by field."""
+    page = answer(200, {"success": True, "cdrs": [{"uuid": "CDR1", "duration": "3"}]})
+    with pytest.raises(ResponseValidationError, match="duration") as caught:
+        parse_history(page)
+    assert caught.value.call_uuid == "CDR1"

@@ -86,6 +86,36 @@ class CallResult:
         return self.error is None
 
 
+def _result_maker() -> Callable[[str, CallDetailRecord | None, Any, int], CallResult]:
+    """A constructor of :class:`CallResult` for the hot path, positional and without
+    the frozen ``__init__``'s ``object.__setattr__`` per field: it sets the slots
+    directly, half the cost, for the same instance. Used only while the class has
+    nothing else for ``__init__`` to do (no validators, converters or hooks)."""
+    fields = attrs.fields(CallResult)
+    plain = all(f.validator is None and f.converter is None for f in fields) and not (
+        hasattr(CallResult, "__attrs_post_init__") or hasattr(CallResult, "__attrs_pre_init__")
+    )
+    if not plain:  # pragma: no cover - a guard for whoever adds a validator
+        return lambda call_uuid, cdr, error, index: CallResult(
+            call_uuid=call_uuid, cdr=cdr, error=error, index=index
+        )
+    set_uuid, set_cdr, set_error, set_index = (CallResult.__dict__[f.name].__set__ for f in fields)
+    new = object.__new__
+
+    def make(call_uuid: str, cdr: CallDetailRecord | None, error: Any, index: int) -> CallResult:
+        result: CallResult = new(CallResult)
+        set_uuid(result, call_uuid)
+        set_cdr(result, cdr)
+        set_error(result, error)
+        set_index(result, index)
+        return result
+
+    return make
+
+
+_result: Final = _result_maker()
+
+
 class _Done:
     pass
 
@@ -258,16 +288,16 @@ class _Workers:
             self._next_index = index + 1
             shown = value if isinstance(value, str) else repr(value)
             if self.stopped_with is not None:
-                result = CallResult(call_uuid=shown, error=self.stopped_with, index=index)
+                result = _result(shown, None, self.stopped_with, index)
             else:
                 self._fetching += 1
                 try:
                     cdr = await fetch(value)
                 except Exception as exc:  # noqa: BLE001 - every id is answered, even after a bug
-                    result = CallResult(call_uuid=shown, error=self._judge(exc), index=index)
+                    result = _result(shown, None, self._judge(exc), index)
                 else:
                     self._last_success = clock()
-                    result = CallResult(call_uuid=shown, cdr=cdr, index=index)
+                    result = _result(shown, cdr, None, index)
                 finally:
                     self._fetching -= 1
             results.append(result)
@@ -330,7 +360,7 @@ async def iterate_bulk(
         while True:
             while results:
                 result = results.popleft()
-                if isinstance(result.error, ClientClosedError):
+                if result.error is not None and isinstance(result.error, ClientClosedError):
                     raise result.error
                 if not ordered:
                     yield result

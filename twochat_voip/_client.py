@@ -40,10 +40,8 @@ from twochat_voip._protocol import (
     API_KEY_HEADER,
     DEFAULT_BASE_URL,
     Request,
+    Requests,
     Response,
-    call_request,
-    history_request,
-    info_request,
     normalise_base_url,
     parse_call,
     parse_history,
@@ -176,6 +174,7 @@ class VoIPClient:
                 "User-Agent": _USER_AGENT,
             }
         )
+        self._requests = Requests(self._base_url, self._headers)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retry = RetryPolicy(max_retries=max_retries, max_retry_wait=max_retry_wait)
         self._waits = Waits()
@@ -283,7 +282,7 @@ class VoIPClient:
                 it is also a ``ValueError`` and a ``TypeError``.
             TwoChatError: a subclass saying what went wrong, after any retries.
         """
-        request = call_request(self._base_url, self._headers, validate_call_uuid(call_uuid))
+        request = self._requests.call(validate_call_uuid(call_uuid))
         attempt_timeout = None if timeout is None else aiohttp.ClientTimeout(total=timeout)
         return await self._call(request, parse_call, attempt_timeout)
 
@@ -319,9 +318,11 @@ class VoIPClient:
 
         # A plain function handing back _call's coroutine: one coroutine layer fewer
         # per id (a bad id still raises inside the worker's try, when it is called).
+        make_request = self._requests.call
+        call = self._call
+
         def fetch(call_uuid: str) -> Awaitable[CallDetailRecord]:
-            request = call_request(self._base_url, self._headers, validate_call_uuid(call_uuid))
-            return self._call(request, parse_call, rate_limits_are_free=True)
+            return call(make_request(validate_call_uuid(call_uuid)), parse_call, None, True)
 
         # Returned, not re-yielded: a wrapping generator would leave this one (and its
         # workers) running until garbage collection after the caller's aclose().
@@ -346,7 +347,7 @@ class VoIPClient:
         page = 0
         previous: CallDetailRecord | None = None
         while True:
-            request = history_request(self._base_url, self._headers, page, direction)
+            request = self._requests.history(page, direction)
             records = await self._call(request, parse_history, rate_limits_are_free=True)
             if not records:
                 return
@@ -366,8 +367,8 @@ class VoIPClient:
         request: Request,
         parse: Callable[[Response, str | None], _T],
         timeout: aiohttp.ClientTimeout | None = None,
-        *,
         rate_limits_are_free: bool = False,
+        *,
         retrying: bool = False,
     ) -> _T:
         """Send ``request`` and parse its answer, retrying as the policy says.
@@ -389,10 +390,9 @@ class VoIPClient:
             if self._max_requests is not None:
                 self._check_budget()
             limiter = self._limiter
-            if self._owns_limiter:
-                sent_at = await limiter.acquire()
-            else:
-                sent_at = await self._waits.guard(limiter.acquire())
+            sent_at = self._own_limiter.try_acquire() if self._owns_limiter else None
+            if sent_at is None:
+                sent_at = await self._wait_for_slot()
             self._waits.check()  # closed, or the bulk run gave up, while waiting
             try:
                 response = await send(
@@ -409,7 +409,12 @@ class VoIPClient:
                         "the VoIPClient was closed while this request was in flight"
                     ) from exc
                 raise
-            result = self._verdict(parse, request, response, limiter, sent_at)
+            try:
+                result = parse(response, request.call_uuid)
+            except TwoChatError as exc:
+                self._judged(exc, limiter, sent_at)
+                raise
+            limiter.feedback(sent_at=sent_at, status=response.status, retry_after=None)
         except TwoChatError as exc:
             note_failure(exc)
             if retrying:
@@ -421,30 +426,23 @@ class VoIPClient:
         self._counters.succeeded += 1  # once a call: only its successful attempt gets here
         return result
 
-    def _verdict(
-        self,
-        parse: Callable[[Response, str | None], _T],
-        request: Request,
-        response: Response,
-        limiter: RateLimiter,
-        sent_at: float,
-    ) -> _T:
-        """The answer's one verdict, told back to the limiter: the parsed result, or
-        the error it amounts to, raised."""
-        try:
-            result = parse(response, request.call_uuid)
-        except APIStatusError as exc:
-            status = exc.status_code
+    async def _wait_for_slot(self) -> float:
+        """Wait for the limiter's slot: the time the request leaves."""
+        if self._owns_limiter:
+            return await self._own_limiter.acquire()
+        return await self._waits.guard(self._limiter.acquire())
+
+    def _judged(self, error: TwoChatError, limiter: RateLimiter, sent_at: float) -> None:
+        """Tell the limiter what a failed answer says: a 429 or a 503's pause, or
+        just that the request was answered."""
+        if isinstance(error, APIStatusError):
+            status = error.status_code
             if status == 429:
                 self._counters.rate_limited += 1
-            pause = self._retry.pause_for(exc.retry_after)
+            pause = self._retry.pause_for(error.retry_after)
             limiter.feedback(sent_at=sent_at, status=status, retry_after=pause)
-            raise
-        except ResponseValidationError as exc:
-            limiter.feedback(sent_at=sent_at, status=exc.status_code, retry_after=None)
-            raise
-        limiter.feedback(sent_at=sent_at, status=response.status, retry_after=None)
-        return result
+        elif isinstance(error, ResponseValidationError):
+            limiter.feedback(sent_at=sent_at, status=error.status_code, retry_after=None)
 
     async def _retry_call(
         self,
@@ -510,9 +508,7 @@ class VoIPClient:
 
     async def _ask_rate(self) -> None:
         try:
-            rpm = await self._call(
-                info_request(self._base_url, self._headers), parse_requests_per_minute
-            )
+            rpm = await self._call(self._requests.info(), parse_requests_per_minute)
         except (
             AuthenticationError,
             PaymentRequiredError,

@@ -167,6 +167,12 @@ def _compile_structure(
             test = f"type({value}) is not {_INLINE_CHECKS[inner]}"
             lines.append(f"    if {test if required else f'{value} is not None and {test}'}:")
             lines.append(f"        raise TypeError({f'{key}: expected {inner.__name__}'!r})")
+        elif inner is int and inner is not field.type:
+            # An int is taken as it is; anything else goes through the hook, which
+            # takes an integral float and refuses the rest.
+            namespace[f"h_{field.name}"] = conv.get_structure_hook(inner)
+            lines.append(f"    if {value} is not None and type({value}) is not int:")
+            lines.append(f"        {value} = h_{field.name}({value}, None)")
         elif inner is datetime and inner is not field.type:
             # The usual "...Z" timestamp parses to UTC in C; anything else goes
             # through the full hook (wrong types, other offsets, naive times).

@@ -181,6 +181,26 @@ class AdaptiveRateLimiter:
             rate = self._rate = self._ceiling  # climbed all the way back
         return max(rate, self._cut_to)
 
+    def try_acquire(self) -> float | None:
+        """Take a slot that is free now, without waiting: the time (monotonic) the
+        request leaves, or ``None`` when it would have to wait (then :meth:`acquire`).
+
+        The slot :meth:`acquire` would give, without a coroutine: nearly every request
+        of an unpaced client, or of one paced above what it asks for, leaves at once.
+        """
+        now = self._clock()
+        if self._paused_until > now:
+            return None
+        rate = None if self._rate is None else self._rate_now(now)
+        if rate is not None:
+            interval = 1.0 / rate
+            slot = max(now, self._next_slot - (self._burst - 1) * interval)
+            if slot > now:
+                return None
+            self._next_slot = max(self._next_slot, slot) + interval
+        self._sent.append(now)
+        return now
+
     async def acquire(self) -> float:
         """Wait for this request's slot; slots are handed out in call order.
 
@@ -188,13 +208,12 @@ class AdaptiveRateLimiter:
         request leaves at a pace the server has just refused.
         """
         while True:
+            sent_at = self.try_acquire()
+            if sent_at is not None:
+                return sent_at
             now = self._clock()
-            paused_until = self._paused_until
-            if self._rate is None and paused_until <= now:
-                self._sent.append(now)
-                return now
             generation = self._generation
-            start = max(now, paused_until)
+            start = max(now, self._paused_until)
             rate = self._rate_now(now)
             if rate is None:
                 slot = start
@@ -202,11 +221,10 @@ class AdaptiveRateLimiter:
                 interval = 1.0 / rate
                 slot = max(start, self._next_slot - (self._burst - 1) * interval)
                 self._next_slot = max(self._next_slot, slot) + interval
-            if slot > now:
-                await self._sleep(slot - now)
-                if generation != self._generation:
-                    continue
-                now = self._clock()
+            await self._sleep(slot - now)  # > 0 unless the clock moved since try_acquire
+            if generation != self._generation:
+                continue
+            now = self._clock()
             self._sent.append(now)
             return now
 
