@@ -117,6 +117,7 @@ def measure(per_minute: float, ids: int) -> list[Row]:
         ("even", "each at R/4 by hand", per_minute / PROCESSES, False, EVEN),
         ("even", "each at R", per_minute, False, EVEN),
         ("even", "each adaptive (rate not given)", None, False, EVEN),
+        ("40/30/20/10", "each adaptive (rate not given)", None, False, UNEVEN),
         ("40/30/20/10", "shared RedisRateLimiter at R", per_minute, True, UNEVEN),
         ("40/30/20/10", "each at R/4 by hand", per_minute / PROCESSES, False, UNEVEN),
     ]

@@ -46,13 +46,16 @@ def hold(variant: str, count: int) -> int:
 
 def stream(count: int) -> list[int]:
     """RSS (KiB) every tenth of a ``count``-id get_calls run, records dropped."""
+    from bench.stacks import FAR_ABOVE
     from twochat_voip import VoIPClient
 
     samples: list[int] = []
 
     async def run(base_url: str) -> None:
         step = max(1, count // 10)
-        async with VoIPClient(api_key="bench", base_url=base_url) as voip:
+        async with VoIPClient(
+            api_key="bench", base_url=base_url, requests_per_minute=FAR_ABOVE
+        ) as voip:
             ids = (f"CDR{i:08d}" for i in range(count))
             async with aclosing(voip.get_calls(ids, concurrency=64)) as results:
                 async for result in results:

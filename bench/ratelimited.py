@@ -17,7 +17,7 @@ def measure(per_minute: float, ids: int, concurrency: int = 16) -> list[Row]:
             url, names, concurrency, rpm=per_minute
         ),
         "twochat_voip, rate not given (adaptive)": lambda url: ours_get_calls(
-            url, names, concurrency
+            url, names, concurrency, rpm=None
         ),
         "naive: gather + semaphore + tenacity": lambda url: naive_gather_tenacity(
             url, names, concurrency

@@ -172,6 +172,16 @@ def test_explanation_names_the_bad_field(example_answer: dict[str, Any]) -> None
     assert "required field missing" in message
 
 
+def test_explanation_of_a_flag_that_is_not_a_bool(example_answer: dict[str, Any]) -> None:
+    """A quoted "false" is refused, and the explanation says a bool was expected."""
+    wire = example_answer["cdr"] | {"active": "false"}
+    with pytest.raises(TypeError):
+        converter.structure(wire, CallDetailRecord)
+    message = explain_invalid(wire, CallDetailRecord)
+    assert "CallDetailRecord.active" in message
+    assert "expected true or false, got str" in message
+
+
 def test_explanation_of_a_non_mapping() -> None:
     """Even a record that is not an object gets an explanation, not a crash."""
     assert explain_invalid([1, 2], CallDetailRecord)

@@ -58,10 +58,42 @@ async def test_concurrent_waiters_get_distinct_slots() -> None:
     assert sorted(s - 1000.0 for s in sent) == pytest.approx([0.0, 1.0, 2.0, 3.0])
 
 
-async def test_unpaced_until_told_otherwise() -> None:
-    """Without a rate, requests leave at once and the rate is None."""
+async def test_an_adaptive_limiter_starts_slow_and_doubles() -> None:
+    """Without a rate: 4 requests a second from the first request, doubling every half
+    second while no limit shows, and unpaced once past 1,000 a second."""
     time = FakeTime()
     pacer = limiter(time)
+    assert await pacer.acquire() == 1000.0
+    assert pacer.requests_per_minute == pytest.approx(240.0)
+    time.now += 0.5
+    assert pacer.requests_per_minute == pytest.approx(480.0)
+    time.now += 0.5
+    assert pacer.requests_per_minute == pytest.approx(960.0)
+    time.now += 4.0  # 4 * 2**10 a second by now
+    assert pacer.requests_per_minute is None
+    assert {await pacer.acquire() for _ in range(10)} == {1005.0}
+
+
+async def test_workers_starting_together_are_spread_and_see_the_rate_climb() -> None:
+    """Sixteen workers asking at once do not all go at once; each waiting request gets
+    the rate of the moment it is next, not a slot planned at the first rate."""
+    time = FakeTime()
+    pacer = limiter(time)
+    sent = sorted(s - 1000.0 for s in await asyncio.gather(*(pacer.acquire() for _ in range(16))))
+    expected = [0.0]
+    for _ in range(15):
+        expected.append(expected[-1] + 1 / (4.0 * 2 ** (expected[-1] / 0.5)))
+    assert sent == pytest.approx(expected)
+    assert sum(1 for s in sent if s < 0.5) == 3
+    assert sent[-1] < 15 / 4.0 / 2  # a quarter second apart would take 3.75 s
+
+
+@pytest.mark.parametrize("how", ["testing", "not adaptive"])
+async def test_testing_mode_or_no_adapting_starts_unpaced(how: str) -> None:
+    """A client made in testing mode, or a limiter told not to adapt, sends at once."""
+    time = FakeTime()
+    with set_testing(how == "testing"):
+        pacer = limiter(time, adaptive=how != "not adaptive")
     assert {await pacer.acquire() for _ in range(10)} == {1000.0}
     assert pacer.requests_per_minute is None
 
@@ -86,30 +118,52 @@ def limit(pacer: AdaptiveRateLimiter, sent: float) -> None:
 
 
 async def test_sporadic_429s_are_noise() -> None:
-    """429s now and then (one in 10 answers: never 8 in 64) never change the rate."""
+    """429s now and then (one in 16 answers: never 6 in 64) never change the rate."""
     time = FakeTime()
     pacer = limiter(time, 600)
     for _ in range(40):
-        await answered(time, pacer, [200] * 9 + [429])
+        await answered(time, pacer, [200] * 15 + [429])
     assert pacer.requests_per_minute == 600.0
 
 
-async def test_sporadic_429s_leave_an_unpaced_client_unpaced() -> None:
-    """Without a rate, stray 429s among accepted answers do not start pacing."""
+async def test_sporadic_429s_do_not_end_a_slow_start() -> None:
+    """Without a rate, stray 429s among accepted answers neither cut the rate nor stop
+    the slow start from reaching unpaced."""
     time = FakeTime()
     pacer = limiter(time)
     for _ in range(40):
-        await answered(time, pacer, [200] * 9 + [429], gap=0.01)
+        await answered(time, pacer, [200] * 15 + [429], gap=0.01)
+    assert time.now - 1000.0 < 10.0
     assert pacer.requests_per_minute is None
 
 
 async def test_a_limit_cuts_to_80_percent_of_what_was_accepted() -> None:
-    """Unpaced, 10 requests/s accepted, then a limit: 8/s (480/min)."""
+    """Paced at 100/s, 10 requests/s accepted, then a limit: 8/s (480/min)."""
     time = FakeTime()
-    pacer = limiter(time)
+    pacer = limiter(time, 6000)
     sent = await answered(time, pacer, [200] * 20, gap=0.1)
     limit(pacer, sent)
     assert pacer.requests_per_minute == pytest.approx(480.0)
+
+
+async def unpaced_accepting_10_a_second(time: FakeTime, pacer: AdaptiveRateLimiter) -> float:
+    """Run a fresh adaptive limiter past its slow start, then accept 10 requests a
+    second for a second; the last send time."""
+    await answered(time, pacer, [200] * 60, gap=0.1)
+    assert pacer.requests_per_minute is None
+    return await answered(time, pacer, [200] * 10, gap=0.1)
+
+
+async def test_a_limit_while_unpaced_starts_slow_from_what_was_accepted() -> None:
+    """Unpaced, then a limit: a slow start from what was accepted in the last second
+    (9 answers: the tenth is a second old), doubling every half second."""
+    time = FakeTime()
+    pacer = limiter(time)
+    sent = await unpaced_accepting_10_a_second(time, pacer)
+    limit(pacer, sent)
+    assert pacer.requests_per_minute == pytest.approx(540.0)
+    time.now += 0.5
+    assert pacer.requests_per_minute == pytest.approx(1080.0)
 
 
 async def test_the_cut_follows_what_was_accepted_not_what_was_sent() -> None:
@@ -152,7 +206,7 @@ async def test_cut_leaves_a_gap() -> None:
 
 async def test_the_rate_climbs_back_by_time_not_per_answer() -> None:
     """After a cut: back to what was accepted within 5 s, whatever the answers; then
-    2% of it a second beyond, up to the ceiling."""
+    beyond, up to the ceiling."""
     time = FakeTime()
     pacer = limiter(time, 600)
     sent = await answered(time, pacer, [200] * 40, gap=0.1)  # 10/s accepted
@@ -168,25 +222,50 @@ async def test_the_rate_climbs_back_by_time_not_per_answer() -> None:
     assert pacer.requests_per_minute == 600.0
 
 
-async def test_beyond_what_was_accepted_the_rate_probes_slowly() -> None:
-    """Without a ceiling the climb goes on past the accepted rate, 2% of it a second."""
+async def test_beyond_what_was_accepted_the_rate_probes_then_speeds_up() -> None:
+    """A limit in a slow start ends it: a cut to 80% of what was accepted, back to it
+    in 5 s, 1% of it a second for 2 s more, then doubling every second."""
     time = FakeTime()
     pacer = limiter(time)
-    sent = await answered(time, pacer, [200] * 40, gap=0.1)
+    sent = await unpaced_accepting_10_a_second(time, pacer)
+    limit(pacer, sent)  # a slow start from 9/s
+    sent = await answered(time, pacer, [200] * 32, gap=0.1)  # 10/s accepted
     limit(pacer, sent)
-    time.now += 5 + 10
-    assert pacer.requests_per_minute == pytest.approx(600.0 * 1.2)
+    assert pacer.requests_per_minute == pytest.approx(480.0)
+    time.now += 5
+    assert pacer.requests_per_minute == pytest.approx(600.0)
+    time.now += 2
+    assert pacer.requests_per_minute == pytest.approx(600.0 * 1.02)
+    time.now += 1
+    assert pacer.requests_per_minute == pytest.approx(600.0 * 1.03 * 2)
+
+
+async def test_at_a_low_rate_the_climb_stretches_over_answers() -> None:
+    """At 1 request a second the regain spans 32 answers (32 s), not 5 s: a limit
+    shows within a few requests of being reached, not after a burst of 429s."""
+    time = FakeTime()
+    pacer = limiter(time, 80)
+    sent = await answered(time, pacer, [200] * 40, gap=1.0)  # 1/s accepted
+    limit(pacer, sent)
+    assert pacer.requests_per_minute == pytest.approx(48.0)
+    time.now += 16  # half of the stretched regain
+    assert pacer.requests_per_minute == pytest.approx(54.0)
+    time.now += 16
+    assert pacer.requests_per_minute == pytest.approx(60.0)
 
 
 async def test_told_a_rate_the_climb_is_a_share_of_it() -> None:
-    """With a configured rate the climb beyond what was accepted is 2% of that rate a
-    second, the same step for every process told the plan's rate (they converge)."""
+    """With a configured rate the climb beyond what was accepted is 1% of that rate a
+    second, the same step for every process told the plan's rate (they converge),
+    then it doubles up to that rate."""
     time = FakeTime()
     pacer = limiter(time, 1200)
     sent = await answered(time, pacer, [200] * 40, gap=0.1)  # 10/s accepted
     limit(pacer, sent)
-    time.now += 5 + 10
-    assert pacer.requests_per_minute == pytest.approx(600.0 + 0.02 * 1200 * 10)
+    time.now += 5 + 2
+    assert pacer.requests_per_minute == pytest.approx(600.0 + 0.01 * 1200 * 2)
+    time.now += 1
+    assert pacer.requests_per_minute == 1200.0
 
 
 async def test_three_429s_that_are_half_the_answers_are_a_limit() -> None:
@@ -211,13 +290,31 @@ async def test_rate_never_goes_under_the_floor() -> None:
     assert pacer.requests_per_minute == 30.0
 
 
-async def test_a_limit_with_nothing_measured_sets_no_rate() -> None:
-    """429s for the very first request leave the pace to backoff and Retry-After."""
+async def test_a_limit_at_the_first_request_cuts_the_slow_start() -> None:
+    """429s for the very first request: 80% of the starting rate, no longer doubling."""
     time = FakeTime()
     pacer = limiter(time)
     sent = await pacer.acquire()
     limit(pacer, sent)
-    assert pacer.requests_per_minute is None
+    assert pacer.requests_per_minute == pytest.approx(0.8 * 240.0)
+    time.now += 0.5  # climbing back to what it sent at, no longer doubling; at 4/s
+    # the climb's clock runs 32 / (4 * 5) = 1.6 times slower
+    assert pacer.requests_per_minute == pytest.approx(192.0 + 48.0 * (0.5 / 1.6) / 5)
+
+
+async def test_a_request_waiting_for_its_slot_is_not_overtaken() -> None:
+    """try_acquire() gives no slot while others wait for theirs, even a free one."""
+    time = FakeTime()
+    pacer = limiter(time, 60)
+    await pacer.acquire()
+    waiting = asyncio.ensure_future(pacer.acquire())
+    await asyncio.sleep(0)
+    time.now += 5  # the waiter's slot, and more, has come, but it has not run yet
+    assert pacer.try_acquire() is None
+    assert await waiting == 1005.0
+    assert pacer.try_acquire() is None  # one interval after the waiter
+    time.now += 1
+    assert pacer.try_acquire() == 1006.0
 
 
 async def test_set_requests_per_minute_paces_from_now() -> None:

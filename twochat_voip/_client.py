@@ -123,8 +123,8 @@ class VoIPClient:
         requests_per_minute: Pace every request of this client evenly at this rate
             (your plan's limit). ``"auto"``: ask the API once (``GET /open/info``, one
             credit, before the client's first request) and pace at the plan's limit.
-            Without it the client sends freely and adapts its rate when 429s show a
-            limit.
+            Without it the client finds the limit: it starts at 4 requests a second,
+            doubles that every half second until 429s show a limit, then adapts.
         rate_limiter: Another :class:`RateLimiter` to use instead (one shared between
             processes, say); ``requests_per_minute`` must then be left out.
         max_requests: Never send more than this many requests (credits), 429s and

@@ -11,21 +11,35 @@ included. The limiter is the one owner of "when may the next request leave":
   the one that was told, for that long;
 - without a rate it sends freely and *adapts* when the server pushes back.
 
-Adapting tells a limit from noise. Busy APIs answer a stray 429 now and then; read as
-a limit, each would ratchet the rate down for good. So the limiter cuts its rate only
-when 429s are a real share of recent answers (at least 8 of the last 64, or 3 that
-are half the answers since the last cut), and then to
-80% of the rate the server demonstrably *accepted* from this process meanwhile, not
-of the rate it was sending at. Only 429s for requests sent after the last cut count
-towards the next one, so a volley of 429s for requests already in flight counts once
-(the way TCP reacts once per round trip), and noise cannot compound cuts.
+Adapting starts slow. A client that does not know the limit starts at 4 requests a
+second and doubles that every half second until the server pushes back (as TCP's slow
+start does), and stops pacing once past 1,000 a second: sixteen workers (or four
+processes of them) starting at once would otherwise fire a 429 for nearly every one of
+them before the first answer is in.
+
+It tells a limit from noise. Busy APIs answer a stray 429 now and then; read as a
+limit, each would ratchet the rate down for good. So the limiter cuts its rate only
+when 429s are a real share of recent answers (at least 6 of the last 64, or 3 that are
+half the answers since the last cut), and then to 80% of the rate the server
+demonstrably *accepted* from this process meanwhile, not of the rate it was sending
+at. Only 429s for requests sent after the last cut count towards the next one, so a
+volley of 429s for requests already in flight counts once (the way TCP reacts once per
+round trip), and noise cannot compound cuts. A limit met while unpaced starts a slow
+start again, from what the server accepted in the last second.
 
 After a cut the rate climbs back *by time*, not per answer: back to what was accepted
-within 5 seconds, then by 2% a second of the configured rate (the plan's, the same
-for every process told it, so that they converge on equal shares), or of the
-accepted rate when none was configured. A climb per accepted answer (as this limiter
-did before) favours whoever is already fastest: four processes on one account took
-3.65x as long as the limit allowed.
+within 5 seconds, then by 1% a second of the configured rate (the plan's, the same for
+every process told it, so that they converge on equal shares) or of the accepted rate;
+after 2 seconds of that with no limit it doubles every second, so that a share another
+process left free is taken up within seconds. A climb per accepted answer (as this
+limiter did before) favours whoever is already fastest: four processes on one account
+took 3.65x as long as the limit allowed. At a low rate the climb's seconds stretch, so
+that a climb spans at least 32 answers: at 80 requests a minute a limit then shows
+within a few requests of being reached, not after a burst of 429s.
+
+Waiting requests queue for their slots, and only the first plans one, from the rate at
+that moment: a rate that climbs (or is cut) applies to the very next request, not
+after slots planned at the old pace.
 
 :class:`RateLimiter` is the seam: the client calls :meth:`~RateLimiter.acquire` before
 every attempt and :meth:`~RateLimiter.feedback` after every answer, so another
@@ -46,9 +60,10 @@ __all__ = ["AdaptiveRateLimiter", "RateLimiter"]
 
 _WINDOW: Final = 64
 """Answers a limit is judged, and an accepted rate measured, over."""
-_LIMITED_IN_WINDOW: Final = 8
-"""429s among the last :data:`_WINDOW` answers that mean a limit, not noise: one in
-eight. Stray 429s at 3% of answers reach it about once in 10,000 windows."""
+_LIMITED_IN_WINDOW: Final = 6
+"""429s among the last :data:`_WINDOW` answers that mean a limit, not noise. Stray
+429s at 2% of answers reach it about once in 300 windows, and a cut they cause is
+regained within seconds."""
 _LIMITED_CLEARLY: Final = 3
 """Fewer 429s mean a limit when they are half the answers since the last cut, as at
 the start of a run that was told too high a rate: stray 429s never look like that."""
@@ -56,11 +71,25 @@ _CUT: Final = 0.8
 """A cut sets this share of the rate the server accepted."""
 _MEASURED: Final = 32
 """Accepted answers a rate is measured over."""
+_START_PER_SECOND: Final = 4.0
+"""An adaptive client's first rate: it doubles every :data:`_DOUBLING` seconds until the
+server pushes back, so that many workers (or processes) starting at once do not fire a
+429 for each of them before the first answer is in."""
+_DOUBLING: Final = 0.5
+"""Seconds in which a rate that has not yet met a limit doubles (a slow start)."""
+_UNPACED_ABOVE: Final = 1000.0
+"""Requests a second beyond which a slow start stops pacing at all."""
 _REGAIN_SECONDS: Final = 5.0
 """Seconds to climb back from a cut to the rate that was accepted."""
-_PROBE_PER_SECOND: Final = 0.02
-"""Beyond that, the climb per second, as a share of the configured rate if there is
-one (the plan's: the same for every process on the account), else of the accepted."""
+_PROBE_PER_SECOND: Final = 0.01
+"""Then the climb per second, as a share of the configured rate if there is one (the
+plan's: the same for every process on the account), else of the accepted."""
+_SPEED_UP_AFTER: Final = 2.0
+"""Seconds of that slow climb without a limit after which the rate doubles every
+second: capacity another process left free is taken up within seconds."""
+_ANSWERS_PER_CYCLE: Final = 32
+"""Answers a climb should span at least: at a low rate (80 a minute) the climb's
+seconds stretch so that a limit is seen within a few requests of being reached."""
 
 
 @runtime_checkable
@@ -89,11 +118,12 @@ class AdaptiveRateLimiter:
 
     Args:
         requests_per_minute: The rate to pace at, and the ceiling the adaptive rate
-            climbs back to; ``None``: no pacing until the server pushes back.
+            climbs back to; ``None``: find the limit, starting at 4 requests a second
+            and doubling every half second until the server pushes back.
         burst: Requests that may leave back to back after a quiet spell.
         adaptive: Lower the rate when 429s show a limit (the default); ``False``
-            keeps the configured rate whatever the server says (Retry-After still
-            holds).
+            keeps the configured rate (or none: unpaced, with no slow start)
+            whatever the server says (Retry-After still holds).
         min_requests_per_minute: The floor the adaptive rate never goes under.
         clock: The monotonic clock, and ``sleep`` the way to wait on it (tests
             pass fakes; a client passes its own, which its close interrupts).
@@ -120,21 +150,30 @@ class AdaptiveRateLimiter:
         self._clock = clock
         self._sleep = sleep
         # After a cut at `_cut_at` the rate climbs from `_cut_to` back to `_accepted`
-        # within _REGAIN_SECONDS, then on; `_rate` is None (unpaced) until the first
-        # cut or a configured rate.
+        # within _REGAIN_SECONDS, then on (or doubles, in a slow start); `_rate` is None
+        # while unpaced.
         self._rate: float | None = self._ceiling
         self._cut_to = 0.0
         self._cut_at = float("-inf")
+        self._fresh_after = float("-inf")  # the last cut: later requests count towards the next
         self._accepted_rate = 0.0
         self._next_slot = 0.0  # the GCRA's theoretical arrival time
         self._paused_until = 0.0
         self._answers = 0
         self._fresh_answers = 0  # answers to requests sent since the last cut
+        self._fresh_limited = 0  # of which 429s
+        # A rate that has not met a limit yet doubles from _cut_to (a slow start); an
+        # adaptive limiter starts that way, from the first request.
+        self._slow_start = requests_per_minute is None and adaptive and not is_testing()
+        if self._slow_start:
+            self._rate = self._cut_to = self._accepted_rate = _START_PER_SECOND
+            self._cut_at = float("inf")  # set by the first request
         self._limited_at: collections.deque[int] = collections.deque()  # answer numbers
         # Send times of the last requests, and of the last accepted ones.
         self._sent: collections.deque[float] = collections.deque(maxlen=_MEASURED)
         self._accepted: collections.deque[float] = collections.deque(maxlen=_MEASURED)
-        self._generation = 0  # bumped by every cut and pause: waiters re-plan
+        self._waiting = 0
+        self._queue = asyncio.Lock()
 
     @property
     def requests_per_minute(self) -> float | None:
@@ -148,10 +187,10 @@ class AdaptiveRateLimiter:
         if requests_per_minute <= 0:
             raise ValueError("requests_per_minute must be positive")
         self._ceiling = self._rate = requests_per_minute / 60.0
-        self._cut_at = float("-inf")
+        self._cut_at = self._fresh_after = float("-inf")
+        self._slow_start = False
         # The request that learnt the rate was one of its slots.
         self._next_slot = max(self._next_slot, self._clock() + 60.0 / requests_per_minute)
-        self._generation += 1
 
     def pause(self, seconds: float) -> None:
         """Hold every request for ``seconds`` (a server's Retry-After); testing mode
@@ -159,27 +198,61 @@ class AdaptiveRateLimiter:
         if is_testing():
             return
         until = self._clock() + seconds
-        if until > self._paused_until:
-            self._paused_until = until
-            self._generation += 1
+        self._paused_until = max(self._paused_until, until)
 
     def _rate_now(self, now: float) -> float | None:
-        """The rate at ``now``: after a cut it climbs back by time."""
+        """The rate at ``now``: a slow start doubles, and after a cut it climbs back by
+        time."""
         rate = self._rate
         since = now - self._cut_at
         if rate is None or since <= 0 or rate == self._ceiling:
             return rate
-        accepted = self._accepted_rate
-        if since < _REGAIN_SECONDS:
-            rate = self._cut_to + (accepted - self._cut_to) * since / _REGAIN_SECONDS
+        if self._slow_start:
+            rate = self._cut_to * 2.0 ** min(since / _DOUBLING, 64.0)
         else:
-            # Processes told one plan's rate climb by the same step, whatever their
-            # rate now, so they converge on equal shares (additive increase).
-            scale = accepted if self._ceiling is None else self._ceiling
-            rate = accepted + _PROBE_PER_SECOND * scale * (since - _REGAIN_SECONDS)
-        if self._ceiling is not None and rate >= self._ceiling:
-            rate = self._rate = self._ceiling  # climbed all the way back
+            accepted = self._accepted_rate
+            # At a low rate the climb's clock runs slower, so that it spans enough
+            # answers for a limit to show before the rate is far past it.
+            since /= max(1.0, _ANSWERS_PER_CYCLE / (accepted * _REGAIN_SECONDS))
+            if since < _REGAIN_SECONDS:
+                rate = self._cut_to + (accepted - self._cut_to) * since / _REGAIN_SECONDS
+            else:
+                # Processes told one plan's rate climb by the same step, whatever their
+                # rate now, so they converge on equal shares (additive increase).
+                scale = accepted if self._ceiling is None else self._ceiling
+                climbing = since - _REGAIN_SECONDS
+                rate = accepted + _PROBE_PER_SECOND * scale * climbing
+                if climbing > _SPEED_UP_AFTER:
+                    rate *= 2.0 ** min(climbing - _SPEED_UP_AFTER, 64.0)
+        if self._ceiling is not None:
+            if rate >= self._ceiling:
+                rate = self._rate = self._ceiling  # climbed all the way back
+                self._slow_start = False
+        elif rate > _UNPACED_ABOVE:
+            # Far past any plan and no limit met: stop pacing; the next limit starts
+            # the search again.
+            self._rate = None
+            self._slow_start = False
+            return None
         return max(rate, self._cut_to)
+
+    def _slot(self, now: float) -> float:
+        """When the next request may leave, as things stand at ``now``."""
+        start = max(now, self._paused_until)
+        rate = None if self._rate is None else self._rate_now(now)
+        if rate is None:
+            return start
+        return max(start, self._next_slot - (self._burst - 1) / rate)
+
+    def _take(self, now: float) -> float:
+        """The next request leaves at ``now``."""
+        if self._cut_at > now:  # noqa: PLR1730 - cheaper than min(), once a request
+            self._cut_at = now  # the first request: a slow start's clock starts
+        rate = None if self._rate is None else self._rate_now(now)
+        if rate is not None:
+            self._next_slot = max(self._next_slot, now) + 1.0 / rate
+        self._sent.append(now)
+        return now
 
     def try_acquire(self) -> float | None:
         """Take a slot that is free now, without waiting: the time (monotonic) the
@@ -188,58 +261,61 @@ class AdaptiveRateLimiter:
         The slot :meth:`acquire` would give, without a coroutine: nearly every request
         of an unpaced client, or of one paced above what it asks for, leaves at once.
         """
+        if self._waiting:
+            return None  # others wait for their slots already, and go first
         now = self._clock()
         if self._paused_until > now:
             return None
-        rate = None if self._rate is None else self._rate_now(now)
+        # _slot() and _take(), inline: this runs once a request.
+        rate = self._rate
+        if rate is not None and rate != self._ceiling:
+            rate = self._rate_now(now)
         if rate is not None:
             interval = 1.0 / rate
-            slot = max(now, self._next_slot - (self._burst - 1) * interval)
-            if slot > now:
+            if self._next_slot - (self._burst - 1) * interval > now:
                 return None
-            self._next_slot = max(self._next_slot, slot) + interval
+            self._next_slot = max(self._next_slot, now) + interval
+        if self._cut_at > now:  # noqa: PLR1730 - cheaper than min(), once a request
+            self._cut_at = now  # the first request: a slow start's clock starts
         self._sent.append(now)
         return now
 
     async def acquire(self) -> float:
         """Wait for this request's slot; slots are handed out in call order.
 
-        A waiter whose slot was planned before a cut or a pause plans again, so no
-        request leaves at a pace the server has just refused.
+        Only the first waiter plans a slot, from the rate at that moment, and looks
+        again when it wakes: a cut or a pause meanwhile holds it longer, and a rate
+        that climbed while others waited is used at once, not after slots planned
+        at the old pace.
         """
-        while True:
-            sent_at = self.try_acquire()
-            if sent_at is not None:
-                return sent_at
-            now = self._clock()
-            generation = self._generation
-            start = max(now, self._paused_until)
-            rate = self._rate_now(now)
-            if rate is None:
-                slot = start
-            else:
-                interval = 1.0 / rate
-                slot = max(start, self._next_slot - (self._burst - 1) * interval)
-                self._next_slot = max(self._next_slot, slot) + interval
-            await self._sleep(slot - now)  # > 0 unless the clock moved since try_acquire
-            if generation != self._generation:
-                continue
-            now = self._clock()
-            self._sent.append(now)
-            return now
+        sent_at = self.try_acquire()
+        if sent_at is not None:
+            return sent_at
+        self._waiting += 1
+        try:
+            async with self._queue:
+                while True:
+                    now = self._clock()
+                    slot = self._slot(now)
+                    if slot <= now:
+                        return self._take(now)
+                    await self._sleep(slot - now)
+        finally:
+            self._waiting -= 1
 
     def feedback(self, *, sent_at: float, status: int, retry_after: float | None) -> None:
         """Count an accepted answer, or judge a 429; honour any Retry-After."""
         if retry_after is not None:
             self.pause(retry_after)
         self._answers += 1
-        fresh = sent_at > self._cut_at
+        fresh = sent_at > self._fresh_after
         self._fresh_answers += fresh
         if status != 429:
             self._accepted.append(sent_at)
             return
         if not fresh:
             return  # sent before the last cut: that cut answered it already
+        self._fresh_limited += 1
         limited = self._limited_at
         limited.append(self._answers)
         while limited[0] <= self._answers - _WINDOW:
@@ -255,19 +331,21 @@ class AdaptiveRateLimiter:
         """A limit: pace at 80% of what the server accepted, then climb back."""
         sending = self._rate_now(now)
         if sending is None:
-            sending = _rate_of(self._sent)
-        accepted = _rate_of(self._accepted)
-        if accepted is None or (sending is not None and accepted > sending):
-            accepted = sending
-        if accepted is None:
-            # Nothing measurable yet (a 429 for the very first requests; others may
-            # share the account): leave it to backoff and Retry-After.
-            return
-        self._accepted_rate = max(self._floor, accepted)
-        self._cut_to = self._rate = max(self._floor, _CUT * accepted)
-        self._cut_at = now
+            # Unpaced until now: what was accepted came in a burst the server allowed,
+            # not at a rate it keeps up. Start slow from what it accepted in the last
+            # second, and double until the limit shows again.
+            accepted = sum(1 for sent_at in self._accepted if sent_at > now - 1.0)
+            self._slow_start = True
+            self._accepted_rate = self._cut_to = self._rate = max(self._floor, accepted)
+        else:
+            self._slow_start = False
+            accepted_rate = _rate_of(self._accepted)
+            if accepted_rate is None or accepted_rate > sending:
+                accepted_rate = sending
+            self._accepted_rate = max(self._floor, accepted_rate)
+            self._cut_to = self._rate = max(self._floor, _CUT * accepted_rate)
+        self._cut_at = self._fresh_after = now
         self._limited_at.clear()
-        self._fresh_answers = 0
+        self._fresh_answers = self._fresh_limited = 0
         # Waiters re-plan at the new pace, one interval from now.
         self._next_slot = now + 1.0 / self._cut_to
-        self._generation += 1

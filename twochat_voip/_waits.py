@@ -52,7 +52,8 @@ def set_testing(testing: bool, *, attempts: int = 1) -> contextlib.AbstractConte
 
     With ``testing=True`` every client makes at most ``attempts`` attempts per call
     (1: no retries) and never waits for a retry: no backoff, no ``Retry-After`` pause,
-    no pause after a 429. Pacing at a rate you configured is kept. Call it plainly to
+    no pause after a 429, and a client made while it is on sends at once instead of
+    starting slow. Pacing at a rate you configured is kept. Call it plainly to
     switch for the process, or use it as a context manager to switch back on exit::
 
         with twochat_voip.set_testing(True, attempts=3):
