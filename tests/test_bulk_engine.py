@@ -312,6 +312,21 @@ async def test_auto_rate_without_a_limit_in_the_answer_adapts(
     assert "could not learn the plan's limit" in caplog.text
 
 
+async def test_auto_rate_does_not_believe_an_absurd_plan_limit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A plan "limit" of one request in two thousand years: a warning that names it,
+    then adaptive pacing, not a client that never sends again."""
+    caplog.set_level(logging.WARNING, logger="twochat_voip")
+    async with FakeTwoChatServer(plan_requests_per_minute=1e-9) as server:
+        async with client_for(server, requests_per_minute="auto") as voip:
+            async with asyncio.timeout(5):
+                await asyncio.gather(*(voip.get_call(CALL) for _ in range(3)))
+        assert [r.path for r in server.requests].count("/open/info") == 1
+    assert "could not learn the plan's limit" in caplog.text
+    assert "1e-09, not a plan's limit" in caplog.text
+
+
 async def test_auto_rate_with_a_wrong_key_fails_the_call() -> None:
     """A dead key fails the info request with AuthenticationError; the call raises it,
     and the next call asks again."""

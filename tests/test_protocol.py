@@ -31,6 +31,7 @@ from twochat_voip._protocol import (
     normalise_base_url,
     parse_call,
     parse_history,
+    parse_requests_per_minute,
     parse_retry_after,
     redirect_target,
     validate_call_uuid,
@@ -275,3 +276,30 @@ def test_a_bad_record_on_a_history_page_says_which_field() -> None:
     with pytest.raises(ResponseValidationError, match="duration") as caught:
         parse_history(page)
     assert caught.value.call_uuid == "CDR1"
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [
+        ({"requests_per_minute": 80}, 80.0),
+        ({"requests_per_minute": 1}, 1.0),
+        ({"requests_per_minute": 1_000_000}, 1_000_000.0),
+        ({"requests_per_minute": "80"}, None),
+        ({"requests_per_minute": True}, None),
+        ({}, None),
+        (None, None),
+    ],
+)
+def test_the_plans_limit_is_read_from_open_info(limits: object, expected: float | None) -> None:
+    """A number is the plan's limit; anything else says nothing."""
+    body = {"success": True, "account": {}, "limits": limits}
+    assert parse_requests_per_minute(answer(200, body)) == expected
+
+
+@pytest.mark.parametrize("absurd", [0.5, 1e-9, 1_000_001, 1e300])
+def test_an_absurd_plan_limit_is_not_believed(absurd: float) -> None:
+    """A limit no plan has (a request a day, or no limit at all) is an invalid answer,
+    not a rate to pace at."""
+    body = {"success": True, "limits": {"requests_per_minute": absurd}}
+    with pytest.raises(ResponseValidationError, match="not a plan's limit"):
+        parse_requests_per_minute(answer(200, body))

@@ -216,17 +216,29 @@ class Requests:
         return Request("GET", f"{self.base_url}/open/voip/call-history?{query}", self.headers)
 
 
+PLAN_RATES: Final = (1.0, 1_000_000.0)
+"""The plan limits (requests a minute) ``GET /open/info`` may name and be believed: one
+outside would pace a client at a request a day, or not at all."""
+
+
 def parse_requests_per_minute(response: Response, call_uuid: str | None = None) -> float | None:
     """The plan's ``limits.requests_per_minute`` from a ``GET /open/info`` answer;
-    ``None`` when the answer does not say (a positive number is required)."""
+    ``None`` when the answer does not say. A number outside :data:`PLAN_RATES` is a
+    :class:`ResponseValidationError`, not a rate to pace at."""
     payload = parse_envelope(response, call_uuid)
     limits = payload.get("limits")
     value = limits.get("requests_per_minute") if isinstance(limits, dict) else None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        rate = float(value)
-        if math.isfinite(rate) and rate > 0:
-            return rate
-    return None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    low, high = PLAN_RATES
+    if not low <= value <= high:  # NaN too
+        raise _invalid(
+            response,
+            call_uuid,
+            f"limits.requests_per_minute is {value!r}, not a plan's limit "
+            f"(between {low:g} and {high:,.0f} a minute)",
+        )
+    return float(value)
 
 
 def _origin(url: URL) -> tuple[str, str | None, int | None]:
