@@ -17,6 +17,7 @@ import pytest
 
 import twochat_voip as tv
 from twochat_voip import CallResult, VoIPClient, set_testing
+from twochat_voip._bulk import _Workers
 from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer, Fault, generate_cdrs
 
 CALL = EXAMPLE_CDR["uuid"]
@@ -84,6 +85,52 @@ async def test_a_wrong_key_ends_the_run_at_once() -> None:
     assert all(isinstance(r.error, tv.AuthenticationError) for r in results)
 
 
+async def test_giving_up_does_not_wait_for_requests_that_hang() -> None:
+    """Every request hangs: with give_up_after=0.5 the run ends within a second or so,
+    the ids in flight answered like the rest, not after their 10 s timeout."""
+    records = generate_cdrs(40, seed=51)
+    async with FakeTwoChatServer(cdrs=records) as server:
+        server.fail_randomly(1.0, [Fault(hang=True)])
+        async with client_for(server, timeout=10, requests_per_minute=UNHURRIED) as voip:
+            started = time.monotonic()
+            results = await collect(voip, server.call_uuids, concurrency=8, give_up_after=0.5)
+            wall = time.monotonic() - started
+            assert not voip.closed
+        assert server.request_count == 8
+    assert wall < 3, wall
+    assert answered_once(results, 40)
+    assert all("nothing succeeded for 0.5 s" in str(r.error) for r in results)
+
+
+async def three_fetches_hanging() -> tuple[_Workers, asyncio.Future[None]]:
+    """A run of 10 ids on 3 workers whose fetches never end, once all 3 are fetching."""
+    all_in, never = asyncio.Event(), asyncio.Event()
+    started = 0
+
+    async def fetch(call_uuid: str) -> Any:
+        nonlocal started
+        started += 1
+        if started == 3:
+            all_in.set()
+        await never.wait()
+
+    workers = _Workers(fetch, [f"CDR{n}" for n in range(10)], concurrency=3, give_up_after=None)
+    runner = asyncio.ensure_future(workers.run())
+    await all_in.wait()
+    return workers, runner
+
+
+async def test_cancelling_a_run_still_cancels_it_while_it_gives_up() -> None:
+    """A cancellation from outside is not mistaken for the run's stop: cancelled in
+    the same step as a give-up cancels its fetches, the run ends cancelled."""
+    workers, runner = await three_fetches_hanging()
+    workers._give_up(tv.APITimeoutError("nothing succeeded"), abandon_in_flight=True)
+    runner.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await runner
+    assert runner.cancelled()
+
+
 async def test_no_credits_ends_the_run_at_once() -> None:
     """402 (credits used up) ends the run like a dead key does."""
     records = generate_cdrs(300, seed=43)
@@ -143,12 +190,15 @@ async def test_an_unreachable_host_gives_up_and_costs_nothing() -> None:
 
 
 async def test_not_found_is_progress_not_a_reason_to_give_up() -> None:
-    """Ids that are no record (404) keep a run going: the server is answering."""
+    """Ids that are no record (404) keep a run going: the server is answering. Thirty
+    404s, each 0.05 s late, two at a time: 0.75 s in all, with give_up_after=0.2."""
     ids = [f"CDR{n:08d}" for n in range(30)]
     async with FakeTwoChatServer() as server:
-        server.fail_next(Fault(delay=0.3))
+        server.fail_randomly(1.0, [Fault(delay=0.05)])
         async with client_for(server, requests_per_minute=UNHURRIED) as voip:
+            started = time.monotonic()
             results = await collect(voip, ids, concurrency=2, give_up_after=0.2)
+            assert time.monotonic() - started > 0.2
     assert all(isinstance(r.error, tv.NotFoundError) for r in results)
     assert server.request_count == 30
 

@@ -145,6 +145,8 @@ class _Workers:
         self._give_up_after = give_up_after
         self._last_success = 0.0
         self._fetching = 0  # ids whose fetch is under way
+        self._in_fetch: set[asyncio.Task[None]] = set()  # the workers fetching now
+        self._cancelled_by_stop: set[asyncio.Task[None]] = set()
         self._watchdog: asyncio.TimerHandle | None = None
         self.stopped_with: TwoChatError | None = None
         self._concurrency = concurrency
@@ -172,8 +174,9 @@ class _Workers:
             self._watchdog = loop.call_later(
                 self._give_up_after, self._check_progress, self._give_up_after
             )
+        workers = [loop.create_task(self._work()) for _ in range(self._concurrency)]
         try:
-            await asyncio.gather(*(self._work() for _ in range(self._concurrency)))
+            await asyncio.gather(*workers)
         finally:
             self._exhausted = True
             self._wake_caller()
@@ -198,15 +201,27 @@ class _Workers:
         self._give_up(
             last
             if isinstance(last, TwoChatError)
-            else APITimeoutError(f"nothing succeeded for {give_up_after:g} s; gave up")
+            else APITimeoutError(f"nothing succeeded for {give_up_after:g} s; gave up"),
+            abandon_in_flight=True,
         )
 
-    def _give_up(self, error: TwoChatError) -> None:
+    def _give_up(self, error: TwoChatError, *, abandon_in_flight: bool = False) -> None:
         """End the run: nothing more is sent, and every id left is answered with
-        ``error`` (the first reason is kept)."""
+        ``error`` (the first reason is kept).
+
+        With ``abandon_in_flight`` (nothing has succeeded for ``give_up_after``: the
+        requests in flight are most likely hanging) those are cancelled too and their
+        ids answered with ``error``, instead of holding the run up to their timeout.
+        Otherwise (a 401, a 402, the budget) they were sent and paid for, and may
+        still bring a record: they are waited for.
+        """
         if self.stopped_with is None:
             self.stopped_with = error
         self.stop.stop(error)
+        if abandon_in_flight:
+            for worker in self._in_fetch - self._cancelled_by_stop:
+                self._cancelled_by_stop.add(worker)
+                worker.cancel()
 
     def give_slot(self) -> None:
         """The caller took a result (or a worker found the input exhausted): one more
@@ -273,15 +288,14 @@ class _Workers:
         fetch = self._fetch
         results = self.results
         clock = asyncio.get_running_loop().time
+        me = asyncio.current_task()
+        assert me is not None  # noqa: S101 - a coroutine run as a task, by run()
         while True:
             if self._free_slots:
                 self._free_slots -= 1
             else:
                 await self._wait_for_slot()
-            if self._sync_source is not None:
-                value = self._read()
-            else:
-                value = await self._read_async()
+            value = self._read() if self._sync_source is not None else await self._read_async()
             if value is _DONE:
                 return
             index = self._next_index
@@ -291,8 +305,13 @@ class _Workers:
                 result = _result(shown, None, self.stopped_with, index)
             else:
                 self._fetching += 1
+                self._in_fetch.add(me)
                 try:
                     cdr = await fetch(value)
+                except asyncio.CancelledError:
+                    if not self._stopped_it(me):
+                        raise
+                    result = _result(shown, None, self.stopped_with, index)
                 except Exception as exc:  # noqa: BLE001 - every id is answered, even after a bug
                     result = _result(shown, None, self._judge(exc), index)
                 else:
@@ -300,10 +319,19 @@ class _Workers:
                     result = _result(shown, cdr, None, index)
                 finally:
                     self._fetching -= 1
+                    self._in_fetch.discard(me)
             results.append(result)
             caller = self._caller_waiting  # _wake_caller(), inline: it runs once an id
             if caller is not None and not caller.done():
                 caller.set_result(None)
+
+    def _stopped_it(self, worker: asyncio.Task[None]) -> bool:
+        """Whether ``worker`` was cancelled by the run's stop alone (which is then taken
+        back), not from outside as well."""
+        if worker not in self._cancelled_by_stop:
+            return False
+        self._cancelled_by_stop.discard(worker)
+        return worker.uncancel() == 0
 
     def _judge(self, exc: Exception) -> TwoChatError | ValueError:
         """The error a failed fetch answers its id with; it may end the run."""
