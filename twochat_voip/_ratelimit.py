@@ -236,21 +236,26 @@ class AdaptiveRateLimiter:
             return None
         return max(rate, self._cut_to)
 
-    def _slot(self, now: float) -> float:
-        """When the next request may leave, as things stand at ``now``."""
-        start = max(now, self._paused_until)
+    def _due(self, now: float) -> float:
+        """When the next request is due, as things stand at ``now`` (maybe earlier)."""
         rate = None if self._rate is None else self._rate_now(now)
         if rate is None:
-            return start
-        return max(start, self._next_slot - (self._burst - 1) / rate)
+            return self._paused_until
+        return max(self._paused_until, self._next_slot - (self._burst - 1) / rate)
 
-    def _take(self, now: float) -> float:
-        """The next request leaves at ``now``."""
+    def _take(self, now: float, due: float) -> float:
+        """The next request leaves at ``now``, for its slot ``due``: the one after it
+        is due an interval after ``due``, not after ``now``, so that a sleeper woken a
+        little late does not push every later slot back (which cost 17% of a 6,000 a
+        minute rate)."""
         if self._cut_at > now:  # noqa: PLR1730 - cheaper than min(), once a request
             self._cut_at = now  # the first request: a slow start's clock starts
         rate = None if self._rate is None else self._rate_now(now)
         if rate is not None:
-            self._next_slot = max(self._next_slot, now) + 1.0 / rate
+            # Lateness is made up for up to half an interval: a loop stalled for a
+            # second must not be followed by a second's worth of requests at once.
+            interval = 1.0 / rate
+            self._next_slot = max(self._next_slot, due, now - 0.5 * interval) + interval
         self._sent.append(now)
         return now
 
@@ -266,7 +271,8 @@ class AdaptiveRateLimiter:
         now = self._clock()
         if self._paused_until > now:
             return None
-        # _slot() and _take(), inline: this runs once a request.
+        # _due() and _take(), inline: this runs once a request. A request that finds
+        # its slot free leaves now, and the next is due an interval from now.
         rate = self._rate
         if rate is not None and rate != self._ceiling:
             rate = self._rate_now(now)
@@ -296,10 +302,10 @@ class AdaptiveRateLimiter:
             async with self._queue:
                 while True:
                     now = self._clock()
-                    slot = self._slot(now)
-                    if slot <= now:
-                        return self._take(now)
-                    await self._sleep(slot - now)
+                    due = self._due(now)
+                    if due <= now:
+                        return self._take(now, due)
+                    await self._sleep(due - now)
         finally:
             self._waiting -= 1
 
