@@ -26,7 +26,7 @@ from collections.abc import (
     Iterable,
     Iterator,
 )
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import attrs
 
@@ -288,8 +288,7 @@ class _Workers:
         fetch = self._fetch
         results = self.results
         clock = asyncio.get_running_loop().time
-        me = asyncio.current_task()
-        assert me is not None  # noqa: S101 - a coroutine run as a task, by run()
+        me = cast("asyncio.Task[None]", asyncio.current_task())  # run() made it a task
         while True:
             if self._free_slots:
                 self._free_slots -= 1
