@@ -96,13 +96,27 @@ async def test_an_adaptive_limiter_starts_slow_and_doubles() -> None:
     pacer = limiter(time)
     assert await pacer.acquire() == 1000.0
     assert pacer.requests_per_minute == pytest.approx(240.0)
-    time.now += 0.5
+    busy_for(time, pacer, 0.5)
     assert pacer.requests_per_minute == pytest.approx(480.0)
-    time.now += 0.5
+    busy_for(time, pacer, 0.5)
     assert pacer.requests_per_minute == pytest.approx(960.0)
-    time.now += 4.0  # 4 * 2**10 a second by now
+    busy_for(time, pacer, 4.0)  # 4 * 2**10 a second by now
     assert pacer.requests_per_minute is None
     assert {await pacer.acquire() for _ in range(10)} == {1005.0}
+
+
+async def test_a_quiet_client_comes_back_at_the_pace_it_last_used() -> None:
+    """The slow start's clock stops a second after the last request: after a call and
+    a six-second pause, a burst meets 16/s (where it stopped), not an unpaced client;
+    then the doubling resumes from there."""
+    time = FakeTime()
+    pacer = limiter(time)
+    await pacer.acquire()
+    time.now += 6.0
+    assert pacer.requests_per_minute == pytest.approx(960.0)
+    await pacer.acquire()  # the clock runs again from here
+    time.now += 0.5
+    assert pacer.requests_per_minute == pytest.approx(1920.0)
 
 
 async def test_workers_starting_together_are_spread_and_see_the_rate_climb() -> None:
@@ -140,6 +154,16 @@ async def answered(
         pacer.feedback(sent_at=sent, status=status, retry_after=None)
         time.now += gap
     return sent
+
+
+def busy_for(time: FakeTime, pacer: AdaptiveRateLimiter, seconds: float) -> None:
+    """Let ``seconds`` pass with requests flowing (a climb's clock runs only then): a
+    request whenever a slot is free, looked for every tenth of a second."""
+    end = time.now + seconds
+    while time.now + 0.1 < end:
+        time.now += 0.1
+        pacer.try_acquire()
+    time.now = end
 
 
 def limit(pacer: AdaptiveRateLimiter, sent: float) -> None:
@@ -245,11 +269,11 @@ async def test_the_rate_climbs_back_by_time_not_per_answer() -> None:
     assert pacer.requests_per_minute == pytest.approx(480.0)
     pacer.feedback(sent_at=sent, status=200, retry_after=None)
     assert pacer.requests_per_minute == pytest.approx(480.0)  # answers do not climb
-    time.now += 2.5
+    busy_for(time, pacer, 2.5)
     assert pacer.requests_per_minute == pytest.approx(540.0)
-    time.now += 2.5
+    busy_for(time, pacer, 2.5)
     assert pacer.requests_per_minute == pytest.approx(600.0)
-    time.now += 100
+    busy_for(time, pacer, 100)
     assert pacer.requests_per_minute == 600.0
 
 
@@ -263,11 +287,11 @@ async def test_beyond_what_was_accepted_the_rate_probes_then_speeds_up() -> None
     sent = await answered(time, pacer, [200] * 32, gap=0.1)  # 10/s accepted
     limit(pacer, sent)
     assert pacer.requests_per_minute == pytest.approx(480.0)
-    time.now += 5
+    busy_for(time, pacer, 5)
     assert pacer.requests_per_minute == pytest.approx(600.0)
-    time.now += 2
+    busy_for(time, pacer, 2)
     assert pacer.requests_per_minute == pytest.approx(600.0 * 1.02)
-    time.now += 1
+    busy_for(time, pacer, 1)
     assert pacer.requests_per_minute == pytest.approx(600.0 * 1.03 * 2)
 
 
@@ -279,9 +303,9 @@ async def test_at_a_low_rate_the_climb_stretches_over_answers() -> None:
     sent = await answered(time, pacer, [200] * 40, gap=1.0)  # 1/s accepted
     limit(pacer, sent)
     assert pacer.requests_per_minute == pytest.approx(48.0)
-    time.now += 16  # half of the stretched regain
+    busy_for(time, pacer, 16)  # half of the stretched regain
     assert pacer.requests_per_minute == pytest.approx(54.0)
-    time.now += 16
+    busy_for(time, pacer, 16)
     assert pacer.requests_per_minute == pytest.approx(60.0)
 
 
@@ -293,9 +317,9 @@ async def test_told_a_rate_the_climb_is_a_share_of_it() -> None:
     pacer = limiter(time, 1200)
     sent = await answered(time, pacer, [200] * 40, gap=0.1)  # 10/s accepted
     limit(pacer, sent)
-    time.now += 5 + 2
+    busy_for(time, pacer, 5 + 2)
     assert pacer.requests_per_minute == pytest.approx(600.0 + 0.01 * 1200 * 2)
-    time.now += 1
+    busy_for(time, pacer, 1)
     assert pacer.requests_per_minute == 1200.0
 
 

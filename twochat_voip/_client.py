@@ -427,9 +427,9 @@ class VoIPClient:
         return result
 
     async def _wait_for_slot(self) -> float:
-        """Wait for the limiter's slot: the time the request leaves."""
-        if self._owns_limiter:
-            return await self._own_limiter.acquire()
+        """Wait for the limiter's slot: the time the request leaves. Guarded, even for
+        the client's own limiter: a request queued behind another's (its head sleeps,
+        the rest wait their turn) must end when the client closes or its run stops."""
         return await self._waits.guard(self._limiter.acquire())
 
     def _judged(self, error: TwoChatError, limiter: RateLimiter, sent_at: float) -> None:

@@ -77,6 +77,10 @@ server pushes back, so that many workers (or processes) starting at once do not 
 429 for each of them before the first answer is in."""
 _DOUBLING: Final = 0.5
 """Seconds in which a rate that has not yet met a limit doubles (a slow start)."""
+_IDLE: Final = 1.0
+"""Seconds after its last request for which a rate goes on climbing: a client that goes
+quiet comes back at the pace it last used (or a little above), not at one it never
+tried, which a burst after a pause would answer with a storm of 429s."""
 _UNPACED_ABOVE: Final = 1000.0
 """Requests a second beyond which a slow start stops pacing at all."""
 _REGAIN_SECONDS: Final = 5.0
@@ -189,8 +193,10 @@ class AdaptiveRateLimiter:
         self._ceiling = self._rate = requests_per_minute / 60.0
         self._cut_at = self._fresh_after = float("-inf")
         self._slow_start = False
-        # The request that learnt the rate was one of its slots.
-        self._next_slot = max(self._next_slot, self._clock() + 60.0 / requests_per_minute)
+        # The request that learnt the rate was one of its slots, at this rate (not at
+        # the pace the limiter kept before it knew).
+        last = self._sent[-1] if self._sent else self._clock()
+        self._next_slot = last + 60.0 / requests_per_minute
 
     def pause(self, seconds: float) -> None:
         """Hold every request for ``seconds`` (a server's Retry-After); testing mode
@@ -204,8 +210,12 @@ class AdaptiveRateLimiter:
         """The rate at ``now``: a slow start doubles, and after a cut it climbs back by
         time."""
         rate = self._rate
+        if rate is None or rate == self._ceiling:
+            return rate
+        if self._sent:  # the climb's clock stops a quiet spell after the last request
+            now = min(now, self._sent[-1] + self._quiet_after())
         since = now - self._cut_at
-        if rate is None or since <= 0 or rate == self._ceiling:
+        if since <= 0:
             return rate
         if self._slow_start:
             rate = self._cut_to * 2.0 ** min(since / _DOUBLING, 64.0)
@@ -236,6 +246,22 @@ class AdaptiveRateLimiter:
             return None
         return max(rate, self._cut_to)
 
+    def _quiet_after(self) -> float:
+        """Seconds without a request that make a quiet spell: _IDLE, or two intervals
+        of the rate a climb started from, whichever is longer."""
+        return max(_IDLE, 2.0 / self._cut_to) if self._cut_to > 0 else _IDLE
+
+    def _started(self, now: float) -> None:
+        """A request leaves at ``now``: a climb's clock starts with the first, and
+        resumes after a quiet spell where it stopped."""
+        sent = self._sent
+        if sent:
+            quiet = now - sent[-1] - self._quiet_after()
+            if quiet > 0:
+                self._cut_at += quiet
+        elif self._cut_at > now:
+            self._cut_at = now  # the first request: a slow start's clock starts
+
     def _due(self, now: float) -> float:
         """When the next request is due, as things stand at ``now`` (maybe earlier)."""
         rate = None if self._rate is None else self._rate_now(now)
@@ -248,8 +274,7 @@ class AdaptiveRateLimiter:
         is due an interval after ``due``, not after ``now``, so that a sleeper woken a
         little late does not push every later slot back (which cost 17% of a 6,000 a
         minute rate)."""
-        if self._cut_at > now:  # noqa: PLR1730 - cheaper than min(), once a request
-            self._cut_at = now  # the first request: a slow start's clock starts
+        self._started(now)
         rate = None if self._rate is None else self._rate_now(now)
         if rate is not None:
             # Lateness is made up for up to half an interval: a loop stalled for a
@@ -281,9 +306,10 @@ class AdaptiveRateLimiter:
             if self._next_slot - (self._burst - 1) * interval > now:
                 return None
             self._next_slot = max(self._next_slot, now) + interval
-        if self._cut_at > now:  # noqa: PLR1730 - cheaper than min(), once a request
-            self._cut_at = now  # the first request: a slow start's clock starts
-        self._sent.append(now)
+        sent = self._sent  # _started(), inline where it is cheap
+        if not sent or now - sent[-1] > _IDLE:
+            self._started(now)
+        sent.append(now)
         return now
 
     async def acquire(self) -> float:
