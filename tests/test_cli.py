@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import click
 import pytest
 
+from twochat_voip._cli import RateParam
 from twochat_voip.testing import (
     DEFAULT_TEST_KEY,
     EXAMPLE_CDR,
@@ -409,6 +411,24 @@ async def test_export_rpm_nonsense_is_refused(tmp_path: Path) -> None:
     ran = await run("export", "-i", "ids.txt", "-o", "o.jsonl", "--rpm", "fast", cwd=tmp_path)
     assert ran.code == 2
     assert "'auto' or 'adaptive'" in ran.err
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("AUTO", "auto"), (" Adaptive ", None), ("60", 60.0), ("1", 1.0), ("1e6", 1e6)],
+)
+def test_rpm_words_in_any_case_and_plan_sized_numbers(given: str, expected: object) -> None:
+    """--rpm takes its words as --help shows them (N|AUTO|ADAPTIVE) and any rate a
+    plan could have."""
+    assert RateParam().convert(given, None, None) == expected
+
+
+@pytest.mark.parametrize("given", ["1e-300", "0.5", "2e6", "nan", "inf", "-60"])
+def test_rpm_outside_any_plan_is_refused(given: str) -> None:
+    """A rate that would pace one request a millennium (or not at all) is a usage
+    error, as the same limit from GET /open/info is not believed."""
+    with pytest.raises(click.BadParameter, match="between 1 and 1,000,000"):
+        RateParam().convert(given, None, None)
 
 
 async def test_export_with_a_dead_key_stops_with_one_line(tmp_path: Path) -> None:

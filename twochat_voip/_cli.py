@@ -34,6 +34,7 @@ from twochat_voip._export import (
     read_ids,
     stderr_is_interactive,
 )
+from twochat_voip._protocol import PLAN_RATES
 from twochat_voip.testing import FakeTwoChatServer, Fault, generate_cdrs
 
 if TYPE_CHECKING:
@@ -145,16 +146,23 @@ class RateParam(click.ParamType):  # type: ignore[type-arg] # generic in click 8
     def convert(
         self, value: object, param: click.Parameter | None, ctx: click.Context | None
     ) -> float | Literal["auto"] | None:
-        if value in ("auto", "adaptive"):
-            return None if value == "adaptive" else "auto"
+        word = str(value).strip().lower()
+        if word in ("auto", "adaptive"):
+            return None if word == "adaptive" else "auto"
         if isinstance(value, float):
             return value
         try:
-            rate = float(str(value))
+            rate = float(word)
         except ValueError:
             rate = float("nan")
-        if not rate > 0 or rate == float("inf"):
-            self.fail(f"{value!r} is not a positive number, 'auto' or 'adaptive'", param, ctx)
+        low, high = PLAN_RATES
+        if not low <= rate <= high:  # NaN too
+            self.fail(
+                f"{value!r} is not a rate between {low:g} and {high:,.0f} a minute, "
+                "'auto' or 'adaptive'",
+                param,
+                ctx,
+            )
         return rate
 
 
