@@ -10,6 +10,7 @@ import itertools
 import logging
 import socket
 import time
+from collections.abc import AsyncIterator
 from contextlib import aclosing, nullcontext
 from typing import Any, Final
 
@@ -155,6 +156,34 @@ async def test_a_stop_wakes_workers_waiting_for_their_slot() -> None:
                 results = await collect(voip, server.call_uuids, concurrency=8)
         assert server.request_count == 1
     assert all(isinstance(r.error, tv.AuthenticationError) for r in results)
+
+
+async def test_a_stop_wakes_workers_queued_behind_another_callers_request() -> None:
+    """At 6/min a plain get_call sleeps at the head of the limiter's queue for its
+    slot; the run's workers wait behind it. The run's 401 ends the run at once, not
+    when that caller's slot comes (10 s)."""
+    records = generate_cdrs(20, seed=53)
+    async with FakeTwoChatServer(cdrs=records) as server:
+        ids = server.call_uuids
+
+        async def source() -> AsyncIterator[str]:
+            yield ids[0]
+            await asyncio.sleep(0.1)  # the others come once the get_call queues first
+            for call_uuid in ids[1:8]:
+                yield call_uuid
+
+        server.fail_next(Fault(status=401, delay=0.3))
+        async with client_for(server, requests_per_minute=6) as voip:
+            async with asyncio.timeout(3):
+                results = voip.get_calls(source(), concurrency=4, give_up_after=None)
+                first = asyncio.ensure_future(anext(results))
+                await asyncio.sleep(0.05)  # the run's first request is out
+                other = asyncio.ensure_future(voip.get_call(ids[10]))
+                answered = [await first] + [r async for r in results]
+            other.cancel()
+            await asyncio.gather(other, return_exceptions=True)
+    assert answered_once(answered, 8)
+    assert all(isinstance(r.error, tv.AuthenticationError) for r in answered)
 
 
 async def test_endless_429s_give_up_after_the_deadline() -> None:

@@ -384,6 +384,16 @@ async def test_set_requests_per_minute_paces_from_now() -> None:
         pacer.set_requests_per_minute(0)
 
 
+async def test_a_rate_learnt_after_a_slow_start_paces_from_the_request_that_asked() -> None:
+    """The request that asked for the plan went at the slow start's 4/s; the next one
+    is due at the plan's rate after it (1 ms at 60,000/min), not a quarter second."""
+    time = FakeTime()
+    pacer = limiter(time)
+    asked = await pacer.acquire()
+    pacer.set_requests_per_minute(60000)
+    assert await pacer.acquire() - asked == pytest.approx(0.001)
+
+
 async def test_testing_mode_skips_pauses() -> None:
     """set_testing(True): a Retry-After holds nothing."""
     time = FakeTime()
