@@ -337,6 +337,18 @@ async def test_a_budget_counts_only_what_reached_the_server() -> None:
         assert voip.stats.requests == 0
 
 
+async def test_a_redirect_spends_the_budget_too() -> None:
+    """Each hop of a redirect is a request (a credit): with one left, the redirect's
+    second request is not sent."""
+    async with FakeTwoChatServer() as server:
+        server.fail_next(Fault(status=307, headers={"Location": f"/open/voip/call/{CALL}"}))
+        async with client_for(server, max_requests=1) as voip:
+            with set_testing(True), pytest.raises(tv.BudgetExhaustedError):
+                await voip.get_call(CALL)
+            assert voip.stats.requests == 1
+        assert server.request_count == 1
+
+
 @pytest.mark.parametrize("budget", [-1, 1.5, True])
 def test_nonsense_budgets_are_refused(budget: object) -> None:
     """A budget is a whole number of requests, 0 or more."""

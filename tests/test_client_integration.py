@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
 import aiohttp
 import pytest
@@ -205,6 +207,46 @@ async def test_connection_refused(make_client: MakeClient) -> None:
     client = make_client(base_url=f"http://127.0.0.1:{port}")
     with set_testing(True, attempts=2), pytest.raises(tv.APIConnectionError, match="Connect"):
         await client.get_call(CALL)
+
+
+@pytest.mark.parametrize("own_session", [True, False])
+async def test_each_header_is_sent_once(own_session: bool, example_answer: dict[str, Any]) -> None:
+    """The client's own session sends the key, Accept and User-Agent itself; a
+    caller's session gets them with each request. Either way each goes out once, as
+    the raw request head on the socket shows."""
+    heads: list[bytes] = []
+    body = json.dumps(example_answer).encode()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            VoIPClient(
+                api_key="sk-once",
+                base_url=f"http://127.0.0.1:{port}",
+                session=None if own_session else session,
+            ) as voip,
+        ):
+            assert (await voip.get_call(CALL)).uuid == CALL
+    finally:
+        server.close()
+        await server.wait_closed()
+    (head,) = heads
+    lines = [line.lower() for line in head.decode().split("\r\n")]
+    for name in ("x-user-api-key", "accept", "user-agent"):
+        assert sum(line.startswith(name + ":") for line in lines) == 1, (name, lines)
+    assert "x-user-api-key: sk-once" in lines
 
 
 async def test_same_origin_redirect_is_followed(

@@ -234,9 +234,28 @@ async def test_injected_session_is_used_and_not_closed(
 
 
 async def test_closed_injected_session_is_a_clear_error() -> None:
-    """A session the caller already closed gives a typed error, not a RuntimeError."""
+    """A session the caller already closed gives a typed error, not a RuntimeError,
+    and the request that never left is not counted."""
     session = aiohttp.ClientSession()
     await session.close()
     async with VoIPClient(api_key=KEY, session=session) as voip:
         with pytest.raises(tv.ClientClosedError, match="session is closed"):
+            await voip.get_call(CALL)
+        assert voip.stats.requests == 0
+
+
+async def test_other_runtime_errors_of_an_injected_session_are_not_a_closed_session() -> None:
+    """A RuntimeError from the caller's own session (here its trace hook) is theirs:
+    it comes through as it is, not disguised as a closed session."""
+
+    async def hook(*_: object) -> None:
+        raise RuntimeError("the caller's hook failed")
+
+    tracing = aiohttp.TraceConfig()
+    tracing.on_request_start.append(hook)
+    async with (
+        aiohttp.ClientSession(trace_configs=[tracing]) as session,
+        VoIPClient(api_key=KEY, session=session) as voip,
+    ):
+        with pytest.raises(RuntimeError, match="the caller's hook failed"):
             await voip.get_call(CALL)

@@ -7,6 +7,7 @@ import copy
 import json
 from typing import Any
 
+import cattrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
@@ -19,6 +20,7 @@ from twochat_voip import (
     TwoChatError,
     converter,
 )
+from twochat_voip._converter import _explaining_converter
 from twochat_voip._protocol import Requests, Response, parse_call, validate_call_uuid
 from twochat_voip.testing import EXAMPLE_ANSWER, EXAMPLE_CDR, generate_cdrs
 
@@ -65,11 +67,8 @@ mutation = st.one_of(
 )
 
 
-@given(mutations=st.lists(mutation, min_size=1, max_size=6))
-def test_mutated_example_is_a_record_or_a_validation_error(
-    mutations: list[tuple[str, str, Any]],
-) -> None:
-    """Fields removed, nulled, retyped or added: a record, or ResponseValidationError."""
+def mutated(mutations: list[tuple[str, str, Any]]) -> dict[str, Any]:
+    """The example answer with ``mutations`` applied to its record."""
     answer = copy.deepcopy(EXAMPLE_ANSWER)
     cdr = answer["cdr"]
     for kind, field, value in mutations:
@@ -81,6 +80,16 @@ def test_mutated_example_is_a_record_or_a_validation_error(
             cdr[field] = value
         elif isinstance(cdr.get(field), dict) and isinstance(value, dict):
             cdr[field].update(value)
+    return answer
+
+
+@given(mutations=st.lists(mutation, min_size=1, max_size=6))
+def test_mutated_example_is_a_record_or_a_validation_error(
+    mutations: list[tuple[str, str, Any]],
+) -> None:
+    """Fields removed, nulled, retyped or added: a record, or ResponseValidationError."""
+    answer = mutated(mutations)
+    cdr = answer["cdr"]
     result = outcome(200, json.dumps(answer).encode())
     assert isinstance(result, CallDetailRecord | ResponseValidationError)
     if isinstance(result, CallDetailRecord):
@@ -120,3 +129,25 @@ def test_any_string_is_refused_or_sent_verbatim_and_safe(call_uuid: str) -> None
     assert not url.raw_query_string
     assert not url.raw_fragment
     assert not set(call_uuid) & set("/?#%. \\\r\n")
+
+
+def structured_by(conv: cattrs.Converter, wire: object) -> object:
+    try:
+        return conv.structure(wire, CallDetailRecord)
+    except Exception as exc:  # that it failed is the outcome compared
+        return type(exc)
+
+
+@settings(max_examples=300)
+@given(mutations=st.lists(mutation, min_size=1, max_size=6))
+def test_the_fast_hooks_agree_with_cattrs_generated_ones(
+    mutations: list[tuple[str, str, Any]],
+) -> None:
+    """The client's compiled hooks read a record exactly as cattrs' own generated
+    hooks (the explaining converter's) do: the same model, or both refuse it."""
+    wire = json.loads(json.dumps(mutated(mutations)["cdr"]))
+    fast = structured_by(converter, wire)
+    generated = structured_by(_explaining_converter, wire)
+    assert isinstance(fast, CallDetailRecord) is isinstance(generated, CallDetailRecord)
+    if isinstance(fast, CallDetailRecord):
+        assert fast == generated

@@ -335,6 +335,28 @@ async def test_three_429s_that_are_half_the_answers_are_a_limit() -> None:
     assert pacer.requests_per_minute < 600.0
 
 
+@pytest.mark.parametrize("accepted_count", [2, 4])
+async def test_accepted_is_feedback_of_an_accepted_answer(accepted_count: int) -> None:
+    """accepted(t), the client's cheap call, counts exactly as feedback(status=200):
+    3 429s after 2 accepted answers are a limit, after 4 they are not, and a limit
+    cuts to the same rate either way."""
+    rates = []
+    for tell in ("feedback", "accepted"):
+        time = FakeTime()
+        pacer = limiter(time, 600)
+        for _ in range(accepted_count):
+            sent = await pacer.acquire()
+            if tell == "accepted":
+                pacer.accepted(sent)
+            else:
+                pacer.feedback(sent_at=sent, status=200, retry_after=None)
+            time.now += 0.1
+        await answered(time, pacer, [429, 429, 429], gap=0.1)
+        rates.append(pacer.requests_per_minute)
+    assert rates[0] == rates[1]
+    assert (rates[0] == 600.0) == (accepted_count == 4)
+
+
 async def test_rate_never_goes_under_the_floor() -> None:
     """However many 429s, the rate stays at or above the floor."""
     time = FakeTime()

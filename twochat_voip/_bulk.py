@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -144,7 +145,6 @@ class _Workers:
         self.stop = Stop(RunStopped)
         self._give_up_after = give_up_after
         self._last_success = 0.0
-        self._fetching = 0  # ids whose fetch is under way
         self._in_fetch: set[asyncio.Task[None]] = set()  # the workers fetching now
         self._cancelled_by_stop: set[asyncio.Task[None]] = set()
         self._watchdog: asyncio.TimerHandle | None = None
@@ -161,15 +161,16 @@ class _Workers:
         self._next_index = 0
         # Free window slots: one is taken per id read and given back when the caller
         # has taken its result. A freed slot goes to one waiting worker, not all.
-        self._free_slots = READ_AHEAD_FACTOR * concurrency
-        self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        # (Public to iterate_bulk, which gives a slot back inline once a result.)
+        self.free_slots = READ_AHEAD_FACTOR * concurrency
+        self.slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self.results: collections.deque[CallResult] = collections.deque()
         self._caller_waiting: asyncio.Future[None] | None = None
         self.input_errors: list[BaseException] = []
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        self._last_success = loop.time()
+        self._last_success = time.monotonic()
         if self._give_up_after is not None:
             self._watchdog = loop.call_later(
                 self._give_up_after, self._check_progress, self._give_up_after
@@ -187,11 +188,11 @@ class _Workers:
         """Give up when nothing has succeeded for ``give_up_after`` seconds (a record
         fetched, or a definite "no such record", counts as success)."""
         loop = asyncio.get_running_loop()
-        if not self._fetching:
+        if not self._in_fetch:
             # Nothing is being fetched: the run waits for its caller or its input,
             # which is no failure of the server's.
-            self._last_success = loop.time()
-        idle = loop.time() - self._last_success
+            self._last_success = time.monotonic()
+        idle = time.monotonic() - self._last_success
         if idle < give_up_after:
             self._watchdog = loop.call_later(
                 give_up_after - idle, self._check_progress, give_up_after
@@ -226,17 +227,17 @@ class _Workers:
     def give_slot(self) -> None:
         """The caller took a result (or a worker found the input exhausted): one more
         id may be read."""
-        waiters = self._slot_waiters
+        waiters = self.slot_waiters
         while waiters:
             waiter = waiters.popleft()
             if not waiter.done():  # a cancelled waiter's task is gone
                 waiter.set_result(None)  # the slot is handed straight to it
                 return
-        self._free_slots += 1
+        self.free_slots += 1
 
     async def _wait_for_slot(self) -> None:
         waiter = asyncio.get_running_loop().create_future()
-        self._slot_waiters.append(waiter)
+        self.slot_waiters.append(waiter)
         await waiter
 
     async def results_ready(self) -> None:
@@ -262,6 +263,10 @@ class _Workers:
                 value = _DONE
             if value is not _DONE:
                 return value
+        return self._input_ended()
+
+    def _input_ended(self) -> object:
+        """The input is exhausted: the slot taken for the id is given back."""
         self._exhausted = True
         self.give_slot()
         return _DONE
@@ -277,9 +282,7 @@ class _Workers:
                 value = _DONE
             if value is not _DONE and not self._exhausted:
                 return value
-        self._exhausted = True
-        self.give_slot()
-        return _DONE
+        return self._input_ended()
 
     async def _work(self) -> None:
         current_stop().set(self.stop)  # this worker's task only: its waits end with the run
@@ -287,14 +290,16 @@ class _Workers:
         # every suspension of the request under it.
         fetch = self._fetch
         results = self.results
-        clock = asyncio.get_running_loop().time
+        in_fetch = self._in_fetch
+        sync_source = self._sync_source
+        clock = time.monotonic  # the run's clock: C, unlike loop.time()
         me = cast("asyncio.Task[None]", asyncio.current_task())  # run() made it a task
         while True:
-            if self._free_slots:
-                self._free_slots -= 1
+            if self.free_slots:
+                self.free_slots -= 1
             else:
                 await self._wait_for_slot()
-            value = self._read() if self._sync_source is not None else await self._read_async()
+            value = self._read() if sync_source is not None else await self._read_async()
             if value is _DONE:
                 return
             index = self._next_index
@@ -303,8 +308,7 @@ class _Workers:
             if self.stopped_with is not None:
                 result = _result(shown, None, self.stopped_with, index)
             else:
-                self._fetching += 1
-                self._in_fetch.add(me)
+                in_fetch.add(me)
                 try:
                     cdr = await fetch(value)
                 except asyncio.CancelledError:
@@ -317,8 +321,7 @@ class _Workers:
                     self._last_success = clock()
                     result = _result(shown, cdr, None, index)
                 finally:
-                    self._fetching -= 1
-                    self._in_fetch.discard(me)
+                    in_fetch.discard(me)
             results.append(result)
             caller = self._caller_waiting  # _wake_caller(), inline: it runs once an id
             if caller is not None and not caller.done():
@@ -338,13 +341,20 @@ class _Workers:
             return self.stopped_with or TwoChatError("the bulk run stopped")
         if isinstance(exc, TwoChatError | ValueError):
             if isinstance(exc, _ANSWERS_ABOUT_THE_ID):
-                self._last_success = asyncio.get_running_loop().time()
+                self._last_success = time.monotonic()
             elif isinstance(exc, RUN_ENDING_ERRORS):
                 self._give_up(exc)
             return exc
         error = TwoChatError(f"unexpected {type(exc).__name__}: {exc}")
         error.__cause__ = exc
         return error
+
+
+def _check_options(concurrency: int, give_up_after: float | None) -> None:
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError("concurrency must be a whole number of at least 1")
+    if give_up_after is not None and not give_up_after > 0:
+        raise ValueError("give_up_after must be a positive number of seconds, or None")
 
 
 async def iterate_bulk(
@@ -371,16 +381,14 @@ async def iterate_bulk(
     not yet answered gets the last error of an attempt of this run (not a 404: those
     are progress), else an :class:`APITimeoutError` that says nothing succeeded.
     """
-    if not isinstance(concurrency, int) or concurrency < 1:
-        raise ValueError("concurrency must be a whole number of at least 1")
-    if give_up_after is not None and not give_up_after > 0:
-        raise ValueError("give_up_after must be a positive number of seconds, or None")
+    _check_options(concurrency, give_up_after)
     workers = _Workers(fetch, call_uuids, concurrency, give_up_after)
     runner = asyncio.get_running_loop().create_task(workers.run())
     if runs is not None:
         runs.add(runner)
         runner.add_done_callback(runs.discard)
     results = workers.results
+    slot_waiters = workers.slot_waiters
     buffered: dict[int, CallResult] = {}
     next_index = 0
     try:
@@ -391,7 +399,10 @@ async def iterate_bulk(
                     raise result.error
                 if not ordered:
                     yield result
-                    workers.give_slot()
+                    if slot_waiters:
+                        workers.give_slot()
+                    else:
+                        workers.free_slots += 1  # give_slot() for an idle pool, inline
                     continue
                 buffered[result.index] = result
                 while next_index in buffered:

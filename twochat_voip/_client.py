@@ -46,7 +46,6 @@ from twochat_voip._protocol import (
     parse_call,
     parse_history,
     parse_requests_per_minute,
-    validate_call_uuid,
 )
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._retry import RetryPolicy, is_retryable
@@ -260,6 +259,8 @@ class VoIPClient:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=100),
                 cookie_jar=aiohttp.DummyCookieJar(),
+                # Sent by the session, so not merged into every request (see send()).
+                headers=self._headers,
             )
             # aiohttp silently resends an idempotent request once when a kept-alive
             # connection drops; every request costs the account a credit, so the
@@ -282,7 +283,7 @@ class VoIPClient:
                 it is also a ``ValueError`` and a ``TypeError``.
             TwoChatError: a subclass saying what went wrong, after any retries.
         """
-        request = self._requests.call(validate_call_uuid(call_uuid))
+        request = self._requests.call(call_uuid)
         attempt_timeout = None if timeout is None else aiohttp.ClientTimeout(total=timeout)
         return await self._call(request, parse_call, attempt_timeout)
 
@@ -322,7 +323,7 @@ class VoIPClient:
         call = self._call
 
         def fetch(call_uuid: str) -> Awaitable[CallDetailRecord]:
-            return call(make_request(validate_call_uuid(call_uuid)), parse_call, None, True)
+            return call(make_request(call_uuid), parse_call, None, True)
 
         # Returned, not re-yielded: a wrapping generator would leave this one (and its
         # workers) running until garbage collection after the caller's aclose().
@@ -379,10 +380,10 @@ class VoIPClient:
         come back here with ``retrying``: a call that succeeds at once (nearly all of
         them) pays for no retry machinery, nor for a coroutine layer per attempt.
         """
-        if timeout is None:
-            timeout = self._timeout
+        timeout = timeout or self._timeout
         if not retrying and self._rate_unknown and parse is not parse_requests_per_minute:
             await self._learn_rate()
+            self._waits.check()  # closed, or the bulk run gave up, meanwhile
         try:
             session = self._session
             if session is None or self._state is not _State.OPENED:
@@ -393,14 +394,18 @@ class VoIPClient:
             sent_at = self._own_limiter.try_acquire() if self._owns_limiter else None
             if sent_at is None:
                 sent_at = await self._wait_for_slot()
-            self._waits.check()  # closed, or the bulk run gave up, while waiting
+            elif retrying:
+                self._waits.check()  # the backoff before this attempt may have been 0 s
+            # Counted before it is written; on_not_sent takes it back if it never is.
+            self._counters.requests += 1
             try:
                 response = await send(
                     session,
                     request,
                     timeout=timeout,
                     max_body=self._max_response_size,
-                    on_request=self._count_request,
+                    headers_in_session=self._owns_session,
+                    on_redirect=self._count_request,
                     on_not_sent=self._uncount_request,
                 )
             except APIConnectionError as exc:
@@ -414,23 +419,35 @@ class VoIPClient:
             except TwoChatError as exc:
                 self._judged(exc, limiter, sent_at)
                 raise
-            limiter.feedback(sent_at=sent_at, status=response.status, retry_after=None)
+            if self._owns_limiter:
+                self._own_limiter.accepted(sent_at)
+            else:
+                limiter.feedback(sent_at=sent_at, status=response.status, retry_after=None)
         except TwoChatError as exc:
-            note_failure(exc)
-            if retrying:
-                raise  # tenacity judges it
-            if not is_retryable(exc):
-                self._counters.failed += 1
-                raise
+            self._raise_unless_retried(exc, retrying)
             return await self._retry_call(request, parse, exc, timeout, rate_limits_are_free)
         self._counters.succeeded += 1  # once a call: only its successful attempt gets here
         return result
+
+    def _raise_unless_retried(self, error: TwoChatError, retrying: bool) -> None:
+        """Raise a failed attempt's ``error``, unless it is a first attempt's that the
+        retry policy is to try again."""
+        note_failure(error)
+        if retrying:
+            raise error  # tenacity judges it
+        if not is_retryable(error):
+            self._counters.failed += 1
+            raise error
 
     async def _wait_for_slot(self) -> float:
         """Wait for the limiter's slot: the time the request leaves. Guarded, even for
         the client's own limiter: a request queued behind another's (its head sleeps,
         the rest wait their turn) must end when the client closes or its run stops."""
-        return await self._waits.guard(self._limiter.acquire())
+        sent_at = await self._waits.guard(self._limiter.acquire())
+        self._waits.check()  # closed, or the bulk run gave up, while waiting
+        if self._max_requests is not None:
+            self._check_budget()  # others' requests spent it meanwhile
+        return sent_at
 
     def _judged(self, error: TwoChatError, limiter: RateLimiter, sent_at: float) -> None:
         """Tell the limiter what a failed answer says: a 429 or a 503's pause, or
@@ -476,7 +493,8 @@ class VoIPClient:
             raise BudgetExhaustedError(budget)
 
     def _count_request(self) -> None:
-        """A request is about to be written: it counts, if the budget allows it."""
+        """A redirect's request is about to be written: it counts, if the budget
+        allows it."""
         if self._max_requests is not None:
             self._check_budget()
         self._counters.requests += 1

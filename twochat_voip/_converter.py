@@ -12,6 +12,8 @@ and lenient about shape: unknown keys are ignored, missing optional keys become
 
 from __future__ import annotations
 
+import enum
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -26,7 +28,7 @@ from twochat_voip._models import Agent, CallCost, CallDetailRecord, CallDirectio
 
 __all__ = ["converter", "make_converter"]
 
-_E = TypeVar("_E", CallDirection, CallStatus)
+_E = TypeVar("_E", bound=enum.StrEnum)
 _T = TypeVar("_T")
 
 
@@ -93,8 +95,12 @@ def format_timestamp(value: datetime) -> str:
     return value.isoformat() + "Z"
 
 
+def _members(enum_type: type[_E]) -> dict[str, _E]:
+    return {member.value: member for member in enum_type}
+
+
 def _open_enum(enum_type: type[_E]) -> Callable[[object, type], _E | str | None]:
-    members: dict[str, _E] = {member.value: member for member in enum_type}
+    members = _members(enum_type)
 
     def structure(value: object, _: type) -> _E | str | None:
         if value is None:
@@ -135,18 +141,25 @@ def _or_none(hook: Callable[[Any, type], _T]) -> Callable[[Any, type], _T | None
 
 _INLINE_CHECKS: Final = {str: "str", bool: "bool"}
 
+_OPEN_ENUMS: Final[dict[Any, type[enum.StrEnum]]] = {
+    CallStatus | str | None: CallStatus,
+    CallDirection | str | None: CallDirection,
+}
+"""The fields that take an enum's value, or keep a string it does not know."""
+
 
 def _compile_structure(
     cls: type[AttrsInstance], conv: cattrs.Converter, renames: dict[str, str]
 ) -> Callable[[Any, type], Any]:
-    """A structure hook for an attrs model, generated with the type checks inline.
+    """A structure hook for an attrs model, generated with the common cases inline.
 
     cattrs' generated hooks call one function per field (and the Optional handling
     another); for 2Chat's flat records that is most of the cost of structuring. This
-    one tests ``str`` and ``bool`` fields in place and calls a hook only for the
-    fields that convert (timestamps, prices, enums, nested parts). It accepts and
-    refuses exactly what the cattrs hooks do; when it refuses, the detailed cattrs
-    converter explains why.
+    one tests ``str`` and ``bool`` fields in place, reads the usual int, timestamp,
+    price and enum values in place, and calls a hook only for the rest (nested parts,
+    and anything unusual, which the hook reads or refuses). It accepts and refuses
+    exactly what the cattrs hooks do; when it refuses, the detailed cattrs converter
+    explains why.
     """
     attrs.resolve_types(cls)
     namespace: dict[str, Any] = {"cls": cls, "TypeError": TypeError, "str": str, "bool": bool}
@@ -156,42 +169,8 @@ def _compile_structure(
         "        raise TypeError('expected a JSON object, got ' + type(o).__name__)",
         "    get = o.get",
     ]
-    arguments = []
     for field in attrs.fields(cls):
-        key = renames.get(field.name, field.name)
-        value = f"v_{field.name}"
-        required = field.default is attrs.NOTHING
-        lines.append(f"    {value} = o[{key!r}]" if required else f"    {value} = get({key!r})")
-        inner = _non_optional(field.type)
-        if inner in _INLINE_CHECKS:
-            test = f"type({value}) is not {_INLINE_CHECKS[inner]}"
-            lines.append(f"    if {test if required else f'{value} is not None and {test}'}:")
-            lines.append(f"        raise TypeError({f'{key}: expected {inner.__name__}'!r})")
-        elif inner is int and inner is not field.type:
-            # An int is taken as it is; anything else goes through the hook, which
-            # takes an integral float and refuses the rest.
-            namespace[f"h_{field.name}"] = conv.get_structure_hook(inner)
-            lines.append(f"    if {value} is not None and type({value}) is not int:")
-            lines.append(f"        {value} = h_{field.name}({value}, None)")
-        elif inner is datetime and inner is not field.type:
-            # The usual "...Z" timestamp parses to UTC in C; anything else goes
-            # through the full hook (wrong types, other offsets, naive times).
-            namespace["fromisoformat"] = datetime.fromisoformat
-            namespace["UTC"] = UTC
-            namespace[f"h_{field.name}"] = conv.get_structure_hook(inner)
-            lines.append(f"    if {value} is not None:")
-            lines.append(f"        if type({value}) is str and {value}[-1:] == 'Z':")
-            lines.append(f"            {value} = fromisoformat({value})")
-            lines.append("        else:")
-            lines.append(f"            {value} = h_{field.name}({value}, None)")
-        elif inner is not field.type and inner in (Decimal, Agent, CallCost):
-            namespace[f"h_{field.name}"] = conv.get_structure_hook(inner)
-            lines.append(f"    if {value} is not None:")
-            lines.append(f"        {value} = h_{field.name}({value}, None)")
-        else:
-            namespace[f"h_{field.name}"] = conv.get_structure_hook(field.type)
-            lines.append(f"    {value} = h_{field.name}({value}, None)")
-        arguments.append(f"{field.name}={value}")
+        lines += _field_lines(field, renames.get(field.name, field.name), conv, namespace)
     if _plain_slots(cls):
         # A frozen attrs __init__ sets each slot through object.__setattr__, about a
         # quarter of the structuring cost; with no validators, converters or
@@ -203,11 +182,78 @@ def _compile_structure(
             lines.append(f"    set_{field.name}(instance, v_{field.name})")
         lines.append("    return instance")
     else:  # pragma: no cover - every model today is plain
-        lines.append(f"    return cls({', '.join(arguments)})")
+        arguments = ", ".join(f"{f.name}=v_{f.name}" for f in attrs.fields(cls))
+        lines.append(f"    return cls({arguments})")
     # The source is built above from the model's own field names and fixed text only.
     exec("\n".join(lines), namespace)  # noqa: S102  # nosec B102
     structure: Callable[[Any, type], Any] = namespace["structure"]
     return structure
+
+
+def _field_lines(
+    field: attrs.Attribute[Any], key: str, conv: cattrs.Converter, namespace: dict[str, Any]
+) -> list[str]:
+    """The generated lines that read ``field`` (wire name ``key``) into ``v_<name>``."""
+    value, hook = f"v_{field.name}", f"h_{field.name}"
+    required = field.default is attrs.NOTHING
+    lines = [f"    {value} = o[{key!r}]" if required else f"    {value} = get({key!r})"]
+    inner = _non_optional(field.type)
+    if inner in _INLINE_CHECKS:
+        test = f"type({value}) is not {_INLINE_CHECKS[inner]}"
+        return [
+            *lines,
+            f"    if {test if required else f'{value} is not None and {test}'}:",
+            f"        raise TypeError({f'{key}: expected {inner.__name__}'!r})",
+        ]
+    if field.type in _OPEN_ENUMS:
+        # A plain string is looked up in place (one the enum lacks is kept as it is).
+        namespace[f"m_{field.name}"] = _members(_OPEN_ENUMS[field.type]).get
+        fast: tuple[str, str | None] | None = (
+            "type({v}) is str",
+            f"m_{field.name}({{v}}, {{v}})",
+        )
+        inner = field.type
+    elif inner is field.type:  # not optional: the hook reads it all
+        namespace[hook] = conv.get_structure_hook(inner)
+        return [*lines, f"    {value} = {hook}({value}, None)"]
+    else:
+        fast = _READ_IN_PLACE.get(inner)
+        namespace.update(_IN_PLACE_NAMES)
+    namespace[hook] = conv.get_structure_hook(inner)
+    if fast is None:  # a nested part: always its hook
+        return [*lines, f"    if {value} is not None:", f"        {value} = {hook}({value}, None)"]
+    test = fast[0].format(v=value)
+    read = None if fast[1] is None else fast[1].format(v=value)
+    if read is None:  # taken as it is when the test passes
+        return [
+            *lines,
+            f"    if {value} is not None and not ({test}):",
+            f"        {value} = {hook}({value}, None)",
+        ]
+    return [
+        *lines,
+        f"    if {value} is not None:",
+        f"        if {test}:",
+        f"            {value} = {read}",
+        "        else:",
+        f"            {value} = {hook}({value}, None)",
+    ]
+
+
+_READ_IN_PLACE: Final[dict[Any, tuple[str, str | None]]] = {
+    # type: (when a value needs no hook, and how it is read then: None, as it is).
+    # Any other value goes through the type's hook, which reads it the same way or
+    # refuses it.
+    int: ("type({v}) is int", None),
+    datetime: ("type({v}) is str and {v}[-1:] == 'Z'", "fromisoformat({v})"),  # UTC
+    Decimal: ("type({v}) is float and isfinite({v})", "Decimal(repr({v}))"),
+}
+_IN_PLACE_NAMES: Final = {
+    "fromisoformat": datetime.fromisoformat,
+    "Decimal": Decimal,
+    "repr": repr,
+    "isfinite": math.isfinite,
+}
 
 
 def _plain_slots(cls: type) -> bool:
@@ -245,8 +291,8 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
     for cls, hook in scalars:
         conv.register_structure_hook(cls, hook)
         conv.register_structure_hook(cls | None, _or_none(hook))
-    conv.register_structure_hook(CallStatus | str | None, _open_enum(CallStatus))
-    conv.register_structure_hook(CallDirection | str | None, _open_enum(CallDirection))
+    for annotation, enum_type in _OPEN_ENUMS.items():
+        conv.register_structure_hook(annotation, _open_enum(enum_type))
     conv.register_unstructure_hook(datetime, format_timestamp)
     for enum_type in (CallDirection, CallStatus):  # plain JSON strings on the wire
         conv.register_unstructure_hook(enum_type, str)

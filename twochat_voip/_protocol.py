@@ -69,6 +69,7 @@ RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
 (and once held a whole client for 20 s)."""
 
 _CALL_UUID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_is_call_uuid: Final = _CALL_UUID.fullmatch
 REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 """Statuses :func:`redirect_target` may follow; no other answer is a redirect."""
 _LOOPBACK_NAMES: Final = frozenset({"localhost"})
@@ -197,9 +198,11 @@ class Requests:
     def _origin_end_default(self) -> int:
         return _origin_end(self.base_url)
 
-    def call(self, call_uuid: str) -> Request:
-        """``GET /open/voip/call/{call_uuid}``, the id already validated (it is then a
-        plain path segment)."""
+    def call(self, call_uuid: object) -> Request:
+        """``GET /open/voip/call/{call_uuid}``; raises :class:`InvalidCallUUIDError`
+        (see :func:`validate_call_uuid`) for an id that is not a plain path segment."""
+        if not isinstance(call_uuid, str) or _is_call_uuid(call_uuid) is None:
+            call_uuid = validate_call_uuid(call_uuid)  # raises, saying why
         return Request(
             "GET", self._call_prefix + call_uuid, self.headers, call_uuid, self._origin_end
         )

@@ -303,9 +303,13 @@ class AdaptiveRateLimiter:
             rate = self._rate_now(now)
         if rate is not None:
             interval = 1.0 / rate
-            if self._next_slot - (self._burst - 1) * interval > now:
+            slot = self._next_slot
+            if slot <= now:
+                self._next_slot = now + interval
+            elif slot - (self._burst - 1) * interval > now:
                 return None
-            self._next_slot = max(self._next_slot, now) + interval
+            else:
+                self._next_slot = slot + interval
         sent = self._sent  # _started(), inline where it is cheap
         if not sent or now - sent[-1] > _IDLE:
             self._started(now)
@@ -339,14 +343,13 @@ class AdaptiveRateLimiter:
         """Count an accepted answer, or judge a 429; honour any Retry-After."""
         if retry_after is not None:
             self.pause(retry_after)
-        self._answers += 1
-        fresh = sent_at > self._fresh_after
-        self._fresh_answers += fresh
         if status != 429:
-            self._accepted.append(sent_at)
+            self.accepted(sent_at)
             return
-        if not fresh:
+        self._answers += 1
+        if sent_at <= self._fresh_after:
             return  # sent before the last cut: that cut answered it already
+        self._fresh_answers += 1
         self._fresh_limited += 1
         limited = self._limited_at
         limited.append(self._answers)
@@ -358,6 +361,14 @@ class AdaptiveRateLimiter:
             or (count >= _LIMITED_CLEARLY and 2 * count >= self._fresh_answers)
         ):
             self._cut(self._clock())
+
+    def accepted(self, sent_at: float) -> None:
+        """``feedback(sent_at=sent_at, status=200, retry_after=None)``: the answer to
+        nearly every request, told in the cheapest call."""
+        self._answers += 1
+        if sent_at > self._fresh_after:
+            self._fresh_answers += 1
+        self._accepted.append(sent_at)
 
     def _cut(self, now: float) -> None:
         """A limit: pace at 80% of what the server accepted, then climb back."""

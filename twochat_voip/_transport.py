@@ -69,15 +69,13 @@ def _read_capped(
 ) -> Awaitable[bytes]:
     """The body, read no further than ``limit`` bytes (decompressed).
 
-    A plain function that hands back the read to await: the common answer (a
-    Content-Length, no compression) then costs no coroutine layer of its own.
+    For the answers send() does not read whole itself: one without a
+    Content-Length, a compressed one (its Content-Length is not what it inflates to)
+    or one declared larger than the cap.
     """
-    declared = response.content_length
-    if declared is not None and declared > limit:
+    declared = response.headers.get("Content-Length")  # digits: aiohttp's parser checked
+    if declared is not None and int(declared) > limit:
         raise _too_large(limit, response.status, call_uuid, f"Content-Length {declared}")
-    if declared is not None and "Content-Encoding" not in response.headers:
-        # The parser stops at Content-Length, so this read is bounded already.
-        return response.read()
     return _read_chunks(response, limit, call_uuid)
 
 
@@ -98,44 +96,53 @@ async def send(
     *,
     timeout: aiohttp.ClientTimeout,
     max_body: int,
-    on_request: Callable[[], None] | None = None,
-    on_not_sent: Callable[[], None] | None = None,
+    headers_in_session: bool = False,
+    on_redirect: Callable[[], None],
+    on_not_sent: Callable[[], None],
 ) -> Response:
     """Send ``request`` and read its answer, following same-origin redirects.
 
-    ``on_request`` is called before every HTTP request, redirects included (each
-    costs the account a credit), and may raise to stop it; ``on_not_sent`` when one
-    never reached a connection (refused, DNS, TLS, a connect timeout), so that only
-    requests written to a connection are counted.
+    Every HTTP request costs the account a credit. The caller counts the first;
+    ``on_redirect`` is called before each request that follows a redirect, and may
+    raise to stop it; ``on_not_sent`` when one never reached a connection (refused,
+    DNS, TLS, a connect timeout), so that only requests written to a connection are
+    counted. ``headers_in_session``: the session was made with the request's headers
+    and sends them itself (passed again, aiohttp would merge them key by key).
 
     Raises :class:`APIConnectionError` (or :class:`APITimeoutError`) when no complete
     answer arrives, :class:`RedirectError` for a redirect that is not followed, and
     :class:`ResponseValidationError` for an answer over ``max_body`` bytes.
     """
     call_uuid = request.call_uuid
-    if session.closed:
-        raise ClientClosedError("the aiohttp session is closed")
     url = request.url
     origin_end = request.origin_end
-    for _ in range(MAX_REDIRECTS + 1):
+    headers = None if headers_in_session else request.headers
+    for hop in range(MAX_REDIRECTS + 1):
         failure: APIConnectionError
-        if on_request is not None:
-            on_request()
+        if hop:
+            on_redirect()
         try:
             async with session.request(
                 request.method,
                 _as_url(url, origin_end),
-                headers=request.headers,
+                headers=headers,
                 allow_redirects=False,
                 raise_for_status=False,
                 timeout=timeout,
             ) as answer:
                 status = answer.status
-                body = await _read_capped(answer, max_body, call_uuid)
-                headers = answer.headers
+                answer_headers = answer.headers
+                declared = answer_headers.get("Content-Length")  # digits: aiohttp checked
+                body = await (
+                    # The common answer, read whole: the parser stops at Content-Length.
+                    answer.read()
+                    if declared is not None
+                    and int(declared) <= max_body
+                    and "Content-Encoding" not in answer_headers
+                    else _read_capped(answer, max_body, call_uuid)
+                )
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            if on_not_sent is not None:
-                on_not_sent()
+            on_not_sent()
             if isinstance(exc, TimeoutError):
                 raise APITimeoutError(
                     f"could not connect within {timeout.total} s", call_uuid=call_uuid
@@ -154,15 +161,21 @@ async def send(
             )
         except aiohttp.ClientError as exc:
             raise APIConnectionError(_describe(exc), call_uuid=call_uuid) from exc
+        except RuntimeError:
+            # aiohttp's "Session is closed", raised before anything is sent.
+            if not session.closed:
+                raise
+            on_not_sent()
+            raise ClientClosedError("the aiohttp session is closed") from None
         else:
             # Only a redirect status needs the protocol's judgement (and its Location).
             target = (
-                redirect_target(url, status, headers.get("Location"), call_uuid)
+                redirect_target(url, status, answer_headers.get("Location"), call_uuid)
                 if status in REDIRECT_STATUSES
                 else None
             )
             if target is None:
-                return Response(status, headers, body)
+                return Response(status, answer_headers, body)
             url = target
             origin_end = 0
             continue
