@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -194,3 +195,14 @@ def test_unstructured_enums_are_plain_strings(example_answer: dict[str, Any]) ->
     assert type(wire["direction"]) is str
     assert type(wire["status"]) is str
     assert converter.structure(wire, CallDetailRecord) == record
+
+
+def test_a_dict_subclass_structures_like_a_dict(example_answer: dict[str, Any]) -> None:
+    """converter is public: an OrderedDict (or any dict subclass) reads as its dict does,
+    as cattrs' own hooks read it."""
+    wire = example_answer["cdr"]
+    ordered = collections.OrderedDict(wire)
+    ordered["agent"] = collections.OrderedDict(wire["agent"])
+    assert converter.structure(ordered, CallDetailRecord) == converter.structure(
+        wire, CallDetailRecord
+    )

@@ -165,7 +165,7 @@ def _compile_structure(
     namespace: dict[str, Any] = {"cls": cls, "TypeError": TypeError, "str": str, "bool": bool}
     lines = [
         "def structure(o, _):",
-        "    if type(o) is not dict:",
+        "    if type(o) is not dict and not isinstance(o, dict):",
         "        raise TypeError('expected a JSON object, got ' + type(o).__name__)",
         "    get = o.get",
     ]

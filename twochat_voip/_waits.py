@@ -163,6 +163,10 @@ class Waits:
                 task.cancel()
                 # Wait for it to unwind; a cancellation of this task still propagates.
                 await asyncio.gather(task, return_exceptions=True)
+            elif not task.cancelled():
+                # Failed as this wait ended for another reason: its error is taken
+                # here, not logged as "never retrieved" when the task is collected.
+                task.exception()
         return task.result()
 
     async def _wait(self, waiter: asyncio.Future[None]) -> None:
