@@ -263,6 +263,12 @@ def test_cross_origin_redirect_is_refused(location: str) -> None:
     assert caught.value.call_uuid == CALL
 
 
+def test_a_refused_redirect_names_the_origin_it_would_have_reached() -> None:
+    """When only the port differs, the message shows it."""
+    with pytest.raises(RedirectError, match=r"\(https://api\.p\.2chat\.io:8443\)"):
+        redirect_target("https://api.p.2chat.io/x", 302, "https://api.p.2chat.io:8443/x")
+
+
 def test_non_redirects_are_not_followed() -> None:
     """Only 301/302/303/307/308 with a Location are redirects."""
     assert redirect_target("https://a.example/x", 200, "https://b.example") is None

@@ -261,9 +261,10 @@ def redirect_target(
     current = URL(request_url)
     target = current.join(URL(location))
     if _origin(target) != _origin(current):
+        port = "" if target.explicit_port is None else f":{target.explicit_port}"
         raise RedirectError(
             f"refused to follow a redirect to another origin "
-            f"({target.scheme}://{target.host}): the API key would go with it",
+            f"({target.scheme}://{target.host}{port}): the API key would go with it",
             status_code=status,
             call_uuid=call_uuid,
         )
