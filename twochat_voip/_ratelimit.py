@@ -60,9 +60,9 @@ __all__ = ["AdaptiveRateLimiter", "RateLimiter"]
 
 _WINDOW: Final = 64
 """Answers a limit is judged, and an accepted rate measured, over."""
-_LIMITED_IN_WINDOW: Final = 5
+_LIMITED_IN_WINDOW: Final = 6
 """429s among the last :data:`_WINDOW` answers that mean a limit, not noise. Stray
-429s at 2% of answers reach it about once in 100 windows, and a cut they cause is
+429s at 2% of answers reach it about once in 300 windows, and a cut they cause is
 regained within seconds."""
 _LIMITED_CLEARLY: Final = 3
 """Fewer 429s mean a limit when they are half the answers since the last cut, as at
@@ -91,16 +91,6 @@ plan's: the same for every process on the account), else of the accepted."""
 _SPEED_UP_AFTER: Final = 2.0
 """Seconds of that slow climb without a limit after which the rate doubles every
 second: capacity another process left free is taken up within seconds."""
-_EVEN_OUT_PER_SECOND: Final = 1.0
-"""Requests a second that an adaptive rate also gains each second of its climb, the
-same for every process on the account (additive increase): with the climbs above,
-which are in proportion to each process's own rate, a process that came out of the
-start with the largest share would keep it; with this the shares even out, because
-every cut takes most from the largest."""
-_EVEN_OUT_ABOVE: Final = _START_PER_SECOND
-"""Accepted requests a second up to which the rate gains nothing extra (the starting
-rate): at a plan of 80 a minute one request a second more each second would be a
-storm of 429s."""
 _ANSWERS_PER_CYCLE: Final = 32
 """Answers a climb should span at least: at a low rate (80 a minute) the climb's
 seconds stretch so that a limit is seen within a few requests of being reached."""
@@ -244,8 +234,6 @@ class AdaptiveRateLimiter:
                 rate = accepted + _PROBE_PER_SECOND * scale * climbing
                 if climbing > _SPEED_UP_AFTER:
                     rate *= 2.0 ** min(climbing - _SPEED_UP_AFTER, 64.0)
-            if self._ceiling is None and accepted > _EVEN_OUT_ABOVE:
-                rate += _EVEN_OUT_PER_SECOND * since
         if self._ceiling is not None:
             if rate >= self._ceiling:
                 rate = self._rate = self._ceiling  # climbed all the way back
