@@ -65,15 +65,15 @@ def _too_large(
 
 
 def _read_capped(
-    response: aiohttp.ClientResponse, limit: int, call_uuid: str | None
+    response: aiohttp.ClientResponse, limit: int, call_uuid: str | None, declared: str | None
 ) -> Awaitable[bytes]:
     """The body, read no further than ``limit`` bytes (decompressed).
 
     For the answers send() does not read whole itself: one without a
     Content-Length, a compressed one (its Content-Length is not what it inflates to)
-    or one declared larger than the cap.
+    or one declared larger than the cap. ``declared`` is its Content-Length header
+    (digits: aiohttp's parser checked them).
     """
-    declared = response.headers.get("Content-Length")  # digits: aiohttp's parser checked
     if declared is not None and int(declared) > limit:
         raise _too_large(limit, response.status, call_uuid, f"Content-Length {declared}")
     return _read_chunks(response, limit, call_uuid)
@@ -139,7 +139,7 @@ async def send(
                     if declared is not None
                     and int(declared) <= max_body
                     and "Content-Encoding" not in answer_headers
-                    else _read_capped(answer, max_body, call_uuid)
+                    else _read_capped(answer, max_body, call_uuid, declared)
                 )
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             on_not_sent()
