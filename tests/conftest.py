@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -12,7 +13,7 @@ import pytest
 import pytest_asyncio
 
 from twochat_voip import VoIPClient, set_testing
-from twochat_voip.testing import FakeTwoChatServer, RedisServer
+from twochat_voip.testing import FakeTwoChatServer, PostgresServer, RedisServer
 
 pytest_plugins = ["twochat_voip.testing.pytest_plugin"]
 
@@ -71,3 +72,34 @@ def redis_server() -> Iterator[RedisServer]:
         pytest.skip(reason)
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server on 127.0.0.1 for the whole session (tests use their own
+    database each); skipped, saying why, where PostgreSQL is not installed (failed
+    instead when TWOCHAT_REQUIRE_POSTGRES is set, as in CI)."""
+    if PostgresServer.find() is None:
+        reason = "PostgreSQL is not installed (`apt-get install postgresql` runs these)"
+        if os.environ.get("TWOCHAT_REQUIRE_POSTGRES"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest_asyncio.fixture
+async def postgres_url(postgres_server: PostgresServer) -> str:
+    """A new, empty database on the session's PostgreSQL server."""
+    import asyncpg
+
+    name = f"t{next(_databases)}"
+    connection = await asyncpg.connect(postgres_server.url)
+    try:
+        await connection.execute(f"CREATE DATABASE {name}")
+    finally:
+        await connection.close()
+    return postgres_server.url.rsplit("/", 1)[0] + "/" + name
+
+
+_databases = itertools.count()

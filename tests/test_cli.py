@@ -15,7 +15,7 @@ import attrs
 import click
 import pytest
 
-from twochat_voip._cli import RateParam
+from twochat_voip._cli_support import RateParam
 from twochat_voip.testing import (
     DEFAULT_TEST_KEY,
     EXAMPLE_CDR,

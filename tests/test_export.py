@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from twochat_voip import CallResult, VoIPClient
-from twochat_voip._cli import Progress
-from twochat_voip._export import _done_ids, export_calls, stderr_is_interactive
+from twochat_voip._cli_support import Progress
+from twochat_voip._export import export_calls, stderr_is_interactive
 from twochat_voip.testing import FakeTwoChatServer, generate_cdrs
 
 
@@ -22,32 +22,9 @@ async def test_export_from_a_plain_list_without_callback(tmp_path: Path) -> None
         VoIPClient(api_key=server.api_key, base_url=server.base_url) as voip,
     ):
         summary = await export_calls(voip, [*ids, ids[0]], output, failures=tmp_path / "f")
-    assert (summary.exported, summary.already_there, summary.failed) == (4, 1, 0)
+    assert (summary.exported, summary.duplicates, summary.failed) == (4, 1, 0)
     assert summary.requests == 4
     assert len(server.requests) == 4
-
-
-def test_resume_skips_lines_that_are_not_records(tmp_path: Path) -> None:
-    """Garbage, non-objects and records without a string uuid are not 'done'."""
-    output = tmp_path / "o.jsonl"
-    output.write_text('{"uuid": "CDR1"}\nnot json\n[1, 2]\n{"uuid": 5}\n{"uuid": "CDR2"}\n')
-    assert _done_ids(output, "jsonl") == {"CDR1", "CDR2"}
-
-
-def test_resume_of_csv_without_uuid_column(tmp_path: Path) -> None:
-    """A CSV that is not ours resumes nothing (and is not damaged)."""
-    output = tmp_path / "o.csv"
-    output.write_text("a,b\n1,2\n")
-    assert _done_ids(output, "csv") == set()
-    assert output.read_text() == "a,b\n1,2\n"
-
-
-def test_torn_last_line_is_cut(tmp_path: Path) -> None:
-    """The partial line a killed run left behind is removed before appending."""
-    output = tmp_path / "o.jsonl"
-    output.write_text('{"uuid": "CDR1"}\n{"uuid": "CD')
-    assert _done_ids(output, "jsonl") == {"CDR1"}
-    assert output.read_text() == '{"uuid": "CDR1"}\n'
 
 
 def test_progress_draws_a_bar_with_eta(capsys: pytest.CaptureFixture[str]) -> None:
@@ -106,8 +83,16 @@ def test_summary_describes_the_run() -> None:
     from twochat_voip._export import ExportSummary
 
     text = ExportSummary(
-        exported=5, already_there=2, failed=1, requests=9, rate_limited=2, retries=3, seconds=1.5
-    ).describe(Path("out.jsonl"), Path("out.jsonl.failures.jsonl"))
+        exported=5,
+        already_there=2,
+        failed=1,
+        requests=9,
+        rate_limited=2,
+        retries=3,
+        seconds=1.5,
+        output="out.jsonl",
+        failures="out.jsonl.failures.jsonl",
+    ).describe()
     assert text.splitlines() == [
         "exported 5 records to out.jsonl (2 already there)",
         "1 failed; ids and reasons in out.jsonl.failures.jsonl",

@@ -26,12 +26,15 @@ from twochat_voip._errors import (
     RedirectError,
     ResponseValidationError,
     ServerError,
+    SinkError,
     TwoChatError,
     UnprocessableEntityError,
 )
+from twochat_voip._export import ExportSummary, export_calls, open_sink
 from twochat_voip._models import Agent, CallCost, CallDetailRecord, CallDirection, CallStatus
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._retry import RetryPolicy, set_testing
+from twochat_voip._sinks import CSVSink, JSONLSink, Sink, StdoutSink
 
 __version__ = version("twochat-voip")
 
@@ -44,6 +47,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BudgetExhaustedError",
+    "CSVSink",
     "CallCost",
     "CallDetailRecord",
     "CallDirection",
@@ -51,7 +55,9 @@ __all__ = [
     "CallStatus",
     "ClientClosedError",
     "ClientStats",
+    "ExportSummary",
     "InvalidCallUUIDError",
+    "JSONLSink",
     "MissingAPIKeyError",
     "NotFoundError",
     "PaymentRequiredError",
@@ -63,11 +69,16 @@ __all__ = [
     "ResponseValidationError",
     "RetryPolicy",
     "ServerError",
+    "Sink",
+    "SinkError",
+    "StdoutSink",
     "TwoChatError",
     "UnprocessableEntityError",
     "VoIPClient",
     "__version__",
     "converter",
+    "export_calls",
     "make_converter",
+    "open_sink",
     "set_testing",
 ]

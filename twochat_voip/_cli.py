@@ -7,163 +7,47 @@ line on stderr and a non-zero exit code, not a traceback.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import math
 import sys
 import tempfile
-import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal
 
 try:
     import click
 except ImportError:  # pragma: no cover - exercised only without the cli extra
     sys.exit("twochat-voip: the command line needs click: pip install 'twochat-voip[cli]'")
 
-from twochat_voip._bulk import CallResult
+from twochat_voip._cli_support import (
+    Progress,
+    RateParam,
+    Refused,
+    client_for,
+    count_lines,
+    finite,
+    interrupted,
+    read_key,
+    report,
+    run_command,
+    same_path,
+    shared_limiter,
+)
 from twochat_voip._client import DEFAULT_GIVE_UP_AFTER, VoIPClient
 from twochat_voip._converter import converter
-from twochat_voip._errors import TwoChatError
 from twochat_voip._export import (
     ExportSummary,
-    Format,
+    default_failures,
     export_calls,
     read_ids,
     stderr_is_interactive,
 )
-from twochat_voip._protocol import PLAN_RATES
 from twochat_voip.testing import FakeTwoChatServer, Fault, generate_cdrs
-
-if TYPE_CHECKING:
-    from twochat_voip.redis import RedisRateLimiter
 
 __all__ = ["main"]
 
-_T = TypeVar("_T")
-
 DEMO_KEY = "demo-key-not-a-secret"
-
-
-class Progress:
-    """A one-line progress display on stderr, redrawn at most ten times a second."""
-
-    def __init__(self, total: int | None, *, enabled: bool) -> None:
-        self._total = total
-        self._enabled = enabled
-        self._done = 0
-        self._failed = 0
-        self._started = time.monotonic()
-        self._drawn = 0.0
-
-    def __call__(self, result: CallResult) -> None:
-        self._done += 1
-        self._failed += not result.ok
-        now = time.monotonic()
-        if self._enabled and now - self._drawn >= 0.1:
-            self._drawn = now
-            self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        elapsed = max(now - self._started, 1e-9)
-        rate = self._done / elapsed
-        if self._total:
-            share = min(self._done / self._total, 1.0)
-            bar = "#" * int(share * 30)
-            left = (self._total - self._done) / rate if rate else 0.0
-            line = f"[{bar:<30}] {self._done}/{self._total} {rate:6.0f}/s ETA {left:5.0f} s"
-        else:
-            line = f"{self._done} done {rate:6.0f}/s"
-        if self._failed:
-            line += f" · {self._failed} failed"
-        click.echo(f"\r{line}", nl=False, err=True)
-
-    def finish(self) -> None:
-        if self._enabled and self._done:
-            self._draw(time.monotonic())
-            click.echo(err=True)
-
-
-def _run(coroutine: Coroutine[Any, Any, _T]) -> _T:
-    try:
-        return asyncio.run(coroutine)
-    except TwoChatError as exc:
-        raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(
-            f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
-        ) from None
-
-
-def _read_key(api_key_file: Path | None) -> str | None:
-    if api_key_file is None:
-        return None
-    try:
-        return api_key_file.read_text(encoding="utf-8").strip().splitlines()[0]
-    except (OSError, IndexError):
-        raise click.ClickException(f"cannot read an API key from {api_key_file}") from None
-
-
-def _client(key: str | None, base_url: str | None, **options: Any) -> VoIPClient:
-    try:
-        return VoIPClient(api_key=key, base_url=base_url, **options)
-    except TwoChatError as exc:
-        raise click.ClickException(f"{exc} (or use --api-key-file)") from None
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _shared_limiter(redis_url: str, rpm: float | str | None, key: str | None) -> RedisRateLimiter:
-    """A RedisRateLimiter at ``rpm`` for the account, or a one-line error."""
-    if not isinstance(rpm, float):
-        raise click.ClickException("--redis-url needs --rpm N: the account's limit to share")
-    try:
-        from twochat_voip.redis import RedisRateLimiter  # noqa: PLC0415 - an optional extra
-    except ImportError as exc:  # pragma: no cover - exercised only without the redis extra
-        raise click.ClickException(str(exc)) from None
-    try:
-        return RedisRateLimiter(redis_url, requests_per_minute=rpm, api_key=key)
-    except TwoChatError as exc:
-        raise click.ClickException(f"{exc} (or use --api-key-file)") from None
-    except ValueError as exc:
-        raise click.ClickException(f"--redis-url: {exc}") from None
-
-
-def _finite(value: float, param: click.Parameter, ctx: click.Context) -> float:
-    """Refuse ``nan``, which slips past every range check."""
-    if math.isnan(value):
-        raise click.BadParameter("must be a number of seconds, not nan", ctx, param)
-    return value
-
-
-class RateParam(click.ParamType):  # type: ignore[type-arg] # generic in click 8.2+ only
-    """``--rpm``: a number of requests a minute, ``auto`` or ``adaptive``."""
-
-    name = "N|auto|adaptive"
-
-    def convert(
-        self, value: object, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float | Literal["auto"] | None:
-        word = str(value).strip().lower()
-        if word in ("auto", "adaptive"):
-            return None if word == "adaptive" else "auto"
-        if isinstance(value, float):
-            return value
-        try:
-            rate = float(word)
-        except ValueError:
-            rate = float("nan")
-        low, high = PLAN_RATES
-        if not low <= rate <= high:  # NaN too
-            self.fail(
-                f"{value!r} is not a rate between {low:g} and {high:,.0f} a minute, "
-                "'auto' or 'adaptive'",
-                param,
-                ctx,
-            )
-        return rate
 
 
 _key_file = click.option(
@@ -188,7 +72,7 @@ def main() -> None:
 @_base_url
 def get(call_uuid: str, api_key_file: Path | None, base_url: str | None) -> None:
     """Print one call's record as 2Chat's JSON."""
-    client = _client(_read_key(api_key_file), base_url)
+    client = client_for(read_key(api_key_file), base_url)
 
     async def fetch() -> dict[str, Any]:
         async with client:
@@ -196,24 +80,16 @@ def get(call_uuid: str, api_key_file: Path | None, base_url: str | None) -> None
         wire: dict[str, Any] = converter.unstructure(record)
         return wire
 
-    click.echo(json.dumps(_run(fetch()), indent=2))
-
-
-def _count_lines(path: Path) -> int | None:
-    try:
-        with path.open("rb") as handle:
-            return sum(1 for line in handle if line.strip())
-    except OSError:
-        return None
+    click.echo(json.dumps(run_command(fetch()), indent=2))
 
 
 async def _export(
     client: VoIPClient,
     *,
     ids: AsyncIterable[str] | Iterable[str],
-    output: Path,
+    output: str,
     failures: Path,
-    fmt: Format,
+    fmt: str | None,
     concurrency: int,
     ordered: bool,
     progress: Progress,
@@ -239,20 +115,13 @@ async def _export(
                 await close_limiter()
 
 
-def _report(summary: ExportSummary, output: Path, failures: Path) -> None:
-    click.echo(summary.describe(output, failures), err=True)
-    if summary.failed:
-        sys.exit(1)
-
-
 _export_options: list[Callable[[Any], Any]] = [
     click.option(
         "--format",
         "fmt",
         type=click.Choice(["jsonl", "csv"]),
-        default="jsonl",
-        show_default=True,
-        help="JSON lines (2Chat's wire format) or flat CSV.",
+        help="JSON lines (2Chat's wire format) or flat CSV; by default what --output's "
+        "name (or first line) says, else jsonl. Refused if it disagrees with them.",
     ),
     click.option("--concurrency", "-c", default=16, show_default=True, type=click.IntRange(1, 512)),
     click.option(
@@ -266,7 +135,7 @@ _export_options: list[Callable[[Any], Any]] = [
     click.option(
         "--give-up-after",
         type=click.FloatRange(min=0, min_open=True, max=1e9),
-        callback=lambda ctx, param, value: _finite(value, param, ctx),
+        callback=lambda ctx, param, value: finite(value, param, ctx),
         default=DEFAULT_GIVE_UP_AFTER,
         show_default=True,
         metavar="SECONDS",
@@ -301,9 +170,10 @@ def _output_option(required: bool) -> Callable[[Any], Any]:
         "--output",
         "-o",
         required=required,
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Records go here, one per line; re-running resumes."
-        + ("" if required else "  [default: a new temporary folder]"),
+        metavar="FILE|URL|-",
+        help="Records go here: calls.jsonl, calls.csv, calls.db (SQLite), "
+        "postgresql://user@host/db, or '-' (JSON lines to standard output). "
+        "Re-running resumes." + ("" if required else "  [default: a new temporary folder]"),
     )
 
 
@@ -328,8 +198,8 @@ def _output_option(required: bool) -> Callable[[Any], Any]:
 @_base_url
 def export(
     input_: str,
-    output: Path,
-    fmt: Format,
+    output: str,
+    fmt: str | None,
     concurrency: int,
     rpm: float | Literal["auto"] | None,
     give_up_after: float,
@@ -341,28 +211,32 @@ def export(
     api_key_file: Path | None,
     base_url: str | None,
 ) -> None:
-    """Fetch many records into a JSONL or CSV file, resumably.
+    """Fetch many records into a file or a database, resumably.
 
-    Exits 0 only when every id was fetched; failed ids go to the failures file and
-    are tried again when the same command is run again. Several exports on one
-    account (on one host or many) share its limit with --rpm and --redis-url.
+    Exits 0 when every id was fetched, 1 when some failed (their ids and reasons go
+    to the failures file, and the same command tries them again), 2 when nothing was
+    sent because the input or the output cannot be used, 130 on Ctrl-C. Several
+    exports on one account (on one host or many) share its limit with --rpm and
+    --redis-url.
     """
-    key = _read_key(api_key_file)
-    limiter = _shared_limiter(redis_url, rpm, key) if redis_url else None
-    if limiter is not None:
-        client = _client(key, base_url, rate_limiter=limiter, max_requests=max_requests)
-    else:
-        client = _client(key, base_url, requests_per_minute=rpm, max_requests=max_requests)
-    failures = failures or output.with_name(output.name + ".failures.jsonl")
+    key = read_key(api_key_file)
+    failures = failures or default_failures(output)
     source_path = None if input_ == "-" else Path(input_)
-    total = _count_lines(source_path) if source_path else None
+    if source_path is not None and same_path(source_path, failures):
+        raise Refused(f"the failures file must not be the ids file ({failures})")
+    limiter = shared_limiter(redis_url, rpm, key) if redis_url else None
+    if limiter is not None:
+        client = client_for(key, base_url, rate_limiter=limiter, max_requests=max_requests)
+    else:
+        client = client_for(key, base_url, requests_per_minute=rpm, max_requests=max_requests)
+    total = count_lines(source_path) if source_path else None
     progress = Progress(total, enabled=not quiet and stderr_is_interactive())
     try:
-        source = sys.stdin if source_path is None else source_path.open(encoding="utf-8")
+        source = sys.stdin.buffer if source_path is None else source_path.open("rb")
     except OSError as exc:
         raise click.ClickException(f"cannot read {input_}: {exc.strerror}") from None
-    with nullcontext() if source is sys.stdin else source:
-        summary = _run(
+    with nullcontext() if source_path is None else source:
+        summary = run_command(
             _export(
                 client,
                 ids=read_ids(source),
@@ -374,9 +248,10 @@ def export(
                 progress=progress,
                 give_up_after=give_up_after,
                 close_limiter=limiter.aclose if limiter is not None else None,
-            )
+            ),
+            interrupted(progress, output),
         )
-    _report(summary, output, failures)
+    report(summary)
 
 
 @main.command()
@@ -407,8 +282,8 @@ def demo(
     count: int,
     server_rpm: float,
     fault_rate: float,
-    output: Path | None,
-    fmt: Format,
+    output: str | None,
+    fmt: str | None,
     concurrency: int,
     rpm: float | Literal["auto"] | None,
     give_up_after: float,
@@ -425,8 +300,10 @@ def demo(
     the faults and resumes if run again with the same --output.
     """
     if output is None:
-        output = Path(tempfile.mkdtemp(prefix="twochat-voip-demo-")) / f"calls.{fmt}"
-    failures = failures or output.with_name(output.name + ".failures.jsonl")
+        output = str(
+            Path(tempfile.mkdtemp(prefix="twochat-voip-demo-")) / f"calls.{fmt or 'jsonl'}"
+        )
+    failures = failures or default_failures(output)
     records = generate_cdrs(count, seed=2026)
     progress = Progress(count, enabled=not quiet and stderr_is_interactive())
 
@@ -461,8 +338,8 @@ def demo(
                 give_up_after=give_up_after,
             )
 
-    summary = _run(run())
-    _report(summary, output, failures)
+    summary = run_command(run(), interrupted(progress, output))
+    report(summary)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,7 +18,7 @@ import os
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
 from importlib.metadata import version
 from types import TracebackType
-from typing import Final, Literal, Self, TypeVar
+from typing import Any, Final, Literal, Self, TypeVar
 
 import aiohttp
 import attrs
@@ -51,6 +51,7 @@ from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._retry import RetryPolicy, is_retryable
 from twochat_voip._transport import request_headers, send
 from twochat_voip._waits import Waits
+from twochat_voip._wire import parse_call_wire
 
 __all__ = ["DEFAULT_GIVE_UP_AFTER", "ClientStats", "VoIPClient"]
 
@@ -317,13 +318,29 @@ class VoIPClient:
                     ...
         """
 
+        return self._get_calls(
+            call_uuids, concurrency=concurrency, ordered=ordered, give_up_after=give_up_after
+        )
+
+    def _get_calls(
+        self,
+        call_uuids: Iterable[str] | AsyncIterable[str],
+        *,
+        concurrency: int,
+        ordered: bool,
+        give_up_after: float | None,
+        parse_wire: bool = False,
+    ) -> AsyncGenerator[CallResult, None]:
+        """:meth:`get_calls`; with ``parse_wire`` (for exports) each result's ``cdr``
+        is a ``(record, wire)`` pair (see :func:`~twochat_voip._wire.parse_call_wire`)."""
         # A plain function handing back _call's coroutine: one coroutine layer fewer
         # per id (a bad id still raises inside the worker's try, when it is called).
         make_request = self._requests.call
         call = self._call
+        parse: Callable[[Response, str | None], Any] = parse_call_wire if parse_wire else parse_call
 
         def fetch(call_uuid: str) -> Awaitable[CallDetailRecord]:
-            return call(make_request(call_uuid), parse_call, None, True)
+            return call(make_request(call_uuid), parse, None, True)
 
         # Returned, not re-yielded: a wrapping generator would leave this one (and its
         # workers) running until garbage collection after the caller's aclose().

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
 from typing import Any, Final, TypeVar, get_args
 
 import attrs
@@ -58,6 +59,8 @@ def _structure_decimal(value: object, _: type) -> Decimal:
     # text 2Chat sent. Decimal(0.0594) would instead expand the binary value.
     if type(value) is float:
         result = Decimal(repr(value))
+    elif type(value) is Decimal:  # read exactly (``json.loads(parse_float=Decimal)``)
+        result = value
     elif type(value) is int:
         result = Decimal(value)
     elif type(value) is str:
@@ -149,7 +152,7 @@ _OPEN_ENUMS: Final[dict[Any, type[enum.StrEnum]]] = {
 
 
 def _compile_structure(
-    cls: type[AttrsInstance], conv: cattrs.Converter, renames: dict[str, str]
+    cls: type[AttrsInstance], conv: cattrs.Converter, renames: Mapping[str, str]
 ) -> Callable[[Any, type], Any]:
     """A structure hook for an attrs model, generated with the common cases inline.
 
@@ -273,6 +276,10 @@ def _non_optional(annotation: Any) -> Any:
     return annotation
 
 
+WIRE_NAMES: Final[Mapping[str, str]] = MappingProxyType({"from_": "from"})
+"""Attribute names whose wire name differs: the one that is a Python keyword."""
+
+
 def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
     """Build a converter with every hook for 2Chat's wire format registered.
 
@@ -297,7 +304,7 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
     for enum_type in (CallDirection, CallStatus):  # plain JSON strings on the wire
         conv.register_unstructure_hook(enum_type, str)
     conv.register_unstructure_hook(Decimal, _unstructure_decimal)
-    renames = {"from_": "from"}  # the one wire name that is a Python keyword
+    renames = WIRE_NAMES
     models: list[type[AttrsInstance]] = [Agent, CallCost, CallDetailRecord]
     for model in models:
         if detailed_validation:

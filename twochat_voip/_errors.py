@@ -6,6 +6,7 @@
     ├── ClientClosedError           the client was used after aclose()
     ├── BudgetExhaustedError        max_requests were sent; nothing more is
     ├── RateLimiterUnavailableError a shared rate limiter's store (Redis) is down
+    ├── SinkError                   an export's output refused: locked, not an export
     ├── APIConnectionError          refused, reset, dropped, DNS, TLS
     │   └── APITimeoutError         an attempt took longer than its timeout
     ├── APIStatusError              the server answered, and not with a record
@@ -45,6 +46,7 @@ __all__ = [
     "RedirectError",
     "ResponseValidationError",
     "ServerError",
+    "SinkError",
     "TwoChatError",
     "UnprocessableEntityError",
 ]
@@ -97,6 +99,12 @@ class RateLimiterUnavailableError(TwoChatError):
     it, and each 429 costs a credit: the limiter fails closed unless it was told to
     fall back to pacing on its own (``RedisRateLimiter(on_redis_down="local")``).
     """
+
+
+class SinkError(TwoChatError):
+    """An export's output cannot be used: another export holds it, it is not an export
+    of this format (it is left untouched), or it is the failures file too. Raised
+    before anything is sent."""
 
 
 class APIConnectionError(TwoChatError):

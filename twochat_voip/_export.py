@@ -1,16 +1,14 @@
-"""Export call records to a JSONL or CSV file: resumable, crash-safe, constant memory.
+"""Export call records into a sink (JSONL, CSV, SQLite or PostgreSQL), resumably.
 
-Each record is written with one ``write()`` of a whole line to an unbuffered file as
-soon as it arrives, so a run that is killed leaves only complete lines (the rare torn
-last line is cut off on the next run). Re-running the same export resumes: ids already
-in the output are skipped, failed ones are tried again.
+Library first: :func:`export_calls` fetches ids into any :class:`~twochat_voip.Sink`
+(the CLI's ``export`` is a thin layer on it). Re-running the same export resumes: the
+sink is asked, a chunk of ids at a time, which ids it already holds, and only the
+others are fetched; failed ids are tried again. Ids given twice are fetched once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import json
 import os
 import sys
@@ -18,45 +16,31 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from contextlib import aclosing
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Final, Literal, cast
 
 import attrs
 
 from twochat_voip._bulk import RUN_ENDING_ERRORS, CallResult
 from twochat_voip._client import DEFAULT_GIVE_UP_AFTER, VoIPClient
-from twochat_voip._converter import converter
 from twochat_voip._errors import (
     APIStatusError,
     AuthenticationError,
     BudgetExhaustedError,
     PaymentRequiredError,
+    SinkError,
     TwoChatError,
 )
 from twochat_voip._models import CallDetailRecord
+from twochat_voip._sinks import CSVSink, JSONLSink, Sink, StdoutSink, sink_format
 
-__all__ = ["ExportSummary", "export_calls"]
+__all__ = ["ExportSummary", "export_calls", "open_sink"]
 
 Format = Literal["jsonl", "csv"]
 
-_CSV_COLUMNS = [
-    *(
-        a.name if a.name != "from_" else "from"
-        for a in attrs.fields(CallDetailRecord)
-        if a.name not in ("call_cost", "agent")
-    ),
-    "call_cost.callid",
-    "call_cost.forwarded",
-    "call_cost.toll_free",
-    "call_cost.start_dt",
-    "call_cost.end_dt",
-    "call_cost.duration",
-    "call_cost.call_price",
-    "agent.uuid",
-    "agent.first_name",
-    "agent.last_name",
-    "agent.full_name",
-    "agent.profile_pic_url",
-]
+_CHUNK: Final = 256
+"""Ids a sink is asked about at once (one query, for a database)."""
+_LINGER: Final = 0.01
+"""Seconds an incomplete chunk of a slow async source waits for more ids."""
 
 
 @attrs.frozen(kw_only=True)
@@ -65,14 +49,16 @@ class ExportSummary:
 
     Attributes:
         exported: Records written by this run.
-        already_there: Ids skipped because the output already held them (or the input
-            named them twice).
+        already_there: Ids skipped because the output already held them.
         failed: Ids that could not be fetched (listed in the failures file).
         requests: HTTP requests sent (each costs a credit), retries included.
         rate_limited: Answers that were 429.
         retries: Attempts made after a record's first.
         seconds: Wall time.
         stopped: Why the run gave up early (nothing more was sent), if it did.
+        duplicates: Ids skipped because the input had named them before.
+        output: Where the records went (a database's password hidden).
+        failures: The failures file.
     """
 
     exported: int
@@ -83,14 +69,24 @@ class ExportSummary:
     retries: int
     seconds: float
     stopped: str | None = None
+    duplicates: int = 0
+    output: str = ""
+    failures: str = ""
 
-    def describe(self, output: Path, failures: Path) -> str:
+    def describe(
+        self, output: str | os.PathLike[str] | None = None, failures: Path | None = None
+    ) -> str:
         """A one-paragraph account for the end of a run."""
-        lines = [f"exported {self.exported} records to {output}"]
+        lines = [f"exported {self.exported} records to {output or self.output}"]
+        skipped = []
         if self.already_there:
-            lines[0] += f" ({self.already_there} already there)"
+            skipped.append(f"{self.already_there} already there")
+        if self.duplicates:
+            skipped.append(f"{self.duplicates} given twice")
+        if skipped:
+            lines[0] += f" ({', '.join(skipped)})"
         if self.failed:
-            lines.append(f"{self.failed} failed; ids and reasons in {failures}")
+            lines.append(f"{self.failed} failed; ids and reasons in {failures or self.failures}")
         plural = "" if self.requests == 1 else "s"
         lines.append(
             f"{self.requests} request{plural} ({self.rate_limited} answered 429, "
@@ -101,63 +97,30 @@ class ExportSummary:
         return "\n".join(lines)
 
 
-def _flat_row(record: CallDetailRecord) -> list[str]:
-    wire = converter.unstructure(record)
-    row: list[str] = []
-    for column in _CSV_COLUMNS:
-        parent, _, child = column.partition(".")
-        value = (wire.get(parent) or {}).get(child) if child else wire.get(parent)
-        row.append(
-            "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-        )
-    return row
+class InputError(ValueError):
+    """The ids cannot be read: not UTF-8."""
 
 
-def _line_for(record: CallDetailRecord, fmt: Format) -> bytes:
-    if fmt == "jsonl":
-        return json.dumps(converter.unstructure(record), separators=(",", ":")).encode() + b"\n"
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(_flat_row(record))
-    return buffer.getvalue().encode()
-
-
-def _done_ids(output: Path, fmt: Format) -> set[str]:
-    """Ids already in ``output``; a torn last line from a killed run is cut off."""
-    if not output.exists() or output.stat().st_size == 0:
-        return set()
-    data = output.read_bytes()
-    if not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1
-        with output.open("r+b") as handle:
-            handle.truncate(keep)
-        data = data[:keep]
-    text = data.decode("utf-8")
-    if fmt == "jsonl":
-        done = set()
-        for line in text.splitlines():
-            try:
-                uuid = json.loads(line).get("uuid")
-            except (ValueError, AttributeError):
-                continue
-            if isinstance(uuid, str):
-                done.add(uuid)
-        return done
-    rows = csv.reader(io.StringIO(text))
-    header = next(rows, None)
-    if header is None or "uuid" not in header:
-        return set()
-    column = header.index("uuid")
-    return {row[column] for row in rows if len(row) > column}
-
-
-async def read_ids(stream: IO[str]) -> AsyncIterator[str]:
-    """Ids from a text stream, one per line, read off the event loop (stdin may
-    block); blank lines and ``#`` comments are skipped."""
+async def read_ids(stream: IO[bytes] | IO[str]) -> AsyncIterator[str]:
+    """Ids from a stream, one per line, read off the event loop (stdin may block);
+    blank lines and ``#`` comments are skipped, a byte order mark is ignored, and
+    bytes that are not UTF-8 raise :class:`InputError` naming the line."""
+    number = 0
     while True:
-        line = await asyncio.to_thread(stream.readline)
+        line: bytes | str = await asyncio.to_thread(stream.readline)
         if not line:
             return
-        value = line.strip()
+        number += 1
+        if isinstance(line, bytes):
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"line {number} of the ids is not UTF-8 (byte {line[exc.start]:#04x})"
+                ) from None
+        else:
+            text = str(line)
+        value = text.strip().lstrip("\ufeff") if number == 1 else text.strip()
         if value and not value.startswith("#"):
             yield value
 
@@ -174,98 +137,199 @@ def _failure_line(result: CallResult) -> bytes:
     return json.dumps(entry).encode() + b"\n"
 
 
-class _Sink:
-    """The output and failures files of one run, opened for crash-safe writes."""
+class _Failures:
+    """The failures file: opened at the first failure, removed when a run has none."""
 
-    def __init__(self, output: Path, failures: Path, fmt: Format) -> None:
-        self.done = _done_ids(output, fmt)
-        self._fmt = fmt
-        self._failures_path = failures
-        new_file = not output.exists() or output.stat().st_size == 0
-        # Unbuffered: every record is one write() of a whole line, on disk at once.
-        self._out = output.open("ab", buffering=0)
-        self._bad = failures.open("wb", buffering=0)
-        self.failed = 0
-        if fmt == "csv" and new_file:
-            header = io.StringIO()
-            csv.writer(header, lineterminator="\n").writerow(_CSV_COLUMNS)
-            self._out.write(header.getvalue().encode())
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        self._fd = -1
 
-    def record(self, record: CallDetailRecord) -> None:
-        self._out.write(_line_for(record, self._fmt))
+    def add(self, result: CallResult) -> None:
+        if self._fd < 0:
+            self._fd = os.open(
+                self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666
+            )
+        os.write(self._fd, _failure_line(result))
+        self.count += 1
 
-    def failure(self, result: CallResult) -> None:
-        self._bad.write(_failure_line(result))
-        self.failed += 1
+    def close(self, *, finished: bool) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        elif finished:
+            self.path.unlink(missing_ok=True)  # a stale list from an earlier run
 
-    def close(self) -> None:
-        self._out.close()
-        self._bad.close()
-        if self.failed == 0:
-            self._failures_path.unlink(missing_ok=True)
+
+def open_sink(output: str | os.PathLike[str], fmt: str | None = None) -> Sink:
+    """The sink an output names: ``-`` (JSONL to standard output), ``*.jsonl``,
+    ``*.csv``, ``*.db``/``*.sqlite``/``sqlite:///…`` or ``postgresql://…`` (a
+    database: the ``db`` extra). ``fmt`` (``jsonl``, ``csv`` or ``sql``) must agree
+    with what the output's name or first line says; a name that says nothing is JSONL.
+
+    Raises:
+        SinkError: ``fmt`` disagrees with the output.
+    """
+    chosen = sink_format(output, fmt)
+    text = os.fspath(output)
+    if text == "-":
+        return StdoutSink()
+    if chosen == "sql":
+        from twochat_voip._sql import SQLSink  # noqa: PLC0415 - the optional db extra
+
+        return SQLSink(text)
+    return CSVSink(text) if chosen == "csv" else JSONLSink(text)
+
+
+def default_failures(output: str | os.PathLike[str]) -> Path:
+    """Where failures go unless told: beside a file output, else in the current
+    folder."""
+    text = os.fspath(output)
+    if text == "-" or "://" in text:
+        return Path("twochat-voip-export.failures.jsonl")
+    return Path(text).with_name(Path(text).name + ".failures.jsonl")
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return one.resolve() == other.resolve() or one.samefile(other)
+    except OSError:
+        return False
+
+
+async def _chunks(values: AsyncIterable[str] | Iterable[str]) -> AsyncIterator[list[str]]:
+    """Ids in chunks of up to :data:`_CHUNK`; a slow async source (a pipe) gets its
+    ids through after :data:`_LINGER` seconds, not only once a chunk is full."""
+    if not isinstance(values, AsyncIterable):
+        chunk: list[str] = []
+        for value in values:
+            chunk.append(value)
+            if len(chunk) >= _CHUNK:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+        return
+    source = aiter(values)
+    end: Any = object()
+    pending: asyncio.Future[Any] | None = None
+    chunk = []
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(source, end))
+            if chunk and not (await asyncio.wait({pending}, timeout=_LINGER))[0]:
+                yield chunk
+                chunk = []
+                continue
+            value = await pending
+            pending = None
+            if value is end:
+                break
+            chunk.append(value)
+            if len(chunk) >= _CHUNK:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+    finally:
+        if pending is not None:
+            pending.cancel()
 
 
 async def export_calls(
     client: VoIPClient,
     ids: AsyncIterable[str] | Iterable[str],
-    output: Path,
+    output: Sink | str | os.PathLike[str],
     *,
-    failures: Path,
-    fmt: Format = "jsonl",
+    failures: Path | None = None,
+    fmt: str | None = None,
     concurrency: int = 16,
     ordered: bool = False,
     give_up_after: float | None = DEFAULT_GIVE_UP_AFTER,
     on_result: Callable[[CallResult], None] | None = None,
 ) -> ExportSummary:
-    """Fetch ``ids`` with ``client`` into ``output``, failures into ``failures``."""
+    """Fetch ``ids`` with ``client`` into ``output``; failures into ``failures``.
+
+    ``output`` is a :class:`Sink`, or what :func:`open_sink` opens (``fmt`` as there).
+    Ids the output already holds are skipped (counted in ``already_there``), and so
+    are ids given twice (``duplicates``). Failed ids go to ``failures`` (default: see
+    :func:`default_failures`), one JSON object per line, replaced on every run.
+
+    Raises:
+        SinkError: before anything is sent, when the output cannot be used (another
+            export holds it, it is not an export, it is the failures file too).
+    """
+    sink = output if isinstance(output, Sink) else open_sink(output, fmt)
+    named = None if isinstance(output, Sink) else os.fspath(output)
+    failures = failures or default_failures(named or "-")
+    if named is not None and named != "-" and _same_file(Path(named), failures):
+        raise SinkError(f"the failures file must not be the output ({failures})")
     started = time.monotonic()
     before = client.stats
-    sink = _Sink(output, failures, fmt)
-    skipped = 0
+    counts = {"already": 0, "twice": 0}
+    seen: set[str] = set()
 
     async def new_ids() -> AsyncIterator[str]:
-        nonlocal skipped
-        async for value in _as_async(ids):
-            if value in sink.done:
-                skipped += 1
-                continue
-            sink.done.add(value)
-            yield value
+        async for chunk in _chunks(ids):
+            fresh = {value for value in chunk if value not in seen}
+            held = await sink.held(fresh) if fresh else set()
+            for value in chunk:
+                if value in seen:
+                    counts["twice"] += 1
+                    continue
+                seen.add(value)
+                if value in held:
+                    counts["already"] += 1
+                else:
+                    yield value
 
     exported = 0
     stopped: str | None = None
     previous: BaseException | None = None
-    try:
-        results = client.get_calls(
-            new_ids(), concurrency=concurrency, ordered=ordered, give_up_after=give_up_after
-        )
-        async with aclosing(results):
-            async for result in results:
-                if result.cdr is not None:
-                    sink.record(result.cdr)
-                    exported += 1
-                else:
-                    sink.failure(result)
-                    # A run that gives up answers every id left with one error object.
-                    if stopped is None and (
-                        isinstance(result.error, RUN_ENDING_ERRORS) or result.error is previous
-                    ):
-                        stopped = _why_stopped(result.error)
-                    previous = result.error
-                if on_result is not None:
-                    on_result(result)
-    finally:
-        sink.close()
+    failed = _Failures(failures)
+    finished = False
+    async with sink:
+        try:
+            results = client._get_calls(
+                new_ids(),
+                parse_wire=True,
+                concurrency=concurrency,
+                ordered=ordered,
+                give_up_after=give_up_after,
+            )
+            async with aclosing(results):
+                async for result in results:
+                    if result.cdr is not None:
+                        record, wire = cast(tuple[CallDetailRecord, dict[str, Any]], result.cdr)
+                        await sink.write(result.call_uuid, record, wire)
+                        exported += 1
+                        result = attrs.evolve(result, cdr=record)  # noqa: PLW2901 - as callers see it
+                    else:
+                        failed.add(result)
+                        # A run that gives up answers every id left with one error.
+                        if stopped is None and (
+                            isinstance(result.error, RUN_ENDING_ERRORS) or result.error is previous
+                        ):
+                            stopped = _why_stopped(result.error)
+                        previous = result.error
+                    if on_result is not None:
+                        on_result(result)
+            finished = True
+        finally:
+            failed.close(finished=finished)
     after = client.stats
     return ExportSummary(
         exported=exported,
-        already_there=skipped,
-        failed=sink.failed,
+        already_there=counts["already"],
+        duplicates=counts["twice"],
+        failed=failed.count,
         requests=after.requests - before.requests,
         rate_limited=after.rate_limited - before.rate_limited,
         retries=after.retries - before.retries,
         seconds=time.monotonic() - started,
         stopped=stopped,
+        output=sink.description,
+        failures=str(failures),
     )
 
 
@@ -282,15 +346,6 @@ def _why_stopped(error: BaseException | None) -> str:
     if shown.startswith("nothing succeeded"):  # no attempt failed: the requests hung
         return f"{shown}; {again}"
     return f"nothing succeeded for --give-up-after seconds (last error: {shown}); {again}"
-
-
-async def _as_async(values: AsyncIterable[str] | Iterable[str]) -> AsyncIterator[str]:
-    if isinstance(values, AsyncIterable):
-        async for value in values:
-            yield value
-    else:
-        for value in values:
-            yield value
 
 
 def stderr_is_interactive() -> bool:

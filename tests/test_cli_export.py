@@ -1,0 +1,180 @@
+"""``twochat-voip export`` as a user runs it: outputs that cannot be corrupted, bad
+input, Ctrl-C, standard output, databases."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import signal
+import sqlite3
+from pathlib import Path
+
+from test_cli import SCRIPT, one_clean_line, run
+
+from twochat_voip.testing import FakeTwoChatServer, generate_cdrs
+
+
+def _ids(path: Path, ids: list[str], prefix: bytes = b"") -> Path:
+    path.write_bytes(prefix + "\n".join(ids).encode() + b"\n")
+    return path
+
+
+def _sent(server: FakeTwoChatServer) -> int:
+    return len([r for r in server.requests if r.call_uuid])
+
+
+async def test_the_format_comes_from_the_output_name(tmp_path: Path) -> None:
+    """``-o calls.csv`` writes CSV; another --format for it is refused, nothing sent."""
+    records = generate_cdrs(3, seed=60)
+    source = _ids(tmp_path / "ids.txt", [r["uuid"] for r in records])
+    output = tmp_path / "calls.csv"
+    async with FakeTwoChatServer(cdrs=records) as server:
+        ran = await run("export", "-i", str(source), "-o", str(output), server=server)
+        assert ran.code == 0, ran.err
+        saved = output.read_bytes()
+        server.requests.clear()
+        refused = await run(
+            "export", "-i", str(source), "-o", str(output), "--format", "jsonl", server=server
+        )
+        assert server.requests == []
+    assert len(list(csv.DictReader(saved.decode().splitlines()))) == 3
+    assert refused.code == 2
+    assert "--format jsonl disagrees" in one_clean_line(refused.err)
+    assert output.read_bytes() == saved
+
+
+async def test_outputs_that_must_not_be_written_are_refused_untouched(tmp_path: Path) -> None:
+    """An unrelated file, the failures file as the output, the ids file as failures:
+    exit 2, one line, nothing sent, nothing changed."""
+    records = generate_cdrs(2, seed=61)
+    source = _ids(tmp_path / "ids.txt", [r["uuid"] for r in records])
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"my notes\nthe last line, no newline")
+    async with FakeTwoChatServer(cdrs=records) as server:
+        cases = [
+            ["-o", str(notes)],
+            ["-o", str(tmp_path / "o.jsonl"), "--failures", str(tmp_path / "o.jsonl")],
+            ["-o", str(tmp_path / "p.jsonl"), "--failures", str(source)],
+        ]
+        for case in cases:
+            ran = await run("export", "-i", str(source), *case, server=server)
+            assert ran.code == 2, (case, ran.err)
+            one_clean_line(ran.err)
+        assert server.requests == []
+    assert notes.read_bytes() == b"my notes\nthe last line, no newline"
+    assert source.read_text().split() == [r["uuid"] for r in records]
+
+
+async def test_two_exports_of_one_file_never_interleave(tmp_path: Path) -> None:
+    """Started together: one writes, the other is refused with one line; each record
+    is in the file once."""
+    records = generate_cdrs(200, seed=62)
+    source = _ids(tmp_path / "ids.txt", [r["uuid"] for r in records])
+    output = tmp_path / "o.jsonl"
+    async with FakeTwoChatServer(cdrs=records) as server:
+        first, second = await asyncio.gather(
+            run("export", "-i", str(source), "-o", str(output), "--rpm", "6000", server=server),
+            run("export", "-i", str(source), "-o", str(output), "--rpm", "6000", server=server),
+        )
+    codes = sorted([first.code, second.code])
+    assert codes == [0, 2], (first.err, second.err)
+    refused = first if first.code == 2 else second
+    assert "being written by another export" in one_clean_line(refused.err)
+    uuids = [json.loads(line)["uuid"] for line in output.read_text().splitlines()]
+    assert sorted(uuids) == sorted(r["uuid"] for r in records)
+
+
+async def test_ids_that_are_not_utf8_and_a_bom(tmp_path: Path) -> None:
+    """Bytes that are not UTF-8: one line naming the line, exit 2. A BOM is ignored."""
+    records = generate_cdrs(2, seed=63)
+    ids = [r["uuid"] for r in records]
+    async with FakeTwoChatServer(cdrs=records) as server:
+        bad = tmp_path / "bad.txt"
+        bad.write_bytes(ids[0].encode() + b"\n\xff\xfeCDR\n")
+        ran = await run("export", "-i", str(bad), "-o", str(tmp_path / "a.jsonl"), server=server)
+        assert ran.code == 2
+        assert "line 2 of the ids is not UTF-8" in one_clean_line(ran.err)
+        bom = _ids(tmp_path / "bom.txt", ids, prefix=b"\xef\xbb\xbf")
+        ok = await run("export", "-i", str(bom), "-o", str(tmp_path / "b.jsonl"), server=server)
+        assert ok.code == 0, ok.err
+        output = tmp_path / "latin1.jsonl"
+        output.write_bytes(b"caf\xe9\n")
+        latin = await run("export", "-i", str(bom), "-o", str(output), server=server)
+    assert len((tmp_path / "b.jsonl").read_text().splitlines()) == 2
+    assert latin.code == 2
+    assert "not UTF-8" in one_clean_line(latin.err)
+    assert output.read_bytes() == b"caf\xe9\n"
+
+
+async def test_output_dash_writes_json_lines_to_stdout(tmp_path: Path) -> None:
+    """``-o -``: records on stdout, the summary on stderr, no file named '-'."""
+    records = generate_cdrs(3, seed=64)
+    async with FakeTwoChatServer(cdrs=records) as server:
+        ran = await run(
+            "export",
+            "-i",
+            "-",
+            "-o",
+            "-",
+            server=server,
+            stdin="\n".join(r["uuid"] for r in records),
+            cwd=tmp_path,
+        )
+    assert ran.code == 0, ran.err
+    assert sorted(json.loads(line)["uuid"] for line in ran.out.splitlines()) == sorted(
+        r["uuid"] for r in records
+    )
+    assert "exported 3 records to standard output" in ran.err
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_ctrl_c_says_what_was_saved_and_exits_130(tmp_path: Path) -> None:
+    """SIGINT mid-run: one line (saved so far, how to resume), exit 130, whole lines."""
+    records = generate_cdrs(400, seed=65)
+    source = _ids(tmp_path / "ids.txt", [r["uuid"] for r in records])
+    output = tmp_path / "o.jsonl"
+    async with FakeTwoChatServer(cdrs=records) as server:
+        assert SCRIPT is not None
+        process = await asyncio.create_subprocess_exec(
+            SCRIPT,
+            "export",
+            "-i",
+            str(source),
+            "-o",
+            str(output),
+            "--rpm",
+            "1200",
+            stderr=asyncio.subprocess.PIPE,
+            env={"TWOCHAT_API_KEY": str(server.api_key), "TWOCHAT_BASE_URL": server.base_url},
+        )
+        while _sent(server) < 20:  # noqa: ASYNC110 - the server counts; nothing to await
+            await asyncio.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 130
+    line = one_clean_line(err.decode())
+    assert line.startswith("interrupted: ")
+    assert "run the same command again to resume" in line
+    saved = int(line.split()[1])
+    lines = output.read_text().splitlines()
+    assert len(lines) == saved
+    assert all(json.loads(text)["uuid"] for text in lines)
+
+
+async def test_export_into_sqlite_and_postgres(tmp_path: Path, postgres_url: str) -> None:
+    """``-o calls.db`` and ``-o postgresql://…``: rows, and a second run sends nothing."""
+    records = generate_cdrs(5, seed=66)
+    source = _ids(tmp_path / "ids.txt", [r["uuid"] for r in records])
+    database = tmp_path / "calls.db"
+    async with FakeTwoChatServer(cdrs=records) as server:
+        for output in (str(database), postgres_url):
+            ran = await run("export", "-i", str(source), "-o", output, server=server)
+            assert ran.code == 0, ran.err
+            server.requests.clear()
+            again = await run("export", "-i", str(source), "-o", output, server=server)
+            assert again.code == 0, again.err
+            assert "(5 already there)" in again.err
+            assert _sent(server) == 0
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT count(*) FROM call_detail_records").fetchone() == (5,)

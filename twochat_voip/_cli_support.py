@@ -1,0 +1,206 @@
+"""The command line's parts that are not commands: progress, exit codes, options."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import click
+
+from twochat_voip._bulk import CallResult
+from twochat_voip._client import VoIPClient
+from twochat_voip._errors import SinkError, TwoChatError
+from twochat_voip._export import ExportSummary, InputError
+from twochat_voip._protocol import PLAN_RATES
+
+if TYPE_CHECKING:
+    from twochat_voip.redis import RedisRateLimiter
+
+__all__ = [
+    "Progress",
+    "RateParam",
+    "Refused",
+    "client_for",
+    "count_lines",
+    "finite",
+    "interrupted",
+    "read_key",
+    "report",
+    "run_command",
+    "same_path",
+    "shared_limiter",
+]
+
+_T = TypeVar("_T")
+
+
+class Progress:
+    """A one-line progress display on stderr, redrawn at most ten times a second."""
+
+    def __init__(self, total: int | None, *, enabled: bool) -> None:
+        self._total = total
+        self._enabled = enabled
+        self._done = 0
+        self._failed = 0
+        self._started = time.monotonic()
+        self._drawn = 0.0
+
+    def __call__(self, result: CallResult) -> None:
+        self._done += 1
+        self._failed += not result.ok
+        now = time.monotonic()
+        if self._enabled and now - self._drawn >= 0.1:
+            self._drawn = now
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        elapsed = max(now - self._started, 1e-9)
+        rate = self._done / elapsed
+        if self._total:
+            share = min(self._done / self._total, 1.0)
+            bar = "#" * int(share * 30)
+            left = (self._total - self._done) / rate if rate else 0.0
+            line = f"[{bar:<30}] {self._done}/{self._total} {rate:6.0f}/s ETA {left:5.0f} s"
+        else:
+            line = f"{self._done} done {rate:6.0f}/s"
+        if self._failed:
+            line += f" · {self._failed} failed"
+        click.echo(f"\r{line}", nl=False, err=True)
+
+    @property
+    def saved(self) -> int:
+        """Records written so far."""
+        return self._done - self._failed
+
+    def finish(self) -> None:
+        if self._enabled and self._done:
+            self._draw(time.monotonic())
+            click.echo(err=True)
+
+
+class Refused(click.ClickException):
+    """Nothing was sent: the output or the input cannot be used (exit 2)."""
+
+    exit_code = 2
+
+
+def run_command(
+    coroutine: Coroutine[Any, Any, _T], interrupted: Callable[[], str] | None = None
+) -> _T:
+    try:
+        return asyncio.run(coroutine)
+    except KeyboardInterrupt:
+        if interrupted is not None:
+            click.echo(interrupted(), err=True)
+        sys.exit(130)
+    except (SinkError, InputError) as exc:
+        raise Refused(str(exc)) from None
+    except TwoChatError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(
+            f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+        ) from None
+
+
+def read_key(api_key_file: Path | None) -> str | None:
+    if api_key_file is None:
+        return None
+    try:
+        return api_key_file.read_text(encoding="utf-8").strip().splitlines()[0]
+    except (OSError, IndexError):
+        raise click.ClickException(f"cannot read an API key from {api_key_file}") from None
+
+
+def client_for(key: str | None, base_url: str | None, **options: Any) -> VoIPClient:
+    try:
+        return VoIPClient(api_key=key, base_url=base_url, **options)
+    except TwoChatError as exc:
+        raise click.ClickException(f"{exc} (or use --api-key-file)") from None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def shared_limiter(redis_url: str, rpm: float | str | None, key: str | None) -> RedisRateLimiter:
+    """A RedisRateLimiter at ``rpm`` for the account, or a one-line error."""
+    if not isinstance(rpm, float):
+        raise click.ClickException("--redis-url needs --rpm N: the account's limit to share")
+    try:
+        from twochat_voip.redis import RedisRateLimiter  # noqa: PLC0415 - an optional extra
+    except ImportError as exc:  # pragma: no cover - exercised only without the redis extra
+        raise click.ClickException(str(exc)) from None
+    try:
+        return RedisRateLimiter(redis_url, requests_per_minute=rpm, api_key=key)
+    except TwoChatError as exc:
+        raise click.ClickException(f"{exc} (or use --api-key-file)") from None
+    except ValueError as exc:
+        raise click.ClickException(f"--redis-url: {exc}") from None
+
+
+def finite(value: float, param: click.Parameter, ctx: click.Context) -> float:
+    """Refuse ``nan``, which slips past every range check."""
+    if math.isnan(value):
+        raise click.BadParameter("must be a number of seconds, not nan", ctx, param)
+    return value
+
+
+class RateParam(click.ParamType):  # type: ignore[type-arg] # generic in click 8.2+ only
+    """``--rpm``: a number of requests a minute, ``auto`` or ``adaptive``."""
+
+    name = "N|auto|adaptive"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float | Literal["auto"] | None:
+        word = str(value).strip().lower()
+        if word in ("auto", "adaptive"):
+            return None if word == "adaptive" else "auto"
+        if isinstance(value, float):
+            return value
+        try:
+            rate = float(word)
+        except ValueError:
+            rate = float("nan")
+        low, high = PLAN_RATES
+        if not low <= rate <= high:  # NaN too
+            self.fail(
+                f"{value!r} is not a rate between {low:g} and {high:,.0f} a minute, "
+                "'auto' or 'adaptive'",
+                param,
+                ctx,
+            )
+        return rate
+
+
+def count_lines(path: Path) -> int | None:
+    try:
+        with path.open("rb") as handle:
+            return sum(1 for line in handle if line.strip())
+    except OSError:
+        return None
+
+
+def report(summary: ExportSummary) -> None:
+    click.echo(summary.describe(), err=True)
+    if summary.failed:
+        sys.exit(1)
+
+
+def interrupted(progress: Progress, output: str) -> Callable[[], str]:
+    shown = "standard output" if output == "-" else output
+    return lambda: (
+        f"interrupted: {progress.saved} records saved to {shown} by this run; "
+        "run the same command again to resume"
+    )
+
+
+def same_path(one: Path, other: Path) -> bool:
+    try:
+        return one.samefile(other)
+    except OSError:
+        return False

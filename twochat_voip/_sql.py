@@ -1,0 +1,209 @@
+"""An export into a SQL database: SQLite (a file, no server) or PostgreSQL.
+
+One table, ``call_detail_records``, one row per record keyed by ``uuid`` and written
+with the dialect's upsert, so that any number of processes or hosts may export into one
+PostgreSQL at once and each record is there once. Its columns come from the models
+(:data:`twochat_voip._wire.COLUMNS`): nested fields flattened as ``call_cost_<name>`` and
+``agent_<name>``; prices exact (``NUMERIC`` in PostgreSQL; text in SQLite, which has
+no exact decimal); timestamps ``timestamptz`` (ISO 8601 text in SQLite); and ``wire``,
+the record as 2Chat sent it (JSON), so a field the SDK does not know yet is never lost.
+``asked_id`` is the id the record was asked for, when 2Chat answered with another:
+resuming asks the database which of the ids to come it holds, by either.
+
+Needs the ``db`` extra (SQLAlchemy 2 Core with aiosqlite and asyncpg).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from twochat_voip._converter import format_timestamp, parse_timestamp
+from twochat_voip._errors import SinkError
+from twochat_voip._models import CallDetailRecord
+from twochat_voip._sinks import database_url
+from twochat_voip._wire import COLUMNS, dumps_wire
+
+try:
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql, sqlite
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+    from sqlalchemy.ext.asyncio import create_async_engine
+except ImportError as exc:  # pragma: no cover - exercised only without the db extra
+    raise ImportError(
+        "exporting to a database needs the db extra: pip install 'twochat-voip[db]'"
+    ) from exc
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Dialect
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+__all__ = ["TABLE_NAME", "SQLSink"]
+
+TABLE_NAME: Final = "call_detail_records"
+_INT64: Final = (-(2**63), 2**63 - 1)
+_CREATE_LOCK: Final = 0x2C4A7_CD8  # any constant: the advisory lock taken to create the table
+
+
+class _IsoText(sa.types.TypeDecorator[dt.datetime]):
+    """A timestamp as ISO 8601 text ending in ``Z`` (SQLite has no timestamp type)."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> str | None:
+        return None if value is None else format_timestamp(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        return None if value is None else parse_timestamp(value)
+
+
+class _DecimalText(sa.types.TypeDecorator[Decimal]):
+    """An exact decimal as its text (SQLite's numbers are floats)."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> str | None:
+        return None if value is None else str(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
+def _column_type(kind: Any) -> sa.types.TypeEngine[Any]:
+    if kind is bool:
+        return sa.Boolean()
+    if kind is int:
+        return sa.BigInteger()
+    if kind is Decimal:
+        return sa.Numeric(asdecimal=True).with_variant(_DecimalText(), "sqlite")
+    if kind is dt.datetime:
+        return sa.DateTime(timezone=True).with_variant(_IsoText(), "sqlite")
+    return sa.Text()
+
+
+def _table(metadata: sa.MetaData) -> sa.Table:
+    columns: list[sa.Column[Any]] = []
+    for column in COLUMNS:
+        if column.sql_name == "uuid":
+            columns.append(sa.Column("uuid", sa.Text(), primary_key=True))
+        else:
+            columns.append(sa.Column(column.sql_name, _column_type(column.type)))
+    return sa.Table(
+        TABLE_NAME,
+        metadata,
+        *columns,
+        sa.Column("asked_id", sa.Text(), index=True),
+        sa.Column("wire", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
+        sa.Column("fetched_at", sa.DateTime(timezone=True).with_variant(_IsoText(), "sqlite")),
+    )
+
+
+class SQLSink:
+    """Records into the ``call_detail_records`` table of a database (created if
+    missing).
+
+    Args:
+        url: ``postgresql://user@host/db``, ``sqlite:///calls.db`` or a path ending
+            ``.db``/``.sqlite``/``.sqlite3``. A password in it is never shown.
+    """
+
+    def __init__(self, url: str | Path) -> None:
+        async_url = database_url(url)
+        if async_url is None:
+            raise SinkError(f"{url!s} is not a database URL or an SQLite file name")
+        try:
+            self._url = make_url(async_url)
+        except ArgumentError as exc:
+            raise SinkError(f"not a database URL: {exc}") from None
+        self._engine: AsyncEngine | None = None
+        self._metadata = sa.MetaData()
+        self.table = _table(self._metadata)
+
+    @property
+    def description(self) -> str:
+        if self._url.drivername.startswith("sqlite") and self._url.database:
+            return self._url.database
+        return self._url.set(drivername=self._url.get_backend_name()).render_as_string(
+            hide_password=True
+        )
+
+    async def __aenter__(self) -> SQLSink:
+        engine = create_async_engine(self._url, json_serializer=dumps_wire)
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        try:
+            async with engine.begin() as connection:
+                if engine.dialect.name == "postgresql":
+                    # Exports starting at once would race to create the table.
+                    await connection.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK}
+                    )
+                await connection.run_sync(self._metadata.create_all)
+        except (SQLAlchemyError, OSError) as exc:
+            await engine.dispose()
+            raise SinkError(f"cannot use {self.description}: {_reason(exc)}") from None
+        self._engine = engine
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    def _connected(self) -> AsyncEngine:
+        if self._engine is None:
+            raise SinkError("the sink is not open: use it with 'async with'")
+        return self._engine
+
+    async def held(self, call_uuids: Collection[str]) -> set[str]:
+        if not call_uuids:
+            return set()
+        table = self.table
+        ids = list(call_uuids)
+        query = sa.select(table.c.uuid, table.c.asked_id).where(
+            sa.or_(table.c.uuid.in_(ids), table.c.asked_id.in_(ids))
+        )
+        async with self._connected().connect() as connection:
+            rows = (await connection.execute(query)).all()
+        wanted = set(ids)
+        return {value for row in rows for value in row if value in wanted}
+
+    async def write(self, asked: str, record: CallDetailRecord, wire: Mapping[str, Any]) -> None:
+        engine = self._connected()
+        values: dict[str, Any] = {column.sql_name: column.get(record) for column in COLUMNS}
+        for name, value in values.items():
+            if type(value) is int and not _INT64[0] <= value <= _INT64[1]:
+                values[name] = None  # beyond BIGINT: the wire column keeps it exactly
+        values["asked_id"] = None if asked == record.uuid else asked
+        values["wire"] = dict(wire)
+        values["fetched_at"] = dt.datetime.now(dt.UTC)
+        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        statement = insert(self.table).values(values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[self.table.c.uuid],
+            set_={name: statement.excluded[name] for name in values if name != "uuid"},
+        )
+        async with engine.begin() as connection:
+            await connection.execute(statement)
+
+
+def _sqlite_pragmas(connection: Any, _: object) -> None:
+    # WAL: readers (a BI tool) do not block the export; NORMAL: a commit without an
+    # fsync of the log, still safe against a crashed process.
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's own one-line reason, without SQLAlchemy's SQL and links."""
+    original = getattr(exc, "orig", None) or exc
+    return str(original).splitlines()[0] if str(original) else type(original).__name__

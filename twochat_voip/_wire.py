@@ -1,0 +1,167 @@
+"""A record as 2Chat sent it, for exports: exact numbers, every field, flat columns.
+
+The client's hot path decodes with orjson, whose floats keep 15-17 significant digits.
+An export keeps what it is given for years, so it decodes the answer again with
+``json.loads(parse_float=Decimal)``: a price keeps every digit it was sent with, an
+integer of any size stays exact, and keys the SDK does not know yet are kept. The
+record is still structured (and so validated) from that same object.
+
+The flat columns of CSV and SQL come from the models, not from a list kept by hand: a
+field added to :class:`~twochat_voip.CallDetailRecord` (or to its parts) becomes a
+column of both.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final
+
+import attrs
+
+from twochat_voip._converter import WIRE_NAMES, format_timestamp
+from twochat_voip._models import CallDetailRecord
+from twochat_voip._protocol import (
+    Response,
+    _invalid,
+    _structure_record,
+    error_from_response,
+    parse_envelope,
+)
+
+__all__ = ["COLUMNS", "Column", "dumps_wire", "parse_call_wire"]
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_call_wire(
+    response: Response, call_uuid: str | None = None
+) -> tuple[CallDetailRecord, dict[str, Any]]:
+    """The record in a ``GET /open/voip/call/{uuid}`` answer and its ``cdr`` object as
+    sent (numbers exact, of any size), or the error the answer amounts to."""
+    if not 200 <= response.status <= 299:
+        raise error_from_response(response, call_uuid)
+    try:
+        payload = json.loads(response.body, parse_float=Decimal, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        raise _invalid(response, call_uuid, "the body is not JSON") from None
+    if type(payload) is not dict:
+        raise _invalid(response, call_uuid, f"expected a JSON object, got {type(payload).__name__}")
+    if payload.get("success") is False:
+        parse_envelope(response, call_uuid)  # the failure, said as for any call
+    cdr = payload.get("cdr")
+    if type(cdr) is not dict:
+        found = "no 'cdr'" if cdr is None else f"'cdr' is {type(cdr).__name__}"
+        raise _invalid(response, call_uuid, f"expected a 'cdr' object, found {found}")
+    return _structure_record(response, cdr, call_uuid), cdr
+
+
+def _decimal(value: Decimal) -> str:
+    if not value.is_finite():
+        raise ValueError(f"{value} is not a JSON number")
+    return str(value)  # "0.0594", "1E+309": the digits as sent, valid JSON
+
+
+_SCALARS: Final[dict[type, Callable[[Any], str]]] = {
+    type(None): lambda _: "null",
+    bool: lambda value: "true" if value else "false",
+    str: lambda value: json.dumps(value, ensure_ascii=False),
+    int: str,
+    Decimal: _decimal,
+    float: lambda value: json.dumps(value, allow_nan=False),
+}
+
+
+def _encode(value: object, out: list[str]) -> None:
+    write = _SCALARS.get(type(value))
+    if write is not None:
+        out.append(write(value))
+    elif isinstance(value, Mapping):
+        out.append("{")
+        for n, (key, item) in enumerate(value.items()):
+            out.append(("," if n else "") + json.dumps(str(key), ensure_ascii=False) + ":")
+            _encode(item, out)
+        out.append("}")
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for n, item in enumerate(value):
+            if n:
+                out.append(",")
+            _encode(item, out)
+        out.append("]")
+    else:
+        raise TypeError(f"{type(value).__name__} is not a JSON type")
+
+
+def dumps_wire(value: object) -> str:
+    """Compact, strict JSON for a decoded answer: a :class:`~decimal.Decimal` is written
+    with its own digits (never as a float, never ``Infinity`` or ``NaN``)."""
+    out: list[str] = []
+    _encode(value, out)
+    return "".join(out)
+
+
+@attrs.frozen
+class Column:
+    """One flat column of an export.
+
+    Attributes:
+        path: Attribute names from the record down (``("call_cost", "call_price")``).
+        csv_name: The CSV header: wire names joined by dots (``call_cost.call_price``).
+        sql_name: The SQL column: attribute names joined by ``_``
+            (``call_cost_call_price``).
+        type: The field's type, ``None`` left out (``Decimal``, ``datetime``, ``str``…).
+    """
+
+    path: tuple[str, ...]
+    csv_name: str
+    sql_name: str
+    type: Any
+
+    def get(self, record: CallDetailRecord) -> Any:
+        """This column's value in ``record`` (``None`` where a part is missing)."""
+        value: Any = record
+        for name in self.path:
+            value = getattr(value, name)
+            if value is None:
+                return None
+        return value
+
+
+def _plain(annotation: Any) -> Any:
+    """``X | None`` → ``X``; an open enum (``CallStatus | str``) → ``str``."""
+    args = [arg for arg in getattr(annotation, "__args__", (annotation,)) if arg is not type(None)]
+    if str in args or len(args) != 1:
+        return str
+    return args[0]
+
+
+def _columns(cls: type, path: tuple[str, ...] = ()) -> Iterator[Column]:
+    for field in attrs.fields(attrs.resolve_types(cls)):
+        kind = _plain(field.type)
+        here = (*path, field.name)
+        if attrs.has(kind):
+            yield from _columns(kind, here)
+            continue
+        wire = [WIRE_NAMES.get(name, name) for name in here]
+        yield Column(here, ".".join(wire), "_".join(here), kind)
+
+
+COLUMNS: Final[tuple[Column, ...]] = tuple(_columns(CallDetailRecord))
+"""Every flat column of a record, in the models' order."""
+
+
+def text_of(value: object) -> str:
+    """A column's value as CSV text: as on the wire (``true``, ISO 8601 ``Z``, exact
+    digits), empty for ``None``."""
+    if value is None:
+        return ""
+    if type(value) is bool:
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    return str(value)
