@@ -50,8 +50,10 @@ def bench(session: nox.Session) -> None:
 
     ``nox -s bench -- --quick`` is a smoke run with tiny sizes.
     """
-    session.install("-e", ".[bench]")
+    session.install("-e", ".[bench]", "-e", ".[db]")
     session.run("python", "-m", "bench", *session.posargs)
+    quick = ["--records", "20000", "--writes", "300"] if "--quick" in session.posargs else []
+    session.run("python", "-m", "bench.exports", *quick)
 
 
 @nox.session

@@ -285,7 +285,7 @@ async def test_stdout_sink_writes_json_lines(tmp_path: Path) -> None:
 
 async def test_sqlite_rows_are_typed_and_upserted(tmp_path: Path) -> None:
     """One row per uuid however often it is written; typed values read back."""
-    from twochat_voip._sql import SQLSink
+    from twochat_voip.sql import SQLSink
 
     records = generate_cdrs(3, seed=46)
     database = tmp_path / "calls.sqlite"
@@ -309,7 +309,7 @@ async def test_sqlite_rows_are_typed_and_upserted(tmp_path: Path) -> None:
 
 async def test_a_bad_database_is_one_clear_error(tmp_path: Path) -> None:
     """Not a database, a file name of another kind, a folder that is not there."""
-    from twochat_voip._sql import SQLSink
+    from twochat_voip.sql import SQLSink
 
     with pytest.raises(SinkError, match="not a database URL"):
         SQLSink("calls.jsonl")
@@ -394,3 +394,18 @@ def test_the_exact_parse_fails_as_the_fast_one_does(status: int, body: bytes) ->
         parse_call_wire(response, "CDR1")
     assert type(exact.value) is type(fast.value)
     assert str(exact.value) == str(fast.value)
+
+
+async def test_sinks_used_before_they_are_opened_say_so() -> None:
+    """A clear error, not an AttributeError, for a sink written outside 'async with'."""
+    from twochat_voip.testing import EXAMPLE_CDR
+
+    record = generate_cdrs(1)[0]
+    with pytest.raises(SinkError, match="not open"):
+        await StdoutSink().write("CDR1", _record(record), EXAMPLE_CDR)
+
+
+def _record(wire: dict[str, Any]) -> Any:
+    from twochat_voip import CallDetailRecord, converter
+
+    return converter.structure(wire, CallDetailRecord)

@@ -349,7 +349,8 @@ class StdoutSink:
         return set()
 
     async def write(self, asked: str, record: CallDetailRecord, wire: Mapping[str, Any]) -> None:
-        assert self._stream is not None  # noqa: S101 - entered first, as every sink
+        if self._stream is None:
+            raise SinkError("the sink is not open: use it with 'async with'")
         self._stream.write((dumps_wire(wire) + "\n").encode())
         self._stream.flush()
 

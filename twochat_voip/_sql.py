@@ -122,6 +122,7 @@ class SQLSink:
         except ArgumentError as exc:
             raise SinkError(f"not a database URL: {exc}") from None
         self._engine: AsyncEngine | None = None
+        self._statement: Any = None
         self._metadata = sa.MetaData()
         self.table = _table(self._metadata)
 
@@ -183,14 +184,24 @@ class SQLSink:
         values["asked_id"] = None if asked == record.uuid else asked
         values["wire"] = dict(wire)
         values["fetched_at"] = dt.datetime.now(dt.UTC)
-        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        statement = insert(self.table).values(values)
-        statement = statement.on_conflict_do_update(
-            index_elements=[self.table.c.uuid],
-            set_={name: statement.excluded[name] for name in values if name != "uuid"},
-        )
         async with engine.begin() as connection:
-            await connection.execute(statement)
+            await connection.execute(self._upsert(engine), values)
+
+    def _upsert(self, engine: AsyncEngine) -> Any:
+        """The dialect's ``INSERT … ON CONFLICT (uuid) DO UPDATE``, built once: its
+        values come as parameters, so SQLAlchemy compiles it once too."""
+        if self._statement is None:
+            insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+            statement = insert(self.table)
+            self._statement = statement.on_conflict_do_update(
+                index_elements=[self.table.c.uuid],
+                set_={
+                    column.name: statement.excluded[column.name]
+                    for column in self.table.columns
+                    if column.name != "uuid"
+                },
+            )
+        return self._statement
 
 
 def _sqlite_pragmas(connection: Any, _: object) -> None:
