@@ -255,7 +255,7 @@ async def test_export_with_unreadable_input_is_one_line(tmp_path: Path) -> None:
         ran = await run(
             "export", "-i", str(tmp_path / "nope.txt"), "-o", str(tmp_path / "o"), server=server
         )
-    assert ran.code == 1
+    assert ran.code == 2  # nothing was sent
     assert "cannot read" in one_clean_line(ran.err)
 
 
@@ -295,8 +295,8 @@ async def test_unwritable_output_is_one_line(tmp_path: Path) -> None:
         ran = await run(
             "export", "-i", str(source), "-o", str(tmp_path / "no" / "such.jsonl"), server=server
         )
-    assert ran.code == 1
-    assert "No such file or directory" in one_clean_line(ran.err)
+    assert ran.code == 2  # nothing was sent
+    assert "there is no folder" in one_clean_line(ran.err)
 
 
 async def test_exports_on_one_account_share_the_limit_through_redis(

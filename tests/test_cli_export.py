@@ -178,3 +178,62 @@ async def test_export_into_sqlite_and_postgres(tmp_path: Path, postgres_url: str
             assert _sent(server) == 0
     with sqlite3.connect(database) as connection:
         assert connection.execute("SELECT count(*) FROM call_detail_records").fetchone() == (5,)
+
+
+async def test_what_goes_wrong_mid_run_is_exit_1_and_says_what_was_saved(
+    tmp_path: Path,
+) -> None:
+    """A bad ids line after records were fetched: exit 1 (not 2: credits were spent),
+    saying how many were saved. A failures folder that is not there: exit 2, nothing
+    sent."""
+    records = generate_cdrs(300, seed=67)
+    source = tmp_path / "ids.txt"
+    source.write_bytes(
+        "\n".join(r["uuid"] for r in records).encode() + b"\n\xff\xfe\n" + b"CDRlate\n"
+    )
+    output = tmp_path / "o.jsonl"
+    async with FakeTwoChatServer(cdrs=records) as server:
+        ran = await run(
+            "export", "-i", str(source), "-o", str(output), "--rpm", "60000", server=server
+        )
+        server.requests.clear()
+        missing = await run(
+            "export",
+            "-i",
+            str(source),
+            "-o",
+            str(tmp_path / "p.jsonl"),
+            "--failures",
+            str(tmp_path / "no" / "f.jsonl"),
+            server=server,
+        )
+        assert server.requests == []
+    assert ran.code == 1
+    line = one_clean_line(ran.err)
+    assert "line 301 of the ids is not UTF-8" in line
+    assert "records were saved: run the same command again to resume" in line
+    assert missing.code == 2
+    assert "cannot write failures" in one_clean_line(missing.err)
+    assert not (tmp_path / "p.jsonl").exists()
+
+
+async def test_a_closed_stdout_and_a_key_file_with_a_bom(tmp_path: Path) -> None:
+    """``-o - | head``: one line, exit 1, no traceback. A key file saved with a BOM
+    works (the BOM is not part of the key)."""
+    records = generate_cdrs(300, seed=68)
+    source = _ids(tmp_path / "ids.txt", [r["uuid"] for r in records])
+    key_file = tmp_path / "key"
+    async with FakeTwoChatServer(cdrs=records) as server:
+        key_file.write_bytes(b"\xef\xbb\xbf" + str(server.api_key).encode() + b"\n")
+        assert SCRIPT is not None
+        process = await asyncio.create_subprocess_shell(
+            f"'{SCRIPT}' export -i '{source}' -o - --rpm 60000 --api-key-file '{key_file}'"
+            " | head -c 100 > /dev/null",
+            stderr=asyncio.subprocess.PIPE,
+            env={"TWOCHAT_BASE_URL": server.base_url, "PATH": "/usr/bin:/bin"},
+        )
+        _, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    line = one_clean_line(err.decode())
+    assert "standard output was closed by its reader" in line
+    assert "resume" not in line
+    assert server.requests[0].headers.get("x-user-api-key") == server.api_key

@@ -13,7 +13,8 @@ import pytest
 
 from twochat_voip import SinkError, VoIPClient
 from twochat_voip._export import export_calls, open_sink
-from twochat_voip._sinks import CSVSink, JSONLSink, StdoutSink, neutralise, sink_format
+from twochat_voip._formats import sink_format
+from twochat_voip._sinks import CSVSink, JSONLSink, StdoutSink, neutralise
 from twochat_voip._wire import COLUMNS, dumps_wire
 from twochat_voip.testing import FakeTwoChatServer, Fault, generate_cdrs
 
@@ -322,7 +323,9 @@ async def test_a_bad_database_is_one_clear_error(tmp_path: Path) -> None:
         await sink.held(["CDR1"])
 
 
-async def test_postgres_columns_are_typed_and_exports_share_a_table(postgres_url: str) -> None:
+async def test_postgres_columns_are_typed_and_exports_share_a_table(
+    tmp_path: Path, postgres_url: str
+) -> None:
     """NUMERIC, timestamptz, jsonb; two exports at once into one database: each record
     once, every id answered."""
     import asyncpg
@@ -331,7 +334,8 @@ async def test_postgres_columns_are_typed_and_exports_share_a_table(postgres_url
     records[0]["call_cost"] = {"call_price": 1.5}
     ids = [r["uuid"] for r in records]
     (first, _), (second, _) = await asyncio.gather(
-        _export(records, postgres_url, ids=ids), _export(records, postgres_url, ids=ids[::-1])
+        _export(records, postgres_url, ids=ids, failures=tmp_path / "a"),
+        _export(records, postgres_url, ids=ids[::-1], failures=tmp_path / "b"),
     )
     assert first.exported + first.already_there == 60
     assert second.exported + second.already_there == 60
@@ -356,14 +360,16 @@ async def test_postgres_columns_are_typed_and_exports_share_a_table(postgres_url
     assert kinds["active"] == "boolean"
     assert kinds["duration"] == "bigint"
     assert price == Decimal("1.5")
-    again, sent = await _export(records, postgres_url)
+    again, sent = await _export(records, postgres_url, failures=tmp_path / "c")
     assert (again.already_there, sent) == (60, 0)
 
 
-async def test_an_unreachable_postgres_is_one_clear_error() -> None:
+async def test_an_unreachable_postgres_is_one_clear_error(tmp_path: Path) -> None:
     """A server that is not there: a SinkError before anything is sent, no password."""
     with pytest.raises(SinkError, match="cannot use") as caught:
-        await _export(generate_cdrs(1), "postgresql://me:s3cret@127.0.0.1:9/none")
+        await _export(
+            generate_cdrs(1), "postgresql://me:s3cret@127.0.0.1:9/none", failures=tmp_path / "f"
+        )
     assert "s3cret" not in str(caught.value)
 
 
@@ -409,3 +415,157 @@ def _record(wire: dict[str, Any]) -> Any:
     from twochat_voip import CallDetailRecord, converter
 
     return converter.structure(wire, CallDetailRecord)
+
+
+async def test_failures_never_names_a_file_that_is_not_a_failures_list(tmp_path: Path) -> None:
+    """A database, another export, the output's notes, a FIFO, a folder: refused
+    untouched before anything is sent; an empty file of someone else's is kept."""
+    import os
+
+    records = generate_cdrs(3, seed=48)
+    await _export(records, tmp_path / "other.jsonl")
+    await _export(records, tmp_path / "calls.db")
+    (tmp_path / "out.jsonl.asked").write_text("CDRa\tCDRb\n")
+    os.mkfifo(tmp_path / "fifo")
+    for failures in ("other.jsonl", "calls.db", "out.jsonl.asked", "fifo", "."):
+        before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+        with pytest.raises(SinkError):
+            await _export(records, tmp_path / "out.jsonl", failures=tmp_path / failures)
+        after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+        assert after == before, failures
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    summary, _ = await _export(records, tmp_path / "o2.jsonl", failures=empty)
+    assert summary.exported == 3
+    assert empty.exists()
+
+
+async def test_failures_list_is_replaced_then_removed_and_locked(tmp_path: Path) -> None:
+    """A run with failures replaces the last list; one without removes it; two runs
+    cannot share one list."""
+    records = generate_cdrs(2, seed=49)
+    ids = [r["uuid"] for r in records]
+    failures = tmp_path / "f.jsonl"
+    await _export(records, tmp_path / "o.jsonl", ids=[*ids, "CDRmissing1"], failures=failures)
+    assert [json.loads(line)["call_uuid"] for line in failures.read_text().splitlines()] == [
+        "CDRmissing1"
+    ]
+    await _export(records, tmp_path / "o.jsonl", ids=[*ids, "CDRmissing2"], failures=failures)
+    assert [json.loads(line)["call_uuid"] for line in failures.read_text().splitlines()] == [
+        "CDRmissing2"
+    ]
+    from twochat_voip._failures import Failures as _Failures
+
+    held = _Failures(failures)
+    held.open()
+    try:
+        with pytest.raises(SinkError, match="another export writes its failures"):
+            await _export(records, tmp_path / "p.jsonl", failures=failures)
+    finally:
+        held.close(finished=False)
+    await _export(records, tmp_path / "o.jsonl", ids=ids, failures=failures)
+    assert not failures.exists()
+    with pytest.raises(SinkError, match="cannot write failures"):
+        await _export(records, tmp_path / "q.jsonl", failures=tmp_path / "no" / "f.jsonl")
+
+
+async def test_outputs_that_are_not_regular_files_are_refused(tmp_path: Path) -> None:
+    """A FIFO (reading it would hang) and a folder: one clear error."""
+    import os
+
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    for output in (tmp_path / "pipe.jsonl", tmp_path):
+        with pytest.raises(SinkError, match="not a regular file"):
+            async with JSONLSink(output):
+                pass  # pragma: no cover
+    with pytest.raises(SinkError, match="cannot open"):
+        async with JSONLSink(tmp_path / "missing" / "o.jsonl"):
+            pass  # pragma: no cover
+
+
+async def test_a_carriage_return_stays_inside_its_csv_cell(tmp_path: Path) -> None:
+    """A bare CR is quoted: it cannot start a row (and a formula) of its own, and the
+    next resume still reads every row."""
+    records = generate_cdrs(3, seed=50)
+    records[0]["to_number"] = "abc\r=cmd|' /C calc'!A0"
+    records[1]["to_number"] = "\r=1"
+    table = tmp_path / "o.csv"
+    await _export(records, table)
+    with table.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3
+    assert {row["to_number"] for row in rows[:2]} | {rows[2]["to_number"]} >= {
+        "abc\r=cmd|' /C calc'!A0",
+        "'\r=1",
+    }
+    again, sent = await _export(records, table)
+    assert (again.already_there, sent) == (3, 0)
+
+
+async def test_the_notes_of_a_linked_output_are_beside_the_file(tmp_path: Path) -> None:
+    """Through a symbolic link, the asked-id notes are the real file's."""
+    records = generate_cdrs(1, seed=51)
+    asked = "CDRasked-via-link"
+    body = json.dumps({"success": True, "cdr": records[0]})
+    real = tmp_path / "a.jsonl"
+    await _export(records, real, ids=[asked], faults=[(asked, Fault(status=200, body=body))])
+    (tmp_path / "link.jsonl").symlink_to(real)
+    again, sent = await _export(records, tmp_path / "link.jsonl", ids=[asked])
+    assert (again.already_there, sent) == (1, 0)
+
+
+def test_passwords_are_hidden_and_unknown_urls_refused() -> None:
+    """Messages name a database URL without its password; mysql:// is no file."""
+    from twochat_voip._sinks import shown
+
+    assert shown("postgresql://bob:Pa55@h:5432/db") == "postgresql://bob:***@h:5432/db"
+    assert shown("calls.jsonl") == "calls.jsonl"
+    with pytest.raises(SinkError) as caught:
+        sink_format("postgresql://bob:Pa55@h/db", "csv")
+    assert "Pa55" not in str(caught.value)
+    with pytest.raises(SinkError, match="not an output this SDK writes") as caught:
+        sink_format("mysql://bob:Pa55@h/db")
+    assert "Pa55" not in str(caught.value)
+
+
+async def test_bad_database_urls_and_tables_are_one_clear_error(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """A port that is not a number; a table of another shape; sslmode in libpq's
+    spelling works (asyncpg calls it ssl)."""
+    import sqlite3
+
+    from twochat_voip.sql import SQLSink
+
+    with pytest.raises(SinkError, match="not a database URL"):
+        SQLSink("postgresql://u@127.0.0.1:notaport/db")
+    database = tmp_path / "theirs.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE call_detail_records (uuid TEXT PRIMARY KEY, x INT)")
+    with pytest.raises(SinkError, match="of another shape"):
+        async with SQLSink(database):
+            pass  # pragma: no cover
+    async with SQLSink(postgres_url + "?sslmode=disable") as sink:
+        assert await sink.held(["CDR1"]) == set()
+
+
+async def test_a_dropped_database_connection_is_replaced(postgres_url: str) -> None:
+    """The server ends the session between two records: the next write reconnects."""
+    import asyncpg
+
+    from twochat_voip.sql import SQLSink
+    from twochat_voip.testing import EXAMPLE_CDR
+
+    record = _record(EXAMPLE_CDR)
+    async with SQLSink(postgres_url) as sink:
+        await sink.write(record.uuid, record, EXAMPLE_CDR)
+        admin = await asyncpg.connect(postgres_url)
+        try:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await admin.close()
+        await sink.write("CDRother", record, EXAMPLE_CDR)
+        assert await sink.held([record.uuid, "CDRother"]) == {record.uuid, "CDRother"}

@@ -220,8 +220,12 @@ def export(
     --redis-url.
     """
     key = read_key(api_key_file)
-    failures = failures or default_failures(output)
     source_path = None if input_ == "-" else Path(input_)
+    if failures is None and source_path is not None and (output == "-" or "://" in output):
+        # No file of its own to sit beside: beside the ids, so that exports of other
+        # ids into one database keep their lists apart.
+        failures = source_path.with_name(source_path.name + ".failures.jsonl")
+    failures = failures or default_failures(output)
     if source_path is not None and same_path(source_path, failures):
         raise Refused(f"the failures file must not be the ids file ({failures})")
     limiter = shared_limiter(redis_url, rpm, key) if redis_url else None
@@ -230,11 +234,11 @@ def export(
     else:
         client = client_for(key, base_url, requests_per_minute=rpm, max_requests=max_requests)
     total = count_lines(source_path) if source_path else None
-    progress = Progress(total, enabled=not quiet and stderr_is_interactive())
+    progress = Progress(total, enabled=not quiet and stderr_is_interactive(), output=output)
     try:
         source = sys.stdin.buffer if source_path is None else source_path.open("rb")
     except OSError as exc:
-        raise click.ClickException(f"cannot read {input_}: {exc.strerror}") from None
+        raise Refused(f"cannot read {input_}: {exc.strerror}") from None
     with nullcontext() if source_path is None else source:
         summary = run_command(
             _export(
@@ -250,6 +254,7 @@ def export(
                 close_limiter=limiter.aclose if limiter is not None else None,
             ),
             interrupted(progress, output),
+            progress,
         )
     report(summary)
 
@@ -305,7 +310,7 @@ def demo(
         )
     failures = failures or default_failures(output)
     records = generate_cdrs(count, seed=2026)
-    progress = Progress(count, enabled=not quiet and stderr_is_interactive())
+    progress = Progress(count, enabled=not quiet and stderr_is_interactive(), output=output)
 
     async def run() -> ExportSummary:
         server = FakeTwoChatServer(cdrs=records, api_key=DEMO_KEY, requests_per_minute=server_rpm)
@@ -338,7 +343,7 @@ def demo(
                 give_up_after=give_up_after,
             )
 
-    summary = run_command(run(), interrupted(progress, output))
+    summary = run_command(run(), interrupted(progress, output), progress)
     report(summary)
 
 

@@ -17,6 +17,7 @@ from twochat_voip._client import VoIPClient
 from twochat_voip._errors import SinkError, TwoChatError
 from twochat_voip._export import ExportSummary, InputError
 from twochat_voip._protocol import PLAN_RATES
+from twochat_voip._sinks import shown
 
 if TYPE_CHECKING:
     from twochat_voip.redis import RedisRateLimiter
@@ -42,7 +43,8 @@ _T = TypeVar("_T")
 class Progress:
     """A one-line progress display on stderr, redrawn at most ten times a second."""
 
-    def __init__(self, total: int | None, *, enabled: bool) -> None:
+    def __init__(self, total: int | None, *, enabled: bool, output: str = "") -> None:
+        self.output = output
         self._total = total
         self._enabled = enabled
         self._done = 0
@@ -73,6 +75,11 @@ class Progress:
         click.echo(f"\r{line}", nl=False, err=True)
 
     @property
+    def done(self) -> int:
+        """Ids answered so far, fetched or failed."""
+        return self._done
+
+    @property
     def saved(self) -> int:
         """Records written so far."""
         return self._done - self._failed
@@ -90,16 +97,26 @@ class Refused(click.ClickException):
 
 
 def run_command(
-    coroutine: Coroutine[Any, Any, _T], interrupted: Callable[[], str] | None = None
+    coroutine: Coroutine[Any, Any, _T],
+    on_interrupt: Callable[[], str] | None = None,
+    progress: Progress | None = None,
 ) -> _T:
+    """Run a command's coroutine; what ends it becomes one line and an exit code: 2
+    when the input or output cannot be used and nothing was done yet (1 once records
+    came back), 130 on Ctrl-C (after ``on_interrupt``'s line)."""
     try:
         return asyncio.run(coroutine)
     except KeyboardInterrupt:
-        if interrupted is not None:
-            click.echo(interrupted(), err=True)
+        if on_interrupt is not None:
+            click.echo(on_interrupt(), err=True)
         sys.exit(130)
     except (SinkError, InputError) as exc:
-        raise Refused(str(exc)) from None
+        if progress is None or not progress.done:
+            raise Refused(str(exc)) from None
+        resume = "" if progress.output == "-" else ": run the same command again to resume"
+        raise click.ClickException(
+            f"{exc} (after {progress.saved} records were saved{resume})"
+        ) from None
     except TwoChatError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
@@ -112,8 +129,9 @@ def read_key(api_key_file: Path | None) -> str | None:
     if api_key_file is None:
         return None
     try:
-        return api_key_file.read_text(encoding="utf-8").strip().splitlines()[0]
-    except (OSError, IndexError):
+        text = api_key_file.read_bytes().decode("utf-8-sig")
+        return text.strip().splitlines()[0]
+    except (OSError, IndexError, UnicodeDecodeError):
         raise click.ClickException(f"cannot read an API key from {api_key_file}") from None
 
 
@@ -192,9 +210,10 @@ def report(summary: ExportSummary) -> None:
 
 
 def interrupted(progress: Progress, output: str) -> Callable[[], str]:
-    shown = "standard output" if output == "-" else output
+    if output == "-":
+        return lambda: f"interrupted: {progress.saved} records written to standard output"
     return lambda: (
-        f"interrupted: {progress.saved} records saved to {shown} by this run; "
+        f"interrupted: {progress.saved} records saved to {shown(output)} by this run; "
         "run the same command again to resume"
     )
 

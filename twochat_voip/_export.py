@@ -9,7 +9,7 @@ others are fetched; failed ids are tried again. Ids given twice are fetched once
 from __future__ import annotations
 
 import asyncio
-import json
+import hashlib
 import os
 import sys
 import time
@@ -23,15 +23,22 @@ import attrs
 from twochat_voip._bulk import RUN_ENDING_ERRORS, CallResult
 from twochat_voip._client import DEFAULT_GIVE_UP_AFTER, VoIPClient
 from twochat_voip._errors import (
-    APIStatusError,
     AuthenticationError,
     BudgetExhaustedError,
     PaymentRequiredError,
     SinkError,
     TwoChatError,
 )
+from twochat_voip._failures import Failures
+from twochat_voip._formats import sink_format
 from twochat_voip._models import CallDetailRecord
-from twochat_voip._sinks import CSVSink, JSONLSink, Sink, StdoutSink, sink_format
+from twochat_voip._sinks import (
+    CSVSink,
+    JSONLSink,
+    Sink,
+    StdoutSink,
+    shown,
+)
 
 __all__ = ["ExportSummary", "export_calls", "open_sink"]
 
@@ -125,41 +132,6 @@ async def read_ids(stream: IO[bytes] | IO[str]) -> AsyncIterator[str]:
             yield value
 
 
-def _failure_line(result: CallResult) -> bytes:
-    error = result.error
-    entry: dict[str, Any] = {
-        "call_uuid": result.call_uuid,
-        "error": type(error).__name__,
-        "message": str(error),
-    }
-    if isinstance(error, APIStatusError):
-        entry["status_code"] = error.status_code
-    return json.dumps(entry).encode() + b"\n"
-
-
-class _Failures:
-    """The failures file: opened at the first failure, removed when a run has none."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.count = 0
-        self._fd = -1
-
-    def add(self, result: CallResult) -> None:
-        if self._fd < 0:
-            self._fd = os.open(
-                self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666
-            )
-        os.write(self._fd, _failure_line(result))
-        self.count += 1
-
-    def close(self, *, finished: bool) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-        elif finished:
-            self.path.unlink(missing_ok=True)  # a stale list from an earlier run
-
-
 def open_sink(output: str | os.PathLike[str], fmt: str | None = None) -> Sink:
     """The sink an output names: ``-`` (JSONL to standard output), ``*.jsonl``,
     ``*.csv``, ``*.db``/``*.sqlite``/``sqlite:///…`` or ``postgresql://…`` (a
@@ -184,8 +156,11 @@ def default_failures(output: str | os.PathLike[str]) -> Path:
     """Where failures go unless told: beside a file output, else in the current
     folder."""
     text = os.fspath(output)
-    if text == "-" or "://" in text:
-        return Path("twochat-voip-export.failures.jsonl")
+    if text == "-":
+        return Path("twochat-voip-stdout.failures.jsonl")
+    if "://" in text:  # one name per database, its password left out of the digest
+        digest = hashlib.sha256(shown(text).encode()).hexdigest()[:10]
+        return Path(f"twochat-voip-{digest}.failures.jsonl")
     return Path(text).with_name(Path(text).name + ".failures.jsonl")
 
 
@@ -236,6 +211,25 @@ async def _chunks(values: AsyncIterable[str] | Iterable[str]) -> AsyncIterator[l
             pending.cancel()
 
 
+def _outputs(
+    output: Sink | str | os.PathLike[str], fmt: str | None, failures: Path | None
+) -> tuple[Sink, Failures]:
+    """The sink and the failures list, checked against each other before either is
+    opened: a failures file that cannot be used leaves no output behind."""
+    sink = output if isinstance(output, Sink) else open_sink(output, fmt)
+    named = None if isinstance(output, Sink) else os.fspath(output)
+    failures = failures or default_failures(named or "-")
+    if isinstance(sink, JSONLSink | CSVSink) and not sink.path.parent.is_dir():
+        raise SinkError(f"cannot open {sink.path}: there is no folder {sink.path.parent}")
+    if named is not None and named != "-" and _same_file(Path(named), failures):
+        raise SinkError(f"the failures file must not be the output ({failures})")
+    if isinstance(sink, JSONLSink | CSVSink) and _same_file(sink.asked_path, failures):
+        raise SinkError(f"the failures file must not be the output's notes ({failures})")
+    failed = Failures(failures)
+    failed.check()
+    return sink, failed
+
+
 async def export_calls(
     client: VoIPClient,
     ids: AsyncIterable[str] | Iterable[str],
@@ -259,11 +253,7 @@ async def export_calls(
         SinkError: before anything is sent, when the output cannot be used (another
             export holds it, it is not an export, it is the failures file too).
     """
-    sink = output if isinstance(output, Sink) else open_sink(output, fmt)
-    named = None if isinstance(output, Sink) else os.fspath(output)
-    failures = failures or default_failures(named or "-")
-    if named is not None and named != "-" and _same_file(Path(named), failures):
-        raise SinkError(f"the failures file must not be the output ({failures})")
+    sink, failed = _outputs(output, fmt, failures)
     started = time.monotonic()
     before = client.stats
     counts = {"already": 0, "twice": 0}
@@ -286,10 +276,10 @@ async def export_calls(
     exported = 0
     stopped: str | None = None
     previous: BaseException | None = None
-    failed = _Failures(failures)
     finished = False
-    async with sink:
-        try:
+    try:
+        async with sink:
+            failed.open()  # after the output's lock: a second export is told about that
             results = client._get_calls(
                 new_ids(),
                 parse_wire=True,
@@ -315,8 +305,8 @@ async def export_calls(
                     if on_result is not None:
                         on_result(result)
             finished = True
-        finally:
-            failed.close(finished=finished)
+    finally:
+        failed.close(finished=finished)
     after = client.stats
     return ExportSummary(
         exported=exported,
@@ -329,7 +319,7 @@ async def export_calls(
         seconds=time.monotonic() - started,
         stopped=stopped,
         output=sink.description,
-        failures=str(failures),
+        failures=str(failed.path),
     )
 
 

@@ -35,21 +35,26 @@ from pathlib import Path
 from typing import IO, Any, Final, Protocol, runtime_checkable
 
 from twochat_voip._errors import SinkError
+from twochat_voip._files import check_regular, lock_exclusive, write_all
 from twochat_voip._models import CallDetailRecord
 from twochat_voip._wire import COLUMNS, dumps_wire, text_of
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no advisory locks
-    fcntl = None  # type: ignore[assignment]
-
-__all__ = ["CSVSink", "JSONLSink", "Sink", "StdoutSink", "database_url", "sink_format"]
+__all__ = [
+    "FIRST_LINE_CAP",
+    "HEADER_LINE",
+    "CSVSink",
+    "JSONLSink",
+    "Sink",
+    "StdoutSink",
+    "shown",
+]
 
 CSV_HEADER: Final = [column.csv_name for column in COLUMNS]
-_HEADER_LINE: Final = (",".join(CSV_HEADER) + "\n").encode()
+HEADER_LINE: Final = (",".join(CSV_HEADER) + "\n").encode()
 _FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NUMBER: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_FIRST_LINE_CAP: Final = 1 << 20
+FIRST_LINE_CAP: Final = 1 << 20
+_PASSWORD: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*:)[^/@]*@")
 
 
 @runtime_checkable
@@ -95,14 +100,15 @@ def csv_line(record: CallDetailRecord) -> str:
     """One CSV row (with its line end) for ``record``."""
     buffer = io.StringIO()
     row = [neutralise(text_of(column.get(record))) for column in COLUMNS]
-    csv.writer(buffer, lineterminator="\n").writerow(row)
-    return buffer.getvalue()
+    # "\r\n" as the writer's line end makes it quote a cell holding either character
+    # (with "\n" alone, a bare "\r" went out unquoted: a row break in a spreadsheet).
+    csv.writer(buffer, lineterminator="\r\n").writerow(row)
+    return buffer.getvalue()[:-2] + "\n"
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def shown(target: str) -> str:
+    """An output as it may be printed: a URL's password hidden."""
+    return _PASSWORD.sub(r"\1***@", target)
 
 
 class _FileSink:
@@ -122,8 +128,10 @@ class _FileSink:
 
     @property
     def asked_path(self) -> Path:
-        """Where ids asked for under another ``uuid`` are noted."""
-        return self.path.with_name(self.path.name + ".asked")
+        """Where ids asked for under another ``uuid`` are noted (beside the file
+        itself, when the output is a symbolic link)."""
+        real = Path(os.path.realpath(self.path))
+        return real.with_name(real.name + ".asked")
 
     async def __aenter__(self) -> _FileSink:
         self._open()
@@ -131,8 +139,14 @@ class _FileSink:
 
     def _open(self) -> None:
         """Open, lock, check and scan the file: blocking, once, before any request
-        (a scan of a million records takes about a second)."""
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
+        (a scan of a million records takes seconds)."""
+        check_regular(self.path, "use -o - for standard output")
+        try:
+            self._fd = os.open(
+                self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666
+            )
+        except OSError as exc:
+            raise SinkError(f"cannot open {self.path}: {exc.strerror}") from None
         try:
             self._lock()
             with open(self._fd, "rb", closefd=False) as handle:
@@ -155,15 +169,11 @@ class _FileSink:
         self._fd = self._asked_fd = -1
 
     def _lock(self) -> None:
-        if fcntl is None:  # pragma: no cover - Windows
-            return
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SinkError(
-                f"{self.path} is being written by another export; wait for it to "
-                "finish, or choose another output"
-            ) from None
+        lock_exclusive(
+            self._fd,
+            f"{self.path} is being written by another export; wait for it to finish, "
+            "or choose another output",
+        )
 
     def _not_ours(self, why: str) -> SinkError:
         return SinkError(
@@ -172,7 +182,7 @@ class _FileSink:
         )
 
     def _check_ours(self, handle: IO[bytes]) -> None:
-        first = handle.readline(_FIRST_LINE_CAP)
+        first = handle.readline(FIRST_LINE_CAP)
         if not first:
             return
         try:
@@ -212,9 +222,9 @@ class _FileSink:
                 self._asked_fd = os.open(
                     self.asked_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666
                 )
-            _write_all(self._asked_fd, f"{asked}\t{record.uuid}\n".encode())
+            write_all(self._asked_fd, f"{asked}\t{record.uuid}\n".encode())
             self._held.add(asked)
-        _write_all(self._fd, self._line(record, wire).encode())
+        write_all(self._fd, self._line(record, wire).encode())
         self._held.add(record.uuid)
 
     # What subclasses say.
@@ -282,13 +292,13 @@ class CSVSink(_FileSink):
     _format = "CSV"
 
     def _torn_start(self, first: bytes) -> bool:
-        return _HEADER_LINE.startswith(first)
+        return HEADER_LINE.startswith(first)
 
     def _is_first_line(self, text: str) -> bool:
-        return text == _HEADER_LINE.decode()
+        return text == HEADER_LINE.decode()
 
     def _start(self) -> None:
-        _write_all(self._fd, _HEADER_LINE)
+        write_all(self._fd, HEADER_LINE)
 
     def _scan(self, handle: IO[bytes]) -> int | None:
         held = self._held
@@ -351,60 +361,11 @@ class StdoutSink:
     async def write(self, asked: str, record: CallDetailRecord, wire: Mapping[str, Any]) -> None:
         if self._stream is None:
             raise SinkError("the sink is not open: use it with 'async with'")
-        self._stream.write((dumps_wire(wire) + "\n").encode())
-        self._stream.flush()
-
-
-SQLITE_SUFFIXES: Final = (".db", ".sqlite", ".sqlite3")
-_FILE_SUFFIXES: Final = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
-
-
-def database_url(target: str | os.PathLike[str]) -> str | None:
-    """The async SQLAlchemy URL for an export target, or ``None`` if it is a file of
-    another format: ``postgresql://…`` (asyncpg), ``sqlite:///…`` or a path ending
-    ``.db``, ``.sqlite`` or ``.sqlite3`` (aiosqlite)."""
-    text = os.fspath(target)
-    for scheme, driver in (
-        ("postgresql://", "postgresql+asyncpg://"),
-        ("postgres://", "postgresql+asyncpg://"),
-        ("sqlite://", "sqlite+aiosqlite://"),
-    ):
-        if text.startswith(scheme):
-            return driver + text[len(scheme) :]
-    if text.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
-        return text
-    if "://" not in text and Path(text).suffix.lower() in SQLITE_SUFFIXES:
-        return "sqlite+aiosqlite:///" + str(Path(text).resolve())
-    return None
-
-
-def _sniff(path: Path) -> str | None:
-    """The format an existing file's first line says it is in, if any."""
-    try:
-        with path.open("rb") as handle:
-            first = handle.readline(_FIRST_LINE_CAP)
-    except OSError:
-        return None
-    if first.startswith(b"{"):
-        return "jsonl"
-    if first and _HEADER_LINE.startswith(first.rstrip(b"\n")):
-        return "csv"
-    return None
-
-
-def sink_format(target: str | os.PathLike[str], fmt: str | None = None) -> str:
-    """``jsonl``, ``csv`` or ``sql``: what the output says it is (its name, else its
-    first line), checked against ``fmt`` when one is given; ``-`` is JSONL."""
-    text = os.fspath(target)
-    if text == "-":
-        said: str | None = "jsonl"
-    elif database_url(text) is not None:
-        said = "sql"
-    else:
-        said = _FILE_SUFFIXES.get(Path(text).suffix.lower()) or _sniff(Path(text))
-    if fmt is not None and said is not None and fmt != said:
-        raise SinkError(
-            f"--format {fmt} disagrees with {text}, which is {said.upper()}; "
-            "leave --format out, or choose another output"
-        )
-    return fmt or said or "jsonl"
+        try:
+            self._stream.write((dumps_wire(wire) + "\n").encode())
+            self._stream.flush()
+        except BrokenPipeError:  # `| head`: the reader has all it wanted
+            if self._stream is sys.stdout.buffer:
+                # What is still buffered goes nowhere, instead of failing again at exit.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SinkError("standard output was closed by its reader") from None

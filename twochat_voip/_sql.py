@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from twochat_voip._converter import format_timestamp, parse_timestamp
 from twochat_voip._errors import SinkError
+from twochat_voip._formats import database_url
 from twochat_voip._models import CallDetailRecord
-from twochat_voip._sinks import database_url
 from twochat_voip._wire import COLUMNS, dumps_wire
 
 try:
@@ -118,8 +118,12 @@ class SQLSink:
         if async_url is None:
             raise SinkError(f"{url!s} is not a database URL or an SQLite file name")
         try:
-            self._url = make_url(async_url)
-        except ArgumentError as exc:
+            parsed = make_url(async_url)
+            if "sslmode" in parsed.query:  # libpq's word; asyncpg's is ssl
+                ssl = parsed.query["sslmode"]
+                parsed = parsed.difference_update_query(["sslmode"]).update_query_dict({"ssl": ssl})
+            self._url = parsed
+        except (ArgumentError, ValueError) as exc:
             raise SinkError(f"not a database URL: {exc}") from None
         self._engine: AsyncEngine | None = None
         self._statement: Any = None
@@ -135,7 +139,12 @@ class SQLSink:
         )
 
     async def __aenter__(self) -> SQLSink:
-        engine = create_async_engine(self._url, json_serializer=dumps_wire)
+        try:
+            # pre_ping: a connection the server dropped between two records is
+            # replaced, not reported.
+            engine = create_async_engine(self._url, json_serializer=dumps_wire, pool_pre_ping=True)
+        except (SQLAlchemyError, TypeError, ValueError) as exc:
+            raise SinkError(f"cannot use {self.description}: {_reason(exc)}") from None
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         try:
@@ -146,11 +155,23 @@ class SQLSink:
                         sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK}
                     )
                 await connection.run_sync(self._metadata.create_all)
-        except (SQLAlchemyError, OSError) as exc:
+                missing = await connection.run_sync(self._missing_columns)
+        except (SQLAlchemyError, OSError, TypeError, ValueError) as exc:
             await engine.dispose()
             raise SinkError(f"cannot use {self.description}: {_reason(exc)}") from None
+        if missing:
+            await engine.dispose()
+            raise SinkError(
+                f"{self.description} has a table {TABLE_NAME} of another shape (no "
+                f"{', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); "
+                "export into another database"
+            )
         self._engine = engine
         return self
+
+    def _missing_columns(self, connection: sa.Connection) -> list[str]:
+        there = {column["name"] for column in sa.inspect(connection).get_columns(TABLE_NAME)}
+        return [column.name for column in self.table.columns if column.name not in there]
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._engine is not None:
@@ -184,8 +205,17 @@ class SQLSink:
         values["asked_id"] = None if asked == record.uuid else asked
         values["wire"] = dict(wire)
         values["fetched_at"] = dt.datetime.now(dt.UTC)
-        async with engine.begin() as connection:
-            await connection.execute(self._upsert(engine), values)
+        for attempt in range(2):  # once more on a connection the server dropped
+            try:
+                async with engine.begin() as connection:
+                    await connection.execute(self._upsert(engine), values)
+            except (SQLAlchemyError, OSError) as exc:
+                if attempt:
+                    raise SinkError(
+                        f"writing to {self.description} failed: {_reason(exc)}"
+                    ) from None
+            else:
+                return
 
     def _upsert(self, engine: AsyncEngine) -> Any:
         """The dialect's ``INSERT … ON CONFLICT (uuid) DO UPDATE``, built once: its
