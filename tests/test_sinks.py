@@ -569,3 +569,12 @@ async def test_a_dropped_database_connection_is_replaced(postgres_url: str) -> N
             await admin.close()
         await sink.write("CDRother", record, EXAMPLE_CDR)
         assert await sink.held([record.uuid, "CDRother"]) == {record.uuid, "CDRother"}
+
+
+async def test_the_resume_scan_reads_escaped_uuids_in_full(tmp_path: Path) -> None:
+    """Lines that start with the uuid are read without a full parse, unless the uuid
+    holds an escape: then the JSON decoder says what it is."""
+    output = tmp_path / "o.jsonl"
+    output.write_text('{"uuid":"CDR1","a":1}\n{"uuid":"CDR\\u0032"}\n{"b":2,"uuid":"CDR3"}\n')
+    async with JSONLSink(output) as sink:
+        assert await sink.held(["CDR1", "CDR2", "CDR3", "CDR\\u0032"]) == {"CDR1", "CDR2", "CDR3"}

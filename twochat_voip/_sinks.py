@@ -54,6 +54,7 @@ HEADER_LINE: Final = (",".join(CSV_HEADER) + "\n").encode()
 _FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NUMBER: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 FIRST_LINE_CAP: Final = 1 << 20
+_UUID_FIRST: Final = b'{"uuid":"'
 _PASSWORD: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*:)[^/@]*@")
 
 
@@ -274,6 +275,12 @@ class JSONLSink(_FileSink):
         end = 0
         for offset, line in self._lines(handle):
             end = offset
+            if line.startswith(_UUID_FIRST):  # as 2Chat sends it: no need to parse all
+                close = line.find(b'"', len(_UUID_FIRST))
+                value = line[len(_UUID_FIRST) : close]
+                if close > 0 and b"\\" not in value:
+                    held.add(value.decode("utf-8", "replace"))
+                    continue
             try:
                 uuid = loads(line).get("uuid")
             except (ValueError, AttributeError):  # a line someone edited: not a record
