@@ -237,3 +237,29 @@ async def test_a_closed_stdout_and_a_key_file_with_a_bom(tmp_path: Path) -> None
     assert "standard output was closed by its reader" in line
     assert "resume" not in line
     assert server.requests[0].headers.get("x-user-api-key") == server.api_key
+
+
+async def test_csv_from_the_command_is_safe_exact_and_counted(tmp_path: Path) -> None:
+    """Through the installed command: a formula is neutralised, a 20-digit price kept,
+    and ids given twice are counted apart from the ones already there."""
+    records = generate_cdrs(3, seed=69)
+    records[0]["agent"] = {"full_name": '=HYPERLINK("http://evil")'}
+    ids = [r["uuid"] for r in records]
+    raw = json.dumps({"success": True, "cdr": {**records[1], "call_cost": {"call_price": 1}}})
+    raw = raw.replace('"call_price": 1', '"call_price": 0.12345678901234567890')
+    source = _ids(tmp_path / "ids.txt", [*ids[:2], ids[0]])
+    output = tmp_path / "calls.csv"
+    async with FakeTwoChatServer(cdrs=records) as server:
+        from twochat_voip.testing import Fault
+
+        server.fail_next(Fault(status=200, body=raw), call_uuid=ids[1])
+        first = await run("export", "-i", str(source), "-o", str(output), server=server)
+        again = await run(
+            "export", "-i", str(_ids(tmp_path / "all.txt", ids)), "-o", str(output), server=server
+        )
+    assert (first.code, again.code) == (0, 0), first.err + again.err
+    assert "(1 given twice)" in first.err
+    assert "(2 already there)" in again.err
+    rows = {row["uuid"]: row for row in csv.DictReader(output.read_text().splitlines())}
+    assert rows[ids[0]]["agent.full_name"] == '\'=HYPERLINK("http://evil")'
+    assert rows[ids[1]]["call_cost.call_price"] == "0.12345678901234567890"
