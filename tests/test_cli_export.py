@@ -9,6 +9,7 @@ import json
 import signal
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from test_cli import SCRIPT, one_clean_line, run
 
@@ -18,6 +19,20 @@ from twochat_voip.testing import FakeTwoChatServer, generate_cdrs
 def _ids(path: Path, ids: list[str], prefix: bytes = b"") -> Path:
     path.write_bytes(prefix + "\n".join(ids).encode() + b"\n")
     return path
+
+
+async def _start(
+    server: FakeTwoChatServer, *args: str, stdout: Any = None
+) -> asyncio.subprocess.Process:
+    """The installed command with the server's key and URL, stderr piped."""
+    assert SCRIPT is not None
+    return await asyncio.create_subprocess_exec(
+        SCRIPT,
+        *args,
+        stdout=stdout,
+        stderr=asyncio.subprocess.PIPE,
+        env={"TWOCHAT_API_KEY": str(server.api_key), "TWOCHAT_BASE_URL": server.base_url},
+    )
 
 
 def _sent(server: FakeTwoChatServer) -> int:
@@ -135,18 +150,8 @@ async def test_ctrl_c_says_what_was_saved_and_exits_130(tmp_path: Path) -> None:
     source = _ids(tmp_path / "ids.txt", [r["uuid"] for r in records])
     output = tmp_path / "o.jsonl"
     async with FakeTwoChatServer(cdrs=records) as server:
-        assert SCRIPT is not None
-        process = await asyncio.create_subprocess_exec(
-            SCRIPT,
-            "export",
-            "-i",
-            str(source),
-            "-o",
-            str(output),
-            "--rpm",
-            "1200",
-            stderr=asyncio.subprocess.PIPE,
-            env={"TWOCHAT_API_KEY": str(server.api_key), "TWOCHAT_BASE_URL": server.base_url},
+        process = await _start(
+            server, "export", "-i", str(source), "-o", str(output), "--rpm", "1200"
         )
         while _sent(server) < 20:  # noqa: ASYNC110 - the server counts; nothing to await
             await asyncio.sleep(0.05)
@@ -263,3 +268,28 @@ async def test_csv_from_the_command_is_safe_exact_and_counted(tmp_path: Path) ->
     rows = {row["uuid"]: row for row in csv.DictReader(output.read_text().splitlines())}
     assert rows[ids[0]]["agent.full_name"] == '\'=HYPERLINK("http://evil")'
     assert rows[ids[1]]["call_cost.call_price"] == "0.12345678901234567890"
+
+
+async def test_failures_into_the_file_stdout_goes_to_is_refused(tmp_path: Path) -> None:
+    """``-o - --failures out.jsonl > out.jsonl`` would wipe the records at the first
+    failure: refused, nothing sent."""
+    records = generate_cdrs(3, seed=70)
+    source = _ids(tmp_path / "ids.txt", [r["uuid"] for r in records] + ["CDRmissing"])
+    output = tmp_path / "out.jsonl"
+    async with FakeTwoChatServer(cdrs=records) as server:
+        with output.open("wb") as stdout:
+            process = await _start(
+                server,
+                "export",
+                "-i",
+                str(source),
+                "-o",
+                "-",
+                "--failures",
+                str(output),
+                stdout=stdout,
+            )
+            _, err = await asyncio.wait_for(process.communicate(), timeout=60)
+        assert server.requests == []
+    assert process.returncode == 2
+    assert "must not be standard output" in one_clean_line(err.decode())

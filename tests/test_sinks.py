@@ -102,14 +102,16 @@ async def test_torn_last_lines_are_cut(tmp_path: Path) -> None:
     assert jsonl.read_text() == ""
 
 
-async def test_a_bad_row_mid_file_stops_the_scan_without_cutting(tmp_path: Path) -> None:
-    """Quoting someone broke by hand mid-file: nothing after it is held, nothing cut."""
+async def test_a_bad_row_mid_file_is_refused_untouched(tmp_path: Path) -> None:
+    """Quoting someone broke by hand mid-file: resuming past it would fetch and append
+    every later record again, so the file is refused, untouched."""
     header = ",".join(column.csv_name for column in COLUMNS) + "\n"
     content = header + 'CDR1,"a"b' + "," * (len(COLUMNS) - 1) + "\nCDR2" + "," * 31 + "\n"
     table = tmp_path / "o.csv"
     table.write_text(content)
-    async with CSVSink(table) as sink:
-        assert await sink.held(["CDR1", "CDR2"]) == set()
+    with pytest.raises(SinkError, match="cannot be read past byte"):
+        async with CSVSink(table):
+            pass  # pragma: no cover
     assert table.read_text() == content
 
 
@@ -182,6 +184,9 @@ def test_dumps_wire_refuses_what_json_cannot_say() -> None:
         ("\t=1", "'\t=1"),
         ("\r=1", "'\r=1"),
         ("+595984153762", "+595984153762"),
+        ("  =1+1", "'  =1+1"),
+        ("\xa0=1", "'\xa0=1"),
+        ("\ufeff@SUM(1)", "'\ufeff@SUM(1)"),
         ("-0.25", "-0.25"),
         ("plain", "plain"),
     ],
@@ -223,7 +228,7 @@ async def test_resume_is_keyed_by_the_id_asked_for(tmp_path: Path) -> None:
         again, sent = await _export(records, output, ids=[asked, records[1]["uuid"]])
         assert (again.already_there, again.exported, sent) == (2, 0, 0), output
     notes = tmp_path / "o.jsonl.asked"
-    notes.write_text(notes.read_text() + "CDRghost\tCDRnever-written\n")
+    notes.write_text(notes.read_text() + '["CDRghost", "CDRnever-written"]\n["torn", "CD')
     async with JSONLSink(tmp_path / "o.jsonl") as sink:
         assert await sink.held([asked, "CDRghost"]) == {asked}
 
@@ -459,7 +464,7 @@ async def test_failures_list_is_replaced_then_removed_and_locked(tmp_path: Path)
     held = _Failures(failures)
     held.open()
     try:
-        with pytest.raises(SinkError, match="another export writes its failures"):
+        with pytest.raises(SinkError, match="held by another export"):
             await _export(records, tmp_path / "p.jsonl", failures=failures)
     finally:
         held.close(finished=False)
@@ -578,3 +583,83 @@ async def test_the_resume_scan_reads_escaped_uuids_in_full(tmp_path: Path) -> No
     output.write_text('{"uuid":"CDR1","a":1}\n{"uuid":"CDR\\u0032"}\n{"b":2,"uuid":"CDR3"}\n')
     async with JSONLSink(output) as sink:
         assert await sink.held(["CDR1", "CDR2", "CDR3", "CDR\\u0032"]) == {"CDR1", "CDR2", "CDR3"}
+
+
+async def test_a_cell_longer_than_the_csv_modules_cap_is_resumed(tmp_path: Path) -> None:
+    """A 200,000-character cell (the csv module stops at 131,072 unless told): the
+    next run sends nothing, and the process's cap is as it was."""
+    records = generate_cdrs(20, seed=52)
+    records[5]["to_number"] = "x" * 200_000
+    table = tmp_path / "o.csv"
+    await _export(records, table)
+    cap = csv.field_size_limit()
+    again, sent = await _export(records, table)
+    assert (again.already_there, sent) == (20, 0)
+    assert csv.field_size_limit() == cap
+
+
+async def test_an_answered_uuid_with_a_newline_is_noted_and_resumed(tmp_path: Path) -> None:
+    """The asked-id notes are JSON: a uuid with a line break cannot split them."""
+    records = generate_cdrs(1, seed=53)
+    body = json.dumps({"success": True, "cdr": {**records[0], "uuid": "CDR-y\nz"}})
+    for output in (tmp_path / "o.jsonl", tmp_path / "o.csv"):
+        await _export(
+            records, output, ids=["ASK-nl"], faults=[("ASK-nl", Fault(status=200, body=body))]
+        )
+        again, sent = await _export(records, output, ids=["ASK-nl"])
+        assert (again.already_there, sent) == (1, 0), output
+
+
+async def test_a_write_that_fails_says_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk: a SinkError naming the file, not a bare OSError."""
+    import errno
+
+    def full(fd: int, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("twochat_voip._sinks.write_all", full)
+    records = generate_cdrs(2, seed=54)
+    with pytest.raises(SinkError, match=r"writing to .*o\.jsonl failed: No space left"):
+        await _export(records, tmp_path / "o.jsonl")
+
+
+async def test_a_record_postgres_refuses_is_a_failure_and_the_run_goes_on(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """PostgreSQL stores no NUL character: that id is a RecordRefusedError in the
+    failures list; the others are written."""
+    records = generate_cdrs(5, seed=55)
+    records[2]["to_number"] = "\x00nul"
+    failures = tmp_path / "f.jsonl"
+    summary, _ = await _export(records, postgres_url, failures=failures)
+    assert (summary.exported, summary.failed) == (4, 1)
+    [entry] = [json.loads(line) for line in failures.read_text().splitlines()]
+    assert entry["call_uuid"] == records[2]["uuid"]
+    assert entry["error"] == "RecordRefusedError"
+
+
+def test_passwords_left_unencoded_are_still_hidden() -> None:
+    """A raw '/' or '@' in the password, or a password= parameter."""
+    from twochat_voip._sinks import shown
+    from twochat_voip.sql import SQLSink
+
+    assert "only" not in shown("postgresql://dave:slash/only@127.0.0.1:5/db")
+    assert "w0rd" not in shown("mysql://alice:s3cr3t/pa@ss:w0rd@h/db")
+    assert "simplepw" not in shown("postgresql://carol@h:5/db?sslmode=x&password=simplepw")
+    with pytest.raises(SinkError) as caught:
+        SQLSink("postgresql://alice:s3cr3t/pa@ss:w0rd@127.0.0.1:5/postgres")
+    assert "w0rd" not in str(caught.value)
+    assert "s3cr3t" not in str(caught.value)
+    assert "simplepw" not in SQLSink("postgresql://carol@h:5/db?password=simplepw").description
+
+
+async def test_a_fifo_without_a_telling_name_is_refused_not_read(tmp_path: Path) -> None:
+    """Finding the format must not open a FIFO (it would wait for a writer forever)."""
+    import os
+
+    os.mkfifo(tmp_path / "fifo")
+    assert sink_format(tmp_path / "fifo") == "jsonl"
+    with pytest.raises(SinkError, match="not a regular file"):
+        await asyncio.wait_for(_export(generate_cdrs(1), tmp_path / "fifo"), timeout=10)

@@ -255,6 +255,7 @@ def export(
             ),
             interrupted(progress, output),
             progress,
+            client,
         )
     report(summary)
 

@@ -100,6 +100,7 @@ def run_command(
     coroutine: Coroutine[Any, Any, _T],
     on_interrupt: Callable[[], str] | None = None,
     progress: Progress | None = None,
+    client: VoIPClient | None = None,
 ) -> _T:
     """Run a command's coroutine; what ends it becomes one line and an exit code: 2
     when the input or output cannot be used and nothing was done yet (1 once records
@@ -111,7 +112,8 @@ def run_command(
             click.echo(on_interrupt(), err=True)
         sys.exit(130)
     except (SinkError, InputError) as exc:
-        if progress is None or not progress.done:
+        sent = client is not None and client.stats.requests > 0
+        if progress is None or not (progress.done or sent):
             raise Refused(str(exc)) from None
         resume = "" if progress.output == "-" else ": run the same command again to resume"
         raise click.ClickException(

@@ -7,6 +7,7 @@
     ├── BudgetExhaustedError        max_requests were sent; nothing more is
     ├── RateLimiterUnavailableError a shared rate limiter's store (Redis) is down
     ├── SinkError                   an export's output refused: locked, not an export
+    │   └── RecordRefusedError      the output refused one record (the run goes on)
     ├── APIConnectionError          refused, reset, dropped, DNS, TLS
     │   └── APITimeoutError         an attempt took longer than its timeout
     ├── APIStatusError              the server answered, and not with a record
@@ -43,6 +44,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RateLimiterUnavailableError",
+    "RecordRefusedError",
     "RedirectError",
     "ResponseValidationError",
     "ServerError",
@@ -105,6 +107,11 @@ class SinkError(TwoChatError):
     """An export's output cannot be used: another export holds it, it is not an export
     of this format (it is left untouched), or it is the failures file too. Raised
     before anything is sent."""
+
+
+class RecordRefusedError(SinkError):
+    """The output refused one record (PostgreSQL stores no NUL character, say): the
+    id goes to the failures list with this error, and the export goes on."""
 
 
 class APIConnectionError(TwoChatError):

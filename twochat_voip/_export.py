@@ -26,6 +26,7 @@ from twochat_voip._errors import (
     AuthenticationError,
     BudgetExhaustedError,
     PaymentRequiredError,
+    RecordRefusedError,
     SinkError,
     TwoChatError,
 )
@@ -164,6 +165,14 @@ def default_failures(output: str | os.PathLike[str]) -> Path:
     return Path(text).with_name(Path(text).name + ".failures.jsonl")
 
 
+def _is_stdout(path: Path) -> bool:
+    """Whether ``path`` is the file standard output goes to (``> out.jsonl``)."""
+    try:
+        return os.path.samestat(os.fstat(sys.stdout.fileno()), os.stat(path))
+    except (OSError, ValueError):  # no such file, or no stdout to ask
+        return False
+
+
 def _same_file(one: Path, other: Path) -> bool:
     try:
         return one.resolve() == other.resolve() or one.samefile(other)
@@ -211,6 +220,17 @@ async def _chunks(values: AsyncIterable[str] | Iterable[str]) -> AsyncIterator[l
             pending.cancel()
 
 
+async def _store(sink: Sink, result: CallResult) -> CallResult:
+    """Write a fetched record; the result as the caller sees it (the record, or the
+    error the output refused it with)."""
+    record, wire = cast(tuple[CallDetailRecord, dict[str, Any]], result.cdr)
+    try:
+        await sink.write(result.call_uuid, record, wire)
+    except RecordRefusedError as exc:
+        return attrs.evolve(result, cdr=None, error=exc)
+    return attrs.evolve(result, cdr=record)
+
+
 def _outputs(
     output: Sink | str | os.PathLike[str], fmt: str | None, failures: Path | None
 ) -> tuple[Sink, Failures]:
@@ -225,6 +245,8 @@ def _outputs(
         raise SinkError(f"the failures file must not be the output ({failures})")
     if isinstance(sink, JSONLSink | CSVSink) and _same_file(sink.asked_path, failures):
         raise SinkError(f"the failures file must not be the output's notes ({failures})")
+    if isinstance(sink, StdoutSink) and _is_stdout(failures):
+        raise SinkError(f"the failures file must not be standard output ({failures})")
     failed = Failures(failures)
     failed.check()
     return sink, failed
@@ -290,11 +312,9 @@ async def export_calls(
             async with aclosing(results):
                 async for result in results:
                     if result.cdr is not None:
-                        record, wire = cast(tuple[CallDetailRecord, dict[str, Any]], result.cdr)
-                        await sink.write(result.call_uuid, record, wire)
-                        exported += 1
-                        result = attrs.evolve(result, cdr=record)  # noqa: PLW2901 - as callers see it
-                    else:
+                        result = await _store(sink, result)  # noqa: PLW2901 - as callers see it
+                        exported += result.ok
+                    if not result.ok:
                         failed.add(result)
                         # A run that gives up answers every id left with one error.
                         if stopped is None and (

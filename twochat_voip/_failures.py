@@ -75,8 +75,8 @@ class Failures:
         try:
             lock_exclusive(
                 self._fd,
-                f"another export writes its failures to {self.path}; give this one its "
-                "own --failures",
+                f"{self.path} is held by another export (as its failures or its output); "
+                "give this one its own --failures",
             )
             self._ours = (existed and os.fstat(self._fd).st_size > 0) or not existed
             self._created = not existed
@@ -94,10 +94,29 @@ class Failures:
     def close(self, *, finished: bool) -> None:
         if self._fd < 0:
             return
-        if self.count == 0 and (self._created or (finished and self._ours)):
-            self.path.unlink(missing_ok=True)  # while locked: no one else writes it
+        if self.count == 0 and self._removable(finished=finished):
+            self.path.unlink(missing_ok=True)
         os.close(self._fd)
         self._fd = -1
+
+    def _removable(self, *, finished: bool) -> bool:
+        """Whether the file at the path is still a list this run may remove: the one
+        it holds, and empty (one it made) or a list of failures (an old one). Another
+        name for the same file (a bind mount) may have been written meanwhile."""
+        try:
+            here = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(self._fd)
+        if not os.path.samestat(here, held):
+            return False
+        if self._created:
+            return held.st_size == 0
+        if not (finished and self._ours):
+            return False
+        with open(self._fd, "rb", closefd=False) as handle:
+            handle.seek(0)
+            return _is_failure_line(handle.readline(1 << 16))
 
 
 def _is_failure_line(line: bytes) -> bool:

@@ -35,7 +35,10 @@ def database_url(target: str | os.PathLike[str]) -> str | None:
 
 
 def _sniff(path: Path) -> str | None:
-    """The format an existing file's first line says it is in, if any."""
+    """The format an existing regular file's first line says it is in, if any (a
+    FIFO is not read: that would wait for a writer forever)."""
+    if not path.is_file():
+        return None
     try:
         with path.open("rb") as handle:
             first = handle.readline(FIRST_LINE_CAP)

@@ -12,7 +12,7 @@ A file sink is safe to run again and again on the same file, and to start twice:
 - resuming streams through the file once and keeps only the ids (memory grows with
   the number of records, not with their size);
 - resuming is keyed by the id *asked for*: when 2Chat answers with another ``uuid``, a
-  line ``asked<TAB>uuid`` goes to ``OUTPUT.asked`` before the record, so that the next
+  line ``["asked", "uuid"]`` goes to ``OUTPUT.asked`` before the record, so that the next
   run skips the asked id too (a line whose record never made it is ignored).
 
 JSONL lines are the ``cdr`` object as 2Chat sent it, every field and digit kept. CSV
@@ -52,10 +52,12 @@ __all__ = [
 CSV_HEADER: Final = [column.csv_name for column in COLUMNS]
 HEADER_LINE: Final = (",".join(CSV_HEADER) + "\n").encode()
 _FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+_BLANKS: Final = " \n\xa0\ufeff"  # before a formula start (tab and CR are starts)
 _PLAIN_NUMBER: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 FIRST_LINE_CAP: Final = 1 << 20
 _UUID_FIRST: Final = b'{"uuid":"'
-_PASSWORD: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*:)[^/@]*@")
+_PASSWORD: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*:).*@")
+_QUERY_PASSWORD: Final = re.compile(r"([?&](?:password|passwd|pwd)=)[^&]*", re.IGNORECASE)
 
 
 @runtime_checkable
@@ -87,14 +89,18 @@ class Sink(Protocol):
 
 def neutralise(text: str) -> str:
     """``text`` as a CSV cell no spreadsheet runs as a formula."""
-    if text.startswith(_FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(text):
+    trimmed = text.lstrip(_BLANKS)  # an importer that trims blanks must not find one
+    if trimmed.startswith(_FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(text):
         return "'" + text
     return text
 
 
 def _cell_text(cell: str) -> str:
     """A cell's text, as it was before :func:`neutralise`."""
-    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_FORMULA_STARTS) else cell
+    rest = cell[1:]
+    return (
+        rest if cell.startswith("'") and rest.lstrip(_BLANKS).startswith(_FORMULA_STARTS) else cell
+    )
 
 
 def csv_line(record: CallDetailRecord) -> str:
@@ -108,8 +114,10 @@ def csv_line(record: CallDetailRecord) -> str:
 
 
 def shown(target: str) -> str:
-    """An output as it may be printed: a URL's password hidden."""
-    return _PASSWORD.sub(r"\1***@", target)
+    """An output as it may be printed: a URL's password hidden, wherever it is (up to
+    the last ``@``, so that a ``/`` or ``@`` left unencoded in it cannot show the
+    rest; and a ``password=`` query parameter)."""
+    return _QUERY_PASSWORD.sub(r"\1***", _PASSWORD.sub(r"\1***@", target))
 
 
 class _FileSink:
@@ -209,7 +217,10 @@ class _FileSink:
         """Ids asked for under another uuid, whose record made it into the output."""
         with contextlib.suppress(FileNotFoundError), self.asked_path.open("rb") as handle:
             for line in handle:
-                asked, _, uuid = line.decode("utf-8", "replace").rstrip("\n").partition("\t")
+                try:
+                    asked, uuid = json.loads(line)
+                except (ValueError, TypeError):  # torn by a killed run, or not a pair
+                    continue
                 if uuid in self._held:
                     self._held.add(asked)
 
@@ -218,14 +229,16 @@ class _FileSink:
         return {call_uuid for call_uuid in call_uuids if call_uuid in held}
 
     async def write(self, asked: str, record: CallDetailRecord, wire: Mapping[str, Any]) -> None:
-        if asked != record.uuid and "\t" not in asked and "\n" not in asked:
-            if self._asked_fd < 0:
-                self._asked_fd = os.open(
-                    self.asked_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666
-                )
-            write_all(self._asked_fd, f"{asked}\t{record.uuid}\n".encode())
-            self._held.add(asked)
-        write_all(self._fd, self._line(record, wire).encode())
+        try:
+            if asked != record.uuid:
+                if self._asked_fd < 0:
+                    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+                    self._asked_fd = os.open(self.asked_path, flags, 0o666)
+                write_all(self._asked_fd, (json.dumps([asked, record.uuid]) + "\n").encode())
+                self._held.add(asked)
+            write_all(self._fd, self._line(record, wire).encode())
+        except OSError as exc:  # a full disk, say: the records written so far stay
+            raise SinkError(f"writing to {self.path} failed: {exc.strerror}") from None
         self._held.add(record.uuid)
 
     # What subclasses say.
@@ -323,6 +336,9 @@ class CSVSink(_FileSink):
         size = os.fstat(handle.fileno()).st_size
         rows = csv.reader(lines(), strict=True)
         good = 0
+        # A cell may be as long as 2Chat made it (the csv module's cap is 128 KiB); the
+        # cap is the process's, so it is restored once the scan is done.
+        cap = csv.field_size_limit(sys.maxsize)
         try:
             next(rows, None)  # the header, checked already (or cut short)
             good = consumed if last_line_end else 0
@@ -332,10 +348,15 @@ class CSVSink(_FileSink):
                 good = consumed
                 if len(row) == len(CSV_HEADER):
                     held.add(_cell_text(row[0]))
-        except csv.Error:
-            if consumed != size:
-                return None  # bad quoting someone wrote mid-file: read no further
+        except csv.Error as exc:
+            if consumed != size:  # not a torn end: resuming past it would duplicate
+                raise SinkError(
+                    f"{self.path} cannot be read past byte {good} ({exc}); it was left "
+                    "untouched: mend it, or choose another output"
+                ) from None
             # else a quoted cell cut short at the end by a killed run
+        finally:
+            csv.field_size_limit(cap)
         return good if good != size else None
 
     def _line(self, record: CallDetailRecord, wire: Mapping[str, Any]) -> str:

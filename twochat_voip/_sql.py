@@ -22,16 +22,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from twochat_voip._converter import format_timestamp, parse_timestamp
-from twochat_voip._errors import SinkError
+from twochat_voip._errors import RecordRefusedError, SinkError
 from twochat_voip._formats import database_url
 from twochat_voip._models import CallDetailRecord
+from twochat_voip._sinks import shown
 from twochat_voip._wire import COLUMNS, dumps_wire
 
 try:
     import sqlalchemy as sa
     from sqlalchemy.dialects import postgresql, sqlite
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+    from sqlalchemy.exc import ArgumentError, DataError, SQLAlchemyError
     from sqlalchemy.ext.asyncio import create_async_engine
 except ImportError as exc:  # pragma: no cover - exercised only without the db extra
     raise ImportError(
@@ -123,8 +124,12 @@ class SQLSink:
                 ssl = parsed.query["sslmode"]
                 parsed = parsed.difference_update_query(["sslmode"]).update_query_dict({"ssl": ssl})
             self._url = parsed
-        except (ArgumentError, ValueError) as exc:
-            raise SinkError(f"not a database URL: {exc}") from None
+        except (ArgumentError, ValueError):
+            # Not the parser's words: they quote the URL, password and all.
+            raise SinkError(
+                f"{shown(str(url))} is not a database URL (a port that is not a number, "
+                "or a character in the password that needs %-encoding?)"
+            ) from None
         self._engine: AsyncEngine | None = None
         self._statement: Any = None
         self._metadata = sa.MetaData()
@@ -134,9 +139,8 @@ class SQLSink:
     def description(self) -> str:
         if self._url.drivername.startswith("sqlite") and self._url.database:
             return self._url.database
-        return self._url.set(drivername=self._url.get_backend_name()).render_as_string(
-            hide_password=True
-        )
+        plain = self._url.set(drivername=self._url.get_backend_name())
+        return shown(plain.render_as_string(hide_password=True))
 
     async def __aenter__(self) -> SQLSink:
         try:
@@ -210,6 +214,10 @@ class SQLSink:
                 async with engine.begin() as connection:
                     await connection.execute(self._upsert(engine), values)
             except (SQLAlchemyError, OSError) as exc:
+                if _about_the_data(exc):  # this record, not the database: the run goes on
+                    raise RecordRefusedError(
+                        f"{self.description} refused the record: {_reason(exc)}"
+                    ) from None
                 if attempt:
                     raise SinkError(
                         f"writing to {self.description} failed: {_reason(exc)}"
@@ -242,6 +250,16 @@ def _sqlite_pragmas(connection: Any, _: object) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _about_the_data(exc: BaseException) -> bool:
+    """Whether the database refused the values (SQLSTATE class 22, "data exception":
+    a NUL in a text, say), not the connection or the table."""
+    if isinstance(exc, DataError):
+        return True
+    orig = getattr(exc, "orig", None)
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return isinstance(state, str) and state.startswith("22")
 
 
 def _reason(exc: BaseException) -> str:
