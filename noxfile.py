@@ -58,6 +58,6 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over the package and the tests."""
-    session.install("-e", ".[dev]")
+    """mypy --strict over the package, the tests, the benchmarks and this file."""
+    session.install("-e", ".[dev]", "-e", ".[bench]")
     session.run("mypy")

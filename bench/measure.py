@@ -7,7 +7,7 @@ import gc
 import os
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 _T = TypeVar("_T")
@@ -28,11 +28,11 @@ def server_cpu() -> int | None:
     return None
 
 
-def timed_run(run: Callable[[], Awaitable[_T]]) -> tuple[_T, float, float]:
+def timed_run(run: Callable[[], Coroutine[Any, Any, _T]]) -> tuple[_T, float, float]:
     """Run a coroutine in a fresh event loop: (result, wall seconds, CPU seconds)."""
     gc.collect()
     wall, cpu = time.perf_counter(), time.process_time()
-    result = asyncio.run(run())
+    result: _T = asyncio.run(run())
     return result, time.perf_counter() - wall, time.process_time() - cpu
 
 

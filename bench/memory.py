@@ -9,6 +9,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import aclosing
 
 from bench.measure import Row, rss_kib, server_cpu
@@ -17,7 +18,7 @@ from bench.server import BODY, CannedServer
 TEMPLATE_UUID = b"CDR8b3e7a1f-6c94-4d52-ae17-5f2b9d4c8e63"
 
 
-def _bodies(count: int):  # type: ignore[no-untyped-def]
+def _bodies(count: int) -> Iterator[bytes]:
     for n in range(count):
         yield BODY.replace(TEMPLATE_UUID, b"CDR%035d" % n)
 
@@ -31,7 +32,7 @@ def hold(variant: str, count: int) -> int:
     from twochat_voip._protocol import Response, parse_call
 
     headers = CIMultiDict({"Content-Type": "application/json"})
-    decode = {
+    decode: Callable[[bytes], object] = {
         "dicts (orjson)": lambda body: orjson.loads(body)["cdr"],
         "twochat_voip models": lambda body: parse_call(Response(200, headers, body)),
         "pydantic models": lambda body: Envelope.model_validate_json(body).cdr,

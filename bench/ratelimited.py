@@ -4,6 +4,8 @@ and the naive gather + tenacity code. Wall time as a ratio to N/R, 429s, failure
 
 from __future__ import annotations
 
+import functools
+
 from bench.measure import Row, describe_limited, limited_row, server_cpu, timed_run
 from bench.server import CannedServer
 from bench.stacks import naive_gather_tenacity, ours_get_calls
@@ -27,7 +29,7 @@ def measure(per_minute: float, ids: int, concurrency: int = 16) -> list[Row]:
     with CannedServer(per_minute, burst=5, cpu=server_cpu()) as server:
         for name, run in runs.items():
             server.take_stats()  # reset the limiter between runs
-            (_, failed), wall, _ = timed_run(lambda run=run: run(server.base_url))
+            (_, failed), wall, _ = timed_run(functools.partial(run, server.base_url))
             row = {
                 "client": name,
                 **limited_row(server.take_stats(), wall, ideal),

@@ -7,11 +7,11 @@ it got and how many it failed; the runner times them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from contextlib import aclosing
 from datetime import datetime
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 import httpx
@@ -37,7 +37,7 @@ client's cost per request and not an adaptive client's slow start (4 requests a 
 at first): 60 picoseconds apart, it never holds a request (a rate the client could
 reach, say 100,000 a second, would hold every request after the first of a burst
 for its few microseconds, which costs a timer each)."""
-Stack = Callable[[str, list[str], int], Awaitable[Outcome]]
+Stack = Callable[[str, list[str], int], Coroutine[Any, Any, Outcome]]
 
 
 def _url(base_url: str, call_uuid: str) -> str:

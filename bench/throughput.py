@@ -7,6 +7,8 @@ client, sets the rate, and the ratio says little about the client."""
 
 from __future__ import annotations
 
+import functools
+
 from bench.measure import Row, median, server_cpu, timed_run
 from bench.server import CannedServer
 from bench.stacks import THROUGHPUT_STACKS
@@ -33,7 +35,7 @@ def measure(concurrencies: list[int], requests: int, rounds: int) -> list[Row]:
                     ids = [f"CDR{i:08d}" for i in range(n)]
                     server.take_stats()  # resets the server's CPU clock
                     (got, failed), wall, cpu = timed_run(
-                        lambda stack=stack, ids=ids, c=concurrency: stack(server.base_url, ids, c)
+                        functools.partial(stack, server.base_url, ids, concurrency)
                     )
                     server_cpu_s = server.take_stats()["cpu_s"]
                     if failed or got != n:
