@@ -15,7 +15,7 @@ import pytest
 
 import twochat_voip as tv
 from twochat_voip import CallResult, VoIPClient, set_testing
-from twochat_voip._bulk import _result
+from twochat_voip._results import result as _result
 from twochat_voip.testing import FakeTwoChatServer, Fault, generate_cdrs
 
 

@@ -10,102 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import gzip as gzip_module
 import json
 import random
 import time
 from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any, Literal, Self, cast
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
-import attrs
-
+from twochat_voip.testing._connection import Answer as _Answer
+from twochat_voip.testing._connection import Connection as _Connection
 from twochat_voip.testing._data import EXAMPLE_CDR
+from twochat_voip.testing._faults import CALL_PREFIX as _CALL_PREFIX
+from twochat_voip.testing._faults import Fault, ReceivedRequest
 
 __all__ = ["DEFAULT_TEST_KEY", "FakeTwoChatServer", "Fault", "ReceivedRequest"]
 
 DEFAULT_TEST_KEY = "test-key-not-a-secret"
-_CALL_PREFIX = "/open/voip/call/"
 _HISTORY_PATH = "/open/voip/call-history"
 _INFO_PATH = "/open/info"
 _MAX_HEAD = 64 * 1024
-
-Drop = Literal["before_status", "mid_headers", "mid_body"]
-
-
-@attrs.frozen(kw_only=True)
-class Fault:
-    """One scripted misbehaviour, spent on one request.
-
-    With ``status`` left ``None`` the request gets its normal answer, changed by the
-    other options; with a status it gets that status and 2Chat's error envelope
-    (or ``body``).
-
-    Attributes:
-        status: Answer with this status instead of the normal answer.
-        body: The body instead: bytes or str as they are, anything else as JSON.
-        headers: Extra headers for the answer.
-        retry_after: A ``Retry-After`` value: seconds, or an HTTP-date string.
-        delay: Seconds to wait before answering.
-        drop: Close the connection ``"before_status"``, ``"mid_headers"`` or
-            ``"mid_body"`` (the body cut short).
-        hang: Never answer; the connection stays open until the server stops.
-        trickle: Seconds between bytes of the answer, sent one at a time.
-        gzip: Send the body gzip-compressed.
-        chunked: Send the body with chunked transfer encoding.
-        content_type: The ``Content-Type`` header instead of ``application/json``.
-    """
-
-    status: int | None = None
-    body: Any = None
-    headers: Mapping[str, str] = attrs.field(factory=dict)
-    retry_after: str | float | None = None
-    delay: float = 0.0
-    drop: Drop | None = None
-    hang: bool = False
-    trickle: float | None = None
-    gzip: bool = False
-    chunked: bool = False
-    content_type: str | None = None
-
-
-@attrs.frozen(kw_only=True)
-class ReceivedRequest:
-    """A request the server received, for tests to inspect.
-
-    Attributes:
-        method: The HTTP method.
-        path: The path, without the query.
-        query: The query parameters (first value of each).
-        headers: The request headers, names lower-cased. The key is left out of the
-            repr, and is the test key anyway.
-        received_at: ``time.monotonic()`` when it arrived.
-        status: The status answered, ``None`` if the connection was cut or hung.
-    """
-
-    method: str
-    path: str
-    query: Mapping[str, str]
-    headers: Mapping[str, str] = attrs.field(repr=False)
-    received_at: float
-    status: int | None
-
-    @property
-    def call_uuid(self) -> str | None:
-        """The id asked for by a ``GET /open/voip/call/{uuid}``."""
-        if self.path.startswith(_CALL_PREFIX):
-            return self.path[len(_CALL_PREFIX) :]
-        return None
-
-
-@attrs.define
-class _Answer:
-    status: int
-    body: bytes
-    headers: list[tuple[str, str]] = attrs.field(factory=list)
-    fault: Fault | None = None
 
 
 class FakeTwoChatServer:
@@ -431,132 +356,3 @@ def _fault_answer(fault: Fault, status: int) -> _Answer:
         answer = _error_answer(status, phrase)
     answer.fault = fault
     return answer
-
-
-def _render(answer: _Answer, keep_alive: bool) -> tuple[bytes, bytes]:
-    """The head and body bytes of an answer."""
-    fault = answer.fault or Fault()
-    body = answer.body
-    try:
-        phrase = HTTPStatus(answer.status).phrase
-    except ValueError:
-        phrase = "Unknown"
-    lines = [f"HTTP/1.1 {answer.status} {phrase}"]
-    lines.append(f"Content-Type: {fault.content_type or 'application/json'}")
-    if fault.gzip:
-        body = gzip_module.compress(body)
-        lines.append("Content-Encoding: gzip")
-    if fault.chunked:
-        lines.append("Transfer-Encoding: chunked")
-        half = len(body) // 2
-        parts = [p for p in (body[:half], body[half:]) if p]
-        body = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
-    else:
-        lines.append(f"Content-Length: {len(body)}")
-    if fault.retry_after is not None:
-        lines.append(f"Retry-After: {fault.retry_after}")
-    lines.extend(f"{name}: {value}" for name, value in (*answer.headers, *fault.headers.items()))
-    lines.append("Connection: keep-alive" if keep_alive else "Connection: close")
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return head, body
-
-
-class _Connection(asyncio.Protocol):
-    """One client connection: parse requests, write answers, misbehave on cue."""
-
-    def __init__(self, server: FakeTwoChatServer) -> None:
-        self._server = server
-        self._buffer = bytearray()
-        self._transport: asyncio.Transport | None = None
-        self._busy = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast("asyncio.Transport", transport)  # a TCP server's always is
-        self._server._connections.add(self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._server._connections.discard(self)
-        self._transport = None
-
-    def abort(self) -> None:
-        if self._transport is not None:
-            self._transport.abort()
-
-    def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        self._serve_buffered()
-
-    def _serve_buffered(self) -> None:
-        while not self._busy and self._transport is not None:
-            end = self._buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._buffer) > _MAX_HEAD:
-                    self.abort()
-                return
-            head = bytes(self._buffer[:end]).decode("latin-1")
-            del self._buffer[: end + 4]
-            request_line, *header_lines = head.split("\r\n")
-            method, target, _version = request_line.split(" ", 2)
-            headers = {}
-            for line in header_lines:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-            # Bodies are not expected (every route is a GET); skip one if sent.
-            del self._buffer[: int(headers.get("content-length", "0") or 0)]
-            keep_alive = headers.get("connection", "").lower() != "close"
-            answer = self._server._answer(method, target, headers)
-            fault = answer.fault
-            if fault is None or not (fault.delay or fault.hang or fault.trickle or fault.drop):
-                head_bytes, body = _render(answer, keep_alive)
-                self._server.max_in_flight = max(self._server.max_in_flight, 1)
-                self._transport.write(head_bytes + body)
-                if not keep_alive:
-                    self._transport.close()
-                continue
-            self._busy = True
-            server = self._server
-            server._in_flight += 1
-            server.max_in_flight = max(server.max_in_flight, server._in_flight)
-            task = asyncio.get_running_loop().create_task(self._misbehave(answer, keep_alive))
-            self._server._tasks.add(task)
-            task.add_done_callback(self._server._tasks.discard)
-
-    async def _misbehave(self, answer: _Answer, keep_alive: bool) -> None:
-        try:
-            await self._misbehave_now(answer, keep_alive)
-        finally:
-            self._server._in_flight -= 1
-
-    async def _misbehave_now(self, answer: _Answer, keep_alive: bool) -> None:
-        fault = answer.fault or Fault()
-        if fault.hang:
-            return  # stays busy: nothing more is answered on this connection
-        if fault.delay:
-            await asyncio.sleep(fault.delay)
-        head, body = _render(answer, keep_alive)
-        transport = self._transport
-        if transport is None:
-            return
-        if fault.drop == "before_status":
-            transport.abort()
-            return
-        if fault.drop == "mid_headers":
-            transport.write(head[: len(head) // 2])
-            transport.abort()
-            return
-        if fault.drop == "mid_body":
-            transport.write(head + body[: len(body) // 2])
-            transport.abort()
-            return
-        if fault.trickle:
-            for byte in head + body:
-                if self._transport is None:
-                    return
-                self._transport.write(bytes((byte,)))
-                await asyncio.sleep(fault.trickle)
-        else:
-            transport.write(head + body)
-        self._busy = False
-        if not keep_alive and self._transport is not None:
-            self._transport.close()
-        self._serve_buffered()
