@@ -30,12 +30,12 @@ from twochat_voip._errors import (
     PaymentRequiredError,
     PermissionDeniedError,
     RateLimitError,
-    RedirectError,
     ResponseValidationError,
     ServerError,
     UnprocessableEntityError,
 )
 from twochat_voip._models import CallDetailRecord
+from twochat_voip._redirects import REDIRECT_STATUSES, redirect_target
 
 _json_loads: Callable[[bytes], Any]
 try:  # orjson is an optional speed-up (the ``speed`` extra); the results are the same.
@@ -70,7 +70,6 @@ RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
 
 _CALL_UUID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _is_call_uuid: Final = _CALL_UUID.fullmatch
-REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 """Statuses :func:`redirect_target` may follow; no other answer is a redirect."""
 _LOOPBACK_NAMES: Final = frozenset({"localhost"})
 
@@ -242,33 +241,6 @@ def parse_requests_per_minute(response: Response, call_uuid: str | None = None) 
             f"(between {low:g} and {high:,.0f} a minute)",
         )
     return float(value)
-
-
-def _origin(url: URL) -> tuple[str, str | None, int | None]:
-    return (url.scheme, url.host, url.port)
-
-
-def redirect_target(
-    request_url: str, status: int, location: str | None, call_uuid: str | None = None
-) -> str | None:
-    """Where to follow a redirect, ``None`` if the answer is not one to follow.
-
-    Raises :class:`RedirectError` for a redirect to another origin (scheme, host or
-    port): the API key header would go with it.
-    """
-    if status not in REDIRECT_STATUSES or not location:
-        return None
-    current = URL(request_url)
-    target = current.join(URL(location))
-    if _origin(target) != _origin(current):
-        port = "" if target.explicit_port is None else f":{target.explicit_port}"
-        raise RedirectError(
-            f"refused to follow a redirect to another origin "
-            f"({target.scheme}://{target.host}{port}): the API key would go with it",
-            status_code=status,
-            call_uuid=call_uuid,
-        )
-    return str(target)
 
 
 def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
