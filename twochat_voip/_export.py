@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import os
 import sys
 import time
@@ -184,13 +185,8 @@ async def _chunks(values: AsyncIterable[str] | Iterable[str]) -> AsyncIterator[l
     """Ids in chunks of up to :data:`_CHUNK`; a slow async source (a pipe) gets its
     ids through after :data:`_LINGER` seconds, not only once a chunk is full."""
     if not isinstance(values, AsyncIterable):
-        chunk: list[str] = []
-        for value in values:
-            chunk.append(value)
-            if len(chunk) >= _CHUNK:
-                yield chunk
-                chunk = []
-        if chunk:
+        given = iter(values)
+        while chunk := list(itertools.islice(given, _CHUNK)):
             yield chunk
         return
     source = aiter(values)

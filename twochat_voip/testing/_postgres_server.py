@@ -14,22 +14,22 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 
 # Runs only PostgreSQL's own binaries, with fixed arguments and no shell.
 import subprocess  # nosec B404
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Self
+
+from twochat_voip.testing._child import ChildServer, free_port
 
 __all__ = ["PostgresServer"]
 
 _READY_TIMEOUT = 30.0
 
 
-class PostgresServer:
+class PostgresServer(ChildServer):
     """A ``postgres`` child process on 127.0.0.1::
 
     with PostgresServer() as postgres:
@@ -41,7 +41,7 @@ class PostgresServer:
         if found is None:
             raise FileNotFoundError("PostgreSQL's initdb and postgres are not installed")
         self._bin = Path(found)
-        self._port = _free_port()
+        self._port = free_port()
         self._dir = tempfile.TemporaryDirectory(prefix="twochat-postgres-")
         self._data = Path(self._dir.name) / "data"
         self._process: subprocess.Popen[bytes] | None = None
@@ -110,8 +110,6 @@ class PostgresServer:
 
     def _ready(self) -> bool:
         isready = self._bin / "pg_isready"
-        if not isready.exists():  # pragma: no cover - every package ships it
-            return _accepts(self._port)
         return (
             subprocess.run(  # noqa: S603  # nosec B603
                 [str(isready), "-q", "-h", "127.0.0.1", "-p", str(self._port)], check=False
@@ -130,33 +128,3 @@ class PostgresServer:
                 process.kill()
                 process.wait()
         self._dir.cleanup()
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _accepts(port: int) -> bool:  # pragma: no cover - only without pg_isready
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-            return True
-    except OSError:
-        return False

@@ -11,15 +11,16 @@ import socket
 import subprocess  # nosec B404
 import tempfile
 import time
-from types import TracebackType
 from typing import Self
+
+from twochat_voip.testing._child import ChildServer, free_port
 
 __all__ = ["RedisServer"]
 
 _READY_TIMEOUT = 10.0
 
 
-class RedisServer:
+class RedisServer(ChildServer):
     """A ``redis-server`` child process on 127.0.0.1::
 
         with RedisServer() as redis_server:
@@ -38,7 +39,7 @@ class RedisServer:
             wanted = executable or "redis-server"
             raise FileNotFoundError(f"{wanted} is not installed (nor on PATH)")
         self._executable = found
-        self._port = _free_port()
+        self._port = free_port()
         self._dir = tempfile.TemporaryDirectory(prefix="twochat-redis-")
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -110,28 +111,6 @@ class RedisServer:
         """Stop the server and remove its working directory."""
         self.stop()
         self._dir.cleanup()
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _answers_ping(port: int) -> bool:
