@@ -9,7 +9,8 @@ import pytest
 
 from twochat_voip import APIConnectionError, RateLimitError, RetryPolicy, ServerError, set_testing
 from twochat_voip._errors import APIStatusError, NotFoundError, TwoChatError
-from twochat_voip._retry import is_retryable, is_testing
+from twochat_voip._retry import is_retryable
+from twochat_voip._waits import is_testing
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])

@@ -34,8 +34,9 @@ from twochat_voip._errors import (
 from twochat_voip._export import ExportSummary, export_calls, open_sink
 from twochat_voip._models import Agent, CallCost, CallDetailRecord, CallDirection, CallStatus
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
-from twochat_voip._retry import RetryPolicy, set_testing
+from twochat_voip._retry import RetryPolicy
 from twochat_voip._sinks import CSVSink, JSONLSink, Sink, StdoutSink
+from twochat_voip._waits import set_testing
 
 __version__ = version("twochat-voip")
 

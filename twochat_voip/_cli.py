@@ -35,7 +35,7 @@ from twochat_voip._cli_support import (
     shared_limiter,
 )
 from twochat_voip._client import DEFAULT_GIVE_UP_AFTER, VoIPClient
-from twochat_voip._converter import converter
+from twochat_voip._converter import sdk_converter
 from twochat_voip._export import (
     ExportSummary,
     default_failures,
@@ -77,7 +77,7 @@ def get(call_uuid: str, api_key_file: Path | None, base_url: str | None) -> None
     async def fetch() -> dict[str, Any]:
         async with client:
             record = await client.get_call(call_uuid)
-        wire: dict[str, Any] = converter.unstructure(record)
+        wire: dict[str, Any] = sdk_converter.unstructure(record)
         return wire
 
     click.echo(json.dumps(run_command(fetch()), indent=2))

@@ -13,18 +13,18 @@ and lenient about shape: unknown keys are ignored, missing optional keys become
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
-from typing import Any, Final, TypeVar, get_args
+from typing import Any, Final, TypeVar, get_origin
 
 import attrs
 import cattrs
 from attrs import AttrsInstance
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from twochat_voip._fast_structure import InPlace, compiled_structure_hook
 from twochat_voip._models import Agent, CallCost, CallDetailRecord, CallDirection, CallStatus
 
 __all__ = ["converter", "make_converter"]
@@ -142,152 +142,51 @@ def _or_none(hook: Callable[[Any, type], _T]) -> Callable[[Any, type], _T | None
     return structure
 
 
-_INLINE_CHECKS: Final = {str: "str", bool: "bool"}
-
 _OPEN_ENUMS: Final[dict[Any, type[enum.StrEnum]]] = {
     CallStatus | str | None: CallStatus,
     CallDirection | str | None: CallDirection,
 }
 """The fields that take an enum's value, or keep a string it does not know."""
 
-
-def _compile_structure(
-    cls: type[AttrsInstance], conv: cattrs.Converter, renames: Mapping[str, str]
-) -> Callable[[Any, type], Any]:
-    """A structure hook for an attrs model, generated with the common cases inline.
-
-    cattrs' generated hooks call one function per field (and the Optional handling
-    another); for 2Chat's flat records that is most of the cost of structuring. This
-    one tests ``str`` and ``bool`` fields in place, reads the usual int, timestamp,
-    price and enum values in place, and calls a hook only for the rest (nested parts,
-    and anything unusual, which the hook reads or refuses). It accepts and refuses
-    exactly what the cattrs hooks do; when it refuses, the detailed cattrs converter
-    explains why.
-    """
-    attrs.resolve_types(cls)
-    namespace: dict[str, Any] = {"cls": cls, "TypeError": TypeError, "str": str, "bool": bool}
-    lines = [
-        "def structure(o, _):",
-        "    if type(o) is not dict and not isinstance(o, dict):",
-        "        raise TypeError('expected a JSON object, got ' + type(o).__name__)",
-        "    get = o.get",
-    ]
-    for field in attrs.fields(cls):
-        lines += _field_lines(field, renames.get(field.name, field.name), conv, namespace)
-    if _plain_slots(cls):
-        # A frozen attrs __init__ sets each slot through object.__setattr__, about a
-        # quarter of the structuring cost; with no validators, converters or
-        # post-init there is nothing else it does, so set the slots directly.
-        namespace["new"] = object.__new__
-        lines.append("    instance = new(cls)")
-        for field in attrs.fields(cls):
-            namespace[f"set_{field.name}"] = cls.__dict__[field.name].__set__
-            lines.append(f"    set_{field.name}(instance, v_{field.name})")
-        lines.append("    return instance")
-    else:  # pragma: no cover - every model today is plain
-        arguments = ", ".join(f"{f.name}=v_{f.name}" for f in attrs.fields(cls))
-        lines.append(f"    return cls({arguments})")
-    # The source is built above from the model's own field names and fixed text only.
-    exec("\n".join(lines), namespace)  # noqa: S102  # nosec B102
-    structure: Callable[[Any, type], Any] = namespace["structure"]
-    return structure
-
-
-def _field_lines(
-    field: attrs.Attribute[Any], key: str, conv: cattrs.Converter, namespace: dict[str, Any]
-) -> list[str]:
-    """The generated lines that read ``field`` (wire name ``key``) into ``v_<name>``."""
-    value, hook = f"v_{field.name}", f"h_{field.name}"
-    required = field.default is attrs.NOTHING
-    lines = [f"    {value} = o[{key!r}]" if required else f"    {value} = get({key!r})"]
-    inner = _non_optional(field.type)
-    if inner in _INLINE_CHECKS:
-        test = f"type({value}) is not {_INLINE_CHECKS[inner]}"
-        return [
-            *lines,
-            f"    if {test if required else f'{value} is not None and {test}'}:",
-            f"        raise TypeError({f'{key}: expected {inner.__name__}'!r})",
-        ]
-    if field.type in _OPEN_ENUMS:
-        # A plain string is looked up in place (one the enum lacks is kept as it is).
-        namespace[f"m_{field.name}"] = _members(_OPEN_ENUMS[field.type]).get
-        fast: tuple[str, str | None] | None = (
-            "type({v}) is str",
-            f"m_{field.name}({{v}}, {{v}})",
-        )
-        inner = field.type
-    elif inner is field.type:  # not optional: the hook reads it all
-        namespace[hook] = conv.get_structure_hook(inner)
-        return [*lines, f"    {value} = {hook}({value}, None)"]
-    else:
-        fast = _READ_IN_PLACE.get(inner)
-        namespace.update(_IN_PLACE_NAMES)
-    namespace[hook] = conv.get_structure_hook(inner)
-    if fast is None:  # a nested part: always its hook
-        return [*lines, f"    if {value} is not None:", f"        {value} = {hook}({value}, None)"]
-    test = fast[0].format(v=value)
-    read = None if fast[1] is None else fast[1].format(v=value)
-    if read is None:  # taken as it is when the test passes
-        return [
-            *lines,
-            f"    if {value} is not None and not ({test}):",
-            f"        {value} = {hook}({value}, None)",
-        ]
-    return [
-        *lines,
-        f"    if {value} is not None:",
-        f"        if {test}:",
-        f"            {value} = {read}",
-        "        else:",
-        f"            {value} = {hook}({value}, None)",
-    ]
-
-
-_READ_IN_PLACE: Final[dict[Any, tuple[str, str | None]]] = {
-    # type: (when a value needs no hook, and how it is read then: None, as it is).
-    # Any other value goes through the type's hook, which reads it the same way or
+_READ_IN_PLACE: Final[dict[type, tuple[str, str | None]]] = {
+    # type: (when a value needs no hook, how it is read then: None, as it is). Any
+    # other value goes through the type's hook, which reads it the same way or
     # refuses it.
+    str: ("type({v}) is str", None),
+    bool: ("type({v}) is bool", None),
     int: ("type({v}) is int", None),
     datetime: ("type({v}) is str and {v}[-1:] == 'Z'", "fromisoformat({v})"),  # UTC
     Decimal: ("type({v}) is float and isfinite({v})", "Decimal(repr({v}))"),
 }
-_IN_PLACE_NAMES: Final = {
-    "fromisoformat": datetime.fromisoformat,
-    "Decimal": Decimal,
-    "repr": repr,
-    "isfinite": math.isfinite,
-}
-
-
-def _plain_slots(cls: type) -> bool:
-    """Whether instances can be made by setting slots: nothing else in __init__."""
-    return (
-        "__slots__" in cls.__dict__
-        and not hasattr(cls, "__attrs_post_init__")
-        and not hasattr(cls, "__attrs_pre_init__")
-        and all(f.validator is None and f.converter is None for f in attrs.fields(cls))
-    )
-
-
-def _non_optional(annotation: Any) -> Any:
-    args = get_args(annotation)
-    if len(args) == 2 and type(None) in args:
-        return next(arg for arg in args if arg is not type(None))
-    return annotation
 
 
 WIRE_NAMES: Final[Mapping[str, str]] = MappingProxyType({"from_": "from"})
 """Attribute names whose wire name differs: the one that is a Python keyword."""
 
 
+class _WireConverter(cattrs.Converter):
+    """A converter that knows which annotations its hooks let it read in place."""
+
+    in_place: Mapping[Any, InPlace] = MappingProxyType({})
+
+
+def in_place_of(conv: cattrs.Converter) -> Mapping[Any, InPlace]:
+    """The annotations ``conv`` (made by :func:`make_converter`) reads in place."""
+    return conv.in_place if isinstance(conv, _WireConverter) else {}
+
+
 def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
-    """Build a converter with every hook for 2Chat's wire format registered.
+    """Make a new converter with every hook for 2Chat's wire format registered.
+
+    Each call makes an independent converter: register your own hooks on it freely,
+    nothing else (the SDK's own parsing included) sees them.
 
     ``detailed_validation=True`` is slower and reports every bad field with its path
     (see :func:`cattrs.transform_error`); the SDK uses it only to explain an answer
     the fast converter refused.
     """
-    conv = cattrs.Converter(detailed_validation=detailed_validation, forbid_extra_keys=False)
+    conv = _WireConverter(detailed_validation=detailed_validation, forbid_extra_keys=False)
+    in_place: dict[Any, InPlace] = {}
     scalars: list[tuple[type, Callable[[Any, type], Any]]] = [
         (str, _structure_str),
         (bool, _structure_bool),
@@ -296,28 +195,32 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
         (datetime, parse_timestamp),
     ]
     for cls, hook in scalars:
+        optional = _or_none(hook)
         conv.register_structure_hook(cls, hook)
-        conv.register_structure_hook(cls | None, _or_none(hook))
+        conv.register_structure_hook(cls | None, optional)
+        test, read = _READ_IN_PLACE[cls]
+        in_place[cls] = InPlace(hook, test, read)
+        in_place[cls | None] = InPlace(optional, test, read, none_is_none=True)
     for annotation, enum_type in _OPEN_ENUMS.items():
-        conv.register_structure_hook(annotation, _open_enum(enum_type))
+        hook = _open_enum(enum_type)
+        conv.register_structure_hook(annotation, hook)
+        # A plain string is looked up in place (one the enum lacks is kept as it is).
+        lookup = f"{enum_type.__name__}_member"
+        in_place[annotation] = InPlace(
+            hook,
+            "type({v}) is str",
+            lookup + "({v}, {v})",
+            none_is_none=True,
+            names={lookup: _members(enum_type).get},
+        )
     conv.register_unstructure_hook(datetime, format_timestamp)
     for enum_type in (CallDirection, CallStatus):  # plain JSON strings on the wire
         conv.register_unstructure_hook(enum_type, str)
     conv.register_unstructure_hook(Decimal, _unstructure_decimal)
-    renames = WIRE_NAMES
+    conv.in_place = MappingProxyType(in_place)
     models: list[type[AttrsInstance]] = [Agent, CallCost, CallDetailRecord]
     for model in models:
-        if detailed_validation:
-            overrides = {
-                name: override(rename=key)
-                for name, key in renames.items()
-                if name in attrs.fields_dict(model)
-            }
-            hook = _objects_only(make_dict_structure_fn(model, conv, **overrides))  # type: ignore[arg-type]
-        else:
-            hook = _compile_structure(model, conv, renames)
-        conv.register_structure_hook(model, hook)
-        conv.register_structure_hook(model | None, _or_none(hook))
+        register_model(conv, model, fast=not detailed_validation)
     conv.register_unstructure_hook(
         CallDetailRecord,
         make_dict_unstructure_fn(CallDetailRecord, conv, from_=override(rename="from")),
@@ -325,8 +228,40 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
     return conv
 
 
+def register_model(
+    conv: cattrs.Converter,
+    model: type[AttrsInstance],
+    *,
+    fast: bool = True,
+    renames: Mapping[str, str] = WIRE_NAMES,
+) -> Callable[[Any, type], Any]:
+    """Register structure hooks for ``model`` and ``model | None`` on ``conv`` (one
+    :func:`make_converter` made).
+
+    With ``fast``, the hook from :func:`compiled_structure_hook` when ``model`` is of
+    the shape it handles; otherwise (and always without ``fast``) cattrs' generated
+    hook. Both take JSON objects only. Returns the hook.
+    """
+    hook = compiled_structure_hook(model, conv, renames, in_place_of(conv)) if fast else None
+    if hook is None:
+        overrides = {
+            name: override(rename=key)
+            for name, key in renames.items()
+            if name in attrs.fields_dict(get_origin(model) or model)
+        }
+        hook = _objects_only(make_dict_structure_fn(model, conv, **overrides))  # type: ignore[arg-type]
+    conv.register_structure_hook(model, hook)
+    conv.register_structure_hook(model | None, _or_none(hook))
+    return hook
+
+
 converter: cattrs.Converter = make_converter()
-"""The converter the client uses; structure and unstructure 2Chat's JSON with it."""
+"""A converter for your own use (made by :func:`make_converter`). The SDK parses with
+one of its own, so a hook registered here changes only your calls; prefer a converter
+of your own from :func:`make_converter`."""
+
+sdk_converter: Final[cattrs.Converter] = make_converter()
+"""The converter the SDK itself parses and writes records with; never exported."""
 
 _explaining_converter: cattrs.Converter = make_converter(detailed_validation=True)
 
@@ -337,12 +272,19 @@ def _say(exc: BaseException, _: type | None) -> str:
     return str(exc) or type(exc).__name__
 
 
-def explain_invalid(data: Any, cls: type) -> str:
-    """Say, field by field, why ``data`` does not structure as ``cls``."""
+def explain_invalid(data: Any, cls: type, error: BaseException | None = None) -> str:
+    """Say, field by field, why ``data`` does not structure as ``cls``.
+
+    ``error`` is what the fast converter raised; it is the explanation if the
+    detailed converter finds nothing wrong (the two disagreeing is a bug, but the
+    user must still see why their record was refused).
+    """
     try:
         _explaining_converter.structure(data, cls)
     except cattrs.BaseValidationError as exc:
         return "; ".join(cattrs.transform_error(exc, path=cls.__name__, format_exception=_say))
     except Exception as exc:  # noqa: BLE001 - any hook's own error is the explanation
         return f"{type(exc).__name__}: {exc}"
-    return "valid"  # pragma: no cover - only called after the fast converter failed
+    if error is None:
+        return "the record was refused, but no field is wrong"
+    return f"{type(error).__name__}: {error}"

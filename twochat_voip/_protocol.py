@@ -20,7 +20,7 @@ from typing import Any, Final
 import attrs
 from yarl import URL
 
-from twochat_voip._converter import converter, explain_invalid
+from twochat_voip._converter import explain_invalid, sdk_converter
 from twochat_voip._errors import (
     APIStatusError,
     AuthenticationError,
@@ -343,14 +343,14 @@ def parse_envelope(response: Response, call_uuid: str | None) -> Mapping[str, An
 
 
 # Looked up once: converter.structure() would find the same hook again for every record.
-_structure_cdr: Final = converter.get_structure_hook(CallDetailRecord)
+_structure_cdr: Final = sdk_converter.get_structure_hook(CallDetailRecord)
 
 
 def _structure_record(response: Response, cdr: object, call_uuid: str | None) -> CallDetailRecord:
     try:
         return _structure_cdr(cdr, CallDetailRecord)  # type: ignore[no-any-return]
     except Exception as exc:  # cattrs and its hooks raise many types
-        raise _invalid(response, call_uuid, explain_invalid(cdr, CallDetailRecord)) from exc
+        raise _invalid(response, call_uuid, explain_invalid(cdr, CallDetailRecord, exc)) from exc
 
 
 def parse_history(response: Response, call_uuid: str | None = None) -> list[CallDetailRecord]:
@@ -375,6 +375,8 @@ def parse_call(response: Response, call_uuid: str | None = None) -> CallDetailRe
         try:  # _structure_record(), inline: this runs once a request
             return _structure_cdr(cdr, CallDetailRecord)  # type: ignore[no-any-return]
         except Exception as exc:  # cattrs and its hooks raise many types
-            raise _invalid(response, call_uuid, explain_invalid(cdr, CallDetailRecord)) from exc
+            raise _invalid(
+                response, call_uuid, explain_invalid(cdr, CallDetailRecord, exc)
+            ) from exc
     found = "no 'cdr'" if cdr is None else f"'cdr' is {type(cdr).__name__}"
     raise _invalid(response, call_uuid, f"expected a 'cdr' object, found {found}")

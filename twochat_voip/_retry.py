@@ -24,9 +24,9 @@ import attrs
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from twochat_voip._errors import APIConnectionError, APIStatusError, TwoChatError
-from twochat_voip._waits import is_testing, set_testing, testing_attempts
+from twochat_voip._waits import is_testing, testing_attempts
 
-__all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "is_retryable", "is_testing", "set_testing"]
+__all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "is_retryable"]
 
 logger: Final = logging.getLogger("twochat_voip")
 
