@@ -15,6 +15,8 @@ from importlib.resources import files
 from multiprocessing.connection import Connection
 from typing import Any
 
+from twochat_voip._gcra import Gcra
+
 BODY = files("twochat_voip.testing").joinpath("example_answer.json").read_bytes()
 OK = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
@@ -29,21 +31,14 @@ LIMITED = (
 
 class _Limit:
     def __init__(self, per_minute: float | None, burst: int) -> None:
-        self.interval = 60.0 / per_minute if per_minute else 0.0
-        self.tolerance = (burst - 1) * self.interval
-        self.next_allowed = 0.0
+        self.gcra = Gcra(60.0 / per_minute, burst) if per_minute else None
         self.limited = 0
         self.served = 0
 
     def allows(self) -> bool:
-        if not self.interval:
-            self.served += 1
-            return True
-        now = time.monotonic()
-        if now < self.next_allowed - self.tolerance:
+        if self.gcra is not None and self.gcra.police(time.monotonic()):
             self.limited += 1
             return False
-        self.next_allowed = max(self.next_allowed, now) + self.interval
         self.served += 1
         return True
 
@@ -86,7 +81,8 @@ def _serve(conn: Connection, per_minute: float | None, burst: int, cpu: int | No
             )
             cpu_since = cpu_now
             limit.served = limit.limited = 0
-            limit.next_allowed = 0.0
+            if limit.gcra is not None:
+                limit.gcra.tat = 0.0
         server.close()
 
     asyncio.run(main())

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
+import attrs
 import pytest
 import pytest_asyncio
 from aioresponses import aioresponses
@@ -171,6 +172,8 @@ def test_defaults() -> None:
     voip = VoIPClient(api_key=KEY)
     assert voip.base_url == BASE
     assert voip.retry_policy == tv.RetryPolicy(max_retries=3, max_retry_wait=60.0)
+    assert voip.max_requests is None
+    assert VoIPClient(api_key=KEY, max_requests=10).max_requests == 10
 
 
 def test_plain_http_to_a_remote_host_is_refused() -> None:
@@ -259,3 +262,115 @@ async def test_other_runtime_errors_of_an_injected_session_are_not_a_closed_sess
     ):
         with pytest.raises(RuntimeError, match="the caller's hook failed"):
             await voip.get_call(CALL)
+
+
+async def test_retry_policy_is_the_one_used(mocked: aioresponses) -> None:
+    """retry_policy= is the policy in force: its max_retries bounds the attempts."""
+    policy = tv.RetryPolicy(max_retries=1, initial_wait=0.0, max_backoff=0.0)
+    mocked.get(URL_, status=503, repeat=True)
+    async with VoIPClient(api_key=KEY, retry_policy=policy) as voip:
+        assert voip.retry_policy is policy
+        with pytest.raises(tv.ServerError):
+            await voip.get_call(CALL)
+        assert voip.stats.requests == 2
+        assert voip.stats.retries == 1
+
+
+@pytest.mark.parametrize("option", [{"max_retries": 5}, {"max_retry_wait": 1.0}])
+def test_retry_policy_excludes_the_retry_options(option: dict[str, Any]) -> None:
+    """A policy and a loose retry option together are ambiguous: refused."""
+    with pytest.raises(ValueError, match="retry_policy or max_retries"):
+        VoIPClient(api_key=KEY, retry_policy=tv.RetryPolicy(), **option)
+
+
+async def test_entering_an_open_client_again_is_refused(mocked: aioresponses) -> None:
+    """A second `async with` on an open client raises; the first stays usable."""
+    voip = VoIPClient(api_key=KEY)
+    async with voip:
+        with pytest.raises(RuntimeError, match="already open"):
+            async with voip:
+                pass  # pragma: no cover - never entered
+        assert not voip.closed
+    assert voip.closed
+
+
+async def test_a_client_used_before_async_with_may_enter_it(
+    mocked: aioresponses, example_answer: dict[str, Any]
+) -> None:
+    """Opened by a first call, a client can still be entered once, which closes it."""
+    mocked.get(URL_, payload=example_answer)
+    voip = VoIPClient(api_key=KEY)
+    await voip.get_call(CALL)
+    async with voip:
+        assert not voip.closed
+    assert voip.closed
+
+
+def test_options_never_show_the_key() -> None:
+    """The client's settings keep the key out of their repr."""
+    voip = VoIPClient(api_key=KEY)
+    assert KEY not in repr(voip._options)
+    assert "base_url='https://api.p.2chat.io'" in repr(voip._options)
+
+
+def test_stats_count_every_field_of_client_stats() -> None:
+    """The counters and the ClientStats snapshot have the same fields."""
+    from twochat_voip._send import Counters
+
+    counters = Counters(requests=1, rate_limited=2, retries=3, succeeded=4, failed=5)
+    snapshot = counters.snapshot()
+    assert [f.name for f in attrs.fields(Counters)] == [
+        f.name for f in attrs.fields(tv.ClientStats)
+    ]
+    assert attrs.asdict(snapshot) == attrs.asdict(counters)
+
+
+class _CountingLimiter:
+    """A limiter that lets everything through and counts its closes."""
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    async def acquire(self) -> float:
+        return 0.0
+
+    def feedback(self, *, sent_at: float, status: int, retry_after: float | None) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+@pytest.mark.parametrize(("owner", "closes"), [(False, 0), (True, 1)])
+async def test_the_client_closes_a_limiter_it_owns(
+    mocked: aioresponses, example_answer: dict[str, Any], owner: bool, closes: int
+) -> None:
+    """rate_limiter_owner=True hands the limiter to the client, which closes it once."""
+    mocked.get(URL_, payload=example_answer)
+    limiter = _CountingLimiter()
+    async with VoIPClient(api_key=KEY, rate_limiter=limiter, rate_limiter_owner=owner) as voip:
+        await voip.get_call(CALL)
+    await voip.aclose()
+    assert limiter.closed == closes
+
+
+async def test_a_limiter_without_aclose_still_works(
+    mocked: aioresponses, example_answer: dict[str, Any]
+) -> None:
+    """A limiter written before the protocol had aclose is used, and closing skips it."""
+
+    class Old:
+        async def acquire(self) -> float:
+            return 0.0
+
+        def feedback(self, *, sent_at: float, status: int, retry_after: float | None) -> None:
+            pass
+
+    mocked.get(URL_, payload=example_answer)
+    async with VoIPClient(
+        api_key=KEY,
+        rate_limiter=Old(),  # type: ignore[arg-type]
+        rate_limiter_owner=True,
+    ) as voip:
+        assert (await voip.get_call(CALL)).uuid == CALL
+    assert voip.closed

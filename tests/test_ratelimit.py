@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from twochat_voip import AdaptiveRateLimiter, RateLimiter, set_testing
+from twochat_voip._gcra import Gcra
 
 
 class FakeTime:
@@ -468,3 +469,23 @@ def test_nonsense_settings_are_refused(rpm: float, options: dict[str, int]) -> N
     """A rate must be positive and a burst at least 1."""
     with pytest.raises(ValueError):  # noqa: PT011 - each names its setting
         AdaptiveRateLimiter(rpm, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("rpm", "burst"), [(600, 1), (600, 3), (6000, 5)])
+def test_try_acquire_admits_exactly_what_the_gcra_does(rpm: float, burst: int) -> None:
+    """At a fixed rate, the limiter's inline schedule is the GCRA the fake servers police
+    with: over irregular arrivals it lets the same requests through, at the same times."""
+    time = FakeTime()
+    pacer = limiter(time, rpm, burst=burst, adaptive=False)
+    gcra = Gcra(interval=60.0 / rpm, burst=burst)
+    arrivals = [0.0, 0.001, 0.002, 0.05, 0.051, 0.2, 0.2, 0.2, 0.21, 0.5, 0.5, 0.55, 2.0, 2.0]
+    arrivals += [2.0 + k * 0.013 for k in range(40)] + [3.0] * 10
+    admitted_by = {"limiter": [], "gcra": []}  # type: dict[str, list[float]]
+    for offset in arrivals:
+        time.now = 1000.0 + offset
+        if pacer.try_acquire() is not None:
+            admitted_by["limiter"].append(offset)
+        if gcra.police(1000.0 + offset) == 0.0:
+            admitted_by["gcra"].append(offset)
+    assert admitted_by["limiter"] == admitted_by["gcra"]
+    assert 0 < len(admitted_by["gcra"]) < len(arrivals)  # some let through, some not

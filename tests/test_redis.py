@@ -538,3 +538,39 @@ async def test_a_cancelled_wait_frees_the_process_queue(make_limiter: MakeLimite
     queued = asyncio.create_task(limiter.acquire())
     done, _ = await asyncio.wait([queued], timeout=1.0)
     assert done == {queued}  # it took the next free slot (200 ms on): no stuck queue
+
+
+async def test_a_pause_is_shared_by_the_waiter_it_wakes(
+    make_limiter: MakeLimiter, redis: Redis
+) -> None:
+    """A 429 while a request waits for a slot a second away: the waiter wakes, tells
+    Redis of the pause at once (no task of its own), and the other process holds off."""
+    told = make_limiter(requests_per_minute=60)  # a slot each second
+    other = make_limiter(requests_per_minute=60)
+    await told.acquire()
+    waiter = asyncio.create_task(told.acquire())
+    for _ in range(100):  # until the waiter sleeps toward its slot
+        if told._waker is not None:
+            break
+        await asyncio.sleep(0)
+    assert told._waker is not None
+    tasks = len(asyncio.all_tasks())
+    told.feedback(sent_at=time.monotonic(), status=429, retry_after=3.0)
+    assert len(asyncio.all_tasks()) == tasks  # nothing left running in the background
+    shared = await asyncio.wait_for(_paused_until(redis, told.key), timeout=0.5)
+    assert shared > 0
+    assert not waiter.done()  # it waits out the pause now
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(other.acquire(), timeout=1.5)
+    assert time.monotonic() - started >= 1.4
+    waiter.cancel()
+
+
+async def _paused_until(redis: Redis, key: str) -> int:
+    """Poll until the account's schedule holds a pause; its end (Redis microseconds)."""
+    while True:
+        value = await redis.hget(key, "paused_until")
+        if value is not None:
+            return int(value)
+        await asyncio.sleep(0.01)

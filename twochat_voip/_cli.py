@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
@@ -94,7 +94,6 @@ async def _export(
     ordered: bool,
     progress: Progress,
     give_up_after: float | None = DEFAULT_GIVE_UP_AFTER,
-    close_limiter: Callable[[], Awaitable[None]] | None = None,
 ) -> ExportSummary:
     async with client:
         try:
@@ -111,8 +110,6 @@ async def _export(
             )
         finally:
             progress.finish()
-            if close_limiter is not None:
-                await close_limiter()
 
 
 _export_options: list[Callable[[Any], Any]] = [
@@ -230,7 +227,9 @@ def export(
         raise Refused(f"the failures file must not be the ids file ({failures})")
     limiter = shared_limiter(redis_url, rpm, key) if redis_url else None
     if limiter is not None:
-        client = client_for(key, base_url, rate_limiter=limiter, max_requests=max_requests)
+        client = client_for(
+            key, base_url, rate_limiter=limiter, rate_limiter_owner=True, max_requests=max_requests
+        )
     else:
         client = client_for(key, base_url, requests_per_minute=rpm, max_requests=max_requests)
     total = count_lines(source_path) if source_path else None
@@ -251,7 +250,6 @@ def export(
                 ordered=ordered,
                 progress=progress,
                 give_up_after=give_up_after,
-                close_limiter=limiter.aclose if limiter is not None else None,
             ),
             interrupted(progress, output),
             progress,

@@ -108,6 +108,14 @@ class RateLimiter(Protocol):
         """Learn from the answer to a request that left at ``sent_at``."""
         ...
 
+    async def aclose(self) -> None:
+        """Let go of what the limiter holds (connections, a pause not yet shared).
+
+        The client calls it when it closes, on a limiter it owns: its own, or one
+        passed with ``rate_limiter_owner=True``. (A limiter without it still works;
+        nothing is closed then.)"""
+        ...
+
 
 def _rate_of(times: collections.deque[float]) -> float | None:
     """Events per second over a deque of their times, if it can tell."""
@@ -184,6 +192,10 @@ class AdaptiveRateLimiter:
         """The rate in force now (``None``: unpaced)."""
         rate = self._rate_now(self._clock())
         return None if rate is None else rate * 60.0
+
+    async def aclose(self) -> None:
+        """Nothing to let go of: waiters sleep through the ``sleep`` they were given
+        (a client's, which its close interrupts). Here for :class:`RateLimiter`."""
 
     def set_requests_per_minute(self, requests_per_minute: float) -> None:
         """Pace at this rate from now on, and never climb above it (the plan's limit,

@@ -203,7 +203,11 @@ class RedisRateLimiter:
         self._generation = 0  # bumped by every pause of this process: its waiter re-plans
         self._down_since: float | None = None
         self._next_try = 0.0
-        self._sharing: set[asyncio.Task[None]] = set()
+        self._pause_unshared = False
+        """Whether this process took a pause it has not told Redis of yet: the next
+        :meth:`acquire` (or :meth:`aclose`) shares it, before anything else is sent."""
+        self._waker: asyncio.Future[None] | None = None
+        """Wakes the head waiter when a pause begins."""
 
     def __repr__(self) -> str:
         return (
@@ -233,18 +237,23 @@ class RedisRateLimiter:
             RateLimiterUnavailableError: Redis has been unreachable for
                 ``redis_down_after`` seconds (unless ``on_redis_down="local"``).
         """
+        # The lock is this process's queue: its head reserves a slot and waits for it,
+        # so the process never holds more than one slot it has not used (a pause would
+        # waste every slot reserved ahead of it, slots other processes could use).
         async with self._lock:
             while True:
+                await self._share_pause()
                 now = self._clock()
                 if self._paused_until > now:
-                    await asyncio.sleep(self._paused_until - now)
+                    await self._nap(self._paused_until - now)
                     continue
                 generation = self._generation
-                delay = await self._reserve()
-                if isinstance(delay, AdaptiveRateLimiter):  # Redis is down: pace locally
-                    return await delay.acquire()
+                try:
+                    delay = await self._reserve()
+                except _RedisDown as down:
+                    return await self._pace_locally(down)
                 if delay > 0:
-                    await asyncio.sleep(delay)
+                    await self._nap(delay)
                     if generation != self._generation:
                         continue  # paused meanwhile: that slot is given up
                 return self._clock()
@@ -261,16 +270,17 @@ class RedisRateLimiter:
             if sent_at < self._pause_set_at:
                 return  # sent before the pause began: that pause already answers it
             retry_after = self._pause_on_rate_limit
-        if retry_after <= 0 or not self._pause_locally(retry_after):
-            return
-        task = asyncio.ensure_future(self._share_pause(retry_after))
-        self._sharing.add(task)
-        task.add_done_callback(self._sharing.discard)
+        if retry_after > 0 and self._pause_locally(retry_after):
+            # Shared by the next acquire(), which every further request makes: no
+            # task of its own, which nobody would wait for or see fail.
+            self._pause_unshared = True
+            if self._waker is not None and not self._waker.done():
+                self._waker.set_result(None)  # the head waiter re-plans, and shares it
 
     async def aclose(self) -> None:
-        """Finish sharing any pause, and close the Redis client if the limiter made it."""
-        if self._sharing:
-            await asyncio.gather(*self._sharing, return_exceptions=True)
+        """Share a pause not shared yet, and close the Redis client if the limiter
+        made it. Idempotent."""
+        await self._share_pause()
         if self._owns_redis:
             await self._redis.aclose()
 
@@ -295,7 +305,25 @@ class RedisRateLimiter:
         self._generation += 1
         return True
 
-    async def _share_pause(self, seconds: float) -> None:
+    async def _nap(self, seconds: float) -> None:
+        """Sleep ``seconds``, or until a pause begins (the head waiter's sleep)."""
+        loop = asyncio.get_running_loop()
+        waker = self._waker = loop.create_future()
+        timer = loop.call_later(seconds, _wake, waker)
+        try:
+            await waker
+        finally:
+            timer.cancel()
+            self._waker = None
+
+    async def _share_pause(self) -> None:
+        """Tell Redis of the pause this process took, if it has not yet: every process
+        holds off with it."""
+        # What is left of it: the time since it began has been waited out already.
+        seconds = self._paused_until - self._clock() if self._pause_unshared else 0.0
+        self._pause_unshared = False
+        if seconds <= 0:
+            return
         try:
             await self._pause_script(keys=[self._key], args=[round(seconds * 1_000_000)])
         except (RedisError, OSError) as exc:
@@ -306,13 +334,16 @@ class RedisRateLimiter:
                 type(exc).__name__,
             )
 
-    async def _reserve(self) -> float | AdaptiveRateLimiter:
-        """Seconds until the slot Redis gave this request, or the local limiter to
-        pace with while Redis is down."""
+    async def _reserve(self) -> float:
+        """Seconds until the slot Redis gave this request.
+
+        Raises:
+            _RedisDown: Redis has been unreachable for ``redis_down_after`` seconds.
+        """
         backoff = _FIRST_BACKOFF
         while True:
             if self._down_since is not None and self._clock() < self._next_try:
-                return self._redis_is_down(None)
+                raise _RedisDown(None)
             try:
                 waited_us = await self._acquire_script(
                     keys=[self._key], args=[self._interval_us, self._burst]
@@ -332,19 +363,32 @@ class RedisRateLimiter:
                     backoff = min(2 * backoff, _MAX_BACKOFF)
                     continue
                 self._next_try = now + _RECHECK
-                return self._redis_is_down(exc)
+                raise _RedisDown(exc) from exc
             if self._down_since is not None:
                 logger.warning("Redis is reachable again: the shared rate limit is back")
                 self._down_since = None
             return int(waited_us) / 1_000_000
 
-    def _redis_is_down(self, cause: BaseException | None) -> AdaptiveRateLimiter:
-        """The local limiter to pace with while Redis is down; raise if there is none."""
+    async def _pace_locally(self, down: _RedisDown) -> float:
+        """Redis is down: wait for the local limiter's slot, or raise if there is none."""
         if self._local is not None:
-            return self._local
+            return await self._local.acquire()
         down_for = self._clock() - (self._down_since or 0.0)
         raise RateLimiterUnavailableError(
             f"Redis has been unreachable for {down_for:.1f} s, so the account's shared "
             "rate limit cannot be kept; nothing was sent "
             '(RedisRateLimiter(on_redis_down="local") paces locally instead)'
-        ) from cause
+        ) from down.cause
+
+
+def _wake(waker: asyncio.Future[None]) -> None:
+    if not waker.done():
+        waker.set_result(None)
+
+
+class _RedisDown(Exception):
+    """Redis has been unreachable for ``redis_down_after`` seconds."""
+
+    def __init__(self, cause: BaseException | None) -> None:
+        super().__init__("Redis is down")
+        self.cause = cause

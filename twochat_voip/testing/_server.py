@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
+from twochat_voip._gcra import Gcra
 from twochat_voip.testing._connection import Answer as _Answer
 from twochat_voip.testing._connection import Connection as _Connection
 from twochat_voip.testing._data import EXAMPLE_CDR
@@ -95,7 +96,7 @@ class FakeTwoChatServer:
         self.add_cdrs([EXAMPLE_CDR] if cdrs is None else cdrs)
         self._faults: collections.deque[tuple[str | None, Fault]] = collections.deque()
         self._random_faults: tuple[float, list[Fault], random.Random] | None = None
-        self._next_allowed = 0.0  # the GCRA's theoretical arrival time
+        self._limit = Gcra(interval=0.0)
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
@@ -206,12 +207,10 @@ class FakeTwoChatServer:
         """Seconds until the next request would be accepted, if over the limit now."""
         if self.requests_per_minute is None:
             return None
-        interval = 60.0 / self.requests_per_minute
-        earliest = self._next_allowed - (self.rate_burst - 1) * interval
-        if now < earliest:
-            return earliest - now
-        self._next_allowed = max(self._next_allowed, now) + interval
-        return None
+        # Read each time: a test may change the limit while the server runs.
+        self._limit.interval = 60.0 / self.requests_per_minute
+        self._limit.burst = self.rate_burst
+        return self._limit.police(now) or None
 
     def _answer(self, method: str, target: str, headers: Mapping[str, str]) -> _Answer:
         now = time.monotonic()

@@ -1,0 +1,42 @@
+"""The generic cell rate algorithm (GCRA), the one rate rule of the SDK's own servers
+and the shape of its limiters' schedules.
+
+A rate of one request every ``interval`` seconds, with up to ``burst`` back to back
+after a quiet spell, is kept by one number: the theoretical arrival time (TAT) of the
+next request. A request arriving at ``now`` conforms when ``now`` is no earlier than
+``burst - 1`` intervals before the TAT; it then moves the TAT on to
+``max(TAT, now) + interval``. The fake 2Chat server and the bench server police with
+:class:`Gcra`; the Redis limiter runs the same arithmetic in Lua (in microseconds on
+Redis's clock), and :meth:`AdaptiveRateLimiter.try_acquire` runs it inline, at a rate
+that changes (a test checks it admits exactly what :class:`Gcra` does).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["Gcra"]
+
+
+@attrs.define
+class Gcra:
+    """One rate, policed.
+
+    Attributes:
+        interval: Seconds between requests at the rate.
+        burst: Requests that may arrive back to back after a quiet spell.
+        tat: The next request's theoretical arrival time (``0.0``: none yet).
+    """
+
+    interval: float
+    burst: int = 1
+    tat: float = 0.0
+
+    def police(self, now: float) -> float:
+        """Admit a request arriving at ``now`` (``0.0``; the TAT moves on), or refuse it:
+        the seconds until one would be admitted."""
+        earliest = self.tat - (self.burst - 1) * self.interval
+        if now < earliest:
+            return earliest - now
+        self.tat = max(self.tat, now) + self.interval
+        return 0.0

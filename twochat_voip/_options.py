@@ -1,0 +1,101 @@
+"""A client's settings, checked once: what :class:`~twochat_voip.VoIPClient`'s arguments
+and the environment (``TWOCHAT_API_KEY``, ``TWOCHAT_BASE_URL``) come to."""
+
+from __future__ import annotations
+
+import os
+from typing import Final, Literal
+
+import attrs
+
+from twochat_voip._errors import MissingAPIKeyError
+from twochat_voip._protocol import DEFAULT_BASE_URL, normalise_base_url
+from twochat_voip._retry import RetryPolicy
+
+__all__ = ["DEFAULT_MAX_RESPONSE_SIZE", "ClientOptions"]
+
+DEFAULT_MAX_RESPONSE_SIZE: Final = 1024 * 1024
+_DEFAULT_RETRIES: Final = RetryPolicy()
+
+
+@attrs.frozen(kw_only=True)
+class ClientOptions:
+    """Everything a client was configured with, valid and final.
+
+    Attributes:
+        api_key: The key, stripped; never in a repr.
+        base_url: The API's origin and path prefix, normalised.
+        timeout: Seconds one attempt may take.
+        retry_policy: How failed attempts are retried.
+        max_response_size: Bytes an answer may have.
+        requests_per_minute: The pace asked for: a rate, ``"auto"`` or ``None``.
+        max_requests: The request budget, or ``None``.
+    """
+
+    api_key: str = attrs.field(repr=False)
+    base_url: str
+    timeout: float
+    retry_policy: RetryPolicy
+    max_response_size: int
+    requests_per_minute: float | Literal["auto"] | None
+    max_requests: int | None
+
+    @classmethod
+    def resolve(
+        cls,
+        api_key: str | None,
+        *,
+        base_url: str | None,
+        timeout: float,
+        max_retries: int,
+        max_retry_wait: float,
+        retry_policy: RetryPolicy | None,
+        max_response_size: int,
+        requests_per_minute: float | Literal["auto"] | None,
+        has_rate_limiter: bool,
+        max_requests: int | None,
+    ) -> ClientOptions:
+        """Check the arguments, fill in the environment's and the defaults.
+
+        Raises:
+            MissingAPIKeyError: no key given nor in ``TWOCHAT_API_KEY``.
+            ValueError: an argument is out of range, or two exclude each other.
+        """
+        key = api_key if api_key is not None else os.environ.get("TWOCHAT_API_KEY")
+        if not key or not key.strip():
+            raise MissingAPIKeyError(
+                "no API key: pass VoIPClient(api_key=...) or set TWOCHAT_API_KEY"
+            )
+        if any(ch in key for ch in "\r\n\0"):
+            raise ValueError("the API key contains a line break or NUL")
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if max_response_size <= 0:
+            raise ValueError("max_response_size must be positive")
+        if has_rate_limiter and requests_per_minute is not None:
+            raise ValueError("give requests_per_minute or rate_limiter, not both")
+        if max_requests is not None and (type(max_requests) is not int or max_requests < 0):
+            raise ValueError("max_requests must be a whole number, 0 or more")
+        if isinstance(requests_per_minute, str) and requests_per_minute != "auto":
+            raise ValueError('requests_per_minute must be a number, "auto" or None')
+        if retry_policy is None:
+            retry_policy = RetryPolicy(max_retries=max_retries, max_retry_wait=max_retry_wait)
+        elif (max_retries, max_retry_wait) != (
+            _DEFAULT_RETRIES.max_retries,
+            _DEFAULT_RETRIES.max_retry_wait,
+        ):
+            raise ValueError(
+                "give retry_policy or max_retries/max_retry_wait, not both "
+                "(set them on the RetryPolicy)"
+            )
+        return cls(
+            api_key=key.strip(),
+            base_url=normalise_base_url(
+                base_url or os.environ.get("TWOCHAT_BASE_URL") or DEFAULT_BASE_URL
+            ),
+            timeout=timeout,
+            retry_policy=retry_policy,
+            max_response_size=max_response_size,
+            requests_per_minute=requests_per_minute,
+            max_requests=max_requests,
+        )

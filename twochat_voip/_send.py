@@ -1,0 +1,321 @@
+"""The way one call goes through a client, attempt by attempt.
+
+Each attempt goes one way: wait for the limiter's slot, count the request against
+the budget, send it, let the protocol judge the answer (a model, or an error carrying
+a ``Retry-After`` only for 429 and 503), tell the limiter that one verdict, and let
+the retry policy decide whether to go again.
+
+:class:`Sender` holds what that needs (the limiter, the waits, the retry policy, the
+counters) and nothing of the client's lifecycle: the client hands it the session
+when it opens and takes it back when it closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections.abc import Callable
+from typing import Final, TypeVar
+
+import aiohttp
+import attrs
+
+from twochat_voip._bulk import note_failure
+from twochat_voip._errors import (
+    APIConnectionError,
+    APIStatusError,
+    AuthenticationError,
+    BudgetExhaustedError,
+    ClientClosedError,
+    PaymentRequiredError,
+    ResponseValidationError,
+    TwoChatError,
+)
+from twochat_voip._protocol import Request, Requests, Response, parse_requests_per_minute
+from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
+from twochat_voip._retry import RetryPolicy, is_retryable
+from twochat_voip._transport import send
+from twochat_voip._waits import Waits
+
+__all__ = ["ClientStats", "Counters", "Sender"]
+
+logger: Final = logging.getLogger("twochat_voip")
+_T = TypeVar("_T")
+
+
+@attrs.frozen(kw_only=True)
+class ClientStats:
+    """What a client has done so far; every request costs the account a credit.
+
+    Attributes:
+        requests: HTTP requests written to a connection, retries and 429s included
+            (one that never connected costs nothing and is not counted).
+        rate_limited: Answers that were 429.
+        retries: Attempts made after a call's first.
+        succeeded: Calls (records, history pages) that ended in a result.
+        failed: Calls that ended in an error, after any retries.
+    """
+
+    requests: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    succeeded: int = 0
+    failed: int = 0
+
+
+@attrs.define
+class Counters:
+    """:class:`ClientStats`, as it is counted (the fields are the same, a test keeps
+    them so)."""
+
+    requests: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    succeeded: int = 0
+    failed: int = 0
+
+    def snapshot(self) -> ClientStats:
+        return ClientStats(**attrs.asdict(self))
+
+
+class Sender:
+    """Sends a client's requests, one call at a time, as its settings say.
+
+    Args:
+        requests: Builds the requests (base URL and headers).
+        limiter: The limiter every attempt waits on.
+        own_limiter: The same limiter when it is the client's own (its fast path
+            skips a coroutine when a slot is free), else ``None``.
+        retry: The retry policy.
+        waits: The client's waits, which its close interrupts.
+        open_session: Called when :attr:`session` is ``None``: sets it, or raises
+            :class:`ClientClosedError`.
+        timeout: An attempt's timeout unless a call gives its own.
+        max_response_size: Bytes an answer may have.
+        max_requests: The request budget, or ``None``.
+        headers_in_session: Whether the session sends the client's headers itself.
+        learn_rate: Ask ``GET /open/info`` for the plan's limit before the first call.
+    """
+
+    def __init__(
+        self,
+        requests: Requests,
+        *,
+        limiter: RateLimiter,
+        own_limiter: AdaptiveRateLimiter | None,
+        retry: RetryPolicy,
+        waits: Waits,
+        open_session: Callable[[], aiohttp.ClientSession],
+        timeout: aiohttp.ClientTimeout,
+        max_response_size: int,
+        max_requests: int | None,
+        headers_in_session: bool,
+        learn_rate: bool,
+    ) -> None:
+        self.session: aiohttp.ClientSession | None = None
+        """The open session; ``None`` before the first call and after closing."""
+        self.closed = False
+        self.counters = Counters()
+        self._requests = requests
+        self._limiter = limiter
+        self._own_limiter = own_limiter
+        self._retry = retry
+        self._waits = waits
+        self._open_session = open_session
+        self._timeout = timeout
+        self._max_response_size = max_response_size
+        self._max_requests = max_requests
+        self._headers_in_session = headers_in_session
+        self._rate_unknown = learn_rate
+        self._learning_rate: asyncio.Future[None] | None = None
+
+    async def call(
+        self,
+        request: Request,
+        parse: Callable[[Response, str | None], _T],
+        timeout: aiohttp.ClientTimeout | None = None,
+        rate_limits_are_free: bool = False,
+        *,
+        retrying: bool = False,
+    ) -> _T:
+        """Send ``request`` and parse its answer, retrying as the policy says.
+
+        One attempt is: the limiter's slot, the budget, the request, and the answer's
+        one verdict told back to the limiter. The first attempt is made here, outside
+        tenacity, and hands a retryable failure to the retry policy, whose attempts
+        come back here with ``retrying``: a call that succeeds at once (nearly all of
+        them) pays for no retry machinery, nor for a coroutine layer per attempt.
+        """
+        timeout = timeout or self._timeout
+        if not retrying and self._rate_unknown and parse is not parse_requests_per_minute:
+            await self._learn_rate()
+            self._waits.check()  # closed, or the bulk run gave up, meanwhile
+        try:
+            session = self.session
+            if session is None:
+                session = self._open_session()
+            if self._max_requests is not None:
+                self._check_budget()
+            limiter = self._limiter
+            own = self._own_limiter
+            sent_at = own.try_acquire() if own is not None else None
+            if sent_at is None:
+                sent_at = await self._wait_for_slot()
+            elif retrying:
+                self._waits.check()  # the backoff before this attempt may have been 0 s
+            # Counted before it is written; on_not_sent takes it back if it never is.
+            self.counters.requests += 1
+            try:
+                response = await send(
+                    session,
+                    request,
+                    timeout=timeout,
+                    max_body=self._max_response_size,
+                    headers_in_session=self._headers_in_session,
+                    on_redirect=self._count_request,
+                    on_not_sent=self._uncount_request,
+                )
+            except APIConnectionError as exc:
+                if self.closed:
+                    raise ClientClosedError(
+                        "the VoIPClient was closed while this request was in flight"
+                    ) from exc
+                raise
+            try:
+                result = parse(response, request.call_uuid)
+            except TwoChatError as exc:
+                self._judged(exc, limiter, sent_at)
+                raise
+            if own is not None:
+                own.accepted(sent_at)
+            else:
+                limiter.feedback(sent_at=sent_at, status=response.status, retry_after=None)
+        except TwoChatError as exc:
+            self._raise_unless_retried(exc, retrying)
+            return await self._retry_call(request, parse, exc, timeout, rate_limits_are_free)
+        self.counters.succeeded += 1  # once a call: only its successful attempt gets here
+        return result
+
+    def _raise_unless_retried(self, error: TwoChatError, retrying: bool) -> None:
+        """Raise a failed attempt's ``error``, unless it is a first attempt's that the
+        retry policy is to try again."""
+        note_failure(error)
+        if retrying:
+            raise error  # tenacity judges it
+        if not is_retryable(error):
+            self.counters.failed += 1
+            raise error
+
+    async def _wait_for_slot(self) -> float:
+        """Wait for the limiter's slot: the time the request leaves. Guarded, even for
+        the client's own limiter: a request queued behind another's (its head sleeps,
+        the rest wait their turn) must end when the client closes or its run stops."""
+        sent_at = await self._waits.guard(self._limiter.acquire())
+        self._waits.check()  # closed, or the bulk run gave up, while waiting
+        if self._max_requests is not None:
+            self._check_budget()  # others' requests spent it meanwhile
+        return sent_at
+
+    def _judged(self, error: TwoChatError, limiter: RateLimiter, sent_at: float) -> None:
+        """Tell the limiter what a failed answer says: a 429 or a 503's pause, or
+        just that the request was answered."""
+        if isinstance(error, APIStatusError):
+            status = error.status_code
+            if status == 429:
+                self.counters.rate_limited += 1
+            pause = self._retry.pause_for(error.retry_after)
+            limiter.feedback(sent_at=sent_at, status=status, retry_after=pause)
+        elif isinstance(error, ResponseValidationError):
+            limiter.feedback(sent_at=sent_at, status=error.status_code, retry_after=None)
+
+    async def _retry_call(
+        self,
+        request: Request,
+        parse: Callable[[Response, str | None], _T],
+        first_error: TwoChatError,
+        timeout: aiohttp.ClientTimeout,
+        rate_limits_are_free: bool,
+    ) -> _T:
+        counters = self.counters
+
+        async def attempt() -> _T:
+            counters.retries += 1
+            return await self.call(request, parse, timeout, retrying=True)
+
+        try:
+            return await self._retry.retry_after_failure(
+                attempt,
+                first_error,
+                describe=f"GET {request.url.removeprefix(self._requests.base_url)}",
+                rate_limits_are_free=rate_limits_are_free,
+                sleep=self._waits.sleep,
+            )
+        except TwoChatError:
+            counters.failed += 1
+            raise
+
+    def _check_budget(self) -> None:
+        budget = self._max_requests
+        if budget is not None and self.counters.requests >= budget:
+            raise BudgetExhaustedError(budget)
+
+    def _count_request(self) -> None:
+        """A redirect's request is about to be written: it counts, if the budget
+        allows it."""
+        if self._max_requests is not None:
+            self._check_budget()
+        self.counters.requests += 1
+
+    def _uncount_request(self) -> None:
+        """The request never reached a connection: it cost nothing."""
+        self.counters.requests -= 1
+
+    async def _learn_rate(self) -> None:
+        """``requests_per_minute="auto"``: ask ``GET /open/info`` once for the plan's
+        limit; concurrent first calls share the one request."""
+        learning = self._learning_rate
+        if learning is None:
+            # In a context of its own: the request is every caller's, so a bulk run
+            # that gives up must not stop it for the others.
+            learning = self._learning_rate = asyncio.get_running_loop().create_task(
+                self._ask_rate(), context=contextvars.Context()
+            )
+            learning.add_done_callback(self._forget_failed_rate_request)
+        await asyncio.shield(learning)
+
+    def _forget_failed_rate_request(self, learning: asyncio.Future[None]) -> None:
+        """A failed ``GET /open/info`` is asked again by the next call, even when every
+        caller that waited for it was cancelled (its error is taken here, not logged
+        as never retrieved)."""
+        failed = learning.cancelled() or learning.exception() is not None
+        if failed and self._learning_rate is learning:
+            self._learning_rate = None
+
+    async def _ask_rate(self) -> None:
+        try:
+            rpm = await self.call(self._requests.info(), parse_requests_per_minute)
+        except (
+            AuthenticationError,
+            PaymentRequiredError,
+            BudgetExhaustedError,
+            ClientClosedError,
+            APIConnectionError,
+        ):
+            raise  # no request would do better; the next call asks again
+        except TwoChatError as exc:
+            rpm = None
+            reason = str(exc)
+        else:
+            reason = "the answer names no limits.requests_per_minute"
+        self._rate_unknown = False
+        if rpm is None:
+            logger.warning(
+                "requests_per_minute='auto': could not learn the plan's limit (%s); "
+                "adapting to 429s instead",
+                reason,
+            )
+            return
+        if self._own_limiter is not None:  # pragma: no branch - "auto" is the own limiter's
+            self._own_limiter.set_requests_per_minute(rpm)
+        logger.info("requests_per_minute='auto': pacing at the plan's %g requests/minute", rpm)
