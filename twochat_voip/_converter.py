@@ -223,7 +223,7 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
         register_model(conv, model, fast=not detailed_validation)
     conv.register_unstructure_hook(
         CallDetailRecord,
-        make_dict_unstructure_fn(CallDetailRecord, conv, from_=override(rename="from")),
+        make_dict_unstructure_fn(CallDetailRecord, conv, **_renamed(CallDetailRecord)),
     )
     return conv
 
@@ -244,15 +244,17 @@ def register_model(
     """
     hook = compiled_structure_hook(model, conv, renames, in_place_of(conv)) if fast else None
     if hook is None:
-        overrides = {
-            name: override(rename=key)
-            for name, key in renames.items()
-            if name in attrs.fields_dict(get_origin(model) or model)
-        }
-        hook = _objects_only(make_dict_structure_fn(model, conv, **overrides))  # type: ignore[arg-type]
+        overrides = _renamed(get_origin(model) or model, renames)
+        hook = _objects_only(make_dict_structure_fn(model, conv, **overrides))
     conv.register_structure_hook(model, hook)
     conv.register_structure_hook(model | None, _or_none(hook))
     return hook
+
+
+def _renamed(model: type, renames: Mapping[str, str] = WIRE_NAMES) -> dict[str, Any]:
+    """cattrs overrides for ``model``'s fields whose wire name differs."""
+    fields = attrs.fields_dict(model)
+    return {name: override(rename=key) for name, key in renames.items() if name in fields}
 
 
 converter: cattrs.Converter = make_converter()
