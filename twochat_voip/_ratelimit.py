@@ -54,6 +54,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final, Protocol, runtime_checkable
 
+from twochat_voip._gcra import Gcra
 from twochat_voip._waits import is_testing
 
 __all__ = ["AdaptiveRateLimiter", "RateLimiter"]
@@ -157,7 +158,6 @@ class AdaptiveRateLimiter:
             raise ValueError("burst must be at least 1")
         self._ceiling = None if requests_per_minute is None else requests_per_minute / 60.0
         self._floor = min_requests_per_minute / 60.0
-        self._burst = burst
         self._adaptive = adaptive
         self._clock = clock
         self._sleep = sleep
@@ -169,7 +169,7 @@ class AdaptiveRateLimiter:
         self._cut_at = float("-inf")
         self._fresh_after = float("-inf")  # the last cut: later requests count towards the next
         self._accepted_rate = 0.0
-        self._next_slot = 0.0  # the GCRA's theoretical arrival time
+        self._gcra = Gcra(interval=0.0, burst=burst)  # its TAT: the next request's slot
         self._paused_until = 0.0
         self._answers = 0
         self._fresh_answers = 0  # answers to requests sent since the last cut
@@ -208,7 +208,7 @@ class AdaptiveRateLimiter:
         # The request that learnt the rate was one of its slots, at this rate (not at
         # the pace the limiter kept before it knew).
         last = self._sent[-1] if self._sent else self._clock()
-        self._next_slot = last + 60.0 / requests_per_minute
+        self._gcra.tat = last + 60.0 / requests_per_minute
 
     def pause(self, seconds: float) -> None:
         """Hold every request for ``seconds`` (a server's Retry-After); testing mode
@@ -279,20 +279,19 @@ class AdaptiveRateLimiter:
         rate = None if self._rate is None else self._rate_now(now)
         if rate is None:
             return self._paused_until
-        return max(self._paused_until, self._next_slot - (self._burst - 1) / rate)
+        gcra = self._gcra
+        gcra.interval = 1.0 / rate
+        return max(self._paused_until, gcra.earliest())
 
     def _take(self, now: float, due: float) -> float:
-        """The next request leaves at ``now``, for its slot ``due``: the one after it
-        is due an interval after ``due``, not after ``now``, so that a sleeper woken a
-        little late does not push every later slot back (which cost 17% of a 6,000 a
-        minute rate)."""
+        """The next request leaves at ``now``, for its slot ``due`` (see
+        :meth:`Gcra.take`)."""
         self._started(now)
         rate = None if self._rate is None else self._rate_now(now)
         if rate is not None:
-            # Lateness is made up for up to half an interval: a loop stalled for a
-            # second must not be followed by a second's worth of requests at once.
-            interval = 1.0 / rate
-            self._next_slot = max(self._next_slot, due, now - 0.5 * interval) + interval
+            gcra = self._gcra
+            gcra.interval = 1.0 / rate
+            gcra.take(now, due)
         self._sent.append(now)
         return now
 
@@ -308,20 +307,16 @@ class AdaptiveRateLimiter:
         now = self._clock()
         if self._paused_until > now:
             return None
-        # _due() and _take(), inline: this runs once a request. A request that finds
-        # its slot free leaves now, and the next is due an interval from now.
+        # A request that finds its slot free leaves now (the GCRA admits it), and the
+        # next is due an interval after its slot.
         rate = self._rate
         if rate is not None and rate != self._ceiling:
             rate = self._rate_now(now)
         if rate is not None:
-            interval = 1.0 / rate
-            slot = self._next_slot
-            if slot <= now:
-                self._next_slot = now + interval
-            elif slot - (self._burst - 1) * interval > now:
+            gcra = self._gcra
+            gcra.interval = 1.0 / rate
+            if gcra.police(now):
                 return None
-            else:
-                self._next_slot = slot + interval
         sent = self._sent  # _started(), inline where it is cheap
         if not sent or now - sent[-1] > _IDLE:
             self._started(now)
@@ -403,4 +398,4 @@ class AdaptiveRateLimiter:
         self._limited_at.clear()
         self._fresh_answers = self._fresh_limited = 0
         # Waiters re-plan at the new pace, one interval from now.
-        self._next_slot = now + 1.0 / self._cut_to
+        self._gcra.tat = now + 1.0 / self._cut_to
