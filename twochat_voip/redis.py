@@ -38,7 +38,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Final, Literal, Self
 
@@ -151,7 +151,8 @@ class RedisRateLimiter:
         redis_down_after: Seconds of failed tries before Redis counts as down; a
             restart that takes less goes unnoticed.
         key_prefix: The start of the Redis key's name.
-        clock: The monotonic clock (tests pass a fake).
+        clock: The monotonic clock, and ``sleep`` the way to wait on it (tests pass
+            fakes; the local limiter used while Redis is down gets them too).
     """
 
     def __init__(
@@ -167,6 +168,7 @@ class RedisRateLimiter:
         redis_down_after: float = 5.0,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if requests_per_minute <= 0:
             raise ValueError("requests_per_minute must be positive")
@@ -192,11 +194,17 @@ class RedisRateLimiter:
         self._pause_on_rate_limit = pause_on_rate_limit
         self._redis_down_after = redis_down_after
         self._local = (
-            AdaptiveRateLimiter(local_requests_per_minute or requests_per_minute, burst=burst)
+            AdaptiveRateLimiter(
+                local_requests_per_minute or requests_per_minute,
+                burst=burst,
+                clock=clock,
+                sleep=sleep,
+            )
             if on_redis_down == "local"
             else None
         )
         self._clock = clock
+        self._sleep = sleep
         self._lock = asyncio.Lock()
         self._paused_until = 0.0
         self._pause_set_at = float("-inf")
@@ -306,15 +314,22 @@ class RedisRateLimiter:
         return True
 
     async def _nap(self, seconds: float) -> None:
-        """Sleep ``seconds``, or until a pause begins (the head waiter's sleep)."""
-        loop = asyncio.get_running_loop()
-        waker = self._waker = loop.create_future()
-        timer = loop.call_later(seconds, _wake, waker)
+        """Sleep ``seconds`` (through ``sleep``), or until a pause begins: the head
+        waiter's sleep."""
+        waker = self._waker = asyncio.get_running_loop().create_future()
+        sleeper = asyncio.ensure_future(self._sleep(seconds))
+        sleeper.add_done_callback(lambda _: _wake(waker))
         try:
             await waker
+        except BaseException:
+            sleeper.cancel()
+            raise
         finally:
-            timer.cancel()
             self._waker = None
+        if sleeper.done():
+            sleeper.result()  # its error, if it failed
+        else:
+            sleeper.cancel()  # woken by a pause
 
     async def _share_pause(self) -> None:
         """Tell Redis of the pause this process took, if it has not yet: every process
@@ -359,7 +374,7 @@ class RedisRateLimiter:
                         self._redis_down_after,
                     )
                 if now - self._down_since < self._redis_down_after:
-                    await asyncio.sleep(backoff)
+                    await self._sleep(backoff)
                     backoff = min(2 * backoff, _MAX_BACKOFF)
                     continue
                 self._next_try = now + _RECHECK
