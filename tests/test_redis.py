@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from fake_clock import FakeClock
 from redis.asyncio import Redis
 
 from twochat_voip import (
@@ -132,15 +133,22 @@ async def test_nothing_in_redis_carries_the_api_key(
 
 async def test_limiters_share_one_schedule(make_limiter: MakeLimiter) -> None:
     """Three limiters (as three processes would) together keep one rate, not three."""
-    limiters = [make_limiter(requests_per_minute=1200) for _ in range(3)]  # one per 50 ms
+    # The waits Redis hands out are recorded, not slept: twelve requests asked for
+    # within milliseconds get slots 50 ms apart on one schedule.
+    clock = FakeClock()
+    limiters = [  # one per 50 ms
+        make_limiter(requests_per_minute=1200, clock=clock, sleep=clock.sleep) for _ in range(3)
+    ]
 
-    async def take(limiter: RedisRateLimiter, count: int) -> list[float]:
-        return [await limiter.acquire() for _ in range(count)]
+    async def take(limiter: RedisRateLimiter, count: int) -> None:
+        for _ in range(count):
+            await limiter.acquire()
 
-    started = time.monotonic()
-    times = sorted(t for run in await asyncio.gather(*(take(x, 4) for x in limiters)) for t in run)
-    assert times[-1] - started >= 11 * 0.05 * 0.95
-    gaps = [b - a for a, b in itertools.pairwise(times)]
+    await asyncio.gather(*(take(x, 4) for x in limiters))
+    waits = sorted([0.0, *clock.slept])  # the first request did not wait
+    assert len(waits) == 12
+    assert waits[-1] >= 11 * 0.05 * 0.95  # three schedules would end at 3 * 50 ms
+    gaps = [b - a for a, b in itertools.pairwise(waits)]
     assert min(gaps) >= 0.05 * 0.8
 
 
@@ -161,45 +169,53 @@ async def test_one_round_trip_per_request(make_limiter: MakeLimiter, redis: Redi
 
 async def test_burst_lets_early_requests_through(make_limiter: MakeLimiter) -> None:
     """burst=3 sends three at once after a quiet spell, then paces."""
-    limiter = make_limiter(requests_per_minute=60, burst=3)
-    started = time.monotonic()
+    clock = FakeClock()
+    limiter = make_limiter(requests_per_minute=60, burst=3, clock=clock, sleep=clock.sleep)
     for _ in range(3):
         await limiter.acquire()
-    assert time.monotonic() - started < 0.5
+    assert clock.slept == []
+    await limiter.acquire()  # the fourth waits for its slot, a second after the first
+    (wait,) = clock.slept
+    assert 0.5 < wait <= 1.0
 
 
 async def test_retry_after_pauses_every_limiter(make_limiter: MakeLimiter) -> None:
     """A Retry-After told to one process holds every other one too."""
-    told, other = make_limiter(requests_per_minute=60_000), make_limiter(requests_per_minute=60_000)
+    clock = FakeClock()
+    told = make_limiter(requests_per_minute=60_000)
+    other = make_limiter(requests_per_minute=60_000, clock=clock, sleep=clock.sleep)
     sent_at = await told.acquire()
     told.feedback(sent_at=sent_at, status=429, retry_after=0.4)
     await told.aclose()
-    started = time.monotonic()
     await other.acquire()
-    assert time.monotonic() - started >= 0.3
+    (wait,) = clock.slept  # Redis told it to wait out the pause, less the moments since
+    assert 0.3 <= wait <= 0.4
 
 
 async def test_429_without_retry_after_pauses_for_pause_on_rate_limit(
     make_limiter: MakeLimiter,
 ) -> None:
     """A bare 429 holds every process for pause_on_rate_limit seconds."""
+    clock = FakeClock()
     told = make_limiter(requests_per_minute=60_000, pause_on_rate_limit=0.4)
-    other = make_limiter(requests_per_minute=60_000)
+    other = make_limiter(requests_per_minute=60_000, clock=clock, sleep=clock.sleep)
     told.feedback(sent_at=await told.acquire(), status=429, retry_after=None)
     await told.aclose()
-    started = time.monotonic()
     await other.acquire()
-    assert time.monotonic() - started >= 0.3
+    (wait,) = clock.slept  # Redis told it to wait out the pause, less the moments since
+    assert 0.3 <= wait <= 0.4
 
 
 async def test_a_503_with_retry_after_pauses_every_limiter(make_limiter: MakeLimiter) -> None:
     """A 503's Retry-After is the limiter's to wait out too (the retry policy does not)."""
-    told, other = make_limiter(requests_per_minute=60_000), make_limiter(requests_per_minute=60_000)
+    clock = FakeClock()
+    told = make_limiter(requests_per_minute=60_000)
+    other = make_limiter(requests_per_minute=60_000, clock=clock, sleep=clock.sleep)
     told.feedback(sent_at=await told.acquire(), status=503, retry_after=0.4)
     await told.aclose()
-    started = time.monotonic()
     await other.acquire()
-    assert time.monotonic() - started >= 0.3
+    (wait,) = clock.slept  # Redis told it to wait out the pause, less the moments since
+    assert 0.3 <= wait <= 0.4
 
 
 async def test_testing_mode_skips_the_shared_pause(make_limiter: MakeLimiter, redis: Redis) -> None:
@@ -239,14 +255,17 @@ async def test_a_pause_during_a_wait_makes_the_waiter_plan_again(
     make_limiter: MakeLimiter,
 ) -> None:
     """A request waiting for its slot when a 429 arrives leaves after the pause."""
-    limiter = make_limiter(requests_per_minute=600)  # a slot each 100 ms
+    clock = FakeClock()
+    limiter = make_limiter(requests_per_minute=600, clock=clock, sleep=clock.sleep)  # 100 ms a slot
     await limiter.acquire()
+    clock.hold = True
     waiter = asyncio.create_task(limiter.acquire())
-    await asyncio.sleep(0.02)
-    started = time.monotonic()
-    limiter.feedback(sent_at=started, status=429, retry_after=0.3)
-    await waiter
-    assert time.monotonic() - started >= 0.25
+    await clock.asleep.wait()  # it waits for its slot
+    limiter.feedback(sent_at=clock(), status=429, retry_after=0.3)
+    clock.release()
+    left = await waiter
+    assert 0 < clock.slept[0] <= 0.1  # it was waiting for its slot...
+    assert left >= 1000.0 + 0.3  # ...and left only once the pause was over
 
 
 async def test_keys_expire_when_their_schedule_is_over(
@@ -261,6 +280,7 @@ async def test_keys_expire_when_their_schedule_is_over(
     await limiter.aclose()
     ttl = await redis.pttl(limiter.key)
     assert 150 < ttl <= 300
+    # Expiry runs on redis-server's own clock: this is a real wait by nature.
     await asyncio.sleep(ttl / 1000 + 0.01)
     assert not await redis.exists(limiter.key)
     # Redis's own expiry cycle (10 a second) frees the memory too, unasked:
@@ -275,7 +295,10 @@ async def test_redis_down_fails_closed_without_sending(
     make_limiter: MakeLimiter, redis_server: RedisServer
 ) -> None:
     """By default a Redis that stays down raises a typed error and no request leaves."""
-    limiter = make_limiter(requests_per_minute=600, redis_down_after=0.2)
+    clock = FakeClock()
+    limiter = make_limiter(
+        requests_per_minute=600, redis_down_after=0.2, clock=clock, sleep=clock.sleep
+    )
     redis_server.stop()
     async with (
         FakeTwoChatServer(api_key=KEY) as server,
@@ -283,10 +306,12 @@ async def test_redis_down_fails_closed_without_sending(
     ):
         with pytest.raises(RateLimiterUnavailableError, match="nothing was sent") as caught:
             await voip.get_call("CDR1")
-        started = time.monotonic()
+        # Tried (with backoff) for redis_down_after on the clock...
+        assert sum(clock.slept) >= 0.2
+        tried_for = len(clock.slept)
         with pytest.raises(RateLimiterUnavailableError):
             await voip.get_call("CDR2")  # known down: fails at once
-        assert time.monotonic() - started < 0.1
+        assert len(clock.slept) == tried_for  # ...and not tried again so soon
         assert server.request_count == 0
         assert voip.stats.failed == 2
     assert isinstance(caught.value, TwoChatError)
@@ -315,24 +340,26 @@ async def test_redis_down_with_local_fallback_paces_locally_then_returns(
     make_limiter: MakeLimiter, redis_server: RedisServer
 ) -> None:
     """on_redis_down="local" keeps sending at the local rate, and goes back to Redis."""
-    skew = [0.0]
+    clock = FakeClock()
     limiter = make_limiter(
         requests_per_minute=60,
         on_redis_down="local",
         local_requests_per_minute=1200,
         redis_down_after=0.1,
-        clock=lambda: time.monotonic() + skew[0],
+        clock=clock,
+        sleep=clock.sleep,
     )
     redis_server.stop()
-    started = time.monotonic()
-    for _ in range(5):
-        await limiter.acquire()
+    await limiter.acquire()  # tries Redis for redis_down_after, then goes local
     assert not limiter.redis_available
-    assert 0.15 <= time.monotonic() - started < 1.0  # 1200/min, not 60/min
+    trying = len(clock.slept)
+    for _ in range(4):
+        await limiter.acquire()
+    assert clock.slept[trying:] == pytest.approx([0.05] * 4)  # 1200/min, not 60/min
     redis_server.start()
     await limiter.acquire()  # Redis is tried again only once a second
     assert not limiter.redis_available
-    skew[0] += 1.5
+    clock.now += 1.5
     await limiter.acquire()
     assert limiter.redis_available
 
@@ -353,7 +380,7 @@ async def test_a_redis_restart_mid_run_loses_nothing(
         async def restart() -> None:
             await server.wait_for_requests(20)
             redis_server.stop()
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # the outage itself, in real time: not a synchronisation
             redis_server.start()
 
         restarting = asyncio.create_task(restart())
@@ -375,15 +402,21 @@ async def test_a_pause_that_cannot_be_shared_is_kept_locally(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Redis down when a 429 arrives: a warning, and this process still holds off."""
-    limiter = make_limiter(requests_per_minute=60_000, on_redis_down="local", redis_down_after=0.0)
+    clock = FakeClock()
+    limiter = make_limiter(
+        requests_per_minute=60_000,
+        on_redis_down="local",
+        redis_down_after=0.0,
+        clock=clock,
+        sleep=clock.sleep,
+    )
     await limiter.acquire()
     redis_server.stop()
-    limiter.feedback(sent_at=time.monotonic(), status=429, retry_after=0.3)
+    limiter.feedback(sent_at=clock(), status=429, retry_after=0.3)
     await limiter.aclose()
     assert any("only this process holds off" in r.getMessage() for r in caplog.records)
-    started = time.monotonic()
     await limiter.acquire()
-    assert time.monotonic() - started >= 0.25
+    assert clock.slept == [pytest.approx(0.3)]
 
 
 async def test_a_client_passed_in_is_left_open(redis_server: RedisServer, redis: Redis) -> None:
@@ -494,7 +527,6 @@ async def test_a_shorter_pause_within_a_longer_one_is_not_sent_again(
     assert limiter.requests_per_minute == 60_000
     limiter.feedback(sent_at=await limiter.acquire(), status=429, retry_after=0.001)
     await limiter.aclose()  # both scripts are loaded now
-    await asyncio.sleep(0.01)
     await redis.config_resetstat()
     limiter.feedback(sent_at=time.monotonic(), status=429, retry_after=2.0)
     limiter.feedback(sent_at=time.monotonic(), status=429, retry_after=0.5)
@@ -528,16 +560,23 @@ def test_redis_server_without_the_binary_says_so() -> None:
 
 async def test_a_cancelled_wait_frees_the_process_queue(make_limiter: MakeLimiter) -> None:
     """Cancelling a request that waits for its slot lets the next one through."""
-    limiter = make_limiter(requests_per_minute=600)  # a slot each 100 ms
+    clock = FakeClock()
+    limiter = make_limiter(requests_per_minute=600, clock=clock, sleep=clock.sleep)  # 100 ms a slot
     await limiter.acquire()
+    clock.hold = True
     waiting = asyncio.create_task(limiter.acquire())
-    await asyncio.sleep(0.05)
+    await clock.asleep.wait()  # it waits for its slot (100 ms on)
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
+    clock.release()
     queued = asyncio.create_task(limiter.acquire())
-    done, _ = await asyncio.wait([queued], timeout=1.0)
-    assert done == {queued}  # it took the next free slot (200 ms on): no stuck queue
+    # A stuck queue would never let it through; the timeout only turns that into a
+    # failure instead of a hang.
+    done, _ = await asyncio.wait([queued], timeout=5.0)
+    assert done == {queued}
+    _, wait = clock.slept
+    assert 0.1 < wait <= 0.2  # it took the next free slot (200 ms on): no stuck queue
 
 
 async def test_a_pause_is_shared_by_the_waiter_it_wakes(
