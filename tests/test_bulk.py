@@ -80,7 +80,8 @@ async def test_ordered_results_follow_the_input() -> None:
     records = generate_cdrs(60, seed=5)
     async with FakeTwoChatServer(cdrs=records) as server:
         server.fail_randomly(0.3, [Fault(delay=0.05), Fault(delay=0.01)], seed=2)
-        async with client_for(server) as voip:
+        # A rate far above the run's: no slow start, whose pacing only added waits.
+        async with client_for(server, requests_per_minute=60_000) as voip:
             results = await collect(voip, server.call_uuids, concurrency=8, ordered=True)
     assert [r.call_uuid for r in results] == server.call_uuids
 
@@ -127,7 +128,7 @@ async def test_input_is_read_lazily(kind: str) -> None:
         source = plain() if kind == "sync" else streamed()
         taken = 0
         async with (
-            client_for(server) as voip,
+            client_for(server, requests_per_minute=60_000) as voip,  # no slow start
             aclosing(voip.get_calls(source, concurrency=4)) as results,
         ):
             async for _ in results:
@@ -140,13 +141,21 @@ async def test_input_is_read_lazily(kind: str) -> None:
 
 async def test_ten_million_id_generator_just_works() -> None:
     """A generator of ten million ids is not materialised: the first results come at once."""
+    read = 0
+
+    def ids(uuid: str) -> Iterator[str]:
+        nonlocal read
+        for _ in range(10_000_000):
+            read += 1
+            yield uuid
+
     async with FakeTwoChatServer(api_key=None) as server, client_for(server) as voip:
-        ids = (server.call_uuids[0] for _ in range(10_000_000))
-        started = time.monotonic()
-        async with aclosing(voip.get_calls(ids)) as results:
+        async with aclosing(voip.get_calls(ids(server.call_uuids[0]))) as results:
             first = await anext(results)
+            # The first result came after reading a few ids ahead of 16 workers, not
+            # ten million (what "at once" meant, counted instead of timed).
+            assert read <= 1 + 2 * 16 + 1
         assert first.ok
-        assert time.monotonic() - started < 2.0
 
 
 async def test_input_error_ends_the_run_after_answering_what_was_read() -> None:
@@ -175,15 +184,15 @@ async def test_breaking_out_stops_every_worker() -> None:
     """aclose() after a break cancels the workers and in-flight requests promptly."""
     records = generate_cdrs(200, seed=8)
     async with FakeTwoChatServer(cdrs=records) as server:
-        server.fail_randomly(1.0, [Fault(delay=5)])
+        # The rest are never answered: a run that waited for its requests in flight
+        # would never end. The timeout only turns that into a failure, not a hang.
+        server.fail_randomly(1.0, [Fault(hang=True)])
         server.fail_next(*[Fault()] * 3)
         before = client_tasks()
-        async with client_for(server) as voip:
-            started = time.monotonic()
+        async with client_for(server) as voip, asyncio.timeout(10):
             async with aclosing(voip.get_calls(server.call_uuids, concurrency=8)) as results:
                 async for _ in results:
                     break
-            assert time.monotonic() - started < 1.0
             assert client_tasks() == before
         assert len(server.requests) <= 3 + 8
 
@@ -229,7 +238,9 @@ async def test_configured_rate_is_held_without_429s() -> None:
         stats = voip.stats
     assert all(r.ok for r in results)
     assert stats.rate_limited <= 1
-    assert 39 / 20 * 0.95 <= wall <= 40 / 20 * 1.15
+    # Pacing against a real server's limit is the behaviour: wall time, with the
+    # lower bound exact (39 intervals of 50 ms) and the upper one generous.
+    assert 39 / 20 * 0.95 <= wall <= 40 / 20 * 1.5
 
 
 async def test_unknown_rate_is_found_with_zero_failures() -> None:
@@ -246,6 +257,8 @@ async def test_unknown_rate_is_found_with_zero_failures() -> None:
     ideal = 400 / 100
     assert all(r.ok for r in results)
     assert stats.rate_limited < 0.15 * stats.requests
+    # Finding a real server's limit is the behaviour: a throughput measured in wall
+    # time, against the 4 s that limit allows, with a generous margin.
     assert wall < 1.6 * ideal
     assert voip.rate_limiter.requests_per_minute is not None  # type: ignore[attr-defined]
 
@@ -380,7 +393,7 @@ async def test_closing_the_client_stops_a_run_nobody_closed() -> None:
         async for _ in results:
             break
         await voip.aclose()
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one step for the cancelled workers to end: a yield, not a wait
         assert client_tasks() == before
         with pytest.raises(tv.ClientClosedError, match="closed during this run"):
             await drain(results)  # what was fetched already still comes first
@@ -395,8 +408,12 @@ async def test_break_without_aclosing_is_cleaned_up_promptly() -> None:
         before = client_tasks()
         async for _ in voip.get_calls(server.call_uuids, concurrency=4):
             break
-        for _ in range(5):
-            await asyncio.sleep(0.01)
+        # asyncio closes the dropped generator in a task of its own: give the loop a
+        # few steps (steps, not time) for it and the workers it cancels to finish.
+        for _ in range(50):
+            if client_tasks() == before:
+                break
+            await asyncio.sleep(0)
         assert client_tasks() == before
 
 
