@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -102,25 +103,34 @@ def test_missing_uuid_is_invalid() -> None:
 
 
 @pytest.mark.parametrize(
-    ("field", "value"),
+    ("field", "value", "error", "says"),
     [
-        ("active", "false"),
-        ("active", 0),
-        ("duration", "3"),
-        ("duration", 3.5),
-        ("duration", True),
-        ("uuid", 123),
-        ("created_at", 1730828787),
-        ("created_at", "yesterday"),
-        ("status", 7),
-        ("agent", "Jane"),
+        ("active", "false", TypeError, "expected true or false, got str"),
+        ("active", 0, TypeError, "expected true or false, got int"),
+        ("duration", "3", TypeError, "expected an integer, got str"),
+        ("duration", 3.5, TypeError, "expected an integer, got float"),
+        ("duration", True, TypeError, "expected an integer, got bool"),
+        ("uuid", 123, TypeError, "expected a string, got int"),
+        ("created_at", 1730828787, TypeError, "expected an ISO 8601 timestamp, got int"),
+        ("created_at", "yesterday", ValueError, "Invalid isoformat string: 'yesterday'"),
+        ("status", 7, TypeError, "expected a string, got int"),
+        ("agent", "Jane", TypeError, "expected a JSON object, got str"),
     ],
 )
-def test_wrong_types_are_refused(field: str, value: object, example_answer: dict[str, Any]) -> None:
-    """Strict types: "false" is not a bool and "3" is not an int."""
+def test_wrong_types_are_refused(
+    field: str,
+    value: object,
+    error: type[Exception],
+    says: str,
+    example_answer: dict[str, Any],
+) -> None:
+    """Strict types: "false" is not a bool and "3" is not an int; each refusal is the
+    hook's own TypeError (a malformed date: ValueError) saying what it expected, never
+    an AttributeError from reading the wrong type."""
     wire = example_answer["cdr"] | {field: value}
-    with pytest.raises((TypeError, ValueError, AttributeError)):
+    with pytest.raises(error, match=re.escape(says)) as caught:
         converter.structure(wire, CallDetailRecord)
+    assert type(caught.value) is error
 
 
 @pytest.mark.parametrize("price", ["abc", "NaN", True, [1]])

@@ -298,6 +298,10 @@ def test_a_disagreement_still_explains_the_refusal() -> None:
     message = explain_invalid(EXAMPLE_CDR, CallDetailRecord, error)
     assert message == "TypeError: uuid: expected str"
     assert "valid" not in explain_invalid(EXAMPLE_CDR, CallDetailRecord)
+    # Without the fast hook's error, the words say exactly that nothing was found.
+    assert explain_invalid(EXAMPLE_CDR, CallDetailRecord) == (
+        "the record was refused, but no field is wrong"
+    )
 
 
 _T = TypeVar("_T")
