@@ -31,8 +31,14 @@ def limiter(time: FakeTime, rpm: float | None = None, **options: object) -> Adap
 
 
 async def test_is_a_rate_limiter() -> None:
-    """The default limiter satisfies the seam other limiters plug into."""
+    """The default limiter satisfies the seam other limiters plug into: acquire says
+    when the request left, and feedback's Retry-After holds the next one."""
     assert isinstance(AdaptiveRateLimiter(), RateLimiter)
+    time = FakeTime()
+    seam: RateLimiter = limiter(time, adaptive=False)  # unpaced
+    assert await seam.acquire() == 1000.0
+    seam.feedback(sent_at=1000.0, status=429, retry_after=2.0)
+    assert await seam.acquire() == 1002.0
 
 
 async def test_paces_evenly_without_a_start_burst() -> None:

@@ -21,13 +21,14 @@ from redis.asyncio import Redis
 from twochat_voip import (
     MissingAPIKeyError,
     RateLimiter,
+    RateLimitError,
     RateLimiterUnavailableError,
     TwoChatError,
     VoIPClient,
     set_testing,
 )
 from twochat_voip.redis import DEFAULT_KEY_PREFIX, RedisRateLimiter, account_key
-from twochat_voip.testing import FakeTwoChatServer, RedisServer, generate_cdrs
+from twochat_voip.testing import FakeTwoChatServer, Fault, RedisServer, generate_cdrs
 
 KEY = "test-key-a1b2c3d4e5f6"
 
@@ -60,9 +61,24 @@ async def make_limiter(redis_server: RedisServer) -> AsyncIterator[MakeLimiter]:
         await limiter.aclose()
 
 
-async def test_satisfies_the_rate_limiter_protocol(make_limiter: MakeLimiter) -> None:
-    """A RedisRateLimiter is what VoIPClient(rate_limiter=...) takes."""
-    assert isinstance(make_limiter(requests_per_minute=60), RateLimiter)
+async def test_satisfies_the_rate_limiter_protocol(make_limiter: MakeLimiter, redis: Redis) -> None:
+    """A RedisRateLimiter is what VoIPClient(rate_limiter=...) takes: the client's
+    requests take their slots in Redis, and a Retry-After it is told is shared."""
+    limiter = make_limiter(requests_per_minute=60)
+    assert isinstance(limiter, RateLimiter)
+    async with (
+        FakeTwoChatServer(api_key=KEY) as server,
+        VoIPClient(
+            api_key=KEY, base_url=server.base_url, rate_limiter=limiter, max_retries=0
+        ) as voip,
+    ):
+        server.fail_next(Fault(status=429, retry_after=30))
+        with pytest.raises(RateLimitError):
+            await voip.get_call(server.call_uuids[0])
+        assert server.request_count == 1
+    await limiter.aclose()  # finishes sharing the pause
+    stored = await redis.hgetall(limiter.key)
+    assert set(stored) == {b"tat", b"paused_until"}
 
 
 def test_key_is_a_hash_of_the_api_key_never_the_key() -> None:
