@@ -167,7 +167,9 @@ WIRE_NAMES: Final[Mapping[str, str]] = MappingProxyType({"from_": "from"})
 class _WireConverter(cattrs.Converter):
     """A converter that knows which annotations its hooks let it read in place."""
 
-    in_place: Mapping[Any, InPlace] = MappingProxyType({})
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.in_place: dict[Any, InPlace] = {}
 
 
 def in_place_of(conv: cattrs.Converter) -> Mapping[Any, InPlace]:
@@ -186,7 +188,7 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
     the fast converter refused.
     """
     conv = _WireConverter(detailed_validation=detailed_validation, forbid_extra_keys=False)
-    in_place: dict[Any, InPlace] = {}
+    in_place = conv.in_place
     scalars: list[tuple[type, Callable[[Any, type], Any]]] = [
         (str, _structure_str),
         (bool, _structure_bool),
@@ -217,7 +219,6 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
     for enum_type in (CallDirection, CallStatus):  # plain JSON strings on the wire
         conv.register_unstructure_hook(enum_type, str)
     conv.register_unstructure_hook(Decimal, _unstructure_decimal)
-    conv.in_place = MappingProxyType(in_place)
     models: list[type[AttrsInstance]] = [Agent, CallCost, CallDetailRecord]
     for model in models:
         register_model(conv, model, fast=not detailed_validation)
@@ -246,8 +247,15 @@ def register_model(
     if hook is None:
         overrides = _renamed(get_origin(model) or model, renames)
         hook = _objects_only(make_dict_structure_fn(model, conv, **overrides))
+    optional = _or_none(hook)
     conv.register_structure_hook(model, hook)
-    conv.register_structure_hook(model | None, _or_none(hook))
+    conv.register_structure_hook(model | None, optional)
+    if isinstance(conv, _WireConverter):
+        # A nested part is read by its own hook, without the optional one's call.
+        name = f"{model.__name__}_structure"
+        conv.in_place[model | None] = InPlace(
+            optional, "True", name + "({v}, None)", none_is_none=True, names={name: hook}
+        )
     return hook
 
 
