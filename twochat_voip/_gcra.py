@@ -47,8 +47,12 @@ class Gcra:
     def police(self, now: float) -> float:
         """Admit a request arriving at ``now`` (``0.0``; the TAT moves on), or refuse it:
         the seconds until one would be admitted."""
-        earliest = self.tat - (self.burst - 1) * self.interval  # earliest(), inline
+        tat = self.tat
+        if tat <= now:  # the usual case, first: no max(), no product (a limiter runs
+            self.tat = now + self.interval  # this once a request)
+            return 0.0
+        earliest = tat - (self.burst - 1) * self.interval  # earliest(), inline
         if now < earliest:
             return earliest - now
-        self.tat = max(self.tat, now) + self.interval
+        self.tat = tat + self.interval
         return 0.0

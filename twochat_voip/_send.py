@@ -128,6 +128,9 @@ class Sender:
         self._max_requests = max_requests
         self._headers_in_session = headers_in_session
         self._rate_unknown = learn_rate
+        # Bound once: send() takes them on every request.
+        self._on_redirect = self._count_request
+        self._on_not_sent = self._uncount_request
         self._learning_rate: asyncio.Future[None] | None = None
 
     async def call(
@@ -173,8 +176,8 @@ class Sender:
                     timeout=timeout,
                     max_body=self._max_response_size,
                     headers_in_session=self._headers_in_session,
-                    on_redirect=self._count_request,
-                    on_not_sent=self._uncount_request,
+                    on_redirect=self._on_redirect,
+                    on_not_sent=self._on_not_sent,
                 )
             except APIConnectionError as exc:
                 if self.closed:
