@@ -7,7 +7,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import decode, instructions, many_workers, memory, ratelimited, report, throughput
+from bench import (
+    callgrind,
+    decode,
+    instructions,
+    many_workers,
+    memory,
+    ratelimited,
+    report,
+    throughput,
+)
 from bench.measure import pin_client
 
 SECTIONS = ["throughput", "instructions", "decode", "rate_limited", "many_workers", "memory"]
@@ -47,7 +56,7 @@ def main() -> None:
             settings["concurrencies"], settings["requests"], settings["rounds"]
         )
     if "instructions" in args.only:
-        if instructions.valgrind() is None:
+        if callgrind.valgrind() is None:
             print("Client instructions per request: skipped, valgrind is not installed")
         else:
             print("Client instructions per request (callgrind):", flush=True)

@@ -25,66 +25,35 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import hashlib
-import importlib
-import inspect
 import itertools
 import json
 import os
-import re
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from bench.callgrind import (
+    MARK,
+    RESULT,
+    SDK,
+    Plan,
+    callgrind,
+    dumps,
+    sdk_fingerprint,
+    valgrind,
+)
 from bench.measure import Row, pin_client, server_cpu
 from bench.server import CannedServer
+from bench.stub import STUBBED, check_stub_target, structuring_stubbed
 
 if TYPE_CHECKING:
     from bench.stacks import Outcome, Stack
 
 RAW = "raw aiohttp + orjson"
 SLOW = "httpx + pydantic"
-STUBBED = "twochat_voip get_calls, structuring stubbed"
-"""A diagnosis, not a client: get_calls with the record structuring replaced by the
-bare decoded dict, i.e. the SDK's machinery without building models."""
-
-MARK = "ctermid"
-"""The libc function the client calls around each measured run; callgrind dumps its
-counters on entering it."""
-
-STUB_TARGET = "twochat_voip._protocol._structure_cdr"
-"""What turns the decoded ``cdr`` dict into a model: the converter's structure hook
-for CallDetailRecord, (wire dict, class)."""
-STUB_PARAMETERS = ["o", "_"]
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULT = "RESULT "
-SDK = "SDK "
-
-
-def sdk_fingerprint() -> str:
-    """Where the imported twochat_voip is and a hash of its sources: the SDK may be
-    edited between measurements, and the counts belong to one version."""
-    import twochat_voip
-
-    folder = Path(twochat_voip.__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*.py")):
-        digest.update(path.relative_to(folder).as_posix().encode())
-        digest.update(path.read_bytes())
-    return f"{folder} (sources sha256 {digest.hexdigest()[:12]})"
-
-
-def valgrind() -> str | None:
-    """The valgrind executable, or None where it is not installed."""
-    return shutil.which("valgrind")
 
 
 def all_stacks() -> list[str]:
@@ -100,78 +69,6 @@ def default_stacks() -> list[str]:
 
 
 # --- the client process, under valgrind ------------------------------------------
-
-
-def _stub_module() -> tuple[ModuleType, str]:
-    module, _, name = STUB_TARGET.rpartition(".")
-    return importlib.import_module(module), name
-
-
-def check_stub_target() -> None:
-    """Fail loudly if ``STUB_TARGET`` is gone or changed shape: stubbing something else
-    would silently measure the wrong thing."""
-    module, name = _stub_module()
-    function = getattr(module, name, None)
-    if function is None:
-        raise RuntimeError(
-            f"bench.instructions: {STUB_TARGET} no longer exists, so the "
-            f"{STUBBED!r} stack cannot stub structuring. Find the function in "
-            "twochat_voip/_protocol.py that turns the decoded 'cdr' dict into a "
-            "CallDetailRecord and point STUB_TARGET (bench/instructions.py) at it."
-        )
-    parameters = list(inspect.signature(function).parameters)
-    if parameters != STUB_PARAMETERS:
-        raise RuntimeError(
-            f"bench.instructions: {STUB_TARGET} now takes {parameters}, not "
-            f"{STUB_PARAMETERS}; check what it does (twochat_voip/_protocol.py) before "
-            f"stubbing it for the {STUBBED!r} stack."
-        )
-
-
-class Stub:
-    """What ``STUB_TARGET`` is while the stubbed stack runs.
-
-    First a Python function that counts its calls, so that the warm-up run shows
-    get_calls still structures through it (:meth:`check`). Then, for the measured
-    runs, C's ``dict.get``: called as ``(wire dict, class)`` it answers ``None`` in
-    about a hundred instructions, where a Python stub's own frame costs about a
-    thousand a record, which the diagnosis would count as the SDK's machinery.
-    """
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self._module, self._name = _stub_module()
-        self._original = getattr(self._module, self._name)
-        setattr(self._module, self._name, self._counting)
-
-    def _counting(self, cdr: object, cls: object) -> object:
-        self.calls += 1
-        return cdr
-
-    def check(self, expected: int) -> None:
-        """Fail unless the stub was called once a record; then stop counting."""
-        if self.calls != expected:
-            raise RuntimeError(
-                f"bench.instructions: the stub of {STUB_TARGET} was called {self.calls} "
-                f"times for {expected} records: get_calls no longer structures through it. "
-                "Find the equivalent in twochat_voip/_protocol.py (or wherever parse_call "
-                "went) and point STUB_TARGET at it."
-            )
-        setattr(self._module, self._name, dict.get)
-
-    def restore(self) -> None:
-        setattr(self._module, self._name, self._original)
-
-
-@contextmanager
-def structuring_stubbed() -> Iterator[Stub]:
-    """Replace ``STUB_TARGET`` by a :class:`Stub` until the block ends."""
-    check_stub_target()
-    stub = Stub()
-    try:
-        yield stub
-    finally:
-        stub.restore()
 
 
 _next_id = itertools.count()
@@ -191,7 +88,6 @@ def _run(stack: Stack, base_url: str, ids: list[str], concurrency: int) -> Outco
     return asyncio.run(run())
 
 
-Plan = list[tuple[str, int, int, list[int]]]
 """The client's jobs: (stack, concurrency, warm-up requests, measured run sizes)."""
 
 
@@ -228,73 +124,6 @@ def child(base_url: str, plan: Plan) -> None:
 # --- the parent, not under valgrind ----------------------------------------------
 
 
-def _environment() -> dict[str, str]:
-    """The same environment for every run, hash seed fixed, so counts repeat."""
-    return {
-        **os.environ,
-        "PYTHONHASHSEED": "0",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-def _callgrind(
-    executable: str, folder: Path, base_url: str, plan: Plan, sdks: set[str]
-) -> tuple[list[dict[str, Any]], int, float]:
-    """Run the client under callgrind: (its RESULT lines, the Collected total, wall s);
-    adds the twochat_voip it imported to ``sdks``.
-
-    The dumps are left in ``folder`` (``callgrind.out.1`` ...)."""
-    log = folder / "valgrind.log"
-    command = [
-        executable,
-        "--tool=callgrind",
-        f"--callgrind-out-file={folder / 'callgrind.out'}",
-        f"--dump-before={MARK}",
-        "--trace-children=no",  # (the client starts no process; the server is ours)
-        f"--log-file={log}",
-        sys.executable,
-        "-m",
-        "bench.instructions",
-        "--child",
-        base_url,
-        json.dumps(plan),
-    ]
-    started = time.perf_counter()
-    results: list[dict[str, Any]] = []
-    with subprocess.Popen(
-        command, cwd=ROOT, env=_environment(), stdout=subprocess.PIPE, text=True
-    ) as process:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.startswith(RESULT):
-                results.append(json.loads(line.removeprefix(RESULT)))
-            elif line.startswith(SDK):
-                sdks.add(line.removeprefix(SDK).strip())
-    wall = time.perf_counter() - started
-    text = log.read_text()
-    if process.returncode:
-        raise RuntimeError(f"the client under valgrind failed ({process.returncode}):\n{text}")
-    pids = set(re.findall(r"^==(\d+)==", text, re.MULTILINE))
-    if len(pids) != 1:  # a second pid would be a traced child
-        raise RuntimeError(f"valgrind traced {len(pids)} processes, expected 1:\n{text}")
-    collected = re.search(r"Collected\s*:\s*(\d+)", text)
-    if collected is None:
-        raise RuntimeError(f"no 'Collected :' line in valgrind's log:\n{text}")
-    return results, int(collected.group(1)), wall
-
-
-def _dumps(folder: Path) -> list[int]:
-    """Instructions of each segment between marks, in order (``callgrind.out.N``)."""
-    counts: dict[int, int] = {}
-    for dump in folder.glob("callgrind.out.*"):
-        totals = re.search(r"^totals:\s*(\d+)", dump.read_text(), re.MULTILINE)
-        if totals is None:
-            raise RuntimeError(f"no 'totals:' line in {dump}")
-        counts[int(dump.suffix[1:])] = int(totals.group(1))
-    return [counts[n] for n in sorted(counts)]
-
-
 def _warm(warmup: int, concurrency: int) -> int:
     return warmup or 2 * concurrency
 
@@ -319,8 +148,8 @@ def _run_marked(
     plan = [(name, c, _warm(warmup, c), [small, large]) for name, c in jobs]
     server.take_stats()
     with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as tmp:
-        results, collected, wall = _callgrind(executable, Path(tmp), server.base_url, plan, sdks)
-        segments = _dumps(Path(tmp))
+        results, collected, wall = callgrind(executable, Path(tmp), server.base_url, plan, sdks)
+        segments = dumps(Path(tmp))
     _check_served(server, sum(_warm(warmup, c) + small + large for _, c in jobs))
     marks = 4 * len(jobs)  # two runs a job, a mark before and after each
     if len(segments) != marks or len(results) != len(jobs):
@@ -359,7 +188,7 @@ def _run_separate(
         for size in (small, large):
             server.take_stats()
             with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as tmp:
-                _, collected, seconds = _callgrind(
+                _, collected, seconds = callgrind(
                     executable,
                     Path(tmp),
                     server.base_url,

@@ -52,9 +52,10 @@ import asyncio
 import collections
 import time
 from collections.abc import Awaitable, Callable
-from typing import Final, Protocol, runtime_checkable
+from typing import Final
 
 from twochat_voip._gcra import Gcra
+from twochat_voip._limiter import RateLimiter
 from twochat_voip._waits import is_testing
 
 __all__ = ["AdaptiveRateLimiter", "RateLimiter"]
@@ -95,27 +96,6 @@ second: capacity another process left free is taken up within seconds."""
 _ANSWERS_PER_CYCLE: Final = 32
 """Answers a climb should span at least: at a low rate (80 a minute) the climb's
 seconds stretch so that a limit is seen within a few requests of being reached."""
-
-
-@runtime_checkable
-class RateLimiter(Protocol):
-    """What a client needs from a rate limiter."""
-
-    async def acquire(self) -> float:
-        """Wait until a request may leave; return the time (monotonic) it left."""
-        ...
-
-    def feedback(self, *, sent_at: float, status: int, retry_after: float | None) -> None:
-        """Learn from the answer to a request that left at ``sent_at``."""
-        ...
-
-    async def aclose(self) -> None:
-        """Let go of what the limiter holds (connections, a pause not yet shared).
-
-        The client calls it when it closes, on a limiter it owns: its own, or one
-        passed with ``rate_limiter_owner=True``. (A limiter without it still works;
-        nothing is closed then.)"""
-        ...
 
 
 def _rate_of(times: collections.deque[float]) -> float | None:

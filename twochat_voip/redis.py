@@ -54,6 +54,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the redi
 
 from twochat_voip._errors import MissingAPIKeyError, RateLimiterUnavailableError
 from twochat_voip._ratelimit import AdaptiveRateLimiter
+from twochat_voip._redis_lua import ACQUIRE, PAUSE
 from twochat_voip._waits import is_testing
 
 __all__ = ["RateLimiterUnavailableError", "RedisRateLimiter"]
@@ -67,39 +68,6 @@ _REDIS_TIMEOUT: Final = 2.0
 """Seconds a client made from a URL waits to connect, or for an answer."""
 _FIRST_BACKOFF: Final = 0.05
 _MAX_BACKOFF: Final = 0.5
-
-# Times are integer microseconds on Redis's clock (exact in Lua's doubles). The hash
-# holds `tat`, the GCRA's theoretical arrival time, and `paused_until`; the key lives
-# exactly as long as either lies in the future, since a missing key means the same.
-_ACQUIRE: Final = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local state = redis.call('HMGET', KEYS[1], 'tat', 'paused_until')
-local tat = tonumber(state[1]) or 0
-local paused_until = tonumber(state[2]) or 0
-local slot = math.max(now, paused_until, tat - (burst - 1) * interval)
-local new_tat = math.max(tat, slot) + interval
-redis.call('HSET', KEYS[1], 'tat', string.format('%.0f', new_tat))
-redis.call('PEXPIRE', KEYS[1], math.ceil((math.max(new_tat, paused_until) - now) / 1000))
-return slot - now
-"""
-
-_PAUSE: Final = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local pause_end = now + tonumber(ARGV[1])
-local state = redis.call('HMGET', KEYS[1], 'tat', 'paused_until')
-local tat = tonumber(state[1]) or 0
-local paused_until = tonumber(state[2]) or 0
-if pause_end > paused_until then
-  paused_until = pause_end
-  redis.call('HSET', KEYS[1], 'paused_until', string.format('%.0f', pause_end))
-end
-redis.call('PEXPIRE', KEYS[1], math.ceil((math.max(tat, paused_until) - now) / 1000))
-return paused_until - now
-"""
 
 
 def _client_for(url: str) -> Redis:
@@ -186,8 +154,8 @@ class RedisRateLimiter:
         self._key = account_key(key, key_prefix)
         self._owns_redis = isinstance(redis, str)
         self._redis: Redis = _client_for(redis) if isinstance(redis, str) else redis
-        self._acquire_script = self._redis.register_script(_ACQUIRE)
-        self._pause_script = self._redis.register_script(_PAUSE)
+        self._acquire_script = self._redis.register_script(ACQUIRE)
+        self._pause_script = self._redis.register_script(PAUSE)
         self._requests_per_minute = requests_per_minute
         self._interval_us = max(1, round(60_000_000 / requests_per_minute))
         self._burst = burst
