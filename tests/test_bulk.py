@@ -433,3 +433,14 @@ async def test_history_that_repeats_a_page_stops() -> None:
             await walk()
     assert seen == [r["uuid"] for r in records]
     assert server.request_count == 2
+
+
+async def test_closing_before_the_run_starts_ends_it_at_once() -> None:
+    """aclose() before the run's task took its first step: ClientClosedError, no hang."""
+    async with FakeTwoChatServer() as server:
+        voip = VoIPClient(api_key=server.api_key, base_url=server.base_url)
+        first = asyncio.ensure_future(anext(voip.get_calls(server.call_uuids)))
+        await asyncio.sleep(0)  # the generator has made its runner, not yet run it
+        await voip.aclose()
+        with pytest.raises(tv.ClientClosedError):
+            await asyncio.wait_for(first, timeout=10)  # a guard: it hung for ever before

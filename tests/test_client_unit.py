@@ -374,3 +374,78 @@ async def test_a_limiter_without_aclose_still_works(
     ) as voip:
         assert (await voip.get_call(CALL)).uuid == CALL
     assert voip.closed
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_retries": 3},  # the default value, but given
+        {"max_retry_wait": 60},
+        {"max_retries": 3.0},
+    ],
+)
+def test_retry_policy_and_a_given_retry_option_are_refused_even_at_default_values(
+    options: dict[str, Any],
+) -> None:
+    """'Given' means given: the defaults' values passed explicitly still conflict."""
+    with pytest.raises(ValueError, match="retry_policy or max_retries"):
+        VoIPClient(api_key=KEY, retry_policy=tv.RetryPolicy(max_retries=0), **options)
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        {"max_backoff": float("nan")},
+        {"initial_wait": float("inf")},
+        {"initial_wait": float("nan")},
+        {"max_backoff": -1.0},
+    ],
+)
+def test_a_retry_policy_that_could_never_end_a_wait_is_refused(policy: dict[str, Any]) -> None:
+    """NaN or infinite backoffs would hang a call: refused when the policy is made."""
+    with pytest.raises(ValueError, match="finite"):
+        tv.RetryPolicy(**policy)
+
+
+def test_a_retry_policy_must_be_one() -> None:
+    """Anything else is a TypeError at construction, not an AttributeError later."""
+    with pytest.raises(TypeError, match="RetryPolicy"):
+        VoIPClient(api_key=KEY, retry_policy="three")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("rpm", [float("nan"), float("inf"), 0, -5])
+def test_a_rate_that_is_not_a_positive_number_is_refused(rpm: float) -> None:
+    """A NaN, infinite or non-positive rate fails at construction, not at the first call."""
+    with pytest.raises(ValueError, match="requests_per_minute"):
+        VoIPClient(api_key=KEY, requests_per_minute=rpm)
+
+
+async def test_a_falsy_limiter_is_still_the_limiter(
+    mocked: aioresponses, example_answer: dict[str, Any]
+) -> None:
+    """A limiter whose truth value is False (a __len__ of 0) is used, not dropped."""
+
+    class Empty(_CountingLimiter):
+        def __len__(self) -> int:
+            return 0
+
+    limiter = Empty()
+    mocked.get(URL_, payload=example_answer)
+    async with VoIPClient(api_key=KEY, rate_limiter=limiter) as voip:
+        assert voip.rate_limiter is limiter
+        assert (await voip.get_call(CALL)).uuid == CALL
+
+
+async def test_a_limiter_that_fails_to_close_does_not_hide_the_blocks_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The error that ended the block is the one raised; the limiter's is logged."""
+
+    class Failing(_CountingLimiter):
+        async def aclose(self) -> None:
+            raise OSError("redis went away")
+
+    with pytest.raises(KeyError, match="the block's"):
+        async with VoIPClient(api_key=KEY, rate_limiter=Failing(), rate_limiter_owner=True):
+            raise KeyError("the block's")
+    assert "closing the rate limiter failed" in caplog.text

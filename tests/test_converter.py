@@ -216,3 +216,33 @@ def test_a_dict_subclass_structures_like_a_dict(example_answer: dict[str, Any]) 
     assert converter.structure(ordered, CallDetailRecord) == converter.structure(
         wire, CallDetailRecord
     )
+
+
+@pytest.mark.parametrize(
+    ("wire", "expected"),
+    [(3, 3), (3.0, 3), (Decimal("3.0"), 3), (Decimal("1E2"), 100), (2.0**53, 2**53)],
+)
+def test_an_integral_number_is_an_integer_however_it_was_read(
+    example_answer: dict[str, Any], wire: object, expected: int
+) -> None:
+    """3.0 read by orjson (a float) or by the export path (a Decimal) is 3 either way."""
+    record = converter.structure(example_answer["cdr"] | {"duration": wire}, CallDetailRecord)
+    assert record.duration == expected
+    assert type(record.duration) is int
+
+
+@pytest.mark.parametrize(
+    ("wire", "error", "says"),
+    [
+        (2.0**60, ValueError, "too long to read exactly"),
+        (Decimal("3.5"), TypeError, "expected an integer"),
+        (Decimal("Infinity"), TypeError, "expected an integer"),
+    ],
+)
+def test_an_integer_that_cannot_be_read_exactly_is_refused(
+    example_answer: dict[str, Any], wire: object, error: type[Exception], says: str
+) -> None:
+    """A float past 2**53 (orjson's reading of a long integer) is not silently another
+    number; a fraction or infinity is not an integer."""
+    with pytest.raises(error, match=says):
+        converter.structure(example_answer["cdr"] | {"duration": wire}, CallDetailRecord)

@@ -196,6 +196,12 @@ def converters(model: type) -> tuple[Any, Any]:
 
 
 _UNSET = object()
+
+
+def _never(value: object, cls: object) -> object:
+    raise AssertionError("the fallback is for what is not a plain dict")
+
+
 OPTIONAL_INT: Any = int | None
 OPTIONAL_STR: Any = str | None
 
@@ -237,7 +243,7 @@ def test_the_sdks_models_get_the_compiled_hook() -> None:
     """The three models are of the handled shape: the fast path is the one in use."""
     conv = make_converter()
     for model in (Agent, CallCost, CallDetailRecord):
-        hook = compiled_structure_hook(model, conv, {"from_": "from"}, in_place_of(conv))
+        hook = compiled_structure_hook(model, conv, {"from_": "from"}, in_place_of(conv), _never)
         assert hook is not None
         assert conv.get_structure_hook(model).__code__.co_filename.startswith("<twochat_voip")
     record = conv.structure(EXAMPLE_CDR, CallDetailRecord)
@@ -259,7 +265,7 @@ def test_other_shapes_fall_back_to_cattrs(field: Any) -> None:
     registers cattrs' own, which reads it right."""
     model = attrs.make_class("Model", {"uuid": attrs.field(type=str), "x": field}, kw_only=True)
     conv = make_converter()
-    assert compiled_structure_hook(model, conv, {}, in_place_of(conv)) is None
+    assert compiled_structure_hook(model, conv, {}, in_place_of(conv), _never) is None
     hook = register_model(conv, model)
     generated = hook.__closure__[0].cell_contents  # type: ignore[index]  # _objects_only's
     assert generated.__code__.co_filename.startswith("<cattrs generated structure")
@@ -316,7 +322,7 @@ def test_generic_models_are_cattrs_own() -> None:
     """A generic model, parametrised or not, gets no compiled hook."""
     conv = make_converter()
     for model in (_Generic, _Generic[int]):
-        assert compiled_structure_hook(model, conv, {}, in_place_of(conv)) is None
+        assert compiled_structure_hook(model, conv, {}, in_place_of(conv), _never) is None
     assert conv.structure({"x": 2}, _Generic[int]) == _Generic(x=2)
     with pytest.raises(TypeError):
         conv.structure({"x": "2"}, _Generic[int])
@@ -333,6 +339,38 @@ class _PostInit:
 def test_post_init_runs() -> None:
     """A model with __attrs_post_init__ is built through __init__, which runs it."""
     conv = make_converter()
-    hook = compiled_structure_hook(_PostInit, conv, {}, in_place_of(conv))
+    hook = compiled_structure_hook(_PostInit, conv, {}, in_place_of(conv), _never)
     assert hook is not None
     assert hook({"x": "a"}, _PostInit).x == "set"
+
+
+class _Normalising(dict[str, Any]):
+    """Strips strings as they are read with [] (and only with [])."""
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().__getitem__(key)
+        return value.strip() if isinstance(value, str) else value
+
+
+class _Hidden(dict[str, Any]):
+    """Answers `in` for uuid only."""
+
+    def __contains__(self, key: object) -> bool:
+        return key == "uuid"
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        _Normalising({**EXAMPLE_CDR, "to_number": "  +15551234567  "}),
+        _Hidden({**EXAMPLE_CDR, "duration": "x"}),
+    ],
+    ids=["__getitem__ overridden", "__contains__ overridden"],
+)
+def test_a_dict_subclass_is_read_as_cattrs_reads_it(record: dict[str, Any]) -> None:
+    """A dict subclass may answer get() otherwise than in and []: it goes to cattrs'
+    own hook, so both converters build the same (found by a hostile review)."""
+    fast, plain = make_converter(), plain_cattrs()
+    assert observed(fast.structure(record, CallDetailRecord)) == observed(
+        plain.structure(record, CallDetailRecord)
+    )

@@ -16,6 +16,7 @@ from twochat_voip._errors import (
     BadRequestError,
     BudgetExhaustedError,
     ClientClosedError,
+    InvalidCallEventError,
     InvalidCallUUIDError,
     MissingAPIKeyError,
     NotFoundError,
@@ -31,9 +32,20 @@ from twochat_voip._errors import (
     TwoChatError,
     UnprocessableEntityError,
 )
+from twochat_voip._events import CallEvent, Contact
 from twochat_voip._export import ExportSummary, export_calls, open_sink
 from twochat_voip._models import Agent, CallCost, CallDetailRecord, CallDirection, CallStatus
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
+from twochat_voip._resources import (
+    Account,
+    AccountInfo,
+    CallerId,
+    Limits,
+    Usage,
+    VirtualNumber,
+    Webhook,
+    WebhookEvent,
+)
 from twochat_voip._retry import RetryPolicy
 from twochat_voip._sinks import CSVSink, JSONLSink, Sink, StdoutSink
 from twochat_voip._waits import set_testing
@@ -44,6 +56,8 @@ __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "Account",
+    "AccountInfo",
     "AdaptiveRateLimiter",
     "Agent",
     "AuthenticationError",
@@ -53,13 +67,18 @@ __all__ = [
     "CallCost",
     "CallDetailRecord",
     "CallDirection",
+    "CallEvent",
     "CallResult",
     "CallStatus",
+    "CallerId",
     "ClientClosedError",
     "ClientStats",
+    "Contact",
     "ExportSummary",
+    "InvalidCallEventError",
     "InvalidCallUUIDError",
     "JSONLSink",
+    "Limits",
     "MissingAPIKeyError",
     "NotFoundError",
     "PaymentRequiredError",
@@ -77,7 +96,11 @@ __all__ = [
     "StdoutSink",
     "TwoChatError",
     "UnprocessableEntityError",
+    "Usage",
+    "VirtualNumber",
     "VoIPClient",
+    "Webhook",
+    "WebhookEvent",
     "__version__",
     "converter",
     "export_calls",

@@ -195,6 +195,10 @@ class _Workers:
         finally:
             self._caller_waiting = None
 
+    def wake_caller(self, _: object = None) -> None:
+        """Wake the caller waiting in :meth:`results_ready` (a task's done-callback too)."""
+        self._wake_caller()
+
     def _wake_caller(self) -> None:
         waiter = self._caller_waiting
         if waiter is not None and not waiter.done():
@@ -331,6 +335,9 @@ async def iterate_bulk(
     _check_options(concurrency, give_up_after)
     workers = _Workers(fetch, call_uuids, concurrency, give_up_after)
     runner = asyncio.get_running_loop().create_task(workers.run())
+    # Wakes the caller even when the runner is cancelled before its first step (the
+    # client closed at once), when run()'s own finally never runs.
+    runner.add_done_callback(workers.wake_caller)
     if runs is not None:
         runs.add(runner)
         runner.add_done_callback(runs.discard)

@@ -15,10 +15,16 @@ from typing import Any, Final, Literal, Self
 
 import aiohttp
 
+from twochat_voip._account_api import AccountMethods
 from twochat_voip._bulk import CallResult, iterate_bulk
 from twochat_voip._errors import ClientClosedError
 from twochat_voip._models import CallDetailRecord
-from twochat_voip._options import DEFAULT_MAX_RESPONSE_SIZE, ClientOptions
+from twochat_voip._options import (
+    DEFAULT_MAX_RESPONSE_SIZE,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_RETRY_WAIT,
+    ClientOptions,
+)
 from twochat_voip._paging import iterate_history
 from twochat_voip._protocol import (
     API_KEY_HEADER,
@@ -50,7 +56,7 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-class VoIPClient:
+class VoIPClient(AccountMethods):
     """An async client for 2Chat's VoIP API; one per application, shared by every task.
 
     Use it as an async context manager, or call :meth:`aclose` when done::
@@ -97,8 +103,8 @@ class VoIPClient:
         *,
         base_url: str | None = None,
         timeout: float = 30.0,
-        max_retries: int = 3,
-        max_retry_wait: float = 60.0,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
         retry_policy: RetryPolicy | None = None,
         session: aiohttp.ClientSession | None = None,
         max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
@@ -136,7 +142,9 @@ class VoIPClient:
                 None if auto else options.requests_per_minute,  # type: ignore[arg-type]
                 sleep=self._waits.sleep,
             )
-        self._limiter: RateLimiter = rate_limiter or own_limiter  # type: ignore[assignment]
+        self._limiter: RateLimiter = (
+            rate_limiter if rate_limiter is not None else own_limiter  # type: ignore[assignment]
+        )
         self._owns_limiter = rate_limiter is None or rate_limiter_owner
         self._session = session
         self._owns_session = session is None
@@ -227,6 +235,10 @@ class VoIPClient:
             if self._owns_limiter and hasattr(self._limiter, "aclose"):
                 # (hasattr: a limiter written before the protocol had aclose)
                 await self._limiter.aclose()
+        except Exception:
+            # Logged, not raised: in __aexit__ it would hide the error that ended the
+            # block, and the session must close either way.
+            logger.exception("closing the rate limiter failed")
         finally:
             if self._owns_session and self._session is not None:
                 await self._session.close()

@@ -24,8 +24,33 @@ import cattrs
 from attrs import AttrsInstance
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from twochat_voip._events import CallEvent, Contact
 from twochat_voip._fast_structure import InPlace, compiled_structure_hook
 from twochat_voip._models import Agent, CallCost, CallDetailRecord, CallDirection, CallStatus
+from twochat_voip._resources import (
+    Account,
+    AccountInfo,
+    CallerId,
+    Limits,
+    Usage,
+    VirtualNumber,
+    Webhook,
+    WebhookEvent,
+)
+
+RESOURCES: Final[tuple[type[AttrsInstance], ...]] = (
+    Account,
+    Limits,
+    Usage,
+    AccountInfo,
+    Webhook,
+    VirtualNumber,
+    CallerId,
+    Contact,
+    CallEvent,
+)
+"""The account's other resources, read from the wire as the records are (parts
+first: a model's hook reads its parts with theirs)."""
 
 __all__ = ["converter", "make_converter"]
 
@@ -45,11 +70,20 @@ def _structure_bool(value: object, _: type) -> bool:
     raise TypeError(f"expected true or false, got {type(value).__name__}")
 
 
+_EXACT_FLOAT_INTS: Final = 2**53
+"""Beyond this a float is not every integer: orjson reads a longer JSON integer as
+one, and int() of it would be another number."""
+
+
 def _structure_int(value: object, _: type) -> int:
     if type(value) is int:
         return value
     if type(value) is float and value.is_integer():
+        if abs(value) > _EXACT_FLOAT_INTS:
+            raise ValueError("an integer too long to read exactly")
         return int(value)
+    if type(value) is Decimal and value.is_finite() and value == value.to_integral_value():
+        return int(value)  # 3.0 read by json.loads(parse_float=Decimal), for exports
     raise TypeError(f"expected an integer, got {type(value).__name__}")
 
 
@@ -98,8 +132,18 @@ def format_timestamp(value: datetime) -> str:
     return value.isoformat() + "Z"
 
 
+_ALIASES: Final[dict[str, enum.StrEnum]] = {
+    # 2Chat's own n8n node spells it so; the documented name is call.outbound.completed.
+    "call.outgoing.completed": WebhookEvent.CALL_OUTBOUND_COMPLETED,
+}
+
+
 def _members(enum_type: type[_E]) -> dict[str, _E]:
-    return {member.value: member for member in enum_type}
+    members = {member.value: member for member in enum_type}
+    members.update(
+        (alias, member) for alias, member in _ALIASES.items() if isinstance(member, enum_type)
+    )
+    return members
 
 
 def _open_enum(enum_type: type[_E]) -> Callable[[object, type], _E | str | None]:
@@ -145,6 +189,7 @@ def _or_none(hook: Callable[[Any, type], _T]) -> Callable[[Any, type], _T | None
 _OPEN_ENUMS: Final[dict[Any, type[enum.StrEnum]]] = {
     CallStatus | str | None: CallStatus,
     CallDirection | str | None: CallDirection,
+    WebhookEvent | str | None: WebhookEvent,
 }
 """The fields that take an enum's value, or keep a string it does not know."""
 
@@ -219,7 +264,7 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
     for enum_type in (CallDirection, CallStatus):  # plain JSON strings on the wire
         conv.register_unstructure_hook(enum_type, str)
     conv.register_unstructure_hook(Decimal, _unstructure_decimal)
-    models: list[type[AttrsInstance]] = [Agent, CallCost, CallDetailRecord]
+    models: list[type[AttrsInstance]] = [Agent, CallCost, CallDetailRecord, *RESOURCES]
     for model in models:
         register_model(conv, model, fast=not detailed_validation)
     conv.register_unstructure_hook(
@@ -243,10 +288,11 @@ def register_model(
     the shape it handles; otherwise (and always without ``fast``) cattrs' generated
     hook. Both take JSON objects only. Returns the hook.
     """
-    hook = compiled_structure_hook(model, conv, renames, in_place_of(conv)) if fast else None
-    if hook is None:
-        overrides = _renamed(get_origin(model) or model, renames)
-        hook = _objects_only(make_dict_structure_fn(model, conv, **overrides))
+    overrides = _renamed(get_origin(model) or model, renames)
+    plain = _objects_only(make_dict_structure_fn(model, conv, **overrides))
+    hook = (
+        compiled_structure_hook(model, conv, renames, in_place_of(conv), plain) if fast else None
+    ) or plain
     optional = _or_none(hook)
     conv.register_structure_hook(model, hook)
     conv.register_structure_hook(model | None, optional)

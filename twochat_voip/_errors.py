@@ -20,7 +20,8 @@
     │   ├── RateLimitError          429, with retry_after
     │   ├── ServerError             5xx
     │   └── RedirectError           3xx the client would not follow
-    └── ResponseValidationError     an answer that is not the documented shape
+    ├── ResponseValidationError     an answer that is not the documented shape
+    └── InvalidCallEventError       a webhook delivery that is not a call event
 
 Other statuses (406, 409, 410, 486, ...) and a 2xx with ``"success": false`` raise a
 plain :class:`APIStatusError`. Errors carry no request headers, so the API key never
@@ -37,6 +38,7 @@ __all__ = [
     "BadRequestError",
     "BudgetExhaustedError",
     "ClientClosedError",
+    "InvalidCallEventError",
     "InvalidCallUUIDError",
     "MissingAPIKeyError",
     "NotFoundError",
@@ -203,6 +205,12 @@ class RedirectError(APIStatusError):
     The API key travels in a header that HTTP clients forward on redirect, so the
     client follows redirects only within the configured origin.
     """
+
+
+class InvalidCallEventError(TwoChatError, ValueError):
+    """A webhook delivery that is not a call event: too big, not JSON, not an object,
+    no ``uuid``, or a field of the wrong type. The message says which; it never
+    quotes the body."""
 
 
 class ResponseValidationError(TwoChatError):

@@ -59,8 +59,6 @@ _NAMES: Final[Mapping[str, object]] = types.MappingProxyType(
         "repr": repr,
         "isfinite": math.isfinite,
         "MISSING": _MISSING,
-        "TypeError": TypeError,
-        "isinstance": isinstance,
         "dict": dict,
         "type": type,
     }
@@ -73,6 +71,7 @@ def compiled_structure_hook(
     conv: cattrs.Converter,
     renames: Mapping[str, str],
     in_place: Mapping[Any, InPlace],
+    fallback: Callable[[Any, type], Any],
 ) -> Callable[[Any, type], Any] | None:
     """A hook for ``cls`` equal to cattrs' generated one, or ``None`` when ``cls`` is
     not of the shape this module handles.
@@ -82,17 +81,18 @@ def compiled_structure_hook(
         conv: The converter whose hooks read each field's value.
         renames: Field name -> wire key, where they differ.
         in_place: The annotations whose common values are read in place.
+        fallback: cattrs' hook for ``cls``, for anything but a plain ``dict`` (a dict
+            subclass may answer ``get`` otherwise than ``in`` and ``[]``, which
+            cattrs' hook uses).
     """
     if not _handled(cls):
         return None
     attrs.resolve_types(cls)
-    namespace: dict[str, Any] = {**_NAMES, "cls": cls}
+    namespace: dict[str, Any] = {**_NAMES, "cls": cls, "fallback": fallback}
     lines = [
         "def structure(o, _):",
-        # cattrs' hooks test keys with `in`, which a string also answers; both the
-        # converter's hooks and this one take objects only.
-        "    if type(o) is not dict and not isinstance(o, dict):",
-        "        raise TypeError('expected a JSON object, got ' + type(o).__name__)",
+        "    if type(o) is not dict:",
+        "        return fallback(o, _)",
         "    get = o.get",
     ]
     fields = attrs.fields(cls)

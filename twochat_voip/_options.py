@@ -3,6 +3,7 @@ and the environment (``TWOCHAT_API_KEY``, ``TWOCHAT_BASE_URL``) come to."""
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Final, Literal
 
@@ -12,10 +13,26 @@ from twochat_voip._errors import MissingAPIKeyError
 from twochat_voip._protocol import DEFAULT_BASE_URL, normalise_base_url
 from twochat_voip._retry import RetryPolicy
 
-__all__ = ["DEFAULT_MAX_RESPONSE_SIZE", "ClientOptions"]
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_SIZE",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_MAX_RETRY_WAIT",
+    "ClientOptions",
+]
 
 DEFAULT_MAX_RESPONSE_SIZE: Final = 1024 * 1024
-_DEFAULT_RETRIES: Final = RetryPolicy()
+
+
+class _DefaultInt(int):
+    """A default number, told apart from the same number given."""
+
+
+class _DefaultFloat(float):
+    """A default number, told apart from the same number given."""
+
+
+DEFAULT_MAX_RETRIES: Final[int] = _DefaultInt(RetryPolicy().max_retries)
+DEFAULT_MAX_RETRY_WAIT: Final[float] = _DefaultFloat(RetryPolicy().max_retry_wait)
 
 
 @attrs.frozen(kw_only=True)
@@ -76,14 +93,22 @@ class ClientOptions:
             raise ValueError("give requests_per_minute or rate_limiter, not both")
         if max_requests is not None and (type(max_requests) is not int or max_requests < 0):
             raise ValueError("max_requests must be a whole number, 0 or more")
-        if isinstance(requests_per_minute, str) and requests_per_minute != "auto":
-            raise ValueError('requests_per_minute must be a number, "auto" or None')
+        if isinstance(requests_per_minute, str):
+            if requests_per_minute != "auto":
+                raise ValueError('requests_per_minute must be a number, "auto" or None')
+        elif requests_per_minute is not None and not (
+            isinstance(requests_per_minute, int | float)
+            and math.isfinite(requests_per_minute)
+            and requests_per_minute > 0
+        ):
+            raise ValueError('requests_per_minute must be a positive number, "auto" or None')
         if retry_policy is None:
             retry_policy = RetryPolicy(max_retries=max_retries, max_retry_wait=max_retry_wait)
-        elif (max_retries, max_retry_wait) != (
-            _DEFAULT_RETRIES.max_retries,
-            _DEFAULT_RETRIES.max_retry_wait,
-        ):
+        elif not isinstance(retry_policy, RetryPolicy):
+            raise TypeError(
+                f"retry_policy must be a RetryPolicy, not {type(retry_policy).__name__}"
+            )
+        elif max_retries is not DEFAULT_MAX_RETRIES or max_retry_wait is not DEFAULT_MAX_RETRY_WAIT:
             raise ValueError(
                 "give retry_policy or max_retries/max_retry_wait, not both "
                 "(set them on the RetryPolicy)"

@@ -97,6 +97,7 @@ class Request:
             (``scheme://host[:port]``) and the rest a plain path, with no query or
             fragment: a transport can reuse the parsed origin instead of parsing every
             URL whole. 0: not known.
+        body: A JSON body, encoded, or ``None``.
     """
 
     method: str
@@ -104,6 +105,13 @@ class Request:
     headers: Mapping[str, str] = attrs.field(repr=False)
     call_uuid: str | None = None
     origin_end: int = 0
+    body: bytes | None = attrs.field(default=None, repr=False)
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether sending it twice does no more than once (GET, DELETE): only such a
+        request is retried after a failure the server may have acted on."""
+        return self.method in ("GET", "DELETE")
 
 
 @attrs.define(slots=True, eq=False)

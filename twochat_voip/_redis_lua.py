@@ -1,12 +1,22 @@
-"""The Lua the Redis limiter runs, atomically, in Redis: the account's GCRA (the same
-arithmetic as :class:`twochat_voip._gcra.Gcra`, in microseconds on Redis's clock) and
-its shared pause."""
+"""What the Redis limiter keeps in Redis and how: the Lua it runs there, atomically
+(the account's GCRA, the same arithmetic as :class:`twochat_voip._gcra.Gcra` in
+microseconds on Redis's clock, and its shared pause), the key it names the schedule
+by, and the client it makes from a URL."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Final
 
-__all__ = ["ACQUIRE", "PAUSE"]
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+__all__ = ["ACQUIRE", "DEFAULT_KEY_PREFIX", "PAUSE", "account_key", "client_for"]
+
+DEFAULT_KEY_PREFIX: Final = "twochat-voip:ratelimit"
+_REDIS_TIMEOUT: Final = 2.0
+"""Seconds a client made from a URL waits to connect, or for an answer."""
 
 # Times are integer microseconds on Redis's clock (exact in Lua's doubles). The hash
 # holds `tat`, the GCRA's theoretical arrival time, and `paused_until`; the key lives
@@ -40,3 +50,23 @@ end
 redis.call('PEXPIRE', KEYS[1], math.ceil((math.max(tat, paused_until) - now) / 1000))
 return paused_until - now
 """
+
+
+def client_for(url: str) -> Redis:
+    """A client that gives up on a dead Redis in seconds, not minutes: the limiter's
+    own ``redis_down_after`` decides how long to keep trying."""
+    return Redis.from_url(
+        url,
+        socket_connect_timeout=_REDIS_TIMEOUT,
+        socket_timeout=_REDIS_TIMEOUT,
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
+def account_key(api_key: str, prefix: str = DEFAULT_KEY_PREFIX) -> str:
+    """The Redis key of an account's shared schedule: a hash of the key, never the key.
+
+    The braces make it one Redis Cluster hash slot.
+    """
+    digest = hashlib.sha256(b"twochat-voip rate limit\0" + api_key.strip().encode()).hexdigest()
+    return f"{prefix}:{{{digest[:32]}}}"

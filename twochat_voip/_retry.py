@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
@@ -26,7 +27,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from twochat_voip._errors import APIConnectionError, APIStatusError, TwoChatError
 from twochat_voip._waits import is_testing, testing_attempts
 
-__all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "is_retryable"]
+__all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "is_rate_limit", "is_retryable"]
 
 logger: Final = logging.getLogger("twochat_voip")
 
@@ -47,6 +48,13 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, APIStatusError) and exc.status_code in RETRYABLE_STATUSES
 
 
+def _finite_seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    # NaN or infinity would make a backoff that never ends (call_later(nan) never
+    # fires): refused here, not found as a hang.
+    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"{attribute.name} must be a finite number of seconds, 0 or more")
+
+
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
     """How a client retries: exponential backoff with equal jitter, Retry-After honoured.
@@ -60,8 +68,8 @@ class RetryPolicy:
     """
 
     max_retries: int = attrs.field(default=3, validator=attrs.validators.ge(0))
-    initial_wait: float = 0.5
-    max_backoff: float = 8.0
+    initial_wait: float = attrs.field(default=0.5, validator=_finite_seconds)
+    max_backoff: float = attrs.field(default=8.0, validator=_finite_seconds)
     max_retry_wait: float = attrs.field(default=60.0, validator=attrs.validators.ge(0))
     """The longest ``Retry-After`` accepted; also the longest pause handed to the
     rate limiter."""
@@ -109,6 +117,7 @@ class RetryPolicy:
         describe: str,
         rate_limits_are_free: bool = False,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        retryable: Callable[[BaseException], bool] = is_retryable,
     ) -> _T:
         """Retry ``attempt`` after its first try failed with ``first_error``.
 
@@ -118,10 +127,12 @@ class RetryPolicy:
         With ``rate_limits_are_free`` (bulk runs) a 429 is waited out by the client's
         rate limiter instead: it costs none of the record's retries and no backoff,
         up to :data:`MAX_RATE_LIMITED_WAITS` of them. ``sleep`` waits out the backoff
-        (a client passes its own, which its close interrupts).
+        (a client passes its own, which its close interrupts). ``retryable`` says which
+        errors are worth another attempt (:func:`is_rate_limit` for a request that
+        must not be sent twice once the server may have acted on it).
         """
         attempts = self.attempts()
-        if self.asks_too_long(first_error) or not is_retryable(first_error):
+        if self.asks_too_long(first_error) or not retryable(first_error):
             raise first_error
         if attempts <= 1 and not (rate_limits_are_free and _is_rate_limit(first_error)):
             raise first_error
@@ -174,15 +185,19 @@ class RetryPolicy:
             sleep=sleep,
             stop=stop,
             wait=wait,
-            retry=retry_if_exception(is_retryable),
+            retry=retry_if_exception(retryable),
             before_sleep=log_retry,
             reraise=True,
         )
         return await retrying(replay_then_attempt)
 
 
-def _is_rate_limit(error: BaseException) -> bool:
+def is_rate_limit(error: BaseException) -> bool:
+    """Whether ``error`` is a 429: the one failure a server surely did not act on."""
     return isinstance(error, APIStatusError) and error.status_code == 429
+
+
+_is_rate_limit = is_rate_limit
 
 
 def _retry_after(error: BaseException) -> float | None:

@@ -34,7 +34,7 @@ from twochat_voip._errors import (
 )
 from twochat_voip._protocol import Request, Requests, Response, parse_requests_per_minute
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
-from twochat_voip._retry import RetryPolicy, is_retryable
+from twochat_voip._retry import RetryPolicy, is_rate_limit, is_retryable
 from twochat_voip._transport import send
 from twochat_voip._waits import Waits
 
@@ -195,18 +195,23 @@ class Sender:
             else:
                 limiter.feedback(sent_at=sent_at, status=response.status, retry_after=None)
         except TwoChatError as exc:
-            self._raise_unless_retried(exc, retrying)
-            return await self._retry_call(request, parse, exc, timeout, rate_limits_are_free)
+            retryable = is_retryable if request.idempotent else is_rate_limit
+            self._raise_unless_retried(exc, retrying, retryable)
+            return await self._retry_call(
+                request, parse, exc, timeout, rate_limits_are_free, retryable=retryable
+            )
         self.counters.succeeded += 1  # once a call: only its successful attempt gets here
         return result
 
-    def _raise_unless_retried(self, error: TwoChatError, retrying: bool) -> None:
+    def _raise_unless_retried(
+        self, error: TwoChatError, retrying: bool, retryable: Callable[[BaseException], bool]
+    ) -> None:
         """Raise a failed attempt's ``error``, unless it is a first attempt's that the
         retry policy is to try again."""
         note_failure(error)
         if retrying:
             raise error  # tenacity judges it
-        if not is_retryable(error):
+        if not retryable(error):
             self.counters.failed += 1
             raise error
 
@@ -239,6 +244,8 @@ class Sender:
         first_error: TwoChatError,
         timeout: aiohttp.ClientTimeout,
         rate_limits_are_free: bool,
+        *,
+        retryable: Callable[[BaseException], bool],
     ) -> _T:
         counters = self.counters
 
@@ -250,9 +257,10 @@ class Sender:
             return await self._retry.retry_after_failure(
                 attempt,
                 first_error,
-                describe=f"GET {request.url.removeprefix(self._requests.base_url)}",
+                describe=f"{request.method} {request.url.removeprefix(self._requests.base_url)}",
                 rate_limits_are_free=rate_limits_are_free,
                 sleep=self._waits.sleep,
+                retryable=retryable,
             )
         except TwoChatError:
             counters.failed += 1

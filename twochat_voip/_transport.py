@@ -117,6 +117,9 @@ async def send(
     url = request.url
     origin_end = request.origin_end
     headers = None if headers_in_session else request.headers
+    data = request.body
+    if data is not None:
+        headers = {**(headers or {}), "Content-Type": "application/json"}
     for hop in range(MAX_REDIRECTS + 1):
         failure: APIConnectionError
         if hop:
@@ -126,6 +129,7 @@ async def send(
                 request.method,
                 _as_url(url, origin_end),
                 headers=headers,
+                data=data,
                 allow_redirects=False,
                 raise_for_status=False,
                 timeout=timeout,
@@ -170,7 +174,7 @@ async def send(
         else:
             # Only a redirect status needs the protocol's judgement (and its Location).
             target = (
-                redirect_target(url, status, answer_headers.get("Location"), call_uuid)
+                _redirect(request, url, status, answer_headers.get("Location"))
                 if status in REDIRECT_STATUSES
                 else None
             )
@@ -183,6 +187,19 @@ async def send(
     raise RedirectError(
         f"more than {MAX_REDIRECTS} redirects", status_code=status, call_uuid=call_uuid
     )
+
+
+def _redirect(request: Request, url: str, status: int, location: str | None) -> str | None:
+    """Where a redirect answer sends ``request`` next (``None``: it is the answer)."""
+    target = redirect_target(url, status, location, request.call_uuid)
+    if target is not None and request.body is not None:
+        # A body is not sent again elsewhere: the server may have acted on it.
+        raise RedirectError(
+            f"a {request.method} was redirected ({status}); not following",
+            status_code=status,
+            call_uuid=request.call_uuid,
+        )
+    return target
 
 
 def _describe(exc: aiohttp.ClientError) -> str:

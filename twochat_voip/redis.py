@@ -34,7 +34,6 @@ Install the extra for it: ``pip install 'twochat-voip[redis]'``.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import time
@@ -44,50 +43,29 @@ from typing import Final, Literal, Self
 
 try:
     from redis.asyncio import Redis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
     from redis.exceptions import RedisError
 except ImportError as exc:  # pragma: no cover - exercised only without the redis extra
     raise ImportError(
         "twochat_voip.redis needs the redis package: pip install 'twochat-voip[redis]'"
     ) from exc
 
-from twochat_voip._errors import MissingAPIKeyError, RateLimiterUnavailableError
+from twochat_voip._errors import (
+    ClientClosedError,
+    MissingAPIKeyError,
+    RateLimiterUnavailableError,
+)
 from twochat_voip._ratelimit import AdaptiveRateLimiter
-from twochat_voip._redis_lua import ACQUIRE, PAUSE
+from twochat_voip._redis_lua import ACQUIRE, DEFAULT_KEY_PREFIX, PAUSE, account_key, client_for
 from twochat_voip._waits import is_testing
 
-__all__ = ["RateLimiterUnavailableError", "RedisRateLimiter"]
+__all__ = ["DEFAULT_KEY_PREFIX", "RateLimiterUnavailableError", "RedisRateLimiter", "account_key"]
 
 logger: Final = logging.getLogger("twochat_voip")
 
-DEFAULT_KEY_PREFIX: Final = "twochat-voip:ratelimit"
 _RECHECK: Final = 1.0
 """Seconds between tries of a Redis that is down."""
-_REDIS_TIMEOUT: Final = 2.0
-"""Seconds a client made from a URL waits to connect, or for an answer."""
 _FIRST_BACKOFF: Final = 0.05
 _MAX_BACKOFF: Final = 0.5
-
-
-def _client_for(url: str) -> Redis:
-    """A client that gives up on a dead Redis in seconds, not minutes: the limiter's
-    own ``redis_down_after`` decides how long to keep trying."""
-    return Redis.from_url(
-        url,
-        socket_connect_timeout=_REDIS_TIMEOUT,
-        socket_timeout=_REDIS_TIMEOUT,
-        retry=Retry(NoBackoff(), 1),
-    )
-
-
-def account_key(api_key: str, prefix: str = DEFAULT_KEY_PREFIX) -> str:
-    """The Redis key of an account's shared schedule: a hash of the key, never the key.
-
-    The braces make it one Redis Cluster hash slot.
-    """
-    digest = hashlib.sha256(b"twochat-voip rate limit\0" + api_key.strip().encode()).hexdigest()
-    return f"{prefix}:{{{digest[:32]}}}"
 
 
 class RedisRateLimiter:
@@ -153,7 +131,7 @@ class RedisRateLimiter:
             )
         self._key = account_key(key, key_prefix)
         self._owns_redis = isinstance(redis, str)
-        self._redis: Redis = _client_for(redis) if isinstance(redis, str) else redis
+        self._redis: Redis = client_for(redis) if isinstance(redis, str) else redis
         self._acquire_script = self._redis.register_script(ACQUIRE)
         self._pause_script = self._redis.register_script(PAUSE)
         self._requests_per_minute = requests_per_minute
@@ -180,10 +158,14 @@ class RedisRateLimiter:
         self._down_since: float | None = None
         self._next_try = 0.0
         self._pause_unshared = False
-        """Whether this process took a pause it has not told Redis of yet: the next
-        :meth:`acquire` (or :meth:`aclose`) shares it, before anything else is sent."""
+        """Whether this process took a pause it has not told Redis of yet."""
+        self._pause_taken = asyncio.Event()
+        self._sharer: asyncio.Task[None] | None = None
+        """The limiter's one background task, from its first acquire() to aclose():
+        it tells Redis of each pause as this process takes it."""
         self._waker: asyncio.Future[None] | None = None
         """Wakes the head waiter when a pause begins."""
+        self._closed = False
 
     def __repr__(self) -> str:
         return (
@@ -213,6 +195,10 @@ class RedisRateLimiter:
             RateLimiterUnavailableError: Redis has been unreachable for
                 ``redis_down_after`` seconds (unless ``on_redis_down="local"``).
         """
+        if self._closed:
+            raise ClientClosedError("this RedisRateLimiter is closed")
+        if self._sharer is None:
+            self._sharer = asyncio.get_running_loop().create_task(self._share_pauses())
         # The lock is this process's queue: its head reserves a slot and waits for it,
         # so the process never holds more than one slot it has not used (a pause would
         # waste every slot reserved ahead of it, slots other processes could use).
@@ -247,16 +233,23 @@ class RedisRateLimiter:
                 return  # sent before the pause began: that pause already answers it
             retry_after = self._pause_on_rate_limit
         if retry_after > 0 and self._pause_locally(retry_after):
-            # Shared by the next acquire(), which every further request makes: no
-            # task of its own, which nobody would wait for or see fail.
             self._pause_unshared = True
+            self._pause_taken.set()  # the sharer tells Redis now
             if self._waker is not None and not self._waker.done():
-                self._waker.set_result(None)  # the head waiter re-plans, and shares it
+                self._waker.set_result(None)  # the head waiter re-plans
 
     async def aclose(self) -> None:
-        """Share a pause not shared yet, and close the Redis client if the limiter
-        made it. Idempotent."""
-        await self._share_pause()
+        """Stop the sharer, share a pause not shared yet, and close the Redis client
+        if the limiter made it. Idempotent; :meth:`acquire` raises
+        :class:`~twochat_voip.ClientClosedError` afterwards."""
+        if self._closed:
+            return
+        self._closed = True
+        sharer, self._sharer = self._sharer, None
+        if sharer is not None:
+            sharer.cancel()
+            await asyncio.gather(sharer, return_exceptions=True)
+        await self._share_pause(closing=True)
         if self._owns_redis:
             await self._redis.aclose()
 
@@ -299,9 +292,19 @@ class RedisRateLimiter:
         else:
             sleeper.cancel()  # woken by a pause
 
-    async def _share_pause(self) -> None:
+    async def _share_pauses(self) -> None:
+        """The sharer: tell Redis of each pause as this process takes it."""
+        while True:
+            await self._pause_taken.wait()
+            self._pause_taken.clear()
+            await self._share_pause()
+
+    async def _share_pause(self, *, closing: bool = False) -> None:
         """Tell Redis of the pause this process took, if it has not yet: every process
-        holds off with it."""
+        holds off with it. (The sharer does, and so does :meth:`acquire` before it
+        reserves a slot, in case the sharer has not run yet.)"""
+        if self._closed and not closing:
+            return
         # What is left of it: the time since it began has been waited out already.
         seconds = self._paused_until - self._clock() if self._pause_unshared else 0.0
         self._pause_unshared = False
@@ -309,6 +312,9 @@ class RedisRateLimiter:
             return
         try:
             await self._pause_script(keys=[self._key], args=[round(seconds * 1_000_000)])
+        except asyncio.CancelledError:
+            self._pause_unshared = True  # not told for sure: whoever shares next, does
+            raise
         except (RedisError, OSError) as exc:
             logger.warning(
                 "could not share a %.2f s rate-limit pause through Redis (%s): "
@@ -325,6 +331,8 @@ class RedisRateLimiter:
         """
         backoff = _FIRST_BACKOFF
         while True:
+            if self._closed:  # a waiter still unwinding must not open a new connection
+                raise ClientClosedError("this RedisRateLimiter is closed")
             if self._down_since is not None and self._clock() < self._next_try:
                 raise _RedisDown(None)
             try:

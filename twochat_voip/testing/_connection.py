@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_HEAD", "Answer", "Connection"]
 
 MAX_HEAD = 64 * 1024
+MAX_BODY = 1024 * 1024
 
 
 @attrs.define
@@ -61,17 +62,21 @@ class Connection(asyncio.Protocol):
                     self.abort()
                 return
             head = bytes(self._buffer[:end]).decode("latin-1")
-            del self._buffer[: end + 4]
             request_line, *header_lines = head.split("\r\n")
             method, target, _version = request_line.split(" ", 2)
             headers = {}
             for line in header_lines:
                 name, _, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
-            # Bodies are not expected (every route is a GET); skip one if sent.
-            del self._buffer[: int(headers.get("content-length", "0") or 0)]
+            length = int(headers.get("content-length", "0") or 0)
+            if len(self._buffer) < end + 4 + length:
+                if length > MAX_BODY:
+                    self.abort()
+                return  # the body is still on its way
+            body = bytes(self._buffer[end + 4 : end + 4 + length])
+            del self._buffer[: end + 4 + length]
             keep_alive = headers.get("connection", "").lower() != "close"
-            answer = self._server._answer(method, target, headers)
+            answer = self._server._answer(method, target, headers, body)
             fault = answer.fault
             if fault is None or not (fault.delay or fault.hang or fault.trickle or fault.drop):
                 head_bytes, body = _render(answer, keep_alive)

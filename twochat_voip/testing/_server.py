@@ -20,6 +20,7 @@ from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 from twochat_voip._gcra import Gcra
+from twochat_voip.testing._account import FakeAccount, call_event, events_for
 from twochat_voip.testing._connection import Answer as _Answer
 from twochat_voip.testing._connection import Connection as _Connection
 from twochat_voip.testing._data import EXAMPLE_CDR
@@ -44,8 +45,10 @@ class FakeTwoChatServer:
             async with VoIPClient(api_key=server.api_key, base_url=server.base_url) as voip:
                 ...
 
-    It serves ``GET /open/voip/call/{uuid}``, ``GET /open/voip/call-history`` and
-    ``GET /open/info`` the way 2Chat does (including its error envelopes), checks
+    It serves ``GET /open/voip/call/{uuid}``, ``GET /open/voip/call-history``,
+    ``GET /open/info``, the webhooks, virtual numbers and caller ids (see
+    :attr:`account`; :meth:`complete_call` delivers call events) the way 2Chat does
+    (including its error envelopes), checks
     ``X-User-API-Key``, can enforce a per-minute limit answering 429, and logs every
     request.
 
@@ -91,6 +94,8 @@ class FakeTwoChatServer:
         self.rate_limit_retry_after = rate_limit_retry_after
         self.history_page_size = history_page_size
         self.plan_requests_per_minute = plan_requests_per_minute
+        self.account = FakeAccount()
+        """Its webhooks, virtual numbers and caller ids (add, remove, inspect)."""
         self._records: dict[str, bytes] = {}
         self._wire: dict[str, Mapping[str, Any]] = {}
         self.add_cdrs([EXAMPLE_CDR] if cdrs is None else cdrs)
@@ -185,6 +190,23 @@ class FakeTwoChatServer:
         """The requests that asked for ``call_uuid``."""
         return [r for r in self.requests if r.call_uuid == call_uuid]
 
+    async def complete_call(
+        self, call_uuid: str, status: str = "COMPLETED", *, channel_uuid: str | None = None
+    ) -> list[int | None]:
+        """A served call reaches ``status``: deliver its events (``call.status.update``,
+        and the direction's ``….completed`` for an ended call) to every webhook on
+        ``channel_uuid`` (default: the first virtual number), as 2Chat would; the
+        receivers' statuses, in order. The record served changes to ``status`` too."""
+        cdr = {**self._wire[call_uuid], "status": status}
+        self.add_cdrs([cdr])
+        numbers = self.account.virtual_numbers
+        number = next(n for n in numbers if channel_uuid in (None, n["uuid"]))
+        payload = call_event(cdr, status=status, number=number)
+        statuses: list[int | None] = []
+        for event in events_for(cdr.get("direction"), status):
+            statuses += await self.account.deliver(event, payload, channel_uuid=number["uuid"])
+        return statuses
+
     @property
     def status_counts(self) -> collections.Counter[int | None]:
         """How many answers of each status were given (``None``: cut or hung)."""
@@ -212,14 +234,16 @@ class FakeTwoChatServer:
         self._limit.burst = self.rate_burst
         return self._limit.police(now) or None
 
-    def _answer(self, method: str, target: str, headers: Mapping[str, str]) -> _Answer:
+    def _answer(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes = b""
+    ) -> _Answer:
         now = time.monotonic()
         parts = urlsplit(target)
         path = parts.path
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         call_uuid = path[len(_CALL_PREFIX) :] if path.startswith(_CALL_PREFIX) else None
         answer = self._route(
-            method, path, query=query, headers=headers, call_uuid=call_uuid, now=now
+            method, path, query=query, headers=headers, call_uuid=call_uuid, now=now, body=body
         )
         status = _answered_status(answer)
         self.request_count += 1
@@ -247,6 +271,7 @@ class FakeTwoChatServer:
         headers: Mapping[str, str],
         call_uuid: str | None,
         now: float,
+        body: bytes = b"",
     ) -> _Answer:
         key = headers.get("x-user-api-key")
         if not key:
@@ -262,22 +287,35 @@ class FakeTwoChatServer:
         fault = self._next_fault(call_uuid)
         if fault is not None and fault.status is not None:
             return _fault_answer(fault, fault.status)
-        if method != "GET":
-            answer = _error_answer(405, "Method not allowed")
-        elif call_uuid is not None:
-            body = self._records.get(call_uuid)
-            answer = _Answer(200, body) if body else _error_answer(404, "Call not found")
-        elif path == _HISTORY_PATH:
-            answer = self._history(query)
-        elif path == _INFO_PATH:
-            answer = self._info()
-        else:
-            answer = _json_answer(404, {"detail": "Not Found"})
+        answer = self._served(method, path, query, call_uuid, body)
         if fault is not None:
             answer.fault = fault
             if fault.body is not None:
                 answer.body = _encode_body(fault.body)
         return answer
+
+    def _served(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        call_uuid: str | None,
+        body: bytes,
+    ) -> _Answer:
+        """The normal answer to an authorised request within the limit."""
+        resource = self.account.answer(method, path, query, body)
+        if resource is not None:
+            return _Answer(*resource)
+        if method != "GET":
+            return _error_answer(405, "Method not allowed")
+        if call_uuid is not None:
+            record = self._records.get(call_uuid)
+            return _Answer(200, record) if record else _error_answer(404, "Call not found")
+        if path == _HISTORY_PATH:
+            return self._history(query)
+        if path == _INFO_PATH:
+            return self._info()
+        return _json_answer(404, {"detail": "Not Found"})
 
     def _info(self) -> _Answer:
         body: dict[str, Any] = {

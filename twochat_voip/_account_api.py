@@ -1,0 +1,95 @@
+"""The client's methods for the account's other endpoints: its info, its webhooks,
+its virtual numbers and caller ids (a mixin of :class:`~twochat_voip.VoIPClient`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Awaitable
+from typing import TYPE_CHECKING
+
+from twochat_voip import _endpoints as endpoints
+from twochat_voip._paging import iterate_pages
+from twochat_voip._resources import AccountInfo, CallerId, VirtualNumber, Webhook, WebhookEvent
+
+if TYPE_CHECKING:
+    from twochat_voip._protocol import Request, Requests
+    from twochat_voip._send import Sender
+
+__all__ = ["AccountMethods"]
+
+
+class AccountMethods:
+    """What :class:`~twochat_voip.VoIPClient` can ask besides call records. Each
+    request costs a credit, is paced by the client's limiter and counted in its
+    stats; GETs and DELETEs are retried as records are, a subscription (a POST) only
+    after a 429, which the server surely did not act on."""
+
+    _sender: Sender
+    _requests: Requests
+
+    async def get_account_info(self) -> AccountInfo:
+        """The account, its plan's limits and its usage (``GET /open/info``): the call
+        ``requests_per_minute="auto"`` makes."""
+        return await self._sender.call(
+            endpoints.account_info(self._requests), endpoints.parse_account_info
+        )
+
+    async def subscribe_webhook(
+        self, event: WebhookEvent | str, *, hook_url: str, channel_uuid: str
+    ) -> Webhook:
+        """Have 2Chat POST ``event`` for the calls of a virtual number to ``hook_url``.
+
+        Args:
+            event: A :class:`WebhookEvent` (or its name).
+            hook_url: Your receiver's address; put a secret in it (``?token=...``,
+                see :class:`twochat_voip.webhooks.WebhookReceiver`).
+            channel_uuid: The virtual number (``DID…``).
+
+        Raises:
+            APIStatusError: 2Chat refused it (a 409 may mean it exists already).
+        """
+        request = endpoints.subscribe_webhook(self._requests, event, hook_url, channel_uuid)
+        return await self._sender.call(request, endpoints.parse_webhook)
+
+    async def list_webhooks(self, channel_uuid: str | None = None) -> list[Webhook]:
+        """The account's webhooks, or one virtual number's."""
+        request = endpoints.webhooks(self._requests, channel_uuid)
+        return await self._sender.call(request, endpoints.parse_webhooks)
+
+    async def delete_webhook(self, webhook_uuid: str) -> None:
+        """Delete a subscription (``DELETE /open/webhooks/{webhook_uuid}``)."""
+        request = endpoints.delete_webhook(self._requests, webhook_uuid)
+        await self._sender.call(request, endpoints.parse_deleted)
+
+    def iter_virtual_numbers(
+        self, *, page_size: int = endpoints.MAX_PAGE_SIZE
+    ) -> AsyncGenerator[VirtualNumber, None]:
+        """Every virtual number of the account, page by page (one credit a page)."""
+        endpoints.check_page_size(page_size)
+        requests, call = self._requests, self._sender.call
+
+        def fetch(request: Request) -> Awaitable[list[VirtualNumber]]:
+            return call(request, endpoints.parse_virtual_numbers, rate_limits_are_free=True)
+
+        return iterate_pages(
+            fetch,
+            lambda page: endpoints.virtual_numbers(requests, page, page_size),
+            page_size,
+            "virtual numbers",
+        )
+
+    def iter_caller_ids(
+        self, *, page_size: int = endpoints.MAX_PAGE_SIZE
+    ) -> AsyncGenerator[CallerId, None]:
+        """Every caller id of the account, page by page (one credit a page)."""
+        endpoints.check_page_size(page_size)
+        requests, call = self._requests, self._sender.call
+
+        def fetch(request: Request) -> Awaitable[list[CallerId]]:
+            return call(request, endpoints.parse_caller_ids, rate_limits_are_free=True)
+
+        return iterate_pages(
+            fetch,
+            lambda page: endpoints.caller_ids(requests, page, page_size),
+            page_size,
+            "caller ids",
+        )

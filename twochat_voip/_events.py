@@ -1,0 +1,98 @@
+"""A call event as 2Chat delivers it to a webhook (read it with
+:func:`twochat_voip.webhooks.parse_call_event`).
+
+A delivery is a POST whose JSON body is like a call record plus a few fields
+(``received_on_number``, ``received_on_number_uuid``, ``is_toll_free``, ``contact``).
+2Chat's docs show statuses in upper case in examples and lower case in the field
+table, so a status is matched without case. The payload is not signed: treat it as a
+hint, and fetch the record (:meth:`VoIPClient.get_call`) before trusting it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import attrs
+
+from twochat_voip._models import Agent, CallDetailRecord, CallDirection, CallStatus
+
+__all__ = ["CallEvent", "Contact"]
+
+
+@attrs.frozen(kw_only=True)
+class Contact:
+    """The other party of a call, as 2Chat's contacts know it: the caller of an inbound
+    call, the callee of an outbound one.
+
+    Attributes:
+        uuid: The contact's id (``CON…``).
+        first_name: Given name.
+        last_name: Family name.
+        full_name: Name as 2Chat shows it.
+        profile_pic_url: Address of the contact's picture.
+    """
+
+    uuid: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    full_name: str | None = None
+    profile_pic_url: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class CallEvent:
+    """One call event delivered to a webhook.
+
+    Attributes:
+        uuid: The call record's id (``CDR…``): fetch the record with it.
+        account_uuid: The account (``ACC…``).
+        callid: The provider's call session id.
+        direction: :class:`CallDirection`, or the raw string.
+        active: Whether the call is in progress.
+        from_: ``from`` on the wire: a phone number in webhooks.
+        to_number: The number called.
+        iso_country_code: Two-letter country.
+        status: :class:`CallStatus` (matched without case), or the raw string.
+        received_on_number: The virtual number the call came in on.
+        received_on_number_uuid: Its id (``DID…``).
+        is_toll_free: Whether that number is toll free.
+        created_at: When the record was created (UTC).
+        updated_at: When it last changed (UTC): with ``uuid`` and ``status``, what
+            tells a redelivery from news.
+        start_time: When the call was answered (UTC).
+        end_time: When it ended (UTC).
+        duration: Seconds.
+        recording_url: The recording's mp3, on another host.
+        contact: The other party.
+        agent: The 2Chat user who handled it.
+        record: The call's record as 2Chat holds it, fetched by a receiver made with
+            ``verify=True``; never read from the delivery.
+    """
+
+    uuid: str
+    account_uuid: str | None = None
+    callid: str | None = None
+    direction: CallDirection | str | None = None
+    active: bool | None = None
+    from_: str | None = None
+    to_number: str | None = None
+    iso_country_code: str | None = None
+    status: CallStatus | str | None = None
+    received_on_number: str | None = None
+    received_on_number_uuid: str | None = None
+    is_toll_free: bool | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    duration: int | None = None
+    recording_url: str | None = None
+    contact: Contact | None = None
+    agent: Agent | None = None
+    record: CallDetailRecord | None = None
+
+    @property
+    def key(self) -> tuple[str, str | None, datetime | None]:
+        """What tells one event from a redelivery of it: uuid, status, updated_at."""
+        status = self.status
+        return (self.uuid, None if status is None else str(status), self.updated_at)

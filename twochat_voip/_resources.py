@@ -1,0 +1,243 @@
+"""The account's other VoIP resources as frozen attrs classes: its info and limits, its
+webhooks, its virtual numbers and caller ids. No I/O.
+
+As with call records, every field 2Chat may leave out is optional, unknown fields are
+ignored, and the fields that name a kind (an event, a provider type, a status) keep a
+value the SDK does not know as a plain ``str``.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import attrs
+
+__all__ = [
+    "Account",
+    "AccountInfo",
+    "CallerId",
+    "Limits",
+    "Usage",
+    "VirtualNumber",
+    "Webhook",
+    "WebhookEvent",
+    "redact_url",
+]
+
+
+class WebhookEvent(enum.StrEnum):
+    """The call events 2Chat delivers to a webhook.
+
+    2Chat's own n8n node spells the last one ``call.outgoing.completed``; the SDK
+    sends the documented name and reads both as :attr:`CALL_OUTBOUND_COMPLETED`.
+    """
+
+    CALL_STATUS_UPDATE = "call.status.update"
+    CALL_INCOMING_COMPLETED = "call.incoming.completed"
+    CALL_OUTBOUND_COMPLETED = "call.outbound.completed"
+
+
+_SECRET_PARAMETERS = frozenset({"token", "secret", "key", "api_key", "signature"})
+
+
+def redact_url(url: str | None) -> str | None:
+    """``url`` with the values of secret-looking query parameters (``token``, ...)
+    replaced by ``***``: a hook URL carries the receiver's secret."""
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError:
+        return "<unreadable URL>"
+    if not any(name.lower() in _SECRET_PARAMETERS for name, _ in query):
+        return url
+    safe = [(n, "***" if n.lower() in _SECRET_PARAMETERS else v) for n, v in query]
+    return urlunsplit(parts._replace(query=urlencode(safe, safe="*")))
+
+
+def _repr_url(url: str | None) -> str:
+    return repr(redact_url(url))
+
+
+@attrs.frozen(kw_only=True)
+class Account:
+    """The account a key belongs to.
+
+    Attributes:
+        uuid: The account's id (``ACC…``).
+        name: Its name as 2Chat shows it.
+        on_trial: Whether it is on a trial (about 30 requests a minute).
+        blocked: Whether it is blocked.
+        created_at: When it was created (UTC).
+        expires_at: When its plan expires (UTC).
+    """
+
+    uuid: str | None = None
+    name: str | None = None
+    on_trial: bool | None = None
+    blocked: bool | None = None
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Limits:
+    """The plan's limits.
+
+    Attributes:
+        requests_per_minute: Requests the account may make a minute.
+    """
+
+    requests_per_minute: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Usage:
+    """How much of the credit pools is used.
+
+    Attributes:
+        api_request_count: API requests (credits) used.
+        max_api_request_count: API requests the plan allows.
+        number_check_count: Number checks used.
+        max_number_check_count: Number checks the plan allows.
+    """
+
+    api_request_count: int | None = None
+    max_api_request_count: int | None = None
+    number_check_count: int | None = None
+    max_number_check_count: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class AccountInfo:
+    """What ``GET /open/info`` tells: the account, its plan's limits, its usage.
+
+    Attributes:
+        account: The account.
+        limits: The plan's limits.
+        usage: The credits used.
+    """
+
+    account: Account | None = None
+    limits: Limits | None = None
+    usage: Usage | None = None
+
+    @property
+    def credits_left(self) -> int | None:
+        """API requests left in the pool, when 2Chat says both numbers."""
+        usage = self.usage
+        if usage is None or usage.api_request_count is None:
+            return None
+        if usage.max_api_request_count is None:
+            return None
+        return max(0, usage.max_api_request_count - usage.api_request_count)
+
+
+@attrs.frozen(kw_only=True)
+class Webhook:
+    """A subscription: 2Chat POSTs an event's payload to ``hook_url``.
+
+    Attributes:
+        uuid: The subscription's id (``WHK…``), for :meth:`VoIPClient.delete_webhook`.
+        event_name: The event, or the raw name for one the SDK does not know.
+        channel_uuid: The virtual number (``DID…``) whose calls it reports.
+        hook_url: Where events go. It usually carries your receiver's secret, so its
+            repr shows ``token=***``.
+        hook_params: Extra parameters 2Chat keeps with it.
+        created_at: When it was made (UTC).
+    """
+
+    uuid: str
+    event_name: WebhookEvent | str | None = None
+    channel_uuid: str | None = None
+    hook_url: str | None = attrs.field(default=None, repr=_repr_url)
+    hook_params: dict[str, Any] | None = attrs.field(default=None, hash=False)
+    created_at: datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class VirtualNumber:
+    """A phone number the account rents (a ``DID…``), a channel for webhooks.
+
+    Attributes:
+        uuid: Its id (``DID…``).
+        account_uuid: The account.
+        phone_number: International format.
+        formatted_phone_number: As people write it.
+        iso_country_code: Two-letter country.
+        region_name: Region or city.
+        emoji: An emoji 2Chat shows with it.
+        friendly_name: Its name in 2Chat.
+        record_inbound: Whether inbound calls are recorded.
+        is_toll_free: Whether it is toll free.
+        provider_type: ``mobile``, ``local``, ``shared-cost``, ``national``, or
+            another 2Chat adds.
+        priced_per_minute: Whether incoming minutes are billed.
+        incoming_price_per_minute: Price of an incoming minute, exact.
+        ivr_uuid: The IVR answering it, if any.
+        timezone: Its time zone name.
+        status: 2Chat's numeric status.
+        status_text: ``ACTIVE``, ``AWAITING_REGISTRATION``, ``PENDING_ACTIVATION``,
+            ``PENDING_CANCELLATION``, ``RELEASED``, or another.
+        created_at: When it was added (UTC).
+        updated_at: When it last changed (UTC).
+        expires_at: When its rent ends (UTC).
+    """
+
+    uuid: str
+    account_uuid: str | None = None
+    phone_number: str | None = None
+    formatted_phone_number: str | None = None
+    iso_country_code: str | None = None
+    region_name: str | None = None
+    emoji: str | None = None
+    friendly_name: str | None = None
+    record_inbound: bool | None = None
+    is_toll_free: bool | None = None
+    provider_type: str | None = None
+    priced_per_minute: bool | None = None
+    incoming_price_per_minute: Decimal | None = None
+    ivr_uuid: str | None = None
+    timezone: str | None = None
+    status: int | None = None
+    status_text: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    expires_at: datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class CallerId:
+    """A number the account may show when it calls (a ``VCI…``).
+
+    Attributes:
+        uuid: Its id (``VCI…``).
+        account_uuid: The account.
+        channel_uuid: The virtual number it belongs to (``DID…``), if any.
+        phone_number: International format.
+        friendly_name: Its name in 2Chat.
+        iso_country_code: Two-letter country.
+        type: ``VN`` virtual number, ``WW`` WhatsApp, ``WA`` WhatsApp Business API,
+            ``CI`` imported caller id, or another.
+        verified: Whether it is verified.
+        created_at: When it was added (UTC).
+        updated_at: When it last changed (UTC).
+        expires_at: When it expires (UTC).
+    """
+
+    uuid: str
+    account_uuid: str | None = None
+    channel_uuid: str | None = None
+    phone_number: str | None = None
+    friendly_name: str | None = None
+    iso_country_code: str | None = None
+    type: str | None = None
+    verified: bool | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    expires_at: datetime | None = None

@@ -1,0 +1,230 @@
+"""The fake server's account resources: webhooks (and delivering call events to them),
+virtual numbers and caller ids, answered as 2Chat does."""
+
+from __future__ import annotations
+
+import json
+import uuid as uuid_module
+from collections.abc import Iterable, Mapping
+from ipaddress import ip_address
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import aiohttp
+
+__all__ = ["FakeAccount", "make_caller_id", "make_virtual_number"]
+
+ACCOUNT_UUID: Final = "ACC00000000-0000-4000-8000-000000000000"
+_WEBHOOKS: Final = "/open/webhooks"
+_SUBSCRIBE: Final = "/open/webhooks/subscribe/"
+_CHANNEL: Final = "/open/webhooks/channel/"
+_NUMBERS: Final = "/open/voip/virtual-numbers"
+_CALLER_IDS: Final = "/open/voip/caller-ids"
+_EVENTS: Final = frozenset(
+    {"call.status.update", "call.incoming.completed", "call.outbound.completed"}
+)
+_STAMP: Final = "2025-01-01T00:00:00Z"
+
+Reply = tuple[int, bytes]
+
+
+def _json(status: int, payload: Any) -> Reply:
+    return status, json.dumps(payload).encode()
+
+
+def _error(status: int, message: str) -> Reply:
+    return _json(status, {"success": False, "error": True, "error_message": message})
+
+
+def _id(prefix: str, n: int) -> str:
+    return f"{prefix}{uuid_module.UUID(int=n + 1, version=4)}"
+
+
+def make_virtual_number(n: int) -> dict[str, Any]:
+    """The ``n``-th fake virtual number, as 2Chat lists one."""
+    phone = f"+1813252{n:04d}"
+    return {
+        "uuid": _id("DID", n),
+        "account_uuid": ACCOUNT_UUID,
+        "phone_number": phone,
+        "formatted_phone_number": f"+1 813-252-{n:04d}",
+        "iso_country_code": "US",
+        "region_name": "Tampa",
+        "emoji": None,
+        "friendly_name": phone,
+        "record_inbound": True,
+        "is_toll_free": False,
+        "provider_type": "local",
+        "priced_per_minute": False,
+        "incoming_price_per_minute": 0.0,
+        "ivr_uuid": None,
+        "timezone": "America/New_York",
+        "status": 1,
+        "status_text": "ACTIVE",
+        "created_at": _STAMP,
+        "updated_at": _STAMP,
+        "expires_at": "2030-01-01T00:00:00Z",
+    }
+
+
+def make_caller_id(n: int) -> dict[str, Any]:
+    """The ``n``-th fake caller id, as 2Chat lists one."""
+    phone = f"+6113007{n:05d}"
+    return {
+        "uuid": _id("VCI", n),
+        "account_uuid": ACCOUNT_UUID,
+        "channel_uuid": _id("DID", n),
+        "phone_number": phone,
+        "friendly_name": phone,
+        "iso_country_code": "AU",
+        "type": "VN",
+        "verified": True,
+        "created_at": _STAMP,
+        "updated_at": _STAMP,
+        "expires_at": "2030-01-01T00:00:00Z",
+    }
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url`` points at this machine: the only place a fake delivers to."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class FakeAccount:
+    """The account behind a :class:`FakeTwoChatServer`: its webhooks, virtual numbers
+    and caller ids.
+
+    Attributes:
+        webhooks: The subscriptions, as 2Chat lists them, in the order made.
+        virtual_numbers: The numbers listed by ``GET /open/voip/virtual-numbers``.
+        caller_ids: The caller ids listed by ``GET /open/voip/caller-ids``.
+        deliveries: ``(hook_url, status)`` of each event delivered, in order (the
+            status ``None``: the receiver could not be reached).
+    """
+
+    def __init__(self, *, virtual_numbers: int = 3, caller_ids: int = 2) -> None:
+        self.webhooks: list[dict[str, Any]] = []
+        self.virtual_numbers = [make_virtual_number(n) for n in range(virtual_numbers)]
+        self.caller_ids = [make_caller_id(n) for n in range(caller_ids)]
+        self.deliveries: list[tuple[str, int | None]] = []
+        self._made = 0
+
+    def answer(self, method: str, path: str, query: Mapping[str, str], body: bytes) -> Reply | None:
+        """The reply to a request for one of these resources; ``None``: not one."""
+        if path.startswith(_SUBSCRIBE) and method == "POST":
+            return self._subscribe(path[len(_SUBSCRIBE) :], body)
+        if path == _WEBHOOKS and method == "GET":
+            return _json(200, {"success": True, "webhooks": self.webhooks})
+        if path.startswith(_CHANNEL) and method == "GET":
+            channel = path[len(_CHANNEL) :]
+            hooks = [h for h in self.webhooks if h["channel_uuid"] == channel]
+            return _json(200, {"success": True, "webhooks": hooks})
+        if path.startswith(_WEBHOOKS + "/") and method == "DELETE":
+            return self._delete(path[len(_WEBHOOKS) + 1 :])
+        if path in (_NUMBERS, _CALLER_IDS) and method == "GET":
+            key, items = (
+                ("numbers", self.virtual_numbers)
+                if path == _NUMBERS
+                else ("caller_ids", self.caller_ids)
+            )
+            return self._page(key, items, query)
+        return None
+
+    def _subscribe(self, event: str, body: bytes) -> Reply:
+        if event not in _EVENTS:
+            return _error(422, f"unknown event {event}")
+        try:
+            wanted = json.loads(body)
+            hook_url, channel = wanted["hook_url"], wanted["channel_uuid"]
+        except (ValueError, KeyError, TypeError):
+            return _error(422, "hook_url and channel_uuid are required")
+        if not any(n["uuid"] == channel for n in self.virtual_numbers):
+            return _error(404, "Channel not found")
+        for hook in self.webhooks:
+            if (hook["event_name"], hook["channel_uuid"], hook["hook_url"]) == (
+                event,
+                channel,
+                hook_url,
+            ):
+                return _error(409, "Webhook already exists")
+        self._made += 1
+        hook = {
+            "uuid": _id("WHK", self._made),
+            "event_name": event,
+            "channel_uuid": channel,
+            "hook_url": hook_url,
+            "hook_params": {},
+            "created_at": _STAMP,
+        }
+        self.webhooks.append(hook)
+        return _json(200, {"success": True, "data": hook})
+
+    def _delete(self, webhook_uuid: str) -> Reply:
+        for index, hook in enumerate(self.webhooks):
+            if hook["uuid"] == webhook_uuid:
+                del self.webhooks[index]
+                return _json(200, {"success": True})
+        return _error(404, "Webhook not found")
+
+    @staticmethod
+    def _page(key: str, items: list[dict[str, Any]], query: Mapping[str, str]) -> Reply:
+        try:
+            page = int(query.get("page_number", "0"))
+            size = int(query.get("results_per_page", "50"))
+        except ValueError:
+            return _error(422, "page_number and results_per_page must be whole numbers")
+        chunk = items[page * size : (page + 1) * size] if page >= 0 and size > 0 else []
+        return _json(200, {"success": True, "count": len(items), "page": page, key: chunk})
+
+    async def deliver(
+        self, event_name: str, payload: Mapping[str, Any], *, channel_uuid: str
+    ) -> list[int | None]:
+        """POST ``payload`` to every webhook for ``event_name`` on ``channel_uuid``, as
+        2Chat does when a call changes; the receivers' statuses (``None``: not
+        reached). Only loopback hook URLs are delivered to."""
+        hooks = [
+            h
+            for h in self.webhooks
+            if h["event_name"] == event_name and h["channel_uuid"] == channel_uuid
+        ]
+        statuses: list[int | None] = []
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            for hook in hooks:
+                url = hook["hook_url"]
+                status: int | None = None
+                if is_loopback_url(url):
+                    try:
+                        async with session.post(url, json=payload) as answer:
+                            status = answer.status
+                    except aiohttp.ClientError:
+                        status = None
+                self.deliveries.append((url, status))
+                statuses.append(status)
+        return statuses
+
+
+def call_event(cdr: Mapping[str, Any], *, status: str, number: Mapping[str, Any]) -> dict[str, Any]:
+    """The payload 2Chat delivers for ``cdr`` reaching ``status``, on ``number``."""
+    event = {k: v for k, v in cdr.items() if k not in ("call_cost", "agent_id")}
+    event.update(
+        status=status,
+        active=status in ("RINGING", "ANSWERED"),
+        received_on_number=number["phone_number"],
+        received_on_number_uuid=number["uuid"],
+        is_toll_free=number["is_toll_free"],
+        contact={"uuid": _id("CON", 0), "first_name": "Juan", "last_name": "Pérez"},
+    )
+    return event
+
+
+def events_for(direction: str | None, status: str) -> Iterable[str]:
+    """The events 2Chat sends when a call of ``direction`` reaches ``status``."""
+    yield "call.status.update"
+    if status in ("COMPLETED", "MISSED", "FAILED"):
+        yield "call.outbound.completed" if direction == "O" else "call.incoming.completed"

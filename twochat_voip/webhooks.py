@@ -1,0 +1,259 @@
+"""Receiving 2Chat's call events: read a delivery, and a receiver to mount in your app.
+
+2Chat POSTs a call event to each webhook's ``hook_url`` (subscribe with
+:meth:`VoIPClient.subscribe_webhook`). Deliveries are not signed, so the receiver
+authenticates them by a secret token in the hook URL's query, and can confirm each
+event by fetching its record::
+
+    receiver = WebhookReceiver(on_event, token=os.environ["HOOK_TOKEN"])
+    app.mount("/2chat/calls", receiver)                 # Starlette / FastAPI (ASGI)
+    app.router.add_post("/2chat/calls", receiver.aiohttp_handler)  # aiohttp.web
+
+    await voip.subscribe_webhook(
+        WebhookEvent.CALL_INCOMING_COMPLETED,
+        hook_url=f"https://example.com/2chat/calls?token={token}",
+        channel_uuid="DID…",
+    )
+
+The receiver answers 401 without a token and 403 with a wrong one (the handler is not
+called), 400 to a body that is not a call event, and 200 once the handler has run. A
+redelivery (the same ``uuid``, ``status`` and ``updated_at``) is answered 200 and not
+handed on again; an event whose handler raised is answered 500 and handed on again if
+2Chat delivers it again. The token never appears in a log line or an answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qs
+
+import attrs
+
+from twochat_voip._errors import InvalidCallEventError, NotFoundError, TwoChatError
+from twochat_voip._events import CallEvent, Contact
+from twochat_voip._models import CallStatus
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from twochat_voip._client import VoIPClient
+
+__all__ = ["MAX_EVENT_SIZE", "CallEvent", "Contact", "WebhookReceiver", "parse_call_event"]
+
+logger: Final = logging.getLogger("twochat_voip")
+
+MAX_EVENT_SIZE: Final = 256 * 1024
+"""Bytes a delivery may have; a call event is about one kilobyte."""
+
+_REMEMBERED: Final = 10_000
+"""Events a receiver remembers, to tell redeliveries from news."""
+
+_STATUSES: Final = {member.value.lower(): member.value for member in CallStatus}
+
+EventHandler = Callable[[CallEvent], Awaitable[None]]
+"""What a receiver hands each new event to."""
+
+
+def parse_call_event(body: bytes | str) -> CallEvent:
+    """Read a webhook delivery's body into a :class:`CallEvent`.
+
+    Unknown fields are ignored; a status is matched to :class:`CallStatus` without
+    case (2Chat writes both ``ANSWERED`` and ``answered``).
+
+    Raises:
+        InvalidCallEventError: the body is not a call event (too big, not UTF-8, not
+            JSON, not an object, no ``uuid``, a field of the wrong type). It is a
+            :class:`~twochat_voip.TwoChatError` and a ``ValueError``.
+    """
+    from twochat_voip._converter import explain_invalid, sdk_converter  # noqa: PLC0415
+
+    if len(body) > MAX_EVENT_SIZE:
+        raise InvalidCallEventError(f"a call event of {len(body)} bytes is too big")
+    try:
+        payload: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidCallEventError("the body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise InvalidCallEventError(f"a call event is a JSON object, not {type(payload).__name__}")
+    payload = {k: v for k, v in payload.items() if k != "record"}  # ours, never 2Chat's
+    status = payload.get("status")
+    if isinstance(status, str) and status.lower() in _STATUSES:
+        payload["status"] = _STATUSES[status.lower()]
+    try:
+        event: CallEvent = sdk_converter.structure(payload, CallEvent)
+    except Exception as exc:  # cattrs and its hooks raise many types
+        raise InvalidCallEventError(
+            f"not a call event: {explain_invalid(payload, CallEvent, exc)}"
+        ) from exc
+    return event
+
+
+@attrs.frozen
+class _Answer:
+    status: int
+    message: str
+
+    def body(self) -> bytes:
+        ok = 200 <= self.status < 300
+        return json.dumps({"success": ok, "message": self.message}).encode()
+
+
+class WebhookReceiver:
+    """Receives 2Chat's call events: an ASGI app, with an aiohttp.web handler beside it.
+
+    Args:
+        on_event: Awaited with each new :class:`CallEvent`, once per event.
+        token: The secret the hook URL carries as ``?token=``; deliveries without it
+            are refused. Use a long random one (``secrets.token_urlsafe(32)``).
+        client: A :class:`VoIPClient` for ``verify``.
+        verify: Fetch each event's record with ``client.get_call`` before handing it
+            on (one credit an event): ``event.record`` is then the record 2Chat
+            holds, and an event whose record does not exist is refused (404).
+    """
+
+    def __init__(
+        self,
+        on_event: EventHandler,
+        *,
+        token: str,
+        client: VoIPClient | None = None,
+        verify: bool = False,
+    ) -> None:
+        if not isinstance(token, str) or len(token) < 8:
+            raise ValueError("token must be a secret of at least 8 characters")
+        if verify and client is None:
+            raise ValueError("verify=True needs client=VoIPClient(...) to fetch records with")
+        self._on_event = on_event
+        self._token = token.encode()
+        self._client = client
+        self._verify = verify
+        self._seen: MutableMapping[tuple[Any, ...], None] = collections.OrderedDict()
+        self._in_flight: dict[tuple[Any, ...], asyncio.Future[_Answer]] = {}
+
+    def __repr__(self) -> str:
+        return f"<WebhookReceiver verify={self._verify}>"
+
+    async def handle(self, method: str, query: str, body: bytes) -> tuple[int, bytes]:
+        """One delivery: ``method``, the URL's query string and the body; the answer's
+        status and JSON body. The ASGI app and the aiohttp handler both call this."""
+        answer = await self._handle(method, query, body)
+        return answer.status, answer.body()
+
+    def _refused(self, method: str, query: str) -> _Answer | None:
+        """Why a delivery is refused before its body is read, if it is."""
+        if method != "POST":
+            return _Answer(405, "deliveries are POSTs")
+        given = parse_qs(query).get("token")
+        if not given:
+            return _Answer(401, "no token")
+        if not hmac.compare_digest(given[0].encode(), self._token):
+            logger.warning("refused a call event delivery with a wrong token")
+            return _Answer(403, "wrong token")
+        return None
+
+    async def _handle(self, method: str, query: str, body: bytes) -> _Answer:
+        refused = self._refused(method, query)
+        if refused is not None:
+            return refused
+        try:
+            event = parse_call_event(body)
+        except InvalidCallEventError as exc:
+            return _Answer(413 if len(body) > MAX_EVENT_SIZE else 400, str(exc))
+        key = event.key
+        if key in self._seen:
+            logger.debug("call event %s (%s) delivered again: acknowledged", *key[:2])
+            return _Answer(200, "already delivered")
+        running = self._in_flight.get(key)
+        if running is not None:  # the same event, delivered twice at once
+            return await asyncio.shield(running)
+        future: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            answer = await self._deliver(event)
+        except BaseException:
+            future.set_result(_Answer(500, "the handler failed"))
+            raise
+        else:
+            future.set_result(answer)
+            if answer.status == 200:
+                self._remember(key)
+            return answer
+        finally:
+            del self._in_flight[key]
+
+    async def _deliver(self, event: CallEvent) -> _Answer:
+        if self._verify and self._client is not None:
+            try:
+                record = await self._client.get_call(event.uuid)
+            except NotFoundError:
+                logger.warning("refused a call event for %s: no such record", event.uuid)
+                return _Answer(404, "no such call record")
+            except TwoChatError as exc:
+                logger.warning("could not verify a call event (%s)", type(exc).__name__)
+                return _Answer(503, "could not verify the event now")
+            event = attrs.evolve(event, record=record)
+        try:
+            await self._on_event(event)
+        except Exception:
+            logger.exception("the call event handler failed for %s", event.uuid)
+            return _Answer(500, "the handler failed")
+        logger.debug("call event %s (%s) handed on", event.uuid, event.status)
+        return _Answer(200, "delivered")
+
+    def _remember(self, key: tuple[Any, ...]) -> None:
+        seen = self._seen
+        seen[key] = None
+        if len(seen) > _REMEMBERED:
+            seen.popitem(last=False)  # type: ignore[call-arg]
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ) -> None:
+        """The ASGI app: mount it (Starlette ``app.mount(path, receiver)``)."""
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > MAX_EVENT_SIZE:
+                break  # no need to read the rest to refuse it
+        query = scope.get("query_string", b"").decode("latin-1")
+        status, payload = await self.handle(scope["method"], query, bytes(body))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+    async def aiohttp_handler(self, request: web.Request) -> web.Response:
+        """The aiohttp.web handler: ``app.router.add_post(path, receiver.aiohttp_handler)``."""
+        from aiohttp import web  # noqa: PLC0415 - only for aiohttp.web users
+
+        body = await request.content.read(MAX_EVENT_SIZE + 1)
+        status, payload = await self.handle(request.method, request.query_string, body)
+        return web.Response(status=status, body=payload, content_type="application/json")
