@@ -54,6 +54,8 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "bench", *session.posargs)
     quick = ["--records", "20000", "--writes", "300"] if "--quick" in session.posargs else []
     session.run("python", "-m", "bench.exports", *quick)
+    small = ["--calls", "500", "--new", "10"] if "--quick" in session.posargs else []
+    session.run("python", "-m", "bench.credits", *small)
 
 
 @nox.session

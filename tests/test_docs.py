@@ -162,3 +162,55 @@ def test_architecture_names_every_module() -> None:
     modules = {p.name for p in package.glob("*.py")} - {"__main__.py", "sql.py"}
     assert modules - named == set()  # a module the page does not place
     assert named - modules == set()  # a module that is gone
+
+
+def _post_delivery(app: Any, path: str, body: dict[str, Any], token: str) -> Any:
+    import httpx
+
+    async def drive() -> Any:
+        async with (
+            app.router.lifespan_context(app),  # which closes the example's client
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://app"
+            ) as client,
+        ):
+            answers = [
+                await client.post(f"{path}?token={token}", json=body),
+                await client.post(f"{path}?token={token}", json=body),  # a redelivery
+                await client.post(path, json=body),  # no token
+            ]
+            return [a.status_code for a in answers]
+
+    return asyncio.run(drive())
+
+
+def test_fastapi_call_events_example_receives_once(docs_server: FakeTwoChatServer) -> None:
+    """The FastAPI example takes a delivery once, verified against 2Chat's record."""
+    namespace = page_namespace("call-events.md", "FastAPI(lifespan=lifespan)")
+    body = {"uuid": EXAMPLE_CDR["uuid"], "status": "completed", "duration": 1}
+    statuses = _post_delivery(namespace["app"], "/2chat/calls", body, namespace["HOOK_TOKEN"])
+    assert statuses == [200, 200, 401]
+    (event,) = namespace["received"]
+    assert event.record.duration == EXAMPLE_CDR["duration"]  # 2Chat's, not the payload's
+
+
+def test_aiohttp_call_events_example_receives_once(docs_server: FakeTwoChatServer) -> None:
+    """The aiohttp.web example, served on 127.0.0.1, takes a delivery once."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    namespace = page_namespace("call-events.md", "receiver.aiohttp_handler")
+    body = {"uuid": EXAMPLE_CDR["uuid"], "status": "completed"}
+    token = namespace["HOOK_TOKEN"]
+
+    async def drive() -> list[int]:
+        async with TestClient(TestServer(namespace["make_app"](), host="127.0.0.1")) as client:
+            answers = [
+                await client.post(f"/2chat/calls?token={token}", json=body),
+                await client.post(f"/2chat/calls?token={token}", json=body),
+                await client.post("/2chat/calls?token=wrong-token", json=body),
+            ]
+            return [a.status for a in answers]
+
+    assert asyncio.run(drive()) == [200, 200, 403]
+    (event,) = namespace["received"]
+    assert event.record is not None

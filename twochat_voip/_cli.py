@@ -1,4 +1,5 @@
-"""The ``twochat-voip`` command line (also ``python -m twochat_voip``): get, export, demo.
+"""The ``twochat-voip`` command line (also ``python -m twochat_voip``): get, export, sync,
+demo.
 
 The key comes from ``TWOCHAT_API_KEY`` or ``--api-key-file``, never from a flag that
 would land in shell history, and is never printed. Errors a user can cause end with one
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
@@ -20,13 +21,12 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the cli extra
     sys.exit("twochat-voip: the command line needs click: pip install 'twochat-voip[cli]'")
 
+from twochat_voip._cli_options import _base_url, _export, _export_options, _key_file, _with
 from twochat_voip._cli_support import (
     Progress,
-    RateParam,
     Refused,
     client_for,
     count_lines,
-    finite,
     interrupted,
     read_key,
     report,
@@ -34,12 +34,12 @@ from twochat_voip._cli_support import (
     same_path,
     shared_limiter,
 )
-from twochat_voip._client import DEFAULT_GIVE_UP_AFTER, VoIPClient
+from twochat_voip._cli_sync import sync
+from twochat_voip._client import VoIPClient
 from twochat_voip._converter import sdk_converter
 from twochat_voip._export import (
     ExportSummary,
     default_failures,
-    export_calls,
     read_ids,
     stderr_is_interactive,
 )
@@ -48,16 +48,6 @@ from twochat_voip.testing import FakeTwoChatServer, Fault, generate_cdrs
 __all__ = ["main"]
 
 DEMO_KEY = "demo-key-not-a-secret"
-
-
-_key_file = click.option(
-    "--api-key-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Read the API key from this file instead of TWOCHAT_API_KEY.",
-)
-_base_url = click.option(
-    "--base-url", envvar="TWOCHAT_BASE_URL", help="API base URL (default: 2Chat's)."
-)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -81,85 +71,6 @@ def get(call_uuid: str, api_key_file: Path | None, base_url: str | None) -> None
         return wire
 
     click.echo(json.dumps(run_command(fetch()), indent=2))
-
-
-async def _export(
-    client: VoIPClient,
-    *,
-    ids: AsyncIterable[str] | Iterable[str],
-    output: str,
-    failures: Path,
-    fmt: str | None,
-    concurrency: int,
-    ordered: bool,
-    progress: Progress,
-    give_up_after: float | None = DEFAULT_GIVE_UP_AFTER,
-) -> ExportSummary:
-    async with client:
-        try:
-            return await export_calls(
-                client,
-                ids,
-                output,
-                failures=failures,
-                fmt=fmt,
-                concurrency=concurrency,
-                ordered=ordered,
-                give_up_after=give_up_after,
-                on_result=progress,
-            )
-        finally:
-            progress.finish()
-
-
-_export_options: list[Callable[[Any], Any]] = [
-    click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(["jsonl", "csv"]),
-        help="JSON lines (2Chat's wire format) or flat CSV; by default what --output's "
-        "name (or first line) says, else jsonl. Refused if it disagrees with them.",
-    ),
-    click.option("--concurrency", "-c", default=16, show_default=True, type=click.IntRange(1, 512)),
-    click.option(
-        "--rpm",
-        type=RateParam(),
-        default="auto",
-        show_default=True,
-        help="Requests per minute: a number (your plan's limit), 'auto' (ask the API "
-        "once, GET /open/info: one credit) or 'adaptive' (find the limit from 429s).",
-    ),
-    click.option(
-        "--give-up-after",
-        type=click.FloatRange(min=0, min_open=True, max=1e9),
-        callback=lambda ctx, param, value: finite(value, param, ctx),
-        default=DEFAULT_GIVE_UP_AFTER,
-        show_default=True,
-        metavar="SECONDS",
-        help="Stop when nothing has succeeded for this long.",
-    ),
-    click.option(
-        "--max-requests",
-        type=click.IntRange(min=0),
-        help="Send at most this many requests (credits), retries and 429s included.",
-    ),
-    click.option(
-        "--failures",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Failed ids and reasons (default: OUTPUT.failures.jsonl).",
-    ),
-    click.option("--ordered", is_flag=True, help="Write records in input order."),
-    click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
-]
-
-
-def _with(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
-    def apply(command: Any) -> Any:
-        for option in reversed(options):
-            command = option(command)
-        return command
-
-    return apply
 
 
 def _output_option(required: bool) -> Callable[[Any], Any]:
@@ -348,3 +259,5 @@ def demo(
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+main.add_command(sync)

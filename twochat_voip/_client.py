@@ -32,7 +32,7 @@ from twochat_voip._protocol import (
     Requests,
     Response,
     parse_call,
-    parse_history,
+    parse_history_page,
 )
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._retry import RetryPolicy
@@ -345,17 +345,29 @@ class VoIPClient(AccountMethods):
         )
 
     def iter_call_history(
-        self, direction: Literal["inbound", "outbound"] | None = None
+        self,
+        direction: Literal["inbound", "outbound"] | None = None,
+        *,
+        start_page: int = 0,
+        on_page: Callable[[int], None] | None = None,
     ) -> AsyncGenerator[CallDetailRecord, None]:
-        """Yield the account's call records from ``GET /open/voip/call-history``, page by
-        page from page 0 until an empty page.
+        """Yield the account's call records from ``GET /open/voip/call-history``, each
+        once, page by page from ``start_page`` until an empty page.
+
+        Calls arriving meanwhile shift the pages; a record seen on an earlier page is
+        not yielded again. ``on_page`` is called after each page with the page to
+        resume at: save it, and pass it as ``start_page`` to go on after a stop.
+        A listing that repeats its pages or runs past its ``count`` raises
+        :class:`ResponseValidationError` instead of spending credits for ever.
 
         History records carry no ``agent``; fetch a record's details with
         :meth:`get_call` (or many with :meth:`get_calls`) when you need it.
         """
         call = self._sender.call
 
-        def fetch_page(request: Request) -> Awaitable[list[CallDetailRecord]]:
-            return call(request, parse_history, rate_limits_are_free=True)
+        def fetch_page(request: Request) -> Awaitable[tuple[list[CallDetailRecord], int | None]]:
+            return call(request, parse_history_page, rate_limits_are_free=True)
 
-        return iterate_history(fetch_page, self._requests, direction)
+        return iterate_history(
+            fetch_page, self._requests, direction, start_page=start_page, on_page=on_page
+        )

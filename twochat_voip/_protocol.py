@@ -363,11 +363,21 @@ def _structure_record(response: Response, cdr: object, call_uuid: str | None) ->
 
 def parse_history(response: Response, call_uuid: str | None = None) -> list[CallDetailRecord]:
     """The records on one page of a ``GET /open/voip/call-history`` answer."""
+    return parse_history_page(response, call_uuid)[0]
+
+
+def parse_history_page(
+    response: Response, call_uuid: str | None = None
+) -> tuple[list[CallDetailRecord], int | None]:
+    """The records on one history page, and the answer's ``count`` (the total, it
+    seems; ``None`` when it is not a whole number)."""
     payload = parse_envelope(response, call_uuid)
     cdrs = payload.get("cdrs")
     if not isinstance(cdrs, list):
         raise _invalid(response, call_uuid, "expected a 'cdrs' list")
-    return [_structure_record(response, cdr, _cdr_uuid(cdr)) for cdr in cdrs]
+    count = payload.get("count")
+    records = [_structure_record(response, cdr, _cdr_uuid(cdr)) for cdr in cdrs]
+    return records, count if type(count) is int and count >= 0 else None
 
 
 def _cdr_uuid(cdr: object) -> str | None:

@@ -1,0 +1,56 @@
+"""``twochat-voip sync`` as a user runs it: the history into a database, details and
+all, and only what is new on the next run."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from test_cli import run
+
+from twochat_voip.testing import FakeTwoChatServer, generate_cdrs
+
+
+def _held(database: Path) -> dict[str, dict[str, object]]:
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute("SELECT uuid, wire FROM call_detail_records").fetchall()
+    return {uuid: json.loads(record) for uuid, record in rows}
+
+
+async def test_sync_fetches_details_once_and_then_only_what_is_new(tmp_path: Path) -> None:
+    """A first sync pages the history (a credit a page) and fetches each record's
+    details; a second fetches only the calls made since."""
+    records = generate_cdrs(23, seed=70)
+    database = tmp_path / "calls.db"
+    async with FakeTwoChatServer(cdrs=records[:20], history_page_size=10) as server:
+        first = await run("sync", "-o", str(database), "--rpm", "60000", server=server)
+        assert first.code == 0, first.err
+        pages = [r for r in server.requests if r.path == "/open/voip/call-history"]
+        details = [r for r in server.requests if r.call_uuid]
+        assert (len(pages), len(details)) == (3, 20)  # pages 0, 1 and the empty 2
+        held = _held(database)
+        assert set(held) == {r["uuid"] for r in records[:20]}
+        assert all("agent" in record for record in held.values())  # details, not history
+        server.add_cdrs(records[20:])
+        server.requests.clear()
+        second = await run("sync", "-o", str(database), "--rpm", "60000", server=server)
+        assert second.code == 0, second.err
+        fetched = [r.call_uuid for r in server.requests if r.call_uuid]
+        assert sorted(fetched) == sorted(r["uuid"] for r in records[20:])
+    assert set(_held(database)) == {r["uuid"] for r in records}
+
+
+async def test_sync_one_direction(tmp_path: Path) -> None:
+    """--direction inbound asks the history for inbound calls only."""
+    records = generate_cdrs(12, seed=71)
+    output = tmp_path / "in.jsonl"
+    async with FakeTwoChatServer(cdrs=records) as server:
+        ran = await run(
+            "sync", "-o", str(output), "--direction", "inbound", "--rpm", "60000", server=server
+        )
+        assert ran.code == 0, ran.err
+        asked = {r.query.get("direction") for r in server.requests if r.path.endswith("history")}
+    assert asked == {"inbound"}
+    saved = [json.loads(line)["uuid"] for line in output.read_text().splitlines()]
+    assert sorted(saved) == sorted(r["uuid"] for r in records if r["direction"] == "I")

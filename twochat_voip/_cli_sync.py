@@ -1,0 +1,94 @@
+"""``twochat-voip sync``: the account's call history into an export's output, details
+and all, fetching only what the output lacks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Literal
+
+import click
+
+from twochat_voip._cli_options import _base_url, _export, _export_options, _key_file, _with
+from twochat_voip._cli_support import (
+    Progress,
+    client_for,
+    interrupted,
+    read_key,
+    report,
+    run_command,
+)
+from twochat_voip._client import VoIPClient
+from twochat_voip._export import default_failures, stderr_is_interactive
+
+__all__ = ["sync"]
+
+
+async def history_ids(
+    client: VoIPClient, direction: Literal["inbound", "outbound"] | None
+) -> AsyncIterator[str]:
+    """Every call id of the account's history, each once (a credit a page)."""
+    async for record in client.iter_call_history(direction):
+        yield record.uuid
+
+
+@click.command()
+@click.option(
+    "--output",
+    "-o",
+    default="calls.db",
+    show_default=True,
+    metavar="FILE|URL|-",
+    help="Records go here: calls.db (SQLite), calls.jsonl, calls.csv, "
+    "postgresql://user@host/db, or '-'.",
+)
+@click.option(
+    "--direction",
+    type=click.Choice(["inbound", "outbound"]),
+    help="Only inbound or outbound calls (default: both).",
+)
+@_with(_export_options)
+@_key_file
+@_base_url
+def sync(  # noqa: PLR0917 - click passes every option
+    output: str,
+    direction: Literal["inbound", "outbound"] | None,
+    fmt: str | None,
+    concurrency: int,
+    rpm: float | Literal["auto"] | None,
+    give_up_after: float,
+    max_requests: int | None,
+    failures: Path | None,
+    ordered: bool,
+    quiet: bool,
+    api_key_file: Path | None,
+    base_url: str | None,
+) -> None:
+    """Bring the account's calls into OUTPUT: page the call history (one credit a
+    page, many records) for the ids, then fetch the details of each id OUTPUT does
+    not hold yet (one credit a record). Run it again to fetch only what is new.
+
+    Exits as export does: 0, 1 when some failed (in the failures file), 2 when the
+    output cannot be used, 130 on Ctrl-C.
+    """
+    key = read_key(api_key_file)
+    failures = failures or default_failures(output)
+    client = client_for(key, base_url, requests_per_minute=rpm, max_requests=max_requests)
+    progress = Progress(None, enabled=not quiet and stderr_is_interactive(), output=output)
+    summary = run_command(
+        _export(
+            client,
+            ids=history_ids(client, direction),
+            output=output,
+            failures=failures,
+            fmt=fmt,
+            concurrency=concurrency,
+            ordered=ordered,
+            progress=progress,
+            give_up_after=give_up_after,
+        ),
+        interrupted(progress, output),
+        progress,
+        client,
+    )
+    report(summary)
