@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -289,3 +290,28 @@ def test_hook_urls_are_shown_without_secrets(url: str | None, shown: str | None)
     from twochat_voip._resources import redact_url
 
     assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"POST /open/webhooks HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", b"411"),
+        (b"POST /open/webhooks HTTP/1.1\r\nContent-Length: -5\r\n\r\n", b"400"),
+        (b"GARBAGE\r\n\r\n", b"400"),
+    ],
+)
+async def test_the_fake_refuses_requests_it_cannot_read(
+    server: FakeTwoChatServer, head: bytes, status: bytes
+) -> None:
+    """Chunked bodies, bad lengths and bad request lines: refused and closed, not read
+    out of step; the server goes on serving."""
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", int(server.base_url.rsplit(":", 1)[1])
+    )
+    writer.write(head + b"5\r\nhello\r\n0\r\n\r\n")
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    await writer.wait_closed()
+    assert answer.split(b" ")[1] == status
+    async with VoIPClient(api_key=server.api_key, base_url=server.base_url) as voip:
+        assert (await voip.get_account_info()).account is not None

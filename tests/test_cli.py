@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import attrs
 import click
 import pytest
 
+from twochat_voip import VoIPClient
 from twochat_voip._cli_support import RateParam
 from twochat_voip.testing import (
     DEFAULT_TEST_KEY,
@@ -261,7 +263,9 @@ async def test_export_with_unreadable_input_is_one_line(tmp_path: Path) -> None:
 
 async def test_demo_runs_without_key_or_network_and_writes_no_cwd(tmp_path: Path) -> None:
     """demo: embedded server, a summary, exit 0, output in a temporary folder."""
-    ran = await run("demo", "--count", "300", "--server-rpm", "60000", cwd=tmp_path)
+    ran = await run(
+        "demo", "--count", "300", "--server-rpm", "60000", "--events", "0", cwd=tmp_path
+    )
     assert ran.code == 0, ran.err
     assert list(tmp_path.iterdir()) == []
     assert "exported 300 records to" in ran.err
@@ -273,8 +277,10 @@ async def test_demo_runs_without_key_or_network_and_writes_no_cwd(tmp_path: Path
 async def test_demo_with_output_resumes(tmp_path: Path) -> None:
     """demo --output into a file, run twice: the second run fetches nothing."""
     output = tmp_path / "demo.jsonl"
-    first = await run("demo", "--count", "50", "-o", str(output), "--fault-rate", "0")
-    second = await run("demo", "--count", "50", "-o", str(output))
+    first = await run(
+        "demo", "--count", "50", "-o", str(output), "--fault-rate", "0", "--events", "0"
+    )
+    second = await run("demo", "--count", "50", "-o", str(output), "--events", "0")
     assert (first.code, second.code) == (0, 0)
     assert "(50 already there)" in second.err
     assert "0 requests" in second.err
@@ -501,3 +507,51 @@ async def test_export_give_up_after_nan_is_a_usage_error(tmp_path: Path) -> None
     assert ran.code == 2
     assert "not nan" in ran.err
     assert "Traceback" not in ran.err
+
+
+async def test_demo_shows_the_call_events_loop(tmp_path: Path) -> None:
+    """After the export, new calls end, their events reach a receiver, and their
+    records are fetched into the output; a second run finds them there."""
+    output = tmp_path / "demo.jsonl"
+    first = await run("demo", "--count", "20", "-o", str(output), "--events", "3")
+    assert first.code == 0, first.err
+    assert "3 call events reached a receiver on 127.0.0.1" in first.err
+    assert "3 records were fetched" in first.err
+    assert len(output.read_text().splitlines()) == 23
+    second = await run("demo", "--count", "20", "-o", str(output), "--events", "3")
+    assert "0 records were fetched" in second.err
+    assert "(3 there already)" in second.err
+    assert len(output.read_text().splitlines()) == 23
+
+
+async def test_fake_server_prints_its_url_and_key_and_serves(tmp_path: Path) -> None:
+    """fake-server prints export lines for the URL and key; get works against it;
+    Ctrl-C stops it."""
+    assert SCRIPT is not None
+    process = await asyncio.create_subprocess_exec(
+        SCRIPT,
+        "fake-server",
+        "--records",
+        "3",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    url_line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+    key_line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+    try:
+        assert url_line.startswith("export TWOCHAT_BASE_URL=http://127.0.0.1:")
+        assert key_line.startswith("export TWOCHAT_API_KEY=fake-")
+        base_url = url_line.strip().split("=", 1)[1]
+        key = key_line.strip().split("=", 1)[1]
+        async with VoIPClient(api_key=key, base_url=base_url) as voip:
+            ids = [r.uuid async for r in voip.iter_call_history()]
+        got = await run("get", ids[0], env={"TWOCHAT_API_KEY": key, "TWOCHAT_BASE_URL": base_url})
+        assert got.code == 0, got.err
+        assert json.loads(got.out)["uuid"] == ids[0]
+        assert len(ids) == 3
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0
+    assert "stopped" in err.decode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -659,3 +660,22 @@ async def test_a_closed_limiter_sends_nothing_more(make_limiter: MakeLimiter, re
         await limiter.acquire()
     stats = await redis.info("commandstats")
     assert "cmdstat_evalsha" not in stats
+
+
+async def test_closing_waits_out_a_share_that_swallows_cancellation(
+    make_limiter: MakeLimiter,
+) -> None:
+    """redis-py can swallow a cancellation that lands in a command; closing must not
+    hang on the sharer then (it did, once in a few runs of the whole suite)."""
+    limiter = make_limiter(requests_per_minute=60_000)
+    sharing = asyncio.Event()
+
+    async def stubborn(**_: object) -> None:
+        sharing.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.3)  # as a command that ignores its cancellation
+
+    limiter._pause_script = stubborn  # type: ignore[assignment]
+    limiter.feedback(sent_at=await limiter.acquire(), status=429, retry_after=5.0)
+    await asyncio.wait_for(sharing.wait(), timeout=5)
+    await asyncio.wait_for(limiter.aclose(), timeout=5)  # a guard: it hung for ever

@@ -3,6 +3,7 @@ fake 2Chat's deliveries over loopback sockets."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, MutableMapping
@@ -274,3 +275,119 @@ def test_a_receiver_needs_a_real_token_and_a_client_to_verify() -> None:
     with pytest.raises(ValueError, match="client"):
         WebhookReceiver(Handler(), token=TOKEN, verify=True)
     assert TOKEN not in repr(WebhookReceiver(Handler(), token=TOKEN))
+
+
+async def test_a_body_in_several_packets_is_read_whole() -> None:
+    """aiohttp handler: a delivery whose body arrives in parts is read to its end
+    (found by a hostile review: only the first part was read, and the event lost)."""
+    handler = Handler()
+    server = await _serve(WebhookReceiver(handler, token=TOKEN))
+    try:
+        body = json.dumps(DOCUMENTED | {"recording_url": "https://s3/x" + "y" * 3000}).encode()
+        head = (
+            f"POST /2chat/calls?token={TOKEN} HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode()
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(head + body[:100])
+        await writer.drain()
+        await asyncio.sleep(0.05)  # the rest comes later, as over a slow link
+        writer.write(body[100:])
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        await server.close()
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert len(handler.events) == 1
+
+
+def test_a_deeply_nested_body_is_a_typed_error() -> None:
+    """JSON nested past Python's recursion limit is InvalidCallEventError too."""
+    body = b'{"uuid": "CDR1", "z": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(tv.InvalidCallEventError, match="not JSON"):
+        parse_call_event(body[: 256 * 1024 - 1])
+
+
+def test_only_utf8_is_read_and_sizes_are_bytes() -> None:
+    """A UTF-16 body is refused; a str is measured in UTF-8 bytes, not characters."""
+    with pytest.raises(tv.InvalidCallEventError, match="UTF-8"):
+        parse_call_event(json.dumps(DOCUMENTED).encode("utf-16"))
+    with pytest.raises(tv.InvalidCallEventError, match="too big"):
+        parse_call_event('{"uuid": "' + "€" * 100_000 + '"}')  # 300 KB, 100,000 characters
+
+
+def test_an_explanation_never_carries_a_whole_body() -> None:
+    """A bad field's value is not echoed at length (the 400 answer carries it)."""
+    with pytest.raises(tv.InvalidCallEventError) as caught:
+        parse_call_event(json.dumps(DOCUMENTED | {"updated_at": "X" * 200_000}))
+    assert len(str(caught.value)) < 400
+
+
+@pytest.mark.parametrize("token", ["abc+def/ghi-jkl-mno", "p@ss&word=1234567890", "short-1"])
+def test_tokens_that_change_in_a_url_are_refused(token: str) -> None:
+    """+ & % # and friends change in a query: such a token would never match."""
+    with pytest.raises(ValueError, match="token"):
+        WebhookReceiver(Handler(), token=token)
+
+
+async def test_a_hanging_handler_is_answered_504_and_the_event_comes_again() -> None:
+    """A handler past the timeout: 504, nothing remembered; the redelivery is handed on."""
+    calls: list[str] = []
+    release = asyncio.Event()
+
+    async def slow(event: CallEvent) -> None:
+        calls.append(event.uuid)
+        if len(calls) == 1:
+            await release.wait()  # hangs the first time
+
+    receiver = WebhookReceiver(slow, token=TOKEN, timeout=0.2)
+    body = json.dumps(DOCUMENTED).encode()
+    assert (await receiver.handle("POST", f"token={TOKEN}", body))[0] == 504
+    assert (await receiver.handle("POST", f"token={TOKEN}", body))[0] == 200
+    assert len(calls) == 2
+
+
+async def test_the_asgi_app_refuses_before_reading_the_body() -> None:
+    """No token: 401 at once, the body never read (a slow sender holds nothing)."""
+    receiver = WebhookReceiver(Handler(), token=TOKEN)
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> MutableMapping[str, Any]:
+        raise AssertionError("the body was read")
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    await receiver({"type": "http", "method": "POST", "query_string": b""}, receive, send)
+    assert sent[0]["status"] == 401
+
+
+async def test_verify_refuses_an_event_whose_uuid_is_not_a_call_id(voip: VoIPClient) -> None:
+    """verify=True: a uuid that is not a call id is a 400 (redelivering cannot help)."""
+    receiver = WebhookReceiver(Handler(), token=TOKEN, client=voip, verify=True)
+    body = json.dumps(DOCUMENTED | {"uuid": "../../open/info"}).encode()
+    assert (await receiver.handle("POST", f"token={TOKEN}", body))[0] == 400
+
+
+async def test_the_fake_does_not_follow_a_receivers_redirect(
+    fake: FakeTwoChatServer, voip: VoIPClient
+) -> None:
+    """A receiver answering 307 (Starlette's Mount without the slash) gets no event."""
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect("/elsewhere")
+
+    app = web.Application()
+    app.router.add_post("/hook", redirect)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        channel = fake.account.virtual_numbers[0]["uuid"]
+        url = str(server.make_url("/hook")) + f"?token={TOKEN}"
+        await voip.subscribe_webhook("call.status.update", hook_url=url, channel_uuid=channel)
+        assert await fake.complete_call(fake.call_uuids[0]) == [307]
+    finally:
+        await server.close()

@@ -56,12 +56,17 @@ class AccountMethods:
         return await self._sender.call(request, endpoints.parse_webhooks)
 
     async def delete_webhook(self, webhook_uuid: str) -> None:
-        """Delete a subscription (``DELETE /open/webhooks/{webhook_uuid}``)."""
+        """Delete a subscription (``DELETE /open/webhooks/{webhook_uuid}``).
+
+        Raises:
+            NotFoundError: there is no such subscription; also when a first attempt
+                deleted it and its answer was lost, so that a retry found it gone.
+        """
         request = endpoints.delete_webhook(self._requests, webhook_uuid)
         await self._sender.call(request, endpoints.parse_deleted)
 
     def iter_virtual_numbers(
-        self, *, page_size: int = endpoints.MAX_PAGE_SIZE
+        self, *, page_size: int = endpoints.DEFAULT_PAGE_SIZE
     ) -> AsyncGenerator[VirtualNumber, None]:
         """Every virtual number of the account, page by page (one credit a page)."""
         endpoints.check_page_size(page_size)
@@ -78,7 +83,7 @@ class AccountMethods:
         )
 
     def iter_caller_ids(
-        self, *, page_size: int = endpoints.MAX_PAGE_SIZE
+        self, *, page_size: int = endpoints.DEFAULT_PAGE_SIZE
     ) -> AsyncGenerator[CallerId, None]:
         """Every caller id of the account, page by page (one credit a page)."""
         endpoints.check_page_size(page_size)

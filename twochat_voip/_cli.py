@@ -21,6 +21,7 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the cli extra
     sys.exit("twochat-voip: the command line needs click: pip install 'twochat-voip[cli]'")
 
+from twochat_voip._cli_fake import demo_call_events, fake_server
 from twochat_voip._cli_options import _base_url, _export, _export_options, _key_file, _with
 from twochat_voip._cli_support import (
     Progress,
@@ -54,6 +55,10 @@ DEMO_KEY = "demo-key-not-a-secret"
 @click.version_option(package_name="twochat-voip")
 def main() -> None:
     """Fetch 2Chat VoIP call detail records. The key comes from TWOCHAT_API_KEY."""
+
+
+main.add_command(sync)
+main.add_command(fake_server)
 
 
 @main.command()
@@ -178,6 +183,14 @@ def export(
     help="Records the embedded server holds.",
 )
 @click.option(
+    "--events",
+    default=5,
+    show_default=True,
+    type=click.IntRange(0, 10_000),
+    help="New calls that end after the export, their events taken by a receiver on "
+    "127.0.0.1 (0: none).",
+)
+@click.option(
     "--server-rpm",
     default=30_000.0,
     show_default=True,
@@ -195,6 +208,7 @@ def export(
 @_with(_export_options)
 def demo(
     count: int,
+    events: int,
     server_rpm: float,
     fault_rate: float,
     output: str | None,
@@ -207,12 +221,15 @@ def demo(
     ordered: bool,
     quiet: bool,
 ) -> None:
-    """Export from an embedded fake 2Chat server: no key, no network needed.
+    """Export from an embedded fake 2Chat server, then take call events: no key, no
+    network needed.
 
     The server holds COUNT generated records, a per-minute limit it reports at
     GET /open/info (as 2Chat does), and a sprinkle of faults; the export asks for
     the limit and paces at it (or finds it from 429s with --rpm adaptive), retries
-    the faults and resumes if run again with the same --output.
+    the faults and resumes if run again with the same --output. Then the whole
+    call-events loop: a receiver on 127.0.0.1 subscribes, EVENTS new calls end, their
+    events arrive, and their records are fetched into the output too.
     """
     if output is None:
         output = str(
@@ -241,7 +258,7 @@ def demo(
                 requests_per_minute=rpm,
                 max_requests=max_requests,
             )
-            return await _export(
+            summary = await _export(
                 client,
                 ids=(record["uuid"] for record in records),
                 output=output,
@@ -252,6 +269,17 @@ def demo(
                 progress=progress,
                 give_up_after=give_up_after,
             )
+            if events and output != "-":
+                server.fail_randomly(0, [])
+                async with VoIPClient(api_key=DEMO_KEY, base_url=server.base_url) as voip:
+                    arrived, stored = await demo_call_events(server, voip, output, events)
+                click.echo(
+                    f"demo: then {events} calls ended; {arrived} call events reached a "
+                    f"receiver on 127.0.0.1, and {stored.exported} records were fetched "
+                    f"into {output} ({stored.already_there} there already)",
+                    err=True,
+                )
+            return summary
 
     summary = run_command(run(), interrupted(progress, output), progress)
     report(summary)
@@ -259,5 +287,3 @@ def demo(
 
 if __name__ == "__main__":  # pragma: no cover
     main()
-
-main.add_command(sync)

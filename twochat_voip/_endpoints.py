@@ -16,6 +16,7 @@ from twochat_voip._protocol import Request, Requests, Response, _invalid, parse_
 from twochat_voip._resources import AccountInfo, CallerId, VirtualNumber, Webhook, WebhookEvent
 
 __all__ = [
+    "DEFAULT_PAGE_SIZE",
     "MAX_PAGE_SIZE",
     "account_info",
     "caller_ids",
@@ -36,6 +37,10 @@ _T = TypeVar("_T")
 
 MAX_PAGE_SIZE: Final = 200
 """The largest ``results_per_page`` 2Chat documents (one page says 200, others 50)."""
+
+DEFAULT_PAGE_SIZE: Final = 50
+"""What the lists ask for: the smaller size 2Chat documents. A page shorter than asked
+ends a list, so asking more than 2Chat serves would cut it short."""
 
 _ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 

@@ -41,7 +41,9 @@ class WebhookEvent(enum.StrEnum):
     CALL_OUTBOUND_COMPLETED = "call.outbound.completed"
 
 
-_SECRET_PARAMETERS = frozenset({"token", "secret", "key", "api_key", "signature"})
+_SECRET_PARAMETERS = frozenset(
+    {"token", "access_token", "secret", "key", "api_key", "apikey", "password", "signature"}
+)
 
 
 def redact_url(url: str | None) -> str | None:
@@ -54,10 +56,13 @@ def redact_url(url: str | None) -> str | None:
         query = parse_qsl(parts.query, keep_blank_values=True)
     except ValueError:
         return "<unreadable URL>"
-    if not any(name.lower() in _SECRET_PARAMETERS for name, _ in query):
-        return url
-    safe = [(n, "***" if n.lower() in _SECRET_PARAMETERS else v) for n, v in query]
-    return urlunsplit(parts._replace(query=urlencode(safe, safe="*")))
+    if parts.password is not None:  # https://user:secret@host/...
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{parts.username}:***@{host}")
+    if any(name.strip().lower() in _SECRET_PARAMETERS for name, _ in query):
+        safe = [(n, "***" if n.strip().lower() in _SECRET_PARAMETERS else v) for n, v in query]
+        parts = parts._replace(query=urlencode(safe, safe="*"))
+    return urlunsplit(parts._replace(fragment="***" if parts.fragment else ""))
 
 
 def _repr_url(url: str | None) -> str:

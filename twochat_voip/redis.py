@@ -247,7 +247,9 @@ class RedisRateLimiter:
         self._closed = True
         sharer, self._sharer = self._sharer, None
         if sharer is not None:
-            sharer.cancel()
+            # Told to stop, not cancelled: redis-py can swallow a cancellation that
+            # lands in a command, and the sharer would then wait for ever.
+            self._pause_taken.set()
             await asyncio.gather(sharer, return_exceptions=True)
         await self._share_pause(closing=True)
         if self._owns_redis:
@@ -294,10 +296,10 @@ class RedisRateLimiter:
 
     async def _share_pauses(self) -> None:
         """The sharer: tell Redis of each pause as this process takes it."""
-        while True:
+        while not self._closed:
             await self._pause_taken.wait()
             self._pause_taken.clear()
-            await self._share_pause()
+            await self._share_pause()  # (does nothing once closed)
 
     async def _share_pause(self, *, closing: bool = False) -> None:
         """Tell Redis of the pause this process took, if it has not yet: every process

@@ -6,8 +6,8 @@ authenticates them by a secret token in the hook URL's query, and can confirm ea
 event by fetching its record::
 
     receiver = WebhookReceiver(on_event, token=os.environ["HOOK_TOKEN"])
-    app.mount("/2chat/calls", receiver)                 # Starlette / FastAPI (ASGI)
-    app.router.add_post("/2chat/calls", receiver.aiohttp_handler)  # aiohttp.web
+    app.router.add_route("/2chat/calls", receiver, methods=["POST"])  # Starlette, FastAPI
+    app.router.add_post("/2chat/calls", receiver.aiohttp_handler)     # aiohttp.web
 
     await voip.subscribe_webhook(
         WebhookEvent.CALL_INCOMING_COMPLETED,
@@ -19,7 +19,10 @@ The receiver answers 401 without a token and 403 with a wrong one (the handler i
 called), 400 to a body that is not a call event, and 200 once the handler has run. A
 redelivery (the same ``uuid``, ``status`` and ``updated_at``) is answered 200 and not
 handed on again; an event whose handler raised is answered 500 and handed on again if
-2Chat delivers it again. The token never appears in a log line or an answer.
+2Chat delivers it again; so is one that takes longer than ``timeout`` (504). The
+SDK never logs the token or puts it in an answer; web servers' access logs do, unless
+you switch them off (see docs/call-events.md). Redeliveries are told apart in memory:
+after a restart, one is handed on again.
 """
 
 from __future__ import annotations
@@ -29,13 +32,19 @@ import collections
 import hmac
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
 import attrs
 
-from twochat_voip._errors import InvalidCallEventError, NotFoundError, TwoChatError
+from twochat_voip._errors import (
+    InvalidCallEventError,
+    InvalidCallUUIDError,
+    NotFoundError,
+    TwoChatError,
+)
 from twochat_voip._events import CallEvent, Contact
 from twochat_voip._models import CallStatus
 
@@ -50,6 +59,17 @@ logger: Final = logging.getLogger("twochat_voip")
 
 MAX_EVENT_SIZE: Final = 256 * 1024
 """Bytes a delivery may have; a call event is about one kilobyte."""
+
+_MAX_REASON: Final = 300
+"""Characters of an explanation an error (and a 400 answer) carries."""
+
+_TOKEN: Final = re.compile(r"[A-Za-z0-9._~-]{16,256}")
+"""What a token may be: characters a URL's query carries as they are (a ``+`` would
+arrive as a space), and long enough to be a secret."""
+
+DEFAULT_HANDLER_TIMEOUT: Final = 10.0
+"""Seconds a delivery may take (the check, the record's fetch, your handler) before
+it is answered 504 and handed on again if 2Chat delivers it again."""
 
 _REMEMBERED: Final = 10_000
 """Events a receiver remembers, to tell redeliveries from news."""
@@ -73,12 +93,13 @@ def parse_call_event(body: bytes | str) -> CallEvent:
     """
     from twochat_voip._converter import explain_invalid, sdk_converter  # noqa: PLC0415
 
-    if len(body) > MAX_EVENT_SIZE:
-        raise InvalidCallEventError(f"a call event of {len(body)} bytes is too big")
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    if len(raw) > MAX_EVENT_SIZE:
+        raise InvalidCallEventError(f"a call event of {len(raw)} bytes is too big")
     try:
-        payload: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidCallEventError("the body is not JSON") from None
+        payload: Any = json.loads(raw.decode("utf-8"))  # UTF-8 only, as JSON on the web
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise InvalidCallEventError("the body is not JSON in UTF-8") from None
     if not isinstance(payload, dict):
         raise InvalidCallEventError(f"a call event is a JSON object, not {type(payload).__name__}")
     payload = {k: v for k, v in payload.items() if k != "record"}  # ours, never 2Chat's
@@ -88,9 +109,10 @@ def parse_call_event(body: bytes | str) -> CallEvent:
     try:
         event: CallEvent = sdk_converter.structure(payload, CallEvent)
     except Exception as exc:  # cattrs and its hooks raise many types
-        raise InvalidCallEventError(
-            f"not a call event: {explain_invalid(payload, CallEvent, exc)}"
-        ) from exc
+        why = explain_invalid(payload, CallEvent, exc)
+        if len(why) > _MAX_REASON:  # it may quote values; never a whole body
+            why = why[:_MAX_REASON] + "..."
+        raise InvalidCallEventError(f"not a call event: {why}") from exc
     return event
 
 
@@ -115,6 +137,9 @@ class WebhookReceiver:
         verify: Fetch each event's record with ``client.get_call`` before handing it
             on (one credit an event): ``event.record`` is then the record 2Chat
             holds, and an event whose record does not exist is refused (404).
+        timeout: Seconds a delivery may take, the fetch and your handler included;
+            past it the delivery is answered 504 and the event is handed on again if
+            2Chat delivers it again.
     """
 
     def __init__(
@@ -124,9 +149,16 @@ class WebhookReceiver:
         token: str,
         client: VoIPClient | None = None,
         verify: bool = False,
+        timeout: float = DEFAULT_HANDLER_TIMEOUT,
     ) -> None:
-        if not isinstance(token, str) or len(token) < 8:
-            raise ValueError("token must be a secret of at least 8 characters")
+        if not isinstance(token, str) or _TOKEN.fullmatch(token) is None:
+            raise ValueError(
+                "token must be 16 to 256 characters from A-Z a-z 0-9 . _ ~ - "
+                "(secrets.token_urlsafe(32) makes one): other characters change in a URL"
+            )
+        if not (isinstance(timeout, int | float) and 0 < timeout < float("inf")):
+            raise ValueError("timeout must be a positive number of seconds")
+        self._timeout = timeout
         if verify and client is None:
             raise ValueError("verify=True needs client=VoIPClient(...) to fetch records with")
         self._on_event = on_event
@@ -175,7 +207,11 @@ class WebhookReceiver:
         future: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
         try:
-            answer = await self._deliver(event)
+            try:
+                answer = await asyncio.wait_for(self._deliver(event), self._timeout)
+            except TimeoutError:
+                logger.warning("a call event for %s took over %g s", event.uuid, self._timeout)
+                answer = _Answer(504, "the delivery took too long")
         except BaseException:
             future.set_result(_Answer(500, "the handler failed"))
             raise
@@ -194,6 +230,8 @@ class WebhookReceiver:
             except NotFoundError:
                 logger.warning("refused a call event for %s: no such record", event.uuid)
                 return _Answer(404, "no such call record")
+            except InvalidCallUUIDError:
+                return _Answer(400, "the event's uuid is not a call id")
             except TwoChatError as exc:
                 logger.warning("could not verify a call event (%s)", type(exc).__name__)
                 return _Answer(503, "could not verify the event now")
@@ -229,6 +267,11 @@ class WebhookReceiver:
                     return
         if scope["type"] != "http":
             return
+        query = scope.get("query_string", b"").decode("latin-1")
+        refused = self._refused(scope["method"], query)
+        if refused is not None:  # answered before the body is read
+            await _asgi_answer(send, refused.status, refused.body())
+            return
         body = bytearray()
         more = True
         while more:
@@ -239,21 +282,35 @@ class WebhookReceiver:
             more = message.get("more_body", False)
             if len(body) > MAX_EVENT_SIZE:
                 break  # no need to read the rest to refuse it
-        query = scope.get("query_string", b"").decode("latin-1")
         status, payload = await self.handle(scope["method"], query, bytes(body))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        await _asgi_answer(send, status, payload)
 
     async def aiohttp_handler(self, request: web.Request) -> web.Response:
         """The aiohttp.web handler: ``app.router.add_post(path, receiver.aiohttp_handler)``."""
         from aiohttp import web  # noqa: PLC0415 - only for aiohttp.web users
 
-        body = await request.content.read(MAX_EVENT_SIZE + 1)
-        status, payload = await self.handle(request.method, request.query_string, body)
+        refused = self._refused(request.method, request.query_string)
+        if refused is None:
+            body = bytearray()
+            while len(body) <= MAX_EVENT_SIZE:  # to the end: it may come in many parts
+                chunk = await request.content.read(MAX_EVENT_SIZE + 1 - len(body))
+                if not chunk:
+                    break
+                body += chunk
+            status, payload = await self.handle(request.method, request.query_string, bytes(body))
+        else:
+            status, payload = refused.status, refused.body()
         return web.Response(status=status, body=payload, content_type="application/json")
+
+
+async def _asgi_answer(
+    send: Callable[[MutableMapping[str, Any]], Awaitable[None]], status: int, body: bytes
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

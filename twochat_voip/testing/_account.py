@@ -200,7 +200,8 @@ class FakeAccount:
                 status: int | None = None
                 if is_loopback_url(url):
                     try:
-                        async with session.post(url, json=payload) as answer:
+                        # As a plain POST: a receiver that redirects gets no event.
+                        async with session.post(url, json=payload, allow_redirects=False) as answer:
                             status = answer.status
                     except aiohttp.ClientError:
                         status = None

@@ -54,6 +54,16 @@ class Connection(asyncio.Protocol):
         self._buffer += data
         self._serve_buffered()
 
+    def _refuse(self, status: int) -> None:
+        if self._transport is not None:
+            phrase = HTTPStatus(status).phrase
+            self._transport.write(
+                f"HTTP/1.1 {status} {phrase}\r\nContent-Length: 0\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            self._transport.close()
+        self._buffer.clear()
+
     def _serve_buffered(self) -> None:
         while not self._busy and self._transport is not None:
             end = self._buffer.find(b"\r\n\r\n")
@@ -63,12 +73,19 @@ class Connection(asyncio.Protocol):
                 return
             head = bytes(self._buffer[:end]).decode("latin-1")
             request_line, *header_lines = head.split("\r\n")
-            method, target, _version = request_line.split(" ", 2)
             headers = {}
             for line in header_lines:
                 name, _, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
-            length = int(headers.get("content-length", "0") or 0)
+            length_text = headers.get("content-length", "0") or "0"
+            parts = request_line.split(" ", 2)
+            if len(parts) != 3 or "transfer-encoding" in headers or not length_text.isdigit():
+                # Not what this server reads (2Chat's clients send a Content-Length):
+                # refused, and the connection closed rather than read out of step.
+                self._refuse(411 if "transfer-encoding" in headers else 400)
+                return
+            method, target, _version = parts
+            length = int(length_text)
             if len(self._buffer) < end + 4 + length:
                 if length > MAX_BODY:
                     self.abort()
