@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 
 import twochat_voip as tv
 from twochat_voip import CallDirection, CallStatus, VoIPClient, WebhookEvent
-from twochat_voip.testing import FakeTwoChatServer
+from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer
 from twochat_voip.webhooks import CallEvent, WebhookReceiver, parse_call_event
 
 TOKEN = "t0ken-that-is-secret-enough"
@@ -391,3 +391,15 @@ async def test_the_fake_does_not_follow_a_receivers_redirect(
         assert await fake.complete_call(fake.call_uuids[0]) == [307]
     finally:
         await server.close()
+
+
+def test_an_event_carrying_a_whole_record_keeps_every_cdr_field() -> None:
+    """A delivery that is a full CDR (plus the event's fields) keeps each CDR field."""
+    event = parse_call_event(json.dumps(EXAMPLE_CDR | {"received_on_number": "+1555"}))
+    assert event.caller_id_used == EXAMPLE_CDR["caller_id_used"]
+    assert event.agent_id == EXAMPLE_CDR["agent_id"]
+    assert event.is_whatsapp_call is EXAMPLE_CDR["is_whatsapp_call"]
+    assert event.call_cost is not None
+    assert str(event.call_cost.call_price) == str(EXAMPLE_CDR["call_cost"]["call_price"])
+    assert event.agent is not None
+    assert event.received_on_number == "+1555"

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import attrs
 
-from twochat_voip._models import Agent, CallDetailRecord, CallDirection, CallStatus
+from twochat_voip._models import Agent, CallCost, CallDetailRecord, CallDirection, CallStatus
 
 __all__ = ["CallEvent", "Contact"]
 
@@ -56,6 +56,11 @@ class CallEvent:
         received_on_number: The virtual number the call came in on.
         received_on_number_uuid: Its id (``DID…``).
         is_toll_free: Whether that number is toll free.
+        is_whatsapp_call: Placed over WhatsApp.
+        is_sip_trunk_call: Placed over a SIP trunk.
+        caller_id_uuid: The caller id used (``VCI…``).
+        caller_id_used: The number the callee saw.
+        agent_id: Id of the agent who handled the call (``USR…``).
         created_at: When the record was created (UTC).
         updated_at: When it last changed (UTC): with ``uuid`` and ``status``, what
             tells a redelivery from news.
@@ -63,6 +68,7 @@ class CallEvent:
         end_time: When it ended (UTC).
         duration: Seconds.
         recording_url: The recording's mp3, on another host.
+        call_cost: What the call was billed, if the delivery says.
         contact: The other party.
         agent: The 2Chat user who handled it.
         record: The call's record as 2Chat holds it, fetched by a receiver made with
@@ -81,12 +87,18 @@ class CallEvent:
     received_on_number: str | None = None
     received_on_number_uuid: str | None = None
     is_toll_free: bool | None = None
+    is_whatsapp_call: bool | None = None
+    is_sip_trunk_call: bool | None = None
+    caller_id_uuid: str | None = None
+    caller_id_used: str | None = None
+    agent_id: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     start_time: datetime | None = None
     end_time: datetime | None = None
     duration: int | None = None
     recording_url: str | None = None
+    call_cost: CallCost | None = None
     contact: Contact | None = None
     agent: Agent | None = None
     record: CallDetailRecord | None = None
