@@ -520,7 +520,7 @@ async def test_demo_shows_the_call_events_loop(tmp_path: Path) -> None:
     assert len(output.read_text().splitlines()) == 23
     second = await run("demo", "--count", "20", "-o", str(output), "--events", "3")
     assert "0 records were fetched" in second.err
-    assert "(3 there already)" in second.err
+    assert "(3 already there" in second.err
     assert len(output.read_text().splitlines()) == 23
 
 
@@ -555,3 +555,22 @@ async def test_fake_server_prints_its_url_and_key_and_serves(tmp_path: Path) -> 
         _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0
     assert "stopped" in err.decode()
+
+
+async def test_demo_skips_events_when_the_export_did_not_finish(tmp_path: Path) -> None:
+    """Out of budget: no call events, the export's failures file kept, and the
+    skipped step said, after the export's own summary."""
+    output = tmp_path / "demo.jsonl"
+    ran = await run("demo", "--count", "50", "-o", str(output), "--max-requests", "10")
+    assert ran.code == 1
+    assert "call events skipped: the export did not finish" in ran.err
+    assert ran.err.index("stopped early") < ran.err.index("call events skipped")
+    assert (tmp_path / "demo.jsonl.failures.jsonl").exists()
+
+
+async def test_demo_to_standard_output_says_it_skips_events() -> None:
+    """-o -: the records on stdout, and a line saying the events were skipped."""
+    ran = await run("demo", "--count", "20", "-o", "-", "--fault-rate", "0")
+    assert ran.code == 0, ran.err
+    assert len(ran.out.splitlines()) == 20
+    assert "call events skipped" in ran.err

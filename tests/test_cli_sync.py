@@ -54,3 +54,45 @@ async def test_sync_one_direction(tmp_path: Path) -> None:
     assert asked == {"inbound"}
     saved = [json.loads(line)["uuid"] for line in output.read_text().splitlines()]
     assert sorted(saved) == sorted(r["uuid"] for r in records if r["direction"] == "I")
+
+
+async def test_a_sync_stopped_in_the_history_says_so_and_keeps_what_it_fetched(
+    tmp_path: Path,
+) -> None:
+    """The budget runs out while the history is paged: the records of the ids read so
+    far are saved, the run says why it stopped and how to go on, and exits 1."""
+    records = generate_cdrs(30, seed=72)
+    output = tmp_path / "calls.jsonl"
+    async with FakeTwoChatServer(cdrs=records, history_page_size=10) as server:
+        ran = await run(
+            "sync",
+            "-o",
+            str(output),
+            "--rpm",
+            "60000",
+            "--max-requests",
+            "8",
+            "--concurrency",
+            "1",
+            server=server,
+        )
+    assert ran.code == 1, ran.err
+    assert "stopped early" in ran.err
+    assert "run the same command again" in ran.err or "budget" in ran.err
+    saved = output.read_text().splitlines() if output.exists() else []
+    assert 0 < len(saved) < 30
+
+
+async def test_a_refused_key_stops_sync_with_one_clear_line(tmp_path: Path) -> None:
+    """A 401 on the first history page: nothing fetched, the reason, exit 1."""
+    async with FakeTwoChatServer(api_key="the-right-key") as server:
+        ran = await run(
+            "sync",
+            "-o",
+            str(tmp_path / "c.jsonl"),
+            env={"TWOCHAT_API_KEY": "a-wrong-key", "TWOCHAT_BASE_URL": server.base_url},
+        )
+    assert ran.code == 1
+    assert "stopped early" in ran.err
+    assert "401" in ran.err
+    assert "a-wrong-key" not in ran.err

@@ -269,20 +269,34 @@ def demo(
                 progress=progress,
                 give_up_after=give_up_after,
             )
-            if events and output != "-":
+            if not events:
+                pass
+            elif output == "-":
+                after.append(
+                    "demo: call events skipped: their records join a file or a "
+                    "database, not standard output"
+                )
+            elif summary.stopped or summary.failed:
+                after.append("demo: call events skipped: the export did not finish")
+            else:
                 server.fail_randomly(0, [])
                 async with VoIPClient(api_key=DEMO_KEY, base_url=server.base_url) as voip:
                     arrived, stored = await demo_call_events(server, voip, output, events)
-                click.echo(
+                after.append(
                     f"demo: then {events} calls ended; {arrived} call events reached a "
                     f"receiver on 127.0.0.1, and {stored.exported} records were fetched "
-                    f"into {output} ({stored.already_there} there already)",
-                    err=True,
+                    f"into {output} ({stored.already_there} already there; "
+                    f"{stored.requests} more requests)"
                 )
             return summary
 
+    after: list[str] = []
     summary = run_command(run(), interrupted(progress, output), progress)
-    report(summary)
+    try:
+        report(summary)  # (exits 1 when some failed)
+    finally:
+        for line in after:
+            click.echo(line, err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -22,7 +24,7 @@ __all__ = ["demo_call_events", "fake_server"]
 
 @click.command("fake-server")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, help="Default: any free one.")
-@click.option("--records", "count", type=click.IntRange(0, 1_000_000), default=1000)
+@click.option("--records", "count", type=click.IntRange(0, 200_000), default=1000)
 @click.option(
     "--server-rpm",
     type=click.FloatRange(1, 1e9),
@@ -37,6 +39,8 @@ def fake_server(port: int, count: int, server_rpm: float | None) -> None:
     /open/voip/call-history), account info, webhooks, virtual numbers and caller ids.
     """
     key = "fake-" + secrets.token_urlsafe(12)
+    if count > 10_000:
+        click.echo(f"# generating {count} records...", err=True)
     records = generate_cdrs(count, seed=2026)
 
     async def serve() -> None:
@@ -92,7 +96,14 @@ async def demo_call_events(
             await server.complete_call(record["uuid"], "COMPLETED", channel_uuid=channel)
     finally:
         await runner.cleanup()
-    summary = await export_calls(client, [event.uuid for event in received], output)
+    # A failures file of its own: the export's (beside the output) is not touched.
+    with tempfile.TemporaryDirectory(prefix="twochat-voip-demo-events-") as folder:
+        summary = await export_calls(
+            client,
+            [event.uuid for event in received],
+            output,
+            failures=Path(folder) / "failures.jsonl",
+        )
     return len(received), summary
 
 

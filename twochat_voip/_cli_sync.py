@@ -3,10 +3,12 @@ and all, fetching only what the output lacks."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Literal
 
+import attrs
 import click
 
 from twochat_voip._cli_options import _base_url, _export, _export_options, _key_file, _with
@@ -19,17 +21,25 @@ from twochat_voip._cli_support import (
     run_command,
 )
 from twochat_voip._client import VoIPClient
+from twochat_voip._errors import TwoChatError
 from twochat_voip._export import default_failures, stderr_is_interactive
 
 __all__ = ["sync"]
 
 
 async def history_ids(
-    client: VoIPClient, direction: Literal["inbound", "outbound"] | None
+    client: VoIPClient,
+    direction: Literal["inbound", "outbound"] | None,
+    stopped: list[TwoChatError],
 ) -> AsyncIterator[str]:
-    """Every call id of the account's history, each once (a credit a page)."""
-    async for record in client.iter_call_history(direction):
-        yield record.uuid
+    """Every call id of the account's history, each once (a credit a page). An error
+    reading a page ends the ids, noted in ``stopped``: the ids read so far are still
+    fetched, and the next run reads the history again."""
+    try:
+        async for record in client.iter_call_history(direction):
+            yield record.uuid
+    except TwoChatError as exc:
+        stopped.append(exc)
 
 
 @click.command()
@@ -75,10 +85,11 @@ def sync(  # noqa: PLR0917 - click passes every option
     failures = failures or default_failures(output)
     client = client_for(key, base_url, requests_per_minute=rpm, max_requests=max_requests)
     progress = Progress(None, enabled=not quiet and stderr_is_interactive(), output=output)
+    stopped: list[TwoChatError] = []
     summary = run_command(
         _export(
             client,
-            ids=history_ids(client, direction),
+            ids=history_ids(client, direction, stopped),
             output=output,
             failures=failures,
             fmt=fmt,
@@ -91,4 +102,12 @@ def sync(  # noqa: PLR0917 - click passes every option
         progress,
         client,
     )
+    if stopped and not summary.stopped:
+        summary = attrs.evolve(
+            summary,
+            stopped=f"the call history could not be read to its end ({stopped[0]}); the "
+            "records of the ids read so far were fetched; run the same command again",
+        )
     report(summary)
+    if stopped:
+        sys.exit(1)
