@@ -3,18 +3,20 @@ its virtual numbers and caller ids (a mixin of :class:`~twochat_voip.VoIPClient`
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from twochat_voip import _endpoints as endpoints
 from twochat_voip._paging import iterate_pages
 from twochat_voip._resources import AccountInfo, CallerId, VirtualNumber, Webhook, WebhookEvent
 
 if TYPE_CHECKING:
-    from twochat_voip._protocol import Request, Requests
+    from twochat_voip._protocol import Request, Requests, Response
     from twochat_voip._send import Sender
 
 __all__ = ["AccountMethods"]
+
+_Item = TypeVar("_Item")
 
 
 class AccountMethods:
@@ -69,32 +71,33 @@ class AccountMethods:
         self, *, page_size: int = endpoints.DEFAULT_PAGE_SIZE
     ) -> AsyncGenerator[VirtualNumber, None]:
         """Every virtual number of the account, page by page (one credit a page)."""
-        endpoints.check_page_size(page_size)
-        requests, call = self._requests, self._sender.call
-
-        def fetch(request: Request) -> Awaitable[list[VirtualNumber]]:
-            return call(request, endpoints.parse_virtual_numbers, rate_limits_are_free=True)
-
-        return iterate_pages(
-            fetch,
-            lambda page: endpoints.virtual_numbers(requests, page, page_size),
-            page_size,
-            "virtual numbers",
+        return self._pages(
+            endpoints.virtual_numbers, endpoints.parse_virtual_numbers, page_size, "virtual numbers"
         )
 
     def iter_caller_ids(
         self, *, page_size: int = endpoints.DEFAULT_PAGE_SIZE
     ) -> AsyncGenerator[CallerId, None]:
         """Every caller id of the account, page by page (one credit a page)."""
+        return self._pages(
+            endpoints.caller_ids, endpoints.parse_caller_ids, page_size, "caller ids"
+        )
+
+    def _pages(
+        self,
+        make_request: Callable[[Requests, int, int], Request],
+        parse: Callable[[Response, str | None], list[_Item]],
+        page_size: int,
+        what: str,
+    ) -> AsyncGenerator[_Item, None]:
+        """A paged list, each item once (see :func:`iterate_pages`); the page size is
+        checked at once, before anything is sent."""
         endpoints.check_page_size(page_size)
         requests, call = self._requests, self._sender.call
 
-        def fetch(request: Request) -> Awaitable[list[CallerId]]:
-            return call(request, endpoints.parse_caller_ids, rate_limits_are_free=True)
+        def fetch(request: Request) -> Awaitable[list[_Item]]:
+            return call(request, parse, rate_limits_are_free=True)
 
         return iterate_pages(
-            fetch,
-            lambda page: endpoints.caller_ids(requests, page, page_size),
-            page_size,
-            "caller ids",
+            fetch, lambda page: make_request(requests, page, page_size), page_size, what
         )
