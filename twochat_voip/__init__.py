@@ -35,6 +35,7 @@ from twochat_voip._errors import (
 from twochat_voip._events import CallEvent, Contact
 from twochat_voip._export import ExportSummary, export_calls, open_sink
 from twochat_voip._models import Agent, CallCost, CallDetailRecord, CallDirection, CallStatus
+from twochat_voip._observe import configure_logging_from_env
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._resources import (
     Account,
@@ -51,6 +52,8 @@ from twochat_voip._sinks import CSVSink, JSONLSink, Sink, StdoutSink
 from twochat_voip._waits import set_testing
 
 __version__ = version("twochat-voip")
+
+configure_logging_from_env()  # TWOCHAT_LOG=debug
 
 __all__ = [
     "APIConnectionError",

@@ -8,7 +8,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Iterable,
+    Sequence,
+)
 from importlib.metadata import version
 from types import TracebackType
 from typing import Any, Final, Literal, Self
@@ -19,6 +26,7 @@ from twochat_voip._account_api import AccountMethods
 from twochat_voip._bulk import CallResult, iterate_bulk
 from twochat_voip._errors import ClientClosedError
 from twochat_voip._models import CallDetailRecord
+from twochat_voip._observe import Observer
 from twochat_voip._options import (
     DEFAULT_MAX_RESPONSE_SIZE,
     DEFAULT_MAX_RETRIES,
@@ -40,6 +48,7 @@ from twochat_voip._send import ClientStats, Sender
 from twochat_voip._transport import request_headers
 from twochat_voip._waits import Waits
 from twochat_voip._wire import parse_call_wire
+from twochat_voip.hooks import Hook
 
 __all__ = ["DEFAULT_GIVE_UP_AFTER", "ClientStats", "VoIPClient"]
 
@@ -95,6 +104,12 @@ class VoIPClient(AccountMethods):
         max_requests: Never send more than this many requests (credits), 429s and
             retries included; after that every call raises
             :class:`BudgetExhaustedError`.
+        hooks: Callables told what each call does, request by request (for tracing
+            and metrics: see :mod:`twochat_voip.hooks` and :mod:`twochat_voip.otel`).
+        trace_configs: ``aiohttp.TraceConfig`` objects for the session the client
+            makes (OpenTelemetry's aiohttp instrumentation, say); with your own
+            ``session``, give them to it instead. They see every request's headers,
+            the API key among them: never record those.
     """
 
     def __init__(
@@ -112,6 +127,8 @@ class VoIPClient(AccountMethods):
         rate_limiter: RateLimiter | None = None,
         rate_limiter_owner: bool = False,
         max_requests: int | None = None,
+        hooks: Sequence[Hook] = (),
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
         options = ClientOptions.resolve(
             api_key,
@@ -124,6 +141,9 @@ class VoIPClient(AccountMethods):
             requests_per_minute=requests_per_minute,
             has_rate_limiter=rate_limiter is not None,
             max_requests=max_requests,
+            hooks=hooks,
+            trace_configs=trace_configs,
+            has_session=session is not None,
         )
         self._options: Final = options
         self._headers: Final = request_headers(
@@ -148,6 +168,7 @@ class VoIPClient(AccountMethods):
         self._owns_limiter = rate_limiter is None or rate_limiter_owner
         self._session = session
         self._owns_session = session is None
+        self._observer = Observer(options.hooks, options.base_url)
         self._state = _State.UNOPENED
         self._entered = False
         self._bulk_runs: set[asyncio.Task[None]] = set()
@@ -163,6 +184,7 @@ class VoIPClient(AccountMethods):
             max_requests=options.max_requests,
             headers_in_session=self._owns_session,
             learn_rate=auto,
+            observer=self._observer,
         )
 
     @property
@@ -229,6 +251,7 @@ class VoIPClient(AccountMethods):
         self._sender.closed = True
         self._sender.session = None
         self._waits.close()
+        self._observer.flush_retry_log()
         for run in list(self._bulk_runs):
             run.cancel()
         try:
@@ -252,6 +275,7 @@ class VoIPClient(AccountMethods):
                 cookie_jar=aiohttp.DummyCookieJar(),
                 # Sent by the session, so not merged into every request (see send()).
                 headers=self._headers,
+                trace_configs=self._options.trace_configs,
             )
             # aiohttp silently resends an idempotent request once when a kept-alive
             # connection drops; every request costs the account a credit, so the
@@ -330,8 +354,11 @@ class VoIPClient(AccountMethods):
         call = self._sender.call
         parse: Callable[[Response, str | None], Any] = parse_call_wire if parse_wire else parse_call
 
+        # Whether anyone listens (hooks, DEBUG) is asked once a run, not once an id.
+        watch: Literal[False] | None = None if self._sender.watching() else False
+
         def fetch(call_uuid: str) -> Awaitable[CallDetailRecord]:
-            return call(make_request(call_uuid), parse, None, True)
+            return call(make_request(call_uuid), parse, None, True, 1, watch)
 
         # Returned, not re-yielded: a wrapping generator would leave this one (and its
         # workers) running until garbage collection after the caller's aclose().

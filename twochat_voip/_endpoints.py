@@ -77,21 +77,24 @@ def subscribe_webhook(
         {"hook_url": _hook_url(hook_url), "channel_uuid": _id(channel_uuid, "channel_uuid")}
     ).encode()
     url = f"{requests.base_url}/open/webhooks/subscribe/{quote(name)}"
-    return Request("POST", url, requests.headers, body=body)
+    return Request(
+        "POST", url, requests.headers, body=body, route="/open/webhooks/subscribe/{event}"
+    )
 
 
 def webhooks(requests: Requests, channel_uuid: str | None = None) -> Request:
     """``GET /open/webhooks``, or only one channel's (``/open/webhooks/channel/{uuid}``)."""
-    path = "/open/webhooks"
+    path = route = "/open/webhooks"
     if channel_uuid is not None:
         path += f"/channel/{_id(channel_uuid, 'channel_uuid')}"
-    return Request("GET", requests.base_url + path, requests.headers)
+        route += "/channel/{channel_uuid}"
+    return Request("GET", requests.base_url + path, requests.headers, route=route)
 
 
 def delete_webhook(requests: Requests, webhook_uuid: str) -> Request:
     """``DELETE /open/webhooks/{webhook_uuid}``."""
     url = f"{requests.base_url}/open/webhooks/{_id(webhook_uuid, 'webhook_uuid')}"
-    return Request("DELETE", url, requests.headers)
+    return Request("DELETE", url, requests.headers, route="/open/webhooks/{webhook_uuid}")
 
 
 def check_page_size(page_size: int) -> None:

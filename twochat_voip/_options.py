@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from typing import Final, Literal
 
+import aiohttp
 import attrs
 
 from twochat_voip._errors import MissingAPIKeyError
 from twochat_voip._protocol import DEFAULT_BASE_URL, normalise_base_url
 from twochat_voip._retry import RetryPolicy
+from twochat_voip.hooks import Hook
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_SIZE",
@@ -47,6 +50,8 @@ class ClientOptions:
         max_response_size: Bytes an answer may have.
         requests_per_minute: The pace asked for: a rate, ``"auto"`` or ``None``.
         max_requests: The request budget, or ``None``.
+        hooks: Told what each call does.
+        trace_configs: For the session the client makes, or ``None``.
     """
 
     api_key: str = attrs.field(repr=False)
@@ -56,6 +61,8 @@ class ClientOptions:
     max_response_size: int
     requests_per_minute: float | Literal["auto"] | None
     max_requests: int | None
+    hooks: tuple[Hook, ...] = ()
+    trace_configs: list[aiohttp.TraceConfig] | None = None
 
     @classmethod
     def resolve(
@@ -71,6 +78,9 @@ class ClientOptions:
         requests_per_minute: float | Literal["auto"] | None,
         has_rate_limiter: bool,
         max_requests: int | None,
+        hooks: Sequence[Hook] = (),
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        has_session: bool = False,
     ) -> ClientOptions:
         """Check the arguments, fill in the environment's and the defaults.
 
@@ -85,6 +95,7 @@ class ClientOptions:
             )
         if any(ch in key for ch in "\r\n\0"):
             raise ValueError("the API key contains a line break or NUL")
+        _check_observers(hooks, trace_configs, has_session)
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         if max_response_size <= 0:
@@ -123,4 +134,18 @@ class ClientOptions:
             max_response_size=max_response_size,
             requests_per_minute=requests_per_minute,
             max_requests=max_requests,
+            hooks=tuple(hooks),
+            trace_configs=None if trace_configs is None else list(trace_configs),
         )
+
+
+def _check_observers(
+    hooks: Sequence[Hook], trace_configs: Sequence[aiohttp.TraceConfig] | None, has_session: bool
+) -> None:
+    if has_session and trace_configs is not None:
+        raise ValueError(
+            "trace_configs are for the session the client makes; "
+            "give them to your own session instead"
+        )
+    if isinstance(hooks, str | bytes) or not all(callable(hook) for hook in hooks):
+        raise TypeError("hooks must be a sequence of callables taking a hooks event")

@@ -98,6 +98,9 @@ class Request:
             fragment: a transport can reuse the parsed origin instead of parsing every
             URL whole. 0: not known.
         body: A JSON body, encoded, or ``None``.
+        route: The path's template (``/open/voip/call/{call_uuid}``), the same for
+            every request of a kind: what hooks and metrics label it with. ``None``:
+            the path, without its query.
     """
 
     method: str
@@ -106,6 +109,7 @@ class Request:
     call_uuid: str | None = None
     origin_end: int = 0
     body: bytes | None = attrs.field(default=None, repr=False)
+    route: str | None = None
 
     @property
     def idempotent(self) -> bool:
@@ -211,7 +215,13 @@ class Requests:
         if not isinstance(call_uuid, str) or _is_call_uuid(call_uuid) is None:
             call_uuid = validate_call_uuid(call_uuid)  # raises, saying why
         return Request(
-            "GET", self._call_prefix + call_uuid, self.headers, call_uuid, self._origin_end
+            "GET",
+            self._call_prefix + call_uuid,
+            self.headers,
+            call_uuid,
+            self._origin_end,
+            None,
+            "/open/voip/call/{call_uuid}",
         )
 
     def info(self) -> Request:

@@ -27,7 +27,13 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from twochat_voip._errors import APIConnectionError, APIStatusError, TwoChatError
 from twochat_voip._waits import is_testing, testing_attempts
 
-__all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "is_rate_limit", "is_retryable"]
+__all__ = [
+    "RETRYABLE_STATUSES",
+    "RetryNotice",
+    "RetryPolicy",
+    "is_rate_limit",
+    "is_retryable",
+]
 
 logger: Final = logging.getLogger("twochat_voip")
 
@@ -38,6 +44,28 @@ MAX_RATE_LIMITED_WAITS: Final = 50
 """In bulk runs 429s do not use up a record's retries; this many still end it."""
 
 _T = TypeVar("_T")
+
+
+@attrs.frozen(kw_only=True)
+class RetryNotice:
+    """A retry about to wait, as :meth:`RetryPolicy.retry_after_failure` tells it.
+
+    Attributes:
+        error: Why the attempt failed.
+        attempt: The failed attempt, 1-based, every attempt counted.
+        retry: The retry this is of ``retries`` allowed; ``None`` for a 429 a bulk run
+            waits out with the rate limiter, which uses none of them.
+        retries: Retries a call may make.
+        wait: Seconds of backoff before the next attempt.
+        retry_after: The server's ``Retry-After``, if it named one.
+    """
+
+    error: BaseException
+    attempt: int
+    retry: int | None
+    retries: int
+    wait: float
+    retry_after: float | None
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -114,7 +142,8 @@ class RetryPolicy:
         attempt: Callable[[], Awaitable[_T]],
         first_error: TwoChatError,
         *,
-        describe: str,
+        describe: str = "a request",
+        on_retry: Callable[[RetryNotice], object] | None = None,
         rate_limits_are_free: bool = False,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         retryable: Callable[[BaseException], bool] = is_retryable,
@@ -130,6 +159,8 @@ class RetryPolicy:
         (a client passes its own, which its close interrupts). ``retryable`` says which
         errors are worth another attempt (:func:`is_rate_limit` for a request that
         must not be sent twice once the server may have acted on it).
+        ``on_retry`` is told of each retry before its wait (a client's tells its hooks
+        and its log); without it, each is logged at INFO as a retry of ``describe``.
         """
         attempts = self.attempts()
         if self.asks_too_long(first_error) or not retryable(first_error):
@@ -163,23 +194,28 @@ class RetryPolicy:
 
         def log_retry(state: RetryCallState) -> None:
             error = _error_of(state)
-            if rate_limits_are_free and _is_rate_limit(error):
-                logger.debug("rate limited on %s; asking again when the limiter allows", describe)
+            free = rate_limits_are_free and _is_rate_limit(error)
+            retry_after = None if is_testing() else _retry_after(error)
+            if on_retry is not None:
+                on_retry(
+                    RetryNotice(
+                        error=error,
+                        attempt=state.attempt_number,
+                        retry=None if free else failures["counted"],
+                        retries=attempts - 1,
+                        wait=state.upcoming_sleep,
+                        retry_after=retry_after,
+                    )
+                )
                 return
-            retry_after = _retry_after(error)
-            wait = (
-                f"after the server's Retry-After of {retry_after:.2f} s"
-                if retry_after is not None and not is_testing()
-                else f"in {state.upcoming_sleep:.2f} s"
-            )
-            logger.info(
-                "retrying %s %s (attempt %d of %d): %s",
-                describe,
-                wait,
-                failures["counted"] + 1,
-                attempts,
-                error,
-            )
+            if free:
+                when = "when the rate limiter allows"
+            elif retry_after is not None:
+                when = f"after the server's Retry-After of {retry_after:.2f} s"
+            else:
+                when = f"in {state.upcoming_sleep:.2f} s"
+            of = "" if free else f" (attempt {failures['counted'] + 1} of {attempts})"
+            logger.info("retrying %s %s%s: %s", describe, when, of, error)
 
         retrying = AsyncRetrying(
             sleep=sleep,

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 from collections.abc import Callable
-from typing import Final, TypeVar
+from typing import Final, Literal, TypeVar
 
 import aiohttp
-import attrs
 
 from twochat_voip._bulk import note_failure
 from twochat_voip._errors import (
@@ -32,51 +32,19 @@ from twochat_voip._errors import (
     ResponseValidationError,
     TwoChatError,
 )
+from twochat_voip._observe import CallWatch, Observer
 from twochat_voip._protocol import Request, Requests, Response, parse_requests_per_minute
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._retry import RetryPolicy, is_rate_limit, is_retryable
+from twochat_voip._stats import ClientStats, Counters
 from twochat_voip._transport import send
 from twochat_voip._waits import Waits
 
 __all__ = ["ClientStats", "Counters", "Sender"]
 
 logger: Final = logging.getLogger("twochat_voip")
+_DEBUG: Final = logging.DEBUG
 _T = TypeVar("_T")
-
-
-@attrs.frozen(kw_only=True)
-class ClientStats:
-    """What a client has done so far; every request costs the account a credit.
-
-    Attributes:
-        requests: HTTP requests written to a connection, retries and 429s included
-            (one that never connected costs nothing and is not counted).
-        rate_limited: Answers that were 429.
-        retries: Attempts made after a call's first.
-        succeeded: Calls (records, history pages) that ended in a result.
-        failed: Calls that ended in an error, after any retries.
-    """
-
-    requests: int = 0
-    rate_limited: int = 0
-    retries: int = 0
-    succeeded: int = 0
-    failed: int = 0
-
-
-@attrs.define
-class Counters:
-    """:class:`ClientStats`, as it is counted (the fields are the same, a test keeps
-    them so)."""
-
-    requests: int = 0
-    rate_limited: int = 0
-    retries: int = 0
-    succeeded: int = 0
-    failed: int = 0
-
-    def snapshot(self) -> ClientStats:
-        return ClientStats(**attrs.asdict(self))
 
 
 class Sender:
@@ -96,6 +64,7 @@ class Sender:
         max_requests: The request budget, or ``None``.
         headers_in_session: Whether the session sends the client's headers itself.
         learn_rate: Ask ``GET /open/info`` for the plan's limit before the first call.
+        observer: Told what each call does (the client's hooks and log).
     """
 
     def __init__(
@@ -112,6 +81,7 @@ class Sender:
         max_requests: int | None,
         headers_in_session: bool,
         learn_rate: bool,
+        observer: Observer,
     ) -> None:
         self.session: aiohttp.ClientSession | None = None
         """The open session; ``None`` before the first call and after closing."""
@@ -128,28 +98,38 @@ class Sender:
         self._max_requests = max_requests
         self._headers_in_session = headers_in_session
         self._rate_unknown = learn_rate
+        self._observer = observer
+        self._hooks = bool(observer.hooks)
         # Bound once: send() takes them on every request.
         self._on_redirect = self._count_request
         self._on_not_sent = self._uncount_request
         self._learning_rate: asyncio.Future[None] | None = None
 
-    async def call(
+    async def call(  # noqa: PLR0912, PLR0917 - the hot path: one function, positional arguments
         self,
         request: Request,
         parse: Callable[[Response, str | None], _T],
         timeout: aiohttp.ClientTimeout | None = None,
         rate_limits_are_free: bool = False,
-        *,
-        retrying: bool = False,
+        attempt: int = 1,
+        watch: CallWatch | Literal[False] | None = None,
     ) -> _T:
         """Send ``request`` and parse its answer, retrying as the policy says.
 
         One attempt is: the limiter's slot, the budget, the request, and the answer's
         one verdict told back to the limiter. The first attempt is made here, outside
         tenacity, and hands a retryable failure to the retry policy, whose attempts
-        come back here with ``retrying``: a call that succeeds at once (nearly all of
-        them) pays for no retry machinery, nor for a coroutine layer per attempt.
+        come back here with their ``attempt`` number: a call that succeeds at once
+        (nearly all of them) pays for no retry machinery, nor for a coroutine layer
+        per attempt. A call someone listens to (hooks, or the log at DEBUG) is told
+        through ``watch`` (see :mod:`twochat_voip._observe`): ``None`` asks whether
+        anyone does, ``False`` says no one does (a bulk run asks once, not per id).
         """
+        if watch is None:
+            if self._hooks or logger.isEnabledFor(_DEBUG):
+                return await self._watched_call(request, parse, timeout, rate_limits_are_free)
+            watch = False
+        retrying = attempt > 1
         timeout = timeout or self._timeout
         if not retrying and self._rate_unknown and parse is not parse_requests_per_minute:
             await self._learn_rate()
@@ -164,11 +144,13 @@ class Sender:
             own = self._own_limiter
             sent_at = own.try_acquire() if own is not None else None
             if sent_at is None:
-                sent_at = await self._wait_for_slot()
+                sent_at = await self._wait_for_slot(watch, attempt)
             elif retrying:
                 self._waits.check()  # the backoff before this attempt may have been 0 s
             # Counted before it is written; on_not_sent takes it back if it never is.
             self.counters.requests += 1
+            if watch:
+                sent = self._observer.request_sent(watch, attempt)
             try:
                 response = await send(
                     session,
@@ -180,11 +162,15 @@ class Sender:
                     on_not_sent=self._on_not_sent,
                 )
             except APIConnectionError as exc:
+                if watch:
+                    self._observer.failed(watch, attempt, exc, sent)
                 if self.closed:
                     raise ClientClosedError(
                         "the VoIPClient was closed while this request was in flight"
                     ) from exc
                 raise
+            if watch:
+                self._observer.answered(watch, attempt, response.status, sent)
             try:
                 result = parse(response, request.call_uuid)
             except TwoChatError as exc:
@@ -198,9 +184,33 @@ class Sender:
             retryable = is_retryable if request.idempotent else is_rate_limit
             self._raise_unless_retried(exc, retrying, retryable)
             return await self._retry_call(
-                request, parse, exc, timeout, rate_limits_are_free, retryable=retryable
+                request,
+                parse,
+                exc,
+                timeout,
+                rate_limits_are_free,
+                retryable=retryable,
+                watch=watch,
             )
         self.counters.succeeded += 1  # once a call: only its successful attempt gets here
+        return result
+
+    async def _watched_call(
+        self,
+        request: Request,
+        parse: Callable[[Response, str | None], _T],
+        timeout: aiohttp.ClientTimeout | None,
+        rate_limits_are_free: bool,
+    ) -> _T:
+        """:meth:`call`, told to the hooks and the log from start to end."""
+        observer = self._observer
+        watch = observer.call_started(request)
+        try:
+            result = await self.call(request, parse, timeout, rate_limits_are_free, watch=watch)
+        except BaseException as exc:
+            observer.call_ended(watch, exc)
+            raise
+        observer.call_ended(watch, None)
         return result
 
     def _raise_unless_retried(
@@ -215,11 +225,15 @@ class Sender:
             self.counters.failed += 1
             raise error
 
-    async def _wait_for_slot(self) -> float:
+    async def _wait_for_slot(self, watch: CallWatch | Literal[False], attempt: int) -> float:
         """Wait for the limiter's slot: the time the request leaves. Guarded, even for
         the client's own limiter: a request queued behind another's (its head sleeps,
         the rest wait their turn) must end when the client closes or its run stops."""
+        if watch:
+            waiting_since = self._observer.clock()
         sent_at = await self._waits.guard(self._limiter.acquire())
+        if watch:
+            self._observer.rate_waited(watch, attempt, self._observer.clock() - waiting_since)
         self._waits.check()  # closed, or the bulk run gave up, while waiting
         if self._max_requests is not None:
             self._check_budget()  # others' requests spent it meanwhile
@@ -246,18 +260,24 @@ class Sender:
         rate_limits_are_free: bool,
         *,
         retryable: Callable[[BaseException], bool],
+        watch: CallWatch | Literal[False],
     ) -> _T:
         counters = self.counters
+        attempts = 1
 
         async def attempt() -> _T:
+            nonlocal attempts
             counters.retries += 1
-            return await self.call(request, parse, timeout, retrying=True)
+            attempts += 1
+            return await self.call(request, parse, timeout, attempt=attempts, watch=watch)
 
         try:
             return await self._retry.retry_after_failure(
                 attempt,
                 first_error,
-                describe=f"{request.method} {request.url.removeprefix(self._requests.base_url)}",
+                on_retry=functools.partial(
+                    self._observer.retry_scheduled, request, bulk=rate_limits_are_free
+                ),
                 rate_limits_are_free=rate_limits_are_free,
                 sleep=self._waits.sleep,
                 retryable=retryable,
@@ -266,9 +286,14 @@ class Sender:
             counters.failed += 1
             raise
 
+    def watching(self) -> bool:
+        """Whether anyone listens to calls now (hooks, or the log at DEBUG)."""
+        return self._hooks or logger.isEnabledFor(_DEBUG)
+
     def _check_budget(self) -> None:
         budget = self._max_requests
         if budget is not None and self.counters.requests >= budget:
+            self._observer.budget_exhausted(budget)
             raise BudgetExhaustedError(budget)
 
     def _count_request(self) -> None:

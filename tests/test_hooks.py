@@ -1,0 +1,355 @@
+"""Event hooks, the per-request DEBUG line, aggregated bulk retries, TWOCHAT_LOG and
+trace_configs, against the fake 2Chat server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable
+from contextlib import aclosing
+from typing import Any
+
+import aiohttp
+import pytest
+
+import twochat_voip as tv
+from twochat_voip import VoIPClient, _observe, set_testing
+from twochat_voip._observe import configure_logging_from_env
+from twochat_voip._protocol import Requests
+from twochat_voip._retry import RetryNotice
+from twochat_voip.hooks import (
+    BudgetExhausted,
+    CallEnded,
+    CallStarted,
+    ClientEvent,
+    RateLimitWait,
+    RequestFailed,
+    RequestSent,
+    ResponseReceived,
+    RetryScheduled,
+)
+from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer, Fault, generate_cdrs
+
+CALL = EXAMPLE_CDR["uuid"]
+ROUTE = "/open/voip/call/{call_uuid}"
+MakeClient = Callable[..., VoIPClient]
+
+
+def kinds(events: list[ClientEvent]) -> list[str]:
+    return [type(event).__name__ for event in events]
+
+
+async def test_a_retried_call_tells_every_step_in_order(
+    twochat_server: FakeTwoChatServer, make_client: MakeClient
+) -> None:
+    """503 then 200: started, sent, answered, retry, sent, answered, ended."""
+    events: list[ClientEvent] = []
+    twochat_server.fail_next(Fault(status=503))
+    with set_testing(True, attempts=4):
+        await make_client(hooks=[events.append]).get_call(CALL)
+    assert kinds(events) == [
+        "CallStarted",
+        "RequestSent",
+        "ResponseReceived",
+        "RetryScheduled",
+        "RequestSent",
+        "ResponseReceived",
+        "CallEnded",
+    ]
+    started, sent, first, retry, _, second, ended = events
+    assert started == CallStarted(
+        base_url=twochat_server.base_url,
+        method="GET",
+        route=ROUTE,
+        path=f"/open/voip/call/{CALL}",
+        call_uuid=CALL,
+    )
+    assert isinstance(sent, RequestSent)
+    assert sent.attempt == 1
+    assert isinstance(first, ResponseReceived)
+    assert (first.status_code, first.attempt, first.route) == (503, 1, ROUTE)
+    assert first.elapsed > 0
+    assert isinstance(retry, RetryScheduled)
+    assert (retry.attempt, retry.wait) == (1, 0.0)
+    assert isinstance(retry.error, tv.ServerError)
+    assert isinstance(second, ResponseReceived)
+    assert (second.status_code, second.attempt) == (200, 2)
+    assert isinstance(ended, CallEnded)
+    assert (ended.attempts, ended.status_code, ended.error) == (2, 200, None)
+    assert ended.elapsed >= first.elapsed + second.elapsed
+
+
+async def test_a_failed_call_ends_with_its_error(
+    twochat_server: FakeTwoChatServer, make_client: MakeClient
+) -> None:
+    """A 404 is answered, not retried, and the call ends with NotFoundError."""
+    events: list[ClientEvent] = []
+    twochat_server.fail_next(Fault(status=404))
+    with pytest.raises(tv.NotFoundError) as caught:
+        await make_client(hooks=[events.append]).get_call(CALL)
+    assert kinds(events) == ["CallStarted", "RequestSent", "ResponseReceived", "CallEnded"]
+    ended = events[-1]
+    assert isinstance(ended, CallEnded)
+    assert (ended.attempts, ended.status_code, ended.error) == (1, 404, caught.value)
+
+
+async def test_a_dropped_connection_is_told_as_request_failed(
+    twochat_server: FakeTwoChatServer, make_client: MakeClient
+) -> None:
+    """No answer: RequestFailed with the connection error, then the retry."""
+    events: list[ClientEvent] = []
+    twochat_server.fail_next(Fault(drop="before_status"))
+    with set_testing(True, attempts=4):
+        await make_client(hooks=[events.append]).get_call(CALL)
+    failed = [e for e in events if isinstance(e, RequestFailed)]
+    assert len(failed) == 1
+    assert isinstance(failed[0].error, tv.APIConnectionError)
+    assert failed[0].attempt == 1
+    ended = events[-1]
+    assert isinstance(ended, CallEnded)
+    assert (ended.attempts, ended.status_code) == (2, 200)
+
+
+async def test_a_paced_request_tells_its_wait(
+    twochat_server: FakeTwoChatServer, make_client: MakeClient
+) -> None:
+    """At 300 a minute the second call waits ~0.2 s for its slot, and says so."""
+    events: list[ClientEvent] = []
+    client = make_client(hooks=[events.append], requests_per_minute=300)
+    await client.get_call(CALL)
+    await client.get_call(CALL)
+    waits = [e for e in events if isinstance(e, RateLimitWait)]
+    assert len(waits) == 1
+    assert 0.1 < waits[0].seconds < 0.5
+    assert (waits[0].call_uuid, waits[0].attempt) == (CALL, 1)
+
+
+async def test_the_spent_budget_is_told_once(make_client: MakeClient) -> None:
+    """max_requests=1: the second and third calls are refused, BudgetExhausted once."""
+    events: list[ClientEvent] = []
+    client = make_client(hooks=[events.append], max_requests=1)
+    await client.get_call(CALL)
+    for _ in range(2):
+        with pytest.raises(tv.BudgetExhaustedError):
+            await client.get_call(CALL)
+    assert [e for e in events if isinstance(e, BudgetExhausted)] == [BudgetExhausted(budget=1)]
+    refused = [e for e in events if isinstance(e, CallEnded)][1:]
+    assert [(e.attempts, e.status_code) for e in refused] == [(0, None), (0, None)]
+    assert all(isinstance(e.error, tv.BudgetExhaustedError) for e in refused)
+
+
+async def test_a_failing_hook_is_logged_and_the_call_goes_on(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broken metric must not end a call: logged with its traceback, then ignored."""
+    told: list[ClientEvent] = []
+
+    def broken(event: ClientEvent) -> None:
+        raise RuntimeError("metrics backend down")
+
+    record = await make_client(hooks=[broken, told.append]).get_call(CALL)
+    assert record.uuid == CALL
+    assert kinds(told)[-1] == "CallEnded"  # the next hook still heard everything
+    failures = [r for r in caplog.records if "the hook" in r.getMessage()]
+    assert len(failures) == len(told)
+    assert "test_a_failing_hook_is_logged_and_the_call_goes_on.<locals>.broken" in (
+        failures[0].getMessage()
+    )
+    assert failures[0].exc_info is not None
+
+
+async def test_each_calls_events_share_its_context(
+    twochat_server: FakeTwoChatServer, make_client: MakeClient
+) -> None:
+    """In a bulk run of concurrent calls, a context variable set when a call starts
+    is the one seen at each of its later events (what OpenTelemetry relies on)."""
+    current: contextvars.ContextVar[str | None] = contextvars.ContextVar("current", default=None)
+    mismatches: list[tuple[str, str | None, str | None]] = []
+    ended: list[str | None] = []
+
+    def hook(event: ClientEvent) -> None:
+        if isinstance(event, CallStarted):
+            current.set(event.call_uuid)
+        elif isinstance(event, BudgetExhausted):
+            return
+        elif current.get() != event.call_uuid:
+            mismatches.append((type(event).__name__, current.get(), event.call_uuid))
+        if isinstance(event, CallEnded):
+            ended.append(event.call_uuid)
+
+    ids = [cdr["uuid"] for cdr in generate_cdrs(40, seed=3)]
+    twochat_server.add_cdrs(generate_cdrs(40, seed=3))
+    twochat_server.fail_randomly(0.2, [Fault(status=503), Fault(delay=0.02)], seed=1)
+    with set_testing(True, attempts=4):
+        async with aclosing(make_client(hooks=[hook]).get_calls(ids, concurrency=8)) as results:
+            answered = [r async for r in results]
+    assert len(answered) == 40
+    assert mismatches == []
+    assert sorted(ended, key=str) == sorted(ids)
+
+
+async def test_no_event_carries_the_key(
+    twochat_server: FakeTwoChatServer, make_client: MakeClient
+) -> None:
+    """The key is in no event, nor in any error an event carries."""
+    events: list[ClientEvent] = []
+    twochat_server.fail_next(Fault(status=503), Fault(status=401))
+    with set_testing(True, attempts=4), pytest.raises(tv.AuthenticationError):
+        await make_client(hooks=[events.append]).get_call(CALL)
+    assert len(events) == 7
+    key = twochat_server.api_key
+    assert key
+    for event in events:
+        assert key not in repr(event)
+        assert key not in str(getattr(event, "error", ""))
+
+
+async def test_debug_logs_one_line_per_request(
+    twochat_server: FakeTwoChatServer, make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At DEBUG each request is one line: method, path, status, milliseconds, attempt."""
+    caplog.set_level(logging.DEBUG, logger="twochat_voip")
+    twochat_server.fail_next(Fault(status=503))
+    with set_testing(True, attempts=4):
+        await make_client().get_call(CALL)
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    pattern = rf"GET /open/voip/call/{CALL} -> (\d+) in \d+\.\d ms \(attempt (\d)\)"
+    matched = [re.fullmatch(pattern, line) for line in lines]
+    assert [m.groups() if m else line for m, line in zip(matched, lines, strict=True)] == [
+        ("503", "1"),
+        ("200", "2"),
+    ]
+    assert twochat_server.api_key
+    assert twochat_server.api_key not in caplog.text
+
+
+async def test_nothing_is_logged_for_a_success_above_debug(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At INFO a successful call writes nothing."""
+    caplog.set_level(logging.INFO, logger="twochat_voip")
+    await make_client().get_call(CALL)
+    assert caplog.records == []
+
+
+async def test_bulk_retries_are_logged_in_one_line_per_ten_seconds(
+    twochat_server: FakeTwoChatServer, make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Many 429s and 503s in a bulk run: the first retry in full, the rest counted
+    into one line, which adds up to every retry made."""
+    caplog.set_level(logging.INFO, logger="twochat_voip")
+    cdrs = generate_cdrs(150, seed=5)
+    twochat_server.add_cdrs(cdrs)
+    twochat_server.fail_randomly(0.3, [Fault(status=429), Fault(status=503)], seed=2)
+    client = make_client(requests_per_minute=None)
+    with set_testing(True, attempts=4):
+        async with aclosing(client.get_calls([c["uuid"] for c in cdrs])) as results:
+            assert len([r async for r in results]) == 150
+    await client.aclose()
+    lines = [r.getMessage() for r in caplog.records]
+    full = [line for line in lines if line.startswith("retrying GET ")]
+    summaries = [line for line in lines if "more retries in the last" in line]
+    assert len(full) == 1
+    assert len(summaries) == 1
+    counted = re.match(r"(\d+) more retries in the last \d+ s \((.*)\)", summaries[0])
+    assert counted is not None
+    by_kind = dict(part.split(": ") for part in counted.group(2).split(", "))
+    assert set(by_kind) == {"429", "503"}
+    assert sum(int(n) for n in by_kind.values()) == int(counted.group(1))
+    assert int(counted.group(1)) + 1 == client.stats.retries > 20
+
+
+async def run_python(code: str, **env: str) -> str:
+    """Run ``code`` in a fresh interpreter with ``env`` added: its standard error."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        code,
+        env={**os.environ, **env},
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await process.communicate()
+    assert process.returncode == 0, err
+    return err.decode()
+
+
+async def test_twochat_log_debug_logs_to_stderr() -> None:
+    """TWOCHAT_LOG=debug switches the SDK's DEBUG lines on, to standard error; an
+    unknown level is said and ignored."""
+    code = "import logging, twochat_voip; logging.getLogger('twochat_voip').debug('hello')"
+    assert re.search(r"twochat_voip DEBUG hello$", (await run_python(code, TWOCHAT_LOG="debug")))
+    assert (await run_python(code)) == ""
+    loud = await run_python(code, TWOCHAT_LOG="loud")
+    assert "TWOCHAT_LOG='loud' is not one of debug, info, warning" in loud
+    assert "hello" not in loud
+
+
+async def test_trace_configs_reach_the_session(make_client: MakeClient) -> None:
+    """An aiohttp TraceConfig given to the client sees each request it makes."""
+    seen: list[str] = []
+
+    async def on_start(_: Any, __: Any, params: aiohttp.TraceRequestStartParams) -> None:
+        seen.append(params.url.path)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_start)
+    client = make_client(trace_configs=[trace])
+    await client.get_call(CALL)
+    assert seen == [f"/open/voip/call/{CALL}"]
+
+
+async def test_trace_configs_with_your_own_session_are_refused() -> None:
+    """They would be silently ignored: your session is made without them."""
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(ValueError, match="give them to your own session"):
+            VoIPClient(api_key="k" * 20, session=session, trace_configs=[aiohttp.TraceConfig()])
+
+
+@pytest.mark.parametrize("hooks", [[print, 3], "print"])
+def test_hooks_must_be_callables(hooks: Any) -> None:
+    """A hook that cannot be called is refused at construction, not at the first call."""
+    with pytest.raises(TypeError, match="hooks must be a sequence of callables"):
+        VoIPClient(api_key="k" * 20, hooks=hooks)
+
+
+def test_twochat_log_in_process_adds_one_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Configured twice (a re-import), the SDK's logger still has one handler."""
+    logger = logging.getLogger("twochat_voip")
+    level, handlers = logger.level, list(logger.handlers)
+    monkeypatch.setenv("TWOCHAT_LOG", " INFO ")
+    try:
+        configure_logging_from_env()
+        configure_logging_from_env()
+        assert logger.level == logging.INFO
+        assert len(logger.handlers) == len(handlers) + 1
+    finally:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+
+
+async def test_counted_retries_are_logged_when_their_ten_seconds_end(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The count is written when the window ends, not only when the client closes;
+    then the next retry is counted towards a new window."""
+    monkeypatch.setattr(_observe, "RETRY_LOG_WINDOW", 0.05)
+    caplog.set_level(logging.INFO, logger="twochat_voip")
+    observer = _observe.Observer((), "http://127.0.0.1:1")
+    request = Requests("http://127.0.0.1:1", {}).call(CALL)
+    for error in [tv.RateLimitError("slow down", status_code=429)] * 3 + [
+        tv.APITimeoutError("late"),
+        tv.APIConnectionError("gone"),
+    ]:
+        notice = RetryNotice(
+            error=error, attempt=1, retry=None, retries=3, wait=0.0, retry_after=None
+        )
+        observer.retry_scheduled(request, notice, bulk=True)
+    await asyncio.sleep(0.2)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[1:] == ["4 more retries in the last 0 s (429: 2, timeout: 1, connection: 1)"]
+    observer.flush_retry_log()  # nothing more to say
+    assert len(caplog.records) == 2

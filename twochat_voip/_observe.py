@@ -1,0 +1,292 @@
+"""What a client tells about its requests: its hooks' events and its log lines.
+
+The ``twochat_voip`` logger gets one DEBUG line per request (method, path, status,
+milliseconds, attempt; never a header, so never the key) and, at INFO, the retries:
+the first in any 10 seconds in full, the rest counted into one line at the end of
+those seconds, so that a burst of 429s in a bulk run writes two lines, not 671.
+
+Nothing here runs for a request unless someone listens: a client without hooks,
+with DEBUG off, pays for one check per call (a bulk run: per run), in
+:meth:`~twochat_voip._send.Sender.call`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+from twochat_voip._errors import APIConnectionError, APIStatusError, APITimeoutError, TwoChatError
+from twochat_voip._protocol import Request
+from twochat_voip._retry import RetryNotice
+from twochat_voip.hooks import (
+    BudgetExhausted,
+    CallEnded,
+    CallStarted,
+    ClientEvent,
+    Hook,
+    RateLimitWait,
+    RequestFailed,
+    RequestSent,
+    ResponseReceived,
+    RetryScheduled,
+)
+
+__all__ = ["CallWatch", "Observer", "configure_logging_from_env"]
+
+logger: Final = logging.getLogger("twochat_voip")
+
+RETRY_LOG_WINDOW: Final = 10.0
+"""Seconds over which retries after the first are counted into one INFO line."""
+_LOG_LEVELS: Final = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+
+
+def configure_logging_from_env() -> None:
+    """``TWOCHAT_LOG=debug`` (or ``info``): log the ``twochat_voip`` logger's lines
+    at that level to standard error, as ``OPENAI_LOG`` and ``ANTHROPIC_LOG`` do,
+    without touching the application's own logging set-up."""
+    value = os.environ.get("TWOCHAT_LOG", "").strip().lower()
+    if not value:
+        return
+    level = _LOG_LEVELS.get(value)
+    if level is None:
+        logger.warning("TWOCHAT_LOG=%r is not one of debug, info, warning; ignored", value)
+        return
+    logger.setLevel(level)
+    if not any(getattr(h, "_twochat_env", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        handler._twochat_env = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+
+class CallWatch:
+    """One watched call: what its events share, and what :class:`CallEnded` tells."""
+
+    __slots__ = ("about", "attempts", "started", "status_code")
+
+    def __init__(self, request: Request, path: str, started: float) -> None:
+        self.about: Final = _about(request, path)
+        """The fields every event of the call starts with."""
+        self.started = started
+        self.attempts = 0
+        self.status_code: int | None = None
+
+
+def _about(request: Request, path: str) -> dict[str, Any]:
+    return {
+        "method": request.method,
+        "route": request.route or path.partition("?")[0],
+        "path": path,
+        "call_uuid": request.call_uuid,
+    }
+
+
+class Observer:
+    """A client's hooks and log, told what each call does.
+
+    Args:
+        hooks: Told every event.
+        base_url: Stripped from URLs to make the paths told.
+        clock: The monotonic clock elapsed times are read from.
+    """
+
+    def __init__(
+        self,
+        hooks: Sequence[Hook],
+        base_url: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.hooks: Final = tuple(hooks)
+        self.clock: Final = clock
+        self._base_url = base_url
+        self._budget_told = False
+        self._retries_logged_at = float("-inf")
+        self._retries_unlogged: collections.Counter[str] = collections.Counter()
+        self._retry_log_timer: asyncio.TimerHandle | None = None
+
+    def path_of(self, request: Request) -> str:
+        return request.url.removeprefix(self._base_url)
+
+    def _emit(self, event: ClientEvent) -> None:
+        for hook in self.hooks:
+            try:
+                hook(event)
+            except Exception:
+                name = getattr(hook, "__qualname__", type(hook).__qualname__)
+                logger.exception("the hook %s failed on %s", name, type(event).__name__)
+
+    def call_started(self, request: Request) -> CallWatch:
+        watch = CallWatch(request, self.path_of(request), self.clock())
+        if self.hooks:
+            self._emit(CallStarted(base_url=self._base_url, **watch.about))
+        return watch
+
+    def request_sent(self, watch: CallWatch, attempt: int) -> float:
+        """An attempt leaves: the time it left."""
+        watch.attempts += 1
+        if self.hooks:
+            self._emit(
+                RequestSent(
+                    **watch.about,
+                    attempt=attempt,
+                )
+            )
+        return self.clock()
+
+    def answered(self, watch: CallWatch, attempt: int, status: int, sent: float) -> None:
+        elapsed = self.clock() - sent
+        watch.status_code = status
+        logger.debug(
+            "%s %s -> %d in %.1f ms (attempt %d)",
+            watch.about["method"],
+            watch.about["path"],
+            status,
+            elapsed * 1000.0,
+            attempt,
+        )
+        if self.hooks:
+            self._emit(
+                ResponseReceived(
+                    **watch.about,
+                    attempt=attempt,
+                    status_code=status,
+                    elapsed=elapsed,
+                )
+            )
+
+    def failed(self, watch: CallWatch, attempt: int, error: TwoChatError, sent: float) -> None:
+        """An attempt got no answer."""
+        elapsed = self.clock() - sent
+        logger.debug(
+            "%s %s -> no answer after %.1f ms (attempt %d): %s",
+            watch.about["method"],
+            watch.about["path"],
+            elapsed * 1000.0,
+            attempt,
+            error,
+        )
+        if self.hooks:
+            self._emit(
+                RequestFailed(
+                    **watch.about,
+                    attempt=attempt,
+                    error=error,
+                    elapsed=elapsed,
+                )
+            )
+
+    def rate_waited(self, watch: CallWatch, attempt: int, seconds: float) -> None:
+        if self.hooks:
+            self._emit(
+                RateLimitWait(
+                    **watch.about,
+                    attempt=attempt,
+                    seconds=seconds,
+                )
+            )
+
+    def budget_exhausted(self, budget: int) -> None:
+        """The budget refused a request: told the first time only."""
+        if self._budget_told:
+            return
+        self._budget_told = True
+        logger.warning("the request budget of %d is spent: no more requests are sent", budget)
+        if self.hooks:
+            self._emit(BudgetExhausted(budget=budget))
+
+    def call_ended(self, watch: CallWatch, error: BaseException | None) -> None:
+        if self.hooks:
+            self._emit(
+                CallEnded(
+                    **watch.about,
+                    attempts=watch.attempts,
+                    status_code=watch.status_code,
+                    error=error,
+                    elapsed=self.clock() - watch.started,
+                )
+            )
+
+    def retry_scheduled(self, request: Request, notice: RetryNotice, *, bulk: bool) -> None:
+        """A failed attempt is to be retried: told to the hooks, and to the log. A bulk
+        run's retries are logged as the first in :data:`RETRY_LOG_WINDOW` seconds in
+        full and the rest counted; a single call's each in full."""
+        error = notice.error
+        if not isinstance(error, TwoChatError):  # pragma: no cover - only they are retried
+            return
+        if self.hooks:
+            self._emit(
+                RetryScheduled(
+                    **_about(request, self.path_of(request)),
+                    attempt=notice.attempt,
+                    error=error,
+                    wait=notice.wait,
+                )
+            )
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        now = self.clock()
+        if not bulk or (
+            not self._retries_unlogged and now - self._retries_logged_at >= RETRY_LOG_WINDOW
+        ):
+            if bulk:
+                self._retries_logged_at = now
+            retry = notice.retry
+            if retry is None:
+                when = "when the rate limiter allows"
+            elif notice.retry_after is not None:
+                when = f"after the server's Retry-After of {notice.retry_after:.2f} s"
+            else:
+                when = f"in {notice.wait:.2f} s"
+            logger.info(
+                "retrying %s %s %s (%s): %s",
+                request.method,
+                self.path_of(request),
+                when,
+                f"attempt {notice.attempt + 1}"
+                if retry is None
+                else f"attempt {retry + 1} of {notice.retries + 1}",
+                error,
+            )
+            return
+        self._retries_unlogged[_kind(error)] += 1
+        if self._retry_log_timer is None:
+            delay = max(0.0, self._retries_logged_at + RETRY_LOG_WINDOW - now)
+            self._retry_log_timer = asyncio.get_running_loop().call_later(
+                delay, self.flush_retry_log
+            )
+
+    def flush_retry_log(self) -> None:
+        """Log the retries counted since the last retry line, if any."""
+        timer, self._retry_log_timer = self._retry_log_timer, None
+        if timer is not None:
+            timer.cancel()
+        counted = self._retries_unlogged
+        if not counted:
+            return
+        now = self.clock()
+        kinds = ", ".join(f"{kind}: {n}" for kind, n in counted.most_common())
+        logger.info(
+            "%d more retries in the last %.0f s (%s)",
+            counted.total(),
+            now - self._retries_logged_at,
+            kinds,
+        )
+        self._retries_logged_at = now
+        counted.clear()
+
+
+def _kind(error: TwoChatError) -> str:
+    """A retry's reason, in a word: the status, ``timeout`` or ``connection``."""
+    if isinstance(error, APIStatusError):
+        return str(error.status_code)
+    if isinstance(error, APITimeoutError):
+        return "timeout"
+    if isinstance(error, APIConnectionError):
+        return "connection"
+    return type(error).__name__

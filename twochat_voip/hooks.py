@@ -1,0 +1,197 @@
+"""Event hooks: what a client does, told as it happens, for tracing and metrics.
+
+Pass callables as ``VoIPClient(hooks=[...])``; each is called with every event, in
+the task making the call, before the client goes on::
+
+    from twochat_voip.hooks import ClientEvent, ResponseReceived
+
+    def count_statuses(event: ClientEvent) -> None:
+        if isinstance(event, ResponseReceived):
+            statuses[event.status_code] += 1
+
+A call (``get_call``, a history page, ``get_account_info``, one id of a bulk run) is
+told as :class:`CallStarted`, then per attempt :class:`RequestSent` and
+:class:`ResponseReceived` or :class:`RequestFailed` (no answer), a
+:class:`RetryScheduled` before each retry, and :class:`CallEnded`. A request that
+waits for the rate limiter's slot is told as :class:`RateLimitWait` once it leaves,
+and the first request the budget refuses as :class:`BudgetExhausted`. Every event of
+one call is told in the same task and context, from :class:`CallStarted` to
+:class:`CallEnded`, so a hook may keep per-call state in a ``contextvars.ContextVar``
+(as OpenTelemetry's current span does: see :mod:`twochat_voip.otel`).
+
+Hooks must be quick and must not block: they run on the hot path of every request. A
+hook that raises is logged on the ``twochat_voip`` logger and the call goes on: a
+broken metric must not end a three-day export.
+
+No event carries the API key or the request's headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeAlias
+
+import attrs
+
+from twochat_voip._errors import TwoChatError
+
+__all__ = [
+    "BudgetExhausted",
+    "CallEnded",
+    "CallStarted",
+    "ClientEvent",
+    "Hook",
+    "RateLimitWait",
+    "RequestFailed",
+    "RequestSent",
+    "ResponseReceived",
+    "RetryScheduled",
+]
+
+
+@attrs.frozen(kw_only=True)
+class _AboutCall:
+    """What every event of a call says of it (see :class:`CallStarted`)."""
+
+    method: str
+    route: str
+    path: str
+    call_uuid: str | None
+
+
+@attrs.frozen(kw_only=True)
+class CallStarted(_AboutCall):
+    """A call begins.
+
+    Attributes:
+        method: The HTTP method.
+        route: The path's template, the same for every call of a kind (a metric's
+            label), e.g. ``/open/voip/call/{call_uuid}``.
+        path: The path asked for, with its query (no key is ever in it).
+        call_uuid: The record asked for, if any.
+        base_url: The client's base URL (the path is relative to it).
+    """
+
+    base_url: str
+
+
+@attrs.frozen(kw_only=True)
+class RequestSent(_AboutCall):
+    """An attempt's request leaves (it may still fail to connect).
+
+    Attributes:
+        method, route, path, call_uuid: As for :class:`CallStarted`.
+        attempt: 1 for a call's first attempt, 2 for its first retry, ...
+    """
+
+    attempt: int
+
+
+@attrs.frozen(kw_only=True)
+class ResponseReceived(_AboutCall):
+    """An attempt's answer came in (any status, 429s included).
+
+    Attributes:
+        method, route, path, call_uuid, attempt: As for :class:`RequestSent`.
+        status_code: The HTTP status.
+        elapsed: Seconds from sending to the whole answer read.
+    """
+
+    attempt: int
+    status_code: int
+    elapsed: float
+
+
+@attrs.frozen(kw_only=True)
+class RequestFailed(_AboutCall):
+    """An attempt got no answer: the connection failed, dropped or timed out.
+
+    Attributes:
+        method, route, path, call_uuid, attempt: As for :class:`RequestSent`.
+        error: The error (an :class:`~twochat_voip.APIConnectionError`, an
+            :class:`~twochat_voip.APITimeoutError`, ...).
+        elapsed: Seconds from sending to the failure.
+    """
+
+    attempt: int
+    error: TwoChatError
+    elapsed: float
+
+
+@attrs.frozen(kw_only=True)
+class RetryScheduled(_AboutCall):
+    """A failed attempt is to be retried.
+
+    Attributes:
+        method, route, path, call_uuid: As for :class:`CallStarted`.
+        attempt: The attempt that failed.
+        error: Why it failed.
+        wait: Seconds of backoff (or of the server's ``Retry-After``) before the next
+            attempt; 0 for a 429 in a bulk run, which waits for the rate limiter's
+            slot instead (told as :class:`RateLimitWait`).
+    """
+
+    attempt: int
+    error: TwoChatError
+    wait: float
+
+
+@attrs.frozen(kw_only=True)
+class RateLimitWait(_AboutCall):
+    """A request waited for the rate limiter's slot (pacing, or a ``Retry-After``
+    pause) and now leaves.
+
+    Attributes:
+        method, route, path, call_uuid, attempt: As for :class:`RequestSent`.
+        seconds: How long it waited.
+    """
+
+    attempt: int
+    seconds: float
+
+
+@attrs.frozen(kw_only=True)
+class BudgetExhausted:
+    """The client's request budget (``max_requests``) refused a request, the first
+    time: every later call raises :class:`~twochat_voip.BudgetExhaustedError` too.
+
+    Attributes:
+        budget: The budget, in requests.
+    """
+
+    budget: int
+
+
+@attrs.frozen(kw_only=True)
+class CallEnded(_AboutCall):
+    """A call ended, with a result or an error.
+
+    Attributes:
+        method, route, path, call_uuid: As for :class:`CallStarted`.
+        attempts: Requests the call made (0 when none left: a closed client, a spent
+            budget).
+        status_code: The last answer's status, or ``None`` when no answer came.
+        error: The error the call raised, or ``None`` when it succeeded.
+        elapsed: Seconds from :class:`CallStarted`, waits and retries included.
+    """
+
+    attempts: int
+    status_code: int | None
+    error: BaseException | None
+    elapsed: float
+
+
+ClientEvent: TypeAlias = (
+    CallStarted
+    | RequestSent
+    | ResponseReceived
+    | RequestFailed
+    | RetryScheduled
+    | RateLimitWait
+    | BudgetExhausted
+    | CallEnded
+)
+"""Every event a hook may be told."""
+
+Hook: TypeAlias = Callable[[ClientEvent], object]
+"""A callable told every :data:`ClientEvent`; what it returns is ignored."""

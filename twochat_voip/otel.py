@@ -1,0 +1,128 @@
+"""OpenTelemetry traces for a client: one span per call (``pip install
+'twochat-voip[otel]'``).
+
+::
+
+    from twochat_voip import VoIPClient
+    from twochat_voip.otel import OpenTelemetryHook
+
+    async with VoIPClient(hooks=[OpenTelemetryHook()]) as voip:
+        cdr = await voip.get_call(call_uuid)  # a span "GET /open/voip/call/{call_uuid}"
+
+Each call (``get_call``, one id of a bulk run, a history page, ...) is a ``CLIENT``
+span named ``{method} {route}``, a child of whatever span is current where the call
+is made (a web request's, say), with the HTTP semantic conventions' attributes
+(``http.request.method``, ``url.template``, ``server.address``,
+``http.response.status_code``, ``http.request.resend_count``, ``error.type``) and
+``twochat.call_uuid`` and ``twochat.attempts``. Retries, attempts that got no answer
+and waits for the rate limiter are events on it. While the call runs its span is the
+current one, so the spans of OpenTelemetry's aiohttp instrumentation (given to the
+client as ``trace_configs``) are its children: one per attempt.
+
+Nothing the spans carry holds the API key: it is only ever in a header, and no
+header is recorded.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from importlib.metadata import version
+from urllib.parse import urlsplit
+
+from opentelemetry import context, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+
+from twochat_voip.hooks import (
+    CallEnded,
+    CallStarted,
+    ClientEvent,
+    RateLimitWait,
+    RequestFailed,
+    RetryScheduled,
+)
+
+__all__ = ["OpenTelemetryHook"]
+
+
+class OpenTelemetryHook:
+    """A hook (``VoIPClient(hooks=[OpenTelemetryHook()])``) that traces each call.
+
+    Args:
+        tracer_provider: Where the spans go; the global provider by default.
+    """
+
+    def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
+        self._tracer = trace.get_tracer(
+            "twochat_voip", version("twochat-voip"), tracer_provider=tracer_provider
+        )
+        # The call's span and the token that made it current, for the events that
+        # follow in the call's own context.
+        self._call: contextvars.ContextVar[tuple[trace.Span, object] | None] = (
+            contextvars.ContextVar("twochat_voip_otel_call", default=None)
+        )
+
+    def __call__(self, event: ClientEvent) -> None:
+        if isinstance(event, CallStarted):
+            self._start(event)
+            return
+        current = self._call.get()
+        if current is None:  # BudgetExhausted, or a call started before the hook was
+            return
+        span, token = current
+        if isinstance(event, CallEnded):
+            self._end(span, event)
+            self._call.set(None)
+            context.detach(token)  # type: ignore[arg-type]
+        elif isinstance(event, RetryScheduled):
+            span.add_event(
+                "retry",
+                {
+                    "twochat.attempt": event.attempt,
+                    "twochat.wait_seconds": event.wait,
+                    "error.type": _error_type(event.error),
+                },
+            )
+        elif isinstance(event, RequestFailed):
+            span.add_event(
+                "no answer",
+                {"twochat.attempt": event.attempt, "error.type": _error_type(event.error)},
+            )
+        elif isinstance(event, RateLimitWait):
+            span.add_event(
+                "rate limit wait",
+                {"twochat.attempt": event.attempt, "twochat.wait_seconds": event.seconds},
+            )
+
+    def _start(self, event: CallStarted) -> None:
+        origin = urlsplit(event.base_url)
+        attributes: dict[str, str | int] = {
+            "http.request.method": event.method,
+            "url.template": event.route,
+            "url.full": event.base_url + event.path,
+            "server.address": origin.hostname or "",
+            "server.port": origin.port or (443 if origin.scheme == "https" else 80),
+        }
+        if event.call_uuid is not None:
+            attributes["twochat.call_uuid"] = event.call_uuid
+        span = self._tracer.start_span(
+            f"{event.method} {event.route}", kind=SpanKind.CLIENT, attributes=attributes
+        )
+        token = context.attach(trace.set_span_in_context(span))
+        self._call.set((span, token))
+
+    @staticmethod
+    def _end(span: trace.Span, event: CallEnded) -> None:
+        span.set_attribute("twochat.attempts", event.attempts)
+        if event.attempts > 1:
+            span.set_attribute("http.request.resend_count", event.attempts - 1)
+        if event.status_code is not None:
+            span.set_attribute("http.response.status_code", event.status_code)
+        if event.error is not None:
+            span.set_attribute("error.type", _error_type(event.error))
+            span.set_status(Status(StatusCode.ERROR, str(event.error)))
+        span.end()
+
+
+def _error_type(error: BaseException) -> str:
+    """The error's class, as OpenTelemetry's ``error.type`` wants it."""
+    return type(error).__qualname__
