@@ -119,14 +119,38 @@ class RecordRefusedError(SinkError):
 class APIConnectionError(TwoChatError):
     """The request never got a complete answer: refused, reset, dropped, DNS, TLS.
 
+    Its message says what failed and where, then how many attempts were made over
+    how long: ``could not connect to 127.0.0.1:9 (connection refused) after 4
+    attempts within 1.2 s``. The HTTP library's own exception is its ``__cause__``.
+
     Attributes:
+        message: What failed, and where (host and port).
         call_uuid: The record asked for, if any.
+        attempts: Attempts made before giving up, the first included (``None``:
+            not counted, as when the error is raised outside a client's call).
+        elapsed: Seconds from the first attempt until giving up (``None``: not
+            counted).
     """
 
     def __init__(self, message: str, *, call_uuid: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.call_uuid = call_uuid
+        self.attempts: int | None = None
+        self.elapsed: float | None = None
+
+    def __str__(self) -> str:
+        if self.attempts is None or self.elapsed is None:
+            return self.message
+        tries = "1 attempt" if self.attempts == 1 else f"{self.attempts} attempts"
+        return f"{self.message} after {tries} within {_seconds(self.elapsed)}"
+
+
+def _seconds(elapsed: float) -> str:
+    """A duration as a person reads it: ``40 ms``, ``1.2 s``, ``75 s``."""
+    if elapsed < 0.9995:
+        return f"{max(elapsed, 0.0) * 1000:.0f} ms"
+    return f"{elapsed:.1f} s" if elapsed < 59.95 else f"{elapsed:.0f} s"
 
 
 class APITimeoutError(APIConnectionError):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 from collections.abc import Callable
 from typing import Final, TypeVar
 
@@ -151,6 +152,7 @@ class Sender:
         them) pays for no retry machinery, nor for a coroutine layer per attempt.
         """
         timeout = timeout or self._timeout
+        started = 0.0 if retrying else time.monotonic()
         if not retrying and self._rate_unknown and parse is not parse_requests_per_minute:
             await self._learn_rate()
             self._waits.check()  # closed, or the bulk run gave up, meanwhile
@@ -196,15 +198,25 @@ class Sender:
                 limiter.feedback(sent_at=sent_at, status=response.status, retry_after=None)
         except TwoChatError as exc:
             retryable = is_retryable if request.idempotent else is_rate_limit
-            self._raise_unless_retried(exc, retrying, retryable)
+            self._raise_unless_retried(exc, retrying, retryable, started)
             return await self._retry_call(
-                request, parse, exc, timeout, rate_limits_are_free, retryable=retryable
+                request,
+                parse,
+                exc,
+                timeout,
+                rate_limits_are_free,
+                retryable=retryable,
+                started=started,
             )
         self.counters.succeeded += 1  # once a call: only its successful attempt gets here
         return result
 
     def _raise_unless_retried(
-        self, error: TwoChatError, retrying: bool, retryable: Callable[[BaseException], bool]
+        self,
+        error: TwoChatError,
+        retrying: bool,
+        retryable: Callable[[BaseException], bool],
+        started: float,
     ) -> None:
         """Raise a failed attempt's ``error``, unless it is a first attempt's that the
         retry policy is to try again."""
@@ -213,6 +225,7 @@ class Sender:
             raise error  # tenacity judges it
         if not retryable(error):
             self.counters.failed += 1
+            _gave_up(error, 1, started)
             raise error
 
     async def _wait_for_slot(self) -> float:
@@ -246,11 +259,14 @@ class Sender:
         rate_limits_are_free: bool,
         *,
         retryable: Callable[[BaseException], bool],
+        started: float,
     ) -> _T:
         counters = self.counters
+        attempts = [1]
 
         async def attempt() -> _T:
             counters.retries += 1
+            attempts[0] += 1
             return await self.call(request, parse, timeout, retrying=True)
 
         try:
@@ -262,8 +278,9 @@ class Sender:
                 sleep=self._waits.sleep,
                 retryable=retryable,
             )
-        except TwoChatError:
+        except TwoChatError as exc:
             counters.failed += 1
+            _gave_up(exc, attempts[0], started)
             raise
 
     def _check_budget(self) -> None:
@@ -330,3 +347,11 @@ class Sender:
         if self._own_limiter is not None:  # pragma: no branch - "auto" is the own limiter's
             self._own_limiter.set_requests_per_minute(rpm)
         logger.info("requests_per_minute='auto': pacing at the plan's %g requests/minute", rpm)
+
+
+def _gave_up(error: TwoChatError, attempts: int, started: float) -> None:
+    """Note on a connection error how many attempts the call made, over how long
+    (its message says so)."""
+    if isinstance(error, APIConnectionError):
+        error.attempts = attempts
+        error.elapsed = time.monotonic() - started
