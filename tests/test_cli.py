@@ -120,13 +120,18 @@ async def test_bad_id_is_one_line() -> None:
     assert "invalid call_uuid" in one_clean_line(ran.err)
 
 
-async def test_missing_key_names_the_variable() -> None:
-    """No key: one line naming TWOCHAT_API_KEY and the file option."""
-    ran = await run("get", "CDR1")
+@pytest.mark.parametrize("command", [["get", "CDR1"], ["export", "-i", "-", "-o", "-"], ["sync"]])
+async def test_missing_key_speaks_to_a_shell_user(command: list[str], tmp_path: Path) -> None:
+    """No key: one line naming TWOCHAT_API_KEY, --api-key-file and fake-server, not
+    the library's VoIPClient(api_key=...)."""
+    ran = await run(*command, cwd=tmp_path, stdin="")
     assert ran.code == 1
     line = one_clean_line(ran.err)
     assert "TWOCHAT_API_KEY" in line
     assert "--api-key-file" in line
+    assert "twochat-voip fake-server" in line
+    assert "VoIPClient" not in line
+    assert "api_key=" not in line
 
 
 async def test_key_from_file_and_never_printed(tmp_path: Path) -> None:

@@ -147,7 +147,7 @@ async def test_invalid_id_sends_nothing(mocked: aioresponses, client: VoIPClient
 
 def test_missing_key_names_the_variable() -> None:
     """No key anywhere: a clear error that says where to put it."""
-    with pytest.raises(tv.MissingAPIKeyError, match="TWOCHAT_API_KEY"):
+    with pytest.raises(tv.MissingAPIKeyError, match=r"VoIPClient\(api_key=.*TWOCHAT_API_KEY"):
         VoIPClient()
     with pytest.raises(tv.MissingAPIKeyError):
         VoIPClient(api_key="  ")
