@@ -26,6 +26,8 @@ import twochat_voip as tv
         (tv.MissingAPIKeyError, tv.TwoChatError),
         (tv.ClientClosedError, tv.TwoChatError),
         (tv.ClientClosedError, RuntimeError),
+        (tv.EventLoopMismatchError, tv.TwoChatError),
+        (tv.EventLoopMismatchError, RuntimeError),
     ],
 )
 def test_tree(child: type[Exception], parent: type[Exception]) -> None:

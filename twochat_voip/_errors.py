@@ -4,6 +4,7 @@
     ├── MissingAPIKeyError          no key given and TWOCHAT_API_KEY unset
     ├── InvalidCallUUIDError        not a call id (also a ValueError and TypeError)
     ├── ClientClosedError           the client was used after aclose()
+    ├── EventLoopMismatchError      the client was used in another event loop
     ├── BudgetExhaustedError        max_requests were sent; nothing more is
     ├── RateLimiterUnavailableError a shared rate limiter's store (Redis) is down
     ├── SinkError                   an export's output refused: locked, not an export
@@ -38,6 +39,7 @@ __all__ = [
     "BadRequestError",
     "BudgetExhaustedError",
     "ClientClosedError",
+    "EventLoopMismatchError",
     "InvalidCallEventError",
     "InvalidCallUUIDError",
     "MissingAPIKeyError",
@@ -74,6 +76,25 @@ class InvalidCallUUIDError(TwoChatError, ValueError, TypeError):
 
 class ClientClosedError(TwoChatError, RuntimeError):
     """The client was used after :meth:`VoIPClient.aclose`."""
+
+
+class EventLoopMismatchError(TwoChatError, RuntimeError):
+    """The client was used in an event loop other than the one it was opened in (two
+    ``asyncio.run()`` calls sharing one client, say); nothing was sent.
+
+    Its connections belong to the first loop. Open the client inside the loop that
+    uses it: ``async with VoIPClient() as voip:`` inside the coroutine you run. When
+    the first loop is already closed, the client is closed too (its connections died
+    with that loop); make a new one.
+    """
+
+    def __init__(self, done: str = "used") -> None:
+        super().__init__(
+            f"this VoIPClient was opened in another event loop and cannot be {done} in "
+            "this one (was it shared between two asyncio.run() calls?): open the client "
+            "inside the loop that uses it, e.g. `async with VoIPClient() as voip:` inside "
+            "the coroutine you run"
+        )
 
 
 class BudgetExhaustedError(TwoChatError):

@@ -16,7 +16,7 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
 import aiohttp
@@ -92,6 +92,8 @@ class Sender:
         waits: The client's waits, which its close interrupts.
         open_session: Called when :attr:`session` is ``None``: sets it, or raises
             :class:`ClientClosedError`.
+        other_loop: Called when a call runs in a loop other than :attr:`loop`:
+            raises :class:`EventLoopMismatchError`.
         timeout: An attempt's timeout unless a call gives its own.
         max_response_size: Bytes an answer may have.
         max_requests: The request budget, or ``None``.
@@ -108,6 +110,7 @@ class Sender:
         retry: RetryPolicy,
         waits: Waits,
         open_session: Callable[[], aiohttp.ClientSession],
+        other_loop: Callable[[], Awaitable[None]],
         timeout: aiohttp.ClientTimeout,
         max_response_size: int,
         max_requests: int | None,
@@ -116,6 +119,8 @@ class Sender:
     ) -> None:
         self.session: aiohttp.ClientSession | None = None
         """The open session; ``None`` before the first call and after closing."""
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The event loop the session was opened in (its connections are that loop's)."""
         self.closed = False
         self.counters = Counters()
         self._requests = requests
@@ -124,6 +129,7 @@ class Sender:
         self._retry = retry
         self._waits = waits
         self._open_session = open_session
+        self._other_loop = other_loop
         self._timeout = timeout
         self._max_response_size = max_response_size
         self._max_requests = max_requests
@@ -153,6 +159,8 @@ class Sender:
         """
         timeout = timeout or self._timeout
         started = 0.0 if retrying else time.monotonic()
+        if not retrying and self.loop is not None and self.loop is not asyncio.get_running_loop():
+            await self._other_loop()
         if not retrying and self._rate_unknown and parse is not parse_requests_per_minute:
             await self._learn_rate()
             self._waits.check()  # closed, or the bulk run gave up, meanwhile
