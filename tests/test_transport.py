@@ -8,6 +8,9 @@ import contextlib
 import re
 import socket
 import ssl
+import time
+import tracemalloc
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -16,7 +19,13 @@ import pytest
 from aiohttp.client_reqrep import ConnectionKey
 from yarl import URL
 
-from twochat_voip import APIConnectionError, APITimeoutError, RetryPolicy, VoIPClient
+from twochat_voip import (
+    APIConnectionError,
+    APITimeoutError,
+    ResponseValidationError,
+    RetryPolicy,
+    VoIPClient,
+)
 from twochat_voip._protocol import Requests, normalise_base_url
 from twochat_voip._transport import _as_url, _connect_failure
 
@@ -210,7 +219,8 @@ async def test_failures_after_connecting_are_told_plainly(
 
 
 def _key(port: int = 443) -> ConnectionKey:
-    return ConnectionKey("api.example", port, True, True, None, None, None, None)
+    blank = ConnectionKey._make([None] * len(ConnectionKey._fields))  # fields vary by version
+    return blank._replace(host="api.example", port=port, is_ssl=True, ssl=True)
 
 
 @pytest.mark.parametrize(
@@ -238,3 +248,47 @@ def test_connect_failures_read_as_words(error: aiohttp.ClientConnectorError, sai
     assert words.startswith(said)
     assert "Client" not in words
     assert "ssl:" not in words
+
+
+BOMB_MB = 4096
+"""What the bomb inflates to, in MB (4 GB), from about 4 MB on the wire."""
+
+
+async def _gzip_bomb(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A 200 whose gzip body inflates to :data:`BOMB_MB` MB of zeros, built as it is
+    sent: one MB of zeros compressed once, then the same bytes again and again (after
+    a full flush the compressor starts afresh, so each MB compresses alike)."""
+    await reader.readuntil(b"\r\n\r\n")
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, 31)
+    first = squeeze.compress(bytes(1 << 20)) + squeeze.flush(zlib.Z_FULL_FLUSH)
+    again = squeeze.compress(bytes(1 << 20)) + squeeze.flush(zlib.Z_FULL_FLUSH)
+    writer.write(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b"Content-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    with contextlib.suppress(ConnectionError):  # the client hangs up: the point
+        for megabyte in range(BOMB_MB):
+            chunk = first if megabyte == 0 else again
+            writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            await writer.drain()
+
+
+async def test_a_gzip_bomb_is_refused_quickly_in_bounded_memory() -> None:
+    """A loopback server's ~4 MB gzip answer that inflates to 4 GB: refused as it
+    passes the size cap, within seconds, the memory it took a small fraction of the
+    inflated size (aiohttp before 3.13.3 inflated a gzip answer without a cap)."""
+    async with raw_server(_gzip_bomb) as port:
+        tracemalloc.start()
+        started = time.monotonic()
+        try:
+            async with VoIPClient(
+                api_key=KEY, base_url=f"http://127.0.0.1:{port}", max_retries=0
+            ) as voip:
+                with pytest.raises(ResponseValidationError, match="larger than the 1048576-byte"):
+                    await voip.get_call("CDR1")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        took = time.monotonic() - started
+    assert took < 10
+    assert peak < 64 * 1024 * 1024, f"{peak / 2**20:.0f} MB at the peak"
