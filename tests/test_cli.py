@@ -149,9 +149,31 @@ async def test_key_from_file_and_never_printed(tmp_path: Path) -> None:
     assert SECRET not in good.out + good.err + bad.out + bad.err
 
 
-async def test_unreadable_key_file_is_one_line(tmp_path: Path) -> None:
-    """A key file that is missing or empty is a clear error."""
-    ran = await run("get", "CDR1", "--api-key-file", str(tmp_path / "nope"))
+@pytest.mark.parametrize("separator", ["\x0c", "\x1c", "\u2028", "\x85"])
+async def test_a_key_file_is_split_only_at_line_ends(tmp_path: Path, separator: str) -> None:
+    """A key file's key is cut only at \\n or \\r\\n: a key with a form feed (or
+    another of splitlines()'s breaks) inside is refused whole, in one line, before
+    anything is sent, and never shown."""
+    key_file = tmp_path / "key"
+    key_file.write_text(SECRET[:6] + separator + SECRET[6:] + "\r\n", encoding="utf-8")
+    async with FakeTwoChatServer(api_key=SECRET) as server:
+        env = {"TWOCHAT_BASE_URL": server.base_url}
+        ran = await run("get", EXAMPLE_CDR["uuid"], "--api-key-file", str(key_file), env=env)
+        assert server.requests == []
+    assert ran.code == 1
+    line = one_clean_line(ran.err)
+    assert "character at position 7" in line
+    assert SECRET[:6] not in line
+    assert SECRET[6:] not in line
+
+
+@pytest.mark.parametrize("content", [None, "", " \n\n", "\xff"])
+async def test_unreadable_key_file_is_one_line(tmp_path: Path, content: str | None) -> None:
+    """A key file that is missing, empty, blank or not UTF-8 is a clear error."""
+    key_file = tmp_path / "key"
+    if content is not None:
+        key_file.write_bytes(content.encode("latin-1"))
+    ran = await run("get", "CDR1", "--api-key-file", str(key_file))
     assert ran.code == 1
     assert "cannot read an API key" in one_clean_line(ran.err)
 

@@ -155,8 +155,49 @@ def test_missing_key_names_the_variable() -> None:
 
 def test_key_with_line_break_is_refused() -> None:
     """A key that could split a header is refused."""
-    with pytest.raises(ValueError, match="line break"):
+    with pytest.raises(ValueError, match="control character at position 4"):
         VoIPClient(api_key="abc\r\nX-Evil: 1")
+
+
+BAD_KEY_CHARACTERS = [
+    ("\x0c", "control"),  # form feed: what splitlines() used to cut a key file at
+    ("\x1c", "control"),
+    ("\t", "control"),
+    ("\x00", "control"),
+    ("\x7f", "control"),
+    ("\u2028", "non-ASCII"),
+    ("\u00e9", "non-ASCII"),
+    ("\u200b", "non-ASCII"),  # a zero-width space, pasted along
+]
+
+
+@pytest.mark.parametrize(
+    ("bad", "kind", "source"),
+    [(bad, kind, "argument") for bad, kind in BAD_KEY_CHARACTERS]
+    # (an environment variable cannot hold NUL)
+    + [(bad, kind, "environment") for bad, kind in BAD_KEY_CHARACTERS if bad != "\x00"],
+)
+def test_key_with_a_control_or_non_ascii_character_is_refused_when_made(
+    monkeypatch: pytest.MonkeyPatch, bad: str, kind: str, source: str
+) -> None:
+    """A key no header can carry is refused at construction, from the argument or
+    TWOCHAT_API_KEY, with a typed error naming the kind and place, never the key."""
+    key = "sk-SECRET-1" + bad + "ZYXW-0123456789"
+    if source == "environment":
+        monkeypatch.setenv("TWOCHAT_API_KEY", key)
+    with pytest.raises(tv.InvalidAPIKeyError) as caught:
+        VoIPClient(api_key=key if source == "argument" else None)
+    assert isinstance(caught.value, ValueError)
+    message = str(caught.value)
+    assert f"a {kind} character at position 12 " in message
+    assert "SECRET" not in message
+    assert "ZYXW" not in message
+
+
+def test_whitespace_around_the_key_is_still_stripped() -> None:
+    """A key pasted with spaces or a line break around it works as the key."""
+    voip = VoIPClient(api_key=" \t" + KEY + "\r\n")
+    assert voip._options.api_key == KEY
 
 
 def test_key_and_base_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,6 +28,8 @@ import twochat_voip as tv
         (tv.ClientClosedError, RuntimeError),
         (tv.EventLoopMismatchError, tv.TwoChatError),
         (tv.EventLoopMismatchError, RuntimeError),
+        (tv.InvalidAPIKeyError, tv.TwoChatError),
+        (tv.InvalidAPIKeyError, ValueError),
     ],
 )
 def test_tree(child: type[Exception], parent: type[Exception]) -> None:

@@ -129,13 +129,19 @@ def run_command(
 
 
 def read_key(api_key_file: Path | None) -> str | None:
+    """The key on the first line of ``api_key_file``. Lines end only at ``\\n`` (or
+    ``\\r\\n``): ``splitlines()`` would also cut at a form feed, ``\\x1c`` or
+    U+2028 and send the start of a damaged key, where the client refuses it whole."""
     if api_key_file is None:
         return None
     try:
         text = api_key_file.read_bytes().decode("utf-8-sig")
-        return text.strip().splitlines()[0]
-    except (OSError, IndexError, UnicodeDecodeError):
+    except (OSError, UnicodeDecodeError):
         raise click.ClickException(f"cannot read an API key from {api_key_file}") from None
+    key = text.strip().split("\n", 1)[0].removesuffix("\r")
+    if not key:
+        raise click.ClickException(f"cannot read an API key from {api_key_file}")
+    return key
 
 
 NO_KEY: Final = (

@@ -2,6 +2,7 @@
 
     TwoChatError
     ├── MissingAPIKeyError          no key given and TWOCHAT_API_KEY unset
+    ├── InvalidAPIKeyError          a key no header can carry (also a ValueError)
     ├── InvalidCallUUIDError        not a call id (also a ValueError and TypeError)
     ├── ClientClosedError           the client was used after aclose()
     ├── EventLoopMismatchError      the client was used in another event loop
@@ -40,6 +41,7 @@ __all__ = [
     "BudgetExhaustedError",
     "ClientClosedError",
     "EventLoopMismatchError",
+    "InvalidAPIKeyError",
     "InvalidCallEventError",
     "InvalidCallUUIDError",
     "MissingAPIKeyError",
@@ -64,6 +66,14 @@ class TwoChatError(Exception):
 
 class MissingAPIKeyError(TwoChatError):
     """No API key: pass ``api_key=`` or set ``TWOCHAT_API_KEY``."""
+
+
+class InvalidAPIKeyError(TwoChatError, ValueError):
+    """The API key has a control character (a line break, a tab, NUL, ...) or a
+    non-ASCII one inside it, which no HTTP header can carry: a key copied with
+    something else. Raised when the client is made; the message says which kind of
+    character and where, never the key.
+    """
 
 
 class InvalidCallUUIDError(TwoChatError, ValueError, TypeError):
