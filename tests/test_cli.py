@@ -298,7 +298,20 @@ async def test_demo_runs_without_key_or_network_and_writes_no_cwd(tmp_path: Path
     assert "exported 300 records to" in ran.err
     written = Path(ran.err.split("exported 300 records to ")[1].split()[0])
     assert len(written.read_text().splitlines()) == 300
+    # The last line says where the folder it made is, and that it is the user's to delete.
+    last = ran.err.strip().splitlines()[-1]
+    assert f"new temporary folder, {written.parent} (" in last
+    assert "delete it when you are done" in last
     shutil.rmtree(written.parent)
+
+
+@pytest.mark.parametrize("command", ["export", "sync", "demo"])
+async def test_concurrency_option_says_what_it_does(command: str) -> None:
+    """--concurrency has help text, as every other option does."""
+    ran = await run(command, "--help")
+    assert ran.code == 0
+    help_text = " ".join(ran.out.split())
+    assert "--concurrency INTEGER RANGE Requests in flight at once" in help_text
 
 
 async def test_demo_with_output_resumes(tmp_path: Path) -> None:
