@@ -32,13 +32,38 @@ def test_a_client_shared_by_two_asyncio_runs_says_what_to_do() -> None:
             assert server.requests == []
             with pytest.raises(tv.EventLoopMismatchError):  # again, not ClientClosedError
                 await clients[0].get_call(CALL)
-            await clients[0].aclose()
+            # (and no aclose(): the dead session was closed when the error was raised)
 
     asyncio.run(first())
     asyncio.run(second())
-    assert clients[0].closed
     clients.clear()
     gc.collect()  # an unclosed session would warn here, and warnings are errors
+
+
+def test_a_bulk_run_in_another_loop_gives_up_at_once() -> None:
+    """get_calls() in a loop the client was not opened in: every id is answered with
+    EventLoopMismatchError, nothing is sent, and closing it there works."""
+    clients: list[VoIPClient] = []
+
+    async def first() -> None:
+        async with FakeTwoChatServer() as server:
+            voip = VoIPClient(api_key=server.api_key, base_url=server.base_url)
+            clients.append(voip)
+            await voip.get_call(CALL)
+
+    async def second() -> None:
+        async with FakeTwoChatServer() as server:
+            results = [result async for result in clients[0].get_calls([CALL] * 40)]
+            assert server.requests == []
+        assert len(results) == 40
+        assert {type(result.error) for result in results} == {tv.EventLoopMismatchError}
+        await clients[0].aclose()  # its loop is gone: closing it here is allowed
+        assert clients[0].closed
+
+    asyncio.run(first())
+    asyncio.run(second())
+    clients.clear()
+    gc.collect()
 
 
 async def test_a_client_open_in_a_running_loop_refuses_another_loop() -> None:

@@ -27,7 +27,7 @@ from twochat_voip import (
     VoIPClient,
 )
 from twochat_voip._protocol import Requests, normalise_base_url
-from twochat_voip._transport import _as_url, _connect_failure
+from twochat_voip._transport import _as_url, _connect_failure, _describe
 
 
 def _same_url(built: URL, url: str) -> None:
@@ -292,3 +292,21 @@ async def test_a_gzip_bomb_is_refused_quickly_in_bounded_memory() -> None:
         took = time.monotonic() - started
     assert took < 10
     assert peak < 64 * 1024 * 1024, f"{peak / 2**20:.0f} MB at the peak"
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (
+            aiohttp.ClientOSError(104, "Connection reset by peer"),
+            "connection dropped while talking to h:1 (connection reset by peer)",
+        ),
+        (aiohttp.ClientPayloadError("odd"), "the answer from h:1 could not be read"),
+        (aiohttp.ClientConnectionError(), "the request to h:1 failed"),
+        (aiohttp.ClientConnectionError("reset"), "the request to h:1 failed: reset"),
+    ],
+)
+def test_failures_after_connecting_read_as_words(error: aiohttp.ClientError, said: str) -> None:
+    """A reset, an unreadable body and an unnamed failure are told without aiohttp's
+    class names."""
+    assert _describe(error, "h:1") == said

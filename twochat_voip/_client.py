@@ -274,11 +274,12 @@ class VoIPClient(AccountMethods):
 
     async def _other_loop(self) -> None:
         """Refuse a use in a loop other than the one the client was opened in. When
-        that loop is closed, its connections died with it: the client is closed too
-        (here, so that its session is not left unclosed) and cannot be used again."""
+        that loop is closed, its connections died with it: the session is closed here
+        (aiohttp skips a closed loop's part), so that it is not left unclosed."""
         opened_in = self._sender.loop
-        if opened_in is not None and opened_in.is_closed():
-            await self.aclose()
+        session = self._session
+        if opened_in is not None and opened_in.is_closed() and self._owns_session and session:
+            await session.close()
         raise EventLoopMismatchError("used")
 
     async def get_call(self, call_uuid: str, *, timeout: float | None = None) -> CallDetailRecord:

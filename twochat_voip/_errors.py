@@ -94,8 +94,9 @@ class EventLoopMismatchError(TwoChatError, RuntimeError):
 
     Its connections belong to the first loop. Open the client inside the loop that
     uses it: ``async with VoIPClient() as voip:`` inside the coroutine you run. When
-    the first loop is already closed, the client is closed too (its connections died
-    with that loop); make a new one.
+    the first loop is already closed, the client's session (whose connections died
+    with that loop) is closed; the client can then only be closed. A bulk run gives
+    up at once with this error.
     """
 
     def __init__(self, done: str = "used") -> None:
