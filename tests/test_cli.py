@@ -120,7 +120,15 @@ async def test_bad_id_is_one_line() -> None:
     assert "invalid call_uuid" in one_clean_line(ran.err)
 
 
-@pytest.mark.parametrize("command", [["get", "CDR1"], ["export", "-i", "-", "-o", "-"], ["sync"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["get", "CDR1"],
+        ["export", "-i", "-", "-o", "-"],
+        ["export", "-i", "-", "-o", "-", "--rpm", "60", "--redis-url", "redis://127.0.0.1:9"],
+        ["sync"],
+    ],
+)
 async def test_missing_key_speaks_to_a_shell_user(command: list[str], tmp_path: Path) -> None:
     """No key: one line naming TWOCHAT_API_KEY, --api-key-file and fake-server, not
     the library's VoIPClient(api_key=...)."""

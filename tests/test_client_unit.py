@@ -106,6 +106,17 @@ async def test_connection_error_is_translated_and_chained(
     assert caught.value.call_uuid == CALL
 
 
+async def test_connect_timeout_names_the_host(mocked: aioresponses, client: VoIPClient) -> None:
+    """A connection that could not be made in time says so, and where."""
+    mocked.get(URL_, exception=aiohttp.ConnectionTimeoutError())
+    with pytest.raises(
+        tv.APITimeoutError,
+        match=r"^could not connect to api\.p\.2chat\.io:443 \(timed out: 30 s an attempt\) "
+        r"after 1 attempt within \d+ ms$",
+    ):
+        await client.get_call(CALL)
+
+
 async def test_timeout_is_translated(mocked: aioresponses, client: VoIPClient) -> None:
     """A timeout surfaces as APITimeoutError."""
     mocked.get(URL_, exception=TimeoutError())
