@@ -120,13 +120,26 @@ async def test_bad_id_is_one_line() -> None:
     assert "invalid call_uuid" in one_clean_line(ran.err)
 
 
-async def test_missing_key_names_the_variable() -> None:
-    """No key: one line naming TWOCHAT_API_KEY and the file option."""
-    ran = await run("get", "CDR1")
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["get", "CDR1"],
+        ["export", "-i", "-", "-o", "-"],
+        ["export", "-i", "-", "-o", "-", "--rpm", "60", "--redis-url", "redis://127.0.0.1:9"],
+        ["sync"],
+    ],
+)
+async def test_missing_key_speaks_to_a_shell_user(command: list[str], tmp_path: Path) -> None:
+    """No key: one line naming TWOCHAT_API_KEY, --api-key-file and fake-server, not
+    the library's VoIPClient(api_key=...)."""
+    ran = await run(*command, cwd=tmp_path, stdin="")
     assert ran.code == 1
     line = one_clean_line(ran.err)
     assert "TWOCHAT_API_KEY" in line
     assert "--api-key-file" in line
+    assert "twochat-voip fake-server" in line
+    assert "VoIPClient" not in line
+    assert "api_key=" not in line
 
 
 async def test_key_from_file_and_never_printed(tmp_path: Path) -> None:
@@ -144,9 +157,31 @@ async def test_key_from_file_and_never_printed(tmp_path: Path) -> None:
     assert SECRET not in good.out + good.err + bad.out + bad.err
 
 
-async def test_unreadable_key_file_is_one_line(tmp_path: Path) -> None:
-    """A key file that is missing or empty is a clear error."""
-    ran = await run("get", "CDR1", "--api-key-file", str(tmp_path / "nope"))
+@pytest.mark.parametrize("separator", ["\x0c", "\x1c", "\u2028", "\x85"])
+async def test_a_key_file_is_split_only_at_line_ends(tmp_path: Path, separator: str) -> None:
+    """A key file's key is cut only at \\n or \\r\\n: a key with a form feed (or
+    another of splitlines()'s breaks) inside is refused whole, in one line, before
+    anything is sent, and never shown."""
+    key_file = tmp_path / "key"
+    key_file.write_text(SECRET[:6] + separator + SECRET[6:] + "\r\n", encoding="utf-8")
+    async with FakeTwoChatServer(api_key=SECRET) as server:
+        env = {"TWOCHAT_BASE_URL": server.base_url}
+        ran = await run("get", EXAMPLE_CDR["uuid"], "--api-key-file", str(key_file), env=env)
+        assert server.requests == []
+    assert ran.code == 1
+    line = one_clean_line(ran.err)
+    assert "character at position 7" in line
+    assert SECRET[:6] not in line
+    assert SECRET[6:] not in line
+
+
+@pytest.mark.parametrize("content", [None, "", " \n\n", "\xff"])
+async def test_unreadable_key_file_is_one_line(tmp_path: Path, content: str | None) -> None:
+    """A key file that is missing, empty, blank or not UTF-8 is a clear error."""
+    key_file = tmp_path / "key"
+    if content is not None:
+        key_file.write_bytes(content.encode("latin-1"))
+    ran = await run("get", "CDR1", "--api-key-file", str(key_file))
     assert ran.code == 1
     assert "cannot read an API key" in one_clean_line(ran.err)
 
@@ -271,7 +306,20 @@ async def test_demo_runs_without_key_or_network_and_writes_no_cwd(tmp_path: Path
     assert "exported 300 records to" in ran.err
     written = Path(ran.err.split("exported 300 records to ")[1].split()[0])
     assert len(written.read_text().splitlines()) == 300
+    # The last line says where the folder it made is, and that it is the user's to delete.
+    last = ran.err.strip().splitlines()[-1]
+    assert f"new temporary folder, {written.parent} (" in last
+    assert "delete it when you are done" in last
     shutil.rmtree(written.parent)
+
+
+@pytest.mark.parametrize("command", ["export", "sync", "demo"])
+async def test_concurrency_option_says_what_it_does(command: str) -> None:
+    """--concurrency has help text, as every other option does."""
+    ran = await run(command, "--help")
+    assert ran.code == 0
+    help_text = " ".join(ran.out.split())
+    assert "--concurrency INTEGER RANGE Requests in flight at once" in help_text
 
 
 async def test_demo_with_output_resumes(tmp_path: Path) -> None:

@@ -106,6 +106,17 @@ async def test_connection_error_is_translated_and_chained(
     assert caught.value.call_uuid == CALL
 
 
+async def test_connect_timeout_names_the_host(mocked: aioresponses, client: VoIPClient) -> None:
+    """A connection that could not be made in time says so, and where."""
+    mocked.get(URL_, exception=aiohttp.ConnectionTimeoutError())
+    with pytest.raises(
+        tv.APITimeoutError,
+        match=r"^could not connect to api\.p\.2chat\.io:443 \(timed out: 30 s an attempt\) "
+        r"after 1 attempt within \d+ ms$",
+    ):
+        await client.get_call(CALL)
+
+
 async def test_timeout_is_translated(mocked: aioresponses, client: VoIPClient) -> None:
     """A timeout surfaces as APITimeoutError."""
     mocked.get(URL_, exception=TimeoutError())
@@ -147,7 +158,7 @@ async def test_invalid_id_sends_nothing(mocked: aioresponses, client: VoIPClient
 
 def test_missing_key_names_the_variable() -> None:
     """No key anywhere: a clear error that says where to put it."""
-    with pytest.raises(tv.MissingAPIKeyError, match="TWOCHAT_API_KEY"):
+    with pytest.raises(tv.MissingAPIKeyError, match=r"VoIPClient\(api_key=.*TWOCHAT_API_KEY"):
         VoIPClient()
     with pytest.raises(tv.MissingAPIKeyError):
         VoIPClient(api_key="  ")
@@ -155,8 +166,49 @@ def test_missing_key_names_the_variable() -> None:
 
 def test_key_with_line_break_is_refused() -> None:
     """A key that could split a header is refused."""
-    with pytest.raises(ValueError, match="line break"):
+    with pytest.raises(ValueError, match="control character at position 4"):
         VoIPClient(api_key="abc\r\nX-Evil: 1")
+
+
+BAD_KEY_CHARACTERS = [
+    ("\x0c", "control"),  # form feed: what splitlines() used to cut a key file at
+    ("\x1c", "control"),
+    ("\t", "control"),
+    ("\x00", "control"),
+    ("\x7f", "control"),
+    ("\u2028", "non-ASCII"),
+    ("\u00e9", "non-ASCII"),
+    ("\u200b", "non-ASCII"),  # a zero-width space, pasted along
+]
+
+
+@pytest.mark.parametrize(
+    ("bad", "kind", "source"),
+    [(bad, kind, "argument") for bad, kind in BAD_KEY_CHARACTERS]
+    # (an environment variable cannot hold NUL)
+    + [(bad, kind, "environment") for bad, kind in BAD_KEY_CHARACTERS if bad != "\x00"],
+)
+def test_key_with_a_control_or_non_ascii_character_is_refused_when_made(
+    monkeypatch: pytest.MonkeyPatch, bad: str, kind: str, source: str
+) -> None:
+    """A key no header can carry is refused at construction, from the argument or
+    TWOCHAT_API_KEY, with a typed error naming the kind and place, never the key."""
+    key = "sk-SECRET-1" + bad + "ZYXW-0123456789"
+    if source == "environment":
+        monkeypatch.setenv("TWOCHAT_API_KEY", key)
+    with pytest.raises(tv.InvalidAPIKeyError) as caught:
+        VoIPClient(api_key=key if source == "argument" else None)
+    assert isinstance(caught.value, ValueError)
+    message = str(caught.value)
+    assert f"a {kind} character at position 12 " in message
+    assert "SECRET" not in message
+    assert "ZYXW" not in message
+
+
+def test_whitespace_around_the_key_is_still_stripped() -> None:
+    """A key pasted with spaces or a line break around it works as the key."""
+    voip = VoIPClient(api_key=" \t" + KEY + "\r\n")
+    assert voip._options.api_key == KEY
 
 
 def test_key_and_base_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,6 +26,10 @@ import twochat_voip as tv
         (tv.MissingAPIKeyError, tv.TwoChatError),
         (tv.ClientClosedError, tv.TwoChatError),
         (tv.ClientClosedError, RuntimeError),
+        (tv.EventLoopMismatchError, tv.TwoChatError),
+        (tv.EventLoopMismatchError, RuntimeError),
+        (tv.InvalidAPIKeyError, tv.TwoChatError),
+        (tv.InvalidAPIKeyError, ValueError),
     ],
 )
 def test_tree(child: type[Exception], parent: type[Exception]) -> None:
@@ -57,3 +61,22 @@ def test_every_public_name_is_exported() -> None:
     assert sorted(tv.__all__) == tv.__all__
     for name in tv.__all__:
         assert hasattr(tv, name), name
+
+
+@pytest.mark.parametrize(
+    ("attempts", "elapsed", "said"),
+    [
+        (None, None, "could not connect to h:1 (connection refused)"),
+        (1, 0.0423, "could not connect to h:1 (connection refused) after 1 attempt within 42 ms"),
+        (4, 1.234, "could not connect to h:1 (connection refused) after 4 attempts within 1.2 s"),
+        (4, 123.4, "could not connect to h:1 (connection refused) after 4 attempts within 123 s"),
+    ],
+)
+def test_connection_error_str_says_attempts_and_time(
+    attempts: int | None, elapsed: float | None, said: str
+) -> None:
+    """str() is what failed, then how many attempts over how long, when counted."""
+    error = tv.APIConnectionError("could not connect to h:1 (connection refused)")
+    error.attempts, error.elapsed = attempts, elapsed
+    assert str(error) == said
+    assert error.message == "could not connect to h:1 (connection refused)"

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from http import HTTPStatus
 from typing import Any
 
 import pytest
@@ -24,6 +27,16 @@ from twochat_voip import (
     ServerError,
     UnprocessableEntityError,
 )
+from twochat_voip import _protocol as protocol
+from twochat_voip._endpoints import (
+    parse_account_info,
+    parse_caller_ids,
+    parse_deleted,
+    parse_virtual_numbers,
+    parse_webhook,
+    parse_webhooks,
+)
+from twochat_voip._json_decode import choose_loads, loads_stdlib
 from twochat_voip._protocol import (
     Requests,
     Response,
@@ -36,6 +49,7 @@ from twochat_voip._protocol import (
     redirect_target,
     validate_call_uuid,
 )
+from twochat_voip._wire import parse_call_wire
 
 CALL = "CDR8b3e7a1f-6c94-4d52-ae17-5f2b9d4c8e63"
 
@@ -309,3 +323,68 @@ def test_an_absurd_plan_limit_is_not_believed(absurd: float) -> None:
     body = {"success": True, "limits": {"requests_per_minute": absurd}}
     with pytest.raises(ResponseValidationError, match="not a plan's limit"):
         parse_requests_per_minute(answer(200, body))
+
+
+DEEP = b"[" * 100_000
+"""A body nested past anything Python recurses through."""
+
+PARSERS = [
+    parse_call,
+    parse_history,
+    parse_requests_per_minute,
+    parse_call_wire,
+    parse_account_info,
+    parse_webhook,
+    parse_webhooks,
+    parse_virtual_numbers,
+    parse_caller_ids,
+    parse_deleted,
+]
+
+
+@pytest.fixture
+def without_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plain install: orjson cannot be imported, so answers go to the standard
+    library's json, chosen as at import."""
+    monkeypatch.setitem(sys.modules, "orjson", None)
+    loads = choose_loads()
+    assert loads is loads_stdlib
+    monkeypatch.setattr(protocol, "_json_loads", loads)
+
+
+@pytest.mark.usefixtures("without_orjson")
+@pytest.mark.parametrize("parse", PARSERS, ids=lambda parse: parse.__name__)
+def test_a_deeply_nested_success_is_a_validation_error_without_orjson(
+    parse: Callable[[Response, str | None], object],
+) -> None:
+    """Without orjson, a 200 of "[" * 100000 is not JSON to every parser, not a
+    RecursionError."""
+    with pytest.raises(ResponseValidationError, match="not JSON"):
+        parse(answer(200, DEEP), None)
+
+
+@pytest.mark.usefixtures("without_orjson")
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(400, BadRequestError), (404, NotFoundError), (429, RateLimitError), (503, ServerError)],
+)
+@pytest.mark.parametrize("parse", PARSERS, ids=lambda parse: parse.__name__)
+def test_a_deeply_nested_error_answer_is_its_status_error_without_orjson(
+    parse: Callable[[Response, str | None], object], status: int, error: type[APIStatusError]
+) -> None:
+    """Without orjson, a 4xx or 5xx of "[" * 100000 is that status's own error (as any
+    body that is not JSON), still retried or waited out as such."""
+    with pytest.raises(error) as caught:
+        parse(answer(status, DEEP), None)
+    assert caught.value.status_code == status
+
+
+@pytest.mark.parametrize("key", ["detail", "message"])
+def test_a_server_message_nested_too_deep_to_repeat_falls_back_to_the_reason(key: str) -> None:
+    """An error envelope whose message is a list nested 1000 deep (which orjson reads)
+    is told by the status's reason phrase, not a RecursionError from quoting it."""
+    nested = b"[" * 1000 + b"]" * 1000
+    body = b'{"%s": %s}' % (key.encode(), nested)
+    error = error_from_response(answer(422, body))
+    assert isinstance(error, UnprocessableEntityError)
+    assert error.message == HTTPStatus(422).phrase

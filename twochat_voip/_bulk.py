@@ -34,6 +34,7 @@ from twochat_voip._errors import (
     AuthenticationError,
     BudgetExhaustedError,
     ClientClosedError,
+    EventLoopMismatchError,
     NotFoundError,
     PaymentRequiredError,
     TwoChatError,
@@ -47,8 +48,14 @@ __all__ = ["RUN_ENDING_ERRORS", "CallResult", "iterate_bulk", "note_failure"]
 
 READ_AHEAD_FACTOR: Final = 2
 
-RUN_ENDING_ERRORS: Final = (AuthenticationError, PaymentRequiredError, BudgetExhaustedError)
-"""Errors that no other id of the run can escape: the key, the credits, the budget."""
+RUN_ENDING_ERRORS: Final = (
+    AuthenticationError,
+    PaymentRequiredError,
+    BudgetExhaustedError,
+    EventLoopMismatchError,
+)
+"""Errors that no other id of the run can escape: the key, the credits, the budget, a
+client used in a loop it was not opened in."""
 
 _ANSWERS_ABOUT_THE_ID: Final = (NotFoundError, ValueError)
 """Failures that are progress all the same: the server works, the id is no record."""

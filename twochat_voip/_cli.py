@@ -231,10 +231,10 @@ def demo(
     call-events loop: a receiver on 127.0.0.1 subscribes, EVENTS new calls end, their
     events arrive, and their records are fetched into the output too.
     """
+    folder = None
     if output is None:
-        output = str(
-            Path(tempfile.mkdtemp(prefix="twochat-voip-demo-")) / f"calls.{fmt or 'jsonl'}"
-        )
+        folder = Path(tempfile.mkdtemp(prefix="twochat-voip-demo-"))
+        output = str(folder / f"calls.{fmt or 'jsonl'}")
     failures = failures or default_failures(output)
     records = generate_cdrs(count, seed=2026)
     progress = Progress(count, enabled=not quiet and stderr_is_interactive(), output=output)
@@ -297,6 +297,19 @@ def demo(
     finally:
         for line in after:
             click.echo(line, err=True)
+        if folder is not None:
+            click.echo(_left_behind(folder), err=True)
+
+
+def _left_behind(folder: Path) -> str:
+    """The demo's last line when it made its own folder: where, how big, and that it
+    stays (a stranger may want to look at the records, and must know what to delete)."""
+    size = sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
+    return (
+        f"demo: the output is in a new temporary folder, {folder} ({size / 1e6:.1f} MB), "
+        "which is not removed: delete it when you are done, or pass -o FILE to write "
+        "one file of your choosing (a second run resumes it)"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

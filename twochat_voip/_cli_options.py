@@ -61,7 +61,15 @@ _export_options: list[Callable[[Any], Any]] = [
         help="JSON lines (2Chat's wire format) or flat CSV; by default what --output's "
         "name (or first line) says, else jsonl. Refused if it disagrees with them.",
     ),
-    click.option("--concurrency", "-c", default=16, show_default=True, type=click.IntRange(1, 512)),
+    click.option(
+        "--concurrency",
+        "-c",
+        default=16,
+        show_default=True,
+        type=click.IntRange(1, 512),
+        help="Requests in flight at once; each still waits its turn under --rpm, so more "
+        "helps only when answers are slow.",
+    ),
     click.option(
         "--rpm",
         type=RateParam(),

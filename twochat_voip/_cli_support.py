@@ -8,13 +8,13 @@ import sys
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import click
 
 from twochat_voip._bulk import CallResult
 from twochat_voip._client import VoIPClient
-from twochat_voip._errors import SinkError, TwoChatError
+from twochat_voip._errors import MissingAPIKeyError, SinkError, TwoChatError
 from twochat_voip._export import ExportSummary, InputError
 from twochat_voip._protocol import PLAN_RATES
 from twochat_voip._sinks import shown
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from twochat_voip.redis import RedisRateLimiter
 
 __all__ = [
+    "NO_KEY",
     "Progress",
     "RateParam",
     "Refused",
@@ -128,21 +129,36 @@ def run_command(
 
 
 def read_key(api_key_file: Path | None) -> str | None:
+    """The key on the first line of ``api_key_file``. Lines end only at ``\\n`` (or
+    ``\\r\\n``): ``splitlines()`` would also cut at a form feed, ``\\x1c`` or
+    U+2028 and send the start of a damaged key, where the client refuses it whole."""
     if api_key_file is None:
         return None
     try:
         text = api_key_file.read_bytes().decode("utf-8-sig")
-        return text.strip().splitlines()[0]
-    except (OSError, IndexError, UnicodeDecodeError):
+    except (OSError, UnicodeDecodeError):
         raise click.ClickException(f"cannot read an API key from {api_key_file}") from None
+    key = text.strip().split("\n", 1)[0].removesuffix("\r")
+    if not key:
+        raise click.ClickException(f"cannot read an API key from {api_key_file}")
+    return key
+
+
+NO_KEY: Final = (
+    "no API key: set TWOCHAT_API_KEY, or pass --api-key-file FILE (a file holding the "
+    "key); to try the commands without a key, run `twochat-voip fake-server` and paste "
+    "the two lines it prints"
+)
+"""What a command says without a key: the library's words name ``VoIPClient(api_key=)``,
+which a shell user cannot pass."""
 
 
 def client_for(key: str | None, base_url: str | None, **options: Any) -> VoIPClient:
     try:
         return VoIPClient(api_key=key, base_url=base_url, **options)
-    except TwoChatError as exc:
-        raise click.ClickException(f"{exc} (or use --api-key-file)") from None
-    except ValueError as exc:
+    except MissingAPIKeyError:
+        raise click.ClickException(NO_KEY) from None
+    except (TwoChatError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -156,8 +172,10 @@ def shared_limiter(redis_url: str, rpm: float | str | None, key: str | None) -> 
         raise click.ClickException(str(exc)) from None
     try:
         return RedisRateLimiter(redis_url, requests_per_minute=rpm, api_key=key)
+    except MissingAPIKeyError:
+        raise click.ClickException(NO_KEY) from None
     except TwoChatError as exc:
-        raise click.ClickException(f"{exc} (or use --api-key-file)") from None
+        raise click.ClickException(str(exc)) from None
     except ValueError as exc:
         raise click.ClickException(f"--redis-url: {exc}") from None
 

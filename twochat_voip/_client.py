@@ -24,7 +24,7 @@ import aiohttp
 
 from twochat_voip._account_api import AccountMethods
 from twochat_voip._bulk import CallResult, iterate_bulk
-from twochat_voip._errors import ClientClosedError
+from twochat_voip._errors import ClientClosedError, EventLoopMismatchError
 from twochat_voip._models import CallDetailRecord
 from twochat_voip._observe import Observer
 from twochat_voip._options import (
@@ -179,6 +179,7 @@ class VoIPClient(AccountMethods):
             retry=options.retry_policy,
             waits=self._waits,
             open_session=self._open_session,
+            other_loop=self._other_loop,
             timeout=aiohttp.ClientTimeout(total=options.timeout),
             max_response_size=options.max_response_size,
             max_requests=options.max_requests,
@@ -221,6 +222,8 @@ class VoIPClient(AccountMethods):
         return f"<VoIPClient base_url={self._options.base_url!r} state={self._state.value}>"
 
     async def __aenter__(self) -> Self:
+        if self._sender.loop not in (None, asyncio.get_running_loop()):
+            await self._other_loop()
         if self._entered and self._state is _State.OPENED:
             # Two `async with` blocks on one client: the first to end would close it
             # under the other.
@@ -247,6 +250,10 @@ class VoIPClient(AccountMethods):
         """
         if self._state is _State.CLOSED:
             return
+        opened_in = self._sender.loop
+        if opened_in not in (None, asyncio.get_running_loop()) and not opened_in.is_closed():
+            # Its session can be closed only in its own loop, which still runs.
+            raise EventLoopMismatchError("closed")
         self._state = _State.CLOSED
         self._sender.closed = True
         self._sender.session = None
@@ -285,7 +292,19 @@ class VoIPClient(AccountMethods):
                 self._session._retry_connection = False
         self._state = _State.OPENED
         self._sender.session = self._session
+        if self._sender.loop is None:
+            self._sender.loop = asyncio.get_running_loop()
         return self._session
+
+    async def _other_loop(self) -> None:
+        """Refuse a use in a loop other than the one the client was opened in. When
+        that loop is closed, its connections died with it: the session is closed here
+        (aiohttp skips a closed loop's part), so that it is not left unclosed."""
+        opened_in = self._sender.loop
+        session = self._session
+        if opened_in is not None and opened_in.is_closed() and self._owns_session and session:
+            await session.close()
+        raise EventLoopMismatchError("used")
 
     async def get_call(self, call_uuid: str, *, timeout: float | None = None) -> CallDetailRecord:
         """Fetch one call's detail record.

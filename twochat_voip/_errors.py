@@ -2,8 +2,10 @@
 
     TwoChatError
     ├── MissingAPIKeyError          no key given and TWOCHAT_API_KEY unset
+    ├── InvalidAPIKeyError          a key no header can carry (also a ValueError)
     ├── InvalidCallUUIDError        not a call id (also a ValueError and TypeError)
     ├── ClientClosedError           the client was used after aclose()
+    ├── EventLoopMismatchError      the client was used in another event loop
     ├── BudgetExhaustedError        max_requests were sent; nothing more is
     ├── RateLimiterUnavailableError a shared rate limiter's store (Redis) is down
     ├── SinkError                   an export's output refused: locked, not an export
@@ -38,6 +40,8 @@ __all__ = [
     "BadRequestError",
     "BudgetExhaustedError",
     "ClientClosedError",
+    "EventLoopMismatchError",
+    "InvalidAPIKeyError",
     "InvalidCallEventError",
     "InvalidCallUUIDError",
     "MissingAPIKeyError",
@@ -64,6 +68,14 @@ class MissingAPIKeyError(TwoChatError):
     """No API key: pass ``api_key=`` or set ``TWOCHAT_API_KEY``."""
 
 
+class InvalidAPIKeyError(TwoChatError, ValueError):
+    """The API key has a control character (a line break, a tab, NUL, ...) or a
+    non-ASCII one inside it, which no HTTP header can carry: a key copied with
+    something else. Raised when the client is made; the message says which kind of
+    character and where, never the key.
+    """
+
+
 class InvalidCallUUIDError(TwoChatError, ValueError, TypeError):
     """The id is not a string of 1-128 letters, digits, ``-`` or ``_``; nothing was sent.
 
@@ -74,6 +86,26 @@ class InvalidCallUUIDError(TwoChatError, ValueError, TypeError):
 
 class ClientClosedError(TwoChatError, RuntimeError):
     """The client was used after :meth:`VoIPClient.aclose`."""
+
+
+class EventLoopMismatchError(TwoChatError, RuntimeError):
+    """The client was used in an event loop other than the one it was opened in (two
+    ``asyncio.run()`` calls sharing one client, say); nothing was sent.
+
+    Its connections belong to the first loop. Open the client inside the loop that
+    uses it: ``async with VoIPClient() as voip:`` inside the coroutine you run. When
+    the first loop is already closed, the client's session (whose connections died
+    with that loop) is closed; the client can then only be closed. A bulk run gives
+    up at once with this error.
+    """
+
+    def __init__(self, done: str = "used") -> None:
+        super().__init__(
+            f"this VoIPClient was opened in another event loop and cannot be {done} in "
+            "this one (was it shared between two asyncio.run() calls?): open the client "
+            "inside the loop that uses it, e.g. `async with VoIPClient() as voip:` inside "
+            "the coroutine you run"
+        )
 
 
 class BudgetExhaustedError(TwoChatError):
@@ -119,14 +151,38 @@ class RecordRefusedError(SinkError):
 class APIConnectionError(TwoChatError):
     """The request never got a complete answer: refused, reset, dropped, DNS, TLS.
 
+    Its message says what failed and where, then how many attempts were made over
+    how long: ``could not connect to 127.0.0.1:9 (connection refused) after 4
+    attempts within 1.2 s``. The HTTP library's own exception is its ``__cause__``.
+
     Attributes:
+        message: What failed, and where (host and port).
         call_uuid: The record asked for, if any.
+        attempts: Attempts made before giving up, the first included (``None``:
+            not counted, as when the error is raised outside a client's call).
+        elapsed: Seconds from the first attempt until giving up (``None``: not
+            counted).
     """
 
     def __init__(self, message: str, *, call_uuid: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.call_uuid = call_uuid
+        self.attempts: int | None = None
+        self.elapsed: float | None = None
+
+    def __str__(self) -> str:
+        if self.attempts is None or self.elapsed is None:
+            return self.message
+        tries = "1 attempt" if self.attempts == 1 else f"{self.attempts} attempts"
+        return f"{self.message} after {tries} within {_seconds(self.elapsed)}"
+
+
+def _seconds(elapsed: float) -> str:
+    """A duration as a person reads it: ``40 ms``, ``1.2 s``, ``75 s``."""
+    if elapsed < 0.9995:
+        return f"{max(elapsed, 0.0) * 1000:.0f} ms"
+    return f"{elapsed:.1f} s" if elapsed < 59.95 else f"{elapsed:.0f} s"
 
 
 class APITimeoutError(APIConnectionError):

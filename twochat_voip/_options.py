@@ -11,7 +11,7 @@ from typing import Final, Literal
 import aiohttp
 import attrs
 
-from twochat_voip._errors import MissingAPIKeyError
+from twochat_voip._errors import InvalidAPIKeyError, MissingAPIKeyError
 from twochat_voip._protocol import DEFAULT_BASE_URL, normalise_base_url
 from twochat_voip._retry import RetryPolicy
 from twochat_voip.hooks import Hook
@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_MAX_RETRY_WAIT",
     "ClientOptions",
+    "check_api_key",
 ]
 
 DEFAULT_MAX_RESPONSE_SIZE: Final = 1024 * 1024
@@ -36,6 +37,22 @@ class _DefaultFloat(float):
 
 DEFAULT_MAX_RETRIES: Final[int] = _DefaultInt(RetryPolicy().max_retries)
 DEFAULT_MAX_RETRY_WAIT: Final[float] = _DefaultFloat(RetryPolicy().max_retry_wait)
+
+
+def check_api_key(key: str) -> None:
+    """Refuse a key no HTTP header can carry: a control character (``\\x00``-``\\x1f``,
+    ``\\x7f``) or a non-ASCII one. Sent anyway it would fail every request with a
+    builtin ``ValueError``, or split the header. The message never shows the key."""
+    if key.isascii() and key.isprintable():
+        return
+    for position, char in enumerate(key, 1):  # pragma: no branch - one is bad
+        if not char.isascii() or not char.isprintable():
+            kind = "a non-ASCII" if not char.isascii() else "a control"
+            raise InvalidAPIKeyError(
+                f"the API key has {kind} character at position {position} (of "
+                f"{len(key)}), which an HTTP header cannot carry; copy the key again "
+                "from 2Chat's dashboard"
+            )
 
 
 @attrs.frozen(kw_only=True)
@@ -86,6 +103,8 @@ class ClientOptions:
 
         Raises:
             MissingAPIKeyError: no key given nor in ``TWOCHAT_API_KEY``.
+            InvalidAPIKeyError: the key (stripped) has a control or non-ASCII
+                character.
             ValueError: an argument is out of range, or two exclude each other.
         """
         key = api_key if api_key is not None else os.environ.get("TWOCHAT_API_KEY")
@@ -93,8 +112,8 @@ class ClientOptions:
             raise MissingAPIKeyError(
                 "no API key: pass VoIPClient(api_key=...) or set TWOCHAT_API_KEY"
             )
-        if any(ch in key for ch in "\r\n\0"):
-            raise ValueError("the API key contains a line break or NUL")
+        key = key.strip()
+        check_api_key(key)
         _check_observers(hooks, trace_configs, has_session)
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -125,7 +144,7 @@ class ClientOptions:
                 "(set them on the RetryPolicy)"
             )
         return cls(
-            api_key=key.strip(),
+            api_key=key,
             base_url=normalise_base_url(
                 base_url or os.environ.get("TWOCHAT_BASE_URL") or DEFAULT_BASE_URL
             ),

@@ -34,14 +34,12 @@ from twochat_voip._errors import (
     ServerError,
     UnprocessableEntityError,
 )
+from twochat_voip._json_decode import choose_loads
 from twochat_voip._models import CallDetailRecord
 from twochat_voip._redirects import REDIRECT_STATUSES, redirect_target
 
-_json_loads: Callable[[bytes], Any]
-try:  # orjson is an optional speed-up (the ``speed`` extra); the results are the same.
-    from orjson import loads as _json_loads
-except ImportError:  # pragma: no cover - exercised only where orjson is absent
-    _json_loads = json.loads
+_json_loads: Callable[[bytes], Any] = choose_loads()
+"""orjson's when installed (the ``speed`` extra); the results and errors are the same."""
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -298,7 +296,10 @@ def _server_message(payload: object) -> str | None:
             if isinstance(value, str) and value:
                 return value
             if value:  # e.g. a validation framework's list of problems
-                return json.dumps(value, default=str)[:BODY_EXCERPT_CHARS]
+                try:
+                    return json.dumps(value, default=str)[:BODY_EXCERPT_CHARS]
+                except RecursionError:  # nested deeper than Python recurses
+                    return None
     return None
 
 

@@ -16,7 +16,8 @@ import asyncio
 import contextvars
 import functools
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from typing import Final, Literal, TypeVar
 
 import aiohttp
@@ -59,6 +60,8 @@ class Sender:
         waits: The client's waits, which its close interrupts.
         open_session: Called when :attr:`session` is ``None``: sets it, or raises
             :class:`ClientClosedError`.
+        other_loop: Called when a call runs in a loop other than :attr:`loop`:
+            raises :class:`EventLoopMismatchError`.
         timeout: An attempt's timeout unless a call gives its own.
         max_response_size: Bytes an answer may have.
         max_requests: The request budget, or ``None``.
@@ -76,6 +79,7 @@ class Sender:
         retry: RetryPolicy,
         waits: Waits,
         open_session: Callable[[], aiohttp.ClientSession],
+        other_loop: Callable[[], Awaitable[None]],
         timeout: aiohttp.ClientTimeout,
         max_response_size: int,
         max_requests: int | None,
@@ -85,6 +89,8 @@ class Sender:
     ) -> None:
         self.session: aiohttp.ClientSession | None = None
         """The open session; ``None`` before the first call and after closing."""
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The event loop the session was opened in (its connections are that loop's)."""
         self.closed = False
         self.counters = Counters()
         self._requests = requests
@@ -93,6 +99,7 @@ class Sender:
         self._retry = retry
         self._waits = waits
         self._open_session = open_session
+        self._other_loop = other_loop
         self._timeout = timeout
         self._max_response_size = max_response_size
         self._max_requests = max_requests
@@ -105,7 +112,7 @@ class Sender:
         self._on_not_sent = self._uncount_request
         self._learning_rate: asyncio.Future[None] | None = None
 
-    async def call(  # noqa: PLR0912, PLR0917 - the hot path: one function, positional arguments
+    async def call(  # noqa: PLR0912, PLR0915, PLR0917 - the hot path: one function, positional
         self,
         request: Request,
         parse: Callable[[Response, str | None], _T],
@@ -131,6 +138,9 @@ class Sender:
             watch = False
         retrying = attempt > 1
         timeout = timeout or self._timeout
+        sent_at: float | None = None  # when the attempt left: a failed call's elapsed
+        if not retrying and self.loop is not None and self.loop is not asyncio.get_running_loop():
+            await self._other_loop()
         if not retrying and self._rate_unknown and parse is not parse_requests_per_minute:
             await self._learn_rate()
             self._waits.check()  # closed, or the bulk run gave up, meanwhile
@@ -182,7 +192,8 @@ class Sender:
                 limiter.feedback(sent_at=sent_at, status=response.status, retry_after=None)
         except TwoChatError as exc:
             retryable = is_retryable if request.idempotent else is_rate_limit
-            self._raise_unless_retried(exc, retrying, retryable)
+            started = 0.0 if sent_at is None else sent_at
+            self._raise_unless_retried(exc, retrying, retryable, started)
             return await self._retry_call(
                 request,
                 parse,
@@ -191,6 +202,7 @@ class Sender:
                 rate_limits_are_free,
                 retryable=retryable,
                 watch=watch,
+                started=started,
             )
         self.counters.succeeded += 1  # once a call: only its successful attempt gets here
         return result
@@ -214,7 +226,11 @@ class Sender:
         return result
 
     def _raise_unless_retried(
-        self, error: TwoChatError, retrying: bool, retryable: Callable[[BaseException], bool]
+        self,
+        error: TwoChatError,
+        retrying: bool,
+        retryable: Callable[[BaseException], bool],
+        started: float,
     ) -> None:
         """Raise a failed attempt's ``error``, unless it is a first attempt's that the
         retry policy is to try again."""
@@ -223,6 +239,7 @@ class Sender:
             raise error  # tenacity judges it
         if not retryable(error):
             self.counters.failed += 1
+            _gave_up(error, 1, started)
             raise error
 
     async def _wait_for_slot(self, watch: CallWatch | Literal[False], attempt: int) -> float:
@@ -261,6 +278,7 @@ class Sender:
         *,
         retryable: Callable[[BaseException], bool],
         watch: CallWatch | Literal[False],
+        started: float,
     ) -> _T:
         counters = self.counters
         attempts = 1
@@ -282,8 +300,9 @@ class Sender:
                 sleep=self._waits.sleep,
                 retryable=retryable,
             )
-        except TwoChatError:
+        except TwoChatError as exc:
             counters.failed += 1
+            _gave_up(exc, attempts, started)
             raise
 
     def watching(self) -> bool:
@@ -355,3 +374,12 @@ class Sender:
         if self._own_limiter is not None:  # pragma: no branch - "auto" is the own limiter's
             self._own_limiter.set_requests_per_minute(rpm)
         logger.info("requests_per_minute='auto': pacing at the plan's %g requests/minute", rpm)
+
+
+def _gave_up(error: TwoChatError, attempts: int, started: float) -> None:
+    """Note on a connection error how many attempts the call made, over how long
+    (its message says so)."""
+    if isinstance(error, APIConnectionError):
+        error.attempts = attempts
+        # From the first attempt's slot (the limiter's monotonic time it left).
+        error.elapsed = max(0.0, time.monotonic() - started)

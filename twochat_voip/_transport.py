@@ -12,6 +12,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 import aiohttp
+from aiohttp.http_exceptions import (
+    ContentEncodingError,
+    ContentLengthError,
+    HttpProcessingError,
+    TransferEncodingError,
+)
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -149,22 +155,30 @@ async def send(
             on_not_sent()
             if isinstance(exc, TimeoutError):
                 raise APITimeoutError(
-                    f"could not connect within {timeout.total} s", call_uuid=call_uuid
+                    f"could not connect to {_where(url)} (timed out: {timeout.total:g} s "
+                    "an attempt)",
+                    call_uuid=call_uuid,
                 ) from exc
-            raise APIConnectionError(_describe(exc), call_uuid=call_uuid) from exc
+            raise APIConnectionError(
+                f"could not connect to {_where(url)} ({_connect_failure(exc)})",
+                call_uuid=call_uuid,
+            ) from exc
         except TimeoutError as exc:
             raise APITimeoutError(
-                f"no complete answer within {timeout.total} s", call_uuid=call_uuid
+                f"no complete answer from {_where(url)} (timed out: {timeout.total:g} s "
+                "an attempt)",
+                call_uuid=call_uuid,
             ) from exc
         except aiohttp.ClientResponseError as exc:
             # Its request_info holds our request headers, the key among them: keep only
             # the words, and raise outside this block so that it is not even the
             # __context__ of what we raise.
             failure = APIConnectionError(
-                f"{type(exc).__name__}: {exc.status} {exc.message}", call_uuid=call_uuid
+                f"the answer from {_where(url)} is not valid HTTP ({_first_line(exc)})",
+                call_uuid=call_uuid,
             )
         except aiohttp.ClientError as exc:
-            raise APIConnectionError(_describe(exc), call_uuid=call_uuid) from exc
+            raise APIConnectionError(_describe(exc, _where(url)), call_uuid=call_uuid) from exc
         except RuntimeError:
             # aiohttp's "Session is closed", raised before anything is sent.
             if not session.closed:
@@ -202,10 +216,55 @@ def _redirect(request: Request, url: str, status: int, location: str | None) -> 
     return target
 
 
-def _describe(exc: aiohttp.ClientError) -> str:
+def _where(url: str) -> str:
+    """``host:port`` of ``url``, as a message names it."""
+    parsed = URL(url, encoded=True)
+    host = parsed.raw_host or "?"
+    return f"[{host}]:{parsed.port}" if ":" in host else f"{host}:{parsed.port}"
+
+
+def _connect_failure(exc: aiohttp.ClientConnectorError) -> str:
+    """Why a connection could not be made, in a few plain words."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cause = exc.certificate_error
+        reason = getattr(cause, "verify_message", None) or getattr(cause, "reason", None)
+        return f"TLS certificate not accepted: {reason or cause}"
+    error = exc.os_error
+    if isinstance(exc, aiohttp.ClientSSLError):
+        reason = getattr(error, "reason", None)
+        return f"TLS handshake failed: {str(reason).lower().replace('_', ' ') if reason else error}"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"the host name could not be resolved: {_os_words(error)}"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    return _os_words(error)
+
+
+def _os_words(error: OSError) -> str:
+    """An OS error's own words (``Network is unreachable``), without its number."""
+    words = error.strerror or str(error) or type(error).__name__
+    return words[:1].lower() + words[1:]
+
+
+def _describe(exc: aiohttp.ClientError, where: str) -> str:
+    """What went wrong after the connection was made."""
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         # Its str() is the half-parsed answer's repr: noise, not news.
-        return "the server closed the connection before the answer was complete"
-    detail = str(exc)
-    name = type(exc).__name__
-    return f"{name}: {detail}" if detail else name
+        return f"connection dropped: {where} closed it before the answer was complete"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        cause = exc.__cause__
+        if isinstance(cause, ContentEncodingError):
+            return f"the answer from {where} could not be decompressed ({_first_line(cause)})"
+        if isinstance(cause, ContentLengthError | TransferEncodingError):
+            return f"connection dropped: the answer from {where} was cut off"
+        return f"the answer from {where} could not be read"
+    if isinstance(exc, OSError):
+        return f"connection dropped while talking to {where} ({_os_words(exc)})"
+    detail = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
+    return f"the request to {where} failed" + (f": {detail}" if detail else "")
+
+
+def _first_line(error: HttpProcessingError | aiohttp.ClientResponseError) -> str:
+    """The first line of an HTTP parser's message, in lower case (``bad status line``)."""
+    lines = str(error.message).strip().splitlines() or ["no reason given"]
+    return lines[0].rstrip(":").lower()
