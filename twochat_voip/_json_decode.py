@@ -3,8 +3,9 @@ extra), else with the standard library, and refused alike either way.
 
 orjson refuses a body nested deeper than 1024 levels with a ``ValueError``; the
 standard library recurses until Python stops it with a ``RecursionError``, which no
-caller expects from a parser. :func:`loads_stdlib` turns that into the same
-``ValueError``, so an answer of ``"[" * 100000`` is "not JSON" with or without orjson.
+caller expects from a parser. :func:`loads_stdlib` turns that into a ``ValueError``
+too, and :func:`is_too_deep` tells both apart from other bodies that are not JSON: an
+answer of ``"[" * 100000`` is refused alike with or without orjson, on any status.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["choose_loads", "loads_stdlib"]
+__all__ = ["choose_loads", "is_too_deep", "loads_stdlib"]
+
+_TOO_DEEP = "the JSON is nested too deeply"
 
 
 def loads_stdlib(body: bytes | str) -> Any:
@@ -22,7 +25,14 @@ def loads_stdlib(body: bytes | str) -> Any:
     try:
         return json.loads(body)
     except RecursionError:
-        raise ValueError("the JSON is nested too deeply") from None
+        raise ValueError(_TOO_DEEP) from None
+
+
+def is_too_deep(error: ValueError) -> bool:
+    """Whether a decoding error says the body was nested too deeply (orjson's "depth
+    limit exceeded", or :func:`loads_stdlib`'s), rather than not JSON at all."""
+    text = str(error)
+    return text == _TOO_DEEP or text.startswith("depth limit exceeded")
 
 
 def choose_loads() -> Callable[[bytes], Any]:

@@ -34,7 +34,7 @@ from twochat_voip._errors import (
     ServerError,
     UnprocessableEntityError,
 )
-from twochat_voip._json_decode import choose_loads
+from twochat_voip._json_decode import choose_loads, is_too_deep
 from twochat_voip._models import CallDetailRecord
 from twochat_voip._redirects import REDIRECT_STATUSES, redirect_target
 
@@ -303,17 +303,22 @@ def _server_message(payload: object) -> str | None:
     return None
 
 
-def error_from_response(response: Response, call_uuid: str | None = None) -> APIStatusError:
+def error_from_response(
+    response: Response, call_uuid: str | None = None
+) -> APIStatusError | ResponseValidationError:
     """The typed error for an answer that is not a success.
 
     The message comes from whichever envelope the server used (``error_message``,
     ``message``, ``detail``), else from the status's reason phrase. ``retry_after``
-    is read for 429 and 503 only.
+    is read for 429 and 503 only. A body nested too deeply to decode is no answer
+    at all, whatever its status: :class:`ResponseValidationError`, as on a 200.
     """
     status = response.status
     try:
         payload = decode_json(response.body)
-    except ValueError:
+    except ValueError as exc:
+        if is_too_deep(exc):
+            return _invalid(response, call_uuid, "the body is nested too deeply to be JSON")
         payload = None
     message = _server_message(payload)
     if message is None:
@@ -349,8 +354,9 @@ def parse_envelope(response: Response, call_uuid: str | None) -> Mapping[str, An
         raise error_from_response(response, call_uuid)
     try:
         payload = _json_loads(response.body)  # decode_json, one call fewer per answer
-    except ValueError:
-        raise _invalid(response, call_uuid, "the body is not JSON") from None
+    except ValueError as exc:
+        why = "nested too deeply to be JSON" if is_too_deep(exc) else "not JSON"
+        raise _invalid(response, call_uuid, f"the body is {why}") from None
     if not isinstance(payload, dict):
         raise _invalid(response, call_uuid, f"expected a JSON object, got {type(payload).__name__}")
     if payload.get("success") is False:

@@ -47,7 +47,9 @@ def parse_call_wire(
         raise error_from_response(response, call_uuid)
     try:
         payload = json.loads(response.body, parse_float=Decimal, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError):
+    except RecursionError:
+        raise _invalid(response, call_uuid, "the body is nested too deeply to be JSON") from None
+    except ValueError:
         raise _invalid(response, call_uuid, "the body is not JSON") from None
     if type(payload) is not dict:
         raise _invalid(response, call_uuid, f"expected a JSON object, got {type(payload).__name__}")
