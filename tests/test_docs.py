@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from twochat_voip import VoIPClient
+from twochat_voip import CallDetailRecord, VoIPClient
 from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer, RedisServer
 
 ROOT = Path(__file__).parent.parent
@@ -214,3 +216,21 @@ def test_aiohttp_call_events_example_receives_once(docs_server: FakeTwoChatServe
     assert asyncio.run(drive()) == [200, 200, 403]
     (event,) = namespace["received"]
     assert event.record is not None
+
+
+def _shown(annotation: Any) -> str:
+    """An annotation as the docs write it: ``CallStatus | str | None``."""
+    parts = typing.get_args(annotation) or (annotation,)
+    return " | ".join("None" if part is type(None) else part.__name__ for part in parts)
+
+
+def test_quickstart_field_table_gives_the_models_types() -> None:
+    """The types docs/quickstart.md's table gives for a record's fields are the ones
+    the model declares (`status` may be None, as type checkers say)."""
+    page = (ROOT / "docs" / "quickstart.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \| `(.+?)` \|", page, re.MULTILINE)
+    fields = attrs.fields(attrs.resolve_types(CallDetailRecord))
+    declared = {field.name: _shown(field.type) for field in fields}
+    documented = {name: shown.replace("\\|", "|") for name, shown in rows if name in declared}
+    assert set(documented) >= {"uuid", "direction", "status", "from_"}
+    assert documented == {name: declared[name] for name in documented}
