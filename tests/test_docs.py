@@ -4,7 +4,10 @@ the docs cannot rot."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 import threading
 import typing
 from collections.abc import Iterator
@@ -216,6 +219,33 @@ def test_aiohttp_call_events_example_receives_once(docs_server: FakeTwoChatServe
     assert asyncio.run(drive()) == [200, 200, 403]
     (event,) = namespace["received"]
     assert event.record is not None
+
+
+FILE_BLOCK = re.compile(r"^```\w+\n# ([\w.-]+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+"""A fenced block whose first line, ``# name``, says which file it is."""
+
+
+def test_testing_page_pytest_example_passes_in_a_fresh_folder(tmp_path: Path) -> None:
+    """docs/testing.md's conftest.py, test file and pytest.ini, copied into a folder
+    with no other config, pass under `python -m pytest` with warnings as errors."""
+    page = (ROOT / "docs" / "testing.md").read_text()
+    files = dict(FILE_BLOCK.findall(page))
+    assert set(files) == {"conftest.py", "test_report.py", "pytest.ini"}
+    for name, body in files.items():
+        (tmp_path / name).write_text(body)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's package
+    env.pop("PYTEST_ADDOPTS", None)
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "1 passed" in ran.stdout
 
 
 def _shown(annotation: Any) -> str:
