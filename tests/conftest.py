@@ -103,3 +103,9 @@ async def postgres_url(postgres_server: PostgresServer) -> str:
 
 
 _databases = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One mypy cache for the session's type-checking tests: the second run is fast."""
+    return tmp_path_factory.mktemp("mypy-cache")

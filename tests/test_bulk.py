@@ -10,12 +10,10 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from typing import Any
 
-import attrs
 import pytest
 
 import twochat_voip as tv
 from twochat_voip import CallResult, VoIPClient, set_testing
-from twochat_voip._results import result as _result
 from twochat_voip.testing import FakeTwoChatServer, Fault, generate_cdrs
 
 
@@ -340,18 +338,6 @@ def test_call_result_ok() -> None:
     """ok is True exactly when there is no error."""
     assert CallResult(call_uuid="x").ok
     assert not CallResult(call_uuid="x", error=ValueError("bad")).ok
-
-
-def test_a_call_result_made_on_the_hot_path_is_the_one_the_class_makes() -> None:
-    """The bulk engine's positional constructor builds the very instance (equal, same
-    hash, still frozen) that CallResult(...) builds."""
-    made = _result("CDR1", None, tv.NotFoundError("gone", status_code=404), 7)
-    built = CallResult(call_uuid="CDR1", error=made.error, index=7)
-    assert made == built
-    assert hash(made) == hash(built)
-    assert repr(made) == repr(built)
-    with pytest.raises(attrs.exceptions.FrozenInstanceError):
-        made.index = 8  # type: ignore[misc]
 
 
 async def test_an_unexpected_failure_is_still_an_answer() -> None:

@@ -10,7 +10,7 @@ import itertools
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing, nullcontext
 from typing import Any, Final
 
@@ -39,7 +39,7 @@ async def collect(client: VoIPClient, ids: Any, **options: Any) -> list[CallResu
         return [result async for result in results]
 
 
-def answered_once(results: list[CallResult], count: int) -> bool:
+def answered_once(results: Sequence[CallResult], count: int) -> bool:
     return sorted(r.index for r in results) == list(range(count))
 
 

@@ -573,8 +573,8 @@ async def test_demo_shows_the_call_events_loop(tmp_path: Path) -> None:
 
 
 async def test_fake_server_prints_its_url_and_key_and_serves(tmp_path: Path) -> None:
-    """fake-server prints export lines for the URL and key; get works against it;
-    Ctrl-C stops it."""
+    """fake-server prints export lines for the URL and key; get works against it, for
+    the docs' example record too; Ctrl-C stops it."""
     assert SCRIPT is not None
     process = await asyncio.create_subprocess_exec(
         SCRIPT,
@@ -597,7 +597,9 @@ async def test_fake_server_prints_its_url_and_key_and_serves(tmp_path: Path) -> 
         got = await run("get", ids[0], env={"TWOCHAT_API_KEY": key, "TWOCHAT_BASE_URL": base_url})
         assert got.code == 0, got.err
         assert json.loads(got.out)["uuid"] == ids[0]
-        assert len(ids) == 3
+        assert len(ids) == 4  # the three asked for and the docs' example
+        async with VoIPClient(api_key=key, base_url=base_url) as voip:
+            assert (await voip.get_call(EXAMPLE_CDR["uuid"])).uuid == EXAMPLE_CDR["uuid"]
     finally:
         process.send_signal(signal.SIGINT)
         _, err = await asyncio.wait_for(process.communicate(), 30)

@@ -4,16 +4,21 @@ the docs cannot rot."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 import threading
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from twochat_voip import VoIPClient
+from twochat_voip import CallDetailRecord, VoIPClient
 from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer, RedisServer
 
 ROOT = Path(__file__).parent.parent
@@ -214,3 +219,48 @@ def test_aiohttp_call_events_example_receives_once(docs_server: FakeTwoChatServe
     assert asyncio.run(drive()) == [200, 200, 403]
     (event,) = namespace["received"]
     assert event.record is not None
+
+
+FILE_BLOCK = re.compile(r"^```\w+\n# ([\w.-]+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+"""A fenced block whose first line, ``# name``, says which file it is."""
+
+
+def test_testing_page_pytest_example_passes_in_a_fresh_folder(tmp_path: Path) -> None:
+    """docs/testing.md's conftest.py, test file and pytest.ini, copied into a folder
+    with no other config, pass under `python -m pytest` with warnings as errors."""
+    page = (ROOT / "docs" / "testing.md").read_text()
+    files = dict(FILE_BLOCK.findall(page))
+    assert set(files) == {"conftest.py", "test_report.py", "pytest.ini"}
+    for name, body in files.items():
+        (tmp_path / name).write_text(body)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's package
+    env.pop("PYTEST_ADDOPTS", None)
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "1 passed" in ran.stdout
+
+
+def _shown(annotation: Any) -> str:
+    """An annotation as the docs write it: ``CallStatus | str | None``."""
+    parts = typing.get_args(annotation) or (annotation,)
+    return " | ".join("None" if part is type(None) else part.__name__ for part in parts)
+
+
+def test_quickstart_field_table_gives_the_models_types() -> None:
+    """The types docs/quickstart.md's table gives for a record's fields are the ones
+    the model declares (`status` may be None, as type checkers say)."""
+    page = (ROOT / "docs" / "quickstart.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \| `(.+?)` \|", page, re.MULTILINE)
+    fields = attrs.fields(attrs.resolve_types(CallDetailRecord))
+    declared = {field.name: _shown(field.type) for field in fields}
+    documented = {name: shown.replace("\\|", "|") for name, shown in rows if name in declared}
+    assert set(documented) >= {"uuid", "direction", "status", "from_"}
+    assert documented == {name: declared[name] for name in documented}

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from twochat_voip import CallResult, VoIPClient
+from twochat_voip import (
+    AnyCallResult,
+    CallDetailRecord,
+    CallFailure,
+    CallResult,
+    CallSuccess,
+    JSONLSink,
+    RecordRefusedError,
+    VoIPClient,
+)
 from twochat_voip._cli_support import Progress
 from twochat_voip._export import export_calls, stderr_is_interactive
 from twochat_voip.testing import FakeTwoChatServer, generate_cdrs
@@ -25,6 +36,41 @@ async def test_export_from_a_plain_list_without_callback(tmp_path: Path) -> None
     assert (summary.exported, summary.duplicates, summary.failed) == (4, 1, 0)
     assert summary.requests == 4
     assert len(server.requests) == 4
+
+
+class _RefusingSink(JSONLSink):
+    """A JSONL output that refuses one id, as PostgreSQL refuses a NUL character."""
+
+    refused = ""
+
+    async def write(self, asked: str, record: CallDetailRecord, wire: Mapping[str, Any]) -> None:
+        if asked == self.refused:
+            raise RecordRefusedError("refused for the test")
+        await super().write(asked, record, wire)
+
+
+async def test_export_hands_on_results_that_narrow(tmp_path: Path) -> None:
+    """on_result gets a CallSuccess holding the record for a stored id, and a
+    CallFailure with the RecordRefusedError for one the output refused."""
+    records = generate_cdrs(2, seed=31)
+    ids = [r["uuid"] for r in records]
+    sink = _RefusingSink(tmp_path / "o.jsonl")
+    sink.refused = ids[1]
+    seen: list[AnyCallResult] = []
+    async with (
+        FakeTwoChatServer(cdrs=records) as server,
+        VoIPClient(api_key=server.api_key, base_url=server.base_url) as voip,
+    ):
+        await export_calls(
+            voip, ids, sink, failures=tmp_path / "f", ordered=True, on_result=seen.append
+        )
+    stored, refused = seen
+    assert isinstance(stored, CallSuccess)
+    assert isinstance(stored.cdr, CallDetailRecord)
+    assert stored.cdr.uuid == ids[0]
+    assert isinstance(refused, CallFailure)
+    assert isinstance(refused.error, RecordRefusedError)
+    assert (refused.call_uuid, refused.index) == (ids[1], 1)
 
 
 def test_progress_draws_a_bar_with_eta(capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from twochat_voip._bulk import CallResult
 from twochat_voip._client import ClientStats, VoIPClient
 from twochat_voip._converter import converter, make_converter
 from twochat_voip._errors import (
@@ -49,6 +48,7 @@ from twochat_voip._resources import (
     Webhook,
     WebhookEvent,
 )
+from twochat_voip._results import AnyCallResult, CallFailure, CallResult, CallSuccess
 from twochat_voip._retry import RetryPolicy
 from twochat_voip._sinks import CSVSink, JSONLSink, Sink, StdoutSink
 from twochat_voip._waits import set_testing
@@ -65,6 +65,7 @@ __all__ = [
     "AccountInfo",
     "AdaptiveRateLimiter",
     "Agent",
+    "AnyCallResult",
     "AuthenticationError",
     "BadRequestError",
     "BudgetExhaustedError",
@@ -73,8 +74,10 @@ __all__ = [
     "CallDetailRecord",
     "CallDirection",
     "CallEvent",
+    "CallFailure",
     "CallResult",
     "CallStatus",
+    "CallSuccess",
     "CallerId",
     "ClientClosedError",
     "ClientStats",

@@ -40,11 +40,12 @@ from twochat_voip._errors import (
     TwoChatError,
 )
 from twochat_voip._models import CallDetailRecord
-from twochat_voip._results import CallResult
-from twochat_voip._results import result as _result
+from twochat_voip._results import AnyCallResult, CallResult
+from twochat_voip._results import failure as _failure
+from twochat_voip._results import success as _success
 from twochat_voip._waits import RunStopped, Stop, current_stop
 
-__all__ = ["RUN_ENDING_ERRORS", "CallResult", "iterate_bulk", "note_failure"]
+__all__ = ["RUN_ENDING_ERRORS", "AnyCallResult", "CallResult", "iterate_bulk", "note_failure"]
 
 READ_AHEAD_FACTOR: Final = 2
 
@@ -118,7 +119,7 @@ class _Workers:
         # (Public to iterate_bulk, which gives a slot back inline once a result.)
         self.free_slots = READ_AHEAD_FACTOR * concurrency
         self.slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self.results: collections.deque[CallResult] = collections.deque()
+        self.results: collections.deque[AnyCallResult] = collections.deque()
         self._caller_waiting: asyncio.Future[None] | None = None
         self.input_errors: list[BaseException] = []
 
@@ -263,8 +264,9 @@ class _Workers:
             index = self._next_index
             self._next_index = index + 1
             shown = value if isinstance(value, str) else repr(value)
+            result: AnyCallResult
             if self.stopped_with is not None:
-                result = _result(shown, None, self.stopped_with, index)
+                result = _failure(shown, self.stopped_with, index)
             else:
                 in_fetch.add(me)
                 try:
@@ -272,12 +274,14 @@ class _Workers:
                 except asyncio.CancelledError:
                     if not self._stopped_it(me):
                         raise
-                    result = _result(shown, None, self.stopped_with, index)
+                    # Only a stop cancels a worker this way, and a stop has its reason.
+                    stopped = self.stopped_with or TwoChatError("the bulk run stopped")
+                    result = _failure(shown, stopped, index)
                 except Exception as exc:  # noqa: BLE001 - every id is answered, even after a bug
-                    result = _result(shown, None, self._judge(exc), index)
+                    result = _failure(shown, self._judge(exc), index)
                 else:
                     self._last_success = clock()
-                    result = _result(shown, cdr, None, index)
+                    result = _success(shown, cdr, index)
                 finally:
                     in_fetch.discard(me)
             results.append(result)
@@ -323,7 +327,7 @@ async def iterate_bulk(
     ordered: bool,
     runs: set[asyncio.Task[None]] | None = None,
     give_up_after: float | None = None,
-) -> AsyncGenerator[CallResult, None]:
+) -> AsyncGenerator[AnyCallResult, None]:
     """Fetch every id with ``fetch`` on ``concurrency`` workers; yield one result each.
 
     An exception raised by the input iterable ends the run after the ids read before it
@@ -350,7 +354,7 @@ async def iterate_bulk(
         runner.add_done_callback(runs.discard)
     results = workers.results
     slot_waiters = workers.slot_waiters
-    buffered: dict[int, CallResult] = {}
+    buffered: dict[int, AnyCallResult] = {}
     next_index = 0
     try:
         while True:

@@ -16,7 +16,7 @@ from aiohttp import web
 from twochat_voip._client import VoIPClient
 from twochat_voip._export import ExportSummary, export_calls
 from twochat_voip._resources import WebhookEvent
-from twochat_voip.testing import FakeTwoChatServer, generate_cdrs
+from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer, generate_cdrs
 from twochat_voip.webhooks import CallEvent, WebhookReceiver
 
 __all__ = ["demo_call_events", "fake_server"]
@@ -35,13 +35,14 @@ def fake_server(port: int, count: int, server_rpm: float | None) -> None:
     """Run the fake 2Chat on 127.0.0.1 until Ctrl-C, and print its URL and key.
 
     Point the command line or the docs' examples at it with TWOCHAT_BASE_URL and
-    TWOCHAT_API_KEY. It serves COUNT generated records (their ids at
-    /open/voip/call-history), account info, webhooks, virtual numbers and caller ids.
+    TWOCHAT_API_KEY. It serves the record the docs' examples fetch and COUNT
+    generated ones (their ids at /open/voip/call-history), account info, webhooks,
+    virtual numbers and caller ids.
     """
     key = "fake-" + secrets.token_urlsafe(12)
     if count > 10_000:
         click.echo(f"# generating {count} records...", err=True)
-    records = generate_cdrs(count, seed=2026)
+    records = [EXAMPLE_CDR, *generate_cdrs(count, seed=2026)]  # the docs fetch the example
 
     async def serve() -> None:
         server = FakeTwoChatServer(
@@ -54,7 +55,7 @@ def fake_server(port: int, count: int, server_rpm: float | None) -> None:
         async with server:
             click.echo(f"export TWOCHAT_BASE_URL={server.base_url}")
             click.echo(f"export TWOCHAT_API_KEY={key}", nl=True)
-            click.echo(f"# {count} records; Ctrl-C stops the server", err=True)
+            click.echo(f"# {count} records and the docs' example; Ctrl-C stops it", err=True)
             await asyncio.Event().wait()  # until Ctrl-C
 
     try:

@@ -21,7 +21,7 @@ from typing import IO, Any, Final, Literal, cast
 
 import attrs
 
-from twochat_voip._bulk import RUN_ENDING_ERRORS, CallResult
+from twochat_voip._bulk import RUN_ENDING_ERRORS
 from twochat_voip._client import DEFAULT_GIVE_UP_AFTER, VoIPClient
 from twochat_voip._errors import (
     AuthenticationError,
@@ -34,6 +34,7 @@ from twochat_voip._errors import (
 from twochat_voip._failures import Failures
 from twochat_voip._formats import sink_format
 from twochat_voip._models import CallDetailRecord
+from twochat_voip._results import AnyCallResult, CallFailure, CallSuccess
 from twochat_voip._sinks import (
     CSVSink,
     JSONLSink,
@@ -216,14 +217,14 @@ async def _chunks(values: AsyncIterable[str] | Iterable[str]) -> AsyncIterator[l
             pending.cancel()
 
 
-async def _store(sink: Sink, result: CallResult) -> CallResult:
+async def _store(sink: Sink, result: CallSuccess) -> AnyCallResult:
     """Write a fetched record; the result as the caller sees it (the record, or the
     error the output refused it with)."""
     record, wire = cast(tuple[CallDetailRecord, dict[str, Any]], result.cdr)
     try:
         await sink.write(result.call_uuid, record, wire)
     except RecordRefusedError as exc:
-        return attrs.evolve(result, cdr=None, error=exc)
+        return CallFailure(call_uuid=result.call_uuid, error=exc, index=result.index)
     return attrs.evolve(result, cdr=record)
 
 
@@ -258,7 +259,7 @@ async def export_calls(
     concurrency: int = 16,
     ordered: bool = False,
     give_up_after: float | None = DEFAULT_GIVE_UP_AFTER,
-    on_result: Callable[[CallResult], None] | None = None,
+    on_result: Callable[[AnyCallResult], None] | None = None,
 ) -> ExportSummary:
     """Fetch ``ids`` with ``client`` into ``output``; failures into ``failures``.
 
@@ -307,7 +308,7 @@ async def export_calls(
             )
             async with aclosing(results):
                 async for result in results:
-                    if result.cdr is not None:
+                    if result.ok:
                         result = await _store(sink, result)  # noqa: PLW2901 - as callers see it
                         exported += result.ok
                     if not result.ok:

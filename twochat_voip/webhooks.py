@@ -6,7 +6,7 @@ authenticates them by a secret token in the hook URL's query, and can confirm ea
 event by fetching its record::
 
     receiver = WebhookReceiver(on_event, token=os.environ["HOOK_TOKEN"])
-    app.router.add_route("/2chat/calls", receiver, methods=["POST"])  # Starlette, FastAPI
+    app.router.routes.append(Route("/2chat/calls", receiver, methods=["POST"]))  # Starlette
     app.router.add_post("/2chat/calls", receiver.aiohttp_handler)     # aiohttp.web
 
     await voip.subscribe_webhook(
