@@ -382,11 +382,18 @@ def test_a_body_that_is_not_json_is_still_its_status_error(status: int) -> None:
 
 
 @pytest.mark.parametrize("key", ["detail", "message"])
-def test_a_server_message_nested_too_deep_to_repeat_falls_back_to_the_reason(key: str) -> None:
-    """An error envelope whose message is a list nested 1000 deep (which orjson reads)
-    is told by the status's reason phrase, not a RecursionError from quoting it."""
-    nested = b"[" * 1000 + b"]" * 1000
-    body = b'{"%s": %s}' % (key.encode(), nested)
+def test_a_server_message_nested_too_deep_to_repeat_falls_back_to_the_reason(
+    key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error envelope whose message is a list too deep to quote (orjson reads 1024
+    levels; where json.dumps recurses out first depends on the Python version and the
+    stack) is told by the status's reason phrase, not a RecursionError."""
+
+    def too_deep(*_: object, **__: object) -> str:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr("twochat_voip._protocol.json.dumps", too_deep)
+    body = b'{"%s": [[["deep"]]]}' % key.encode()
     error = error_from_response(answer(422, body))
     assert isinstance(error, UnprocessableEntityError)
     assert error.message == HTTPStatus(422).phrase

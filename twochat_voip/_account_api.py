@@ -1,13 +1,16 @@
-"""The client's methods for the account's other endpoints: its info, its webhooks,
-its virtual numbers and caller ids (a mixin of :class:`~twochat_voip.VoIPClient`)."""
+"""The client's methods for the account's other endpoints: its call history, its
+info, its webhooks, its virtual numbers and caller ids (a mixin of
+:class:`~twochat_voip.VoIPClient`)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from twochat_voip import _endpoints as endpoints
-from twochat_voip._paging import iterate_pages
+from twochat_voip._models import CallDetailRecord
+from twochat_voip._paging import iterate_history, iterate_pages
+from twochat_voip._protocol import parse_history_page
 from twochat_voip._resources import AccountInfo, CallerId, VirtualNumber, Webhook, WebhookEvent
 
 if TYPE_CHECKING:
@@ -27,6 +30,35 @@ class AccountMethods:
 
     _sender: Sender
     _requests: Requests
+
+    def iter_call_history(
+        self,
+        direction: Literal["inbound", "outbound"] | None = None,
+        *,
+        start_page: int = 0,
+        on_page: Callable[[int], None] | None = None,
+    ) -> AsyncGenerator[CallDetailRecord, None]:
+        """Yield the account's call records from ``GET /open/voip/call-history``, each
+        once, page by page from ``start_page`` until an empty page.
+
+        Calls arriving meanwhile shift the pages; a record seen on an earlier page is
+        not yielded again. ``on_page`` is called after each page with the page to
+        resume at: save it, and pass it as ``start_page`` to go on after a stop.
+        A listing that repeats its pages or runs past its ``count`` raises
+        :class:`ResponseValidationError` instead of spending credits for ever.
+
+        History records carry no ``agent``; fetch a record's details with
+        :meth:`~twochat_voip.VoIPClient.get_call` (or many with
+        :meth:`~twochat_voip.VoIPClient.get_calls`) when you need it.
+        """
+        call = self._sender.call
+
+        def fetch_page(request: Request) -> Awaitable[tuple[list[CallDetailRecord], int | None]]:
+            return call(request, parse_history_page, rate_limits_are_free=True)
+
+        return iterate_history(
+            fetch_page, self._requests, direction, start_page=start_page, on_page=on_page
+        )
 
     async def get_account_info(self) -> AccountInfo:
         """The account, its plan's limits and its usage (``GET /open/info``): the call

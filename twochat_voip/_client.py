@@ -33,14 +33,11 @@ from twochat_voip._options import (
     DEFAULT_MAX_RETRY_WAIT,
     ClientOptions,
 )
-from twochat_voip._paging import iterate_history
 from twochat_voip._protocol import (
     API_KEY_HEADER,
-    Request,
     Requests,
     Response,
     parse_call,
-    parse_history_page,
 )
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._retry import RetryPolicy
@@ -390,32 +387,4 @@ class VoIPClient(AccountMethods):
             ordered=ordered,
             runs=self._bulk_runs,
             give_up_after=give_up_after,
-        )
-
-    def iter_call_history(
-        self,
-        direction: Literal["inbound", "outbound"] | None = None,
-        *,
-        start_page: int = 0,
-        on_page: Callable[[int], None] | None = None,
-    ) -> AsyncGenerator[CallDetailRecord, None]:
-        """Yield the account's call records from ``GET /open/voip/call-history``, each
-        once, page by page from ``start_page`` until an empty page.
-
-        Calls arriving meanwhile shift the pages; a record seen on an earlier page is
-        not yielded again. ``on_page`` is called after each page with the page to
-        resume at: save it, and pass it as ``start_page`` to go on after a stop.
-        A listing that repeats its pages or runs past its ``count`` raises
-        :class:`ResponseValidationError` instead of spending credits for ever.
-
-        History records carry no ``agent``; fetch a record's details with
-        :meth:`get_call` (or many with :meth:`get_calls`) when you need it.
-        """
-        call = self._sender.call
-
-        def fetch_page(request: Request) -> Awaitable[tuple[list[CallDetailRecord], int | None]]:
-            return call(request, parse_history_page, rate_limits_are_free=True)
-
-        return iterate_history(
-            fetch_page, self._requests, direction, start_page=start_page, on_page=on_page
         )

@@ -7,7 +7,6 @@ this module decides what they mean.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import math
 import re
@@ -18,8 +17,8 @@ from http import HTTPStatus
 from typing import Any, Final
 
 import attrs
-from yarl import URL
 
+from twochat_voip._base_url import DEFAULT_BASE_URL, normalise_base_url, origin_end
 from twochat_voip._converter import explain_invalid, sdk_converter
 from twochat_voip._errors import (
     APIStatusError,
@@ -58,7 +57,6 @@ __all__ = [
     "validate_call_uuid",
 ]
 
-DEFAULT_BASE_URL: Final = "https://api.p.2chat.io"
 API_KEY_HEADER: Final = "X-User-API-Key"
 BODY_EXCERPT_CHARS: Final = 500
 
@@ -69,7 +67,6 @@ RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
 _CALL_UUID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _is_call_uuid: Final = _CALL_UUID.fullmatch
 """Statuses :func:`redirect_target` may follow; no other answer is a redirect."""
-_LOOPBACK_NAMES: Final = frozenset({"localhost"})
 
 _STATUS_ERRORS: Final[Mapping[int, type[APIStatusError]]] = {
     400: BadRequestError,
@@ -149,42 +146,6 @@ def validate_call_uuid(call_uuid: object) -> str:
     return call_uuid
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def normalise_base_url(base_url: str) -> str:
-    """Check a base URL and return it without a trailing slash.
-
-    Only ``https`` is accepted, or ``http`` to a loopback host (the fake server, a
-    local proxy): the API key must not cross a network in clear text.
-    """
-    url = URL(base_url)
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"base_url must be an absolute http(s) URL, got {base_url!r}")
-    if url.user is not None or url.password is not None:
-        raise ValueError("base_url must not carry credentials")
-    if url.query_string or url.fragment:
-        raise ValueError("base_url must not have a query or a fragment")
-    if url.scheme == "http" and not _is_loopback(url.host):
-        raise ValueError(
-            f"refusing plain http to {url.host}: the API key would travel unencrypted; "
-            "use https (http is allowed only to a loopback host)"
-        )
-    return str(url).rstrip("/")
-
-
-def _origin_end(base_url: str) -> int:
-    """Where the origin of a normalised base URL ends (``scheme://host[:port]``)."""
-    path = base_url.find("/", base_url.find("://") + 3)
-    return len(base_url) if path < 0 else path
-
-
 @attrs.frozen
 class Requests:
     """The requests of one client, with what they share worked out once.
@@ -205,7 +166,7 @@ class Requests:
 
     @_origin_end.default
     def _origin_end_default(self) -> int:
-        return _origin_end(self.base_url)
+        return origin_end(self.base_url)
 
     def call(self, call_uuid: object) -> Request:
         """``GET /open/voip/call/{call_uuid}``; raises :class:`InvalidCallUUIDError`
