@@ -175,15 +175,29 @@ async def test_a_key_file_is_split_only_at_line_ends(tmp_path: Path, separator: 
     assert SECRET[6:] not in line
 
 
-@pytest.mark.parametrize("content", [None, "", " \n\n", "\xff"])
-async def test_unreadable_key_file_is_one_line(tmp_path: Path, content: str | None) -> None:
-    """A key file that is missing, empty, blank or not UTF-8 is a clear error."""
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (None, "No such file or directory"),
+        (b"", "the file is empty"),
+        (b" \n\n", "the file is empty"),
+        (b"\xff", "it is not UTF-8 text"),
+        ("key-in-utf16".encode("utf-16"), "it looks like UTF-16: save it as UTF-8"),
+    ],
+)
+async def test_unreadable_key_file_is_one_line_saying_why(
+    tmp_path: Path, content: bytes | None, why: str
+) -> None:
+    """A key file that is missing, empty, blank or not UTF-8 (PowerShell writes UTF-16)
+    is a clear error that says which."""
     key_file = tmp_path / "key"
     if content is not None:
-        key_file.write_bytes(content.encode("latin-1"))
+        key_file.write_bytes(content)
     ran = await run("get", "CDR1", "--api-key-file", str(key_file))
     assert ran.code == 1
-    assert "cannot read an API key" in one_clean_line(ran.err)
+    line = one_clean_line(ran.err)
+    assert "cannot read an API key" in line
+    assert why in line
 
 
 def ids_file(path: Path, ids: list[str]) -> Path:
@@ -624,3 +638,35 @@ async def test_demo_to_standard_output_says_it_skips_events() -> None:
     assert ran.code == 0, ran.err
     assert len(ran.out.splitlines()) == 20
     assert "call events skipped" in ran.err
+
+
+async def test_demo_interrupted_says_how_to_resume_into_its_folder(tmp_path: Path) -> None:
+    """Ctrl-C in a demo writing to its own temporary folder: "the same command" would
+    make a new folder, so the line names the file to resume into."""
+    assert SCRIPT is not None
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TWOCHAT_")}
+    environment["TMPDIR"] = str(tmp_path)  # the demo's folder lands here
+    process = await asyncio.create_subprocess_exec(
+        SCRIPT,
+        "demo",
+        "--count",
+        "3000",
+        "--server-rpm",
+        "3000",
+        "--events",
+        "0",
+        stderr=asyncio.subprocess.PIPE,
+        env=environment,
+    )
+    assert process.stderr is not None
+    first = await asyncio.wait_for(process.stderr.readline(), 30)
+    assert first.startswith(b"demo: 3000 records")
+    await asyncio.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 130
+    line = err.decode().strip().splitlines()[-1]
+    assert line.startswith("interrupted: ")
+    resume = line.split("resume with: ", 1)[1]
+    (folder,) = tmp_path.glob("twochat-voip-demo-*")
+    assert resume == f"twochat-voip demo -o {folder / 'calls.jsonl'}"

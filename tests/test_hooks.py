@@ -145,21 +145,70 @@ async def test_the_spent_budget_is_told_once(make_client: MakeClient) -> None:
 async def test_a_failing_hook_is_logged_and_the_call_goes_on(
     make_client: MakeClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A broken metric must not end a call: logged with its traceback, then ignored."""
+    """A broken metric must not end a call, nor fill the log: its first failure is
+    logged with the traceback, then only its 10th, 100th, ..."""
     told: list[ClientEvent] = []
 
     def broken(event: ClientEvent) -> None:
         raise RuntimeError("metrics backend down")
 
-    record = await make_client(hooks=[broken, told.append]).get_call(CALL)
-    assert record.uuid == CALL
-    assert kinds(told)[-1] == "CallEnded"  # the next hook still heard everything
+    client = make_client(hooks=[broken, told.append])
+    for _ in range(12):  # 4 events a call: 48 failures
+        record = await client.get_call(CALL)
+        assert record.uuid == CALL
+    # The next hook still heard everything (and the waits of the adaptive start).
+    assert len([e for e in told if not isinstance(e, RateLimitWait)]) == 48
+    assert len(told) < 100
     failures = [r for r in caplog.records if "the hook" in r.getMessage()]
-    assert len(failures) == len(told)
-    assert "test_a_failing_hook_is_logged_and_the_call_goes_on.<locals>.broken" in (
-        failures[0].getMessage()
-    )
+    name = "test_a_failing_hook_is_logged_and_the_call_goes_on.<locals>.broken"
+    assert [r.getMessage() for r in failures] == [
+        f"the hook {name} failed on CallStarted",
+        f"the hook {name} has failed 10 times",
+    ]
     assert failures[0].exc_info is not None
+
+
+async def test_an_async_hook_is_refused(make_client: MakeClient) -> None:
+    """Nothing would await an async hook: refused when the client is made, whether a
+    coroutine function or an object whose __call__ is one."""
+
+    async def hook(event: ClientEvent) -> None: ...
+
+    class Hook:
+        async def __call__(self, event: ClientEvent) -> None: ...
+
+    for given in (hook, Hook()):
+        with pytest.raises(TypeError, match="must be a plain function"):
+            make_client(hooks=[given])
+
+
+async def test_a_hook_returning_an_awaitable_is_told_and_closed(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lambda handing back a coroutine: the coroutine is closed (no "never awaited"
+    warning, which the suite makes an error) and the mistake logged."""
+
+    async def record(event: ClientEvent) -> None: ...
+
+    await make_client(hooks=[lambda event: record(event)]).get_call(CALL)  # noqa: PLW0108
+    (first, *_) = [r for r in caplog.records if "the hook" in r.getMessage()]
+    assert first.exc_info is not None
+    assert "must not be async" in str(first.exc_info[1])
+
+
+async def test_two_hooks_hear_the_end_in_reverse(make_client: MakeClient) -> None:
+    """CallEnded reaches the last hook first, as context managers exit: two tracing
+    hooks restore the context each one set, innermost first."""
+    heard: list[tuple[str, str]] = []
+    client = make_client(
+        hooks=[
+            lambda event: heard.append(("first", type(event).__name__)),
+            lambda event: heard.append(("second", type(event).__name__)),
+        ]
+    )
+    await client.get_call(CALL)
+    assert heard[:2] == [("first", "CallStarted"), ("second", "CallStarted")]
+    assert heard[-2:] == [("second", "CallEnded"), ("first", "CallEnded")]
 
 
 async def test_each_calls_events_share_its_context(
@@ -326,9 +375,11 @@ def test_twochat_log_in_process_adds_one_handler(monkeypatch: pytest.MonkeyPatch
         configure_logging_from_env()
         assert logger.level == logging.INFO
         assert len(logger.handlers) == len(handlers) + 1
+        assert logger.propagate is False  # not twice, through the app's handlers too
     finally:
         logger.handlers[:] = handlers
         logger.setLevel(level)
+        logger.propagate = True
 
 
 async def test_counted_retries_are_logged_when_their_ten_seconds_end(
@@ -353,3 +404,87 @@ async def test_counted_retries_are_logged_when_their_ten_seconds_end(
     assert lines[1:] == ["4 more retries in the last 0 s (429: 2, timeout: 1, connection: 1)"]
     observer.flush_retry_log()  # nothing more to say
     assert len(caplog.records) == 2
+
+
+async def test_an_answer_refused_by_the_client_is_told_with_its_status(
+    twochat_server: FakeTwoChatServer, make_client: MakeClient
+) -> None:
+    """An answer over max_response_size was answered (a 200), then refused: the
+    attempt is a ResponseReceived, and the call ends with its status and the error."""
+    events: list[ClientEvent] = []
+    with pytest.raises(tv.ResponseValidationError):
+        await make_client(hooks=[events.append], max_response_size=100).get_call(CALL)
+    received = [e for e in events if isinstance(e, ResponseReceived)]
+    assert [e.status_code for e in received] == [200]
+    ended = events[-1]
+    assert isinstance(ended, CallEnded)
+    assert ended.status_code == 200
+    assert isinstance(ended.error, tv.ResponseValidationError)
+
+
+async def test_a_call_cut_off_by_aclose_is_told_as_closed(
+    twochat_server: FakeTwoChatServer, make_client: MakeClient
+) -> None:
+    """The client closed the connection, not the server: RequestFailed says so."""
+    events: list[ClientEvent] = []
+    sent = asyncio.Event()
+
+    def hook(event: ClientEvent) -> None:
+        events.append(event)
+        if isinstance(event, RequestSent):
+            sent.set()
+
+    twochat_server.fail_next(Fault(delay=5))
+    client = make_client(hooks=[hook])
+    call = asyncio.create_task(client.get_call(CALL))
+    await sent.wait()
+    await asyncio.sleep(0.05)  # the request on its way: the server holds its answer
+    await client.aclose()
+    with pytest.raises(tv.ClientClosedError):
+        await call
+    (failed,) = [e for e in events if isinstance(e, RequestFailed)]
+    assert isinstance(failed.error, tv.ClientClosedError)
+
+
+async def test_a_stopped_bulk_run_ends_its_calls_with_the_runs_reason(
+    twochat_server: FakeTwoChatServer, make_client: MakeClient
+) -> None:
+    """A 401 stops the run: calls it cuts short end with the AuthenticationError the
+    ids are answered with, not with the signal that stopped them."""
+    ended: list[CallEnded] = []
+    cdrs = generate_cdrs(40, seed=8)
+    twochat_server.add_cdrs(cdrs)
+    twochat_server.fail_randomly(1.0, [Fault(status=401, delay=0.05)], seed=1)
+
+    def hook(event: ClientEvent) -> None:
+        if isinstance(event, CallEnded):
+            ended.append(event)
+
+    client = make_client(hooks=[hook], requests_per_minute=6000)
+    async with aclosing(client.get_calls([c["uuid"] for c in cdrs], concurrency=8)) as run:
+        answers = [r async for r in run]
+    assert all(isinstance(r.error, tv.AuthenticationError) for r in answers)
+    assert ended
+    assert {type(e.error) for e in ended} == {tv.AuthenticationError}
+
+
+async def test_a_retry_after_is_told_with_the_retry(
+    twochat_server: FakeTwoChatServer, make_client: MakeClient
+) -> None:
+    """A 429 with Retry-After: the retry says the server's wait; its backoff is 0."""
+    events: list[ClientEvent] = []
+    twochat_server.fail_next(Fault(status=429, retry_after=1))
+    await make_client(hooks=[events.append]).get_call(CALL)  # waits the 1 s out
+    (retry,) = [e for e in events if isinstance(e, RetryScheduled)]
+    assert (retry.wait, retry.retry_after) == (0.0, 1.0)
+
+
+def test_hooks_from_a_generator_are_kept() -> None:
+    """A generator of hooks is read once, and kept (not used up by the checks)."""
+    client = VoIPClient(api_key="k" * 20, hooks=(hook for hook in [print]))
+    assert client._options.hooks == (print,)
+
+
+def test_a_single_hook_not_in_a_list_is_refused_saying_how() -> None:
+    with pytest.raises(TypeError, match=r"hooks=\[hook\], not hooks=hook"):
+        VoIPClient(api_key="k" * 20, hooks=print)  # type: ignore[arg-type]

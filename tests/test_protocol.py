@@ -397,3 +397,13 @@ def test_a_server_message_nested_too_deep_to_repeat_falls_back_to_the_reason(
     error = error_from_response(answer(422, body))
     assert isinstance(error, UnprocessableEntityError)
     assert error.message == HTTPStatus(422).phrase
+
+
+def test_a_huge_server_message_is_cut_to_the_excerpt() -> None:
+    """A 900 KB error_message would be repeated in every log line and span: cut."""
+    from twochat_voip._protocol import BODY_EXCERPT_CHARS
+
+    body = json.dumps({"success": False, "error_message": "x" * 900_000}).encode()
+    error = error_from_response(answer(503, body))
+    assert error.message == "x" * BODY_EXCERPT_CHARS
+    assert len(str(error)) < 2 * BODY_EXCERPT_CHARS

@@ -166,6 +166,52 @@ async def test_timeout_says_timed_out_after_its_attempts_and_their_time() -> Non
     assert error.elapsed >= 0.4
 
 
+@asynccontextmanager
+async def stalled_listener() -> AsyncIterator[int]:
+    """A port on 127.0.0.1 whose listen backlog is full: a connection to it is never
+    made (its SYNs are dropped), as with a host that blackholes them."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port: int = listener.getsockname()[1]
+        fillers = []
+        try:
+            for _ in range(8):
+                filler = socket.socket()
+                filler.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    filler.connect(("127.0.0.1", port))
+                fillers.append(filler)
+            await asyncio.sleep(0.1)
+            yield port
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+async def test_a_connection_never_made_is_could_not_connect_and_costs_nothing() -> None:
+    """A connect that stalls ends the attempt as "could not connect" (not "no complete
+    answer"), and, nothing having been written, costs no request of the budget."""
+    async with (
+        stalled_listener() as port,
+        VoIPClient(
+            api_key=KEY,
+            base_url=f"http://127.0.0.1:{port}",
+            timeout=0.5,
+            max_requests=10,
+            retry_policy=QUICK_RETRIES,
+        ) as voip,
+    ):
+        with pytest.raises(APITimeoutError) as caught:
+            await voip.get_call("CDR1")
+        assert voip.stats.requests == 0
+    assert re.fullmatch(
+        rf"could not connect to 127\.0\.0\.1:{port} \(timed out: 0\.45 s to connect\) "
+        r"after 4 attempts within [\d.]+ m?s",
+        str(caught.value),
+    ), str(caught.value)
+
+
 async def _close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     await reader.readuntil(b"\r\n\r\n")
     writer.close()

@@ -9,6 +9,7 @@ line on stderr and a non-zero exit code, not a traceback.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import tempfile
 from collections.abc import Callable
@@ -291,7 +292,13 @@ def demo(
             return summary
 
     after: list[str] = []
-    summary = run_command(run(), interrupted(progress, output), progress)
+    # A demo's own temporary folder is a new one each run: resuming means naming it.
+    resume = (
+        "run the same command again to resume"
+        if folder is None
+        else f"resume with: twochat-voip demo -o {shlex.quote(output)}"
+    )
+    summary = run_command(run(), interrupted(progress, output, resume), progress)
     try:
         report(summary)  # (exits 1 when some failed)
     finally:

@@ -128,19 +128,29 @@ def run_command(
         ) from None
 
 
+_UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
+"""How a UTF-16 file (Windows PowerShell's default) starts."""
+
+
 def read_key(api_key_file: Path | None) -> str | None:
     """The key on the first line of ``api_key_file``. Lines end only at ``\\n`` (or
     ``\\r\\n``): ``splitlines()`` would also cut at a form feed, ``\\x1c`` or
     U+2028 and send the start of a damaged key, where the client refuses it whole."""
     if api_key_file is None:
         return None
+    where = f"cannot read an API key from {api_key_file}"
     try:
-        text = api_key_file.read_bytes().decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError):
-        raise click.ClickException(f"cannot read an API key from {api_key_file}") from None
+        data = api_key_file.read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"{where}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        hint = " (it looks like UTF-16: save it as UTF-8)" if data[:2] in _UTF16_BOMS else ""
+        raise click.ClickException(f"{where}: it is not UTF-8 text{hint}") from None
     key = text.strip().split("\n", 1)[0].removesuffix("\r")
     if not key:
-        raise click.ClickException(f"cannot read an API key from {api_key_file}")
+        raise click.ClickException(f"{where}: the file is empty")
     return key
 
 
@@ -229,12 +239,14 @@ def report(summary: ExportSummary) -> None:
         sys.exit(1)
 
 
-def interrupted(progress: Progress, output: str) -> Callable[[], str]:
+def interrupted(
+    progress: Progress, output: str, resume: str = "run the same command again to resume"
+) -> Callable[[], str]:
+    """The line a Ctrl-C ends a command with: what was saved, and how to go on."""
     if output == "-":
         return lambda: f"interrupted: {progress.saved} records written to standard output"
     return lambda: (
-        f"interrupted: {progress.saved} records saved to {shown(output)} by this run; "
-        "run the same command again to resume"
+        f"interrupted: {progress.saved} records saved to {shown(output)} by this run; {resume}"
     )
 
 

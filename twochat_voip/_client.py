@@ -42,7 +42,7 @@ from twochat_voip._protocol import (
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._retry import RetryPolicy
 from twochat_voip._send import ClientStats, Sender
-from twochat_voip._transport import request_headers
+from twochat_voip._transport import attempt_timeout, request_headers
 from twochat_voip._waits import Waits
 from twochat_voip._wire import parse_call_wire
 from twochat_voip.hooks import Hook
@@ -124,7 +124,7 @@ class VoIPClient(AccountMethods):
         rate_limiter: RateLimiter | None = None,
         rate_limiter_owner: bool = False,
         max_requests: int | None = None,
-        hooks: Sequence[Hook] = (),
+        hooks: Iterable[Hook] = (),
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
         options = ClientOptions.resolve(
@@ -177,7 +177,7 @@ class VoIPClient(AccountMethods):
             waits=self._waits,
             open_session=self._open_session,
             other_loop=self._other_loop,
-            timeout=aiohttp.ClientTimeout(total=options.timeout),
+            timeout=attempt_timeout(options.timeout),
             max_response_size=options.max_response_size,
             max_requests=options.max_requests,
             headers_in_session=self._owns_session,
@@ -316,8 +316,8 @@ class VoIPClient(AccountMethods):
             TwoChatError: a subclass saying what went wrong, after any retries.
         """
         request = self._requests.call(call_uuid)
-        attempt_timeout = None if timeout is None else aiohttp.ClientTimeout(total=timeout)
-        return await self._sender.call(request, parse_call, attempt_timeout)
+        per_attempt = None if timeout is None else attempt_timeout(timeout)
+        return await self._sender.call(request, parse_call, per_attempt)
 
     def get_calls(
         self,

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import logging
+import math
 import os
 import sys
 import time
@@ -41,6 +43,8 @@ __all__ = ["CallWatch", "Observer", "configure_logging_from_env"]
 
 logger: Final = logging.getLogger("twochat_voip")
 
+_LEAST_WAIT: Final = 0.001
+"""Seconds of waiting for a slot worth telling as a :class:`RateLimitWait`."""
 RETRY_LOG_WINDOW: Final = 10.0
 """Seconds over which retries after the first are counted into one INFO line."""
 _LOG_LEVELS: Final = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
@@ -63,6 +67,9 @@ def configure_logging_from_env() -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         handler._twochat_env = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
+        # Written here only: through the application's handlers too, every line would
+        # show twice (a propagated record skips its ancestors' levels).
+        logger.propagate = False
 
 
 class CallWatch:
@@ -109,17 +116,33 @@ class Observer:
         self._retries_logged_at = float("-inf")
         self._retries_unlogged: collections.Counter[str] = collections.Counter()
         self._retry_log_timer: asyncio.TimerHandle | None = None
+        self._hook_failures: collections.Counter[int] = collections.Counter()
 
     def path_of(self, request: Request) -> str:
         return request.url.removeprefix(self._base_url)
 
-    def _emit(self, event: ClientEvent) -> None:
-        for hook in self.hooks:
+    def _emit(self, event: ClientEvent, *, last_first: bool = False) -> None:
+        for index, hook in (
+            reversed(tuple(enumerate(self.hooks))) if last_first else enumerate(self.hooks)
+        ):
             try:
-                hook(event)
-            except Exception:
-                name = getattr(hook, "__qualname__", type(hook).__qualname__)
-                logger.exception("the hook %s failed on %s", name, type(event).__name__)
+                told = hook(event)
+                if told is not None and inspect.isawaitable(told):
+                    if inspect.iscoroutine(told):
+                        told.close()  # never awaited: no "never awaited" warning later
+                    raise TypeError("a hook must not be async: its awaitable was dropped")
+            except Exception:  # noqa: BLE001 - logged in _hook_failed, then ignored
+                self._hook_failed(index, hook, event)
+
+    def _hook_failed(self, index: int, hook: Hook, event: ClientEvent) -> None:
+        """Log a hook's failure: the first with its traceback, then at the 10th, 100th,
+        ... only counted, so that a broken hook cannot fill a disk in a long run."""
+        failures = self._hook_failures[index] = self._hook_failures[index] + 1
+        name = getattr(hook, "__qualname__", type(hook).__qualname__)
+        if failures == 1:
+            logger.exception("the hook %s failed on %s", name, type(event).__name__)
+        elif math.log10(failures).is_integer():
+            logger.error("the hook %s has failed %d times", name, failures)
 
     def call_started(self, request: Request) -> CallWatch:
         watch = CallWatch(request, self.path_of(request), self.clock())
@@ -161,7 +184,12 @@ class Observer:
             )
 
     def failed(self, watch: CallWatch, attempt: int, error: TwoChatError, sent: float) -> None:
-        """An attempt got no answer."""
+        """An attempt failed in the transport: its answer was refused (too large, a
+        redirect not followed: told as answered, with its status), or none came."""
+        status = getattr(error, "status_code", None)
+        if isinstance(status, int):
+            self.answered(watch, attempt, status, sent)
+            return
         elapsed = self.clock() - sent
         logger.debug(
             "%s %s -> no answer after %.1f ms (attempt %d): %s",
@@ -182,7 +210,9 @@ class Observer:
             )
 
     def rate_waited(self, watch: CallWatch, attempt: int, seconds: float) -> None:
-        if self.hooks:
+        """A request waited for its slot; not told under a millisecond (a shared
+        limiter's round trip to Redis is no wait for a slot)."""
+        if self.hooks and seconds >= _LEAST_WAIT:
             self._emit(
                 RateLimitWait(
                     **watch.about,
@@ -209,7 +239,8 @@ class Observer:
                     status_code=watch.status_code,
                     error=error,
                     elapsed=self.clock() - watch.started,
-                )
+                ),
+                last_first=True,  # as with context managers: a hook's span ends inside
             )
 
     def retry_scheduled(self, request: Request, notice: RetryNotice, *, bulk: bool) -> None:
@@ -226,6 +257,7 @@ class Observer:
                     attempt=notice.attempt,
                     error=error,
                     wait=notice.wait,
+                    retry_after=notice.retry_after,
                 )
             )
         if not logger.isEnabledFor(logging.INFO):

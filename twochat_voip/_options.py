@@ -3,9 +3,10 @@ and the environment (``TWOCHAT_API_KEY``, ``TWOCHAT_BASE_URL``) come to."""
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Final, Literal
 
 import aiohttp
@@ -95,7 +96,7 @@ class ClientOptions:
         requests_per_minute: float | Literal["auto"] | None,
         has_rate_limiter: bool,
         max_requests: int | None,
-        hooks: Sequence[Hook] = (),
+        hooks: Iterable[Hook] = (),
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
         has_session: bool = False,
     ) -> ClientOptions:
@@ -114,7 +115,7 @@ class ClientOptions:
             )
         key = key.strip()
         check_api_key(key)
-        _check_observers(hooks, trace_configs, has_session)
+        hooks = _check_observers(hooks, trace_configs, has_session)
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         if max_response_size <= 0:
@@ -159,12 +160,22 @@ class ClientOptions:
 
 
 def _check_observers(
-    hooks: Sequence[Hook], trace_configs: Sequence[aiohttp.TraceConfig] | None, has_session: bool
-) -> None:
+    hooks: Iterable[Hook], trace_configs: Sequence[aiohttp.TraceConfig] | None, has_session: bool
+) -> tuple[Hook, ...]:
+    """The hooks, as a tuple (a generator is read once), checked."""
     if has_session and trace_configs is not None:
         raise ValueError(
             "trace_configs are for the session the client makes; "
             "give them to your own session instead"
         )
-    if isinstance(hooks, str | bytes) or not all(callable(hook) for hook in hooks):
-        raise TypeError("hooks must be a sequence of callables taking a hooks event")
+    if callable(hooks) or isinstance(hooks, str | bytes):
+        raise TypeError("hooks must be a sequence of callables: hooks=[hook], not hooks=hook")
+    given = tuple(hooks)
+    for hook in given:
+        if not callable(hook):
+            raise TypeError(f"hooks must be a sequence of callables, not of {type(hook).__name__}")
+        if inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(
+            getattr(hook, "__call__", None)  # noqa: B004 - an object's async __call__
+        ):
+            raise TypeError("a hook must be a plain function: nothing would await an async one")
+    return given

@@ -255,7 +255,7 @@ def _server_message(payload: object) -> str | None:
         for key in ("error_message", "message", "detail"):
             value = payload.get(key)
             if isinstance(value, str) and value:
-                return value
+                return value[:BODY_EXCERPT_CHARS]  # logs and spans repeat it
             if value:  # e.g. a validation framework's list of problems
                 try:
                     return json.dumps(value, default=str)[:BODY_EXCERPT_CHARS]

@@ -39,7 +39,7 @@ from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._retry import RetryPolicy, is_rate_limit, is_retryable
 from twochat_voip._stats import ClientStats, Counters
 from twochat_voip._transport import send
-from twochat_voip._waits import Waits
+from twochat_voip._waits import RunStopped, Waits, current_stop
 
 __all__ = ["ClientStats", "Counters", "Sender"]
 
@@ -171,13 +171,16 @@ class Sender:
                     on_redirect=self._on_redirect,
                     on_not_sent=self._on_not_sent,
                 )
-            except APIConnectionError as exc:
-                if watch:
-                    self._observer.failed(watch, attempt, exc, sent)
-                if self.closed:
-                    raise ClientClosedError(
+            except TwoChatError as exc:
+                if self.closed and isinstance(exc, APIConnectionError):
+                    closed = ClientClosedError(
                         "the VoIPClient was closed while this request was in flight"
-                    ) from exc
+                    )
+                    if watch:
+                        self._observer.failed(watch, attempt, closed, sent)
+                    raise closed from exc
+                if watch:  # an answer refused (too large, a redirect), or none at all
+                    self._observer.failed(watch, attempt, exc, sent)
                 raise
             if watch:
                 self._observer.answered(watch, attempt, response.status, sent)
@@ -220,7 +223,7 @@ class Sender:
         try:
             result = await self.call(request, parse, timeout, rate_limits_are_free, watch=watch)
         except BaseException as exc:
-            observer.call_ended(watch, exc)
+            observer.call_ended(watch, _reason(exc))
             raise
         observer.call_ended(watch, None)
         return result
@@ -249,11 +252,11 @@ class Sender:
         if watch:
             waiting_since = self._observer.clock()
         sent_at = await self._waits.guard(self._limiter.acquire())
-        if watch:
-            self._observer.rate_waited(watch, attempt, self._observer.clock() - waiting_since)
         self._waits.check()  # closed, or the bulk run gave up, while waiting
         if self._max_requests is not None:
             self._check_budget()  # others' requests spent it meanwhile
+        if watch:
+            self._observer.rate_waited(watch, attempt, self._observer.clock() - waiting_since)
         return sent_at
 
     def _judged(self, error: TwoChatError, limiter: RateLimiter, sent_at: float) -> None:
@@ -374,6 +377,16 @@ class Sender:
         if self._own_limiter is not None:  # pragma: no branch - "auto" is the own limiter's
             self._own_limiter.set_requests_per_minute(rpm)
         logger.info("requests_per_minute='auto': pacing at the plan's %g requests/minute", rpm)
+
+
+def _reason(error: BaseException) -> BaseException:
+    """Why a watched call ended: a bulk run's own reason when the run stopped it (the
+    error its ids are answered with), not the signal that stopped it."""
+    if isinstance(error, RunStopped | asyncio.CancelledError):
+        stop = current_stop().get()
+        if stop is not None and stop.error is not None:
+            return stop.error
+    return error
 
 
 def _gave_up(error: TwoChatError, attempts: int, started: float) -> None:

@@ -30,9 +30,18 @@ from twochat_voip._errors import (
 )
 from twochat_voip._protocol import REDIRECT_STATUSES, Request, Response, redirect_target
 
-__all__ = ["MAX_REDIRECTS", "request_headers", "send"]
+__all__ = ["MAX_REDIRECTS", "attempt_timeout", "request_headers", "send"]
 
 MAX_REDIRECTS: Final = 5
+
+
+def attempt_timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """An attempt's timeout: ``seconds`` in all, and a connection not made within 90%
+    of them ends the attempt as "could not connect". Without the connect limit aiohttp
+    ends a connect that stalls (a full backlog, a silent TLS handshake) with the same
+    plain timeout as a slow answer: told as "no complete answer" and counted as a
+    request written, a credit, though nothing was sent."""
+    return aiohttp.ClientTimeout(total=seconds, sock_connect=seconds * 0.9)
 
 
 def request_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
@@ -155,8 +164,8 @@ async def send(
             on_not_sent()
             if isinstance(exc, TimeoutError):
                 raise APITimeoutError(
-                    f"could not connect to {_where(url)} (timed out: {timeout.total:g} s "
-                    "an attempt)",
+                    f"could not connect to {_where(url)} (timed out: "
+                    f"{timeout.sock_connect or timeout.total:g} s to connect)",
                     call_uuid=call_uuid,
                 ) from exc
             raise APIConnectionError(

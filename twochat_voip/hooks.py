@@ -19,9 +19,12 @@ one call is told in the same task and context, from :class:`CallStarted` to
 :class:`CallEnded`, so a hook may keep per-call state in a ``contextvars.ContextVar``
 (as OpenTelemetry's current span does: see :mod:`twochat_voip.otel`).
 
-Hooks must be quick and must not block: they run on the hot path of every request. A
-hook that raises is logged on the ``twochat_voip`` logger and the call goes on: a
-broken metric must not end a three-day export.
+Hooks must be quick and must not block: they run on the hot path of every request,
+and they are plain functions (an ``async def`` hook is refused: nothing would await
+it). A hook that raises is logged on the ``twochat_voip`` logger (its first failure
+with the traceback, then at its 10th, 100th, ...) and the call goes on: a broken
+metric must not end a three-day export. Hooks are told in the order given, and
+:class:`CallEnded` in reverse, as context managers exit.
 
 No event carries the API key or the request's headers.
 """
@@ -126,14 +129,16 @@ class RetryScheduled(_AboutCall):
         method, route, path, call_uuid: As for :class:`CallStarted`.
         attempt: The attempt that failed.
         error: Why it failed.
-        wait: Seconds of backoff (or of the server's ``Retry-After``) before the next
-            attempt; 0 for a 429 in a bulk run, which waits for the rate limiter's
-            slot instead (told as :class:`RateLimitWait`).
+        wait: Seconds of backoff before the next attempt; 0 when the server named a
+            wait (``retry_after``) or for a 429 in a bulk run: the rate limiter holds
+            the next attempt instead (told as :class:`RateLimitWait`).
+        retry_after: The server's ``Retry-After`` in seconds, if it sent one.
     """
 
     attempt: int
     error: TwoChatError
     wait: float
+    retry_after: float | None = None
 
 
 @attrs.frozen(kw_only=True)

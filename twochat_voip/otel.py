@@ -29,8 +29,13 @@ import contextvars
 from importlib.metadata import version
 from urllib.parse import urlsplit
 
-from opentelemetry import context, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+try:
+    from opentelemetry import context, trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+except ImportError as exc:  # pragma: no cover - the otel extra is in the test install
+    raise ImportError(
+        "twochat_voip.otel needs OpenTelemetry: pip install 'twochat-voip[otel]'"
+    ) from exc
 
 from twochat_voip.hooks import (
     CallEnded,
