@@ -65,6 +65,18 @@ def docs_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Fak
         yield server
 
 
+PYTHON_FENCE = re.compile(r"^[ \t]*(?:```|~~~)[ \t]*(?:py|python|python3)\b", re.MULTILINE)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_no_python_block_escapes_the_checks(page: Path) -> None:
+    """Every Python block on a page is one the run and type-check tests collect: a
+    block fenced ```py, ~~~python or indented (in an admonition) would be shown to
+    readers and checked by nothing."""
+    text = page.read_text()
+    assert len(PYTHON_FENCE.findall(text)) == len(BLOCK.findall(text))
+
+
 def test_every_page_has_examples() -> None:
     """The pages that teach code carry runnable examples."""
     assert len(examples()) >= 15

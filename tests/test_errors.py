@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
 
 import twochat_voip as tv
@@ -80,3 +83,61 @@ def test_connection_error_str_says_attempts_and_time(
     error.attempts, error.elapsed = attempts, elapsed
     assert str(error) == said
     assert error.message == "could not connect to h:1 (connection refused)"
+
+
+def _every_error() -> list[tv.TwoChatError]:
+    """One of each exported error, made as the SDK makes it."""
+    return [
+        tv.TwoChatError("base"),
+        tv.MissingAPIKeyError("no key"),
+        tv.InvalidAPIKeyError("a tab at position 3"),
+        tv.InvalidCallUUIDError("bad id"),
+        tv.ClientClosedError("closed"),
+        tv.EventLoopMismatchError("closed"),
+        tv.BudgetExhaustedError(5, call_uuid="CDR1"),
+        tv.RateLimiterUnavailableError("redis down"),
+        tv.SinkError("disk full"),
+        tv.RecordRefusedError("refused"),
+        tv.APIConnectionError("refused", call_uuid="CDR1"),
+        tv.APITimeoutError("late", call_uuid="CDR1"),
+        *(
+            cls("answer", status_code=status, body="{}", call_uuid="CDR1", retry_after=2.0)
+            for cls, status in [
+                (tv.APIStatusError, 418),
+                (tv.BadRequestError, 400),
+                (tv.AuthenticationError, 401),
+                (tv.PaymentRequiredError, 402),
+                (tv.PermissionDeniedError, 403),
+                (tv.NotFoundError, 404),
+                (tv.UnprocessableEntityError, 422),
+                (tv.RateLimitError, 429),
+                (tv.ServerError, 503),
+                (tv.RedirectError, 302),
+            ]
+        ),
+        tv.InvalidCallEventError("not an event"),
+        tv.ResponseValidationError("not JSON", status_code=200, body="<", call_uuid="CDR1"),
+    ]
+
+
+def test_every_error_is_in_the_list_below() -> None:
+    """The pickling test covers every error the package exports."""
+    exported = {
+        value
+        for value in vars(tv).values()
+        if isinstance(value, type) and issubclass(value, tv.TwoChatError)
+    }
+    assert exported == {type(error) for error in _every_error()}
+
+
+@pytest.mark.parametrize("error", _every_error(), ids=lambda error: type(error).__name__)
+def test_every_error_pickles_and_copies_whole(error: tv.TwoChatError) -> None:
+    """A result's error survives pickling (a process pool) and deepcopy: same class,
+    same message, same attributes; a keyword-only __init__ used to break it."""
+    if isinstance(error, tv.APIConnectionError):
+        error.attempts, error.elapsed = 4, 1.5
+    pickled = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
+    for copied in (pickled, copy.deepcopy(error)):
+        assert type(copied) is type(error)
+        assert str(copied) == str(error)
+        assert vars(copied) == vars(error)

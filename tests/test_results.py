@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -65,6 +66,48 @@ def test_results_are_equal_across_the_family_when_their_fields_are() -> None:
     assert CallSuccess(call_uuid="a", cdr=RECORD) != CallSuccess(call_uuid="a", cdr=RECORD, index=1)
     assert CallFailure(call_uuid="b", error=MISSING) != CallResult(call_uuid="b")
     assert CallResult(call_uuid="a") != ("a", None, None, 0)
+
+
+def test_a_call_result_made_by_hand_is_the_kind_its_fields_say() -> None:
+    """CallResult(cdr=...) is a CallSuccess, CallResult(error=...) a CallFailure: code
+    written against CallResult gets results that narrow, and match their case."""
+    assert type(CallResult(call_uuid="a", cdr=RECORD)) is CallSuccess
+    assert type(CallResult(call_uuid="b", error=MISSING, index=3)) is CallFailure
+    # Neither or both: the plain base, as before the subclasses.
+    assert type(CallResult(call_uuid="c")) is CallResult
+    assert type(CallResult(call_uuid="d", cdr=RECORD, error=MISSING)) is CallResult
+
+
+def test_evolve_never_leaves_ok_contradicting_error() -> None:
+    """attrs.evolve on a yielded result (old code marking a record bad, or good) makes
+    the class its new fields say: ``ok`` follows ``error``."""
+    fetched: CallResult = success("a", RECORD, 0)  # as old code, typed CallResult, sees it
+    made_bad = attrs.evolve(fetched, cdr=None, error=MISSING)
+    assert type(made_bad) is CallFailure
+    assert made_bad.ok is False
+    missing: CallResult = failure("a", MISSING, 0)
+    made_good = attrs.evolve(missing, cdr=RECORD, error=None)
+    assert type(made_good) is CallSuccess
+    assert made_good.ok is True
+    assert attrs.evolve(made_good, index=5) == CallSuccess(call_uuid="a", cdr=RECORD, index=5)
+
+
+@pytest.mark.parametrize(
+    ("cls", "fields"),
+    [
+        (CallSuccess, {"cdr": None}),
+        (CallSuccess, {"cdr": RECORD, "error": MISSING}),
+        (CallFailure, {"error": None}),
+        (CallFailure, {"cdr": RECORD, "error": MISSING}),
+    ],
+)
+def test_a_subclass_refuses_fields_it_cannot_hold(
+    cls: type[CallResult], fields: dict[str, Any]
+) -> None:
+    """A CallSuccess without a record, or a CallFailure without an error, would tell
+    a type checker something false: refused."""
+    with pytest.raises(TypeError, match="picks the class from the fields"):
+        cls(call_uuid="a", **fields)
 
 
 def test_results_pickle_as_the_class_they_are() -> None:

@@ -32,6 +32,8 @@ rides along in an exception, its attributes or its chained cause.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "APIConnectionError",
     "APIStatusError",
@@ -62,6 +64,19 @@ __all__ = [
 
 class TwoChatError(Exception):
     """Base of every error the SDK raises."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickling (a result handed to another process) calls cls(*args) by default,
+        # which the subclasses' keyword arguments (status_code=...) break: rebuild
+        # from args and the attributes instead, without __init__.
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
+
+
+def _restore(cls: type[TwoChatError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class MissingAPIKeyError(TwoChatError):

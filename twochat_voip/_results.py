@@ -10,7 +10,7 @@ exactly on each, so ``if result.ok:`` (or ``if result.error is None:``) narrows 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, TypeAlias
+from typing import Any, Literal, Self, TypeAlias, cast
 
 import attrs
 
@@ -26,8 +26,10 @@ class CallResult:
 
     Runs yield its two subclasses, :class:`CallSuccess` and :class:`CallFailure`
     (typed together as :data:`AnyCallResult`), on which ``if result.ok:`` tells a
-    type checker which of ``cdr`` and ``error`` is set. Results are equal when their
-    four fields are, whichever of the three classes they are.
+    type checker which of ``cdr`` and ``error`` is set. Made with a record and no
+    error, ``CallResult(...)`` is a :class:`CallSuccess`; with an error and no record,
+    a :class:`CallFailure` (``attrs.evolve`` too). Results are equal when their four
+    fields are, whichever class they are.
 
     Attributes:
         call_uuid: The id as given (``repr()`` of it, if it was not a string).
@@ -41,6 +43,26 @@ class CallResult:
     cdr: CallDetailRecord | None = None
     error: TwoChatError | ValueError | None = None
     index: int = 0
+
+    def __new__(cls, **fields: Any) -> Self:
+        # The class follows the fields: CallResult(cdr=record) is a CallSuccess, and
+        # attrs.evolve(success, cdr=None, error=e) a CallFailure (``ok`` never
+        # contradicts ``error``). A subclass asked for fields it cannot hold refuses.
+        if not fields:  # unpickling and copying: the fields come after
+            return super().__new__(cls)
+        kind = _kind_of(fields.get("cdr"), fields.get("error"))
+        if kind is None:
+            if cls is not CallResult:
+                needs = "a record and no error" if cls is CallSuccess else "an error and no record"
+                raise TypeError(
+                    f"a {cls.__name__} has {needs} (CallResult(...) picks the class "
+                    "from the fields)"
+                )
+            kind = CallResult
+        instance: Any = object.__new__(kind)
+        if not isinstance(instance, cls):  # so Python will not call __init__ itself
+            instance.__init__(**fields)
+        return cast("Self", instance)
 
     @property
     def ok(self) -> bool:
@@ -110,6 +132,13 @@ class CallFailure(CallResult):
     def ok(self) -> Literal[False]:
         """Always ``False``: there is no record."""
         return False
+
+
+def _kind_of(cdr: object, error: object) -> type[CallResult] | None:
+    """The class that holds ``cdr`` and ``error``: ``None`` for both or neither."""
+    if error is None:
+        return None if cdr is None else CallSuccess
+    return CallFailure if cdr is None else None
 
 
 AnyCallResult: TypeAlias = CallSuccess | CallFailure
