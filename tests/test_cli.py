@@ -614,6 +614,10 @@ async def test_fake_server_prints_its_url_and_key_and_serves(tmp_path: Path) -> 
         assert len(ids) == 4  # the three asked for and the docs' example
         async with VoIPClient(api_key=key, base_url=base_url) as voip:
             assert (await voip.get_call(EXAMPLE_CDR["uuid"])).uuid == EXAMPLE_CDR["uuid"]
+            # A plan to learn ("auto") though nothing is enforced without --server-rpm.
+            info = await voip.get_account_info()
+            assert info.limits is not None
+            assert info.limits.requests_per_minute == 6000
     finally:
         process.send_signal(signal.SIGINT)
         _, err = await asyncio.wait_for(process.communicate(), 30)

@@ -8,7 +8,7 @@ import secrets
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import click
 from aiohttp import web
@@ -22,20 +22,32 @@ from twochat_voip.webhooks import CallEvent, WebhookReceiver
 __all__ = ["demo_call_events", "fake_server"]
 
 
+_UNENFORCED_PLAN: Final = 6000.0
+"""Requests a minute the fake reports as its plan when it enforces no limit."""
+
+
 @click.command("fake-server")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, help="Default: any free one.")
-@click.option("--records", "count", type=click.IntRange(0, 200_000), default=1000)
+@click.option(
+    "--records",
+    "count",
+    type=click.IntRange(0, 200_000),
+    default=1000,
+    show_default=True,
+    help="Generated records to serve, beside the docs' example.",
+)
 @click.option(
     "--server-rpm",
     type=click.FloatRange(1, 1e9),
     default=None,
-    help="Answer 429 above this many requests a minute, as 2Chat does.",
+    help="Answer 429 above this many requests a minute, as 2Chat does. Without it "
+    f"nothing is refused, and GET /open/info reports a plan of {_UNENFORCED_PLAN:g}.",
 )
 def fake_server(port: int, count: int, server_rpm: float | None) -> None:
     """Run the fake 2Chat on 127.0.0.1 until Ctrl-C, and print its URL and key.
 
     Point the command line or the docs' examples at it with TWOCHAT_BASE_URL and
-    TWOCHAT_API_KEY. It serves the record the docs' examples fetch and COUNT
+    TWOCHAT_API_KEY. It serves the record the docs' examples fetch and --records
     generated ones (their ids at /open/voip/call-history), account info, webhooks,
     virtual numbers and caller ids.
     """
@@ -49,6 +61,8 @@ def fake_server(port: int, count: int, server_rpm: float | None) -> None:
             cdrs=records,
             api_key=key,
             requests_per_minute=server_rpm,
+            # What requests_per_minute="auto" learns when no limit is enforced.
+            plan_requests_per_minute=server_rpm or _UNENFORCED_PLAN,
             log_requests=False,
             port=port,
         )
