@@ -212,36 +212,24 @@ async def test_a_connection_never_made_is_could_not_connect_and_costs_nothing() 
     ), str(caught.value)
 
 
-async def _close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
-    writer.close()
+def answering(raw: bytes, *, read_request: bool = True) -> Handler:
+    """A handler that (after the request's head) writes ``raw`` and closes."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if read_request:
+            await reader.readuntil(b"\r\n\r\n")
+        writer.write(raw)
+        await writer.drain()
+        writer.close()
+
+    return handle
 
 
-async def _cut_off(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
-    writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"cdr"')
-    await writer.drain()
-    writer.close()
-
-
-async def _not_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
-    writer.write(b"HTXP/1.1 200 OK\r\n\r\n")
-    await writer.drain()
-    writer.close()
-
-
-async def _bad_gzip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
-    writer.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nnope")
-    await writer.drain()
-    writer.close()
-
-
-async def _plain_to_tls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")  # to a TLS hello
-    await writer.drain()
-    writer.close()
+_close_at_once = answering(b"")
+_cut_off = answering(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"cdr"')
+_not_http = answering(b"HTXP/1.1 200 OK\r\n\r\n")
+_bad_gzip = answering(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nnope")
+_plain_to_tls = answering(b"HTTP/1.1 400 Bad Request\r\n\r\n", read_request=False)  # to a TLS hello
 
 
 @pytest.mark.parametrize(

@@ -1,16 +1,15 @@
 """Call events: reading a delivery, and the receiver (ASGI and aiohttp.web) fed by the
-fake 2Chat's deliveries over loopback sockets."""
+twochat_server 2Chat's deliveries over loopback sockets."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -107,18 +106,6 @@ class Handler:
         self.events.append(event)
 
 
-@pytest_asyncio.fixture
-async def fake() -> AsyncIterator[FakeTwoChatServer]:
-    async with FakeTwoChatServer() as server:
-        yield server
-
-
-@pytest_asyncio.fixture
-async def voip(fake: FakeTwoChatServer) -> AsyncIterator[VoIPClient]:
-    async with VoIPClient(api_key=fake.api_key, base_url=fake.base_url) as client:
-        yield client
-
-
 async def _serve(receiver: WebhookReceiver) -> TestServer:
     app = web.Application()
     app.router.add_post("/2chat/calls", receiver.aiohttp_handler)
@@ -128,7 +115,7 @@ async def _serve(receiver: WebhookReceiver) -> TestServer:
 
 
 async def test_events_arrive_once_through_the_aiohttp_handler(
-    fake: FakeTwoChatServer, voip: VoIPClient, caplog: pytest.LogCaptureFixture
+    twochat_server: FakeTwoChatServer, twochat_client: VoIPClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Subscribe, a call ends: both events arrive; a redelivery is acknowledged and not
     handed on again; the token never reaches a log."""
@@ -137,18 +124,18 @@ async def test_events_arrive_once_through_the_aiohttp_handler(
     server = await _serve(WebhookReceiver(handler, token=TOKEN))
     try:
         url = str(server.make_url("/2chat/calls")) + f"?token={TOKEN}"
-        channel = fake.account.virtual_numbers[0]["uuid"]
+        channel = twochat_server.account.virtual_numbers[0]["uuid"]
         for event in (WebhookEvent.CALL_STATUS_UPDATE, WebhookEvent.CALL_INCOMING_COMPLETED):
-            await voip.subscribe_webhook(event, hook_url=url, channel_uuid=channel)
-        call = fake.call_uuids[0]
-        fake.add_cdrs([{**fake._wire[call], "direction": "I"}])
-        assert await fake.complete_call(call) == [200, 200]
+            await twochat_client.subscribe_webhook(event, hook_url=url, channel_uuid=channel)
+        call = twochat_server.call_uuids[0]
+        twochat_server.add_cdrs([{**twochat_server._wire[call], "direction": "I"}])
+        assert await twochat_server.complete_call(call) == [200, 200]
         # The same event twice (status.update and incoming.completed carry one payload).
         assert [e.uuid for e in handler.events] == [call]
         assert handler.events[0].status is CallStatus.COMPLETED
-        assert await fake.complete_call(call) == [200, 200]  # redelivered: acknowledged
+        assert await twochat_server.complete_call(call) == [200, 200]  # redelivered: acknowledged
         assert len(handler.events) == 1
-        assert await fake.complete_call(call, "FAILED") == [200, 200]
+        assert await twochat_server.complete_call(call, "FAILED") == [200, 200]
         assert [e.status for e in handler.events] == [CallStatus.COMPLETED, CallStatus.FAILED]
     finally:
         await server.close()
@@ -163,57 +150,61 @@ async def test_events_arrive_once_through_the_aiohttp_handler(
     ("query", "status"), [("", 401), ("?token=wrong-token-123", 403), ("?tok=" + TOKEN, 401)]
 )
 async def test_deliveries_without_the_token_are_refused(
-    fake: FakeTwoChatServer, voip: VoIPClient, query: str, status: int
+    twochat_server: FakeTwoChatServer, twochat_client: VoIPClient, query: str, status: int
 ) -> None:
     """No token: 401; a wrong one: 403; the handler is not called either way."""
     handler = Handler()
     server = await _serve(WebhookReceiver(handler, token=TOKEN))
     try:
         url = str(server.make_url("/2chat/calls")) + query
-        channel = fake.account.virtual_numbers[0]["uuid"]
-        await voip.subscribe_webhook("call.status.update", hook_url=url, channel_uuid=channel)
-        assert await fake.complete_call(fake.call_uuids[0]) == [status]
+        channel = twochat_server.account.virtual_numbers[0]["uuid"]
+        await twochat_client.subscribe_webhook(
+            "call.status.update", hook_url=url, channel_uuid=channel
+        )
+        assert await twochat_server.complete_call(twochat_server.call_uuids[0]) == [status]
         assert handler.events == []
     finally:
         await server.close()
 
 
 async def test_a_failing_handler_gets_the_event_again(
-    fake: FakeTwoChatServer, voip: VoIPClient
+    twochat_server: FakeTwoChatServer, twochat_client: VoIPClient
 ) -> None:
     """A handler that raised answers 500, and the next delivery is handed on."""
     handler = Handler()
     server = await _serve(WebhookReceiver(handler, token=TOKEN))
     try:
         url = str(server.make_url("/2chat/calls")) + f"?token={TOKEN}"
-        channel = fake.account.virtual_numbers[0]["uuid"]
-        await voip.subscribe_webhook("call.status.update", hook_url=url, channel_uuid=channel)
+        channel = twochat_server.account.virtual_numbers[0]["uuid"]
+        await twochat_client.subscribe_webhook(
+            "call.status.update", hook_url=url, channel_uuid=channel
+        )
         handler.fail = True
-        assert await fake.complete_call(fake.call_uuids[0]) == [500]
+        assert await twochat_server.complete_call(twochat_server.call_uuids[0]) == [500]
         handler.fail = False
-        assert await fake.complete_call(fake.call_uuids[0]) == [200]
+        assert await twochat_server.complete_call(twochat_server.call_uuids[0]) == [200]
         assert len(handler.events) == 1
     finally:
         await server.close()
 
 
 async def test_verify_fetches_the_record_and_refuses_forgeries(
-    fake: FakeTwoChatServer, voip: VoIPClient
+    twochat_server: FakeTwoChatServer, twochat_client: VoIPClient
 ) -> None:
     """verify=True: the record 2Chat holds rides along; an event for no record is 404."""
     handler = Handler()
-    receiver = WebhookReceiver(handler, token=TOKEN, client=voip, verify=True)
+    receiver = WebhookReceiver(handler, token=TOKEN, client=twochat_client, verify=True)
     status, _ = await receiver.handle("POST", f"token={TOKEN}", json.dumps(DOCUMENTED).encode())
     assert status == 404  # the example's call is not on this account
     assert handler.events == []
-    call = fake.call_uuids[0]
+    call = twochat_server.call_uuids[0]
     body = json.dumps(DOCUMENTED | {"uuid": call, "duration": 999}).encode()
     status, _ = await receiver.handle("POST", f"token={TOKEN}", body)
     assert status == 200
     (event,) = handler.events
     assert event.duration == 999  # what the delivery said
     assert event.record is not None
-    assert event.record.duration == fake._wire[call]["duration"]  # what 2Chat holds
+    assert event.record.duration == twochat_server._wire[call]["duration"]  # what 2Chat holds
 
 
 async def _asgi(
@@ -365,15 +356,17 @@ async def test_the_asgi_app_refuses_before_reading_the_body() -> None:
     assert sent[0]["status"] == 401
 
 
-async def test_verify_refuses_an_event_whose_uuid_is_not_a_call_id(voip: VoIPClient) -> None:
+async def test_verify_refuses_an_event_whose_uuid_is_not_a_call_id(
+    twochat_client: VoIPClient,
+) -> None:
     """verify=True: a uuid that is not a call id is a 400 (redelivering cannot help)."""
-    receiver = WebhookReceiver(Handler(), token=TOKEN, client=voip, verify=True)
+    receiver = WebhookReceiver(Handler(), token=TOKEN, client=twochat_client, verify=True)
     body = json.dumps(DOCUMENTED | {"uuid": "../../open/info"}).encode()
     assert (await receiver.handle("POST", f"token={TOKEN}", body))[0] == 400
 
 
 async def test_the_fake_does_not_follow_a_receivers_redirect(
-    fake: FakeTwoChatServer, voip: VoIPClient
+    twochat_server: FakeTwoChatServer, twochat_client: VoIPClient
 ) -> None:
     """A receiver answering 307 (Starlette's Mount without the slash) gets no event."""
 
@@ -385,10 +378,12 @@ async def test_the_fake_does_not_follow_a_receivers_redirect(
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
-        channel = fake.account.virtual_numbers[0]["uuid"]
+        channel = twochat_server.account.virtual_numbers[0]["uuid"]
         url = str(server.make_url("/hook")) + f"?token={TOKEN}"
-        await voip.subscribe_webhook("call.status.update", hook_url=url, channel_uuid=channel)
-        assert await fake.complete_call(fake.call_uuids[0]) == [307]
+        await twochat_client.subscribe_webhook(
+            "call.status.update", hook_url=url, channel_uuid=channel
+        )
+        assert await twochat_server.complete_call(twochat_server.call_uuids[0]) == [307]
     finally:
         await server.close()
 

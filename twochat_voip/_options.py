@@ -115,7 +115,7 @@ class ClientOptions:
             )
         key = key.strip()
         check_api_key(key)
-        hooks = _check_observers(hooks, trace_configs, has_session)
+        checked_hooks = _check_observers(hooks, trace_configs, has_session)
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         if max_response_size <= 0:
@@ -154,7 +154,7 @@ class ClientOptions:
             max_response_size=max_response_size,
             requests_per_minute=requests_per_minute,
             max_requests=max_requests,
-            hooks=tuple(hooks),
+            hooks=checked_hooks,
             trace_configs=None if trace_configs is None else list(trace_configs),
         )
 

@@ -106,7 +106,6 @@ class Sender:
         self._headers_in_session = headers_in_session
         self._rate_unknown = learn_rate
         self._observer = observer
-        self._hooks = bool(observer.hooks)
         # Bound once: send() takes them on every request.
         self._on_redirect = self._count_request
         self._on_not_sent = self._uncount_request
@@ -133,7 +132,7 @@ class Sender:
         anyone does, ``False`` says no one does (a bulk run asks once, not per id).
         """
         if watch is None:
-            if self._hooks or logger.isEnabledFor(_DEBUG):
+            if self.watching():
                 return await self._watched_call(request, parse, timeout, rate_limits_are_free)
             watch = False
         retrying = attempt > 1
@@ -310,7 +309,7 @@ class Sender:
 
     def watching(self) -> bool:
         """Whether anyone listens to calls now (hooks, or the log at DEBUG)."""
-        return self._hooks or logger.isEnabledFor(_DEBUG)
+        return bool(self._observer.hooks) or logger.isEnabledFor(_DEBUG)
 
     def _check_budget(self) -> None:
         budget = self._max_requests
