@@ -8,7 +8,9 @@ the limiter's slot, half a round trip, the server's verdict (a GCRA at R per min
 burst 5, no Retry-After, as the canned server), half a round trip, tell the limiter,
 and ask again at once after a 429 (as a bulk run does). The clock and every sleep are
 virtual: ``python -m bench.adaptive_sim`` prints wall time against N/R and the share of
-429s for the scenarios the bulk issue names, at several round-trip times.
+429s for the scenarios the bulk issue names, at several round-trip times. Each
+process learns the plan's limit at its first 429, as the SDK's client does by asking
+``GET /open/info``; ``--no-plan`` plays a server that does not say it.
 
 In lockstep (the default) the processes are identical, which hides the race that
 decides their shares in real runs; ``--jitter 0.01`` starts each up to 10 ms late and
@@ -85,6 +87,7 @@ async def _process(  # noqa: PLR0917 - one scenario's parameters
     rtt: float,
     start: float,
     ceiling: float | None,
+    plan: float | None,
     stray: float,
     rng: random.Random,
     jitter: float,
@@ -92,8 +95,10 @@ async def _process(  # noqa: PLR0917 - one scenario's parameters
     await clock.sleep(start)
     limiter = AdaptiveRateLimiter(ceiling, clock=clock, sleep=clock.sleep)
     pending = iter(range(ids))
+    plan_unknown = ceiling is None and plan is not None
 
     async def worker() -> None:
+        nonlocal plan_unknown
         for _ in pending:
             while True:
                 sent_at = await limiter.acquire()
@@ -104,6 +109,11 @@ async def _process(  # noqa: PLR0917 - one scenario's parameters
                 limiter.feedback(sent_at=sent_at, status=200 if ok else 429, retry_after=None)
                 if ok:
                     break
+                if plan_unknown and plan is not None:
+                    # The client asks GET /open/info at its first 429 (the answer
+                    # comes a round trip later; the sim gives it at once).
+                    plan_unknown = False
+                    limiter.learn_plan(plan)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return clock.now
@@ -121,8 +131,12 @@ async def simulate(
     stray: float = 0.0,
     jitter: float = 0.0,
     seed: int = 1,
+    plan: bool = True,
 ) -> tuple[float, float, list[float]]:
     """(wall / (N/R), share of requests answered 429, each process's end / (N/R)).
+
+    ``plan``: each process's client learns the plan's limit (R) at its first 429, as
+    one that asks ``GET /open/info`` does; ``False``: a server that does not say.
 
     ``jitter``: each process starts up to that many seconds late, and each round
     trip takes 0.5-1.5 times ``rtt`` (random, from ``seed``), as real processes do;
@@ -140,6 +154,7 @@ async def simulate(
                 rtt,
                 stagger * n + jitter * rng.random(),
                 ceiling,
+                per_minute if plan else None,
                 stray,
                 rng,
                 jitter,
@@ -191,13 +206,20 @@ def main() -> None:
         "(0.5-1.5x); then each cell is the median and worst of --seeds runs",
     )
     parser.add_argument("--seeds", type=int, default=16, help="runs per cell with --jitter")
+    parser.add_argument(
+        "--no-plan", action="store_true", help="the processes never learn the plan's limit"
+    )
     args = parser.parse_args()
     seeds = range(1, args.seeds + 1) if args.jitter else [1]
     for name, scenario in SCENARIOS.items():
         cells = []
         for rtt in args.rtt:
             runs = [
-                asyncio.run(simulate(rtt=rtt, jitter=args.jitter, seed=seed, **scenario))
+                asyncio.run(
+                    simulate(
+                        rtt=rtt, jitter=args.jitter, seed=seed, plan=not args.no_plan, **scenario
+                    )
+                )
                 for seed in seeds
             ]
             walls = sorted(wall for wall, _, _ in runs)

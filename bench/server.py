@@ -2,7 +2,8 @@
 
 Every GET gets the documented example answer over HTTP/1.1 keep-alive, so the server
 costs next to nothing and the client is what is measured. With a rate it answers 429
-(2Chat's envelope, no Retry-After) to requests over a GCRA limit, like the API does.
+(2Chat's envelope, no Retry-After) to requests over a GCRA limit, like the API does,
+and ``GET /open/info`` names that rate as the plan's limit.
 """
 
 from __future__ import annotations
@@ -18,10 +19,7 @@ from typing import Any
 from twochat_voip._gcra import Gcra
 
 BODY = files("twochat_voip.testing").joinpath("example_answer.json").read_bytes()
-OK = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-    b"Connection: keep-alive\r\n\r\n" % len(BODY)
-) + BODY
+INFO_PATH = b"GET /open/info "
 LIMITED_BODY = b'{"success": false, "error": true, "error_message": "Too many requests"}'
 LIMITED = (
     b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
@@ -29,11 +27,23 @@ LIMITED = (
 ) + LIMITED_BODY
 
 
+def _ok(body: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+        b"Connection: keep-alive\r\n\r\n" % len(body)
+    ) + body
+
+
+OK = _ok(BODY)
+
+
 class _Limit:
     def __init__(self, per_minute: float | None, burst: int) -> None:
         self.gcra = Gcra(60.0 / per_minute, burst) if per_minute else None
         self.limited = 0
         self.served = 0
+        limits = b', "limits": {"requests_per_minute": %g}' % per_minute if per_minute else b""
+        self.info = _ok(b'{"success": true%s}' % limits)
 
     def allows(self) -> bool:
         if self.gcra is not None and self.gcra.police(time.monotonic()):
@@ -55,8 +65,12 @@ class _Canned(asyncio.Protocol):
         self.buffer += data
         answers = []
         while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            info = self.buffer.startswith(INFO_PATH)
             self.buffer = self.buffer[end + 4 :]
-            answers.append(OK if self.limit.allows() else LIMITED)
+            if not self.limit.allows():
+                answers.append(LIMITED)
+            else:
+                answers.append(self.limit.info if info else OK)
         if answers:
             self.transport.write(b"".join(answers))  # type: ignore[attr-defined]
 

@@ -100,7 +100,9 @@ async def test_a_subscription_is_not_sent_again_after_a_server_error(
     assert [r.method for r in server.requests] == ["POST"]
     server.fail_next(Fault(status=429))
     hook = await voip.subscribe_webhook("call.status.update", hook_url=HOOK, channel_uuid=channel)
-    assert [r.method for r in server.requests] == ["POST", "POST", "POST"]
+    # (the 429 also has the adaptive client ask the plan's limit: GET /open/info)
+    posts = [r.method for r in server.requests if r.path != "/open/info"]
+    assert posts == ["POST", "POST", "POST"]
     assert [h["uuid"] for h in server.account.webhooks] == [hook.uuid]
 
 

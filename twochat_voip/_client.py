@@ -181,7 +181,7 @@ class VoIPClient(AccountMethods):
             max_response_size=options.max_response_size,
             max_requests=options.max_requests,
             headers_in_session=self._owns_session,
-            learn_rate=auto,
+            learn_plan="first" if auto else None if options.requests_per_minute else "limit",
             observer=self._observer,
         )
 
@@ -258,6 +258,7 @@ class VoIPClient(AccountMethods):
         self._observer.flush_retry_log()
         for run in list(self._bulk_runs):
             run.cancel()
+        await self._sender.plan.aclose()
         try:
             if self._owns_limiter and hasattr(self._limiter, "aclose"):
                 # (hasattr: a limiter written before the protocol had aclose)

@@ -11,31 +11,8 @@ included. The limiter is the one owner of "when may the next request leave":
   the one that was told, for that long;
 - without a rate it sends freely and *adapts* when the server pushes back.
 
-Adapting starts slow. A client that does not know the limit starts at 4 requests a
-second and doubles that every half second until the server pushes back (as TCP's slow
-start does), and stops pacing once past 1,000 a second: sixteen workers (or four
-processes of them) starting at once would otherwise fire a 429 for nearly every one of
-them before the first answer is in.
-
-It tells a limit from noise. Busy APIs answer a stray 429 now and then; read as a
-limit, each would ratchet the rate down for good. So the limiter cuts its rate only
-when 429s are a real share of recent answers (at least 6 of the last 64, or 3 that are
-half the answers since the last cut), and then to 80% of the rate the server
-demonstrably *accepted* from this process meanwhile, not of the rate it was sending
-at. Only 429s for requests sent after the last cut count towards the next one, so a
-volley of 429s for requests already in flight counts once (the way TCP reacts once per
-round trip), and noise cannot compound cuts. A limit met while unpaced starts a slow
-start again, from what the server accepted in the last second.
-
-After a cut the rate climbs back *by time*, not per answer: back to what was accepted
-within 5 seconds, then by 1% a second of the configured rate (the plan's, the same for
-every process told it, so that they converge on equal shares) or of the accepted rate;
-after 2 seconds of that with no limit it doubles every second, so that a share another
-process left free is taken up within seconds. A climb per accepted answer (as this
-limiter did before) favours whoever is already fastest: four processes on one account
-took 3.65x as long as the limit allowed. At a low rate the climb's seconds stretch, so
-that a climb spans at least 32 answers: at 80 requests a minute a limit then shows
-within a few requests of being reached, not after a burst of 429s.
+Adapting (when to cut, how to climb back, and what knowing the plan's limit changes)
+is :mod:`twochat_voip._adapting`'s: the law, apart from the pacing here.
 
 Waiting requests queue for their slots, and only the first plans one, from the rate at
 that moment: a rate that climbs (or is cut) applies to the very next request, not
@@ -52,58 +29,26 @@ import asyncio
 import collections
 import time
 from collections.abc import Awaitable, Callable
-from typing import Final
 
+from twochat_voip._adapting import (
+    CUT,
+    IDLE,
+    MEASURED,
+    PLAN_CUT,
+    START_PER_SECOND,
+    UNPACED_ABOVE,
+    WINDOW,
+    climb_with_plan,
+    climb_without_plan,
+    is_a_limit,
+    rate_of,
+    slow_start,
+)
 from twochat_voip._gcra import Gcra
 from twochat_voip._limiter import RateLimiter
 from twochat_voip._waits import is_testing
 
 __all__ = ["AdaptiveRateLimiter", "RateLimiter"]
-
-_WINDOW: Final = 64
-"""Answers a limit is judged, and an accepted rate measured, over."""
-_LIMITED_IN_WINDOW: Final = 6
-"""429s among the last :data:`_WINDOW` answers that mean a limit, not noise. Stray
-429s at 2% of answers reach it about once in 300 windows, and a cut they cause is
-regained within seconds."""
-_LIMITED_CLEARLY: Final = 3
-"""Fewer 429s mean a limit when they are half the answers since the last cut, as at
-the start of a run that was told too high a rate: stray 429s never look like that."""
-_CUT: Final = 0.8
-"""A cut sets this share of the rate the server accepted."""
-_MEASURED: Final = 32
-"""Accepted answers a rate is measured over."""
-_START_PER_SECOND: Final = 4.0
-"""An adaptive client's first rate: it doubles every :data:`_DOUBLING` seconds until the
-server pushes back, so that many workers (or processes) starting at once do not fire a
-429 for each of them before the first answer is in."""
-_DOUBLING: Final = 0.5
-"""Seconds in which a rate that has not yet met a limit doubles (a slow start)."""
-_IDLE: Final = 1.0
-"""Seconds after its last request for which a rate goes on climbing: a client that goes
-quiet comes back at the pace it last used (or a little above), not at one it never
-tried, which a burst after a pause would answer with a storm of 429s."""
-_UNPACED_ABOVE: Final = 1000.0
-"""Requests a second beyond which a slow start stops pacing at all."""
-_REGAIN_SECONDS: Final = 5.0
-"""Seconds to climb back from a cut to the rate that was accepted."""
-_PROBE_PER_SECOND: Final = 0.01
-"""Then the climb per second, as a share of the configured rate if there is one (the
-plan's: the same for every process on the account), else of the accepted."""
-_SPEED_UP_AFTER: Final = 2.0
-"""Seconds of that slow climb without a limit after which the rate doubles every
-second: capacity another process left free is taken up within seconds."""
-_ANSWERS_PER_CYCLE: Final = 32
-"""Answers a climb should span at least: at a low rate (80 a minute) the climb's
-seconds stretch so that a limit is seen within a few requests of being reached."""
-
-
-def _rate_of(times: collections.deque[float]) -> float | None:
-    """Events per second over a deque of their times, if it can tell."""
-    if len(times) < 2:
-        return None
-    span = times[-1] - times[0]
-    return (len(times) - 1) / span if span > 0 else None
 
 
 class AdaptiveRateLimiter:
@@ -158,12 +103,12 @@ class AdaptiveRateLimiter:
         # adaptive limiter starts that way, from the first request.
         self._slow_start = requests_per_minute is None and adaptive and not is_testing()
         if self._slow_start:
-            self._rate = self._cut_to = self._accepted_rate = _START_PER_SECOND
+            self._rate = self._cut_to = self._accepted_rate = START_PER_SECOND
             self._cut_at = float("inf")  # set by the first request
         self._limited_at: collections.deque[int] = collections.deque()  # answer numbers
         # Send times of the last requests, and of the last accepted ones.
-        self._sent: collections.deque[float] = collections.deque(maxlen=_MEASURED)
-        self._accepted: collections.deque[float] = collections.deque(maxlen=_MEASURED)
+        self._sent: collections.deque[float] = collections.deque(maxlen=MEASURED)
+        self._accepted: collections.deque[float] = collections.deque(maxlen=MEASURED)
         self._waiting = 0
         self._queue = asyncio.Lock()
 
@@ -190,6 +135,22 @@ class AdaptiveRateLimiter:
         last = self._sent[-1] if self._sent else self._clock()
         self._gcra.tat = last + 60.0 / requests_per_minute
 
+    def learn_plan(self, requests_per_minute: float) -> None:
+        """The plan's limit, learnt after the limiter started without it (the client
+        asks ``GET /open/info`` when the server first answers 429): never climb above
+        it, and climb back after a cut in steps of it (see the module's notes). Unlike
+        :meth:`set_requests_per_minute`, the pace in force stays: a process that shares
+        the account with others finds its share from where it is."""
+        if requests_per_minute <= 0:
+            raise ValueError("requests_per_minute must be positive")
+        ceiling = self._ceiling = requests_per_minute / 60.0
+        self._cut_to = min(self._cut_to, ceiling)
+        self._accepted_rate = min(self._accepted_rate, ceiling)
+        if self._rate is None:  # unpaced: from now on, at most the plan's pace
+            self._rate = ceiling
+            self._slow_start = False
+            self._gcra.tat = self._clock()
+
     def pause(self, seconds: float) -> None:
         """Hold every request for ``seconds`` (a server's Retry-After); testing mode
         (:func:`~twochat_voip.set_testing`) skips it."""
@@ -210,27 +171,16 @@ class AdaptiveRateLimiter:
         if since <= 0:
             return rate
         if self._slow_start:
-            rate = self._cut_to * 2.0 ** min(since / _DOUBLING, 64.0)
+            rate = slow_start(self._cut_to, since)
+        elif self._ceiling is not None:
+            rate = climb_with_plan(self._cut_to, self._ceiling, since)
         else:
-            accepted = self._accepted_rate
-            # At a low rate the climb's clock runs slower, so that it spans enough
-            # answers for a limit to show before the rate is far past it.
-            since /= max(1.0, _ANSWERS_PER_CYCLE / (accepted * _REGAIN_SECONDS))
-            if since < _REGAIN_SECONDS:
-                rate = self._cut_to + (accepted - self._cut_to) * since / _REGAIN_SECONDS
-            else:
-                # Processes told one plan's rate climb by the same step, whatever their
-                # rate now, so they converge on equal shares (additive increase).
-                scale = accepted if self._ceiling is None else self._ceiling
-                climbing = since - _REGAIN_SECONDS
-                rate = accepted + _PROBE_PER_SECOND * scale * climbing
-                if climbing > _SPEED_UP_AFTER:
-                    rate *= 2.0 ** min(climbing - _SPEED_UP_AFTER, 64.0)
+            rate = climb_without_plan(self._cut_to, self._accepted_rate, since)
         if self._ceiling is not None:
             if rate >= self._ceiling:
                 rate = self._rate = self._ceiling  # climbed all the way back
                 self._slow_start = False
-        elif rate > _UNPACED_ABOVE:
+        elif rate > UNPACED_ABOVE:
             # Far past any plan and no limit met: stop pacing; the next limit starts
             # the search again.
             self._rate = None
@@ -239,9 +189,9 @@ class AdaptiveRateLimiter:
         return max(rate, self._cut_to)
 
     def _quiet_after(self) -> float:
-        """Seconds without a request that make a quiet spell: _IDLE, or two intervals
+        """Seconds without a request that make a quiet spell: IDLE, or two intervals
         of the rate a climb started from, whichever is longer."""
-        return max(_IDLE, 2.0 / self._cut_to) if self._cut_to > 0 else _IDLE
+        return max(IDLE, 2.0 / self._cut_to) if self._cut_to > 0 else IDLE
 
     def _started(self, now: float) -> None:
         """A request leaves at ``now``: a climb's clock starts with the first, and
@@ -298,7 +248,7 @@ class AdaptiveRateLimiter:
             if gcra.police(now):
                 return None
         sent = self._sent  # _started(), inline where it is cheap
-        if not sent or now - sent[-1] > _IDLE:
+        if not sent or now - sent[-1] > IDLE:
             self._started(now)
         sent.append(now)
         return now
@@ -340,12 +290,10 @@ class AdaptiveRateLimiter:
         self._fresh_limited += 1
         limited = self._limited_at
         limited.append(self._answers)
-        while limited[0] <= self._answers - _WINDOW:
+        while limited[0] <= self._answers - WINDOW:
             limited.popleft()
-        count = len(limited)
-        if self._adaptive and (
-            count >= _LIMITED_IN_WINDOW
-            or (count >= _LIMITED_CLEARLY and 2 * count >= self._fresh_answers)
+        if self._adaptive and is_a_limit(
+            limited, self._answers, self._fresh_answers, plan_known=self._ceiling is not None
         ):
             self._cut(self._clock())
 
@@ -358,7 +306,8 @@ class AdaptiveRateLimiter:
         self._accepted.append(sent_at)
 
     def _cut(self, now: float) -> None:
-        """A limit: pace at 80% of what the server accepted, then climb back."""
+        """A limit: pace at 80% (90% with the plan known) of what the server accepted,
+        then climb back."""
         sending = self._rate_now(now)
         if sending is None:
             # Unpaced until now: what was accepted came in a burst the server allowed,
@@ -369,11 +318,12 @@ class AdaptiveRateLimiter:
             self._accepted_rate = self._cut_to = self._rate = max(self._floor, accepted)
         else:
             self._slow_start = False
-            accepted_rate = _rate_of(self._accepted)
+            accepted_rate = rate_of(self._accepted)
             if accepted_rate is None or accepted_rate > sending:
                 accepted_rate = sending
             self._accepted_rate = max(self._floor, accepted_rate)
-            self._cut_to = self._rate = max(self._floor, _CUT * accepted_rate)
+            cut = CUT if self._ceiling is None else PLAN_CUT
+            self._cut_to = self._rate = max(self._floor, cut * accepted_rate)
         self._cut_at = self._fresh_after = now
         self._limited_at.clear()
         self._fresh_answers = self._fresh_limited = 0

@@ -13,7 +13,6 @@ when it opens and takes it back when it closes.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import logging
 import time
@@ -26,14 +25,13 @@ from twochat_voip._bulk import note_failure
 from twochat_voip._errors import (
     APIConnectionError,
     APIStatusError,
-    AuthenticationError,
     BudgetExhaustedError,
     ClientClosedError,
-    PaymentRequiredError,
     ResponseValidationError,
     TwoChatError,
 )
 from twochat_voip._observe import CallWatch, Observer
+from twochat_voip._plan import PlanRate
 from twochat_voip._protocol import Request, Requests, Response, parse_requests_per_minute
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._retry import RetryPolicy, is_rate_limit, is_retryable
@@ -66,7 +64,8 @@ class Sender:
         max_response_size: Bytes an answer may have.
         max_requests: The request budget, or ``None``.
         headers_in_session: Whether the session sends the client's headers itself.
-        learn_rate: Ask ``GET /open/info`` for the plan's limit before the first call.
+        learn_plan: When to ask ``GET /open/info`` for the plan's limit: before the
+            first call (``"first"``), at the first 429 (``"limit"``), or never.
         observer: Told what each call does (the client's hooks and log).
     """
 
@@ -84,7 +83,7 @@ class Sender:
         max_response_size: int,
         max_requests: int | None,
         headers_in_session: bool,
-        learn_rate: bool,
+        learn_plan: Literal["first", "limit"] | None,
         observer: Observer,
     ) -> None:
         self.session: aiohttp.ClientSession | None = None
@@ -104,12 +103,16 @@ class Sender:
         self._max_response_size = max_response_size
         self._max_requests = max_requests
         self._headers_in_session = headers_in_session
-        self._rate_unknown = learn_rate
+        self.plan = PlanRate(
+            functools.partial(self.call, requests.info(), parse_requests_per_minute),
+            own_limiter,
+            when=learn_plan,
+        )
+        """The plan's limit, asked of ``GET /open/info`` (see :mod:`twochat_voip._plan`)."""
         self._observer = observer
         # Bound once: send() takes them on every request.
         self._on_redirect = self._count_request
         self._on_not_sent = self._uncount_request
-        self._learning_rate: asyncio.Future[None] | None = None
 
     async def call(  # noqa: PLR0912, PLR0915, PLR0917 - the hot path: one function, positional
         self,
@@ -140,8 +143,8 @@ class Sender:
         sent_at: float | None = None  # when the attempt left: a failed call's elapsed
         if not retrying and self.loop is not None and self.loop is not asyncio.get_running_loop():
             await self._other_loop()
-        if not retrying and self._rate_unknown and parse is not parse_requests_per_minute:
-            await self._learn_rate()
+        if not retrying and self.plan.first and parse is not parse_requests_per_minute:
+            await self.plan.before_first_call()
             self._waits.check()  # closed, or the bulk run gave up, meanwhile
         try:
             session = self.session
@@ -265,6 +268,8 @@ class Sender:
             status = error.status_code
             if status == 429:
                 self.counters.rate_limited += 1
+                if self.plan.at_a_limit:
+                    self.plan.limit_met()
             pause = self._retry.pause_for(error.retry_after)
             limiter.feedback(sent_at=sent_at, status=status, retry_after=pause)
         elif isinstance(error, ResponseValidationError):
@@ -327,55 +332,6 @@ class Sender:
     def _uncount_request(self) -> None:
         """The request never reached a connection: it cost nothing."""
         self.counters.requests -= 1
-
-    async def _learn_rate(self) -> None:
-        """``requests_per_minute="auto"``: ask ``GET /open/info`` once for the plan's
-        limit; concurrent first calls share the one request."""
-        learning = self._learning_rate
-        if learning is None:
-            # In a context of its own: the request is every caller's, so a bulk run
-            # that gives up must not stop it for the others.
-            learning = self._learning_rate = asyncio.get_running_loop().create_task(
-                self._ask_rate(), context=contextvars.Context()
-            )
-            learning.add_done_callback(self._forget_failed_rate_request)
-        await asyncio.shield(learning)
-
-    def _forget_failed_rate_request(self, learning: asyncio.Future[None]) -> None:
-        """A failed ``GET /open/info`` is asked again by the next call, even when every
-        caller that waited for it was cancelled (its error is taken here, not logged
-        as never retrieved)."""
-        failed = learning.cancelled() or learning.exception() is not None
-        if failed and self._learning_rate is learning:
-            self._learning_rate = None
-
-    async def _ask_rate(self) -> None:
-        try:
-            rpm = await self.call(self._requests.info(), parse_requests_per_minute)
-        except (
-            AuthenticationError,
-            PaymentRequiredError,
-            BudgetExhaustedError,
-            ClientClosedError,
-            APIConnectionError,
-        ):
-            raise  # no request would do better; the next call asks again
-        except TwoChatError as exc:
-            rpm = None
-            reason = str(exc)
-        else:
-            reason = "the answer names no limits.requests_per_minute"
-        self._rate_unknown = False
-        if rpm is None:
-            logger.warning(
-                "requests_per_minute='auto': could not learn the plan's limit (%s); "
-                "adapting to 429s instead",
-                reason,
-            )
-            return
-        if self._own_limiter is not None:  # pragma: no branch - "auto" is the own limiter's
-            self._own_limiter.set_requests_per_minute(rpm)
-        logger.info("requests_per_minute='auto': pacing at the plan's %g requests/minute", rpm)
 
 
 def _reason(error: BaseException) -> BaseException:
