@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 
@@ -547,11 +548,25 @@ def test_shorter_pause_does_not_shorten_a_longer_one() -> None:
     assert pacer._paused_until == 1010.0
 
 
-@pytest.mark.parametrize(("rpm", "options"), [(0, {}), (-5, {}), (60, {"burst": 0})])
+@pytest.mark.parametrize(
+    ("rpm", "options"),
+    [(0, {}), (-5, {}), (math.nan, {}), (math.inf, {}), (60, {"burst": 0})],
+)
 def test_nonsense_settings_are_refused(rpm: float, options: dict[str, int]) -> None:
-    """A rate must be positive and a burst at least 1."""
+    """A rate must be a positive number and a burst at least 1."""
     with pytest.raises(ValueError):  # noqa: PT011 - each names its setting
         AdaptiveRateLimiter(rpm, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("rpm", [0, -1, math.nan, math.inf])
+def test_a_rate_told_later_must_be_a_positive_number(rpm: float) -> None:
+    """set_requests_per_minute and learn_plan refuse what no pace can be, NaN too,
+    and leave the limiter as it was."""
+    pacer = limiter(FakeTime(), 600)
+    for tell in (pacer.set_requests_per_minute, pacer.learn_plan):
+        with pytest.raises(ValueError, match="positive number"):
+            tell(rpm)
+    assert pacer.requests_per_minute == 600.0
 
 
 @pytest.mark.parametrize(("rpm", "burst"), [(600, 1), (600, 3), (6000, 5)])

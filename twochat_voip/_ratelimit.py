@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import time
 from collections.abc import Awaitable, Callable
 
@@ -77,8 +78,8 @@ class AdaptiveRateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        if requests_per_minute is not None and requests_per_minute <= 0:
-            raise ValueError("requests_per_minute must be positive")
+        if requests_per_minute is not None:
+            _check_rate(requests_per_minute)
         if burst < 1:
             raise ValueError("burst must be at least 1")
         self._ceiling = None if requests_per_minute is None else requests_per_minute / 60.0
@@ -125,8 +126,7 @@ class AdaptiveRateLimiter:
     def set_requests_per_minute(self, requests_per_minute: float) -> None:
         """Pace at this rate from now on, and never climb above it (the plan's limit,
         learnt from the API)."""
-        if requests_per_minute <= 0:
-            raise ValueError("requests_per_minute must be positive")
+        _check_rate(requests_per_minute)
         self._ceiling = self._rate = requests_per_minute / 60.0
         self._cut_at = self._fresh_after = float("-inf")
         self._slow_start = False
@@ -141,8 +141,7 @@ class AdaptiveRateLimiter:
         it, and climb back after a cut in steps of it (see the module's notes). Unlike
         :meth:`set_requests_per_minute`, the pace in force stays: a process that shares
         the account with others finds its share from where it is."""
-        if requests_per_minute <= 0:
-            raise ValueError("requests_per_minute must be positive")
+        _check_rate(requests_per_minute)
         ceiling = self._ceiling = requests_per_minute / 60.0
         self._cut_to = min(self._cut_to, ceiling)
         self._accepted_rate = min(self._accepted_rate, ceiling)
@@ -329,3 +328,10 @@ class AdaptiveRateLimiter:
         self._fresh_answers = self._fresh_limited = 0
         # Waiters re-plan at the new pace, one interval from now.
         self._gcra.tat = now + 1.0 / self._cut_to
+
+
+def _check_rate(requests_per_minute: float) -> None:
+    if not 0 < requests_per_minute < math.inf:  # NaN too
+        raise ValueError(
+            f"requests_per_minute must be a positive number, not {requests_per_minute!r}"
+        )
