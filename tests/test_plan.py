@@ -172,6 +172,30 @@ async def test_the_plan_spares_a_lone_process_its_429s_in_the_simulator(seed: in
     assert share_without > 0.05
 
 
+async def test_a_close_cancelled_while_the_plan_is_asked_still_closes_the_session() -> None:
+    """A close cut short (a cancel scope around ``async with``, ``wait_for``) while the
+    question waits for its answer: the client's session is closed all the same, and
+    a 429 answered after the close asks nothing."""
+    async with FakeTwoChatServer(plan_requests_per_minute=600) as server:
+        server.fail_next(Fault(status=429), call_uuid=CALL)
+        server.fail_next(Fault(hang=True))  # the GET /open/info: no answer
+        voip = client_for(server, max_retries=0)
+        with pytest.raises(tv.RateLimitError):
+            await voip.get_call(CALL)
+        await server.wait_for_requests(2)
+        session = voip._sender.session
+        assert session is not None
+        closing = asyncio.ensure_future(voip.aclose())
+        await asyncio.sleep(0)
+        closing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await closing
+        assert session.closed
+        voip._sender.plan.limit_met()
+        assert voip._sender.plan.at_a_limit is False
+        assert asked(server) == 1
+
+
 async def test_a_question_that_fails_unexpectedly_is_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

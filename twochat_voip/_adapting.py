@@ -105,12 +105,16 @@ at first (every process on the account climbs by the same steps)..."""
 PLAN_DOUBLING: Final = 2.0
 """... and that pace doubles every this many seconds without a limit."""
 PLAN_LIMITED: Final = 2
+"""429s that mean a limit, with the plan's limit known, when they come within
+:data:`PLAN_WINDOW` answers."""
 PLAN_WINDOW: Final = 16
 """With the plan's limit known, :data:`PLAN_LIMITED` 429s among the last
 :data:`PLAN_WINDOW` answers mean a limit. One stray 429 in four (at 2% of answers)
-comes that close after another: each such pair costs a cut of a tenth, climbed back in
-about five seconds at 3,000 a minute."""
+comes that close after another: each such pair costs a cut of a tenth. A run told
+3,000 a minute takes about 1.1x N/R with 2% stray 429s (1.02x with the rule for an
+unknown plan), 1.7x with 5%: the price of each limit costing a 429 or two, not six."""
 PLAN_CYCLE_ANSWERS: Final = 128
+"""The account's answers a climb with the plan known should span, at least."""
 PLAN_CYCLE_SECONDS: Final = 5.0
 """The account's answers (:data:`PLAN_CYCLE_ANSWERS`) a climb with the plan known
 should span, at least, in this many seconds of it: below 128 / 5 a second (1,536 a

@@ -258,8 +258,8 @@ class VoIPClient(AccountMethods):
         self._observer.flush_retry_log()
         for run in list(self._bulk_runs):
             run.cancel()
-        await self._sender.plan.aclose()
         try:
+            await self._sender.plan.aclose()  # (a cancelled close still closes the session)
             if self._owns_limiter and hasattr(self._limiter, "aclose"):
                 # (hasattr: a limiter written before the protocol had aclose)
                 await self._limiter.aclose()

@@ -7,7 +7,7 @@ Two kinds of client ask it:
 - an adaptive one (no rate given) asks when the server first answers 429, in the
   background: no call waits for it. From the answer on, its limiter never climbs above
   the plan's limit, and climbs back after a cut in steps of it, which evens out the
-  shares of several processes on one account (see :mod:`twochat_voip._ratelimit`).
+  shares of several processes on one account (see :mod:`twochat_voip._adapting`).
   A client that never meets a 429 never asks, and one whose server does not say
   (or fails to answer) goes on adapting without it.
 
@@ -146,7 +146,9 @@ class PlanRate:
         )
 
     async def aclose(self) -> None:
-        """The client closes: a request still asking in the background ends."""
+        """The client closes: a request still asking in the background ends, and a
+        429 answered after this asks nothing."""
+        self.at_a_limit = False
         asking, self._background = self._background, None
         if asking is not None and not asking.done():
             asking.cancel()
