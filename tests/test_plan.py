@@ -98,6 +98,18 @@ async def test_a_plan_the_server_does_not_tell_is_asked_once(
     assert "adapting to 429s without it" in caplog.text
 
 
+async def asking_unanswered(server: FakeTwoChatServer) -> VoIPClient:
+    """A client whose 429 set off the plan question, which the server never answers:
+    returned once the question is in flight."""
+    server.fail_next(Fault(status=429), call_uuid=CALL)
+    server.fail_next(Fault(hang=True))  # the GET /open/info: no answer
+    voip = client_for(server, max_retries=0)
+    with pytest.raises(tv.RateLimitError):
+        await voip.get_call(CALL)
+    await server.wait_for_requests(2)
+    return voip
+
+
 async def test_closing_while_the_plan_is_asked_leaves_nothing_behind(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -105,12 +117,7 @@ async def test_closing_while_the_plan_is_asked_leaves_nothing_behind(
     background request ends with it at once, and nothing is logged as lost."""
     caplog.set_level(logging.DEBUG)
     async with FakeTwoChatServer(plan_requests_per_minute=600) as server:
-        server.fail_next(Fault(status=429), call_uuid=CALL)
-        server.fail_next(Fault(hang=True))  # the GET /open/info: no answer
-        voip = client_for(server, max_retries=0)
-        with pytest.raises(tv.RateLimitError):
-            await voip.get_call(CALL)
-        await server.wait_for_requests(2)  # the question is in flight
+        voip = await asking_unanswered(server)
         started = time.monotonic()
         await voip.aclose()
         assert time.monotonic() - started < 1.0
@@ -177,12 +184,7 @@ async def test_a_close_cancelled_while_the_plan_is_asked_still_closes_the_sessio
     question waits for its answer: the client's session is closed all the same, and
     a 429 answered after the close asks nothing."""
     async with FakeTwoChatServer(plan_requests_per_minute=600) as server:
-        server.fail_next(Fault(status=429), call_uuid=CALL)
-        server.fail_next(Fault(hang=True))  # the GET /open/info: no answer
-        voip = client_for(server, max_retries=0)
-        with pytest.raises(tv.RateLimitError):
-            await voip.get_call(CALL)
-        await server.wait_for_requests(2)
+        voip = await asking_unanswered(server)
         session = voip._sender.session
         assert session is not None
         closing = asyncio.ensure_future(voip.aclose())
