@@ -18,7 +18,6 @@ import pytest
 
 import twochat_voip as tv
 from twochat_voip import CallResult, VoIPClient, set_testing
-from twochat_voip._bulk import _Workers
 from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer, Fault, generate_cdrs
 
 CALL = EXAMPLE_CDR["uuid"]
@@ -101,35 +100,6 @@ async def test_giving_up_does_not_wait_for_requests_that_hang() -> None:
     assert wall < 3, wall
     assert answered_once(results, 40)
     assert all("nothing succeeded for 0.5 s" in str(r.error) for r in results)
-
-
-async def three_fetches_hanging() -> tuple[_Workers, asyncio.Future[None]]:
-    """A run of 10 ids on 3 workers whose fetches never end, once all 3 are fetching."""
-    all_in, never = asyncio.Event(), asyncio.Event()
-    started = 0
-
-    async def fetch(call_uuid: str) -> Any:
-        nonlocal started
-        started += 1
-        if started == 3:
-            all_in.set()
-        await never.wait()
-
-    workers = _Workers(fetch, [f"CDR{n}" for n in range(10)], concurrency=3, give_up_after=None)
-    runner = asyncio.ensure_future(workers.run())
-    await all_in.wait()
-    return workers, runner
-
-
-async def test_cancelling_a_run_still_cancels_it_while_it_gives_up() -> None:
-    """A cancellation from outside is not mistaken for the run's stop: cancelled in
-    the same step as a give-up cancels its fetches, the run ends cancelled."""
-    workers, runner = await three_fetches_hanging()
-    workers._give_up(tv.APITimeoutError("nothing succeeded"), abandon_in_flight=True)
-    runner.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await runner
-    assert runner.cancelled()
 
 
 async def test_no_credits_ends_the_run_at_once() -> None:

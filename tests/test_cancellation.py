@@ -12,7 +12,6 @@ from fake_clock import FakeClock
 
 import twochat_voip as tv
 from twochat_voip import AdaptiveRateLimiter, VoIPClient, set_testing
-from twochat_voip._waits import Waits
 from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer, Fault
 
 CALL = EXAMPLE_CDR["uuid"]
@@ -129,20 +128,3 @@ async def test_close_while_in_flight_is_a_clear_error() -> None:
         await voip.aclose()
         results = await asyncio.gather(*calls, return_exceptions=True)
     assert all(isinstance(r, tv.ClientClosedError) for r in results)
-
-
-async def test_a_guarded_wait_that_fails_as_the_client_closes_has_its_error_taken() -> None:
-    """The limiter's wait fails in the same step as the close ends it: the caller gets
-    ClientClosedError, and the wait's own error is taken (asyncio would otherwise log
-    "exception was never retrieved" whenever the wait is collected)."""
-    loop = asyncio.get_running_loop()
-    waits = Waits()
-    inner: asyncio.Future[float] = loop.create_future()
-    guarded = asyncio.create_task(waits.guard(inner))
-    await asyncio.sleep(0)  # one step: guarded now waits (a yield, not a timed wait)
-    inner.set_exception(tv.TwoChatError("the limiter failed"))
-    waits.close()
-    with pytest.raises(tv.ClientClosedError):
-        await guarded
-    # asyncio's own flag for "log this error when collected": taken means cleared.
-    assert inner._log_traceback is False

@@ -26,7 +26,9 @@ MakeClient = Callable[..., VoIPClient]
 
 
 def gaps(server: FakeTwoChatServer) -> list[float]:
-    times = [r.received_at for r in server.requests]
+    """Seconds between the record requests the server received (the plan question an
+    adaptive client asks at its first 429 left out)."""
+    times = [r.received_at for r in server.requests if r.call_uuid is not None]
     return [b - a for a, b in itertools.pairwise(times)]
 
 

@@ -367,7 +367,7 @@ def test_options_never_show_the_key() -> None:
 
 def test_stats_count_every_field_of_client_stats() -> None:
     """The counters and the ClientStats snapshot have the same fields."""
-    from twochat_voip._send import Counters
+    from twochat_voip._call import Counters
 
     counters = Counters(requests=1, rate_limited=2, retries=3, succeeded=4, failed=5)
     snapshot = counters.snapshot()

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from twochat_voip import APIConnectionError, RateLimitError, RetryPolicy, ServerError, set_testing
 from twochat_voip._errors import APIStatusError, NotFoundError, TwoChatError
-from twochat_voip._retry import is_retryable
-from twochat_voip._waits import is_testing
+from twochat_voip._retry import RetryNotice, is_retryable, is_testing
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
@@ -96,56 +95,85 @@ def test_set_testing_refuses_zero_attempts() -> None:
         set_testing(True, attempts=0)
 
 
-async def test_retry_after_failure_counts_the_first_attempt() -> None:
-    """The failure that led here is attempt 1: max_retries more attempts follow."""
+async def attempts_until_done(
+    policy: RetryPolicy, outcomes: Iterator[str | TwoChatError], **options: Any
+) -> tuple[str, int]:
+    """Run ``policy.retrying()`` as the client does: the result, and the attempts made."""
+    calls = 0
+    result = ""
+    async for attempt in policy.retrying(**options):
+        with attempt:
+            calls += 1
+            outcome = next(outcomes)
+            if isinstance(outcome, TwoChatError):
+                raise outcome
+            result = outcome
+    return result, calls
+
+
+async def test_retrying_counts_the_attempts() -> None:
+    """Four 503s then a record: the fifth attempt is never made with max_retries=3."""
     calls = 0
 
-    async def attempt() -> str:
+    def outcomes() -> Iterator[str | TwoChatError]:
         nonlocal calls
+        for _ in range(4):
+            calls += 1
+            yield ServerError("down", status_code=503)
         calls += 1
-        raise ServerError("down", status_code=503)
+        yield "ok"
 
-    with set_testing(True, attempts=4), pytest.raises(ServerError):
-        await RetryPolicy(max_retries=3).retry_after_failure(
-            attempt, ServerError("down", status_code=503), describe="test"
-        )
-    assert calls == 3
+    with set_testing(True, attempts=5), pytest.raises(ServerError):
+        await attempts_until_done(RetryPolicy(max_retries=3), outcomes())
+    assert calls == 4
 
 
 async def test_retry_stops_at_a_final_error() -> None:
     """A non-retryable error on a retry ends the retrying at once."""
-    calls = 0
-
-    async def attempt() -> str:
-        nonlocal calls
-        calls += 1
-        raise NotFoundError("gone", status_code=404)
-
+    outcomes: Iterator[str | TwoChatError] = iter(
+        [ServerError("down", status_code=503), NotFoundError("gone", status_code=404), "ok"]
+    )
     with set_testing(True, attempts=4), pytest.raises(NotFoundError):
-        await RetryPolicy().retry_after_failure(
-            attempt, ServerError("down", status_code=503), describe="test"
-        )
-    assert calls == 1
+        await attempts_until_done(RetryPolicy(), outcomes)
+    assert next(outcomes) == "ok"
 
 
-async def test_retry_returns_the_first_success(caplog: pytest.LogCaptureFixture) -> None:
-    """A retry that succeeds ends the call; each retry is logged with reason and wait."""
-    results: Iterator[str | TwoChatError] = iter([ServerError("down", status_code=502), "ok"])
-
-    async def attempt() -> str:
-        result = next(results)
-        if isinstance(result, TwoChatError):
-            raise result
-        return result
-
-    caplog.set_level(logging.INFO, logger="twochat_voip")
+async def test_retry_returns_the_first_success() -> None:
+    """A retry that succeeds ends the call; before_sleep is told each retry."""
+    outcomes: Iterator[str | TwoChatError] = iter(
+        [ServerError("down", status_code=503), ServerError("down", status_code=502), "ok"]
+    )
+    policy = RetryPolicy()
+    told: list[RetryNotice] = []
     with set_testing(True, attempts=4):
-        outcome = await RetryPolicy().retry_after_failure(
-            attempt, ServerError("down", status_code=503), describe="GET call X"
+        result, calls = await attempts_until_done(
+            policy,
+            outcomes,
+            before_sleep=lambda state: told.append(
+                policy.notice(state, rate_limits_are_free=False)
+            ),
         )
-    assert outcome == "ok"
-    messages = [r.getMessage() for r in caplog.records]
-    assert messages == [
-        "retrying GET call X in 0.00 s (attempt 2 of 4): 503: down",
-        "retrying GET call X in 0.00 s (attempt 3 of 4): 502: down",
+    assert (result, calls) == ("ok", 3)
+    assert [(n.attempt, n.retry, n.retries, n.wait) for n in told] == [
+        (1, 1, 3, 0.0),
+        (2, 2, 3, 0.0),
     ]
+    assert [str(n.error) for n in told] == ["503: down", "502: down"]
+
+
+async def test_a_bulk_429_uses_no_retry() -> None:
+    """With rate_limits_are_free, 429s beyond max_retries are still retried (the
+    limiter waits them out), and a notice says it is no retry of the call's."""
+    limited = [RateLimitError("slow down", status_code=429)] * 6
+    outcomes: Iterator[str | TwoChatError] = iter([*limited, "ok"])
+    policy = RetryPolicy(max_retries=1)
+    told: list[RetryNotice] = []
+    with set_testing(True, attempts=2):
+        result, calls = await attempts_until_done(
+            policy,
+            outcomes,
+            rate_limits_are_free=True,
+            before_sleep=lambda state: told.append(policy.notice(state, rate_limits_are_free=True)),
+        )
+    assert (result, calls) == ("ok", 7)
+    assert {n.retry for n in told} == {None}

@@ -49,9 +49,8 @@ from twochat_voip._resources import (
     WebhookEvent,
 )
 from twochat_voip._results import AnyCallResult, CallFailure, CallResult, CallSuccess
-from twochat_voip._retry import RetryPolicy
+from twochat_voip._retry import RetryPolicy, set_testing
 from twochat_voip._sinks import CSVSink, JSONLSink, Sink, StdoutSink
-from twochat_voip._waits import set_testing
 
 __version__ = version("twochat-voip")
 

@@ -15,11 +15,11 @@ from twochat_voip._resources import AccountInfo, CallerId, VirtualNumber, Webhoo
 
 if TYPE_CHECKING:
     from twochat_voip._protocol import Request, Requests, Response
-    from twochat_voip._send import Sender
 
 __all__ = ["AccountMethods"]
 
 _Item = TypeVar("_Item")
+_T = TypeVar("_T")
 
 
 class AccountMethods:
@@ -28,8 +28,18 @@ class AccountMethods:
     stats; GETs and DELETEs are retried as records are, a subscription (a POST) only
     after a 429, which the server surely did not act on."""
 
-    _sender: Sender
     _requests: Requests
+
+    if TYPE_CHECKING:
+
+        async def _call(
+            self,
+            request: Request,
+            parse: Callable[[Response, str | None], _T],
+            *,
+            rate_limits_are_free: bool = False,
+        ) -> _T:
+            """The client's call (see :meth:`~twochat_voip.VoIPClient._call`)."""
 
     def iter_call_history(
         self,
@@ -51,7 +61,7 @@ class AccountMethods:
         :meth:`~twochat_voip.VoIPClient.get_call` (or many with
         :meth:`~twochat_voip.VoIPClient.get_calls`) when you need it.
         """
-        call = self._sender.call
+        call = self._call
 
         def fetch_page(request: Request) -> Awaitable[tuple[list[CallDetailRecord], int | None]]:
             return call(request, parse_history_page, rate_limits_are_free=True)
@@ -63,7 +73,7 @@ class AccountMethods:
     async def get_account_info(self) -> AccountInfo:
         """The account, its plan's limits and its usage (``GET /open/info``): the call
         ``requests_per_minute="auto"`` makes."""
-        return await self._sender.call(
+        return await self._call(
             endpoints.account_info(self._requests), endpoints.parse_account_info
         )
 
@@ -82,12 +92,12 @@ class AccountMethods:
             APIStatusError: 2Chat refused it (a 409 may mean it exists already).
         """
         request = endpoints.subscribe_webhook(self._requests, event, hook_url, channel_uuid)
-        return await self._sender.call(request, endpoints.parse_webhook)
+        return await self._call(request, endpoints.parse_webhook)
 
     async def list_webhooks(self, channel_uuid: str | None = None) -> list[Webhook]:
         """The account's webhooks, or one virtual number's."""
         request = endpoints.webhooks(self._requests, channel_uuid)
-        return await self._sender.call(request, endpoints.parse_webhooks)
+        return await self._call(request, endpoints.parse_webhooks)
 
     async def delete_webhook(self, webhook_uuid: str) -> None:
         """Delete a subscription (``DELETE /open/webhooks/{webhook_uuid}``).
@@ -97,7 +107,7 @@ class AccountMethods:
                 deleted it and its answer was lost, so that a retry found it gone.
         """
         request = endpoints.delete_webhook(self._requests, webhook_uuid)
-        await self._sender.call(request, endpoints.parse_deleted)
+        await self._call(request, endpoints.parse_deleted)
 
     def iter_virtual_numbers(
         self, *, page_size: int = endpoints.DEFAULT_PAGE_SIZE
@@ -125,7 +135,7 @@ class AccountMethods:
         """A paged list, each item once (see :func:`iterate_pages`); the page size is
         checked at once, before anything is sent."""
         endpoints.check_page_size(page_size)
-        requests, call = self._requests, self._sender.call
+        requests, call = self._requests, self._call
 
         def fetch(request: Request) -> Awaitable[list[_Item]]:
             return call(request, parse, rate_limits_are_free=True)

@@ -1,23 +1,24 @@
-"""Bulk fetches: many ids through a bounded pool of workers, every id answered once.
+"""Bulk fetches: many ids under a bounded number of tasks, every id answered once.
 
-No task per id: ``concurrency`` workers pull ids lazily from the caller's (async)
-iterable. One of ``2 * concurrency`` window slots is taken before an id is read and
-given back when its result has been handed to the caller, so the run never
-reads further ahead than that, however long the input, and ordered output never
-buffers more than the window either.
+The run reads ids lazily from the caller's (async) iterable and fetches each in a task
+of an ``asyncio.TaskGroup``; two semaphores bound it. ``concurrency`` fetches run at
+once, and at most ``2 * concurrency`` ids are read but not yet handed to the caller,
+so the run never reads further ahead than that, however long the input, and ordered
+output never buffers more than that either.
 
-A run gives up rather than spend credits on what cannot succeed: an answer that
-says the account cannot go on (401 invalid key, 402 no credits, the client's own
-request budget spent), or nothing succeeding for ``give_up_after`` seconds, stops
-it. From then on nothing more is sent: waiting workers are woken, and every id not
-yet sent is answered with that error, so every id is still answered once.
+A run gives up rather than spend credits on what cannot succeed, judging its own
+results: an answer that says the account cannot go on (401 invalid key, 402 no
+credits, a client used in another event loop) cancels every fetch, since each would
+end the same way; the client's own request budget spent lets the fetches already under
+way finish (they were paid for); nothing succeeding for ``give_up_after`` seconds
+cancels them (they most likely hang). From then on nothing more is sent, and every id
+not fetched is answered with that error, so every id is still answered once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import time
+import functools
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -25,9 +26,8 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
-    Iterator,
 )
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from twochat_voip._errors import (
     APITimeoutError,
@@ -40,12 +40,9 @@ from twochat_voip._errors import (
     TwoChatError,
 )
 from twochat_voip._models import CallDetailRecord
-from twochat_voip._results import AnyCallResult, CallResult
-from twochat_voip._results import failure as _failure
-from twochat_voip._results import success as _success
-from twochat_voip._waits import RunStopped, Stop, current_stop
+from twochat_voip._results import AnyCallResult, CallFailure, CallResult, CallSuccess
 
-__all__ = ["RUN_ENDING_ERRORS", "AnyCallResult", "CallResult", "iterate_bulk", "note_failure"]
+__all__ = ["RUN_ENDING_ERRORS", "AnyCallResult", "CallResult", "iterate_bulk"]
 
 READ_AHEAD_FACTOR: Final = 2
 
@@ -61,255 +58,149 @@ client used in a loop it was not opened in."""
 _ANSWERS_ABOUT_THE_ID: Final = (NotFoundError, ValueError)
 """Failures that are progress all the same: the server works, the id is no record."""
 
-
-def note_failure(error: TwoChatError) -> None:
-    """Remember a failed attempt for the bulk run the current task works for, if any:
-    a run that gives up answers the ids left with the last one."""
-    run = current_stop().get()
-    if run is not None and not isinstance(
-        error, (*_ANSWERS_ABOUT_THE_ID, RunStopped, ClientClosedError)
-    ):
-        run.last_failure = error
+Fetch = Callable[[Any, Callable[[BaseException], object]], Awaitable[CallDetailRecord]]
+"""Fetches one id; told (second argument) each failed attempt it retries."""
 
 
-class _Done:
-    pass
+async def _ids(call_uuids: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[Any]:
+    if isinstance(call_uuids, AsyncIterable):
+        async for value in call_uuids:
+            yield value
+    else:
+        for value in call_uuids:
+            yield value
 
 
-_DONE: Final = _Done()
+class _Run:
+    """One bulk run: its tasks, its limits, and why it stopped, if it did."""
 
-
-class _Workers:
-    """A bulk run's worker pool and the hand-over of results to the caller.
-
-    Workers pull ids straight from the caller's iterable (a lock serialises an async
-    one) once a window slot is free, and drop results into a deque the caller drains.
-    The window is a counter and the caller's wake-up a single future: an
-    ``asyncio.Semaphore`` and an ``Event`` would cost a coroutine and several calls per
-    id for what is, nearly always, a counter going down and a flag going up.
-    """
-
-    def __init__(
-        self,
-        fetch: Callable[[Any], Awaitable[CallDetailRecord]],
-        call_uuids: Iterable[str] | AsyncIterable[str],
-        concurrency: int,
-        give_up_after: float | None,
-    ) -> None:
+    def __init__(self, fetch: Fetch, concurrency: int, give_up_after: float | None) -> None:
         self._fetch = fetch
-        self.stop = Stop(RunStopped)
         self._give_up_after = give_up_after
-        self._last_success = 0.0
-        self._in_fetch: set[asyncio.Task[None]] = set()  # the workers fetching now
-        self._cancelled_by_stop: set[asyncio.Task[None]] = set()
-        self._watchdog: asyncio.TimerHandle | None = None
-        self.stopped_with: TwoChatError | None = None
-        self._concurrency = concurrency
-        self._sync_source: Iterator[str] | None = None
-        self._async_source: AsyncIterator[str] | None = None
-        if isinstance(call_uuids, AsyncIterable):
-            self._async_source = aiter(call_uuids)
-        else:
-            self._sync_source = iter(call_uuids)
-        self._source_lock = asyncio.Lock()
-        self._exhausted = False
-        self._next_index = 0
-        # Free window slots: one is taken per id read and given back when the caller
-        # has taken its result. A freed slot goes to one waiting worker, not all.
-        # (Public to iterate_bulk, which gives a slot back inline once a result.)
-        self.free_slots = READ_AHEAD_FACTOR * concurrency
-        self.slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self.results: collections.deque[AnyCallResult] = collections.deque()
-        self._caller_waiting: asyncio.Future[None] | None = None
-        self.input_errors: list[BaseException] = []
+        self.window = asyncio.Semaphore(READ_AHEAD_FACTOR * concurrency)
+        self._slots = asyncio.Semaphore(concurrency)
+        self.results: asyncio.Queue[AnyCallResult | None] = asyncio.Queue()
+        self.input_error: Exception | None = None
+        self._stopped: TwoChatError | None = None
+        self._fetching: set[asyncio.Task[CallDetailRecord | Exception]] = set()
+        self._last_progress = 0.0
+        self._last_failure: TwoChatError | None = None
 
-    async def run(self) -> None:
+    async def run(self, call_uuids: Iterable[str] | AsyncIterable[str]) -> None:
+        """Fetch every id; answer each in :attr:`results`."""
         loop = asyncio.get_running_loop()
-        self._last_success = time.monotonic()
+        self._last_progress = loop.time()
+        watchdog = None
         if self._give_up_after is not None:
-            self._watchdog = loop.call_later(
-                self._give_up_after, self._check_progress, self._give_up_after
-            )
-        workers = [loop.create_task(self._work()) for _ in range(self._concurrency)]
+            watchdog = loop.create_task(self._watch(self._give_up_after))
+        ids = aiter(_ids(call_uuids))
         try:
-            await asyncio.gather(*workers)
+            async with asyncio.TaskGroup() as tasks:
+                index = 0
+                while True:
+                    await self.window.acquire()  # given back when the caller has its result
+                    try:
+                        value = await anext(ids)
+                    except StopAsyncIteration:
+                        break
+                    except Exception as exc:  # noqa: BLE001 - raised to the caller after the drain
+                        self.input_error = exc
+                        break
+                    await self._start(tasks, value, index)
+                    index += 1
         finally:
-            self._exhausted = True
-            self._wake_caller()
-            if self._watchdog is not None:
-                self._watchdog.cancel()
+            if watchdog is not None:
+                watchdog.cancel()
 
-    def _check_progress(self, give_up_after: float) -> None:
-        """Give up when nothing has succeeded for ``give_up_after`` seconds (a record
-        fetched, or a definite "no such record", counts as success)."""
-        loop = asyncio.get_running_loop()
-        if not self._in_fetch:
-            # Nothing is being fetched: the run waits for its caller or its input,
-            # which is no failure of the server's.
-            self._last_success = time.monotonic()
-        idle = time.monotonic() - self._last_success
-        if idle < give_up_after:
-            self._watchdog = loop.call_later(
-                give_up_after - idle, self._check_progress, give_up_after
-            )
-            return
-        last = self.stop.last_failure
-        self._give_up(
-            last
-            if isinstance(last, TwoChatError)
-            else APITimeoutError(f"nothing succeeded for {give_up_after:g} s; gave up"),
-            abandon_in_flight=True,
-        )
-
-    def _give_up(self, error: TwoChatError, *, abandon_in_flight: bool = False) -> None:
-        """End the run: nothing more is sent, and every id left is answered with
-        ``error`` (the first reason is kept).
-
-        With ``abandon_in_flight`` (nothing has succeeded for ``give_up_after``: the
-        requests in flight are most likely hanging) those are cancelled too and their
-        ids answered with ``error``, instead of holding the run up to their timeout.
-        Otherwise (a 401, a 402, the budget) they were sent and paid for, and may
-        still bring a record: they are waited for.
-        """
-        if self.stopped_with is None:
-            self.stopped_with = error
-        self.stop.stop(error)
-        if abandon_in_flight:
-            for worker in self._in_fetch - self._cancelled_by_stop:
-                self._cancelled_by_stop.add(worker)
-                worker.cancel()
-
-    def give_slot(self) -> None:
-        """The caller took a result (or a worker found the input exhausted): one more
-        id may be read."""
-        waiters = self.slot_waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():  # a cancelled waiter's task is gone
-                waiter.set_result(None)  # the slot is handed straight to it
+    async def _start(self, tasks: asyncio.TaskGroup, value: Any, index: int) -> None:
+        shown = value if isinstance(value, str) else repr(value)
+        if self._stopped is None:
+            await self._slots.acquire()
+            if self._stopped is None:
+                task = tasks.create_task(self._fetch_one(value))
+                self._fetching.add(task)
+                task.add_done_callback(functools.partial(self._answer, shown, index))
                 return
-        self.free_slots += 1
+            self._slots.release()  # it stopped while this id waited for a slot
+        stopped = self._stopped
+        self.results.put_nowait(CallFailure(call_uuid=shown, error=stopped, index=index))
 
-    async def _wait_for_slot(self) -> None:
-        waiter = asyncio.get_running_loop().create_future()
-        self.slot_waiters.append(waiter)
-        await waiter
-
-    async def results_ready(self) -> None:
-        """Wait until a worker has added a result, or the run has ended."""
-        waiter = self._caller_waiting = asyncio.get_running_loop().create_future()
+    async def _fetch_one(self, value: Any) -> CallDetailRecord | Exception:
+        """The record, or the error (returned: raised, it would end the TaskGroup)."""
         try:
-            await waiter
-        finally:
-            self._caller_waiting = None
+            return await self._fetch(value, self._note_failure)
+        except Exception as exc:  # noqa: BLE001 - every id is answered, even after a bug
+            return exc
 
-    def wake_caller(self, _: object = None) -> None:
-        """Wake the caller waiting in :meth:`results_ready` (a task's done-callback too)."""
-        self._wake_caller()
-
-    def _wake_caller(self) -> None:
-        waiter = self._caller_waiting
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _read(self) -> object:
-        """The next id of a plain iterable, or ``_DONE`` (and the slot given back)."""
-        if not self._exhausted:
-            try:
-                value = next(self._sync_source, _DONE)  # type: ignore[arg-type]
-            except Exception as exc:  # noqa: BLE001 - handed to the caller after the drain
-                self.input_errors.append(exc)
-                value = _DONE
-            if value is not _DONE:
-                return value
-        return self._input_ended()
-
-    def _input_ended(self) -> object:
-        """The input is exhausted: the slot taken for the id is given back."""
-        self._exhausted = True
-        self.give_slot()
-        return _DONE
-
-    async def _read_async(self) -> object:
-        """The next id of an async iterable, or ``_DONE`` (and the slot given back)."""
-        if not self._exhausted:
-            try:
-                async with self._source_lock:
-                    value = await anext(self._async_source, _DONE)  # type: ignore[arg-type]
-            except Exception as exc:  # noqa: BLE001 - handed to the caller after the drain
-                self.input_errors.append(exc)
-                value = _DONE
-            if value is not _DONE and not self._exhausted:
-                return value
-        return self._input_ended()
-
-    async def _work(self) -> None:
-        current_stop().set(self.stop)  # this worker's task only: its waits end with the run
-        # One coroutine per worker, not per id: each layer awaited per id costs on
-        # every suspension of the request under it.
-        fetch = self._fetch
-        results = self.results
-        in_fetch = self._in_fetch
-        sync_source = self._sync_source
-        clock = time.monotonic  # the run's clock: C, unlike loop.time()
-        me = cast("asyncio.Task[None]", asyncio.current_task())  # run() made it a task
-        while True:
-            if self.free_slots:
-                self.free_slots -= 1
+    def _answer(
+        self, shown: str, index: int, task: asyncio.Task[CallDetailRecord | Exception]
+    ) -> None:
+        """Answer an id when its task ends, however it ends: a task cancelled before
+        it even started is answered here too."""
+        self._slots.release()
+        self._fetching.discard(task)
+        result: AnyCallResult
+        if task.cancelled():
+            if self._stopped is None:
+                return  # the run itself was cancelled: nobody reads its results
+            result = CallFailure(call_uuid=shown, error=self._stopped, index=index)
+        else:
+            outcome = task.result()
+            if isinstance(outcome, Exception):
+                result = CallFailure(call_uuid=shown, error=self._judge(outcome), index=index)
             else:
-                await self._wait_for_slot()
-            value = self._read() if sync_source is not None else await self._read_async()
-            if value is _DONE:
-                return
-            index = self._next_index
-            self._next_index = index + 1
-            shown = value if isinstance(value, str) else repr(value)
-            result: AnyCallResult
-            if self.stopped_with is not None:
-                result = _failure(shown, self.stopped_with, index)
-            else:
-                in_fetch.add(me)
-                try:
-                    cdr = await fetch(value)
-                except asyncio.CancelledError:
-                    if not self._stopped_it(me):
-                        raise
-                    # Only a stop cancels a worker this way, and a stop has its reason.
-                    stopped = self.stopped_with or TwoChatError("the bulk run stopped")
-                    result = _failure(shown, stopped, index)
-                except Exception as exc:  # noqa: BLE001 - every id is answered, even after a bug
-                    result = _failure(shown, self._judge(exc), index)
-                else:
-                    self._last_success = clock()
-                    result = _success(shown, cdr, index)
-                finally:
-                    in_fetch.discard(me)
-            results.append(result)
-            caller = self._caller_waiting  # _wake_caller(), inline: it runs once an id
-            if caller is not None and not caller.done():
-                caller.set_result(None)
+                self._last_progress = asyncio.get_running_loop().time()
+                result = CallSuccess(call_uuid=shown, cdr=outcome, index=index)
+        self.results.put_nowait(result)
 
-    def _stopped_it(self, worker: asyncio.Task[None]) -> bool:
-        """Whether ``worker`` was cancelled by the run's stop alone (which is then taken
-        back), not from outside as well."""
-        if worker not in self._cancelled_by_stop:
-            return False
-        self._cancelled_by_stop.discard(worker)
-        return worker.uncancel() == 0
+    def _note_failure(self, error: BaseException) -> None:
+        """A failed attempt, about to be retried: a run that gives up answers the ids
+        left with the last one."""
+        if isinstance(error, TwoChatError):
+            self._last_failure = error
 
     def _judge(self, exc: Exception) -> TwoChatError | ValueError:
         """The error a failed fetch answers its id with; it may end the run."""
-        if isinstance(exc, RunStopped):
-            return self.stopped_with or TwoChatError("the bulk run stopped")
-        if isinstance(exc, TwoChatError | ValueError):
-            if isinstance(exc, _ANSWERS_ABOUT_THE_ID):
-                self._last_success = time.monotonic()
-            elif isinstance(exc, RUN_ENDING_ERRORS):
-                self._give_up(exc)
+        if isinstance(exc, _ANSWERS_ABOUT_THE_ID):
+            self._last_progress = asyncio.get_running_loop().time()
             return exc
-        error = TwoChatError(f"unexpected {type(exc).__name__}: {exc}")
-        error.__cause__ = exc
-        return error
+        if isinstance(exc, BudgetExhaustedError):
+            self._stop(exc, cancel=False)  # the fetches under way were paid for
+        elif isinstance(exc, RUN_ENDING_ERRORS):
+            self._stop(exc, cancel=True)
+        elif isinstance(exc, TwoChatError):
+            self._last_failure = exc
+        else:
+            error = TwoChatError(f"unexpected {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            return error
+        return exc
+
+    def _stop(self, error: TwoChatError, *, cancel: bool) -> None:
+        """Send nothing more; answer every id not fetched with ``error`` (the first
+        reason is kept), and with ``cancel`` the fetches under way too."""
+        if self._stopped is None:
+            self._stopped = error
+        if cancel:
+            for task in self._fetching:
+                task.cancel()
+
+    async def _watch(self, give_up_after: float) -> None:
+        """Give up when nothing has succeeded for ``give_up_after`` seconds while ids
+        were being fetched (a record, or a definite "no such record", is success)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._last_progress + give_up_after - loop.time())
+            if not self._fetching:
+                # Nothing is being fetched: the run waits for its caller or its input,
+                # which is no failure of the server's.
+                self._last_progress = loop.time()
+            elif loop.time() - self._last_progress >= give_up_after:
+                error = self._last_failure or APITimeoutError(
+                    f"nothing succeeded for {give_up_after:g} s; gave up"
+                )
+                self._stop(error, cancel=True)
+                return
 
 
 def _check_options(concurrency: int, give_up_after: float | None) -> None:
@@ -320,7 +211,7 @@ def _check_options(concurrency: int, give_up_after: float | None) -> None:
 
 
 async def iterate_bulk(
-    fetch: Callable[[Any], Awaitable[CallDetailRecord]],
+    fetch: Fetch,
     call_uuids: Iterable[str] | AsyncIterable[str],
     *,
     concurrency: int,
@@ -328,15 +219,15 @@ async def iterate_bulk(
     runs: set[asyncio.Task[None]] | None = None,
     give_up_after: float | None = None,
 ) -> AsyncGenerator[AnyCallResult, None]:
-    """Fetch every id with ``fetch`` on ``concurrency`` workers; yield one result each.
+    """Fetch every id with ``fetch``, ``concurrency`` at a time; yield one result each.
 
     An exception raised by the input iterable ends the run after the ids read before it
     have been answered, and is then raised here. A closed client ends the run with
     :class:`ClientClosedError` (after the results already fetched).
 
-    The run's workers live in one task, added to ``runs`` while it lasts, so that the
-    client can stop a run nobody closed (a ``break`` out of a loop that keeps the
-    generator referenced) when it is itself closed.
+    The run lives in one task, added to ``runs`` while it lasts, so that the client
+    can cancel a run nobody closed (a ``break`` out of a loop that keeps the generator
+    referenced) when it is itself closed.
 
     The run gives up (see the module's docstring) on a :data:`RUN_ENDING_ERRORS`
     error, or when nothing has succeeded for ``give_up_after`` seconds; then every id
@@ -344,43 +235,33 @@ async def iterate_bulk(
     are progress), else an :class:`APITimeoutError` that says nothing succeeded.
     """
     _check_options(concurrency, give_up_after)
-    workers = _Workers(fetch, call_uuids, concurrency, give_up_after)
-    runner = asyncio.get_running_loop().create_task(workers.run())
-    # Wakes the caller even when the runner is cancelled before its first step (the
-    # client closed at once), when run()'s own finally never runs.
-    runner.add_done_callback(workers.wake_caller)
+    run = _Run(fetch, concurrency, give_up_after)
+    runner = asyncio.get_running_loop().create_task(run.run(call_uuids))
+    # The end of the results, however the runner ends (even cancelled before it ran).
+    runner.add_done_callback(lambda _: run.results.put_nowait(None))
     if runs is not None:
         runs.add(runner)
         runner.add_done_callback(runs.discard)
-    results = workers.results
-    slot_waiters = workers.slot_waiters
     buffered: dict[int, AnyCallResult] = {}
     next_index = 0
     try:
-        while True:
-            while results:
-                result = results.popleft()
-                if result.error is not None and isinstance(result.error, ClientClosedError):
-                    raise result.error
-                if not ordered:
-                    yield result
-                    if slot_waiters:
-                        workers.give_slot()
-                    else:
-                        workers.free_slots += 1  # give_slot() for an idle pool, inline
-                    continue
-                buffered[result.index] = result
-                while next_index in buffered:
-                    yield buffered.pop(next_index)
-                    next_index += 1
-                    workers.give_slot()
-            if runner.done():
-                break
-            await workers.results_ready()
-        if workers.input_errors:
-            raise workers.input_errors[0]
+        while (result := await run.results.get()) is not None:
+            if isinstance(result.error, ClientClosedError):
+                raise ClientClosedError("the VoIPClient was closed during this run")
+            if not ordered:
+                yield result
+                run.window.release()
+                continue
+            buffered[result.index] = result
+            while next_index in buffered:
+                yield buffered.pop(next_index)
+                next_index += 1
+                run.window.release()
+        if run.input_error is not None:
+            raise run.input_error
         if runner.cancelled():
             raise ClientClosedError("the VoIPClient was closed during this run")
+        runner.result()  # a bug in the run itself, raised rather than lost
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)

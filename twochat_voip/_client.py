@@ -1,6 +1,7 @@
 """VoIPClient: the public face. It owns the session and the client's lifecycle, and
-hands each call to its :class:`~twochat_voip._send.Sender`, which makes the attempts
-(see docs/architecture.md for the whole path).
+hands each call to its :class:`~twochat_voip._call.Caller`, which makes the attempts
+(see docs/architecture.md for the whole path). Each call runs in a task the client
+holds, so that closing the client cancels it.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from collections.abc import (
 )
 from importlib.metadata import version
 from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Literal, Self, TypeVar
 
 import aiohttp
 
 from twochat_voip._account_api import AccountMethods
 from twochat_voip._bulk import AnyCallResult, iterate_bulk
+from twochat_voip._call import Caller, ClientStats
 from twochat_voip._errors import ClientClosedError, EventLoopMismatchError
 from twochat_voip._models import CallDetailRecord
 from twochat_voip._observe import Observer
@@ -35,15 +37,14 @@ from twochat_voip._options import (
 )
 from twochat_voip._protocol import (
     API_KEY_HEADER,
+    Request,
     Requests,
     Response,
     parse_call,
 )
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._retry import RetryPolicy
-from twochat_voip._send import ClientStats, Sender
 from twochat_voip._transport import attempt_timeout, request_headers
-from twochat_voip._waits import Waits
 from twochat_voip._wire import parse_call_wire
 from twochat_voip.hooks import Hook
 
@@ -54,6 +55,7 @@ logger: Final = logging.getLogger("twochat_voip")
 DEFAULT_GIVE_UP_AFTER: Final = 300.0
 """Seconds a bulk run goes on with nothing succeeding before it gives up."""
 _USER_AGENT: Final = f"twochat-voip/{version('twochat-voip')} aiohttp/{aiohttp.__version__}"
+_T = TypeVar("_T")
 
 
 class _State(enum.Enum):
@@ -151,13 +153,11 @@ class VoIPClient(AccountMethods):
             }
         )
         self._requests = Requests(options.base_url, self._headers)
-        self._waits = Waits()
         auto = options.requests_per_minute == "auto"
         own_limiter = None
         if rate_limiter is None:
             own_limiter = AdaptiveRateLimiter(
                 None if auto else options.requests_per_minute,  # type: ignore[arg-type]
-                sleep=self._waits.sleep,
             )
         self._limiter: RateLimiter = (
             rate_limiter if rate_limiter is not None else own_limiter  # type: ignore[assignment]
@@ -165,24 +165,24 @@ class VoIPClient(AccountMethods):
         self._owns_limiter = rate_limiter is None or rate_limiter_owner
         self._session = session
         self._owns_session = session is None
-        self._observer = Observer(options.hooks, options.base_url)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The event loop the session was opened in (its connections are that loop's)."""
         self._state = _State.UNOPENED
         self._entered = False
+        self._calls: set[asyncio.Task[Any]] = set()
         self._bulk_runs: set[asyncio.Task[None]] = set()
-        self._sender = Sender(
+        self._caller = Caller(
             self._requests,
             limiter=self._limiter,
             own_limiter=own_limiter,
             retry=options.retry_policy,
-            waits=self._waits,
-            open_session=self._open_session,
-            other_loop=self._other_loop,
+            session=self._session_for_call,
             timeout=attempt_timeout(options.timeout),
             max_response_size=options.max_response_size,
             max_requests=options.max_requests,
             headers_in_session=self._owns_session,
             learn_plan="first" if auto else None if options.requests_per_minute else "limit",
-            observer=self._observer,
+            observer=Observer(options.hooks, options.base_url),
         )
 
     @property
@@ -203,7 +203,7 @@ class VoIPClient(AccountMethods):
     @property
     def stats(self) -> ClientStats:
         """A snapshot of what this client has done (requests, 429s, retries, ...)."""
-        return self._sender.counters.snapshot()
+        return self._caller.counters.snapshot()
 
     @property
     def max_requests(self) -> int | None:
@@ -219,7 +219,7 @@ class VoIPClient(AccountMethods):
         return f"<VoIPClient base_url={self._options.base_url!r} state={self._state.value}>"
 
     async def __aenter__(self) -> Self:
-        if self._sender.loop not in (None, asyncio.get_running_loop()):
+        if self._loop not in (None, asyncio.get_running_loop()):
             await self._other_loop()
         if self._entered and self._state is _State.OPENED:
             # Two `async with` blocks on one client: the first to end would close it
@@ -247,19 +247,19 @@ class VoIPClient(AccountMethods):
         """
         if self._state is _State.CLOSED:
             return
-        opened_in = self._sender.loop
+        opened_in = self._loop
         if opened_in not in (None, asyncio.get_running_loop()) and not opened_in.is_closed():
             # Its session can be closed only in its own loop, which still runs.
             raise EventLoopMismatchError("closed")
         self._state = _State.CLOSED
-        self._sender.closed = True
-        self._sender.session = None
-        self._waits.close()
-        self._observer.flush_retry_log()
-        for run in list(self._bulk_runs):
-            run.cancel()
+        tasks = [*self._calls, *self._bulk_runs]
+        for task in tasks:
+            task.cancel()
         try:
-            await self._sender.plan.aclose()  # (a cancelled close still closes the session)
+            if tasks:
+                # (wait, not gather: a cancellation of the closer itself goes through)
+                await asyncio.wait(tasks)
+            await self._caller.plan.aclose()
             if self._owns_limiter and hasattr(self._limiter, "aclose"):
                 # (hasattr: a limiter written before the protocol had aclose)
                 await self._limiter.aclose()
@@ -289,16 +289,21 @@ class VoIPClient(AccountMethods):
             if hasattr(self._session, "_retry_connection"):  # pragma: no branch
                 self._session._retry_connection = False
         self._state = _State.OPENED
-        self._sender.session = self._session
-        if self._sender.loop is None:
-            self._sender.loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         return self._session
+
+    async def _session_for_call(self) -> aiohttp.ClientSession:
+        """The open session, for a call in this loop."""
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            await self._other_loop()
+        return self._open_session()
 
     async def _other_loop(self) -> None:
         """Refuse a use in a loop other than the one the client was opened in. When
         that loop is closed, its connections died with it: the session is closed here
         (aiohttp skips a closed loop's part), so that it is not left unclosed."""
-        opened_in = self._sender.loop
+        opened_in = self._loop
         session = self._session
         if opened_in is not None and opened_in.is_closed() and self._owns_session and session:
             await session.close()
@@ -318,7 +323,35 @@ class VoIPClient(AccountMethods):
         """
         request = self._requests.call(call_uuid)
         per_attempt = None if timeout is None else attempt_timeout(timeout)
-        return await self._sender.call(request, parse_call, per_attempt)
+        return await self._call(request, parse_call, timeout=per_attempt)
+
+    async def _call(
+        self,
+        request: Request,
+        parse: Callable[[Response, str | None], _T],
+        *,
+        timeout: aiohttp.ClientTimeout | None = None,
+        rate_limits_are_free: bool = False,
+    ) -> _T:
+        """Make one call in a task of its own, held while it runs: closing the client
+        cancels it (the caller's own task is not the client's to cancel), and the
+        caller gets :class:`ClientClosedError`."""
+        task = asyncio.ensure_future(
+            self._caller.call(
+                request, parse, timeout=timeout, rate_limits_are_free=rate_limits_are_free
+            )
+        )
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if self.closed and task.cancelled() and (me is None or not me.cancelling()):
+                raise ClientClosedError(
+                    "the VoIPClient was closed while this call was in flight"
+                ) from None
+            raise
 
     def get_calls(
         self,
@@ -367,20 +400,19 @@ class VoIPClient(AccountMethods):
     ) -> AsyncGenerator[AnyCallResult, None]:
         """:meth:`get_calls`; with ``parse_wire`` (for exports) each result's ``cdr``
         is a ``(record, wire)`` pair (see :func:`~twochat_voip._wire.parse_call_wire`)."""
-        # A plain function handing back the sender's coroutine: one coroutine layer
-        # fewer per id (a bad id still raises inside the worker's try, when called).
         make_request = self._requests.call
-        call = self._sender.call
+        call = self._caller.call
         parse: Callable[[Response, str | None], Any] = parse_call_wire if parse_wire else parse_call
 
-        # Whether anyone listens (hooks, DEBUG) is asked once a run, not once an id.
-        watch: Literal[False] | None = None if self._sender.watching() else False
-
-        def fetch(call_uuid: str) -> Awaitable[CallDetailRecord]:
-            return call(make_request(call_uuid), parse, None, True, 1, watch)
+        def fetch(
+            call_uuid: str, on_retry: Callable[[BaseException], object]
+        ) -> Awaitable[CallDetailRecord]:
+            return call(
+                make_request(call_uuid), parse, rate_limits_are_free=True, on_retry=on_retry
+            )
 
         # Returned, not re-yielded: a wrapping generator would leave this one (and its
-        # workers) running until garbage collection after the caller's aclose().
+        # tasks) running until garbage collection after the caller's aclose().
         return iterate_bulk(
             fetch,
             call_uuids,

@@ -1,18 +1,13 @@
 """What a client tells about its requests: its hooks' events and its log lines.
 
 The ``twochat_voip`` logger gets one DEBUG line per request (method, path, status,
-milliseconds, attempt; never a header, so never the key) and, at INFO, the retries:
-the first in any 10 seconds in full, the rest counted into one line at the end of
-those seconds, so that a burst of 429s in a bulk run writes two lines, not 671.
-
-Nothing here runs for a request unless someone listens: a client without hooks,
-with DEBUG off, pays for one check per call (a bulk run: per run), in
-:meth:`~twochat_voip._send.Sender.call`.
+milliseconds, attempt; never a header, so never the key) and, at INFO, each retry
+(a 429 that a bulk run waits out with its limiter at DEBUG: a run finding its limit
+meets many).
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import inspect
 import logging
@@ -23,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from twochat_voip._errors import APIConnectionError, APIStatusError, APITimeoutError, TwoChatError
+from twochat_voip._errors import TwoChatError
 from twochat_voip._protocol import Request
 from twochat_voip._retry import RetryNotice
 from twochat_voip.hooks import (
@@ -45,8 +40,6 @@ logger: Final = logging.getLogger("twochat_voip")
 
 _LEAST_WAIT: Final = 0.001
 """Seconds of waiting for a slot worth telling as a :class:`RateLimitWait`."""
-RETRY_LOG_WINDOW: Final = 10.0
-"""Seconds over which retries after the first are counted into one INFO line."""
 _LOG_LEVELS: Final = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 
 
@@ -113,9 +106,6 @@ class Observer:
         self.clock: Final = clock
         self._base_url = base_url
         self._budget_told = False
-        self._retries_logged_at = float("-inf")
-        self._retries_unlogged: collections.Counter[str] = collections.Counter()
-        self._retry_log_timer: asyncio.TimerHandle | None = None
         self._hook_failures: collections.Counter[int] = collections.Counter()
 
     def path_of(self, request: Request) -> str:
@@ -244,9 +234,9 @@ class Observer:
             )
 
     def retry_scheduled(self, request: Request, notice: RetryNotice, *, bulk: bool) -> None:
-        """A failed attempt is to be retried: told to the hooks, and to the log. A bulk
-        run's retries are logged as the first in :data:`RETRY_LOG_WINDOW` seconds in
-        full and the rest counted; a single call's each in full."""
+        """A failed attempt is to be retried: told to the hooks, and to the log (at
+        INFO; a 429 a bulk run waits out with its limiter, at DEBUG: a run finding
+        its limit meets many)."""
         error = notice.error
         if not isinstance(error, TwoChatError):  # pragma: no cover - only they are retried
             return
@@ -260,65 +250,24 @@ class Observer:
                     retry_after=notice.retry_after,
                 )
             )
-        if not logger.isEnabledFor(logging.INFO):
+        retry = notice.retry
+        level = logging.DEBUG if bulk and retry is None else logging.INFO
+        if not logger.isEnabledFor(level):
             return
-        now = self.clock()
-        if not bulk or (
-            not self._retries_unlogged and now - self._retries_logged_at >= RETRY_LOG_WINDOW
-        ):
-            if bulk:
-                self._retries_logged_at = now
-            retry = notice.retry
-            if retry is None:
-                when = "when the rate limiter allows"
-            elif notice.retry_after is not None:
-                when = f"after the server's Retry-After of {notice.retry_after:.2f} s"
-            else:
-                when = f"in {notice.wait:.2f} s"
-            logger.info(
-                "retrying %s %s %s (%s): %s",
-                request.method,
-                self.path_of(request),
-                when,
-                f"attempt {notice.attempt + 1}"
-                if retry is None
-                else f"attempt {retry + 1} of {notice.retries + 1}",
-                error,
-            )
-            return
-        self._retries_unlogged[_kind(error)] += 1
-        if self._retry_log_timer is None:
-            delay = max(0.0, self._retries_logged_at + RETRY_LOG_WINDOW - now)
-            self._retry_log_timer = asyncio.get_running_loop().call_later(
-                delay, self.flush_retry_log
-            )
-
-    def flush_retry_log(self) -> None:
-        """Log the retries counted since the last retry line, if any."""
-        timer, self._retry_log_timer = self._retry_log_timer, None
-        if timer is not None:
-            timer.cancel()
-        counted = self._retries_unlogged
-        if not counted:
-            return
-        now = self.clock()
-        kinds = ", ".join(f"{kind}: {n}" for kind, n in counted.most_common())
-        logger.info(
-            "%d more retries in the last %.0f s (%s)",
-            counted.total(),
-            now - self._retries_logged_at,
-            kinds,
+        if retry is None:
+            when = "when the rate limiter allows"
+        elif notice.retry_after is not None:
+            when = f"after the server's Retry-After of {notice.retry_after:.2f} s"
+        else:
+            when = f"in {notice.wait:.2f} s"
+        logger.log(
+            level,
+            "retrying %s %s %s (%s): %s",
+            request.method,
+            self.path_of(request),
+            when,
+            f"attempt {notice.attempt + 1}"
+            if retry is None
+            else f"attempt {retry + 1} of {notice.retries + 1}",
+            error,
         )
-        self._retries_logged_at = now
-        counted.clear()
-
-
-def _kind(error: TwoChatError) -> str:
-    """A retry's reason, in a word: the status, ``timeout`` or ``connection``."""
-    if isinstance(error, APIStatusError):
-        return str(error.status_code)
-    if isinstance(error, APITimeoutError):
-        return "timeout"
-    if isinstance(error, APIConnectionError):
-        return "connection"
-    return type(error).__name__

@@ -17,7 +17,6 @@ The request is a credit like any other: it counts in the stats and the budget.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Final, Literal
@@ -31,7 +30,7 @@ from twochat_voip._errors import (
     TwoChatError,
 )
 from twochat_voip._ratelimit import AdaptiveRateLimiter
-from twochat_voip._waits import is_testing
+from twochat_voip._retry import is_testing
 
 __all__ = ["PlanRate"]
 
@@ -71,11 +70,9 @@ class PlanRate:
         one request."""
         learning = self._learning
         if learning is None:
-            # In a context of its own: the request is every caller's, so a bulk run
-            # that gives up must not stop it for the others.
-            learning = self._learning = asyncio.get_running_loop().create_task(
-                self._ask_for_pace(), context=contextvars.Context()
-            )
+            # A task of its own, shielded: the request is every caller's, so one
+            # caller cancelled must not stop it for the others.
+            learning = self._learning = asyncio.get_running_loop().create_task(self._ask_for_pace())
             learning.add_done_callback(self._forget_failed_request)
         await asyncio.shield(learning)
 
@@ -121,9 +118,7 @@ class PlanRate:
         if not self.at_a_limit or is_testing():
             return  # (testing mode paces nothing, and asks nothing a test did not script)
         self.at_a_limit = False
-        asking = self._background = asyncio.get_running_loop().create_task(
-            self._ask_for_ceiling(), context=contextvars.Context()
-        )
+        asking = self._background = asyncio.get_running_loop().create_task(self._ask_for_ceiling())
         asking.add_done_callback(_log_failure)
 
     async def _ask_for_ceiling(self) -> None:
@@ -149,11 +144,13 @@ class PlanRate:
         """The client closes: a request still asking in the background ends, and a
         429 answered after this asks nothing."""
         self.at_a_limit = False
-        asking, self._background = self._background, None
-        if asking is not None and not asking.done():
-            asking.cancel()
+        asking = [task for task in (self._background, self._learning) if task is not None]
+        self._background = None
+        for task in asking:
+            task.cancel()
+        if asking:
             # (wait, not await: a cancellation of the closer itself must go through)
-            await asyncio.wait([asking])
+            await asyncio.wait(asking)
 
 
 def _log_failure(asking: asyncio.Task[None]) -> None:

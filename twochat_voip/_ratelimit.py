@@ -47,7 +47,7 @@ from twochat_voip._adapting import (
 )
 from twochat_voip._gcra import Gcra
 from twochat_voip._limiter import RateLimiter
-from twochat_voip._waits import is_testing
+from twochat_voip._retry import is_testing
 
 __all__ = ["AdaptiveRateLimiter", "RateLimiter"]
 

@@ -1,31 +1,32 @@
 """The retry policy: whether to try again, how often, and the backoff between tries.
 
-The policy does not wait out a ``Retry-After``: the client hands it to the rate
-limiter, which holds every request of the client for that long, so the retry that
-follows simply waits for its slot. The policy only refuses a wait longer than
+A call retries with tenacity as its documentation shows it: ``async for attempt in
+AsyncRetrying(...)``, every attempt inside it. :meth:`RetryPolicy.retrying` makes the
+``AsyncRetrying`` for one call, and its ``retry``, ``stop`` and ``wait`` are pure
+functions of tenacity's ``RetryCallState``: the number of the attempt and how it
+failed, nothing counted on the side.
+
+The policy does not wait out a ``Retry-After``: the call hands it to the rate limiter,
+which holds every request of the client for that long, so the retry that follows
+simply waits for its slot. The policy only refuses a wait longer than
 ``max_retry_wait`` (the call raises at once) and caps the pause it hands on.
 
-A call that succeeds at once never enters tenacity: measured on the bulk path, an
-``AsyncRetrying`` loop around a call that does not retry costs ~40-70 us of CPU and
-about half the throughput. So the client makes the first attempt itself and hands a
-retryable failure to :meth:`RetryPolicy.retry_after_failure`, which replays it to
-tenacity as attempt 1; from there on tenacity counts, waits, logs and stops.
+Testing mode (:func:`set_testing`, as stamina's) lives here too: no backoff, at most
+the attempts it allows, and the limiters skip their pauses while it is on.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import contextlib
 import math
 import random
-from collections.abc import Awaitable, Callable
-from typing import Final, TypeVar
+from collections.abc import Callable
+from typing import Final
 
 import attrs
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+from tenacity import AsyncRetrying, RetryCallState
 
-from twochat_voip._errors import APIConnectionError, APIStatusError, TwoChatError
-from twochat_voip._waits import is_testing, testing_attempts
+from twochat_voip._errors import APIConnectionError, APIStatusError
 
 __all__ = [
     "RETRYABLE_STATUSES",
@@ -33,22 +34,63 @@ __all__ = [
     "RetryPolicy",
     "is_rate_limit",
     "is_retryable",
+    "is_testing",
+    "set_testing",
 ]
-
-logger: Final = logging.getLogger("twochat_voip")
 
 RETRYABLE_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 """Statuses worth asking again: the server was busy or failed, the request was fine."""
 
 MAX_RATE_LIMITED_WAITS: Final = 50
-"""In bulk runs 429s do not use up a record's retries; this many still end it."""
+"""In bulk runs a 429 does not use up a record's retries: a call answered 429 ends
+after this many attempts in all."""
 
-_T = TypeVar("_T")
+
+@attrs.frozen
+class _TestingMode:
+    attempts: int
+
+
+_testing: _TestingMode | None = None
+
+
+class _TestingSwitch(contextlib.AbstractContextManager[None]):
+    def __init__(self, previous: _TestingMode | None) -> None:
+        self._previous = previous
+
+    def __exit__(self, *exc_info: object) -> None:
+        global _testing  # noqa: PLW0603 - the switch is process-wide on purpose
+        _testing = self._previous
+
+
+def set_testing(testing: bool, *, attempts: int = 1) -> contextlib.AbstractContextManager[None]:
+    """Turn retry waits off (and cap attempts) for your own tests, like stamina's.
+
+    With ``testing=True`` every client makes at most ``attempts`` attempts per call
+    (1: no retries) and never waits for a retry: no backoff, no ``Retry-After`` pause,
+    no pause after a 429, and a client made while it is on sends at once instead of
+    starting slow. Pacing at a rate you configured is kept. Call it plainly to
+    switch for the process, or use it as a context manager to switch back on exit::
+
+        with twochat_voip.set_testing(True, attempts=3):
+            ...  # up to 3 attempts, no waiting
+    """
+    global _testing  # noqa: PLW0603 - the switch is process-wide on purpose
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    previous = _testing
+    _testing = _TestingMode(attempts) if testing else None
+    return _TestingSwitch(previous)
+
+
+def is_testing() -> bool:
+    """Whether :func:`set_testing` is on."""
+    return _testing is not None
 
 
 @attrs.frozen(kw_only=True)
 class RetryNotice:
-    """A retry about to wait, as :meth:`RetryPolicy.retry_after_failure` tells it.
+    """A retry about to wait, as the client tells its observer.
 
     Attributes:
         error: Why the attempt failed.
@@ -74,6 +116,11 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, APIConnectionError):
         return True
     return isinstance(exc, APIStatusError) and exc.status_code in RETRYABLE_STATUSES
+
+
+def is_rate_limit(error: BaseException) -> bool:
+    """Whether ``error`` is a 429: the one failure a server surely did not act on."""
+    return isinstance(error, APIStatusError) and error.status_code == 429
 
 
 def _finite_seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -132,108 +179,63 @@ class RetryPolicy:
 
     def attempts(self) -> int:
         """Attempts per call, the first included."""
-        testing = testing_attempts()
-        if testing is not None:
-            return min(testing, self.max_retries + 1)
+        if _testing is not None:
+            return min(_testing.attempts, self.max_retries + 1)
         return self.max_retries + 1
 
-    async def retry_after_failure(
+    def retrying(
         self,
-        attempt: Callable[[], Awaitable[_T]],
-        first_error: TwoChatError,
         *,
-        describe: str = "a request",
-        on_retry: Callable[[RetryNotice], object] | None = None,
+        idempotent: bool = True,
         rate_limits_are_free: bool = False,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        retryable: Callable[[BaseException], bool] = is_retryable,
-    ) -> _T:
-        """Retry ``attempt`` after its first try failed with ``first_error``.
+        before_sleep: Callable[[RetryCallState], None] | None = None,
+    ) -> AsyncRetrying:
+        """The ``AsyncRetrying`` for one call; iterate it and make each attempt inside.
 
-        Raises the last error when attempts run out, when an error is not retryable,
-        or at once when the server asks for a wait beyond ``max_retry_wait``.
-
-        With ``rate_limits_are_free`` (bulk runs) a 429 is waited out by the client's
-        rate limiter instead: it costs none of the record's retries and no backoff,
-        up to :data:`MAX_RATE_LIMITED_WAITS` of them. ``sleep`` waits out the backoff
-        (a client passes its own, which its close interrupts). ``retryable`` says which
-        errors are worth another attempt (:func:`is_rate_limit` for a request that
-        must not be sent twice once the server may have acted on it).
-        ``on_retry`` is told of each retry before its wait (a client's tells its hooks
-        and its log); without it, each is logged at INFO as a retry of ``describe``.
+        Args:
+            idempotent: Whether the request may be sent again after a failure the
+                server may have acted on; otherwise only a 429 is retried.
+            rate_limits_are_free: A 429 is waited out by the rate limiter with no
+                backoff and uses none of the call's retries: a call answered 429 ends
+                after :data:`MAX_RATE_LIMITED_WAITS` attempts in all (bulk runs).
+            before_sleep: Told of each retry before its wait.
         """
+        retryable = is_retryable if idempotent else is_rate_limit
         attempts = self.attempts()
-        if self.asks_too_long(first_error) or not retryable(first_error):
-            raise first_error
-        if attempts <= 1 and not (rate_limits_are_free and _is_rate_limit(first_error)):
-            raise first_error
-        pending: list[TwoChatError] = [first_error]
-        failures = {"counted": 0, "rate_limited": 0}
 
-        async def replay_then_attempt() -> _T:
-            if pending:
-                raise pending.pop()
-            return await attempt()
-
-        # tenacity calls wait, then stop, once for each retryable failure: wait counts
-        # the failure, stop judges the counts.
-        def wait(state: RetryCallState) -> float:
-            error = _error_of(state)
-            if rate_limits_are_free and _is_rate_limit(error):
-                failures["rate_limited"] += 1
-                return 0.0  # the limiter has slowed down, or paused for Retry-After
-            failures["counted"] += 1
-            return self.wait_before(error, failures["counted"])
+        def retry(state: RetryCallState) -> bool:
+            # (asked after a success too)
+            error = state.outcome.exception() if state.outcome is not None else None
+            return error is not None and retryable(error) and not self.asks_too_long(error)
 
         def stop(state: RetryCallState) -> bool:
-            return (
-                failures["counted"] >= attempts
-                or failures["rate_limited"] >= MAX_RATE_LIMITED_WAITS
-                or self.asks_too_long(_error_of(state))
-            )
+            allowed = attempts
+            if rate_limits_are_free and is_rate_limit(_error_of(state)):
+                allowed = max(attempts, MAX_RATE_LIMITED_WAITS)
+            return state.attempt_number >= allowed
 
-        def log_retry(state: RetryCallState) -> None:
+        def wait(state: RetryCallState) -> float:
             error = _error_of(state)
-            free = rate_limits_are_free and _is_rate_limit(error)
-            retry_after = None if is_testing() else _retry_after(error)
-            if on_retry is not None:
-                on_retry(
-                    RetryNotice(
-                        error=error,
-                        attempt=state.attempt_number,
-                        retry=None if free else failures["counted"],
-                        retries=attempts - 1,
-                        wait=state.upcoming_sleep,
-                        retry_after=retry_after,
-                    )
-                )
-                return
-            if free:
-                when = "when the rate limiter allows"
-            elif retry_after is not None:
-                when = f"after the server's Retry-After of {retry_after:.2f} s"
-            else:
-                when = f"in {state.upcoming_sleep:.2f} s"
-            of = "" if free else f" (attempt {failures['counted'] + 1} of {attempts})"
-            logger.info("retrying %s %s%s: %s", describe, when, of, error)
+            if rate_limits_are_free and is_rate_limit(error):
+                return 0.0  # the limiter has slowed down
+            return self.wait_before(error, state.attempt_number)
 
-        retrying = AsyncRetrying(
-            sleep=sleep,
-            stop=stop,
-            wait=wait,
-            retry=retry_if_exception(retryable),
-            before_sleep=log_retry,
-            reraise=True,
+        return AsyncRetrying(
+            retry=retry, stop=stop, wait=wait, before_sleep=before_sleep, reraise=True
         )
-        return await retrying(replay_then_attempt)
 
-
-def is_rate_limit(error: BaseException) -> bool:
-    """Whether ``error`` is a 429: the one failure a server surely did not act on."""
-    return isinstance(error, APIStatusError) and error.status_code == 429
-
-
-_is_rate_limit = is_rate_limit
+    def notice(self, state: RetryCallState, *, rate_limits_are_free: bool) -> RetryNotice:
+        """What tenacity's ``before_sleep`` is told, as a :class:`RetryNotice`."""
+        error = _error_of(state)
+        free = rate_limits_are_free and is_rate_limit(error)
+        return RetryNotice(
+            error=error,
+            attempt=state.attempt_number,
+            retry=None if free else state.attempt_number,
+            retries=self.attempts() - 1,
+            wait=state.upcoming_sleep,
+            retry_after=None if is_testing() else _retry_after(error),
+        )
 
 
 def _retry_after(error: BaseException) -> float | None:
@@ -241,8 +243,8 @@ def _retry_after(error: BaseException) -> float | None:
 
 
 def _error_of(state: RetryCallState) -> BaseException:
-    # tenacity calls wait, stop and before_sleep only after a failed attempt.
+    # tenacity asks stop, wait and before_sleep only after a failed attempt.
     error = state.outcome.exception() if state.outcome is not None else None
     if error is None:  # pragma: no cover - would be a tenacity bug
-        raise RuntimeError("tenacity asked about an attempt that did not fail")
+        raise RuntimeError("tenacity asked about an attempt that did not succeed or fail")
     return error

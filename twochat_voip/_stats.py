@@ -1,5 +1,5 @@
 """What a client has done so far: :class:`ClientStats` for its users, counted as
-:class:`Counters` by its :class:`~twochat_voip._send.Sender`."""
+:class:`Counters` by its :class:`~twochat_voip._call.Caller`."""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ from twochat_voip._errors import (
 )
 from twochat_voip._ratelimit import AdaptiveRateLimiter
 from twochat_voip._redis_lua import ACQUIRE, DEFAULT_KEY_PREFIX, PAUSE, account_key, client_for
-from twochat_voip._waits import is_testing
+from twochat_voip._retry import is_testing
 
 __all__ = ["DEFAULT_KEY_PREFIX", "RateLimiterUnavailableError", "RedisRateLimiter", "account_key"]
 

@@ -8,7 +8,7 @@ Nothing here touches the network beyond 127.0.0.1.
 
 from __future__ import annotations
 
-from twochat_voip._waits import set_testing
+from twochat_voip._retry import set_testing
 from twochat_voip.testing._data import EXAMPLE_ANSWER, EXAMPLE_CDR, generate_cdrs
 from twochat_voip.testing._postgres_server import PostgresServer
 from twochat_voip.testing._redis_server import RedisServer

@@ -1,0 +1,233 @@
+"""One call, attempt by attempt: the path every request of a client takes.
+
+:meth:`Caller.call` reads top to bottom. Each attempt, inside tenacity's
+``async for attempt in AsyncRetrying(...)``, the first included:
+
+1. waits for the rate limiter's slot;
+2. spends one request of the budget;
+3. sends the request;
+4. lets the protocol judge the answer (a result, or an error carrying a
+   ``Retry-After`` only for 429 and 503);
+5. tells the limiter that one verdict.
+
+The retry policy (:mod:`twochat_voip._retry`) decides whether to go again. Nothing
+here knows of bulk runs or of the client's lifecycle: the client hands in a way to get
+its open session, and closing it cancels the tasks that run its calls.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Final, Literal, TypeVar
+
+import aiohttp
+from tenacity import RetryCallState
+
+from twochat_voip._errors import (
+    APIConnectionError,
+    APIStatusError,
+    BudgetExhaustedError,
+    ResponseValidationError,
+    TwoChatError,
+)
+from twochat_voip._observe import CallWatch, Observer
+from twochat_voip._plan import PlanRate
+from twochat_voip._protocol import Request, Requests, Response, parse_requests_per_minute
+from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
+from twochat_voip._retry import RetryPolicy
+from twochat_voip._stats import ClientStats, Counters
+from twochat_voip._transport import send
+
+__all__ = ["Caller", "ClientStats", "Counters"]
+
+logger: Final = logging.getLogger("twochat_voip")
+_T = TypeVar("_T")
+
+
+class Caller:
+    """Makes a client's calls, as its settings say.
+
+    Args:
+        requests: Builds the requests (base URL and headers).
+        limiter: The limiter every attempt waits on.
+        own_limiter: The same limiter when it is the client's own (the plan's limit
+            is told to it), else ``None``.
+        retry: The retry policy.
+        session: Returns the client's open session, or raises
+            :class:`ClientClosedError` or :class:`EventLoopMismatchError`.
+        timeout: An attempt's timeout unless a call gives its own.
+        max_response_size: Bytes an answer may have.
+        max_requests: The request budget, or ``None``.
+        headers_in_session: Whether the session sends the client's headers itself.
+        learn_plan: When to ask ``GET /open/info`` for the plan's limit: before the
+            first call (``"first"``), at the first 429 (``"limit"``), or never.
+        observer: Told what each call does (the client's hooks and log).
+    """
+
+    def __init__(
+        self,
+        requests: Requests,
+        *,
+        limiter: RateLimiter,
+        own_limiter: AdaptiveRateLimiter | None,
+        retry: RetryPolicy,
+        session: Callable[[], Awaitable[aiohttp.ClientSession]],
+        timeout: aiohttp.ClientTimeout,
+        max_response_size: int,
+        max_requests: int | None,
+        headers_in_session: bool,
+        learn_plan: Literal["first", "limit"] | None,
+        observer: Observer,
+    ) -> None:
+        self.counters = Counters()
+        self._requests = requests
+        self._limiter = limiter
+        self._retry = retry
+        self._session = session
+        self._timeout = timeout
+        self._max_response_size = max_response_size
+        self._max_requests = max_requests
+        self._headers_in_session = headers_in_session
+        self._observer = observer
+        self.plan = PlanRate(self._ask_plan, own_limiter, when=learn_plan)
+        """The plan's limit, asked of ``GET /open/info`` (see :mod:`twochat_voip._plan`)."""
+
+    async def _ask_plan(self) -> float | None:
+        return await self.call(self._requests.info(), parse_requests_per_minute)
+
+    async def call(
+        self,
+        request: Request,
+        parse: Callable[[Response, str | None], _T],
+        *,
+        timeout: aiohttp.ClientTimeout | None = None,
+        rate_limits_are_free: bool = False,
+        on_retry: Callable[[BaseException], object] | None = None,
+    ) -> _T:
+        """Send ``request`` and parse its answer, retrying as the policy says.
+
+        Args:
+            request: What to send.
+            parse: Turns the answer into the result, or raises the error it means.
+            timeout: This call's timeout per attempt, instead of the client's.
+            rate_limits_are_free: A 429 uses none of the call's retries (see
+                :meth:`RetryPolicy.retrying`).
+            on_retry: Told the error of each attempt that is to be retried.
+        """
+        if self.plan.first and parse is not parse_requests_per_minute:
+            await self.plan.before_first_call()
+        observer = self._observer
+        watch = observer.call_started(request)
+        started = time.monotonic()
+        retrying = self._retry.retrying(
+            idempotent=request.idempotent,
+            rate_limits_are_free=rate_limits_are_free,
+            before_sleep=functools.partial(self._retrying, request, rate_limits_are_free, on_retry),
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    number = attempt.retry_state.attempt_number
+                    result = await self._attempt(request, parse, timeout, number, watch)
+        except TwoChatError as exc:
+            self.counters.failed += 1
+            if isinstance(exc, APIConnectionError):
+                # Its message says how many attempts were made, over how long.
+                exc.attempts = watch.attempts or 1
+                exc.elapsed = time.monotonic() - started
+            observer.call_ended(watch, exc)
+            raise
+        except BaseException as exc:
+            observer.call_ended(watch, exc)
+            raise
+        self.counters.succeeded += 1
+        observer.call_ended(watch, None)
+        return result
+
+    async def _attempt(
+        self,
+        request: Request,
+        parse: Callable[[Response, str | None], _T],
+        timeout: aiohttp.ClientTimeout | None,
+        number: int,
+        watch: CallWatch,
+    ) -> _T:
+        """One attempt: the slot, the budget, the request, the verdict."""
+        if number > 1:
+            self.counters.retries += 1
+        session = await self._session()
+        self._spend_budget()  # refused before waiting for a slot it cannot use
+        waiting_since = time.monotonic()
+        sent_at = await self._limiter.acquire()
+        self._spend_budget()  # others' requests may have spent it meanwhile
+        self._observer.rate_waited(watch, number, time.monotonic() - waiting_since)
+        # Counted before it is written; _not_sent takes it back if it never is.
+        self.counters.requests += 1
+        sent = self._observer.request_sent(watch, number)
+        try:
+            response = await send(
+                session,
+                request,
+                timeout=timeout or self._timeout,
+                max_body=self._max_response_size,
+                headers_in_session=self._headers_in_session,
+                on_redirect=self._count_redirect,
+                on_not_sent=self._not_sent,
+            )
+        except TwoChatError as exc:
+            # An answer refused (too large, a redirect), or none at all.
+            self._observer.failed(watch, number, exc, sent)
+            raise
+        self._observer.answered(watch, number, response.status, sent)
+        try:
+            result = parse(response, request.call_uuid)
+        except TwoChatError as exc:
+            self._tell_limiter(exc, sent_at)
+            raise
+        self._limiter.feedback(sent_at=sent_at, status=response.status, retry_after=None)
+        return result
+
+    def _tell_limiter(self, error: TwoChatError, sent_at: float) -> None:
+        """Tell the limiter what a failed answer says: a 429 or a 503's pause, or
+        just that the request was answered."""
+        if isinstance(error, APIStatusError):
+            status = error.status_code
+            if status == 429:
+                self.counters.rate_limited += 1
+                self.plan.limit_met()
+            pause = self._retry.pause_for(error.retry_after)
+            self._limiter.feedback(sent_at=sent_at, status=status, retry_after=pause)
+        elif isinstance(error, ResponseValidationError):
+            self._limiter.feedback(sent_at=sent_at, status=error.status_code, retry_after=None)
+
+    def _retrying(
+        self,
+        request: Request,
+        rate_limits_are_free: bool,
+        on_retry: Callable[[BaseException], object] | None,
+        state: RetryCallState,
+    ) -> None:
+        """tenacity's ``before_sleep``: tell the observer (and ``on_retry``)."""
+        notice = self._retry.notice(state, rate_limits_are_free=rate_limits_are_free)
+        if on_retry is not None:
+            on_retry(notice.error)
+        self._observer.retry_scheduled(request, notice, bulk=rate_limits_are_free)
+
+    def _spend_budget(self) -> None:
+        budget = self._max_requests
+        if budget is not None and self.counters.requests >= budget:
+            self._observer.budget_exhausted(budget)
+            raise BudgetExhaustedError(budget)
+
+    def _count_redirect(self) -> None:
+        """A redirect's request is about to be written: it counts, if the budget
+        allows it."""
+        self._spend_budget()
+        self.counters.requests += 1
+
+    def _not_sent(self) -> None:
+        """The request never reached a connection: it cost nothing."""
+        self.counters.requests -= 1
