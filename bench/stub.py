@@ -3,48 +3,27 @@ structuring replaced by a stub, i.e. the SDK's machinery without building models
 
 from __future__ import annotations
 
-import importlib
-import inspect
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import ModuleType
+from typing import Any
+
+from multidict import CIMultiDict
+
+from twochat_voip import CallDetailRecord
+from twochat_voip._converter import sdk_converter
+from twochat_voip._protocol import Response, parse_call
+from twochat_voip.testing import EXAMPLE_ANSWER
 
 STUBBED = "twochat_voip get_calls, structuring stubbed"
 
-STUB_TARGET = "twochat_voip._protocol._structure_cdr"
-"""What turns the decoded ``cdr`` dict into a model: the converter's structure hook
-for CallDetailRecord, (wire dict, class)."""
-STUB_PARAMETERS = ["o", "_"]
-
-
-def _stub_module() -> tuple[ModuleType, str]:
-    module, _, name = STUB_TARGET.rpartition(".")
-    return importlib.import_module(module), name
-
-
-def check_stub_target() -> None:
-    """Fail loudly if ``STUB_TARGET`` is gone or changed shape: stubbing something else
-    would silently measure the wrong thing."""
-    module, name = _stub_module()
-    function = getattr(module, name, None)
-    if function is None:
-        raise RuntimeError(
-            f"bench.instructions: {STUB_TARGET} no longer exists, so the "
-            f"{STUBBED!r} stack cannot stub structuring. Find the function in "
-            "twochat_voip/_protocol.py that turns the decoded 'cdr' dict into a "
-            "CallDetailRecord and point STUB_TARGET (bench/stub.py) at it."
-        )
-    parameters = list(inspect.signature(function).parameters)
-    if parameters != STUB_PARAMETERS:
-        raise RuntimeError(
-            f"bench.instructions: {STUB_TARGET} now takes {parameters}, not "
-            f"{STUB_PARAMETERS}; check what it does (twochat_voip/_protocol.py) before "
-            f"stubbing it for the {STUBBED!r} stack."
-        )
+STUB_TARGET = "the CallDetailRecord structure hook of twochat_voip._converter.sdk_converter()"
+"""What turns the decoded ``cdr`` dict into a model: a hook called as (wire dict,
+class), registered on the converter the SDK parses with."""
 
 
 class Stub:
-    """What ``STUB_TARGET`` is while the stubbed stack runs.
+    """The structure hook ``STUB_TARGET`` is while the stubbed stack runs.
 
     First a Python function that counts its calls, so that the warm-up run shows
     get_calls still structures through it (:meth:`check`). Then, for the measured
@@ -55,9 +34,11 @@ class Stub:
 
     def __init__(self) -> None:
         self.calls = 0
-        self._module, self._name = _stub_module()
-        self._original = getattr(self._module, self._name)
-        setattr(self._module, self._name, self._counting)
+        self._original = sdk_converter().get_structure_hook(CallDetailRecord)
+        self._register(self._counting)
+
+    def _register(self, hook: Callable[[Any, Any], object]) -> None:
+        sdk_converter().register_structure_hook(CallDetailRecord, hook)
 
     def _counting(self, cdr: object, cls: object) -> object:
         self.calls += 1
@@ -69,21 +50,29 @@ class Stub:
             raise RuntimeError(
                 f"bench.instructions: the stub of {STUB_TARGET} was called {self.calls} "
                 f"times for {expected} records: get_calls no longer structures through it. "
-                "Find the equivalent in twochat_voip/_protocol.py (or wherever parse_call "
-                "went) and point STUB_TARGET at it."
+                "Find the converter twochat_voip/_protocol.py (or wherever parse_call "
+                "went) structures records with and point bench/stub.py at it."
             )
-        setattr(self._module, self._name, dict.get)
+        self._register(dict.get)
 
     def restore(self) -> None:
-        setattr(self._module, self._name, self._original)
+        self._register(self._original)
 
 
 @contextmanager
 def structuring_stubbed() -> Iterator[Stub]:
     """Replace ``STUB_TARGET`` by a :class:`Stub` until the block ends."""
-    check_stub_target()
     stub = Stub()
     try:
         yield stub
     finally:
         stub.restore()
+
+
+def check_stub_target() -> None:
+    """Fail loudly, before minutes under valgrind, if parse_call no longer structures
+    through ``STUB_TARGET``: stubbing it would silently measure the wrong thing."""
+    answer = Response(200, CIMultiDict(), json.dumps(EXAMPLE_ANSWER).encode())
+    with structuring_stubbed() as stub:
+        parse_call(answer)
+        stub.check(1)

@@ -13,6 +13,7 @@ import pytest
 
 from twochat_voip import CallDetailRecord, CallDirection, CallStatus, converter
 from twochat_voip._converter import explain_invalid, format_timestamp, parse_timestamp
+from twochat_voip.testing import EXAMPLE_CDR
 
 
 def test_example_structures_every_field(example_answer: dict[str, Any]) -> None:
@@ -246,3 +247,15 @@ def test_an_integer_that_cannot_be_read_exactly_is_refused(
     number; a fraction or infinity is not an integer."""
     with pytest.raises(error, match=says):
         converter.structure(example_answer["cdr"] | {"duration": wire}, CallDetailRecord)
+
+
+def test_a_refusal_is_explained_even_if_the_detailed_converter_finds_nothing() -> None:
+    """Were the detailed converter to accept a record the SDK's refused, the message
+    says what the SDK's raised, never that the record is valid."""
+    error = TypeError("uuid: expected str")
+    assert explain_invalid(EXAMPLE_CDR, CallDetailRecord, error) == (
+        "TypeError: uuid: expected str"
+    )
+    assert explain_invalid(EXAMPLE_CDR, CallDetailRecord) == (
+        "the record was refused, but no field is wrong"
+    )

@@ -73,7 +73,7 @@ def get(call_uuid: str, api_key_file: Path | None, base_url: str | None) -> None
     async def fetch() -> dict[str, Any]:
         async with client:
             record = await client.get_call(call_uuid)
-        wire: dict[str, Any] = sdk_converter.unstructure(record)
+        wire: dict[str, Any] = sdk_converter().unstructure(record)
         return wire
 
     click.echo(json.dumps(run_command(fetch()), indent=2))

@@ -13,11 +13,12 @@ and lenient about shape: unknown keys are ignored, missing optional keys become
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
-from typing import Any, Final, TypeVar, get_origin
+from typing import Any, Final, TypeVar
 
 import attrs
 import cattrs
@@ -25,7 +26,6 @@ from attrs import AttrsInstance
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from twochat_voip._events import CallEvent, Contact
-from twochat_voip._fast_structure import InPlace, compiled_structure_hook
 from twochat_voip._models import Agent, CallCost, CallDetailRecord, CallDirection, CallStatus
 from twochat_voip._resources import (
     Account,
@@ -38,7 +38,10 @@ from twochat_voip._resources import (
     WebhookEvent,
 )
 
-RESOURCES: Final[tuple[type[AttrsInstance], ...]] = (
+_MODELS: Final[tuple[type[AttrsInstance], ...]] = (
+    Agent,
+    CallCost,
+    CallDetailRecord,
     Account,
     Limits,
     Usage,
@@ -49,8 +52,8 @@ RESOURCES: Final[tuple[type[AttrsInstance], ...]] = (
     Contact,
     CallEvent,
 )
-"""The account's other resources, read from the wire as the records are (parts
-first: a model's hook reads its parts with theirs)."""
+"""Every model read from the wire, parts first: cattrs binds a model's hook to its
+parts' hooks when it makes it."""
 
 __all__ = ["converter", "make_converter"]
 
@@ -186,6 +189,15 @@ def _or_none(hook: Callable[[Any, type], _T]) -> Callable[[Any, type], _T | None
     return structure
 
 
+_SCALARS: Final[tuple[tuple[type, Callable[[Any, type], Any]], ...]] = (
+    (str, _structure_str),
+    (bool, _structure_bool),
+    (int, _structure_int),
+    (Decimal, _structure_decimal),
+    (datetime, parse_timestamp),
+)
+"""The strict scalar hooks: ``"false"`` is not a bool, ``"3"`` is not an int."""
+
 _OPEN_ENUMS: Final[dict[Any, type[enum.StrEnum]]] = {
     CallStatus | str | None: CallStatus,
     CallDirection | str | None: CallDirection,
@@ -193,33 +205,8 @@ _OPEN_ENUMS: Final[dict[Any, type[enum.StrEnum]]] = {
 }
 """The fields that take an enum's value, or keep a string it does not know."""
 
-_READ_IN_PLACE: Final[dict[type, tuple[str, str | None]]] = {
-    # type: (when a value needs no hook, how it is read then: None, as it is). Any
-    # other value goes through the type's hook, which reads it the same way or
-    # refuses it.
-    str: ("type({v}) is str", None),
-    bool: ("type({v}) is bool", None),
-    int: ("type({v}) is int", None),
-    datetime: ("type({v}) is str and {v}[-1:] == 'Z'", "fromisoformat({v})"),  # UTC
-    Decimal: ("type({v}) is float and isfinite({v})", "Decimal(repr({v}))"),
-}
-
-
 WIRE_NAMES: Final[Mapping[str, str]] = MappingProxyType({"from_": "from"})
 """Attribute names whose wire name differs: the one that is a Python keyword."""
-
-
-class _WireConverter(cattrs.Converter):
-    """A converter that knows which annotations its hooks let it read in place."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.in_place: dict[Any, InPlace] = {}
-
-
-def in_place_of(conv: cattrs.Converter) -> Mapping[Any, InPlace]:
-    """The annotations ``conv`` (made by :func:`make_converter`) reads in place."""
-    return conv.in_place if isinstance(conv, _WireConverter) else {}
 
 
 def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
@@ -230,43 +217,22 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
 
     ``detailed_validation=True`` is slower and reports every bad field with its path
     (see :func:`cattrs.transform_error`); the SDK uses it only to explain an answer
-    the fast converter refused.
+    it refused.
     """
-    conv = _WireConverter(detailed_validation=detailed_validation, forbid_extra_keys=False)
-    in_place = conv.in_place
-    scalars: list[tuple[type, Callable[[Any, type], Any]]] = [
-        (str, _structure_str),
-        (bool, _structure_bool),
-        (int, _structure_int),
-        (Decimal, _structure_decimal),
-        (datetime, parse_timestamp),
-    ]
-    for cls, hook in scalars:
-        optional = _or_none(hook)
-        conv.register_structure_hook(cls, hook)
-        conv.register_structure_hook(cls | None, optional)
-        test, read = _READ_IN_PLACE[cls]
-        in_place[cls] = InPlace(hook, test, read)
-        in_place[cls | None] = InPlace(optional, test, read, none_is_none=True)
+    conv = cattrs.Converter(detailed_validation=detailed_validation, forbid_extra_keys=False)
+    for scalar, hook in _SCALARS:
+        conv.register_structure_hook(scalar, hook)
+        conv.register_structure_hook(scalar | None, _or_none(hook))
     for annotation, enum_type in _OPEN_ENUMS.items():
-        hook = _open_enum(enum_type)
-        conv.register_structure_hook(annotation, hook)
-        # A plain string is looked up in place (one the enum lacks is kept as it is).
-        lookup = f"{enum_type.__name__}_member"
-        in_place[annotation] = InPlace(
-            hook,
-            "type({v}) is str",
-            lookup + "({v}, {v})",
-            none_is_none=True,
-            names={lookup: _members(enum_type).get},
-        )
+        conv.register_structure_hook(annotation, _open_enum(enum_type))
+    for model in _MODELS:
+        hook = _objects_only(make_dict_structure_fn(model, conv, **_renamed(model)))
+        conv.register_structure_hook(model, hook)
+        conv.register_structure_hook(model | None, _or_none(hook))
     conv.register_unstructure_hook(datetime, format_timestamp)
     for enum_type in (CallDirection, CallStatus):  # plain JSON strings on the wire
         conv.register_unstructure_hook(enum_type, str)
     conv.register_unstructure_hook(Decimal, _unstructure_decimal)
-    models: list[type[AttrsInstance]] = [Agent, CallCost, CallDetailRecord, *RESOURCES]
-    for model in models:
-        register_model(conv, model, fast=not detailed_validation)
     conv.register_unstructure_hook(
         CallDetailRecord,
         make_dict_unstructure_fn(CallDetailRecord, conv, **_renamed(CallDetailRecord)),
@@ -274,41 +240,10 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
     return conv
 
 
-def register_model(
-    conv: cattrs.Converter,
-    model: type[AttrsInstance],
-    *,
-    fast: bool = True,
-    renames: Mapping[str, str] = WIRE_NAMES,
-) -> Callable[[Any, type], Any]:
-    """Register structure hooks for ``model`` and ``model | None`` on ``conv`` (one
-    :func:`make_converter` made).
-
-    With ``fast``, the hook from :func:`compiled_structure_hook` when ``model`` is of
-    the shape it handles; otherwise (and always without ``fast``) cattrs' generated
-    hook. Both take JSON objects only. Returns the hook.
-    """
-    overrides = _renamed(get_origin(model) or model, renames)
-    plain = _objects_only(make_dict_structure_fn(model, conv, **overrides))
-    hook = (
-        compiled_structure_hook(model, conv, renames, in_place_of(conv), plain) if fast else None
-    ) or plain
-    optional = _or_none(hook)
-    conv.register_structure_hook(model, hook)
-    conv.register_structure_hook(model | None, optional)
-    if isinstance(conv, _WireConverter):
-        # A nested part is read by its own hook, without the optional one's call.
-        name = f"{model.__name__}_structure"
-        conv.in_place[model | None] = InPlace(
-            optional, "True", name + "({v}, None)", none_is_none=True, names={name: hook}
-        )
-    return hook
-
-
-def _renamed(model: type, renames: Mapping[str, str] = WIRE_NAMES) -> dict[str, Any]:
+def _renamed(model: type) -> dict[str, Any]:
     """cattrs overrides for ``model``'s fields whose wire name differs."""
     fields = attrs.fields_dict(model)
-    return {name: override(rename=key) for name, key in renames.items() if name in fields}
+    return {name: override(rename=key) for name, key in WIRE_NAMES.items() if name in fields}
 
 
 converter: cattrs.Converter = make_converter()
@@ -316,10 +251,18 @@ converter: cattrs.Converter = make_converter()
 one of its own, so a hook registered here changes only your calls; prefer a converter
 of your own from :func:`make_converter`."""
 
-sdk_converter: Final[cattrs.Converter] = make_converter()
-"""The converter the SDK itself parses and writes records with; never exported."""
 
-_explaining_converter: cattrs.Converter = make_converter(detailed_validation=True)
+@functools.cache
+def sdk_converter() -> cattrs.Converter:
+    """The converter the SDK itself parses and writes records with; never exported.
+
+    Made at its first use, not at import."""
+    return make_converter()
+
+
+@functools.cache
+def _explaining_converter() -> cattrs.Converter:
+    return make_converter(detailed_validation=True)
 
 
 def _say(exc: BaseException, _: type | None) -> str:
@@ -331,12 +274,12 @@ def _say(exc: BaseException, _: type | None) -> str:
 def explain_invalid(data: Any, cls: type, error: BaseException | None = None) -> str:
     """Say, field by field, why ``data`` does not structure as ``cls``.
 
-    ``error`` is what the fast converter raised; it is the explanation if the
+    ``error`` is what the SDK's converter raised; it is the explanation if the
     detailed converter finds nothing wrong (the two disagreeing is a bug, but the
     user must still see why their record was refused).
     """
     try:
-        _explaining_converter.structure(data, cls)
+        _explaining_converter().structure(data, cls)
     except cattrs.BaseValidationError as exc:
         return "; ".join(cattrs.transform_error(exc, path=cls.__name__, format_exception=_say))
     except Exception as exc:  # noqa: BLE001 - any hook's own error is the explanation

@@ -121,7 +121,7 @@ def caller_ids(requests: Requests, page: int, page_size: int) -> Request:
 
 def _structure(response: Response, value: object, cls: type[_T], where: str) -> _T:
     try:
-        result: _T = sdk_converter.structure(value, cls)
+        result: _T = sdk_converter().structure(value, cls)
     except Exception as exc:  # cattrs and its hooks raise many types
         raise _invalid(response, None, f"{where}: {explain_invalid(value, cls, exc)}") from exc
     return result

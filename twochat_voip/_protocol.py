@@ -54,6 +54,7 @@ __all__ = [
     "parse_requests_per_minute",
     "parse_retry_after",
     "redirect_target",
+    "structure_record",
     "validate_call_uuid",
 ]
 
@@ -328,15 +329,14 @@ def parse_envelope(response: Response, call_uuid: str | None) -> Mapping[str, An
     return payload
 
 
-# Looked up once: converter.structure() would find the same hook again for every record.
-_structure_cdr: Final = sdk_converter.get_structure_hook(CallDetailRecord)
-
-
-def _structure_record(response: Response, cdr: object, call_uuid: str | None) -> CallDetailRecord:
+def structure_record(response: Response, cdr: object, call_uuid: str | None) -> CallDetailRecord:
+    """A decoded ``cdr`` object as a record, or the ResponseValidationError that says,
+    field by field, why it is not one."""
     try:
-        return _structure_cdr(cdr, CallDetailRecord)  # type: ignore[no-any-return]
+        record: CallDetailRecord = sdk_converter().structure(cdr, CallDetailRecord)
     except Exception as exc:  # cattrs and its hooks raise many types
         raise _invalid(response, call_uuid, explain_invalid(cdr, CallDetailRecord, exc)) from exc
+    return record
 
 
 def parse_history(response: Response, call_uuid: str | None = None) -> list[CallDetailRecord]:
@@ -354,7 +354,7 @@ def parse_history_page(
     if not isinstance(cdrs, list):
         raise _invalid(response, call_uuid, "expected a 'cdrs' list")
     count = payload.get("count")
-    records = [_structure_record(response, cdr, _cdr_uuid(cdr)) for cdr in cdrs]
+    records = [structure_record(response, cdr, _cdr_uuid(cdr)) for cdr in cdrs]
     return records, count if type(count) is int and count >= 0 else None
 
 
@@ -368,11 +368,6 @@ def parse_call(response: Response, call_uuid: str | None = None) -> CallDetailRe
     """The record in a ``GET /open/voip/call/{uuid}`` answer, or the error it amounts to."""
     cdr = parse_envelope(response, call_uuid).get("cdr")
     if type(cdr) is dict:
-        try:  # _structure_record(), inline: this runs once a request
-            return _structure_cdr(cdr, CallDetailRecord)  # type: ignore[no-any-return]
-        except Exception as exc:  # cattrs and its hooks raise many types
-            raise _invalid(
-                response, call_uuid, explain_invalid(cdr, CallDetailRecord, exc)
-            ) from exc
+        return structure_record(response, cdr, call_uuid)
     found = "no 'cdr'" if cdr is None else f"'cdr' is {type(cdr).__name__}"
     raise _invalid(response, call_uuid, f"expected a 'cdr' object, found {found}")

@@ -26,9 +26,9 @@ from twochat_voip._models import CallDetailRecord
 from twochat_voip._protocol import (
     Response,
     _invalid,
-    _structure_record,
     error_from_response,
     parse_envelope,
+    structure_record,
 )
 
 __all__ = ["COLUMNS", "Column", "dumps_wire", "parse_call_wire"]
@@ -59,7 +59,7 @@ def parse_call_wire(
     if type(cdr) is not dict:
         found = "no 'cdr'" if cdr is None else f"'cdr' is {type(cdr).__name__}"
         raise _invalid(response, call_uuid, f"expected a 'cdr' object, found {found}")
-    return _structure_record(response, cdr, call_uuid), cdr
+    return structure_record(response, cdr, call_uuid), cdr
 
 
 def _decimal(value: Decimal) -> str:

@@ -107,7 +107,7 @@ def parse_call_event(body: bytes | str) -> CallEvent:
     if isinstance(status, str) and status.lower() in _STATUSES:
         payload["status"] = _STATUSES[status.lower()]
     try:
-        event: CallEvent = sdk_converter.structure(payload, CallEvent)
+        event: CallEvent = sdk_converter().structure(payload, CallEvent)
     except Exception as exc:  # cattrs and its hooks raise many types
         why = explain_invalid(payload, CallEvent, exc)
         if len(why) > _MAX_REASON:  # it may quote values; never a whole body
