@@ -40,9 +40,7 @@ from twochat_voip._errors import (
     TwoChatError,
 )
 from twochat_voip._models import CallDetailRecord
-from twochat_voip._results import AnyCallResult, CallResult
-from twochat_voip._results import failure as _failure
-from twochat_voip._results import success as _success
+from twochat_voip._results import AnyCallResult, CallFailure, CallResult, CallSuccess
 from twochat_voip._waits import RunStopped, Stop, current_stop
 
 __all__ = ["RUN_ENDING_ERRORS", "AnyCallResult", "CallResult", "iterate_bulk", "note_failure"]
@@ -266,7 +264,7 @@ class _Workers:
             shown = value if isinstance(value, str) else repr(value)
             result: AnyCallResult
             if self.stopped_with is not None:
-                result = _failure(shown, self.stopped_with, index)
+                result = CallFailure(call_uuid=shown, error=self.stopped_with, index=index)
             else:
                 in_fetch.add(me)
                 try:
@@ -276,12 +274,12 @@ class _Workers:
                         raise
                     # Only a stop cancels a worker this way, and a stop has its reason.
                     stopped = self.stopped_with or TwoChatError("the bulk run stopped")
-                    result = _failure(shown, stopped, index)
+                    result = CallFailure(call_uuid=shown, error=stopped, index=index)
                 except Exception as exc:  # noqa: BLE001 - every id is answered, even after a bug
-                    result = _failure(shown, self._judge(exc), index)
+                    result = CallFailure(call_uuid=shown, error=self._judge(exc), index=index)
                 else:
                     self._last_success = clock()
-                    result = _success(shown, cdr, index)
+                    result = CallSuccess(call_uuid=shown, cdr=cdr, index=index)
                 finally:
                     in_fetch.discard(me)
             results.append(result)
