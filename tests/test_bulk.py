@@ -335,9 +335,9 @@ async def test_history_page_that_is_not_a_list_is_invalid() -> None:
 
 
 def test_call_result_ok() -> None:
-    """ok is True exactly when there is no error."""
-    assert CallResult(call_uuid="x").ok
-    assert not CallResult(call_uuid="x", error=ValueError("bad")).ok
+    """ok is True for a success, with its record, and False for a failure, with its error."""
+    assert tv.CallSuccess(call_uuid="x", cdr=tv.CallDetailRecord(uuid="x")).ok
+    assert not tv.CallFailure(call_uuid="x", error=ValueError("bad")).ok
 
 
 async def test_an_unexpected_failure_is_still_an_answer() -> None:

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from twochat_voip import (
-    AnyCallResult,
     CallDetailRecord,
     CallFailure,
     CallResult,
@@ -56,7 +55,7 @@ async def test_export_hands_on_results_that_narrow(tmp_path: Path) -> None:
     ids = [r["uuid"] for r in records]
     sink = _RefusingSink(tmp_path / "o.jsonl")
     sink.refused = ids[1]
-    seen: list[AnyCallResult] = []
+    seen: list[CallResult] = []
     async with (
         FakeTwoChatServer(cdrs=records) as server,
         VoIPClient(api_key=server.api_key, base_url=server.base_url) as voip,
@@ -73,11 +72,14 @@ async def test_export_hands_on_results_that_narrow(tmp_path: Path) -> None:
     assert (refused.call_uuid, refused.index) == (ids[1], 1)
 
 
+FETCHED = CallSuccess(call_uuid="a", cdr=CallDetailRecord(uuid="a"))
+
+
 def test_progress_draws_a_bar_with_eta(capsys: pytest.CaptureFixture[str]) -> None:
     """On a terminal: a bar, counts, rate, ETA and failures, ended with a newline."""
     progress = Progress(4, enabled=True)
-    progress(CallResult(call_uuid="a"))
-    progress(CallResult(call_uuid="b", error=ValueError("bad")))
+    progress(FETCHED)
+    progress(CallFailure(call_uuid="b", error=ValueError("bad")))
     progress.finish()
     err = capsys.readouterr().err
     assert err.startswith("\r[")
@@ -90,7 +92,7 @@ def test_progress_draws_a_bar_with_eta(capsys: pytest.CaptureFixture[str]) -> No
 def test_progress_without_a_total(capsys: pytest.CaptureFixture[str]) -> None:
     """Reading from a pipe there is no total: a count and a rate."""
     progress = Progress(None, enabled=True)
-    progress(CallResult(call_uuid="a"))
+    progress(FETCHED)
     progress.finish()
     assert "1 done" in capsys.readouterr().err
 
@@ -98,7 +100,7 @@ def test_progress_without_a_total(capsys: pytest.CaptureFixture[str]) -> None:
 def test_progress_disabled_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
     """Quiet means quiet."""
     progress = Progress(3, enabled=False)
-    progress(CallResult(call_uuid="a"))
+    progress(FETCHED)
     progress.finish()
     assert capsys.readouterr().err == ""
 

@@ -40,9 +40,9 @@ from twochat_voip._errors import (
     TwoChatError,
 )
 from twochat_voip._models import CallDetailRecord
-from twochat_voip._results import AnyCallResult, CallFailure, CallResult, CallSuccess
+from twochat_voip._results import CallFailure, CallResult, CallSuccess
 
-__all__ = ["RUN_ENDING_ERRORS", "AnyCallResult", "CallResult", "iterate_bulk"]
+__all__ = ["RUN_ENDING_ERRORS", "CallResult", "iterate_bulk"]
 
 READ_AHEAD_FACTOR: Final = 2
 
@@ -79,7 +79,7 @@ class _Run:
         self._give_up_after = give_up_after
         self.window = asyncio.Semaphore(READ_AHEAD_FACTOR * concurrency)
         self._slots = asyncio.Semaphore(concurrency)
-        self.results: asyncio.Queue[AnyCallResult | None] = asyncio.Queue()
+        self.results: asyncio.Queue[CallResult | None] = asyncio.Queue()
         self.input_error: Exception | None = None
         self._stopped: TwoChatError | None = None
         self._fetching: set[asyncio.Task[CallDetailRecord | Exception]] = set()
@@ -139,7 +139,7 @@ class _Run:
         it even started is answered here too."""
         self._slots.release()
         self._fetching.discard(task)
-        result: AnyCallResult
+        result: CallResult
         if task.cancelled():
             if self._stopped is None:
                 return  # the run itself was cancelled: nobody reads its results
@@ -218,7 +218,7 @@ async def iterate_bulk(
     ordered: bool,
     runs: set[asyncio.Task[None]] | None = None,
     give_up_after: float | None = None,
-) -> AsyncGenerator[AnyCallResult, None]:
+) -> AsyncGenerator[CallResult, None]:
     """Fetch every id with ``fetch``, ``concurrency`` at a time; yield one result each.
 
     An exception raised by the input iterable ends the run after the ids read before it
@@ -242,7 +242,7 @@ async def iterate_bulk(
     if runs is not None:
         runs.add(runner)
         runner.add_done_callback(runs.discard)
-    buffered: dict[int, AnyCallResult] = {}
+    buffered: dict[int, CallResult] = {}
     next_index = 0
     try:
         while (result := await run.results.get()) is not None:

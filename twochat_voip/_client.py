@@ -24,7 +24,7 @@ from typing import Any, Final, Literal, Self, TypeVar
 import aiohttp
 
 from twochat_voip._account_api import AccountMethods
-from twochat_voip._bulk import AnyCallResult, iterate_bulk
+from twochat_voip._bulk import CallResult, iterate_bulk
 from twochat_voip._call import Caller, ClientStats
 from twochat_voip._errors import ClientClosedError, EventLoopMismatchError
 from twochat_voip._models import CallDetailRecord
@@ -360,10 +360,10 @@ class VoIPClient(AccountMethods):
         concurrency: int = 16,
         ordered: bool = False,
         give_up_after: float | None = DEFAULT_GIVE_UP_AFTER,
-    ) -> AsyncGenerator[AnyCallResult, None]:
+    ) -> AsyncGenerator[CallResult, None]:
         """Fetch many records; yield one result for every id given: a
         :class:`CallSuccess` with the record or a :class:`CallFailure` with the error
-        (typed :data:`AnyCallResult`: ``if result.ok:`` narrows it).
+        (typed :data:`CallResult`: ``if result.ok:`` narrows it).
 
         Ids are read lazily (a generator of millions is fine), fetched by
         ``concurrency`` workers under the client's rate limit, and answered as they
@@ -397,7 +397,7 @@ class VoIPClient(AccountMethods):
         ordered: bool,
         give_up_after: float | None,
         parse_wire: bool = False,
-    ) -> AsyncGenerator[AnyCallResult, None]:
+    ) -> AsyncGenerator[CallResult, None]:
         """:meth:`get_calls`; with ``parse_wire`` (for exports) each result's ``cdr``
         is a ``(record, wire)`` pair (see :func:`~twochat_voip._wire.parse_call_wire`)."""
         make_request = self._requests.call

@@ -34,7 +34,7 @@ from twochat_voip._errors import (
 from twochat_voip._failures import Failures
 from twochat_voip._formats import sink_format
 from twochat_voip._models import CallDetailRecord
-from twochat_voip._results import AnyCallResult, CallFailure, CallSuccess
+from twochat_voip._results import CallFailure, CallResult, CallSuccess
 from twochat_voip._sinks import (
     CSVSink,
     JSONLSink,
@@ -217,7 +217,7 @@ async def _chunks(values: AsyncIterable[str] | Iterable[str]) -> AsyncIterator[l
             pending.cancel()
 
 
-async def _store(sink: Sink, result: CallSuccess) -> AnyCallResult:
+async def _store(sink: Sink, result: CallSuccess) -> CallResult:
     """Write a fetched record; the result as the caller sees it (the record, or the
     error the output refused it with)."""
     record, wire = cast(tuple[CallDetailRecord, dict[str, Any]], result.cdr)
@@ -259,7 +259,7 @@ async def export_calls(
     concurrency: int = 16,
     ordered: bool = False,
     give_up_after: float | None = DEFAULT_GIVE_UP_AFTER,
-    on_result: Callable[[AnyCallResult], None] | None = None,
+    on_result: Callable[[CallResult], None] | None = None,
 ) -> ExportSummary:
     """Fetch ``ids`` with ``client`` into ``output``; failures into ``failures``.
 
