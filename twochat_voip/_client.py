@@ -9,14 +9,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterable,
-    Awaitable,
-    Callable,
-    Iterable,
-    Sequence,
-)
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from importlib.metadata import version
 from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeVar
@@ -35,16 +28,10 @@ from twochat_voip._options import (
     DEFAULT_MAX_RETRY_WAIT,
     ClientOptions,
 )
-from twochat_voip._protocol import (
-    API_KEY_HEADER,
-    Request,
-    Requests,
-    Response,
-    parse_call,
-)
+from twochat_voip._protocol import API_KEY_HEADER, Request, Requests, Response, parse_call
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._retry import RetryPolicy
-from twochat_voip._transport import attempt_timeout, request_headers
+from twochat_voip._transport import attempt_timeout, new_session, request_headers
 from twochat_voip._wire import parse_call_wire
 from twochat_voip.hooks import Hook
 
@@ -219,16 +206,13 @@ class VoIPClient(AccountMethods):
         return f"<VoIPClient base_url={self._options.base_url!r} state={self._state.value}>"
 
     async def __aenter__(self) -> Self:
-        if self._loop not in (None, asyncio.get_running_loop()):
-            await self._other_loop()
-        if self._entered and self._state is _State.OPENED:
-            # Two `async with` blocks on one client: the first to end would close it
-            # under the other.
+        if self._entered and self._state is _State.OPENED and not self._loop_changed():
+            # Two `async with` blocks on one client: the first to end would close it.
             raise RuntimeError(
                 "this VoIPClient is already open in an `async with` block; share that "
                 "one client instead of entering it again"
             )
-        self._open_session()
+        await self._session_for_call()
         self._entered = True
         return self
 
@@ -263,9 +247,7 @@ class VoIPClient(AccountMethods):
             if self._owns_limiter and hasattr(self._limiter, "aclose"):
                 # (hasattr: a limiter written before the protocol had aclose)
                 await self._limiter.aclose()
-        except Exception:
-            # Logged, not raised: in __aexit__ it would hide the error that ended the
-            # block, and the session must close either way.
+        except Exception:  # logged, not raised: it would hide the error ending the block
             logger.exception("closing the rate limiter failed")
         finally:
             if self._owns_session and self._session is not None:
@@ -275,34 +257,24 @@ class VoIPClient(AccountMethods):
         if self._state is _State.CLOSED:
             raise ClientClosedError("this VoIPClient is closed; make a new one")
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=100),
-                cookie_jar=aiohttp.DummyCookieJar(),
-                # Sent by the session, so not merged into every request (see send()).
-                headers=self._headers,
-                trace_configs=self._options.trace_configs,
-            )
-            # aiohttp silently resends an idempotent request once when a kept-alive
-            # connection drops; every request costs the account a credit, so the
-            # retry policy must be the one place that resends, counted and logged.
-            # (aiohttp's own test client switches it off the same way.)
-            if hasattr(self._session, "_retry_connection"):  # pragma: no branch
-                self._session._retry_connection = False
+            self._session = new_session(self._headers, self._options.trace_configs)
         self._state = _State.OPENED
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         return self._session
 
+    def _loop_changed(self) -> bool:
+        return self._loop is not None and self._loop is not asyncio.get_running_loop()
+
     async def _session_for_call(self) -> aiohttp.ClientSession:
         """The open session, for a call in this loop."""
-        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+        if self._loop_changed():
             await self._other_loop()
         return self._open_session()
 
     async def _other_loop(self) -> None:
-        """Refuse a use in a loop other than the one the client was opened in. When
-        that loop is closed, its connections died with it: the session is closed here
-        (aiohttp skips a closed loop's part), so that it is not left unclosed."""
+        """Refuse a use in a loop other than the client's; if that loop is closed, close
+        its dead session here first (aiohttp skips a closed loop's part)."""
         opened_in = self._loop
         session = self._session
         if opened_in is not None and opened_in.is_closed() and self._owns_session and session:
@@ -365,8 +337,8 @@ class VoIPClient(AccountMethods):
         :class:`CallSuccess` with the record or a :class:`CallFailure` with the error
         (typed :data:`CallResult`: ``if result.ok:`` narrows it).
 
-        Ids are read lazily (a generator of millions is fine), fetched by
-        ``concurrency`` workers under the client's rate limit, and answered as they
+        Ids are read lazily (a generator of millions is fine), fetched at most
+        ``concurrency`` at a time under the client's rate limit, and answered as they
         complete, or in input order with ``ordered=True``. A malformed id or a failed
         fetch is a result with ``error`` set, never an exception that ends the run.
         429s are waited out by the rate limiter without using up a record's retries.
@@ -378,7 +350,7 @@ class VoIPClient(AccountMethods):
         error (the last one, after ``give_up_after``).
 
         Close the generator when you stop early (``contextlib.aclosing``), so its
-        workers stop at once::
+        fetches stop at once::
 
             async with aclosing(voip.get_calls(ids)) as results:
                 async for result in results:
@@ -400,19 +372,14 @@ class VoIPClient(AccountMethods):
     ) -> AsyncGenerator[CallResult, None]:
         """:meth:`get_calls`; with ``parse_wire`` (for exports) each result's ``cdr``
         is a ``(record, wire)`` pair (see :func:`~twochat_voip._wire.parse_call_wire`)."""
-        make_request = self._requests.call
-        call = self._caller.call
         parse: Callable[[Response, str | None], Any] = parse_call_wire if parse_wire else parse_call
 
-        def fetch(
-            call_uuid: str, on_retry: Callable[[BaseException], object]
-        ) -> Awaitable[CallDetailRecord]:
-            return call(
-                make_request(call_uuid), parse, rate_limits_are_free=True, on_retry=on_retry
-            )
+        def fetch(call_uuid: str, on_retry: Callable[[BaseException], object]) -> Awaitable[Any]:
+            request = self._requests.call(call_uuid)
+            return self._caller.call(request, parse, rate_limits_are_free=True, on_retry=on_retry)
 
-        # Returned, not re-yielded: a wrapping generator would leave this one (and its
-        # tasks) running until garbage collection after the caller's aclose().
+        # Returned, not re-yielded: a wrapping generator would leave the run going
+        # until garbage collection after the caller's aclose().
         return iterate_bulk(
             fetch,
             call_uuids,

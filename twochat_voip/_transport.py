@@ -30,7 +30,7 @@ from twochat_voip._errors import (
 )
 from twochat_voip._protocol import REDIRECT_STATUSES, Request, Response, redirect_target
 
-__all__ = ["MAX_REDIRECTS", "attempt_timeout", "request_headers", "send"]
+__all__ = ["MAX_REDIRECTS", "attempt_timeout", "new_session", "request_headers", "send"]
 
 MAX_REDIRECTS: Final = 5
 
@@ -42,6 +42,26 @@ def attempt_timeout(seconds: float) -> aiohttp.ClientTimeout:
     plain timeout as a slow answer: told as "no complete answer" and counted as a
     request written, a credit, though nothing was sent."""
     return aiohttp.ClientTimeout(total=seconds, sock_connect=seconds * 0.9)
+
+
+def new_session(
+    headers: Mapping[str, str], trace_configs: list[aiohttp.TraceConfig] | None
+) -> aiohttp.ClientSession:
+    """The session a client makes for itself: it sends ``headers`` on every request
+    (so they are not merged into each one; see :func:`send`) and never resends."""
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=100),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        headers=headers,
+        trace_configs=trace_configs,
+    )
+    # aiohttp silently resends an idempotent request once when a kept-alive
+    # connection drops; every request costs the account a credit, so the retry
+    # policy must be the one place that resends, counted and logged. (aiohttp's own
+    # test client switches it off the same way.)
+    if hasattr(session, "_retry_connection"):  # pragma: no branch
+        session._retry_connection = False
+    return session
 
 
 def request_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
