@@ -22,8 +22,8 @@ def client_for(server: FakeTwoChatServer, **options: Any) -> VoIPClient:
 
 
 def client_tasks() -> set[asyncio.Task[Any]]:
-    """Running tasks, less the fake server's own."""
-    return {t for t in asyncio.all_tasks() if "_misbehave" not in repr(t.get_coro())}
+    """Running tasks, less the fake server's own (aiohttp.web's request handlers)."""
+    return {t for t in asyncio.all_tasks() if "RequestHandler." not in repr(t.get_coro())}
 
 
 async def drain(results: AsyncIterator[CallResult]) -> None:

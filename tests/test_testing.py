@@ -65,6 +65,15 @@ async def test_base_url_needs_a_started_server() -> None:
     await server.aclose()
 
 
+async def test_a_taken_port_is_an_error(twochat_server: FakeTwoChatServer) -> None:
+    """Starting on a port in use raises the OSError, and leaves the server unstarted."""
+    server = FakeTwoChatServer(port=int(twochat_server.base_url.rsplit(":", 1)[1]))
+    with pytest.raises(OSError, match="in use"):
+        await server.start()
+    with pytest.raises(RuntimeError, match="not started"):
+        _ = server.base_url
+
+
 async def test_authentication_like_the_gateway(twochat_server: FakeTwoChatServer) -> None:
     """No key: 403 Not authenticated; a wrong key: 401 Invalid API Key."""
     path = f"/open/voip/call/{EXAMPLE_CDR['uuid']}"
@@ -163,13 +172,14 @@ async def test_call_history_pages(twochat_server: FakeTwoChatServer) -> None:
 
 
 async def test_raw_protocol_details(twochat_server: FakeTwoChatServer) -> None:
-    """Connection: close is honoured, a request body is skipped, a huge head is cut."""
+    """Connection: close is honoured, a request body is skipped, a huge head is refused
+    and its connection closed."""
     reader, writer = await asyncio.open_connection(
         "127.0.0.1", int(twochat_server.base_url.rsplit(":", 1)[1])
     )
     writer.write(
         b"GET /open/voip/call/" + EXAMPLE_CDR["uuid"].encode() + b" HTTP/1.1\r\n"
-        b"X-User-API-Key: " + DEFAULT_TEST_KEY.encode() + b"\r\n"
+        b"Host: 127.0.0.1\r\nX-User-API-Key: " + DEFAULT_TEST_KEY.encode() + b"\r\n"
         b"Content-Length: 3\r\nConnection: close\r\n\r\nabc"
     )
     answer = await reader.read()
@@ -183,8 +193,8 @@ async def test_raw_protocol_details(twochat_server: FakeTwoChatServer) -> None:
     reader, writer = await asyncio.open_connection(
         "127.0.0.1", int(twochat_server.base_url.rsplit(":", 1)[1])
     )
-    writer.write(b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 70_000)
-    assert await reader.read() == b""
+    writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 20_000)
+    assert (await reader.read()).startswith(b"HTTP/1.0 400 ")
     writer.close()
     await writer.wait_closed()
 

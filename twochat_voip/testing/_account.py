@@ -98,7 +98,7 @@ def is_loopback_url(url: str) -> bool:
 
 class FakeAccount:
     """The account behind a :class:`FakeTwoChatServer`: its webhooks, virtual numbers
-    and caller ids.
+    and caller ids, and what ``GET /open/info`` says of it.
 
     Attributes:
         webhooks: The subscriptions, as 2Chat lists them, in the order made.
@@ -135,6 +135,31 @@ class FakeAccount:
             )
             return self._page(key, items, query)
         return None
+
+    @staticmethod
+    def info(api_request_count: int, requests_per_minute: float | None) -> Reply:
+        """The reply to ``GET /open/info``: the account, its usage, and its plan's
+        limit (left out when ``requests_per_minute`` is ``None``)."""
+        body: dict[str, Any] = {
+            "success": True,
+            "account": {
+                "name": f"Fake account ({ACCOUNT_UUID})",
+                "uuid": ACCOUNT_UUID,
+                "on_trial": False,
+                "blocked": False,
+                "created_at": _STAMP,
+                "expires_at": "2030-01-01T00:00:00Z",
+            },
+            "usage": {
+                "api_request_count": api_request_count,
+                "max_api_request_count": 500000,
+                "number_check_count": 0,
+                "max_number_check_count": 500000,
+            },
+        }
+        if requests_per_minute is not None:
+            body["limits"] = {"requests_per_minute": requests_per_minute}
+        return _json(200, body)
 
     def _subscribe(self, event: str, body: bytes) -> Reply:
         if event not in _EVENTS:

@@ -1,9 +1,8 @@
 """FakeTwoChatServer: 2Chat's VoIP API on 127.0.0.1, with faults you script.
 
-It speaks HTTP/1.1 over a raw asyncio protocol rather than a web framework, so that a
-test can cut a connection exactly where it wants (before the status line, inside the
-headers, halfway through the body) and so that it answers fast enough to measure a
-client against, not a server.
+It runs on aiohttp.web: one handler behind every path checks the key and the limit
+like 2Chat's gateway, spends the next fault, answers the route, logs the request, and
+leaves the writing (and the misbehaving) to :mod:`._answers`.
 """
 
 from __future__ import annotations
@@ -14,15 +13,22 @@ import json
 import random
 import time
 from collections.abc import Iterable, Mapping
-from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
+
+from aiohttp import web
 
 from twochat_voip._gcra import Gcra
 from twochat_voip.testing._account import FakeAccount, call_event, events_for
-from twochat_voip.testing._connection import Answer as _Answer
-from twochat_voip.testing._connection import Connection as _Connection
+from twochat_voip.testing._answers import (
+    Answer,
+    encode_body,
+    error_answer,
+    fault_answer,
+    json_answer,
+    write_answer,
+)
 from twochat_voip.testing._data import EXAMPLE_CDR
 from twochat_voip.testing._faults import CALL_PREFIX as _CALL_PREFIX
 from twochat_voip.testing._faults import Fault, ReceivedRequest
@@ -32,7 +38,6 @@ __all__ = ["DEFAULT_TEST_KEY", "FakeTwoChatServer", "Fault", "ReceivedRequest"]
 DEFAULT_TEST_KEY = "test-key-not-a-secret"
 _HISTORY_PATH = "/open/voip/call-history"
 _INFO_PATH = "/open/info"
-_MAX_HEAD = 64 * 1024
 
 
 class FakeTwoChatServer:
@@ -104,9 +109,8 @@ class FakeTwoChatServer:
         self._limit = Gcra(interval=0.0)
         self._host = host
         self._port = port
-        self._server: asyncio.Server | None = None
-        self._connections: set[_Connection] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._runner: web.AppRunner | None = None
+        self._closed: asyncio.Future[None]  # done when it stops; made by start()
         self._arrived = asyncio.Event()
         self._in_flight = 0
         self.max_in_flight = 0
@@ -116,23 +120,29 @@ class FakeTwoChatServer:
 
     async def start(self) -> Self:
         """Start listening; :attr:`base_url` is known from here on."""
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), self._host, self._port)
-        self._port = self._server.sockets[0].getsockname()[1]
+        app = web.Application()
+        app.router.add_route("*", "/{path:.*}", self._handle)
+        # Every wait of the fake's own ends when it closes; the timeout only cuts a
+        # request whose body never finished arriving.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self._host, self._port).start()
+        except BaseException:
+            await runner.cleanup()  # e.g. the port is taken
+            raise
+        self._port = int(runner.addresses[0][1])
+        self._closed = asyncio.get_running_loop().create_future()
+        self._runner = runner
         return self
 
     async def aclose(self) -> None:
         """Stop listening, cut every connection and end every pending answer."""
-        if self._server is None:
+        if self._runner is None:
             return
-        self._server.close()
-        for connection in list(self._connections):
-            connection.abort()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-        self._server = None
+        self._closed.set_result(None)  # every wait in an answer ends, and cuts its connection
+        runner, self._runner = self._runner, None
+        await runner.cleanup()
 
     async def __aenter__(self) -> Self:
         return await self.start()
@@ -148,7 +158,7 @@ class FakeTwoChatServer:
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT``: give it to ``VoIPClient(base_url=...)``."""
-        if self._server is None:
+        if self._runner is None:
             raise RuntimeError("the server is not started")
         return f"http://{self._host}:{self._port}"
 
@@ -214,6 +224,17 @@ class FakeTwoChatServer:
 
     # answering
 
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        """Every request, whatever its path: read it, answer it, write the answer."""
+        self._in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            body = await request.read()
+            answer = self._answer(request, body)
+            return await write_answer(request, answer, self._closed)
+        finally:
+            self._in_flight -= 1
+
     def _next_fault(self, call_uuid: str | None) -> Fault | None:
         for index, (wanted, fault) in enumerate(self._faults):
             if wanted is None or wanted == call_uuid:
@@ -234,18 +255,17 @@ class FakeTwoChatServer:
         self._limit.burst = self.rate_burst
         return self._limit.police(now) or None
 
-    def _answer(
-        self, method: str, target: str, headers: Mapping[str, str], body: bytes = b""
-    ) -> _Answer:
+    def _answer(self, request: web.BaseRequest, body: bytes) -> Answer:
+        """Decide the answer to ``request``, and log it."""
         now = time.monotonic()
-        parts = urlsplit(target)
-        path = parts.path
-        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        method, path = request.method, request.rel_url.raw_path
+        query = {k: v[0] for k, v in parse_qs(request.rel_url.raw_query_string).items()}
+        headers = {name.lower(): value for name, value in request.headers.items()}
         call_uuid = path[len(_CALL_PREFIX) :] if path.startswith(_CALL_PREFIX) else None
         answer = self._route(
             method, path, query=query, headers=headers, call_uuid=call_uuid, now=now, body=body
         )
-        status = _answered_status(answer)
+        status = answer.answered_status
         self.request_count += 1
         self._status_counts[status] += 1
         if self._log_requests:
@@ -272,26 +292,26 @@ class FakeTwoChatServer:
         call_uuid: str | None,
         now: float,
         body: bytes = b"",
-    ) -> _Answer:
+    ) -> Answer:
         key = headers.get("x-user-api-key")
         if not key:
-            return _json_answer(403, {"detail": "Not authenticated"})
+            return json_answer(403, {"detail": "Not authenticated"})
         if self.api_key is not None and key != self.api_key:
-            return _json_answer(401, {"detail": "Invalid API Key"})
+            return json_answer(401, {"detail": "Invalid API Key"})
         wait = self._over_limit(now)
         if wait is not None:
-            answer = _error_answer(429, "Too many requests, please retry later")
+            answer = error_answer(429, "Too many requests, please retry later")
             if self.rate_limit_retry_after:
                 answer.headers.append(("Retry-After", str(max(1, round(wait)))))
             return answer
         fault = self._next_fault(call_uuid)
         if fault is not None and fault.status is not None:
-            return _fault_answer(fault, fault.status)
+            return fault_answer(fault, fault.status)
         answer = self._served(method, path, query, call_uuid, body)
         if fault is not None:
             answer.fault = fault
             if fault.body is not None:
-                answer.body = _encode_body(fault.body)
+                answer.body = encode_body(fault.body)
         return answer
 
     def _served(
@@ -301,53 +321,31 @@ class FakeTwoChatServer:
         query: Mapping[str, str],
         call_uuid: str | None,
         body: bytes,
-    ) -> _Answer:
+    ) -> Answer:
         """The normal answer to an authorised request within the limit."""
         resource = self.account.answer(method, path, query, body)
         if resource is not None:
-            return _Answer(*resource)
+            return Answer(*resource)
         if method != "GET":
-            return _error_answer(405, "Method not allowed")
+            return error_answer(405, "Method not allowed")
         if call_uuid is not None:
             record = self._records.get(call_uuid)
-            return _Answer(200, record) if record else _error_answer(404, "Call not found")
+            return Answer(200, record) if record else error_answer(404, "Call not found")
         if path == _HISTORY_PATH:
             return self._history(query)
         if path == _INFO_PATH:
-            return self._info()
-        return _json_answer(404, {"detail": "Not Found"})
+            plan = self.plan_requests_per_minute or self.requests_per_minute
+            return Answer(*self.account.info(self.request_count, plan))
+        return json_answer(404, {"detail": "Not Found"})
 
-    def _info(self) -> _Answer:
-        body: dict[str, Any] = {
-            "success": True,
-            "account": {
-                "name": "Fake account (ACC00000000-0000-4000-8000-000000000000)",
-                "uuid": "ACC00000000-0000-4000-8000-000000000000",
-                "on_trial": False,
-                "blocked": False,
-                "created_at": "2025-01-01T00:00:00Z",
-                "expires_at": "2030-01-01T00:00:00Z",
-            },
-            "usage": {
-                "api_request_count": self.request_count,
-                "max_api_request_count": 500000,
-                "number_check_count": 0,
-                "max_number_check_count": 500000,
-            },
-        }
-        plan = self.plan_requests_per_minute or self.requests_per_minute
-        if plan is not None:
-            body["limits"] = {"requests_per_minute": plan}
-        return _json_answer(200, body)
-
-    def _history(self, query: Mapping[str, str]) -> _Answer:
+    def _history(self, query: Mapping[str, str]) -> Answer:
         direction = {"inbound": "I", "outbound": "O"}.get(query.get("direction", ""))
         if "direction" in query and direction is None:
-            return _error_answer(422, "direction must be inbound or outbound")
+            return error_answer(422, "direction must be inbound or outbound")
         try:
             page = int(query.get("page_number", "0"))
         except ValueError:
-            return _error_answer(422, "page_number must be a whole number")
+            return error_answer(422, "page_number must be a whole number")
         records = [
             {k: v for k, v in cdr.items() if k != "agent"}
             for cdr in self._wire.values()
@@ -356,40 +354,4 @@ class FakeTwoChatServer:
         size = self.history_page_size
         chunk = records[page * size : (page + 1) * size] if page >= 0 else []
         body = {"success": True, "count": len(records), "page": page, "cdrs": chunk}
-        return _json_answer(200, body)
-
-
-def _answered_status(answer: _Answer) -> int | None:
-    fault = answer.fault
-    if fault is not None and (fault.hang or fault.drop is not None):
-        return None
-    return answer.status
-
-
-def _encode_body(body: Any) -> bytes:
-    if isinstance(body, bytes):
-        return body
-    if isinstance(body, str):
-        return body.encode()
-    return json.dumps(body).encode()
-
-
-def _json_answer(status: int, payload: Any) -> _Answer:
-    return _Answer(status, json.dumps(payload).encode())
-
-
-def _error_answer(status: int, message: str) -> _Answer:
-    return _json_answer(status, {"success": False, "error": True, "error_message": message})
-
-
-def _fault_answer(fault: Fault, status: int) -> _Answer:
-    if fault.body is not None:
-        answer = _Answer(status, _encode_body(fault.body))
-    else:
-        try:
-            phrase = HTTPStatus(status).phrase
-        except ValueError:
-            phrase = "Error"
-        answer = _error_answer(status, phrase)
-    answer.fault = fault
-    return answer
+        return json_answer(200, body)
