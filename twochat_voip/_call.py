@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Final, Literal, TypeVar
 
@@ -121,23 +120,25 @@ class Caller:
             await self.plan.before_first_call()
         observer = self._observer
         watch = observer.call_started(request)
-        started = time.monotonic()
         retrying = self._retry.retrying(
             idempotent=request.idempotent,
             rate_limits_are_free=rate_limits_are_free,
             before_sleep=functools.partial(self._retrying, request, rate_limits_are_free, on_retry),
         )
         try:
+            session = await self._session()  # closed, or used in another loop: raises
             async for attempt in retrying:
                 with attempt:
                     number = attempt.retry_state.attempt_number
-                    result = await self._attempt(request, parse, timeout, number, watch)
+                    result = await self._attempt(
+                        session, request, parse, timeout=timeout, number=number, watch=watch
+                    )
         except TwoChatError as exc:
             self.counters.failed += 1
             if isinstance(exc, APIConnectionError):
                 # Its message says how many attempts were made, over how long.
                 exc.attempts = watch.attempts or 1
-                exc.elapsed = time.monotonic() - started
+                exc.elapsed = observer.clock() - watch.started
             observer.call_ended(watch, exc)
             raise
         except BaseException as exc:
@@ -149,8 +150,10 @@ class Caller:
 
     async def _attempt(
         self,
+        session: aiohttp.ClientSession,
         request: Request,
         parse: Callable[[Response, str | None], _T],
+        *,
         timeout: aiohttp.ClientTimeout | None,
         number: int,
         watch: CallWatch,
@@ -158,12 +161,11 @@ class Caller:
         """One attempt: the slot, the budget, the request, the verdict."""
         if number > 1:
             self.counters.retries += 1
-        session = await self._session()
         self._spend_budget()  # refused before waiting for a slot it cannot use
-        waiting_since = time.monotonic()
+        waiting_since = self._observer.clock()
         sent_at = await self._limiter.acquire()
         self._spend_budget()  # others' requests may have spent it meanwhile
-        self._observer.rate_waited(watch, number, time.monotonic() - waiting_since)
+        self._observer.rate_waited(watch, number, self._observer.clock() - waiting_since)
         # Counted before it is written; _not_sent takes it back if it never is.
         self.counters.requests += 1
         sent = self._observer.request_sent(watch, number)

@@ -66,16 +66,25 @@ def configure_logging_from_env() -> None:
 
 
 class CallWatch:
-    """One watched call: what its events share, and what :class:`CallEnded` tells."""
+    """One call as its events tell it, and what :class:`CallEnded` says of it."""
 
-    __slots__ = ("about", "attempts", "started", "status_code")
+    __slots__ = ("_about", "_base_url", "attempts", "request", "started", "status_code")
 
-    def __init__(self, request: Request, path: str, started: float) -> None:
-        self.about: Final = _about(request, path)
-        """The fields every event of the call starts with."""
+    def __init__(self, request: Request, base_url: str, started: float) -> None:
+        self.request: Final = request
         self.started = started
         self.attempts = 0
         self.status_code: int | None = None
+        self._base_url = base_url
+        self._about: dict[str, Any] | None = None
+
+    @property
+    def about(self) -> dict[str, Any]:
+        """The fields every event of the call starts with (worked out when first told:
+        a call nobody listens to never needs them)."""
+        if self._about is None:
+            self._about = _about(self.request, self.request.url.removeprefix(self._base_url))
+        return self._about
 
 
 def _about(request: Request, path: str) -> dict[str, Any]:
@@ -135,7 +144,7 @@ class Observer:
             logger.error("the hook %s has failed %d times", name, failures)
 
     def call_started(self, request: Request) -> CallWatch:
-        watch = CallWatch(request, self.path_of(request), self.clock())
+        watch = CallWatch(request, self._base_url, self.clock())
         if self.hooks:
             self._emit(CallStarted(base_url=self._base_url, **watch.about))
         return watch
@@ -153,8 +162,11 @@ class Observer:
         return self.clock()
 
     def answered(self, watch: CallWatch, attempt: int, status: int, sent: float) -> None:
-        elapsed = self.clock() - sent
         watch.status_code = status
+        debug = logger.isEnabledFor(logging.DEBUG)
+        if not (debug or self.hooks):
+            return
+        elapsed = self.clock() - sent
         logger.debug(
             "%s %s -> %d in %.1f ms (attempt %d)",
             watch.about["method"],
