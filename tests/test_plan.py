@@ -18,7 +18,7 @@ import pytest
 
 import twochat_voip as tv
 from bench.adaptive_sim import simulate
-from twochat_voip import AdaptiveRateLimiter, VoIPClient, set_testing
+from twochat_voip import AdaptiveRateLimiter, AiohttpTransport, VoIPClient, set_testing
 from twochat_voip._plan import PlanRate
 from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer, Fault
 
@@ -190,7 +190,9 @@ async def test_a_close_cancelled_while_the_plan_is_asked_still_closes_the_sessio
     a 429 answered after the close asks nothing."""
     async with FakeTwoChatServer(plan_requests_per_minute=600) as server:
         voip = await asking_unanswered(server)
-        session = voip._session
+        transport = voip._transport
+        assert isinstance(transport, AiohttpTransport)
+        session = transport.session
         assert session is not None
         closing = asyncio.ensure_future(voip.aclose())
         await asyncio.sleep(0)

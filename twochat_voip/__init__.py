@@ -37,6 +37,7 @@ from twochat_voip._events import CallEvent, Contact
 from twochat_voip._export import ExportSummary, export_calls, open_sink
 from twochat_voip._models import Agent, CallCost, CallDetailRecord, CallDirection, CallStatus
 from twochat_voip._observe import configure_logging_from_env
+from twochat_voip._protocol import Request, Response
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._resources import (
     Account,
@@ -51,6 +52,7 @@ from twochat_voip._resources import (
 from twochat_voip._results import AnyCallResult, CallFailure, CallResult, CallSuccess
 from twochat_voip._retry import RetryPolicy, set_testing
 from twochat_voip._sinks import CSVSink, JSONLSink, Sink, StdoutSink
+from twochat_voip._transport import AiohttpTransport, Transport
 
 __version__ = version("twochat-voip")
 
@@ -64,6 +66,7 @@ __all__ = [
     "AccountInfo",
     "AdaptiveRateLimiter",
     "Agent",
+    "AiohttpTransport",
     "AnyCallResult",
     "AuthenticationError",
     "BadRequestError",
@@ -97,12 +100,15 @@ __all__ = [
     "RateLimiterUnavailableError",
     "RecordRefusedError",
     "RedirectError",
+    "Request",
+    "Response",
     "ResponseValidationError",
     "RetryPolicy",
     "ServerError",
     "Sink",
     "SinkError",
     "StdoutSink",
+    "Transport",
     "TwoChatError",
     "UnprocessableEntityError",
     "Usage",

@@ -11,8 +11,9 @@
 5. tells the limiter that one verdict.
 
 The retry policy (:mod:`twochat_voip._retry`) decides whether to go again. Nothing
-here knows of bulk runs or of the client's lifecycle: the client hands in a way to get
-its open session, and closing it cancels the tasks that run its calls.
+here knows of bulk runs or of the client's lifecycle: the client hands in its
+transport and a check that it is open in this loop, and closing it cancels the tasks
+that run its calls.
 """
 
 from __future__ import annotations
@@ -22,23 +23,31 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Final, Literal, TypeVar
 
-import aiohttp
 from tenacity import RetryCallState
 
 from twochat_voip._errors import (
     APIConnectionError,
     APIStatusError,
     BudgetExhaustedError,
+    ClientClosedError,
+    RedirectError,
     ResponseValidationError,
     TwoChatError,
 )
 from twochat_voip._observe import CallWatch, Observer
 from twochat_voip._plan import PlanRate
-from twochat_voip._protocol import Request, Requests, Response, parse_requests_per_minute
+from twochat_voip._protocol import (
+    MAX_REDIRECTS,
+    Request,
+    Requests,
+    Response,
+    parse_requests_per_minute,
+    redirected,
+)
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._retry import RetryPolicy
 from twochat_voip._stats import ClientStats, Counters
-from twochat_voip._transport import send
+from twochat_voip._transport import Transport
 
 __all__ = ["Caller", "ClientStats", "Counters"]
 
@@ -55,12 +64,11 @@ class Caller:
         own_limiter: The same limiter when it is the client's own (the plan's limit
             is told to it), else ``None``.
         retry: The retry policy.
-        session: Returns the client's open session, or raises
-            :class:`ClientClosedError` or :class:`EventLoopMismatchError`.
-        timeout: An attempt's timeout unless a call gives its own.
-        max_response_size: Bytes an answer may have.
+        transport: Sends each request.
+        check_open: Raises :class:`ClientClosedError` or
+            :class:`EventLoopMismatchError` when the client cannot call now.
+        timeout: An attempt's seconds unless a call gives its own.
         max_requests: The request budget, or ``None``.
-        headers_in_session: Whether the session sends the client's headers itself.
         learn_plan: When to ask ``GET /open/info`` for the plan's limit: before the
             first call (``"first"``), at the first 429 (``"limit"``), or never.
         observer: Told what each call does (the client's hooks and log).
@@ -73,11 +81,10 @@ class Caller:
         limiter: RateLimiter,
         own_limiter: AdaptiveRateLimiter | None,
         retry: RetryPolicy,
-        session: Callable[[], Awaitable[aiohttp.ClientSession]],
-        timeout: aiohttp.ClientTimeout,
-        max_response_size: int,
+        transport: Transport,
+        check_open: Callable[[], Awaitable[None]],
+        timeout: float,
         max_requests: int | None,
-        headers_in_session: bool,
         learn_plan: Literal["first", "limit"] | None,
         observer: Observer,
     ) -> None:
@@ -85,11 +92,10 @@ class Caller:
         self._requests = requests
         self._limiter = limiter
         self._retry = retry
-        self._session = session
+        self._transport = transport
+        self._check_open = check_open
         self._timeout = timeout
-        self._max_response_size = max_response_size
         self._max_requests = max_requests
-        self._headers_in_session = headers_in_session
         self._observer = observer
         self.plan = PlanRate(self._ask_plan, own_limiter, when=learn_plan)
         """The plan's limit, asked of ``GET /open/info`` (see :mod:`twochat_voip._plan`)."""
@@ -102,7 +108,7 @@ class Caller:
         request: Request,
         parse: Callable[[Response, str | None], _T],
         *,
-        timeout: aiohttp.ClientTimeout | None = None,
+        timeout: float | None = None,
         rate_limits_are_free: bool = False,
         on_retry: Callable[[BaseException], object] | None = None,
     ) -> _T:
@@ -126,12 +132,12 @@ class Caller:
             before_sleep=functools.partial(self._retrying, request, rate_limits_are_free, on_retry),
         )
         try:
-            session = await self._session()  # closed, or used in another loop: raises
+            await self._check_open()
             async for attempt in retrying:
                 with attempt:
                     number = attempt.retry_state.attempt_number
                     result = await self._attempt(
-                        session, request, parse, timeout=timeout, number=number, watch=watch
+                        request, parse, timeout=timeout or self._timeout, number=number, watch=watch
                     )
         except TwoChatError as exc:
             self.counters.failed += 1
@@ -150,11 +156,10 @@ class Caller:
 
     async def _attempt(
         self,
-        session: aiohttp.ClientSession,
         request: Request,
         parse: Callable[[Response, str | None], _T],
         *,
-        timeout: aiohttp.ClientTimeout | None,
+        timeout: float,
         number: int,
         watch: CallWatch,
     ) -> _T:
@@ -166,19 +171,11 @@ class Caller:
         sent_at = await self._limiter.acquire()
         self._spend_budget()  # others' requests may have spent it meanwhile
         self._observer.rate_waited(watch, number, self._observer.clock() - waiting_since)
-        # Counted before it is written; _not_sent takes it back if it never is.
+        # Counted before it is written; _send takes it back if it never is.
         self.counters.requests += 1
         sent = self._observer.request_sent(watch, number)
         try:
-            response = await send(
-                session,
-                request,
-                timeout=timeout or self._timeout,
-                max_body=self._max_response_size,
-                headers_in_session=self._headers_in_session,
-                on_redirect=self._count_redirect,
-                on_not_sent=self._not_sent,
-            )
+            response = await self._send(request, timeout)
         except TwoChatError as exc:
             # An answer refused (too large, a redirect), or none at all.
             self._observer.failed(watch, number, exc, sent)
@@ -224,12 +221,26 @@ class Caller:
             self._observer.budget_exhausted(budget)
             raise BudgetExhaustedError(budget)
 
-    def _count_redirect(self) -> None:
-        """A redirect's request is about to be written: it counts, if the budget
-        allows it."""
-        self._spend_budget()
-        self.counters.requests += 1
-
-    def _not_sent(self) -> None:
-        """The request never reached a connection: it cost nothing."""
-        self.counters.requests -= 1
+    async def _send(self, request: Request, timeout: float) -> Response:
+        """Send ``request`` (counted already), following same-origin redirects: each
+        request a redirect leads to counts too, if the budget allows it. One that
+        never reached a connection cost nothing, and is taken back."""
+        for hop in range(MAX_REDIRECTS + 1):
+            if hop:
+                self._spend_budget()
+                self.counters.requests += 1
+            try:
+                response = await self._transport.send(request, timeout=timeout)
+            except (APIConnectionError, ClientClosedError) as exc:
+                if isinstance(exc, ClientClosedError) or not exc.sent:
+                    self.counters.requests -= 1
+                raise
+            next_request = redirected(request, response)
+            if next_request is None:
+                return response
+            request = next_request
+        raise RedirectError(
+            f"more than {MAX_REDIRECTS} redirects",
+            status_code=response.status,
+            call_uuid=request.call_uuid,
+        )

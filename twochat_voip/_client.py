@@ -1,4 +1,4 @@
-"""VoIPClient: the public face. It owns the session and the client's lifecycle, and
+"""VoIPClient: the public face. It owns the transport and the client's lifecycle, and
 hands each call to its :class:`~twochat_voip._call.Caller`, which makes the attempts
 (see docs/architecture.md for the whole path). Each call runs in a task the client
 holds, so that closing the client cancels it.
@@ -31,7 +31,7 @@ from twochat_voip._options import (
 from twochat_voip._protocol import API_KEY_HEADER, Request, Requests, Response, parse_call
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._retry import RetryPolicy
-from twochat_voip._transport import attempt_timeout, new_session, request_headers
+from twochat_voip._transport import AiohttpTransport, Transport, request_headers
 from twochat_voip._wire import parse_call_wire
 from twochat_voip.hooks import Hook
 
@@ -96,6 +96,11 @@ class VoIPClient(AccountMethods):
             makes (OpenTelemetry's aiohttp instrumentation, say); with your own
             ``session``, give them to it instead. They see every request's headers,
             the API key among them: never record those.
+        transport: What sends the requests instead of aiohttp (a
+            :class:`twochat_voip.testing.MockTransport` in your unit tests, say): one
+            request in, one answer out; the client closes it in :meth:`aclose`.
+            ``session``, ``trace_configs`` and ``max_response_size`` are aiohttp's
+            and must then be left out.
     """
 
     def __init__(
@@ -115,6 +120,7 @@ class VoIPClient(AccountMethods):
         max_requests: int | None = None,
         hooks: Iterable[Hook] = (),
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        transport: Transport | None = None,
     ) -> None:
         options = ClientOptions.resolve(
             api_key,
@@ -129,7 +135,6 @@ class VoIPClient(AccountMethods):
             max_requests=max_requests,
             hooks=hooks,
             trace_configs=trace_configs,
-            has_session=session is not None,
         )
         self._options: Final = options
         self._headers: Final = request_headers(
@@ -140,6 +145,17 @@ class VoIPClient(AccountMethods):
             }
         )
         self._requests = Requests(options.base_url, self._headers)
+        if transport is None:
+            transport = AiohttpTransport(
+                session,
+                trace_configs=options.trace_configs,
+                max_response_size=options.max_response_size,
+            )
+        elif session is not None or trace_configs is not None:
+            raise ValueError("give transport or session/trace_configs, not both")
+        elif max_response_size != DEFAULT_MAX_RESPONSE_SIZE:
+            raise ValueError("max_response_size is the aiohttp transport's; not with transport")
+        self._transport: Final = transport
         auto = options.requests_per_minute == "auto"
         own_limiter = None
         if rate_limiter is None:
@@ -150,10 +166,8 @@ class VoIPClient(AccountMethods):
             rate_limiter if rate_limiter is not None else own_limiter  # type: ignore[assignment]
         )
         self._owns_limiter = rate_limiter is None or rate_limiter_owner
-        self._session = session
-        self._owns_session = session is None
         self._loop: asyncio.AbstractEventLoop | None = None
-        """The event loop the session was opened in (its connections are that loop's)."""
+        """The event loop the client was opened in (its connections are that loop's)."""
         self._state = _State.UNOPENED
         self._entered = False
         self._calls: set[asyncio.Task[Any]] = set()
@@ -163,11 +177,10 @@ class VoIPClient(AccountMethods):
             limiter=self._limiter,
             own_limiter=own_limiter,
             retry=options.retry_policy,
-            session=self._session_for_call,
-            timeout=attempt_timeout(options.timeout),
-            max_response_size=options.max_response_size,
+            transport=transport,
+            check_open=self._check_open,
+            timeout=options.timeout,
             max_requests=options.max_requests,
-            headers_in_session=self._owns_session,
             learn_plan="first" if auto else None if options.requests_per_minute else "limit",
             observer=Observer(options.hooks, options.base_url),
         )
@@ -212,7 +225,7 @@ class VoIPClient(AccountMethods):
                 "this VoIPClient is already open in an `async with` block; share that "
                 "one client instead of entering it again"
             )
-        await self._session_for_call()
+        await self._check_open()
         self._entered = True
         return self
 
@@ -225,7 +238,8 @@ class VoIPClient(AccountMethods):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client, and its session if it made one. Idempotent.
+        """Close the client and its transport (the aiohttp session, if it made one).
+        Idempotent.
 
         Calls still in flight end with :class:`ClientClosedError`.
         """
@@ -250,35 +264,27 @@ class VoIPClient(AccountMethods):
         except Exception:  # logged, not raised: it would hide the error ending the block
             logger.exception("closing the rate limiter failed")
         finally:
-            if self._owns_session and self._session is not None:
-                await self._session.close()
-
-    def _open_session(self) -> aiohttp.ClientSession:
-        if self._state is _State.CLOSED:
-            raise ClientClosedError("this VoIPClient is closed; make a new one")
-        if self._session is None:
-            self._session = new_session(self._headers, self._options.trace_configs)
-        self._state = _State.OPENED
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-        return self._session
+            await self._transport.aclose()
 
     def _loop_changed(self) -> bool:
         return self._loop is not None and self._loop is not asyncio.get_running_loop()
 
-    async def _session_for_call(self) -> aiohttp.ClientSession:
-        """The open session, for a call in this loop."""
+    async def _check_open(self) -> None:
+        """Refuse a call once closed, or in another loop; else the client is open."""
         if self._loop_changed():
             await self._other_loop()
-        return self._open_session()
+        if self._state is _State.CLOSED:
+            raise ClientClosedError("this VoIPClient is closed; make a new one")
+        self._state = _State.OPENED
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
 
     async def _other_loop(self) -> None:
         """Refuse a use in a loop other than the client's; if that loop is closed, close
-        its dead session here first (aiohttp skips a closed loop's part)."""
+        its dead connections here first (aiohttp skips a closed loop's part)."""
         opened_in = self._loop
-        session = self._session
-        if opened_in is not None and opened_in.is_closed() and self._owns_session and session:
-            await session.close()
+        if opened_in is not None and opened_in.is_closed():
+            await self._transport.aclose()
         raise EventLoopMismatchError("used")
 
     async def get_call(self, call_uuid: str, *, timeout: float | None = None) -> CallDetailRecord:
@@ -294,15 +300,14 @@ class VoIPClient(AccountMethods):
             TwoChatError: a subclass saying what went wrong, after any retries.
         """
         request = self._requests.call(call_uuid)
-        per_attempt = None if timeout is None else attempt_timeout(timeout)
-        return await self._call(request, parse_call, timeout=per_attempt)
+        return await self._call(request, parse_call, timeout=timeout)
 
     async def _call(
         self,
         request: Request,
         parse: Callable[[Response, str | None], _T],
         *,
-        timeout: aiohttp.ClientTimeout | None = None,
+        timeout: float | None = None,
         rate_limits_are_free: bool = False,
     ) -> _T:
         """Make one call in a task of its own, held while it runs: closing the client

@@ -177,12 +177,15 @@ class APIConnectionError(TwoChatError):
             not counted, as when the error is raised outside a client's call).
         elapsed: Seconds from the first attempt until giving up (``None``: not
             counted).
+        sent: Whether the request may have reached the server (``False``: no
+            connection was made, so it cost no credit and is not counted).
     """
 
-    def __init__(self, message: str, *, call_uuid: str | None = None) -> None:
+    def __init__(self, message: str, *, call_uuid: str | None = None, sent: bool = True) -> None:
         super().__init__(message)
         self.message = message
         self.call_uuid = call_uuid
+        self.sent = sent
         self.attempts: int | None = None
         self.elapsed: float | None = None
 

@@ -98,7 +98,6 @@ class ClientOptions:
         max_requests: int | None,
         hooks: Iterable[Hook] = (),
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
-        has_session: bool = False,
     ) -> ClientOptions:
         """Check the arguments, fill in the environment's and the defaults.
 
@@ -115,7 +114,7 @@ class ClientOptions:
             )
         key = key.strip()
         check_api_key(key)
-        checked_hooks = _check_observers(hooks, trace_configs, has_session)
+        checked_hooks = _check_hooks(hooks)
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         if max_response_size <= 0:
@@ -159,15 +158,8 @@ class ClientOptions:
         )
 
 
-def _check_observers(
-    hooks: Iterable[Hook], trace_configs: Sequence[aiohttp.TraceConfig] | None, has_session: bool
-) -> tuple[Hook, ...]:
+def _check_hooks(hooks: Iterable[Hook]) -> tuple[Hook, ...]:
     """The hooks, as a tuple (a generator is read once), checked."""
-    if has_session and trace_configs is not None:
-        raise ValueError(
-            "trace_configs are for the session the client makes; "
-            "give them to your own session instead"
-        )
     if callable(hooks) or isinstance(hooks, str | bytes):
         raise TypeError("hooks must be a sequence of callables: hooks=[hook], not hooks=hook")
     given = tuple(hooks)

@@ -9,9 +9,11 @@ from yarl import URL
 
 from twochat_voip._errors import RedirectError
 
-__all__ = ["REDIRECT_STATUSES", "redirect_target"]
+__all__ = ["MAX_REDIRECTS", "REDIRECT_STATUSES", "redirect_target"]
 
 REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS: Final = 5
+"""Redirects one request may follow."""
 
 
 def _origin(url: URL) -> tuple[str, str | None, int | None]:

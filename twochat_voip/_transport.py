@@ -1,15 +1,19 @@
-"""The only module that touches aiohttp's request API: send a Request, read a Response.
+"""The transport seam: one request in, one answer (status, headers, body) out.
 
-aiohttp's exceptions end here, translated into the SDK's tree. Redirects are followed
-by hand and only within the request's origin, because aiohttp forwards custom headers
-such as ``X-User-API-Key`` to whatever host a redirect names.
+:class:`Transport` is what a client needs to move bytes; :class:`AiohttpTransport`,
+the only module that touches aiohttp's request API, is the default, and
+:class:`twochat_voip.testing.MockTransport` answers from a function, with no socket.
+A transport follows no redirect (the client does, counting each as a credit, and
+never to another origin, where the API key would go too) and retries nothing.
+
+aiohttp's exceptions end here, translated into the SDK's tree.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Final
+from collections.abc import Awaitable, Mapping
+from typing import Protocol, runtime_checkable
 
 import aiohttp
 from aiohttp.http_exceptions import (
@@ -25,14 +29,11 @@ from twochat_voip._errors import (
     APIConnectionError,
     APITimeoutError,
     ClientClosedError,
-    RedirectError,
     ResponseValidationError,
 )
-from twochat_voip._protocol import REDIRECT_STATUSES, Request, Response, redirect_target
+from twochat_voip._protocol import Request, Response
 
-__all__ = ["MAX_REDIRECTS", "attempt_timeout", "new_session", "request_headers", "send"]
-
-MAX_REDIRECTS: Final = 5
+__all__ = ["AiohttpTransport", "Transport", "attempt_timeout", "new_session", "request_headers"]
 
 
 def attempt_timeout(seconds: float) -> aiohttp.ClientTimeout:
@@ -44,15 +45,11 @@ def attempt_timeout(seconds: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=seconds, sock_connect=seconds * 0.9)
 
 
-def new_session(
-    headers: Mapping[str, str], trace_configs: list[aiohttp.TraceConfig] | None
-) -> aiohttp.ClientSession:
-    """The session a client makes for itself: it sends ``headers`` on every request
-    (so they are not merged into each one; see :func:`send`) and never resends."""
+def new_session(trace_configs: list[aiohttp.TraceConfig] | None) -> aiohttp.ClientSession:
+    """The session a client makes for itself: no cookies, and never resending."""
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=100),
         cookie_jar=aiohttp.DummyCookieJar(),
-        headers=headers,
         trace_configs=trace_configs,
     )
     # aiohttp silently resends an idempotent request once when a kept-alive
@@ -125,124 +122,141 @@ async def _read_chunks(
     return bytes(body)
 
 
-async def send(
+@runtime_checkable
+class Transport(Protocol):
+    """What a client needs to move its requests: a transport sends one request and
+    reads its whole answer. It follows no redirect and retries nothing."""
+
+    async def send(self, request: Request, *, timeout: float) -> Response:
+        """Send ``request`` and read its answer within ``timeout`` seconds.
+
+        Raises:
+            APIConnectionError: no complete answer (``APITimeoutError`` when out of
+                time); ``sent=False`` when no connection was made (no credit spent).
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Let go of connections; the client calls it when it closes."""
+        ...
+
+
+class AiohttpTransport:
+    """The default transport: an ``aiohttp.ClientSession``, made when first needed
+    (or yours, which you close), never resending on its own.
+
+    Args:
+        session: A session you own and close; without it one is made (with
+            ``trace_configs``) and closed in :meth:`aclose`.
+        trace_configs: ``aiohttp.TraceConfig`` objects for the session made here.
+        max_response_size: Bytes an answer may have.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession | None = None,
+        *,
+        trace_configs: list[aiohttp.TraceConfig] | None = None,
+        max_response_size: int = 1024 * 1024,
+    ) -> None:
+        if session is not None and trace_configs is not None:
+            raise ValueError(
+                "trace_configs are for the session the client makes; "
+                "give them to your own session instead"
+            )
+        self._session = session
+        self._owns_session = session is None
+        self._trace_configs = trace_configs
+        self._max_body = max_response_size
+
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The session in use (``None`` until the first request, if it is made here)."""
+        return self._session
+
+    async def send(self, request: Request, *, timeout: float) -> Response:
+        session = self._session
+        if session is None:
+            session = self._session = new_session(self._trace_configs)
+        return await _send(
+            session, request, timeout=attempt_timeout(timeout), max_body=self._max_body
+        )
+
+    async def aclose(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+
+
+async def _send(
     session: aiohttp.ClientSession,
     request: Request,
     *,
     timeout: aiohttp.ClientTimeout,
     max_body: int,
-    headers_in_session: bool = False,
-    on_redirect: Callable[[], None],
-    on_not_sent: Callable[[], None],
 ) -> Response:
-    """Send ``request`` and read its answer, following same-origin redirects.
-
-    Every HTTP request costs the account a credit. The caller counts the first;
-    ``on_redirect`` is called before each request that follows a redirect, and may
-    raise to stop it; ``on_not_sent`` when one never reached a connection (refused,
-    DNS, TLS, a connect timeout), so that only requests written to a connection are
-    counted. ``headers_in_session``: the session was made with the request's headers
-    and sends them itself (passed again, aiohttp would merge them key by key).
-
-    Raises :class:`APIConnectionError` (or :class:`APITimeoutError`) when no complete
-    answer arrives, :class:`RedirectError` for a redirect that is not followed, and
-    :class:`ResponseValidationError` for an answer over ``max_body`` bytes.
-    """
+    """Send ``request`` and read its answer, capped at ``max_body`` bytes."""
     call_uuid = request.call_uuid
     url = request.url
-    origin_end = request.origin_end
-    headers = None if headers_in_session else request.headers
-    data = request.body
-    if data is not None:
-        headers = {**(headers or {}), "Content-Type": "application/json"}
-    for hop in range(MAX_REDIRECTS + 1):
-        failure: APIConnectionError
-        if hop:
-            on_redirect()
-        try:
-            async with session.request(
-                request.method,
-                _as_url(url, origin_end),
-                headers=headers,
-                data=data,
-                allow_redirects=False,
-                raise_for_status=False,
-                timeout=timeout,
-            ) as answer:
-                status = answer.status
-                answer_headers = answer.headers
-                declared = answer_headers.get("Content-Length")  # digits: aiohttp checked
-                body = await (
-                    # The common answer, read whole: the parser stops at Content-Length.
-                    answer.read()
-                    if declared is not None
-                    and int(declared) <= max_body
-                    and "Content-Encoding" not in answer_headers
-                    else _read_capped(answer, max_body, call_uuid, declared)
-                )
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            on_not_sent()
-            if isinstance(exc, TimeoutError):
-                raise APITimeoutError(
-                    f"could not connect to {_where(url)} (timed out: "
-                    f"{timeout.sock_connect or timeout.total:g} s to connect)",
-                    call_uuid=call_uuid,
-                ) from exc
-            raise APIConnectionError(
-                f"could not connect to {_where(url)} ({_connect_failure(exc)})",
-                call_uuid=call_uuid,
-            ) from exc
-        except TimeoutError as exc:
+    headers: Mapping[str, str] = request.headers
+    if request.body is not None:
+        headers = {**headers, "Content-Type": "application/json"}
+    try:
+        async with session.request(
+            request.method,
+            _as_url(url, request.origin_end),
+            headers=headers,
+            data=request.body,
+            allow_redirects=False,
+            raise_for_status=False,
+            timeout=timeout,
+        ) as answer:
+            status = answer.status
+            answer_headers = answer.headers
+            declared = answer_headers.get("Content-Length")  # digits: aiohttp checked
+            body = await (
+                # The common answer, read whole: the parser stops at Content-Length.
+                answer.read()
+                if declared is not None
+                and int(declared) <= max_body
+                and "Content-Encoding" not in answer_headers
+                else _read_capped(answer, max_body, call_uuid, declared)
+            )
+    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+        if isinstance(exc, TimeoutError):
             raise APITimeoutError(
-                f"no complete answer from {_where(url)} (timed out: {timeout.total:g} s "
-                "an attempt)",
+                f"could not connect to {_where(url)} (timed out: "
+                f"{timeout.sock_connect or timeout.total:g} s to connect)",
                 call_uuid=call_uuid,
+                sent=False,
             ) from exc
-        except aiohttp.ClientResponseError as exc:
-            # Its request_info holds our request headers, the key among them: keep only
-            # the words, and raise outside this block so that it is not even the
-            # __context__ of what we raise.
-            failure = APIConnectionError(
-                f"the answer from {_where(url)} is not valid HTTP ({_first_line(exc)})",
-                call_uuid=call_uuid,
-            )
-        except aiohttp.ClientError as exc:
-            raise APIConnectionError(_describe(exc, _where(url)), call_uuid=call_uuid) from exc
-        except RuntimeError:
-            # aiohttp's "Session is closed", raised before anything is sent.
-            if not session.closed:
-                raise
-            on_not_sent()
-            raise ClientClosedError("the aiohttp session is closed") from None
-        else:
-            # Only a redirect status needs the protocol's judgement (and its Location).
-            target = (
-                _redirect(request, url, status, answer_headers.get("Location"))
-                if status in REDIRECT_STATUSES
-                else None
-            )
-            if target is None:
-                return Response(status, answer_headers, body)
-            url = target
-            origin_end = 0
-            continue
-        raise failure
-    raise RedirectError(
-        f"more than {MAX_REDIRECTS} redirects", status_code=status, call_uuid=call_uuid
-    )
-
-
-def _redirect(request: Request, url: str, status: int, location: str | None) -> str | None:
-    """Where a redirect answer sends ``request`` next (``None``: it is the answer)."""
-    target = redirect_target(url, status, location, request.call_uuid)
-    if target is not None and request.body is not None:
-        # A body is not sent again elsewhere: the server may have acted on it.
-        raise RedirectError(
-            f"a {request.method} was redirected ({status}); not following",
-            status_code=status,
-            call_uuid=request.call_uuid,
+        raise APIConnectionError(
+            f"could not connect to {_where(url)} ({_connect_failure(exc)})",
+            call_uuid=call_uuid,
+            sent=False,
+        ) from exc
+    except TimeoutError as exc:
+        raise APITimeoutError(
+            f"no complete answer from {_where(url)} (timed out: {timeout.total:g} s an attempt)",
+            call_uuid=call_uuid,
+        ) from exc
+    except aiohttp.ClientResponseError as exc:
+        # Its request_info holds our request headers, the key among them: keep only
+        # the words, and raise outside this block so that it is not even the
+        # __context__ of what we raise.
+        failure = APIConnectionError(
+            f"the answer from {_where(url)} is not valid HTTP ({_first_line(exc)})",
+            call_uuid=call_uuid,
         )
-    return target
+    except aiohttp.ClientError as exc:
+        raise APIConnectionError(_describe(exc, _where(url)), call_uuid=call_uuid) from exc
+    except RuntimeError:
+        # aiohttp's "Session is closed", raised before anything is sent.
+        if not session.closed:
+            raise
+        raise ClientClosedError("the aiohttp session is closed") from None
+    else:
+        return Response(status, answer_headers, body)
+    raise failure
 
 
 def _where(url: str) -> str:

@@ -1,0 +1,46 @@
+"""MockTransport: a transport that answers from a function, for unit tests without a
+socket (as httpx's ``MockTransport``)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+
+from twochat_voip._protocol import Request, Response
+
+__all__ = ["MockTransport"]
+
+Handler = Callable[[Request], Response | Awaitable[Response]]
+
+
+class MockTransport:
+    """Answers each request with ``handler(request)``: a :class:`~twochat_voip.Response`,
+    or an awaitable of one; an exception it raises is the transport's (raise
+    :class:`~twochat_voip.APIConnectionError` for a dropped connection)::
+
+        def handler(request: Request) -> Response:
+            if request.url.endswith("/CDR1"):
+                return Response(200, {}, json.dumps(EXAMPLE_ANSWER).encode())
+            return Response(404, {}, b'{"success": false, "error_message": "not found"}')
+
+        async with VoIPClient(api_key="test", transport=MockTransport(handler)) as voip:
+            ...
+
+    Attributes:
+        requests: Every request it was given, in order.
+    """
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+        self.requests: list[Request] = []
+
+    async def send(self, request: Request, *, timeout: float) -> Response:
+        """Hand ``request`` to the handler; its answer is the response."""
+        self.requests.append(request)
+        answer = self._handler(request)
+        if inspect.isawaitable(answer):
+            return await answer
+        return answer
+
+    async def aclose(self) -> None:
+        """Nothing to let go of."""
