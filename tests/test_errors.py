@@ -141,3 +141,14 @@ def test_every_error_pickles_and_copies_whole(error: tv.TwoChatError) -> None:
         assert type(copied) is type(error)
         assert str(copied) == str(error)
         assert vars(copied) == vars(error)
+
+
+def test_errors_show_their_public_home() -> None:
+    """A traceback names twochat_voip.NotFoundError, the path users import."""
+    assert f"{tv.NotFoundError.__module__}.{tv.NotFoundError.__qualname__}" == (
+        "twochat_voip.NotFoundError"
+    )
+    public = [getattr(tv, name) for name in tv.__all__]
+    errors = [c for c in public if isinstance(c, type) and issubclass(c, BaseException)]
+    assert {c.__module__ for c in errors} == {"twochat_voip"}
+    assert tv.VoIPClient.__module__ == "twochat_voip"

@@ -123,3 +123,19 @@ __all__ = [
     "open_sink",
     "set_testing",
 ]
+
+
+def _show_public_homes() -> None:
+    """Name the public path in tracebacks and reprs (``twochat_voip.NotFoundError``,
+    not ``twochat_voip._errors.NotFoundError``), as httpx does. Only for the errors and
+    the classes attrs does not build: attrs and cattrs read a model's annotations
+    through its ``__module__``."""
+    for name in __all__:
+        value = globals()[name]
+        if isinstance(value, type) and (
+            issubclass(value, BaseException) or value in (VoIPClient, AiohttpTransport)
+        ):
+            value.__module__ = __name__
+
+
+_show_public_homes()
