@@ -17,7 +17,7 @@ import click
 import pytest
 
 from twochat_voip import VoIPClient
-from twochat_voip._cli_support import RateParam
+from twochat_voip.cli._support import RateParam
 from twochat_voip.testing import (
     DEFAULT_TEST_KEY,
     EXAMPLE_CDR,

@@ -17,8 +17,8 @@ from twochat_voip import (
     RecordRefusedError,
     VoIPClient,
 )
-from twochat_voip._cli_support import Progress
-from twochat_voip._export import export_calls, stderr_is_interactive
+from twochat_voip.cli._support import Progress
+from twochat_voip.export._run import export_calls, stderr_is_interactive
 from twochat_voip.testing import FakeTwoChatServer, generate_cdrs
 
 
@@ -128,7 +128,7 @@ def test_progress_only_on_a_real_terminal(
 
 def test_summary_describes_the_run() -> None:
     """The summary names records, failures, requests, 429s and retries."""
-    from twochat_voip._export import ExportSummary
+    from twochat_voip.export._run import ExportSummary
 
     text = ExportSummary(
         exported=5,

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from twochat_voip import SinkError, VoIPClient
-from twochat_voip._export import export_calls, open_sink
-from twochat_voip._formats import sink_format
-from twochat_voip._sinks import CSVSink, JSONLSink, StdoutSink, neutralise
 from twochat_voip._wire import COLUMNS, dumps_wire
+from twochat_voip.export._formats import sink_format
+from twochat_voip.export._run import export_calls, open_sink
+from twochat_voip.export._sinks import CSVSink, JSONLSink, StdoutSink, neutralise
 from twochat_voip.testing import FakeTwoChatServer, Fault, generate_cdrs
 
 
@@ -459,7 +459,7 @@ async def test_failures_list_is_replaced_then_removed_and_locked(tmp_path: Path)
     assert [json.loads(line)["call_uuid"] for line in failures.read_text().splitlines()] == [
         "CDRmissing2"
     ]
-    from twochat_voip._failures import Failures as _Failures
+    from twochat_voip.export._failures import Failures as _Failures
 
     held = _Failures(failures)
     held.open()
@@ -521,7 +521,7 @@ async def test_the_notes_of_a_linked_output_are_beside_the_file(tmp_path: Path) 
 
 def test_passwords_are_hidden_and_unknown_urls_refused() -> None:
     """Messages name a database URL without its password; mysql:// is no file."""
-    from twochat_voip._sinks import shown
+    from twochat_voip.export._sinks import shown
 
     assert shown("postgresql://bob:Pa55@h:5432/db") == "postgresql://bob:***@h:5432/db"
     assert shown("calls.jsonl") == "calls.jsonl"
@@ -619,7 +619,7 @@ async def test_a_write_that_fails_says_where(
     def full(fd: int, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("twochat_voip._sinks.write_all", full)
+    monkeypatch.setattr("twochat_voip.export._sinks.write_all", full)
     records = generate_cdrs(2, seed=54)
     with pytest.raises(SinkError, match=r"writing to .*o\.jsonl failed: No space left"):
         await _export(records, tmp_path / "o.jsonl")
@@ -642,7 +642,7 @@ async def test_a_record_postgres_refuses_is_a_failure_and_the_run_goes_on(
 
 def test_passwords_left_unencoded_are_still_hidden() -> None:
     """A raw '/' or '@' in the password, or a password= parameter."""
-    from twochat_voip._sinks import shown
+    from twochat_voip.export._sinks import shown
     from twochat_voip.sql import SQLSink
 
     assert "only" not in shown("postgresql://dave:slash/only@127.0.0.1:5/db")

@@ -34,7 +34,6 @@ from twochat_voip._errors import (
     UnprocessableEntityError,
 )
 from twochat_voip._events import CallEvent, Contact
-from twochat_voip._export import ExportSummary, export_calls, open_sink
 from twochat_voip._models import Agent, CallCost, CallDetailRecord, CallDirection, CallStatus
 from twochat_voip._observe import configure_logging_from_env
 from twochat_voip._protocol import Request, Response
@@ -51,8 +50,9 @@ from twochat_voip._resources import (
 )
 from twochat_voip._results import AnyCallResult, CallFailure, CallResult, CallSuccess
 from twochat_voip._retry import RetryPolicy, set_testing
-from twochat_voip._sinks import CSVSink, JSONLSink, Sink, StdoutSink
 from twochat_voip._transport import AiohttpTransport, Transport
+from twochat_voip.export._run import ExportSummary, export_calls, open_sink
+from twochat_voip.export._sinks import CSVSink, JSONLSink, Sink, StdoutSink
 
 __version__ = version("twochat-voip")
 

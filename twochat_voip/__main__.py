@@ -1,5 +1,5 @@
 """``python -m twochat_voip``: the same as the ``twochat-voip`` command."""
 
-from twochat_voip._cli import main
+from twochat_voip.cli import main
 
 main(prog_name="twochat-voip")

@@ -9,6 +9,6 @@
 
 from __future__ import annotations
 
-from twochat_voip._sql import TABLE_NAME, SQLSink
+from twochat_voip.export._sql import TABLE_NAME, SQLSink
 
 __all__ = ["TABLE_NAME", "SQLSink"]

@@ -10,7 +10,7 @@ from typing import Any
 
 from twochat_voip._bulk import CallResult
 from twochat_voip._errors import APIStatusError, SinkError
-from twochat_voip._files import check_regular, lock_exclusive
+from twochat_voip.export._files import check_regular, lock_exclusive
 
 __all__ = ["Failures"]
 

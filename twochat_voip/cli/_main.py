@@ -22,9 +22,11 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the cli extra
     sys.exit("twochat-voip: the command line needs click: pip install 'twochat-voip[cli]'")
 
-from twochat_voip._cli_fake import demo_call_events, fake_server
-from twochat_voip._cli_options import _base_url, _export, _export_options, _key_file, _with
-from twochat_voip._cli_support import (
+from twochat_voip._client import VoIPClient
+from twochat_voip._converter import sdk_converter
+from twochat_voip.cli._fake import demo_call_events, fake_server
+from twochat_voip.cli._options import _base_url, _export, _export_options, _key_file, _with
+from twochat_voip.cli._support import (
     Progress,
     Refused,
     client_for,
@@ -36,10 +38,8 @@ from twochat_voip._cli_support import (
     same_path,
     shared_limiter,
 )
-from twochat_voip._cli_sync import sync
-from twochat_voip._client import VoIPClient
-from twochat_voip._converter import sdk_converter
-from twochat_voip._export import (
+from twochat_voip.cli._sync import sync
+from twochat_voip.export._run import (
     ExportSummary,
     default_failures,
     read_ids,

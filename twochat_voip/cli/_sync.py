@@ -11,8 +11,10 @@ from typing import Literal
 import attrs
 import click
 
-from twochat_voip._cli_options import _base_url, _export, _export_options, _key_file, _with
-from twochat_voip._cli_support import (
+from twochat_voip._client import VoIPClient
+from twochat_voip._errors import TwoChatError
+from twochat_voip.cli._options import _base_url, _export, _export_options, _key_file, _with
+from twochat_voip.cli._support import (
     Progress,
     client_for,
     interrupted,
@@ -20,9 +22,7 @@ from twochat_voip._cli_support import (
     report,
     run_command,
 )
-from twochat_voip._client import VoIPClient
-from twochat_voip._errors import TwoChatError
-from twochat_voip._export import default_failures, stderr_is_interactive
+from twochat_voip.export._run import default_failures, stderr_is_interactive
 
 __all__ = ["sync"]
 

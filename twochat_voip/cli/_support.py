@@ -15,9 +15,9 @@ import click
 from twochat_voip._bulk import CallResult
 from twochat_voip._client import VoIPClient
 from twochat_voip._errors import MissingAPIKeyError, SinkError, TwoChatError
-from twochat_voip._export import ExportSummary, InputError
 from twochat_voip._protocol import PLAN_RATES
-from twochat_voip._sinks import shown
+from twochat_voip.export._run import ExportSummary, InputError
+from twochat_voip.export._sinks import shown
 
 if TYPE_CHECKING:
     from twochat_voip.redis import RedisRateLimiter

@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from twochat_voip._cli_support import Progress, RateParam, finite
 from twochat_voip._client import DEFAULT_GIVE_UP_AFTER, VoIPClient
-from twochat_voip._export import ExportSummary, export_calls
+from twochat_voip.cli._support import Progress, RateParam, finite
+from twochat_voip.export._run import ExportSummary, export_calls
 
 __all__ = ["_base_url", "_export", "_export_options", "_key_file", "_with"]
 

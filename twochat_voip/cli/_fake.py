@@ -14,8 +14,8 @@ import click
 from aiohttp import web
 
 from twochat_voip._client import VoIPClient
-from twochat_voip._export import ExportSummary, export_calls
 from twochat_voip._resources import WebhookEvent
+from twochat_voip.export._run import ExportSummary, export_calls
 from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer, generate_cdrs
 from twochat_voip.webhooks import CallEvent, WebhookReceiver
 

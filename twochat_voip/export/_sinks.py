@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import IO, Any, Final, Protocol, runtime_checkable
 
 from twochat_voip._errors import SinkError
-from twochat_voip._files import check_regular, lock_exclusive, write_all
 from twochat_voip._models import CallDetailRecord
 from twochat_voip._wire import COLUMNS, dumps_wire, text_of
+from twochat_voip.export._files import check_regular, lock_exclusive, write_all
 
 __all__ = [
     "FIRST_LINE_CAP",

@@ -31,11 +31,11 @@ from twochat_voip._errors import (
     SinkError,
     TwoChatError,
 )
-from twochat_voip._failures import Failures
-from twochat_voip._formats import sink_format
 from twochat_voip._models import CallDetailRecord
 from twochat_voip._results import CallFailure, CallResult, CallSuccess
-from twochat_voip._sinks import (
+from twochat_voip.export._failures import Failures
+from twochat_voip.export._formats import sink_format
+from twochat_voip.export._sinks import (
     CSVSink,
     JSONLSink,
     Sink,
@@ -149,7 +149,7 @@ def open_sink(output: str | os.PathLike[str], fmt: str | None = None) -> Sink:
     if text == "-":
         return StdoutSink()
     if chosen == "sql":
-        from twochat_voip._sql import SQLSink  # noqa: PLC0415 - the optional db extra
+        from twochat_voip.export._sql import SQLSink  # noqa: PLC0415 - the optional db extra
 
         return SQLSink(text)
     return CSVSink(text) if chosen == "csv" else JSONLSink(text)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Final
 
 from twochat_voip._errors import SinkError
-from twochat_voip._sinks import FIRST_LINE_CAP, HEADER_LINE, shown
+from twochat_voip.export._sinks import FIRST_LINE_CAP, HEADER_LINE, shown
 
 __all__ = ["SQLITE_SUFFIXES", "database_url", "sink_format"]
 
