@@ -19,6 +19,14 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def quick(session: nox.Session) -> None:
+    """The tests without the slow ones (``@pytest.mark.slow``) and without coverage:
+    the loop while you work. CI runs them all."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", "-m", "not slow", "--no-cov", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff's lints and formatting, bandit over the package, pip-audit over the deps."""
     session.install("-e", ".[cli]", "ruff", "bandit", "pip-audit")

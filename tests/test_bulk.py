@@ -241,6 +241,7 @@ async def test_configured_rate_is_held_without_429s() -> None:
     assert 39 / 20 * 0.95 <= wall <= 40 / 20 * 1.5
 
 
+@pytest.mark.slow
 async def test_unknown_rate_is_found_with_zero_failures() -> None:
     """No rate given: the client adapts to the server's limit and loses nothing."""
     records = generate_cdrs(400, seed=13)
@@ -261,6 +262,7 @@ async def test_unknown_rate_is_found_with_zero_failures() -> None:
     assert voip.rate_limiter.requests_per_minute is not None  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 async def test_retry_after_pauses_every_worker() -> None:
     """One 429 with Retry-After: 1 stops all workers, not only the one told."""
     records = generate_cdrs(200, seed=14)

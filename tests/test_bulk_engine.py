@@ -61,6 +61,7 @@ async def timed_faulty_run(stray_429s: bool) -> tuple[float, list[CallResult], t
             return time.monotonic() - started, results, voip.stats
 
 
+@pytest.mark.slow
 async def test_stray_429s_do_not_slow_an_adaptive_run() -> None:
     """2% of answers 429 (Retry-After: 0) on a server with no real limit: the run takes
     no more than twice as long as the same run without them, and loses nothing."""

@@ -231,6 +231,7 @@ async def test_export_writes_records_and_failures(tmp_path: Path) -> None:
     assert "\r" not in ran.err  # no progress bar when stderr is not a terminal
 
 
+@pytest.mark.slow
 async def test_export_resumes_and_retries_only_what_failed(tmp_path: Path) -> None:
     """A second run fetches only the ids that failed, and repairs a torn last line."""
     records = generate_cdrs(20, seed=21)

@@ -11,6 +11,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_cli import SCRIPT, one_clean_line, run
 
 from twochat_voip.testing import FakeTwoChatServer, generate_cdrs
@@ -167,6 +168,7 @@ async def test_ctrl_c_says_what_was_saved_and_exits_130(tmp_path: Path) -> None:
     assert all(json.loads(text)["uuid"] for text in lines)
 
 
+@pytest.mark.slow
 async def test_export_into_sqlite_and_postgres(tmp_path: Path, postgres_url: str) -> None:
     """``-o calls.db`` and ``-o postgresql://…``: rows, and a second run sends nothing."""
     records = generate_cdrs(5, seed=66)

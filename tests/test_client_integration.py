@@ -374,6 +374,7 @@ async def test_non_utf8_body_is_a_validation_error(
         await make_client().get_call(CALL)
 
 
+@pytest.mark.slow
 async def test_one_client_serves_many_tasks(make_client: MakeClient) -> None:
     """200 concurrent get_calls on one client, with faults sprinkled: all right."""
     records = generate_cdrs(200, seed=3)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from test_docs import examples
 from typecheck import mypy_strict
 
 
+@pytest.mark.slow
 def test_every_example_passes_mypy_strict(tmp_path: Path, mypy_cache: Path) -> None:
     """All examples, each a module of its own in a fresh folder, in one mypy run."""
     files = []

@@ -149,6 +149,7 @@ def untraced() -> Iterator[None]:
         cov.start()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("per_minute", "most_429s"), [(3000, 0.10), (1200, 0.12)])
 async def test_four_adaptive_processes_converge_in_the_simulator(
     per_minute: int, most_429s: float

@@ -382,6 +382,7 @@ async def test_redis_down_with_local_fallback_paces_locally_then_returns(
     assert limiter.redis_available
 
 
+@pytest.mark.slow
 async def test_a_redis_restart_mid_run_loses_nothing(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -467,6 +468,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4].split
 """
 
 
+@pytest.mark.slow
 async def test_processes_share_one_limit(redis_server: RedisServer) -> None:
     """Four OS processes, each with its own limiter, keep the account's one rate."""
     per_minute, processes = 1200.0, 4  # one request per 50 ms for all of them

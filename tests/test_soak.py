@@ -11,6 +11,8 @@ import resource
 from collections.abc import Callable
 from contextlib import aclosing
 
+import pytest
+
 from twochat_voip import VoIPClient, set_testing
 from twochat_voip.testing import FakeTwoChatServer, Fault, generate_cdrs
 
@@ -37,6 +39,7 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # pragma: no cover
 
 
+@pytest.mark.slow
 async def test_soak_every_id_once_flat_memory_nothing_left(
     record_property: Callable[[str, object], None],
 ) -> None:
