@@ -36,15 +36,9 @@ from twochat_voip._errors import (
 )
 from twochat_voip._observe import CallWatch, Observer
 from twochat_voip._plan import PlanRate
-from twochat_voip._protocol import (
-    MAX_REDIRECTS,
-    Request,
-    Requests,
-    Response,
-    parse_requests_per_minute,
-    redirected,
-)
+from twochat_voip._protocol import Request, Requests, Response, parse_requests_per_minute
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
+from twochat_voip._redirects import MAX_REDIRECTS, redirected
 from twochat_voip._retry import RetryPolicy
 from twochat_voip._stats import ClientStats, Counters
 from twochat_voip._transport import Transport

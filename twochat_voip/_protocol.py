@@ -29,21 +29,19 @@ from twochat_voip._errors import (
     PaymentRequiredError,
     PermissionDeniedError,
     RateLimitError,
-    RedirectError,
     ResponseValidationError,
     ServerError,
     UnprocessableEntityError,
 )
 from twochat_voip._json_decode import choose_loads, is_too_deep
 from twochat_voip._models import CallDetailRecord
-from twochat_voip._redirects import MAX_REDIRECTS, REDIRECT_STATUSES, redirect_target
+from twochat_voip._redirects import REDIRECT_STATUSES, redirect_target
 
 _json_loads: Callable[[bytes], Any] = choose_loads()
 """orjson's when installed (the ``speed`` extra); the results and errors are the same."""
 
 __all__ = [
     "DEFAULT_BASE_URL",
-    "MAX_REDIRECTS",
     "REDIRECT_STATUSES",
     "Request",
     "Requests",
@@ -56,7 +54,6 @@ __all__ = [
     "parse_requests_per_minute",
     "parse_retry_after",
     "redirect_target",
-    "redirected",
     "structure_record",
     "validate_call_uuid",
 ]
@@ -197,31 +194,6 @@ class Requests:
             raise ValueError("direction must be 'inbound', 'outbound' or None (both)")
         query = f"page_number={int(page)}" + (f"&direction={direction}" if direction else "")
         return Request("GET", f"{self.base_url}/open/voip/call-history?{query}", self.headers)
-
-
-def redirected(request: Request, response: Response) -> Request | None:
-    """The request a redirect answer sends ``request`` on to, or ``None`` when the
-    answer is no redirect to follow (then it is the answer).
-
-    Raises :class:`RedirectError` for a redirect to another origin (the API key would
-    go with it) and for a request with a body, which is not sent twice.
-    """
-    status = response.status
-    if status not in REDIRECT_STATUSES:
-        return None
-    target = redirect_target(
-        request.url, status, response.headers.get("Location"), request.call_uuid
-    )
-    if target is None:
-        return None
-    if request.body is not None:
-        # A body is not sent again elsewhere: the server may have acted on it.
-        raise RedirectError(
-            f"a {request.method} was redirected ({status}); not following",
-            status_code=status,
-            call_uuid=request.call_uuid,
-        )
-    return attrs.evolve(request, url=target, origin_end=0)
 
 
 PLAN_RATES: Final = (1.0, 1_000_000.0)
