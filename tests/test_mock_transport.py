@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 
@@ -128,3 +129,60 @@ async def test_a_redirected_post_is_not_sent_again() -> None:
                 "call.status.update", hook_url="https://example.org/hook", channel_uuid="DID1"
             )
     assert len(transport.requests) == 1
+
+
+@pytest.mark.parametrize("location", ["http://[bad", "http://127.0.0.1:99999/x", "//h:abc/"])
+async def test_an_unreadable_location_is_a_redirect_error(location: str) -> None:
+    """A Location that is no URL is refused as a RedirectError, not a raw ValueError."""
+    moved = Response(302, {"Location": location}, b"")
+    async with client(MockTransport(lambda request: moved), max_retries=0) as voip:
+        with pytest.raises(tv.RedirectError, match="unreadable Location"):
+            await voip.get_call(CALL)
+
+
+async def test_headers_are_read_whatever_their_case() -> None:
+    """A handler's plain-dict headers are HTTP headers: `location` is a Location."""
+    moved = Response(307, {"location": "/v2/x"}, b"")
+    transport = MockTransport(lambda request: RECORD if "/v2/" in request.url else moved)
+    async with client(transport) as voip:
+        assert (await voip.get_call(CALL)).uuid == CALL
+    assert len(transport.requests) == 2
+
+
+async def test_a_handler_must_return_a_response() -> None:
+    """A handler that returns something else is told so, by name."""
+    async with client(MockTransport(lambda request: None), max_retries=0) as voip:  # type: ignore[arg-type,return-value]
+        with pytest.raises(TypeError, match="returns a Response, not NoneType"):
+            await voip.get_call(CALL)
+
+
+async def test_a_fetch_cancelled_from_inside_is_still_an_answer() -> None:
+    """Every id is answered once, even one whose fetch ends cancelled by something
+    other than the run (a transport raising CancelledError)."""
+
+    def handler(request: Request) -> Response:
+        if request.url.endswith("/CDR3"):
+            raise asyncio.CancelledError
+        return RECORD
+
+    async with client(MockTransport(handler)) as voip:
+        ids = [f"CDR{n}" for n in range(8)]
+        results = [r async for r in voip.get_calls(ids, concurrency=2)]
+    assert sorted(r.call_uuid for r in results) == sorted(ids)
+    (cancelled,) = [r for r in results if r.call_uuid == "CDR3"]
+    assert not cancelled.ok
+    assert "cancelled" in str(cancelled.error)
+
+
+async def test_a_bug_raising_valueerror_is_no_verdict_on_the_id() -> None:
+    """A plain ValueError from below is a bug, told as one (with its cause), not taken
+    for "no such record"."""
+
+    def handler(request: Request) -> Response:
+        raise ValueError("a bug")
+
+    async with client(MockTransport(handler)) as voip:
+        (result,) = [r async for r in voip.get_calls(["CDR1"])]
+    assert isinstance(result.error, tv.TwoChatError)
+    assert "unexpected ValueError" in str(result.error)
+    assert isinstance(result.error.__cause__, ValueError)

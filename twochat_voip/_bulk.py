@@ -35,6 +35,7 @@ from twochat_voip._errors import (
     BudgetExhaustedError,
     ClientClosedError,
     EventLoopMismatchError,
+    InvalidCallUUIDError,
     NotFoundError,
     PaymentRequiredError,
     TwoChatError,
@@ -55,7 +56,7 @@ RUN_ENDING_ERRORS: Final = (
 """Errors that no other id of the run can escape: the key, the credits, the budget, a
 client used in a loop it was not opened in."""
 
-_ANSWERS_ABOUT_THE_ID: Final = (NotFoundError, ValueError)
+_ANSWERS_ABOUT_THE_ID: Final = (NotFoundError, InvalidCallUUIDError)
 """Failures that are progress all the same: the server works, the id is no record."""
 
 Fetch = Callable[[Any, Callable[[BaseException], object]], Awaitable[CallDetailRecord]]
@@ -85,10 +86,12 @@ class _Run:
         self._fetching: set[asyncio.Task[CallDetailRecord | Exception]] = set()
         self._last_progress = 0.0
         self._last_failure: TwoChatError | None = None
+        self._runner: asyncio.Task[None] | None = None
 
     async def run(self, call_uuids: Iterable[str] | AsyncIterable[str]) -> None:
         """Fetch every id; answer each in :attr:`results`."""
         loop = asyncio.get_running_loop()
+        self._runner = asyncio.current_task()
         self._last_progress = loop.time()
         watchdog = None
         if self._give_up_after is not None:
@@ -141,9 +144,10 @@ class _Run:
         self._fetching.discard(task)
         result: CallResult
         if task.cancelled():
-            if self._stopped is None:
+            if self._runner is not None and self._runner.cancelling():
                 return  # the run itself was cancelled: nobody reads its results
-            result = CallFailure(call_uuid=shown, error=self._stopped, index=index)
+            error = self._stopped or TwoChatError("the fetch was cancelled")
+            result = CallFailure(call_uuid=shown, error=error, index=index)
         else:
             outcome = task.result()
             if isinstance(outcome, Exception):

@@ -30,13 +30,22 @@ def redirect_target(
     """Where to follow a redirect, ``None`` if the answer is not one to follow.
 
     Raises :class:`RedirectError` for a redirect to another origin (scheme, host or
-    port): the API key header would go with it.
+    port), where the API key header would go with it, and for a ``Location`` that is
+    no URL.
     """
     if status not in REDIRECT_STATUSES or not location:
         return None
     current = URL(request_url)
-    target = current.join(URL(location))
-    if _origin(target) != _origin(current):
+    try:
+        target = current.join(URL(location))
+        origin = _origin(target)
+    except ValueError:  # yarl's words for an unreadable URL ("Invalid IPv6 URL", a port)
+        raise RedirectError(
+            f"a redirect to an unreadable Location ({location[:80]!r}); not following",
+            status_code=status,
+            call_uuid=call_uuid,
+        ) from None
+    if origin != _origin(current):
         port = "" if target.explicit_port is None else f":{target.explicit_port}"
         raise RedirectError(
             f"refused to follow a redirect to another origin "

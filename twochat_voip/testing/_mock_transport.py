@@ -6,6 +6,8 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 from twochat_voip._protocol import Request, Response
 
 __all__ = ["MockTransport"]
@@ -15,8 +17,10 @@ Handler = Callable[[Request], Response | Awaitable[Response]]
 
 class MockTransport:
     """Answers each request with ``handler(request)``: a :class:`~twochat_voip.Response`,
-    or an awaitable of one; an exception it raises is the transport's (raise
-    :class:`~twochat_voip.APIConnectionError` for a dropped connection)::
+    or an awaitable of one, whose headers are read case-insensitively, as HTTP's are.
+    An exception it raises is the transport's: raise
+    :class:`~twochat_voip.APIConnectionError` for a dropped connection
+    (``sent=False``: never connected, no credit spent). It caps no body size::
 
         def handler(request: Request) -> Response:
             if request.url.endswith("/CDR1"):
@@ -39,7 +43,15 @@ class MockTransport:
         self.requests.append(request)
         answer = self._handler(request)
         if inspect.isawaitable(answer):
-            return await answer
+            answer = await answer
+        if not isinstance(answer, Response):
+            raise TypeError(
+                f"a MockTransport handler returns a Response, not {type(answer).__name__}"
+            )
+        if not isinstance(answer.headers, CIMultiDictProxy | CIMultiDict):
+            answer = Response(
+                answer.status, CIMultiDictProxy(CIMultiDict(answer.headers)), answer.body
+            )
         return answer
 
     async def aclose(self) -> None:
