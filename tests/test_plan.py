@@ -201,8 +201,8 @@ async def test_a_close_cancelled_while_the_plan_is_asked_still_closes_the_sessio
         with contextlib.suppress(asyncio.CancelledError):
             await closing
         assert session.closed
-        voip._caller.plan.limit_met()
-        assert voip._caller.plan.at_a_limit is False
+        voip._plan.limit_met()
+        assert voip._plan.at_a_limit is False
         assert asked(server) == 1
 
 

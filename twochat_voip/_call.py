@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Final, Literal, TypeVar
+from typing import Final, TypeVar
 
 from tenacity import RetryCallState
 
@@ -35,9 +35,8 @@ from twochat_voip._errors import (
     TwoChatError,
 )
 from twochat_voip._observe import CallWatch, Observer
-from twochat_voip._plan import PlanRate
-from twochat_voip._protocol import Request, Requests, Response, parse_requests_per_minute
-from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
+from twochat_voip._protocol import Request, Response
+from twochat_voip._ratelimit import RateLimiter
 from twochat_voip._redirects import MAX_REDIRECTS, redirected
 from twochat_voip._retry import RetryPolicy
 from twochat_voip._stats import ClientStats, Counters
@@ -53,37 +52,30 @@ class Caller:
     """Makes a client's calls, as its settings say.
 
     Args:
-        requests: Builds the requests (base URL and headers).
         limiter: The limiter every attempt waits on.
-        own_limiter: The same limiter when it is the client's own (the plan's limit
-            is told to it), else ``None``.
         retry: The retry policy.
         transport: Sends each request.
         check_open: Raises :class:`ClientClosedError` or
             :class:`EventLoopMismatchError` when the client cannot call now.
         timeout: An attempt's seconds unless a call gives its own.
         max_requests: The request budget, or ``None``.
-        learn_plan: When to ask ``GET /open/info`` for the plan's limit: before the
-            first call (``"first"``), at the first 429 (``"limit"``), or never.
+        on_rate_limited: Told of each answer 429 (the client may ask the plan's limit).
         observer: Told what each call does (the client's hooks and log).
     """
 
     def __init__(
         self,
-        requests: Requests,
         *,
         limiter: RateLimiter,
-        own_limiter: AdaptiveRateLimiter | None,
         retry: RetryPolicy,
         transport: Transport,
         check_open: Callable[[], Awaitable[None]],
         timeout: float,
         max_requests: int | None,
-        learn_plan: Literal["first", "limit"] | None,
+        on_rate_limited: Callable[[], object] = lambda: None,
         observer: Observer,
     ) -> None:
         self.counters = Counters()
-        self._requests = requests
         self._limiter = limiter
         self._retry = retry
         self._transport = transport
@@ -91,11 +83,7 @@ class Caller:
         self._timeout = timeout
         self._max_requests = max_requests
         self._observer = observer
-        self.plan = PlanRate(self._ask_plan, own_limiter, when=learn_plan)
-        """The plan's limit, asked of ``GET /open/info`` (see :mod:`twochat_voip._plan`)."""
-
-    async def _ask_plan(self) -> float | None:
-        return await self.call(self._requests.info(), parse_requests_per_minute)
+        self._on_rate_limited = on_rate_limited
 
     async def call(
         self,
@@ -116,8 +104,6 @@ class Caller:
                 :meth:`RetryPolicy.retrying`).
             on_retry: Told the error of each attempt that is to be retried.
         """
-        if self.plan.first and parse is not parse_requests_per_minute:
-            await self.plan.before_first_call()
         observer = self._observer
         watch = observer.call_started(request)
         retrying = self._retry.retrying(
@@ -190,7 +176,7 @@ class Caller:
             status = error.status_code
             if status == 429:
                 self.counters.rate_limited += 1
-                self.plan.limit_met()
+                self._on_rate_limited()
             pause = self._retry.pause_for(error.retry_after)
             self._limiter.feedback(sent_at=sent_at, status=status, retry_after=pause)
         elif isinstance(error, ResponseValidationError):

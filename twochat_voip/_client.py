@@ -28,7 +28,15 @@ from twochat_voip._options import (
     DEFAULT_MAX_RETRY_WAIT,
     ClientOptions,
 )
-from twochat_voip._protocol import API_KEY_HEADER, Request, Requests, Response, parse_call
+from twochat_voip._plan import PlanRate
+from twochat_voip._protocol import (
+    API_KEY_HEADER,
+    Request,
+    Requests,
+    Response,
+    parse_call,
+    parse_requests_per_minute,
+)
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._retry import RetryPolicy
 from twochat_voip._transport import AiohttpTransport, Transport, request_headers
@@ -172,16 +180,20 @@ class VoIPClient(AccountMethods):
         self._entered = False
         self._calls: set[asyncio.Task[Any]] = set()
         self._bulk_runs: set[asyncio.Task[None]] = set()
+        self._plan: Final = PlanRate(
+            self._ask_plan,
+            own_limiter,
+            when="first" if auto else None if options.requests_per_minute else "limit",
+        )
+        """The plan's limit, asked of ``GET /open/info`` (see :mod:`twochat_voip._plan`)."""
         self._caller = Caller(
-            self._requests,
             limiter=self._limiter,
-            own_limiter=own_limiter,
             retry=options.retry_policy,
             transport=transport,
             check_open=self._check_open,
             timeout=options.timeout,
             max_requests=options.max_requests,
-            learn_plan="first" if auto else None if options.requests_per_minute else "limit",
+            on_rate_limited=self._plan.limit_met,
             observer=Observer(options.hooks, options.base_url),
         )
 
@@ -257,7 +269,7 @@ class VoIPClient(AccountMethods):
             if tasks:
                 # (wait, not gather: a cancellation of the closer itself goes through)
                 await asyncio.wait(tasks)
-            await self._caller.plan.aclose()
+            await self._plan.aclose()
             if self._owns_limiter and hasattr(self._limiter, "aclose"):
                 # (hasattr: a limiter written before the protocol had aclose)
                 await self._limiter.aclose()
@@ -314,7 +326,7 @@ class VoIPClient(AccountMethods):
         cancels it (the caller's own task is not the client's to cancel), and the
         caller gets :class:`ClientClosedError`."""
         task = asyncio.ensure_future(
-            self._caller.call(
+            self._paced_call(
                 request, parse, timeout=timeout, rate_limits_are_free=rate_limits_are_free
             )
         )
@@ -329,6 +341,21 @@ class VoIPClient(AccountMethods):
                     "the VoIPClient was closed while this call was in flight"
                 ) from None
             raise
+
+    async def _paced_call(
+        self,
+        request: Request,
+        parse: Callable[[Response, str | None], _T],
+        **options: Any,
+    ) -> _T:
+        """A call, after the plan's limit when ``"auto"`` still has to ask it."""
+        if self._plan.first:
+            await self._plan.before_first_call()
+        return await self._caller.call(request, parse, **options)
+
+    async def _ask_plan(self) -> float | None:
+        """``GET /open/info``: the plan's requests a minute (``None``: not said)."""
+        return await self._caller.call(self._requests.info(), parse_requests_per_minute)
 
     def get_calls(
         self,
@@ -381,7 +408,7 @@ class VoIPClient(AccountMethods):
 
         def fetch(call_uuid: str, on_retry: Callable[[BaseException], object]) -> Awaitable[Any]:
             request = self._requests.call(call_uuid)
-            return self._caller.call(request, parse, rate_limits_are_free=True, on_retry=on_retry)
+            return self._paced_call(request, parse, rate_limits_are_free=True, on_retry=on_retry)
 
         # Returned, not re-yielded: a wrapping generator would leave the run going
         # until garbage collection after the caller's aclose().
