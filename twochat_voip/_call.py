@@ -23,6 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
+import attrs
 from tenacity import RetryCallState
 
 from twochat_voip._errors import (
@@ -37,7 +38,7 @@ from twochat_voip._errors import (
 from twochat_voip._observe import CallWatch, Observer
 from twochat_voip._protocol import Request, Response
 from twochat_voip._ratelimit import RateLimiter
-from twochat_voip._redirects import MAX_REDIRECTS, redirected
+from twochat_voip._redirects import MAX_REDIRECTS, REDIRECT_STATUSES, redirect_target
 from twochat_voip._retry import RetryPolicy
 from twochat_voip._stats import ClientStats, Counters
 from twochat_voip._transport import Transport
@@ -224,3 +225,28 @@ class Caller:
             status_code=response.status,
             call_uuid=request.call_uuid,
         )
+
+
+def redirected(request: Request, response: Response) -> Request | None:
+    """The request a redirect answer sends ``request`` on to, or ``None`` when the
+    answer is no redirect to follow (then it is the answer).
+
+    Raises :class:`RedirectError` for a redirect to another origin (the API key would
+    go with it) and for a request with a body, which is not sent twice.
+    """
+    status = response.status
+    if status not in REDIRECT_STATUSES:
+        return None
+    target = redirect_target(
+        request.url, status, response.headers.get("Location"), request.call_uuid
+    )
+    if target is None:
+        return None
+    if request.body is not None:
+        # A body is not sent again elsewhere: the server may have acted on it.
+        raise RedirectError(
+            f"a {request.method} was redirected ({status}); not following",
+            status_code=status,
+            call_uuid=request.call_uuid,
+        )
+    return attrs.evolve(request, url=target, origin_end=0)

@@ -49,7 +49,9 @@ logger: Final = logging.getLogger("twochat_voip")
 
 DEFAULT_GIVE_UP_AFTER: Final = 300.0
 """Seconds a bulk run goes on with nothing succeeding before it gives up."""
-_USER_AGENT: Final = f"twochat-voip/{version('twochat-voip')} aiohttp/{aiohttp.__version__}"
+_USER_AGENT: Final = {
+    "User-Agent": f"twochat-voip/{version('twochat-voip')} aiohttp/{aiohttp.__version__}"
+}
 _T = TypeVar("_T")
 
 
@@ -143,36 +145,27 @@ class VoIPClient(AccountMethods):
             max_requests=max_requests,
             hooks=hooks,
             trace_configs=trace_configs,
+            has_session=session is not None,
+            has_transport=transport is not None,
         )
         self._options: Final = options
-        self._headers: Final = request_headers(
-            {
-                API_KEY_HEADER: options.api_key,
-                "Accept": "application/json",
-                "User-Agent": _USER_AGENT,
-            }
-        )
-        self._requests = Requests(options.base_url, self._headers)
-        if transport is None:
-            transport = AiohttpTransport(
+        headers = {API_KEY_HEADER: options.api_key, "Accept": "application/json"}
+        self._requests = Requests(options.base_url, request_headers(headers | _USER_AGENT))
+        self._transport: Final = (
+            transport
+            if transport is not None
+            else AiohttpTransport(
                 session,
                 trace_configs=options.trace_configs,
                 max_response_size=options.max_response_size,
             )
-        elif session is not None or trace_configs is not None:
-            raise ValueError("give transport or session/trace_configs, not both")
-        elif max_response_size != DEFAULT_MAX_RESPONSE_SIZE:
-            raise ValueError("max_response_size is the aiohttp transport's; not with transport")
-        self._transport: Final = transport
+        )
         auto = options.requests_per_minute == "auto"
         own_limiter = None
         if rate_limiter is None:
-            own_limiter = AdaptiveRateLimiter(
-                None if auto else options.requests_per_minute,  # type: ignore[arg-type]
-            )
-        self._limiter: RateLimiter = (
-            rate_limiter if rate_limiter is not None else own_limiter  # type: ignore[assignment]
-        )
+            rpm = None if auto else options.requests_per_minute
+            own_limiter = AdaptiveRateLimiter(rpm)  # type: ignore[arg-type]
+        self._limiter: RateLimiter = own_limiter if rate_limiter is None else rate_limiter  # type: ignore[assignment]
         self._owns_limiter = rate_limiter is None or rate_limiter_owner
         self._loop: asyncio.AbstractEventLoop | None = None
         """The event loop the client was opened in (its connections are that loop's)."""
@@ -181,7 +174,8 @@ class VoIPClient(AccountMethods):
         self._calls: set[asyncio.Task[Any]] = set()
         self._bulk_runs: set[asyncio.Task[None]] = set()
         self._plan: Final = PlanRate(
-            self._ask_plan,
+            # GET /open/info, an ordinary call (not through _paced_call, which waits for it)
+            lambda: self._caller.call(self._requests.info(), parse_requests_per_minute),
             own_limiter,
             when="first" if auto else None if options.requests_per_minute else "limit",
         )
@@ -189,7 +183,7 @@ class VoIPClient(AccountMethods):
         self._caller = Caller(
             limiter=self._limiter,
             retry=options.retry_policy,
-            transport=transport,
+            transport=self._transport,
             check_open=self._check_open,
             timeout=options.timeout,
             max_requests=options.max_requests,
@@ -282,22 +276,18 @@ class VoIPClient(AccountMethods):
         return self._loop is not None and self._loop is not asyncio.get_running_loop()
 
     async def _check_open(self) -> None:
-        """Refuse a call once closed, or in another loop; else the client is open."""
+        """Refuse a call once closed, or in a loop other than the client's (if that
+        loop is closed, its dead connections are closed here first: aiohttp skips a
+        closed loop's part); else the client is open."""
         if self._loop_changed():
-            await self._other_loop()
+            if self._loop is not None and self._loop.is_closed():
+                await self._transport.aclose()
+            raise EventLoopMismatchError("used")
         if self._state is _State.CLOSED:
             raise ClientClosedError("this VoIPClient is closed; make a new one")
         self._state = _State.OPENED
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
-
-    async def _other_loop(self) -> None:
-        """Refuse a use in a loop other than the client's; if that loop is closed, close
-        its dead connections here first (aiohttp skips a closed loop's part)."""
-        opened_in = self._loop
-        if opened_in is not None and opened_in.is_closed():
-            await self._transport.aclose()
-        raise EventLoopMismatchError("used")
 
     async def get_call(self, call_uuid: str, *, timeout: float | None = None) -> CallDetailRecord:
         """Fetch one call's detail record.
@@ -315,21 +305,12 @@ class VoIPClient(AccountMethods):
         return await self._call(request, parse_call, timeout=timeout)
 
     async def _call(
-        self,
-        request: Request,
-        parse: Callable[[Response, str | None], _T],
-        *,
-        timeout: float | None = None,
-        rate_limits_are_free: bool = False,
+        self, request: Request, parse: Callable[[Response, str | None], _T], **options: Any
     ) -> _T:
         """Make one call in a task of its own, held while it runs: closing the client
         cancels it (the caller's own task is not the client's to cancel), and the
         caller gets :class:`ClientClosedError`."""
-        task = asyncio.ensure_future(
-            self._paced_call(
-                request, parse, timeout=timeout, rate_limits_are_free=rate_limits_are_free
-            )
-        )
+        task = asyncio.ensure_future(self._paced_call(request, parse, **options))
         self._calls.add(task)
         task.add_done_callback(self._calls.discard)
         try:
@@ -352,10 +333,6 @@ class VoIPClient(AccountMethods):
         if self._plan.first:
             await self._plan.before_first_call()
         return await self._caller.call(request, parse, **options)
-
-    async def _ask_plan(self) -> float | None:
-        """``GET /open/info``: the plan's requests a minute (``None``: not said)."""
-        return await self._caller.call(self._requests.info(), parse_requests_per_minute)
 
     def get_calls(
         self,

@@ -98,6 +98,8 @@ class ClientOptions:
         max_requests: int | None,
         hooks: Iterable[Hook] = (),
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        has_session: bool = False,
+        has_transport: bool = False,
     ) -> ClientOptions:
         """Check the arguments, fill in the environment's and the defaults.
 
@@ -121,6 +123,8 @@ class ClientOptions:
             raise ValueError("max_response_size must be positive")
         if has_rate_limiter and requests_per_minute is not None:
             raise ValueError("give requests_per_minute or rate_limiter, not both")
+        if has_transport:
+            _check_transport(has_session, trace_configs, max_response_size)
         if max_requests is not None and (type(max_requests) is not int or max_requests < 0):
             raise ValueError("max_requests must be a whole number, 0 or more")
         if isinstance(requests_per_minute, str):
@@ -156,6 +160,16 @@ class ClientOptions:
             hooks=checked_hooks,
             trace_configs=None if trace_configs is None else list(trace_configs),
         )
+
+
+def _check_transport(
+    has_session: bool, trace_configs: Sequence[aiohttp.TraceConfig] | None, max_response_size: int
+) -> None:
+    """A transport of the caller's excludes the aiohttp transport's options."""
+    if has_session or trace_configs is not None:
+        raise ValueError("give transport or session/trace_configs, not both")
+    if max_response_size != DEFAULT_MAX_RESPONSE_SIZE:
+        raise ValueError("max_response_size is the aiohttp transport's; not with transport")
 
 
 def _check_hooks(hooks: Iterable[Hook]) -> tuple[Hook, ...]:

@@ -3,17 +3,13 @@ the API key header would go too)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-import attrs
 from yarl import URL
 
 from twochat_voip._errors import RedirectError
 
-if TYPE_CHECKING:
-    from twochat_voip._protocol import Request, Response
-
-__all__ = ["MAX_REDIRECTS", "REDIRECT_STATUSES", "redirect_target", "redirected"]
+__all__ = ["MAX_REDIRECTS", "REDIRECT_STATUSES", "redirect_target"]
 
 REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS: Final = 5
@@ -54,28 +50,3 @@ def redirect_target(
             call_uuid=call_uuid,
         )
     return str(target)
-
-
-def redirected(request: Request, response: Response) -> Request | None:
-    """The request a redirect answer sends ``request`` on to, or ``None`` when the
-    answer is no redirect to follow (then it is the answer).
-
-    Raises :class:`RedirectError` for a redirect to another origin (the API key would
-    go with it) and for a request with a body, which is not sent twice.
-    """
-    status = response.status
-    if status not in REDIRECT_STATUSES:
-        return None
-    target = redirect_target(
-        request.url, status, response.headers.get("Location"), request.call_uuid
-    )
-    if target is None:
-        return None
-    if request.body is not None:
-        # A body is not sent again elsewhere: the server may have acted on it.
-        raise RedirectError(
-            f"a {request.method} was redirected ({status}); not following",
-            status_code=status,
-            call_uuid=request.call_uuid,
-        )
-    return attrs.evolve(request, url=target, origin_end=0)
