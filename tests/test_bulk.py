@@ -11,6 +11,7 @@ from contextlib import aclosing
 from typing import Any
 
 import pytest
+from fake_clock import FakeClock
 
 import twochat_voip as tv
 from twochat_voip import CallResult, VoIPClient, set_testing
@@ -294,7 +295,8 @@ async def test_endless_429s_end_the_record() -> None:
     """A server that only says 429 ends the record's run with RateLimitError."""
     async with FakeTwoChatServer() as server:
         server.fail_randomly(1.0, [Fault(status=429)])
-        pace = tv.AdaptiveRateLimiter(60000, adaptive=False)
+        clock = FakeClock()  # the cuts the 429s cause pass in virtual time
+        pace = tv.AdaptiveRateLimiter(60000, clock=clock, sleep=clock.sleep)
         async with client_for(server, rate_limiter=pace) as voip:
             (result,) = await collect(voip, server.call_uuids)
     assert isinstance(result.error, tv.RateLimitError)

@@ -33,9 +33,7 @@ async def test_cancel_before_send_while_waiting_for_the_rate_limiter() -> None:
     clock = FakeClock()
     clock.hold = True  # the limiter's sleep lasts until the call is cancelled
     async with FakeTwoChatServer() as server:
-        pace = AdaptiveRateLimiter(  # one request a second
-            60, adaptive=False, clock=clock, sleep=clock.sleep
-        )
+        pace = AdaptiveRateLimiter(60, clock=clock, sleep=clock.sleep)  # one a second
         async with VoIPClient(
             api_key=server.api_key, base_url=server.base_url, rate_limiter=pace
         ) as voip:
@@ -55,7 +53,7 @@ async def test_cancel_during_the_wait_between_retries() -> None:
     # backoff to it): one on a fake clock shows the wait, and what is left of it.
     clock = FakeClock()
     clock.hold = True
-    limiter = AdaptiveRateLimiter(adaptive=False, clock=clock, sleep=clock.sleep)
+    limiter = AdaptiveRateLimiter(60000, clock=clock, sleep=clock.sleep)
     async with FakeTwoChatServer() as server:
         server.fail_next(Fault(status=503, retry_after="1"))
         async with VoIPClient(

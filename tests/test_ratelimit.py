@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 
 import pytest
@@ -36,7 +37,7 @@ async def test_is_a_rate_limiter() -> None:
     when the request left, and feedback's Retry-After holds the next one."""
     assert isinstance(AdaptiveRateLimiter(), RateLimiter)
     time = FakeTime()
-    seam: RateLimiter = limiter(time, adaptive=False)  # unpaced
+    seam: RateLimiter = limiter(time)
     assert await seam.acquire() == 1000.0
     seam.feedback(sent_at=1000.0, status=429, retry_after=2.0)
     assert await seam.acquire() == 1002.0
@@ -104,11 +105,11 @@ async def test_an_adaptive_limiter_starts_slow_and_doubles() -> None:
     pacer = limiter(time)
     assert await pacer.acquire() == 1000.0
     assert pacer.requests_per_minute == pytest.approx(240.0)
-    busy_for(time, pacer, 0.5)
+    await busy_for(time, pacer, 0.5)
     assert pacer.requests_per_minute == pytest.approx(480.0)
-    busy_for(time, pacer, 0.5)
+    await busy_for(time, pacer, 0.5)
     assert pacer.requests_per_minute == pytest.approx(960.0)
-    busy_for(time, pacer, 4.0)  # 4 * 2**10 a second by now
+    await busy_for(time, pacer, 4.0)  # 4 * 2**10 a second by now
     assert pacer.requests_per_minute is None
     assert {await pacer.acquire() for _ in range(10)} == {1005.0}
 
@@ -141,12 +142,11 @@ async def test_workers_starting_together_are_spread_and_see_the_rate_climb() -> 
     assert sent[-1] < 15 / 4.0 / 2  # a quarter second apart would take 3.75 s
 
 
-@pytest.mark.parametrize("how", ["testing", "not adaptive"])
-async def test_testing_mode_or_no_adapting_starts_unpaced(how: str) -> None:
-    """A client made in testing mode, or a limiter told not to adapt, sends at once."""
+async def test_testing_mode_starts_unpaced() -> None:
+    """A limiter made in testing mode sends at once: no slow start."""
     time = FakeTime()
-    with set_testing(how == "testing"):
-        pacer = limiter(time, adaptive=how != "not adaptive")
+    with set_testing(True):
+        pacer = limiter(time)
     assert {await pacer.acquire() for _ in range(10)} == {1000.0}
     assert pacer.requests_per_minute is None
 
@@ -164,14 +164,27 @@ async def answered(
     return sent
 
 
-def busy_for(time: FakeTime, pacer: AdaptiveRateLimiter, seconds: float) -> None:
+async def busy_for(time: FakeTime, pacer: AdaptiveRateLimiter, seconds: float) -> None:
     """Let ``seconds`` pass with requests flowing (a climb's clock runs only then): a
     request whenever a slot is free, looked for every tenth of a second."""
     end = time.now + seconds
     while time.now + 0.1 < end:
         time.now += 0.1
-        pacer.try_acquire()
+        await free_slot(pacer, time)
     time.now = end
+
+
+async def free_slot(pacer: AdaptiveRateLimiter, time: FakeTime) -> bool:
+    """Whether a request asking now leaves at once (one that would wait is withdrawn
+    before the clock moves: it takes no slot)."""
+    asking = asyncio.ensure_future(pacer.acquire())
+    await asyncio.sleep(0)  # it runs up to its slot, or its (fake) sleep
+    if asking.done():
+        return asking.result() == time.now
+    asking.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asking
+    return False
 
 
 def limit(pacer: AdaptiveRateLimiter, sent: float) -> None:
@@ -292,9 +305,9 @@ async def test_the_rate_climbs_back_by_time_not_per_answer() -> None:
     assert pacer.requests_per_minute == pytest.approx(480.0)
     pacer.feedback(sent_at=sent, status=200, retry_after=None)
     assert pacer.requests_per_minute == pytest.approx(480.0)  # answers do not climb
-    busy_for(time, pacer, 2.5)
+    await busy_for(time, pacer, 2.5)
     assert pacer.requests_per_minute == pytest.approx(540.0)
-    busy_for(time, pacer, 2.5)
+    await busy_for(time, pacer, 2.5)
     assert pacer.requests_per_minute == pytest.approx(600.0)
 
 
@@ -317,10 +330,10 @@ async def test_with_a_plan_the_climb_is_the_same_for_every_rate() -> None:
         cut_to = pacer.requests_per_minute
         assert cut_to is not None
         assert cut_to == pytest.approx(0.9 * 60 / gap)
-        busy_for(time, pacer, 3)
+        await busy_for(time, pacer, 3)
         assert pacer.requests_per_minute is not None
         climbs.append(pacer.requests_per_minute - cut_to)
-        busy_for(time, pacer, 30)
+        await busy_for(time, pacer, 30)
         assert pacer.requests_per_minute == 1200.0
     assert climbs == pytest.approx([plan_climb(1200, 3)] * 2)
 
@@ -332,11 +345,11 @@ async def test_beyond_what_was_accepted_the_rate_probes_then_speeds_up() -> None
     pacer = limiter(time)
     limit(pacer, await adapting_at_10_a_second(time, pacer))
     assert pacer.requests_per_minute == pytest.approx(480.0)
-    busy_for(time, pacer, 5)
+    await busy_for(time, pacer, 5)
     assert pacer.requests_per_minute == pytest.approx(600.0)
-    busy_for(time, pacer, 2)
+    await busy_for(time, pacer, 2)
     assert pacer.requests_per_minute == pytest.approx(600.0 * 1.02)
-    busy_for(time, pacer, 1)
+    await busy_for(time, pacer, 1)
     assert pacer.requests_per_minute == pytest.approx(600.0 * 1.03 * 2)
 
 
@@ -349,9 +362,9 @@ async def test_at_a_low_rate_the_climb_stretches_over_answers() -> None:
     sent = await answered(time, pacer, [200] * 3, gap=1.0)  # 1/s accepted
     limit(pacer, sent)
     assert pacer.requests_per_minute == pytest.approx(48.0)
-    busy_for(time, pacer, 16)  # half of the stretched regain
+    await busy_for(time, pacer, 16)  # half of the stretched regain
     assert pacer.requests_per_minute == pytest.approx(54.0)
-    busy_for(time, pacer, 16)
+    await busy_for(time, pacer, 16)
     assert pacer.requests_per_minute == pytest.approx(60.0)
 
 
@@ -362,9 +375,9 @@ async def test_with_a_low_plan_the_climb_spans_the_accounts_answers() -> None:
     pacer = limiter(time, 80)
     limit(pacer, await answered(time, pacer, [200] * 40, gap=1.0))  # 1/s accepted
     assert pacer.requests_per_minute == pytest.approx(54.0)
-    busy_for(time, pacer, 19.2)
+    await busy_for(time, pacer, 19.2)
     assert pacer.requests_per_minute == pytest.approx(54.0 + 80 * 0.01 * 2**0.5)
-    busy_for(time, pacer, 4 * 19.2)
+    await busy_for(time, pacer, 4 * 19.2)
     assert pacer.requests_per_minute == pytest.approx(54.0 + 80 * 0.01 * 5 * 2**2.5)
 
 
@@ -397,31 +410,6 @@ async def test_three_429s_that_are_half_the_answers_are_a_limit() -> None:
     assert pacer.requests_per_minute < before
 
 
-@pytest.mark.parametrize("accepted_count", [2, 4])
-async def test_accepted_is_feedback_of_an_accepted_answer(accepted_count: int) -> None:
-    """accepted(t), the client's cheap call, counts exactly as feedback(status=200):
-    3 429s after 2 accepted answers are a limit, after 4 they are not, and a limit
-    cuts to the same rate either way."""
-    rates = []
-    for tell in ("feedback", "accepted"):
-        time = FakeTime()
-        pacer = limiter(time)
-        limit(pacer, await pacer.acquire())  # no plan, paced at 3.2/s, climbing back
-        for _ in range(accepted_count):
-            sent = await pacer.acquire()
-            if tell == "accepted":
-                pacer.accepted(sent)
-            else:
-                pacer.feedback(sent_at=sent, status=200, retry_after=None)
-            time.now += 0.1
-        await answered(time, pacer, [429, 429, 429])
-        rate = pacer.requests_per_minute
-        assert rate is not None
-        assert (rate < 0.8 * 240.0) == (accepted_count == 2)  # cut again, or not
-        rates.append(rate)
-    assert rates[0] == rates[1]
-
-
 async def test_rate_never_goes_under_the_floor() -> None:
     """However many 429s, the rate stays at or above the floor."""
     time = FakeTime()
@@ -442,21 +430,6 @@ async def test_a_limit_at_the_first_request_cuts_the_slow_start() -> None:
     time.now += 0.5  # climbing back to what it sent at, no longer doubling; at 4/s
     # the climb's clock runs 32 / (4 * 5) = 1.6 times slower
     assert pacer.requests_per_minute == pytest.approx(192.0 + 48.0 * (0.5 / 1.6) / 5)
-
-
-async def test_a_request_waiting_for_its_slot_is_not_overtaken() -> None:
-    """try_acquire() gives no slot while others wait for theirs, even a free one."""
-    time = FakeTime()
-    pacer = limiter(time, 60)
-    await pacer.acquire()
-    waiting = asyncio.ensure_future(pacer.acquire())
-    await asyncio.sleep(0)
-    time.now += 5  # the waiter's slot, and more, has come, but it has not run yet
-    assert pacer.try_acquire() is None
-    assert await waiting == 1005.0
-    assert pacer.try_acquire() is None  # one interval after the waiter
-    time.now += 1
-    assert pacer.try_acquire() == 1006.0
 
 
 async def test_set_requests_per_minute_paces_from_now() -> None:
@@ -489,7 +462,7 @@ async def test_a_plan_learnt_caps_the_rate_and_keeps_the_pace() -> None:
     await pacer.acquire()
     pacer.learn_plan(600)
     assert pacer.requests_per_minute == 240.0  # the pace in force stays
-    busy_for(time, pacer, 1.0)
+    await busy_for(time, pacer, 1.0)
     assert pacer.requests_per_minute == 600.0  # 240 doubled twice is 960: capped
     unpaced = limiter(time)
     await unpaced_accepting_10_a_second(time, unpaced)
@@ -510,10 +483,10 @@ async def test_testing_mode_skips_pauses() -> None:
     assert await pacer.acquire() == 1000.0
 
 
-async def test_not_adaptive_keeps_the_configured_rate() -> None:
-    """adaptive=False: 429s do not change the pace."""
+async def test_a_stray_429_keeps_the_configured_rate() -> None:
+    """One 429 is noise, not a limit: the pace stays."""
     time = FakeTime()
-    pacer = limiter(time, 600, adaptive=False)
+    pacer = limiter(time, 600)
     sent = await pacer.acquire()
     pacer.feedback(sent_at=sent, status=429, retry_after=None)
     assert pacer.requests_per_minute == 600.0
@@ -534,7 +507,7 @@ async def test_retry_after_holds_every_request() -> None:
 async def test_retry_after_pauses_unpaced_clients_too() -> None:
     """Even with no rate, nothing leaves during a Retry-After."""
     time = FakeTime()
-    pacer = limiter(time, adaptive=False)
+    pacer = limiter(time)
     pacer.feedback(sent_at=time.now, status=429, retry_after=3.0)
     assert await pacer.acquire() == pytest.approx(1003.0)
 
@@ -570,18 +543,18 @@ def test_a_rate_told_later_must_be_a_positive_number(rpm: float) -> None:
 
 
 @pytest.mark.parametrize(("rpm", "burst"), [(600, 1), (600, 3), (6000, 5)])
-def test_try_acquire_admits_exactly_what_the_gcra_does(rpm: float, burst: int) -> None:
-    """At a fixed rate, the limiter's inline schedule is the GCRA the fake servers police
-    with: over irregular arrivals it lets the same requests through, at the same times."""
+async def test_free_slots_are_exactly_what_the_gcra_admits(rpm: float, burst: int) -> None:
+    """At a fixed rate, the limiter's schedule is the GCRA the fake servers police with:
+    over irregular arrivals it sends at once exactly the requests the GCRA admits."""
     time = FakeTime()
-    pacer = limiter(time, rpm, burst=burst, adaptive=False)
+    pacer = limiter(time, rpm, burst=burst)
     gcra = Gcra(interval=60.0 / rpm, burst=burst)
     arrivals = [0.0, 0.001, 0.002, 0.05, 0.051, 0.2, 0.2, 0.2, 0.21, 0.5, 0.5, 0.55, 2.0, 2.0]
     arrivals += [2.0 + k * 0.013 for k in range(40)] + [3.0] * 10
     admitted_by = {"limiter": [], "gcra": []}  # type: dict[str, list[float]]
     for offset in arrivals:
         time.now = 1000.0 + offset
-        if pacer.try_acquire() is not None:
+        if await free_slot(pacer, time):
             admitted_by["limiter"].append(offset)
         if gcra.police(1000.0 + offset) == 0.0:
             admitted_by["gcra"].append(offset)

@@ -1,44 +1,19 @@
-"""How an adaptive limiter adapts: when a 429 means a limit, how far it cuts, how it
-climbs back. :class:`~twochat_voip.AdaptiveRateLimiter` paces; this is its law, in
-constants and pure functions, so that it reads (and is tested) apart from the pacing.
+"""The adaptive law: when 429s mean a limit, how far a cut goes, how the rate climbs
+back. :class:`~twochat_voip.AdaptiveRateLimiter` applies it; docs/many-workers.md tells
+why it is this way, with the runs that chose its numbers.
 
-Adapting starts slow. A client that does not know the limit starts at 4 requests a
-second and doubles that every half second until the server pushes back (as TCP's slow
-start does), and stops pacing once past 1,000 a second: sixteen workers (or four
-processes of them) starting at once would otherwise fire a 429 for nearly every one of
-them before the first answer is in.
-
-It tells a limit from noise. Busy APIs answer a stray 429 now and then; read as a
-limit, each would ratchet the rate down for good. So the limiter cuts its rate only
-when 429s are a real share of recent answers (at least 6 of the last 64, or 3 that are
-half the answers since the last cut), and then to 80% of the rate the server
-demonstrably *accepted* from this process meanwhile, not of the rate it was sending
-at. Only 429s for requests sent after the last cut count towards the next one, so a
-volley of 429s for requests already in flight counts once (the way TCP reacts once per
-round trip), and noise cannot compound cuts. A limit met while unpaced starts a slow
-start again, from what the server accepted in the last second.
-
-After a cut the rate climbs back *by time*, not per answer: back to what was accepted
-within 5 seconds, then by 1% a second of that; after 2 seconds of that with no limit it
-doubles every second, so that a share another process left free is taken up within
-seconds. A climb per accepted answer (as this limiter did before) favours whoever is
-already fastest: four processes on one account took 3.65x as long as the limit
-allowed. At a low rate the climb's seconds stretch, so that a climb spans at least 32
-answers: at 80 requests a minute a limit then shows within a few requests of being
-reached, not after a burst of 429s.
-
-Knowing the plan's limit changes the climb. A climb in proportion to a process's own
-rate keeps whatever shares the processes on one account came out of their slow starts
-with (one took 60% of the limit, another 10%, run after run). With the plan's limit
-(given, ``"auto"``, or asked of ``GET /open/info`` by the client when the server first
-answers 429) the limiter never climbs above it, a cut is 90% of what was accepted, and
-the climb after it is the same for every process on the account, in shares of the plan
-(1% of it a second, doubling every 2 seconds): additive increase, multiplicative
-decrease, which evens out unequal shares within a few cycles (Chiu and Jain's result,
-as in TCP). Two 429s among 16 answers then mean a limit: a process well under its plan
-meets it only because others share it, and each of its cycles should cost a 429 or two,
-not six. Below 1,536 requests a minute the climb's clock slows, so that a cycle spans
-at least 128 of the account's answers (at 80 a minute, a cycle of about 100 seconds).
+- **Slow start.** Without a rate, start at 4 requests a second and double every half
+  second until the server pushes back (past 1,000 a second, stop pacing).
+- **A limit, not noise.** Cut only when 429s are a real share of recent answers, and
+  only 429s for requests sent after the last cut count (a volley for requests already
+  in flight counts once). The cut is to 80% (90% with the plan known) of the rate the
+  server *accepted*, not of the rate sent.
+- **Climb by time.** Without the plan: back to what was accepted within 5 s, then 1% of
+  it a second, doubling every second after 2 s more. With the plan's limit: the same
+  steps of the plan for every process on the account (1% of it a second, doubling every
+  2 s), never above it; additive increase and multiplicative decrease even out the
+  shares of processes on one account. At low rates the climb's clock slows so that a
+  cycle spans enough answers for a limit to show.
 """
 
 from __future__ import annotations
@@ -62,63 +37,26 @@ __all__ = [
     "slow_start",
 ]
 
-WINDOW: Final = 64
-"""Answers a limit is judged, and an accepted rate measured, over."""
-LIMITED_IN_WINDOW: Final = 6
-"""429s among the last :data:`WINDOW` answers that mean a limit, not noise. Stray
-429s at 2% of answers reach it about once in 300 windows, and a cut they cause is
-regained within seconds."""
-LIMITED_CLEARLY: Final = 3
-"""Fewer 429s mean a limit when they are half the answers since the last cut, as at
-the start of a run that was told too high a rate: stray 429s never look like that."""
-CUT: Final = 0.8
-"""A cut sets this share of the rate the server accepted."""
-MEASURED: Final = 32
-"""Accepted answers a rate is measured over."""
-START_PER_SECOND: Final = 4.0
-"""An adaptive client's first rate: it doubles every :data:`DOUBLING` seconds until the
-server pushes back, so that many workers (or processes) starting at once do not fire a
-429 for each of them before the first answer is in."""
-DOUBLING: Final = 0.5
-"""Seconds in which a rate that has not yet met a limit doubles (a slow start)."""
-IDLE: Final = 1.0
-"""Seconds after its last request for which a rate goes on climbing: a client that goes
-quiet comes back at the pace it last used (or a little above), not at one it never
-tried, which a burst after a pause would answer with a storm of 429s."""
-UNPACED_ABOVE: Final = 1000.0
-"""Requests a second beyond which a slow start stops pacing at all."""
-REGAIN_SECONDS: Final = 5.0
-"""Seconds to climb back from a cut to the rate that was accepted."""
-PROBE_PER_SECOND: Final = 0.01
-"""Then the climb per second, as a share of the accepted rate (with no plan known)."""
-SPEED_UP_AFTER: Final = 2.0
-"""Seconds of that slow climb without a limit after which the rate doubles every
-second: capacity another process left free is taken up within seconds."""
-ANSWERS_PER_CYCLE: Final = 32
-"""Answers a climb should span at least: at a low rate (80 a minute) the climb's
-seconds stretch so that a limit is seen within a few requests of being reached."""
-PLAN_CUT: Final = 0.9
-"""With the plan's limit known, a cut sets this share of the rate the server accepted."""
-PLAN_CLIMB: Final = 0.01
-"""With the plan's limit known, the climb after a cut: this share of the plan a second,
-at first (every process on the account climbs by the same steps)..."""
-PLAN_DOUBLING: Final = 2.0
-"""... and that pace doubles every this many seconds without a limit."""
-PLAN_LIMITED: Final = 2
-"""429s that mean a limit, with the plan's limit known, when they come within
-:data:`PLAN_WINDOW` answers."""
-PLAN_WINDOW: Final = 16
-"""With the plan's limit known, :data:`PLAN_LIMITED` 429s among the last
-:data:`PLAN_WINDOW` answers mean a limit. One stray 429 in four (at 2% of answers)
-comes that close after another: each such pair costs a cut of a tenth. A run told
-3,000 a minute takes about 1.1x N/R with 2% stray 429s (1.02x with the rule for an
-unknown plan), 1.7x with 5%: the price of each limit costing a 429 or two, not six."""
-PLAN_CYCLE_ANSWERS: Final = 128
-"""The account's answers a climb with the plan known should span, at least."""
-PLAN_CYCLE_SECONDS: Final = 5.0
-"""The account's answers (:data:`PLAN_CYCLE_ANSWERS`) a climb with the plan known
-should span, at least, in this many seconds of it: below 128 / 5 a second (1,536 a
-minute) its clock slows."""
+WINDOW: Final = 64  # answers a limit is judged over
+LIMITED_IN_WINDOW: Final = 6  # 429s among them that mean a limit (2% strays: 1 in 300)
+LIMITED_CLEARLY: Final = 3  # fewer mean a limit when half the answers since the cut
+CUT: Final = 0.8  # a cut sets this share of the rate the server accepted
+MEASURED: Final = 32  # accepted answers a rate is measured over
+START_PER_SECOND: Final = 4.0  # a slow start's first rate...
+DOUBLING: Final = 0.5  # ... doubled every this many seconds until a limit
+IDLE: Final = 1.0  # a quiet spell after which the climb's clock stops
+UNPACED_ABOVE: Final = 1000.0  # requests a second beyond which a slow start stops pacing
+REGAIN_SECONDS: Final = 5.0  # without the plan: back to the accepted rate in this long,
+PROBE_PER_SECOND: Final = 0.01  # then climb this share of it a second,
+SPEED_UP_AFTER: Final = 2.0  # and after this long double every second
+ANSWERS_PER_CYCLE: Final = 32  # answers a climb spans at least (its clock slows)
+PLAN_CUT: Final = 0.9  # with the plan known: a cut to this share of what was accepted,
+PLAN_CLIMB: Final = 0.01  # a climb of this share of the plan a second,
+PLAN_DOUBLING: Final = 2.0  # doubling every this many seconds;
+PLAN_LIMITED: Final = 2  # this many 429s ...
+PLAN_WINDOW: Final = 16  # ... among this many answers mean a limit
+PLAN_CYCLE_ANSWERS: Final = 128  # a climb spans at least this many of the account's answers
+PLAN_CYCLE_SECONDS: Final = 5.0  # in this many seconds of its clock (slower below 1,536/min)
 
 
 def rate_of(times: collections.deque[float]) -> float | None:
