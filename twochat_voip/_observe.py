@@ -14,10 +14,10 @@ import logging
 import math
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from twochat_voip._clock import loop_time
 from twochat_voip._errors import TwoChatError
 from twochat_voip._protocol import Request
 from twochat_voip._retry import RetryNotice
@@ -109,7 +109,7 @@ class Observer:
         self,
         hooks: Sequence[Hook],
         base_url: str,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = loop_time,
     ) -> None:
         self.hooks: Final = tuple(hooks)
         self.clock: Final = clock

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
-import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
@@ -39,6 +38,7 @@ from twochat_voip._adapting import (
     rate_of,
     slow_start,
 )
+from twochat_voip._clock import loop_time
 from twochat_voip._gcra import Gcra
 from twochat_voip._retry import is_testing
 
@@ -73,8 +73,8 @@ class AdaptiveRateLimiter:
             and doubling every half second until the server pushes back.
         burst: Requests that may leave back to back after a quiet spell.
         min_requests_per_minute: The floor a cut never goes under.
-        clock: The monotonic clock, and ``sleep`` the way to wait on it (tests and
-            simulations pass virtual ones).
+        clock: The monotonic clock (the running loop's), and ``sleep`` the way to
+            wait on it (simulations pass virtual ones).
     """
 
     def __init__(
@@ -83,7 +83,7 @@ class AdaptiveRateLimiter:
         *,
         burst: int = 1,
         min_requests_per_minute: float = 6.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = loop_time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if requests_per_minute is not None:

@@ -36,10 +36,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Final, Literal, Self
+
+from twochat_voip._clock import loop_time
 
 try:
     from redis.asyncio import Redis
@@ -113,7 +114,7 @@ class RedisRateLimiter:
         local_requests_per_minute: float | None = None,
         redis_down_after: float = 5.0,
         key_prefix: str = DEFAULT_KEY_PREFIX,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = loop_time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if requests_per_minute <= 0:

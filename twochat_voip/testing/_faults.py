@@ -61,7 +61,7 @@ class ReceivedRequest:
         query: The query parameters (first value of each).
         headers: The request headers, names lower-cased. The key is left out of the
             repr, and is the test key anyway.
-        received_at: ``time.monotonic()`` when it arrived.
+        received_at: when it arrived, on the event loop's clock (``loop.time()``).
         status: The status answered, ``None`` if the connection was cut or hung.
     """
 

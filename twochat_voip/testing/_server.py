@@ -11,7 +11,6 @@ import asyncio
 import collections
 import json
 import random
-import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self
@@ -19,6 +18,7 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
+from twochat_voip._clock import loop_time
 from twochat_voip._gcra import Gcra
 from twochat_voip.testing._account import FakeAccount, call_event, events_for
 from twochat_voip.testing._answers import (
@@ -257,7 +257,7 @@ class FakeTwoChatServer:
 
     def _answer(self, request: web.BaseRequest, body: bytes) -> Answer:
         """Decide the answer to ``request``, and log it."""
-        now = time.monotonic()
+        now = loop_time()
         method, path = request.method, request.rel_url.raw_path
         query = {k: v[0] for k, v in parse_qs(request.rel_url.raw_query_string).items()}
         headers = {name.lower(): value for name, value in request.headers.items()}
