@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from virtual_time import VirtualTimeLoop
 
 from twochat_voip import VoIPClient, set_testing
 from twochat_voip.testing import FakeTwoChatServer, PostgresServer, RedisServer
@@ -109,3 +111,13 @@ _databases = itertools.count()
 def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One mypy cache for the session's type-checking tests: the second run is fast."""
     return tmp_path_factory.mktemp("mypy-cache")
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Tests marked ``virtual_time`` run on a loop whose clock jumps to its next timer
+    (tests/virtual_time.py); the rest on asyncio's own."""
+    if item.get_closest_marker("virtual_time") is None:
+        return {"asyncio": asyncio.new_event_loop}
+    return {"virtual": VirtualTimeLoop}

@@ -17,6 +17,8 @@ from twochat_voip import VoIPClient, WebhookEvent
 from twochat_voip.testing import FakeTwoChatServer, Fault
 from twochat_voip.testing._account import make_caller_id, make_virtual_number
 
+pytestmark = pytest.mark.virtual_time  # timeouts, backoff and pacing in the loop's time
+
 HOOK = "http://127.0.0.1:9/2chat/calls?token=s3cret-t0ken-value"
 
 

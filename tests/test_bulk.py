@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from typing import Any
@@ -16,6 +15,8 @@ from fake_clock import FakeClock
 import twochat_voip as tv
 from twochat_voip import CallResult, VoIPClient, set_testing
 from twochat_voip.testing import FakeTwoChatServer, Fault, generate_cdrs
+
+pytestmark = pytest.mark.virtual_time  # pacing, backoff and give-ups in the loop's time
 
 
 def client_for(server: FakeTwoChatServer, **options: Any) -> VoIPClient:
@@ -225,21 +226,20 @@ async def test_closing_the_client_ends_a_run() -> None:
 
 
 async def test_configured_rate_is_held_without_429s() -> None:
-    """requests_per_minute at the server's limit: about N/R, next to no 429s."""
+    """requests_per_minute at the server's limit: N/R, no 429s."""
     records = generate_cdrs(40, seed=12)
+    loop = asyncio.get_running_loop()
     async with (
         FakeTwoChatServer(cdrs=records, requests_per_minute=1200) as server,
         client_for(server, requests_per_minute=1200) as voip,
     ):
-        started = time.monotonic()
+        started = loop.time()
         results = await collect(voip, server.call_uuids, concurrency=8)
-        wall = time.monotonic() - started
+        took = loop.time() - started
         stats = voip.stats
     assert all(r.ok for r in results)
-    assert stats.rate_limited <= 1
-    # Pacing against a real server's limit is the behaviour: wall time, with the
-    # lower bound exact (39 intervals of 50 ms) and the upper one generous.
-    assert 39 / 20 * 0.95 <= wall <= 40 / 20 * 1.5
+    assert stats.rate_limited == 0
+    assert took == pytest.approx(39 / 20)  # 39 intervals of 50 ms, in the loop's time
 
 
 @pytest.mark.slow
@@ -250,9 +250,9 @@ async def test_unknown_rate_is_found_with_zero_failures() -> None:
         FakeTwoChatServer(cdrs=records, requests_per_minute=6000) as server,
         client_for(server, max_retries=0) as voip,
     ):
-        started = time.monotonic()
+        started = asyncio.get_running_loop().time()
         results = await collect(voip, server.call_uuids, concurrency=16)
-        wall = time.monotonic() - started
+        wall = asyncio.get_running_loop().time() - started
         stats = voip.stats
     ideal = 400 / 100
     assert all(r.ok for r in results)

@@ -14,6 +14,8 @@ import twochat_voip as tv
 from twochat_voip import AdaptiveRateLimiter, VoIPClient, set_testing
 from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer, Fault
 
+pytestmark = pytest.mark.virtual_time  # timeouts, backoff and pacing in the loop's time
+
 CALL = EXAMPLE_CDR["uuid"]
 
 

@@ -17,6 +17,8 @@ from yarl import URL
 import twochat_voip as tv
 from twochat_voip import VoIPClient
 
+pytestmark = pytest.mark.virtual_time  # timeouts, backoff and pacing in the loop's time
+
 BASE = "https://api.p.2chat.io"
 CALL = "CDR8b3e7a1f-6c94-4d52-ae17-5f2b9d4c8e63"
 URL_ = f"{BASE}/open/voip/call/{CALL}"

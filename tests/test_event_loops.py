@@ -11,6 +11,8 @@ import twochat_voip as tv
 from twochat_voip import VoIPClient
 from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer
 
+pytestmark = pytest.mark.virtual_time  # timeouts, backoff and pacing in the loop's time
+
 CALL = EXAMPLE_CDR["uuid"]
 
 

@@ -21,6 +21,8 @@ from twochat_voip.cli._support import Progress
 from twochat_voip.export._run import export_calls, stderr_is_interactive
 from twochat_voip.testing import FakeTwoChatServer, generate_cdrs
 
+pytestmark = pytest.mark.virtual_time  # timeouts, backoff and pacing in the loop's time
+
 
 async def test_export_from_a_plain_list_without_callback(tmp_path: Path) -> None:
     """export_calls takes any iterable, and a duplicate id is fetched once."""

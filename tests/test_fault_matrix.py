@@ -18,6 +18,8 @@ import twochat_voip as tv
 from twochat_voip import VoIPClient, set_testing
 from twochat_voip.testing import EXAMPLE_ANSWER, EXAMPLE_CDR, FakeTwoChatServer, Fault
 
+pytestmark = pytest.mark.virtual_time  # timeouts, backoff and pacing in the loop's time
+
 CALL = EXAMPLE_CDR["uuid"]
 PADDED = {**EXAMPLE_ANSWER, "padding": "x" * 3000}  # a valid answer, but over the cap
 LOCAL = "/open/voip/call/" + CALL

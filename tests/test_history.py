@@ -11,6 +11,8 @@ import twochat_voip as tv
 from twochat_voip import VoIPClient
 from twochat_voip.testing import FakeTwoChatServer, Fault, generate_cdrs
 
+pytestmark = pytest.mark.virtual_time  # timeouts, backoff and pacing in the loop's time
+
 
 def page(records: list[dict[str, Any]], count: int) -> Fault:
     """A history answer holding ``records``, whatever page was asked."""

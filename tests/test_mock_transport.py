@@ -13,6 +13,8 @@ import twochat_voip as tv
 from twochat_voip import Request, Response, VoIPClient, set_testing
 from twochat_voip.testing import EXAMPLE_ANSWER, EXAMPLE_CDR, MockTransport
 
+pytestmark = pytest.mark.virtual_time  # timeouts, backoff and pacing in the loop's time
+
 CALL = EXAMPLE_CDR["uuid"]
 BASE = "https://api.p.2chat.io"
 RECORD = Response(200, {"Content-Type": "application/json"}, json.dumps(EXAMPLE_ANSWER).encode())

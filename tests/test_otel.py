@@ -18,6 +18,8 @@ from twochat_voip import VoIPClient, set_testing
 from twochat_voip.otel import OpenTelemetryHook
 from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer, Fault, generate_cdrs
 
+pytestmark = pytest.mark.virtual_time  # timeouts, backoff and pacing in the loop's time
+
 CALL = EXAMPLE_CDR["uuid"]
 MakeClient = Callable[..., VoIPClient]
 

@@ -11,6 +11,8 @@ from twochat_voip import APIConnectionError, RateLimitError, RetryPolicy, Server
 from twochat_voip._errors import APIStatusError, NotFoundError, TwoChatError
 from twochat_voip._retry import RetryNotice, is_retryable, is_testing
 
+pytestmark = pytest.mark.virtual_time  # timeouts, backoff and pacing in the loop's time
+
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
 def test_retryable_statuses(status: int) -> None:

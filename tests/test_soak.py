@@ -16,6 +16,8 @@ import pytest
 from twochat_voip import VoIPClient, set_testing
 from twochat_voip.testing import FakeTwoChatServer, Fault, generate_cdrs
 
+pytestmark = pytest.mark.virtual_time  # timeouts, backoff and pacing in the loop's time
+
 SOAK_IDS = int(os.environ.get("SOAK_IDS", "2000"))
 FAULTS = [
     Fault(status=500),

@@ -20,6 +20,8 @@ from twochat_voip.testing import (
     generate_cdrs,
 )
 
+pytestmark = pytest.mark.virtual_time  # timeouts, backoff and pacing in the loop's time
+
 KEY_HEADER = {"X-User-API-Key": DEFAULT_TEST_KEY}
 
 

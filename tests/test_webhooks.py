@@ -18,6 +18,8 @@ from twochat_voip import CallDirection, CallStatus, VoIPClient, WebhookEvent
 from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer
 from twochat_voip.webhooks import CallEvent, WebhookReceiver, parse_call_event
 
+pytestmark = pytest.mark.virtual_time  # timeouts, backoff and pacing in the loop's time
+
 TOKEN = "t0ken-that-is-secret-enough"
 
 DOCUMENTED = {

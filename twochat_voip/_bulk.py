@@ -199,7 +199,7 @@ class _Run:
                 # Nothing is being fetched: the run waits for its caller or its input,
                 # which is no failure of the server's.
                 self._last_progress = loop.time()
-            elif loop.time() - self._last_progress >= give_up_after:
+            elif loop.time() >= self._last_progress + give_up_after:  # the sleep's own sum
                 error = self._last_failure or APITimeoutError(
                     f"nothing succeeded for {give_up_after:g} s; gave up"
                 )
