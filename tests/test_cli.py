@@ -1,4 +1,5 @@
-"""The twochat-voip command, run for real in a subprocess against the fake server."""
+"""The twochat-voip command against the fake server: in this process through click's
+CliRunner, and as the installed script where only a process shows the behaviour."""
 
 from __future__ import annotations
 
@@ -9,14 +10,18 @@ import os
 import shutil
 import signal
 import sys
+import threading
+import traceback
 from pathlib import Path
 from typing import Any
 
 import attrs
 import click
 import pytest
+from click.testing import CliRunner
 
 from twochat_voip import VoIPClient
+from twochat_voip.cli import main as cli_main
 from twochat_voip.cli._support import RateParam
 from twochat_voip.testing import (
     DEFAULT_TEST_KEY,
@@ -44,15 +49,23 @@ async def run(
     stdin: str | None = None,
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
+    subprocess: bool = False,
 ) -> Ran:
-    """Run the installed console script; the event loop keeps serving meanwhile."""
-    assert SCRIPT is not None, "twochat-voip is not installed next to this Python"
+    """Run the command against ``server``; the event loop keeps serving meanwhile.
+
+    In this process (click's ``CliRunner``, in a thread) unless ``subprocess``: the
+    installed console script, for what only a process shows (signals, two commands at
+    once, logging set up at import, the script itself). Either way the command sees no
+    ``TWOCHAT_*`` variable of the test's environment, only ``server``'s and ``env``."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("TWOCHAT_")}
     environment.pop("NO_COLOR", None)
     if server is not None:
         environment["TWOCHAT_API_KEY"] = server.api_key or SECRET
         environment["TWOCHAT_BASE_URL"] = server.base_url
     environment.update(env or {})
+    if not subprocess:
+        return await asyncio.to_thread(_invoke, args, stdin, cwd, environment)
+    assert SCRIPT is not None, "twochat-voip is not installed next to this Python"
     process = await asyncio.create_subprocess_exec(
         SCRIPT,
         *args,
@@ -67,6 +80,29 @@ async def run(
     )
     assert process.returncode is not None
     return Ran(process.returncode, out.decode(), err.decode())
+
+
+_IN_PROCESS = threading.Lock()
+"""CliRunner swaps the process's standard streams and environment: one run at a time."""
+
+
+def _invoke(args: tuple[str, ...], stdin: str | None, cwd: Path | None, env: dict[str, str]) -> Ran:
+    with _IN_PROCESS:
+        unset: dict[str, str | None] = {k: None for k in os.environ if k not in env}
+        previous = Path.cwd()
+        if cwd is not None:
+            os.chdir(cwd)
+        try:
+            result = CliRunner().invoke(
+                cli_main, list(args), input=stdin, env={**unset, **env}, prog_name="twochat-voip"
+            )
+        finally:
+            os.chdir(previous)
+    err = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        # What a process would print: an escaped exception's traceback.
+        err += "".join(traceback.format_exception(result.exception))
+    return Ran(result.exit_code, result.stdout, err)
 
 
 def one_clean_line(text: str) -> str:
@@ -391,6 +427,7 @@ async def test_exports_on_one_account_share_the_limit_through_redis(
                     server=server,
                     cwd=tmp_path,
                     env={"TWOCHAT_REDIS_URL": redis_server.url},
+                    subprocess=True,  # two processes at once
                 )
                 for half in (0, 1)
             )

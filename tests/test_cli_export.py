@@ -90,8 +90,20 @@ async def test_two_exports_of_one_file_never_interleave(tmp_path: Path) -> None:
     output = tmp_path / "o.jsonl"
     async with FakeTwoChatServer(cdrs=records) as server:
         first, second = await asyncio.gather(
-            run("export", "-i", str(source), "-o", str(output), "--rpm", "6000", server=server),
-            run("export", "-i", str(source), "-o", str(output), "--rpm", "6000", server=server),
+            *(
+                run(
+                    "export",
+                    "-i",
+                    str(source),
+                    "-o",
+                    str(output),
+                    "--rpm",
+                    "6000",
+                    server=server,
+                    subprocess=True,
+                )  # two processes at once
+                for _ in range(2)
+            ),
         )
     codes = sorted([first.code, second.code])
     assert codes == [0, 2], (first.err, second.err)

@@ -30,7 +30,7 @@ _GRACE = 0.001
 """Real seconds a loop with nothing to do looks for I/O before its clock jumps."""
 
 
-class _JumpingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+class _JumpingSelector(selectors.DefaultSelector):
     """The loop's selector: where the loop would wait for a timer, the clock jumps."""
 
     def __init__(self, loop: VirtualTimeLoop) -> None:
@@ -69,8 +69,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         """Jump ``seconds``, and onto the next timer exactly: its deadline is the sum
         its owner will compare the clock with."""
         self._now += seconds
-        if self._scheduled:  # (the loop's heap of timers; the first is the earliest)
-            self._now = max(self._now, self._scheduled[0].when())
+        timers: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
+        if timers:  # (the loop's heap of timers: the first is the earliest)
+            self._now = max(self._now, timers[0].when())
 
     def run_in_executor(  # type: ignore[override]
         self, executor: Any, func: Callable[..., _T], *args: Any
