@@ -38,6 +38,7 @@ async def collect(client: VoIPClient, ids: Any, **options: Any) -> list[CallResu
         return [result async for result in results]
 
 
+@pytest.mark.slow
 async def test_every_id_answered_exactly_once_despite_faults() -> None:
     """500 ids with 404s, 503s and dropped connections: 500 results, one per id."""
     records = generate_cdrs(500, seed=11)

@@ -121,6 +121,7 @@ async def test_get_prints_the_wire_record() -> None:
     assert json.loads(ran.out) == EXAMPLE_CDR
 
 
+@pytest.mark.slow
 async def test_python_dash_m_works_too() -> None:
     """python -m twochat_voip is the same command."""
     process = await asyncio.create_subprocess_exec(
@@ -241,6 +242,7 @@ def ids_file(path: Path, ids: list[str]) -> Path:
     return path
 
 
+@pytest.mark.slow
 async def test_export_writes_records_and_failures(tmp_path: Path) -> None:
     """Fetched records go to the output, failed ids to the failures file; exit 1."""
     records = generate_cdrs(30, seed=20)
@@ -293,6 +295,7 @@ async def test_export_resumes_and_retries_only_what_failed(tmp_path: Path) -> No
     assert not (tmp_path / "out.jsonl.failures.jsonl").exists()
 
 
+@pytest.mark.slow
 async def test_export_from_stdin(tmp_path: Path) -> None:
     """--input - reads ids from standard input."""
     records = generate_cdrs(5, seed=23)
@@ -312,6 +315,7 @@ async def test_export_from_stdin(tmp_path: Path) -> None:
     assert [json.loads(line) for line in output.read_text().splitlines()] == records
 
 
+@pytest.mark.slow
 async def test_export_csv_with_resume(tmp_path: Path) -> None:
     """CSV output: a header, one flat row per record, and resume by the uuid column."""
     records = generate_cdrs(8, seed=24)
@@ -347,6 +351,7 @@ async def test_export_with_unreadable_input_is_one_line(tmp_path: Path) -> None:
     assert "cannot read" in one_clean_line(ran.err)
 
 
+@pytest.mark.slow
 async def test_demo_runs_without_key_or_network_and_writes_no_cwd(tmp_path: Path) -> None:
     """demo: embedded server, a summary, exit 0, output in a temporary folder."""
     ran = await run(
@@ -404,6 +409,7 @@ async def test_unwritable_output_is_one_line(tmp_path: Path) -> None:
     assert "there is no folder" in one_clean_line(ran.err)
 
 
+@pytest.mark.slow
 async def test_exports_on_one_account_share_the_limit_through_redis(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
@@ -491,6 +497,7 @@ async def export_ids(tmp_path: Path, ids: list[str], *options: str, **run_option
     )
 
 
+@pytest.mark.slow
 async def test_export_asks_the_plan_rate_once_by_default(tmp_path: Path) -> None:
     """Without --rpm: one GET /open/info, then paced at the plan's limit, no 429."""
     records = generate_cdrs(40, seed=71)
@@ -561,6 +568,7 @@ async def test_export_with_a_dead_key_stops_with_one_line(tmp_path: Path) -> Non
     assert len(failures) == 200
 
 
+@pytest.mark.slow
 async def test_export_max_requests_caps_the_credits(tmp_path: Path) -> None:
     """--max-requests 5: five requests, then it stops and says the budget was spent."""
     records = generate_cdrs(30, seed=73)
@@ -574,6 +582,7 @@ async def test_export_max_requests_caps_the_credits(tmp_path: Path) -> None:
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 5
 
 
+@pytest.mark.slow
 async def test_export_gives_up_on_a_server_that_died(tmp_path: Path) -> None:
     """A server gone mid-run: after --give-up-after seconds without success the export
     stops with one line; every id is either saved or in the failures file, once."""
@@ -609,6 +618,7 @@ async def test_export_give_up_after_nan_is_a_usage_error(tmp_path: Path) -> None
     assert "Traceback" not in ran.err
 
 
+@pytest.mark.slow
 async def test_demo_shows_the_call_events_loop(tmp_path: Path) -> None:
     """After the export, new calls end, their events reach a receiver, and their
     records are fetched into the output; a second run finds them there."""
@@ -624,6 +634,7 @@ async def test_demo_shows_the_call_events_loop(tmp_path: Path) -> None:
     assert len(output.read_text().splitlines()) == 23
 
 
+@pytest.mark.slow
 async def test_fake_server_prints_its_url_and_key_and_serves(tmp_path: Path) -> None:
     """fake-server prints export lines for the URL and key; get works against it, for
     the docs' example record too; Ctrl-C stops it."""
@@ -682,6 +693,7 @@ async def test_demo_to_standard_output_says_it_skips_events() -> None:
     assert "call events skipped" in ran.err
 
 
+@pytest.mark.slow
 async def test_demo_interrupted_says_how_to_resume_into_its_folder(tmp_path: Path) -> None:
     """Ctrl-C in a demo writing to its own temporary folder: "the same command" would
     make a new folder, so the line names the file to resume into."""

@@ -40,6 +40,7 @@ def _sent(server: FakeTwoChatServer) -> int:
     return len([r for r in server.requests if r.call_uuid])
 
 
+@pytest.mark.slow
 async def test_the_format_comes_from_the_output_name(tmp_path: Path) -> None:
     """``-o calls.csv`` writes CSV; another --format for it is refused, nothing sent."""
     records = generate_cdrs(3, seed=60)
@@ -82,6 +83,7 @@ async def test_outputs_that_must_not_be_written_are_refused_untouched(tmp_path: 
     assert source.read_text().split() == [r["uuid"] for r in records]
 
 
+@pytest.mark.slow
 async def test_two_exports_of_one_file_never_interleave(tmp_path: Path) -> None:
     """Started together: one writes, the other is refused with one line; each record
     is in the file once."""
@@ -113,6 +115,7 @@ async def test_two_exports_of_one_file_never_interleave(tmp_path: Path) -> None:
     assert sorted(uuids) == sorted(r["uuid"] for r in records)
 
 
+@pytest.mark.slow
 async def test_ids_that_are_not_utf8_and_a_bom(tmp_path: Path) -> None:
     """Bytes that are not UTF-8: one line naming the line, exit 2. A BOM is ignored."""
     records = generate_cdrs(2, seed=63)
@@ -135,6 +138,7 @@ async def test_ids_that_are_not_utf8_and_a_bom(tmp_path: Path) -> None:
     assert output.read_bytes() == b"caf\xe9\n"
 
 
+@pytest.mark.slow
 async def test_output_dash_writes_json_lines_to_stdout(tmp_path: Path) -> None:
     """``-o -``: records on stdout, the summary on stderr, no file named '-'."""
     records = generate_cdrs(3, seed=64)
@@ -157,6 +161,7 @@ async def test_output_dash_writes_json_lines_to_stdout(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 async def test_ctrl_c_says_what_was_saved_and_exits_130(tmp_path: Path) -> None:
     """SIGINT mid-run: one line (saved so far, how to resume), exit 130, whole lines."""
     records = generate_cdrs(400, seed=65)
@@ -199,6 +204,7 @@ async def test_export_into_sqlite_and_postgres(tmp_path: Path, postgres_url: str
         assert connection.execute("SELECT count(*) FROM call_detail_records").fetchone() == (5,)
 
 
+@pytest.mark.slow
 async def test_what_goes_wrong_mid_run_is_exit_1_and_says_what_was_saved(
     tmp_path: Path,
 ) -> None:
@@ -236,6 +242,7 @@ async def test_what_goes_wrong_mid_run_is_exit_1_and_says_what_was_saved(
     assert not (tmp_path / "p.jsonl").exists()
 
 
+@pytest.mark.slow
 async def test_a_closed_stdout_and_a_key_file_with_a_bom(tmp_path: Path) -> None:
     """``-o - | head``: one line, exit 1, no traceback. A key file saved with a BOM
     works (the BOM is not part of the key)."""
@@ -258,6 +265,7 @@ async def test_a_closed_stdout_and_a_key_file_with_a_bom(tmp_path: Path) -> None
     assert server.requests[0].headers.get("x-user-api-key") == server.api_key
 
 
+@pytest.mark.slow
 async def test_csv_from_the_command_is_safe_exact_and_counted(tmp_path: Path) -> None:
     """Through the installed command: a formula is neutralised, a 20-digit price kept,
     and ids given twice are counted apart from the ones already there."""
@@ -284,6 +292,7 @@ async def test_csv_from_the_command_is_safe_exact_and_counted(tmp_path: Path) ->
     assert rows[ids[1]]["call_cost.call_price"] == "0.12345678901234567890"
 
 
+@pytest.mark.slow
 async def test_failures_into_the_file_stdout_goes_to_is_refused(tmp_path: Path) -> None:
     """``-o - --failures out.jsonl > out.jsonl`` would wipe the records at the first
     failure: refused, nothing sent."""

@@ -7,6 +7,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
 from test_cli import run
 
 from twochat_voip.testing import FakeTwoChatServer, generate_cdrs
@@ -18,6 +19,7 @@ def _held(database: Path) -> dict[str, dict[str, object]]:
     return {uuid: json.loads(record) for uuid, record in rows}
 
 
+@pytest.mark.slow
 async def test_sync_fetches_details_once_and_then_only_what_is_new(tmp_path: Path) -> None:
     """A first sync pages the history (a credit a page) and fetches each record's
     details; a second fetches only the calls made since."""

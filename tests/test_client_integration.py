@@ -357,6 +357,7 @@ async def test_compressed_bomb_is_capped(
     "fault",
     [Fault(gzip=True), Fault(chunked=True), Fault(content_type="text/html"), Fault(trickle=0.0001)],
 )
+@pytest.mark.slow
 async def test_unusual_but_valid_answers_are_read(
     twochat_server: FakeTwoChatServer, make_client: MakeClient, fault: Fault
 ) -> None:

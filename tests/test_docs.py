@@ -89,6 +89,7 @@ def docs_redis(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Re
     return redis_server
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", examples())
 def test_example_runs(
     source: str, docs_server: FakeTwoChatServer, request: pytest.FixtureRequest
@@ -237,6 +238,7 @@ FILE_BLOCK = re.compile(r"^```\w+\n# ([\w.-]+)\n(.*?)^```", re.MULTILINE | re.DO
 """A fenced block whose first line, ``# name``, says which file it is."""
 
 
+@pytest.mark.slow
 def test_testing_page_pytest_example_passes_in_a_fresh_folder(tmp_path: Path) -> None:
     """docs/testing.md's conftest.py, test file and pytest.ini, copied into a folder
     with no other config, pass under `python -m pytest` with warnings as errors."""

@@ -154,6 +154,7 @@ async def test_the_spent_budget_is_told_once(make_client: MakeClient) -> None:
     assert all(isinstance(e.error, tv.BudgetExhaustedError) for e in refused)
 
 
+@pytest.mark.slow
 async def test_a_failing_hook_is_logged_and_the_call_goes_on(
     make_client: MakeClient, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -335,6 +336,7 @@ async def run_python(code: str, **env: str) -> str:
     return err.decode()
 
 
+@pytest.mark.slow
 async def test_twochat_log_debug_logs_to_stderr() -> None:
     """TWOCHAT_LOG=debug switches the SDK's DEBUG lines on, to standard error; an
     unknown level is said and ignored."""
@@ -458,6 +460,7 @@ async def test_a_stopped_bulk_run_ends_its_calls_as_cancelled(
     assert kinds <= {tv.AuthenticationError, asyncio.CancelledError}
 
 
+@pytest.mark.slow
 async def test_a_retry_after_is_told_with_the_retry(
     twochat_server: FakeTwoChatServer, make_client: MakeClient
 ) -> None:

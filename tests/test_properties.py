@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import cattrs
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
@@ -83,6 +84,7 @@ def mutated(mutations: list[tuple[str, str, Any]]) -> dict[str, Any]:
     return answer
 
 
+@pytest.mark.slow
 @given(mutations=st.lists(mutation, min_size=1, max_size=6))
 def test_mutated_example_is_a_record_or_a_validation_error(
     mutations: list[tuple[str, str, Any]],
@@ -138,6 +140,7 @@ def structured_by(conv: cattrs.Converter, wire: object) -> object:
         return type(exc)
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(mutations=st.lists(mutation, min_size=1, max_size=6))
 def test_the_explaining_converter_agrees_with_the_sdks(

@@ -286,6 +286,7 @@ async def test_a_pause_during_a_wait_makes_the_waiter_plan_again(
     assert left >= 1000.0 + 0.3  # ...and left only once the pause was over
 
 
+@pytest.mark.slow
 async def test_keys_expire_when_their_schedule_is_over(
     make_limiter: MakeLimiter, redis: Redis
 ) -> None:
@@ -525,6 +526,7 @@ except ImportError as exc:
 """
 
 
+@pytest.mark.slow
 async def test_core_works_without_the_redis_package() -> None:
     """Without redis installed the SDK imports and fetches; only twochat_voip.redis says
     what to install."""

@@ -149,6 +149,7 @@ def on_the_older_name(result: AnyCallResult) -> str:
 """
 
 
+@pytest.mark.slow
 def test_ok_narrows_a_result_under_mypy_strict(tmp_path: Path, mypy_cache: Path) -> None:
     """`if result.ok:`, `if not result.ok:`, `if result.error is None:` and a match
     narrow a CallResult (or an AnyCallResult), so result.cdr needs no None check there."""

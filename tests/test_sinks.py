@@ -126,6 +126,7 @@ async def test_a_second_writer_is_refused_until_the_first_is_done(tmp_path: Path
         pass
 
 
+@pytest.mark.slow
 async def test_records_are_written_as_sent_with_exact_numbers(tmp_path: Path) -> None:
     """JSONL keeps every digit and unknown field; CSV and SQLite keep the digits too;
     every line is strict JSON (1e309 is a number, never Infinity)."""
@@ -211,6 +212,7 @@ async def test_csv_formulas_through_an_export_and_its_resume(tmp_path: Path) -> 
     assert (again.already_there, sent) == (1, 0)
 
 
+@pytest.mark.slow
 async def test_resume_is_keyed_by_the_id_asked_for(tmp_path: Path) -> None:
     """2Chat answering with another uuid: the asked id is noted, and a second run
     sends nothing; a note whose record never made it does not count."""
@@ -289,6 +291,7 @@ async def test_stdout_sink_writes_json_lines(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 async def test_sqlite_rows_are_typed_and_upserted(tmp_path: Path) -> None:
     """One row per uuid however often it is written; typed values read back."""
     from twochat_voip.sql import SQLSink
@@ -328,6 +331,7 @@ async def test_a_bad_database_is_one_clear_error(tmp_path: Path) -> None:
         await sink.held(["CDR1"])
 
 
+@pytest.mark.slow
 async def test_postgres_columns_are_typed_and_exports_share_a_table(
     tmp_path: Path, postgres_url: str
 ) -> None:
@@ -422,6 +426,7 @@ def _record(wire: dict[str, Any]) -> Any:
     return converter.structure(wire, CallDetailRecord)
 
 
+@pytest.mark.slow
 async def test_failures_never_names_a_file_that_is_not_a_failures_list(tmp_path: Path) -> None:
     """A database, another export, the output's notes, a FIFO, a folder: refused
     untouched before anything is sent; an empty file of someone else's is kept."""
@@ -445,6 +450,7 @@ async def test_failures_never_names_a_file_that_is_not_a_failures_list(tmp_path:
     assert empty.exists()
 
 
+@pytest.mark.slow
 async def test_failures_list_is_replaced_then_removed_and_locked(tmp_path: Path) -> None:
     """A run with failures replaces the last list; one without removes it; two runs
     cannot share one list."""
@@ -488,6 +494,7 @@ async def test_outputs_that_are_not_regular_files_are_refused(tmp_path: Path) ->
             pass  # pragma: no cover
 
 
+@pytest.mark.slow
 async def test_a_carriage_return_stays_inside_its_csv_cell(tmp_path: Path) -> None:
     """A bare CR is quoted: it cannot start a row (and a formula) of its own, and the
     next resume still reads every row."""
@@ -585,6 +592,7 @@ async def test_the_resume_scan_reads_escaped_uuids_in_full(tmp_path: Path) -> No
         assert await sink.held(["CDR1", "CDR2", "CDR3", "CDR\\u0032"]) == {"CDR1", "CDR2", "CDR3"}
 
 
+@pytest.mark.slow
 async def test_a_cell_longer_than_the_csv_modules_cap_is_resumed(tmp_path: Path) -> None:
     """A 200,000-character cell (the csv module stops at 131,072 unless told): the
     next run sends nothing, and the process's cap is as it was."""
@@ -625,6 +633,7 @@ async def test_a_write_that_fails_says_where(
         await _export(records, tmp_path / "o.jsonl")
 
 
+@pytest.mark.slow
 async def test_a_record_postgres_refuses_is_a_failure_and_the_run_goes_on(
     tmp_path: Path, postgres_url: str
 ) -> None:
