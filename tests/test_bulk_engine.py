@@ -50,7 +50,7 @@ STRAY_FAULTS = [Fault(status=503), Fault(status=500), Fault(drop="mid_body")]
 
 
 async def timed_faulty_run(stray_429s: bool) -> tuple[float, list[CallResult], tv.ClientStats]:
-    records = generate_cdrs(1200, seed=41)
+    records = generate_cdrs(600, seed=41)
     async with FakeTwoChatServer(cdrs=records, log_requests=False) as server:
         faults = [*STRAY_FAULTS, *([Fault(status=429, retry_after=0)] * 2 if stray_429s else [])]
         # 4% 5xx and 2% dropped either way; with stray 429s, 2% of answers more are 429.
@@ -65,13 +65,14 @@ async def timed_faulty_run(stray_429s: bool) -> tuple[float, list[CallResult], t
 @pytest.mark.slow
 async def test_stray_429s_do_not_slow_an_adaptive_run() -> None:
     """2% of answers 429 (Retry-After: 0) on a server with no real limit: the run takes
-    no more than twice as long as the same run without them, and loses nothing."""
+    (in the loop's time) hardly longer than the same run without them, and loses
+    nothing."""
     baseline, base_results, _ = await timed_faulty_run(stray_429s=False)
     wall, results, stats = await timed_faulty_run(stray_429s=True)
     assert all(r.ok for r in base_results + results)
-    assert answered_once(results, 1200)
+    assert answered_once(results, 600)
     assert stats.rate_limited > 5  # the stray 429s were really there
-    assert wall <= 2 * baseline + 0.5, (wall, baseline)
+    assert wall <= 1.1 * baseline, (wall, baseline)
 
 
 # 2. and 3. Runs that cannot succeed stop.
