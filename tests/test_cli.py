@@ -715,7 +715,9 @@ async def test_demo_interrupted_says_how_to_resume_into_its_folder(tmp_path: Pat
     assert process.stderr is not None
     first = await asyncio.wait_for(process.stderr.readline(), 30)
     assert first.startswith(b"demo: 3000 records")
-    await asyncio.sleep(0.5)
+    async with asyncio.timeout(30):  # the export is under way: records in its file
+        while not any(p.stat().st_size for p in tmp_path.glob("twochat-voip-demo-*/*.jsonl")):  # noqa: ASYNC110 - another process's file; nothing to await
+            await asyncio.sleep(0.01)
     process.send_signal(signal.SIGINT)
     _, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 130
