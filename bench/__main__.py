@@ -9,7 +9,6 @@ from typing import Any
 
 from bench import (
     callgrind,
-    decode,
     instructions,
     many_workers,
     memory,
@@ -19,7 +18,7 @@ from bench import (
 )
 from bench.measure import pin_client
 
-SECTIONS = ["throughput", "instructions", "decode", "rate_limited", "many_workers", "memory"]
+SECTIONS = ["throughput", "instructions", "rate_limited", "many_workers", "memory"]
 
 
 def main() -> None:
@@ -65,9 +64,6 @@ def main() -> None:
                 settings["instructions_small"],
                 settings["instructions_large"],
             )
-    if "decode" in args.only:
-        print("Decode + structure:", flush=True)
-        results["decode"] = decode.measure(rounds=5 if not quick else 1, number=2000)
     if "rate_limited" in args.only:
         print(
             f"Rate-limited ({settings['rate_per_minute']:.0f}/min, {settings['rate_ids']} ids):",

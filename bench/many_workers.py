@@ -131,7 +131,7 @@ def measure(per_minute: float, ids: int) -> list[Row]:
             row = {
                 "split": split,
                 "client": name,
-                **limited_row(server.take_stats(), wall, ideal),
+                **limited_row(server.take_stats(), wall, ideal, len(names)),
                 "fetched": fetched,
                 "failed": failed,
             }

@@ -52,9 +52,10 @@ def rss_kib() -> int:
 Row = dict[str, Any]
 
 
-def limited_row(stats: dict[str, int], wall: float, ideal: float) -> Row:
-    """A run against the rate-limited canned server: wall time against N/R, and the
-    requests and 429s the server counted."""
+def limited_row(stats: dict[str, int], wall: float, ideal: float, records: int) -> Row:
+    """A run of ``records`` ids against the rate-limited canned server: wall time
+    against N/R, the requests and 429s the server counted, and credits (requests, the
+    plan question and 429s included) per record."""
     requests = stats["served"] + stats["limited"]
     return {
         "wall_s": wall,
@@ -62,6 +63,7 @@ def limited_row(stats: dict[str, int], wall: float, ideal: float) -> Row:
         "requests": requests,
         "rate_limited": stats["limited"],
         "rate_limited_share": stats["limited"] / requests if requests else 0.0,
+        "credits_per_record": requests / records,
     }
 
 
@@ -69,5 +71,5 @@ def describe_limited(row: Row) -> str:
     return (
         f"wall {row['wall_s']:6.1f} s = {row['wall_over_ideal']:.2f}x N/R, "
         f"{row['rate_limited']} 429s of {row['requests']} requests "
-        f"({row['rate_limited_share']:.1%})"
+        f"({row['rate_limited_share']:.1%}), {row['credits_per_record']:.3f} credits/record"
     )

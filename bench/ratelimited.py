@@ -1,6 +1,7 @@
 """A rate-limited bulk run: a server that enforces R requests/minute (GCRA, burst 5,
-no Retry-After) and N ids, through our client told the rate, our client not told it,
-and the naive gather + tenacity code. Wall time as a ratio to N/R, 429s, failures."""
+no Retry-After) and N ids, through our client told the rate, asking it (``"auto"``:
+``GET /open/info`` names R) and not told it (adapting), and the naive gather +
+tenacity code. Wall time as a ratio to N/R, 429s, and credits (requests) per record."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ def measure(per_minute: float, ids: int, concurrency: int = 16) -> list[Row]:
         "twochat_voip, requests_per_minute=R": lambda url: ours_get_calls(
             url, names, concurrency, rpm=per_minute
         ),
+        'twochat_voip, requests_per_minute="auto"': lambda url: ours_get_calls(
+            url, names, concurrency, rpm="auto"
+        ),
         "twochat_voip, rate not given (adaptive)": lambda url: ours_get_calls(
             url, names, concurrency, rpm=None
         ),
@@ -32,7 +36,7 @@ def measure(per_minute: float, ids: int, concurrency: int = 16) -> list[Row]:
             (_, failed), wall, _ = timed_run(functools.partial(run, server.base_url))
             row = {
                 "client": name,
-                **limited_row(server.take_stats(), wall, ideal),
+                **limited_row(server.take_stats(), wall, ideal, len(names)),
                 "failed": failed,
             }
             rows.append(row)

@@ -15,6 +15,7 @@ _LIMITED_COLUMNS = [
     ("requests", "requests (credits)", ""),
     ("rate_limited", "429s", ""),
     ("rate_limited_share", "429 share", ".1%"),
+    ("credits_per_record", "credits/record", ".3f"),
     ("failed", "failed", ""),
 ]
 """The columns of a run against a per-minute limit."""
@@ -110,20 +111,6 @@ def write(out: Path, results: dict[str, Any], settings: dict[str, Any]) -> Path:
                 *_table(diagnosis, columns),
                 "",
             ]
-    if "decode" in results:
-        lines += [
-            "## Decoding and structuring one record",
-            "",
-            *_table(
-                results["decode"],
-                [
-                    ("decoder", "decoder", ""),
-                    ("us_per_record", "µs/record", ".1f"),
-                    ("ratio_to_orjson", "× orjson", ".2f"),
-                ],
-            ),
-            "",
-        ]
     if "rate_limited" in results:
         lines += [
             "## A bulk run against a per-minute limit",

@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine
 from contextlib import aclosing
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import aiohttp
 import httpx
@@ -63,7 +63,7 @@ async def raw_aiohttp(base_url: str, ids: list[str], concurrency: int) -> Outcom
 
 
 async def ours_get_calls(
-    base_url: str, ids: list[str], concurrency: int, rpm: float | None = FAR_ABOVE
+    base_url: str, ids: list[str], concurrency: int, rpm: float | Literal["auto"] | None = FAR_ABOVE
 ) -> Outcome:
     """twochat_voip's bulk path: get_calls with retries and rate limiting on."""
     got = failed = 0
@@ -163,6 +163,24 @@ async def httpx_pydantic(base_url: str, ids: list[str], concurrency: int) -> Out
     return got, len(ids) - got
 
 
+async def aiohttp_pydantic(base_url: str, ids: list[str], concurrency: int) -> Outcome:
+    """aiohttp with pydantic models: the same transport as ours, validation by pydantic."""
+    queue = iter(ids)
+    got = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            nonlocal got
+            for call_uuid in queue:
+                async with session.get(_url(base_url, call_uuid), headers=HEADERS) as answer:
+                    Envelope.model_validate_json(await answer.read())
+                    got += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return got, len(ids) - got
+
+
 class _Retryable(Exception):
     pass
 
@@ -198,5 +216,6 @@ THROUGHPUT_STACKS: dict[str, Stack] = {
     "raw aiohttp + orjson": raw_aiohttp,
     "twochat_voip get_calls": ours_get_calls,
     "twochat_voip get_call + gather": ours_get_call_gather,
+    "aiohttp + pydantic": aiohttp_pydantic,
     "httpx + pydantic": httpx_pydantic,
 }
