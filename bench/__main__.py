@@ -16,7 +16,7 @@ from bench import (
     report,
     throughput,
 )
-from bench.measure import pin_client
+from bench.measure import machine_state, pin_client
 
 SECTIONS = ["throughput", "instructions", "rate_limited", "many_workers", "memory"]
 
@@ -43,6 +43,7 @@ def main() -> None:
         "stream_ids": 2000 if quick else 1_000_000,
     }
     pin_client()
+    settings["machine"] = machine_state()
     saved = args.out / "performance.json"
     # Measuring one section again keeps the others' figures from the last full run.
     results: dict[str, Any] = {}

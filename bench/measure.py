@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -73,3 +74,20 @@ def describe_limited(row: Row) -> str:
         f"{row['rate_limited']} 429s of {row['requests']} requests "
         f"({row['rate_limited_share']:.1%}), {row['credits_per_record']:.3f} credits/record"
     )
+
+
+def machine_state() -> dict[str, Any]:
+    """What the machine was doing when a run started: its CPUs, the load averages (1,
+    5 and 15 minutes; above about 0.3 something else was running) and the commit of
+    the sources measured."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 - the checkout's own git
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return {
+        "cpus": os.cpu_count(),
+        "load_average": [round(load, 2) for load in os.getloadavg()],
+        "commit": commit or "unknown",
+    }

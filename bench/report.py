@@ -35,6 +35,17 @@ def _table(rows: list[Row], columns: list[tuple[str, str, str]]) -> list[str]:
     return lines
 
 
+def _machine(state: dict[str, Any] | None) -> list[str]:
+    if not state:
+        return []
+    loads = "/".join(f"{load:.2f}" for load in state["load_average"])
+    return [
+        f"Machine: {state['cpus']} CPUs, load average {loads} (1/5/15 min) when the run "
+        f"began, nothing else started beside it; sources at `{state['commit']}`.",
+        "",
+    ]
+
+
 def write(out: Path, results: dict[str, Any], settings: dict[str, Any]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     lines = [
@@ -46,7 +57,8 @@ def write(out: Path, results: dict[str, Any], settings: dict[str, Any]) -> Path:
         "pinned to different cores where the OS allows. Every ratio comes from runs "
         "interleaved in the same process, so the machine's speed swings cancel out.",
         "",
-        f"Settings: `{settings}`",
+        *_machine(settings.get("machine")),
+        f"Settings: `{ {k: v for k, v in settings.items() if k != 'machine'} }`",
         "",
     ]
     if "throughput" in results:
