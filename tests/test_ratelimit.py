@@ -560,3 +560,22 @@ async def test_free_slots_are_exactly_what_the_gcra_admits(rpm: float, burst: in
             admitted_by["gcra"].append(offset)
     assert admitted_by["limiter"] == admitted_by["gcra"]
     assert 0 < len(admitted_by["gcra"]) < len(arrivals)  # some let through, some not
+
+
+@pytest.mark.parametrize("rpm", [None, 600])
+async def test_after_a_quiet_spell_the_pace_is_where_the_climb_stopped(rpm: float | None) -> None:
+    """A climb's clock stops in a quiet spell and resumes after it: the first requests
+    after it leave at the rate the climb had reached, not at the rate of the cut."""
+    time = FakeTime()
+    pacer = limiter(time, rpm)
+    limit(pacer, await answered(time, pacer, [200] * 20, gap=0.1))
+    cut = pacer.requests_per_minute
+    await busy_for(time, pacer, 3)
+    time.now += 30
+    reached = pacer.requests_per_minute
+    assert cut is not None
+    assert reached is not None
+    assert reached > 1.02 * cut
+    first = await pacer.acquire()
+    second = await pacer.acquire()
+    assert second - first == pytest.approx(60 / reached, rel=0.01)

@@ -76,8 +76,8 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def run_in_executor(  # type: ignore[override]
         self, executor: Any, func: Callable[..., _T], *args: Any
     ) -> asyncio.Future[_T]:
-        self.threads_at_work += 1
         future = super().run_in_executor(executor, func, *args)
+        self.threads_at_work += 1  # (after: a refused call leaves no thread counted)
         future.add_done_callback(self._thread_done)
         return future
 

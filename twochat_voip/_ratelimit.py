@@ -246,11 +246,11 @@ class AdaptiveRateLimiter:
                 self._cut_at += quiet
         elif self._cut_at > now:
             self._cut_at = now
+        sent.append(now)  # first: the climb's clock, moved on above, runs to `now`
         rate = self._rate_now(now)
         if rate is not None:
             self._gcra.interval = 1.0 / rate
             self._gcra.take(now, due)
-        sent.append(now)
         return now
 
     def _cut(self, now: float) -> None:
