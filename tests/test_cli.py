@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import logging
 import os
 import shutil
 import signal
@@ -86,10 +87,29 @@ _IN_PROCESS = threading.Lock()
 """CliRunner swaps the process's standard streams and environment: one run at a time."""
 
 
+class _RunnersStderr:
+    """Standard error as it is when written to: the runner's, during a run."""
+
+    def write(self, text: str) -> None:
+        sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def _invoke(args: tuple[str, ...], stdin: str | None, cwd: Path | None, env: dict[str, str]) -> Ran:
+    # What a process with no logging set up prints: warnings and errors (tracebacks
+    # too) of the SDK and of asyncio, on standard error (logging's last resort).
+    last_resort = logging.StreamHandler(_RunnersStderr())
+    last_resort.setLevel(logging.WARNING)
+    loggers = [logging.getLogger(name) for name in ("twochat_voip", "asyncio")]
     with _IN_PROCESS:
         unset: dict[str, str | None] = {k: None for k in os.environ if k not in env}
         previous = Path.cwd()
+        propagate = [logger.propagate for logger in loggers]
+        for logger in loggers:
+            logger.addHandler(last_resort)
+            logger.propagate = False
         if cwd is not None:
             os.chdir(cwd)
         try:
@@ -98,6 +118,9 @@ def _invoke(args: tuple[str, ...], stdin: str | None, cwd: Path | None, env: dic
             )
         finally:
             os.chdir(previous)
+            for logger, was in zip(loggers, propagate, strict=True):
+                logger.removeHandler(last_resort)
+                logger.propagate = was
     err = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         # What a process would print: an escaped exception's traceback.

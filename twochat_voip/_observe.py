@@ -228,7 +228,7 @@ class Observer:
         if self._budget_told:
             return
         self._budget_told = True
-        logger.warning("the request budget of %d is spent: no more requests are sent", budget)
+        logger.info("the request budget of %d is spent: no more requests are sent", budget)
         if self.hooks:
             self._emit(BudgetExhausted(budget=budget))
 
