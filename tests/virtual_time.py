@@ -16,6 +16,7 @@ PostgreSQL answers on the machine's clock; their tests keep the default loop.
 from __future__ import annotations
 
 import asyncio
+import math
 import selectors
 import time
 from collections.abc import Callable
@@ -70,8 +71,15 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         its owner will compare the clock with."""
         self._now += seconds
         timers: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
-        if timers:  # (the loop's heap of timers: the first is the earliest)
+        if timers and math.isfinite(timers[0].when()):  # (the loop's heap: earliest first)
             self._now = max(self._now, timers[0].when())
+
+    async def subprocess_exec(self, *args: Any, **kwargs: Any) -> Any:
+        """Refused: a process answers on the machine's clock, and the loop's would jump
+        past its answer (mark such a test as real time)."""
+        raise RuntimeError("a virtual_time test cannot run a subprocess")
+
+    subprocess_shell = subprocess_exec
 
     def run_in_executor(  # type: ignore[override]
         self, executor: Any, func: Callable[..., _T], *args: Any
