@@ -44,8 +44,10 @@ def _url(base_url: str, call_uuid: str) -> str:
     return f"{base_url}/open/voip/call/{call_uuid}"
 
 
-async def raw_aiohttp(base_url: str, ids: list[str], concurrency: int) -> Outcome:
-    """The limit: aiohttp GET + orjson.loads, no validation, no retries."""
+async def _aiohttp_workers(
+    base_url: str, ids: list[str], concurrency: int, parse: Callable[[bytes], object]
+) -> Outcome:
+    """``concurrency`` workers over one aiohttp session, each answer's body parsed."""
     queue = iter(ids)
     got = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -55,11 +57,16 @@ async def raw_aiohttp(base_url: str, ids: list[str], concurrency: int) -> Outcom
             nonlocal got
             for call_uuid in queue:
                 async with session.get(_url(base_url, call_uuid), headers=HEADERS) as answer:
-                    orjson.loads(await answer.read())
+                    parse(await answer.read())
                     got += 1
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return got, len(ids) - got
+
+
+async def raw_aiohttp(base_url: str, ids: list[str], concurrency: int) -> Outcome:
+    """The limit: aiohttp GET + orjson.loads, no validation, no retries."""
+    return await _aiohttp_workers(base_url, ids, concurrency, orjson.loads)
 
 
 async def ours_get_calls(
@@ -165,20 +172,7 @@ async def httpx_pydantic(base_url: str, ids: list[str], concurrency: int) -> Out
 
 async def aiohttp_pydantic(base_url: str, ids: list[str], concurrency: int) -> Outcome:
     """aiohttp with pydantic models: the same transport as ours, validation by pydantic."""
-    queue = iter(ids)
-    got = 0
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def worker() -> None:
-            nonlocal got
-            for call_uuid in queue:
-                async with session.get(_url(base_url, call_uuid), headers=HEADERS) as answer:
-                    Envelope.model_validate_json(await answer.read())
-                    got += 1
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return got, len(ids) - got
+    return await _aiohttp_workers(base_url, ids, concurrency, Envelope.model_validate_json)
 
 
 class _Retryable(Exception):
