@@ -37,6 +37,15 @@ SCRIPT = shutil.which("twochat-voip", path=str(Path(sys.executable).parent))
 SECRET = "sk-CLI-LEAKCHECK-42"
 
 
+def interruptible(*argv: str) -> list[str]:
+    """``argv`` run with Ctrl-C's default meaning restored: a process started in the
+    background of a script (``pytest &``) inherits SIGINT ignored, and the tests that
+    press Ctrl-C would find it ignored."""
+    reset = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    reset += "os.execv(sys.argv[1], sys.argv[1:])"
+    return [sys.executable, "-c", reset, *argv]
+
+
 @attrs.frozen
 class Ran:
     code: int
@@ -663,10 +672,7 @@ async def test_fake_server_prints_its_url_and_key_and_serves(tmp_path: Path) -> 
     the docs' example record too; Ctrl-C stops it."""
     assert SCRIPT is not None
     process = await asyncio.create_subprocess_exec(
-        SCRIPT,
-        "fake-server",
-        "--records",
-        "3",
+        *interruptible(SCRIPT, "fake-server", "--records", "3"),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -724,14 +730,7 @@ async def test_demo_interrupted_says_how_to_resume_into_its_folder(tmp_path: Pat
     environment = {k: v for k, v in os.environ.items() if not k.startswith("TWOCHAT_")}
     environment["TMPDIR"] = str(tmp_path)  # the demo's folder lands here
     process = await asyncio.create_subprocess_exec(
-        SCRIPT,
-        "demo",
-        "--count",
-        "3000",
-        "--server-rpm",
-        "3000",
-        "--events",
-        "0",
+        *interruptible(SCRIPT, "demo", "--count", "3000", "--server-rpm", "3000", "--events", "0"),
         stderr=asyncio.subprocess.PIPE,
         env=environment,
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli import SCRIPT, one_clean_line, run
+from test_cli import SCRIPT, interruptible, one_clean_line, run
 
 from twochat_voip.testing import FakeTwoChatServer, generate_cdrs
 
@@ -28,8 +28,7 @@ async def _start(
     """The installed command with the server's key and URL, stderr piped."""
     assert SCRIPT is not None
     return await asyncio.create_subprocess_exec(
-        SCRIPT,
-        *args,
+        *interruptible(SCRIPT, *args),
         stdout=stdout,
         stderr=asyncio.subprocess.PIPE,
         env={"TWOCHAT_API_KEY": str(server.api_key), "TWOCHAT_BASE_URL": server.base_url},
