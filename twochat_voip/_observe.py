@@ -1,9 +1,10 @@
 """What a client tells about its requests: its hooks' events and its log lines.
 
-The ``twochat_voip`` logger gets one DEBUG line per request (method, path, status,
-milliseconds, attempt; never a header, so never the key) and, at INFO, each retry
-(a 429 that a bulk run waits out with its limiter at DEBUG: a run finding its limit
-meets many).
+Each step of a call is one event (see :mod:`twochat_voip.hooks`), told to the hooks.
+The ``twochat_voip`` logger's DEBUG line per request (method, path, status,
+milliseconds, attempt; never a header, so never the key) is written from the same
+event (:func:`log_attempt`); each retry is an INFO line (a 429 that a bulk run waits
+out with its limiter, DEBUG: a run finding its limit meets many).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from twochat_voip.hooks import (
     RetryScheduled,
 )
 
-__all__ = ["CallWatch", "Observer", "configure_logging_from_env"]
+__all__ = ["CallWatch", "Observer", "configure_logging_from_env", "log_attempt"]
 
 logger: Final = logging.getLogger("twochat_voip")
 
@@ -63,6 +64,29 @@ def configure_logging_from_env() -> None:
         # Written here only: through the application's handlers too, every line would
         # show twice (a propagated record skips its ancestors' levels).
         logger.propagate = False
+
+
+def log_attempt(event: ResponseReceived | RequestFailed) -> None:
+    """An attempt's DEBUG line, written from its event: method, path, status (or "no
+    answer"), milliseconds, attempt; never a header, so never the key."""
+    if isinstance(event, ResponseReceived):
+        logger.debug(
+            "%s %s -> %d in %.1f ms (attempt %d)",
+            event.method,
+            event.path,
+            event.status_code,
+            event.elapsed * 1000.0,
+            event.attempt,
+        )
+    else:
+        logger.debug(
+            "%s %s -> no answer after %.1f ms (attempt %d): %s",
+            event.method,
+            event.path,
+            event.elapsed * 1000.0,
+            event.attempt,
+            event.error,
+        )
 
 
 class CallWatch:
@@ -164,26 +188,12 @@ class Observer:
     def answered(self, watch: CallWatch, attempt: int, status: int, sent: float) -> None:
         watch.status_code = status
         debug = logger.isEnabledFor(logging.DEBUG)
-        if not (debug or self.hooks):
-            return
-        elapsed = self.clock() - sent
-        logger.debug(
-            "%s %s -> %d in %.1f ms (attempt %d)",
-            watch.about["method"],
-            watch.about["path"],
-            status,
-            elapsed * 1000.0,
-            attempt,
-        )
-        if self.hooks:
-            self._emit(
-                ResponseReceived(
-                    **watch.about,
-                    attempt=attempt,
-                    status_code=status,
-                    elapsed=elapsed,
-                )
+        if debug or self.hooks:
+            elapsed = self.clock() - sent
+            event = ResponseReceived(
+                **watch.about, attempt=attempt, status_code=status, elapsed=elapsed
             )
+            self._tell_attempt(event, debug)
 
     def failed(self, watch: CallWatch, attempt: int, error: TwoChatError, sent: float) -> None:
         """An attempt failed in the transport: its answer was refused (too large, a
@@ -192,24 +202,19 @@ class Observer:
         if isinstance(status, int):
             self.answered(watch, attempt, status, sent)
             return
-        elapsed = self.clock() - sent
-        logger.debug(
-            "%s %s -> no answer after %.1f ms (attempt %d): %s",
-            watch.about["method"],
-            watch.about["path"],
-            elapsed * 1000.0,
-            attempt,
-            error,
-        )
+        debug = logger.isEnabledFor(logging.DEBUG)
+        if debug or self.hooks:
+            elapsed = self.clock() - sent
+            event = RequestFailed(**watch.about, attempt=attempt, error=error, elapsed=elapsed)
+            self._tell_attempt(event, debug)
+
+    def _tell_attempt(self, event: ResponseReceived | RequestFailed, debug: bool) -> None:
+        """An attempt's end, told to the log (its DEBUG line is written from the event,
+        as a hook's would be) and to the hooks."""
+        if debug:
+            log_attempt(event)
         if self.hooks:
-            self._emit(
-                RequestFailed(
-                    **watch.about,
-                    attempt=attempt,
-                    error=error,
-                    elapsed=elapsed,
-                )
-            )
+            self._emit(event)
 
     def rate_waited(self, watch: CallWatch, attempt: int, seconds: float) -> None:
         """A request waited for its slot; not told under a millisecond (a shared
