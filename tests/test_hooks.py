@@ -87,6 +87,8 @@ async def test_a_retried_call_tells_every_step_in_order(
     assert first.elapsed > 0
     assert isinstance(retry, RetryScheduled)
     assert (retry.attempt, retry.wait) == (1, 0.0)
+    assert retry.retries is not None
+    assert retry.retries >= 1  # the call's retries in all: this one uses the first
     assert isinstance(retry.error, tv.ServerError)
     assert isinstance(second, ResponseReceived)
     assert (second.status_code, second.attempt) == (200, 2)

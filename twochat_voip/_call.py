@@ -194,7 +194,7 @@ class Caller:
         notice = self._retry.notice(state, rate_limits_are_free=rate_limits_are_free)
         if on_retry is not None:
             on_retry(notice.error)
-        self._observer.retry_scheduled(request, notice, bulk=rate_limits_are_free)
+        self._observer.retry_scheduled(request, notice)
 
     def _spend_budget(self) -> None:
         budget = self._max_requests

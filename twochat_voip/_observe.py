@@ -3,8 +3,9 @@
 Each step of a call is one event (see :mod:`twochat_voip.hooks`), told to the hooks.
 The ``twochat_voip`` logger's DEBUG line per request (method, path, status,
 milliseconds, attempt; never a header, so never the key) is written from the same
-event (:func:`log_attempt`); each retry is an INFO line (a 429 that a bulk run waits
-out with its limiter, DEBUG: a run finding its limit meets many).
+event (:func:`log_attempt`), and each retry's INFO line from its
+:class:`~twochat_voip.hooks.RetryScheduled` (:func:`log_retry`; a 429 that a bulk run
+waits out with its limiter, DEBUG: a run finding its limit meets many).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from twochat_voip.hooks import (
     RetryScheduled,
 )
 
-__all__ = ["CallWatch", "Observer", "configure_logging_from_env", "log_attempt"]
+__all__ = ["CallWatch", "Observer", "configure_logging_from_env", "log_attempt", "log_retry"]
 
 logger: Final = logging.getLogger("twochat_voip")
 
@@ -87,6 +88,25 @@ def log_attempt(event: ResponseReceived | RequestFailed) -> None:
             event.attempt,
             event.error,
         )
+
+
+def log_retry(event: RetryScheduled) -> None:
+    """A retry's line, written from its event: INFO, or DEBUG for a 429 a bulk run
+    waits out with its limiter (a run finding its limit meets many)."""
+    level = logging.DEBUG if event.retries is None else logging.INFO
+    if not logger.isEnabledFor(level):
+        return
+    if event.retries is None:
+        when, which = "when the rate limiter allows", f"attempt {event.attempt + 1}"
+    else:
+        which = f"attempt {event.attempt + 1} of {event.retries + 1}"
+        if event.retry_after is not None:
+            when = f"after the server's Retry-After of {event.retry_after:.2f} s"
+        else:
+            when = f"in {event.wait:.2f} s"
+    logger.log(
+        level, "retrying %s %s %s (%s): %s", event.method, event.path, when, which, event.error
+    )
 
 
 class CallWatch:
@@ -250,41 +270,20 @@ class Observer:
                 last_first=True,  # as with context managers: a hook's span ends inside
             )
 
-    def retry_scheduled(self, request: Request, notice: RetryNotice, *, bulk: bool) -> None:
-        """A failed attempt is to be retried: told to the hooks, and to the log (at
-        INFO; a 429 a bulk run waits out with its limiter, at DEBUG: a run finding
-        its limit meets many)."""
+    def retry_scheduled(self, request: Request, notice: RetryNotice) -> None:
+        """A failed attempt is to be retried: told to the hooks and, from the same
+        event, to the log (:func:`log_retry`)."""
         error = notice.error
         if not isinstance(error, TwoChatError):  # pragma: no cover - only they are retried
             return
-        if self.hooks:
-            self._emit(
-                RetryScheduled(
-                    **_about(request, self.path_of(request)),
-                    attempt=notice.attempt,
-                    error=error,
-                    wait=notice.wait,
-                    retry_after=notice.retry_after,
-                )
-            )
-        retry = notice.retry
-        level = logging.DEBUG if bulk and retry is None else logging.INFO
-        if not logger.isEnabledFor(level):
-            return
-        if retry is None:
-            when = "when the rate limiter allows"
-        elif notice.retry_after is not None:
-            when = f"after the server's Retry-After of {notice.retry_after:.2f} s"
-        else:
-            when = f"in {notice.wait:.2f} s"
-        logger.log(
-            level,
-            "retrying %s %s %s (%s): %s",
-            request.method,
-            self.path_of(request),
-            when,
-            f"attempt {notice.attempt + 1}"
-            if retry is None
-            else f"attempt {retry + 1} of {notice.retries + 1}",
-            error,
+        event = RetryScheduled(
+            **_about(request, self.path_of(request)),
+            attempt=notice.attempt,
+            error=error,
+            wait=notice.wait,
+            retry_after=notice.retry_after,
+            retries=None if notice.retry is None else notice.retries,
         )
+        if self.hooks:
+            self._emit(event)
+        log_retry(event)

@@ -133,12 +133,15 @@ class RetryScheduled(_AboutCall):
             wait (``retry_after``) or for a 429 in a bulk run: the rate limiter holds
             the next attempt instead (told as :class:`RateLimitWait`).
         retry_after: The server's ``Retry-After`` in seconds, if it sent one.
+        retries: The retries the call may make in all; ``None`` for a 429 a bulk run
+            waits out with its rate limiter, which uses none of them.
     """
 
     attempt: int
     error: TwoChatError
     wait: float
     retry_after: float | None = None
+    retries: int | None = None
 
 
 @attrs.frozen(kw_only=True)
