@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 from bench import (
     callgrind,
+    credits,
+    exports,
     instructions,
     many_workers,
     memory,
@@ -18,7 +21,15 @@ from bench import (
 )
 from bench.measure import machine_state, pin_client
 
-SECTIONS = ["throughput", "instructions", "rate_limited", "many_workers", "memory"]
+SECTIONS = [
+    "throughput",
+    "instructions",
+    "rate_limited",
+    "many_workers",
+    "memory",
+    "exports",
+    "credits",
+]
 
 
 def main() -> None:
@@ -41,6 +52,9 @@ def main() -> None:
         "workers_ids": 200 if quick else 1000,
         "records": 2000 if quick else 100_000,
         "stream_ids": 2000 if quick else 1_000_000,
+        "resume_records": 20_000 if quick else 1_000_000,
+        "sink_writes": 500 if quick else 5000,
+        "sync_calls": 500 if quick else 10_000,
     }
     pin_client()
     settings["machine"] = machine_state()
@@ -85,6 +99,18 @@ def main() -> None:
     if "memory" in args.only:
         print("Memory:", flush=True)
         results["memory"] = memory.measure(settings["records"], settings["stream_ids"])
+    if "exports" in args.only:
+        print("Exports:", flush=True)
+        results["exports"] = {
+            "resume": exports.measure_resume(settings["resume_records"]),
+            "writes": exports.measure_writes(settings["sink_writes"]),
+        }
+    if "credits" in args.only:
+        print(f"Credits of keeping a copy ({settings['sync_calls']} calls):", flush=True)
+        spent = asyncio.run(credits.measure(settings["sync_calls"], 50, 100))
+        for label, count in spent.items():
+            print(f"  {label:<40} {count:7,} credits", flush=True)
+        results["credits"] = spent
     args.out.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps({"settings": settings, "results": results}, indent=1))
     page = report.write(args.out, results, settings)

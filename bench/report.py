@@ -171,6 +171,38 @@ def write(out: Path, results: dict[str, Any], settings: dict[str, Any]) -> Path:
             f"(every tenth: {', '.join(f'{s / 1024:.0f}' for s in samples)} MiB).",
             "",
         ]
+    if "exports" in results:
+        resume, writes = results["exports"]["resume"], results["exports"]["writes"]
+        lines += [
+            "## Exports",
+            "",
+            f"Resuming over a JSONL output of {resume['records']:,} records "
+            f"({resume['mib']:.0f} MiB), in a fresh process: {resume['seconds']:.2f} s "
+            f"before the first new request could leave, peak RSS {resume['peak_mib']:.0f} "
+            f"MiB (an empty output: {resume['empty_peak_mib']:.0f} MiB).",
+            "",
+            f"Records written a second by each sink ({settings.get('sink_writes')} "
+            "records, one run, one process):",
+            "",
+            *_table(
+                [{"sink": name, "per_s": rate} for name, rate in writes.items()],
+                [("sink", "sink", ""), ("per_s", "records/s", ",.0f")],
+            ),
+            "",
+        ]
+    if "credits" in results:
+        lines += [
+            "## Credits of keeping a copy",
+            "",
+            f"Requests (each a credit) to copy an account of {settings.get('sync_calls')} "
+            "calls into SQLite from its history, then to bring it up to date:",
+            "",
+            *_table(
+                [{"run": label, "credits": count} for label, count in results["credits"].items()],
+                [("run", "run", ""), ("credits", "credits", ",")],
+            ),
+            "",
+        ]
     page = out / "performance.md"
     page.write_text("\n".join(lines))
     _plots(out / "img", results)
