@@ -22,7 +22,8 @@ from twochat_voip import (
     converter,
 )
 from twochat_voip._converter import _explaining_converter, sdk_converter
-from twochat_voip._protocol import Requests, Response, parse_call, validate_call_uuid
+from twochat_voip._protocol import parse_call
+from twochat_voip._requests import Requests, Response, validate_call_uuid
 from twochat_voip.testing import EXAMPLE_ANSWER, EXAMPLE_CDR, generate_cdrs
 
 json_values = st.recursive(

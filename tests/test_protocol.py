@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -36,16 +35,17 @@ from twochat_voip._endpoints import (
     parse_webhook,
     parse_webhooks,
 )
-from twochat_voip._json_decode import choose_loads, loads_stdlib
 from twochat_voip._protocol import (
-    Requests,
-    Response,
     error_from_response,
-    normalise_base_url,
     parse_call,
     parse_history,
     parse_requests_per_minute,
     parse_retry_after,
+)
+from twochat_voip._requests import (
+    Requests,
+    Response,
+    normalise_base_url,
     redirect_target,
     validate_call_uuid,
 )
@@ -344,12 +344,8 @@ PARSERS = [
 
 @pytest.fixture
 def without_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The plain install: orjson cannot be imported, so answers go to the standard
-    library's json, chosen as at import."""
-    monkeypatch.setitem(sys.modules, "orjson", None)
-    loads = choose_loads()
-    assert loads is loads_stdlib
-    monkeypatch.setattr(protocol, "_json_loads", loads)
+    """The plain install: without orjson, answers go to the standard library's json."""
+    monkeypatch.setattr(protocol, "_json_loads", json.loads)
 
 
 @pytest.fixture(params=["orjson", "stdlib"])

@@ -36,9 +36,14 @@ from twochat_voip._errors import (
     TwoChatError,
 )
 from twochat_voip._observe import CallWatch, Observer
-from twochat_voip._protocol import Request, Response
 from twochat_voip._ratelimit import RateLimiter
-from twochat_voip._redirects import MAX_REDIRECTS, REDIRECT_STATUSES, redirect_target
+from twochat_voip._requests import (
+    MAX_REDIRECTS,
+    REDIRECT_STATUSES,
+    Request,
+    Response,
+    redirect_target,
+)
 from twochat_voip._retry import RetryPolicy
 from twochat_voip._stats import ClientStats, Counters
 from twochat_voip._transport import Transport
@@ -249,4 +254,4 @@ def redirected(request: Request, response: Response) -> Request | None:
             status_code=status,
             call_uuid=request.call_uuid,
         )
-    return attrs.evolve(request, url=target, origin_end=0)
+    return attrs.evolve(request, url=target)

@@ -29,17 +29,11 @@ from twochat_voip._options import (
     ClientOptions,
 )
 from twochat_voip._plan import PlanRate
-from twochat_voip._protocol import (
-    API_KEY_HEADER,
-    Request,
-    Requests,
-    Response,
-    parse_call,
-    parse_requests_per_minute,
-)
+from twochat_voip._protocol import parse_call, parse_requests_per_minute
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
+from twochat_voip._requests import API_KEY_HEADER, Request, Requests, Response
 from twochat_voip._retry import RetryPolicy
-from twochat_voip._transport import AiohttpTransport, Transport, request_headers
+from twochat_voip._transport import AiohttpTransport, Transport
 from twochat_voip._wire import parse_call_wire
 from twochat_voip.hooks import Hook
 
@@ -150,7 +144,7 @@ class VoIPClient(AccountMethods):
         )
         self._options: Final = options
         headers = {API_KEY_HEADER: options.api_key, "Accept": "application/json"}
-        self._requests = Requests(options.base_url, request_headers(headers | _USER_AGENT))
+        self._requests = Requests(options.base_url, headers | _USER_AGENT)
         self._transport: Final = (
             transport
             if transport is not None

@@ -13,7 +13,7 @@ import aiohttp
 import attrs
 
 from twochat_voip._errors import InvalidAPIKeyError, MissingAPIKeyError
-from twochat_voip._protocol import DEFAULT_BASE_URL, normalise_base_url
+from twochat_voip._requests import DEFAULT_BASE_URL, normalise_base_url
 from twochat_voip._retry import RetryPolicy
 from twochat_voip.hooks import Hook
 

@@ -11,8 +11,7 @@ aiohttp's exceptions end here, translated into the SDK's tree.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
 import aiohttp
@@ -22,7 +21,6 @@ from aiohttp.http_exceptions import (
     HttpProcessingError,
     TransferEncodingError,
 )
-from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from twochat_voip._errors import (
@@ -31,95 +29,7 @@ from twochat_voip._errors import (
     ClientClosedError,
     ResponseValidationError,
 )
-from twochat_voip._protocol import Request, Response
-
-__all__ = ["AiohttpTransport", "Transport", "attempt_timeout", "new_session", "request_headers"]
-
-
-def attempt_timeout(seconds: float) -> aiohttp.ClientTimeout:
-    """An attempt's timeout: ``seconds`` in all, and a connection not made within 90%
-    of them ends the attempt as "could not connect". Without the connect limit aiohttp
-    ends a connect that stalls (a full backlog, a silent TLS handshake) with the same
-    plain timeout as a slow answer: told as "no complete answer" and counted as a
-    request written, a credit, though nothing was sent."""
-    return aiohttp.ClientTimeout(total=seconds, sock_connect=seconds * 0.9)
-
-
-def new_session(trace_configs: list[aiohttp.TraceConfig] | None) -> aiohttp.ClientSession:
-    """The session a client makes for itself: no cookies, and never resending."""
-    session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=100),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        trace_configs=trace_configs,
-    )
-    # aiohttp silently resends an idempotent request once when a kept-alive
-    # connection drops; every request costs the account a credit, so the retry
-    # policy must be the one place that resends, counted and logged. (aiohttp's own
-    # test client switches it off the same way.)
-    if hasattr(session, "_retry_connection"):  # pragma: no branch
-        session._retry_connection = False
-    return session
-
-
-def request_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
-    """``headers`` made once into what aiohttp merges per request without a copy:
-    a plain dict would be copied into a new ``CIMultiDict`` on every request."""
-    return CIMultiDictProxy(CIMultiDict(headers))
-
-
-@functools.lru_cache(maxsize=16)
-def _origin(origin: str) -> URL:
-    return URL(origin, encoded=True)
-
-
-def _as_url(url: str, origin_end: int) -> URL:
-    """``url`` as the yarl URL aiohttp takes, already percent-safe (not re-quoted).
-
-    Parsing a whole URL costs ~20k instructions a request, most of them on the origin
-    (``scheme://host:port``), which is the same for every request. When the request
-    says where its origin ends (and that the rest is a plain path), the origin is
-    parsed once and the path set on it; any other URL (a history page's query, a
-    redirect's target) is parsed whole.
-    """
-    if origin_end <= 0:
-        return URL(url, encoded=True)
-    return _origin(url[:origin_end]).with_path(url[origin_end:], encoded=True)
-
-
-def _too_large(
-    limit: int, status: int, call_uuid: str | None, size: str
-) -> ResponseValidationError:
-    return ResponseValidationError(
-        f"the answer is larger than the {limit}-byte cap ({size})",
-        status_code=status,
-        call_uuid=call_uuid,
-    )
-
-
-def _read_capped(
-    response: aiohttp.ClientResponse, limit: int, call_uuid: str | None, declared: str | None
-) -> Awaitable[bytes]:
-    """The body, read no further than ``limit`` bytes (decompressed).
-
-    For the answers send() does not read whole itself: one without a
-    Content-Length, a compressed one (its Content-Length is not what it inflates to)
-    or one declared larger than the cap. ``declared`` is its Content-Length header
-    (digits: aiohttp's parser checked them).
-    """
-    if declared is not None and int(declared) > limit:
-        raise _too_large(limit, response.status, call_uuid, f"Content-Length {declared}")
-    return _read_chunks(response, limit, call_uuid)
-
-
-async def _read_chunks(
-    response: aiohttp.ClientResponse, limit: int, call_uuid: str | None
-) -> bytes:
-    body = bytearray()
-    async for chunk in response.content.iter_any():
-        body += chunk
-        if len(body) > limit:
-            raise _too_large(limit, response.status, call_uuid, "more than that arrived")
-    return bytes(body)
+from twochat_voip._requests import Request, Response
 
 
 @runtime_checkable
@@ -174,89 +84,103 @@ class AiohttpTransport:
         """The session in use (``None`` until the first request, if it is made here)."""
         return self._session
 
-    async def send(self, request: Request, *, timeout: float) -> Response:
-        session = self._session
-        if session is None:
-            session = self._session = new_session(self._trace_configs)
-        return await _send(
-            session, request, timeout=attempt_timeout(timeout), max_body=self._max_body
-        )
-
     async def aclose(self) -> None:
         if self._owns_session and self._session is not None:
             await self._session.close()
 
+    def _new_session(self) -> aiohttp.ClientSession:
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=100),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trace_configs=self._trace_configs,
+        )
+        # aiohttp silently resends an idempotent request once when a kept-alive
+        # connection drops; every request costs a credit, so the retry policy must be
+        # the one place that resends, counted and logged. (aiohttp's own test client
+        # switches it off the same way.)
+        if hasattr(session, "_retry_connection"):  # pragma: no branch
+            session._retry_connection = False
+        return session
 
-async def _send(
-    session: aiohttp.ClientSession,
-    request: Request,
-    *,
-    timeout: aiohttp.ClientTimeout,
-    max_body: int,
-) -> Response:
-    """Send ``request`` and read its answer, capped at ``max_body`` bytes."""
-    call_uuid = request.call_uuid
-    url = request.url
-    headers: Mapping[str, str] = request.headers
-    if request.body is not None:
-        headers = {**headers, "Content-Type": "application/json"}
-    try:
-        async with session.request(
-            request.method,
-            _as_url(url, request.origin_end),
-            headers=headers,
-            data=request.body,
-            allow_redirects=False,
-            raise_for_status=False,
-            timeout=timeout,
-        ) as answer:
-            status = answer.status
-            answer_headers = answer.headers
-            declared = answer_headers.get("Content-Length")  # digits: aiohttp checked
-            body = await (
-                # The common answer, read whole: the parser stops at Content-Length.
-                answer.read()
-                if declared is not None
-                and int(declared) <= max_body
-                and "Content-Encoding" not in answer_headers
-                else _read_capped(answer, max_body, call_uuid, declared)
-            )
-    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-        if isinstance(exc, TimeoutError):
-            raise APITimeoutError(
-                f"could not connect to {_where(url)} (timed out: "
-                f"{timeout.sock_connect or timeout.total:g} s to connect)",
+    async def send(self, request: Request, *, timeout: float) -> Response:
+        if self._session is None:
+            self._session = self._new_session()
+        session, url, call_uuid = self._session, request.url, request.call_uuid
+        headers: Mapping[str, str] = request.headers
+        if request.body is not None:
+            headers = {**headers, "Content-Type": "application/json"}
+        # A connection not made within 90% of the time ends the attempt as "could not
+        # connect" (no credit spent), not as a slow answer.
+        limits = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout * 0.9)
+        try:
+            async with session.request(
+                request.method,
+                URL(url, encoded=True),  # percent-safe already: not quoted again
+                headers=headers,
+                data=request.body,
+                allow_redirects=False,
+                raise_for_status=False,
+                timeout=limits,
+            ) as answer:
+                body = await self._read(answer, call_uuid)
+                return Response(answer.status, answer.headers, body)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            if isinstance(exc, TimeoutError):
+                raise APITimeoutError(
+                    f"could not connect to {_where(url)} (timed out: "
+                    f"{limits.sock_connect:g} s to connect)",
+                    call_uuid=call_uuid,
+                    sent=False,
+                ) from exc
+            raise APIConnectionError(
+                f"could not connect to {_where(url)} ({_connect_failure(exc)})",
                 call_uuid=call_uuid,
                 sent=False,
             ) from exc
-        raise APIConnectionError(
-            f"could not connect to {_where(url)} ({_connect_failure(exc)})",
-            call_uuid=call_uuid,
-            sent=False,
-        ) from exc
-    except TimeoutError as exc:
-        raise APITimeoutError(
-            f"no complete answer from {_where(url)} (timed out: {timeout.total:g} s an attempt)",
-            call_uuid=call_uuid,
-        ) from exc
-    except aiohttp.ClientResponseError as exc:
-        # Its request_info holds our request headers, the key among them: keep only
-        # the words, and raise outside this block so that it is not even the
-        # __context__ of what we raise.
-        failure = APIConnectionError(
-            f"the answer from {_where(url)} is not valid HTTP ({_first_line(exc)})",
-            call_uuid=call_uuid,
-        )
-    except aiohttp.ClientError as exc:
-        raise APIConnectionError(_describe(exc, _where(url)), call_uuid=call_uuid) from exc
-    except RuntimeError:
-        # aiohttp's "Session is closed", raised before anything is sent.
-        if not session.closed:
-            raise
-        raise ClientClosedError("the aiohttp session is closed") from None
-    else:
-        return Response(status, answer_headers, body)
-    raise failure
+        except TimeoutError as exc:
+            raise APITimeoutError(
+                f"no complete answer from {_where(url)} (timed out: {timeout:g} s an attempt)",
+                call_uuid=call_uuid,
+            ) from exc
+        except aiohttp.ClientResponseError as exc:
+            # Its request_info holds our request headers, the key among them: keep only
+            # the words, and raise outside this block so that it is not even the
+            # __context__ of what we raise.
+            failure = APIConnectionError(
+                f"the answer from {_where(url)} is not valid HTTP ({_first_line(exc)})",
+                call_uuid=call_uuid,
+            )
+        except aiohttp.ClientError as exc:
+            raise APIConnectionError(_describe(exc, _where(url)), call_uuid=call_uuid) from exc
+        except RuntimeError:
+            # aiohttp's "Session is closed", raised before anything is sent.
+            if not session.closed:
+                raise
+            raise ClientClosedError("the aiohttp session is closed") from None
+        raise failure
+
+    async def _read(self, answer: aiohttp.ClientResponse, call_uuid: str | None) -> bytes:
+        """The body, decompressed, read no further than the size cap."""
+        limit = self._max_body
+        declared = answer.headers.get("Content-Length")  # digits: aiohttp checked them
+        if declared is not None and int(declared) > limit:
+            raise _too_large(limit, answer.status, call_uuid, f"Content-Length {declared}")
+        body = bytearray()
+        async for chunk in answer.content.iter_any():
+            body += chunk
+            if len(body) > limit:
+                raise _too_large(limit, answer.status, call_uuid, "more than that arrived")
+        return bytes(body)
+
+
+def _too_large(
+    limit: int, status: int, call_uuid: str | None, size: str
+) -> ResponseValidationError:
+    return ResponseValidationError(
+        f"the answer is larger than the {limit}-byte cap ({size})",
+        status_code=status,
+        call_uuid=call_uuid,
+    )
 
 
 def _where(url: str) -> str:

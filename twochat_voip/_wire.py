@@ -24,12 +24,13 @@ import attrs
 from twochat_voip._converter import WIRE_NAMES, format_timestamp
 from twochat_voip._models import CallDetailRecord
 from twochat_voip._protocol import (
-    Response,
     _invalid,
+    cdr_of,
     error_from_response,
     parse_envelope,
     structure_record,
 )
+from twochat_voip._requests import Response
 
 __all__ = ["COLUMNS", "Column", "dumps_wire", "parse_call_wire"]
 
@@ -55,10 +56,7 @@ def parse_call_wire(
         raise _invalid(response, call_uuid, f"expected a JSON object, got {type(payload).__name__}")
     if payload.get("success") is False:
         parse_envelope(response, call_uuid)  # the failure, said as for any call
-    cdr = payload.get("cdr")
-    if type(cdr) is not dict:
-        found = "no 'cdr'" if cdr is None else f"'cdr' is {type(cdr).__name__}"
-        raise _invalid(response, call_uuid, f"expected a 'cdr' object, found {found}")
+    cdr = cdr_of(response, payload, call_uuid)
     return structure_record(response, cdr, call_uuid), cdr
 
 
