@@ -1,27 +1,17 @@
 """One call, attempt by attempt: the path every request of a client takes.
 
-:meth:`Caller.call` reads top to bottom. Each attempt, inside tenacity's
-``async for attempt in AsyncRetrying(...)``, the first included:
-
-1. waits for the rate limiter's slot;
-2. spends one request of the budget;
-3. sends the request;
-4. lets the protocol judge the answer (a result, or an error carrying a
-   ``Retry-After`` only for 429 and 503);
-5. tells the limiter that one verdict.
-
-The retry policy (:mod:`twochat_voip._retry`) decides whether to go again. Nothing
-here knows of bulk runs or of the client's lifecycle: the client hands in its
-transport and a check that it is open in this loop, and closing it cancels the tasks
-that run its calls.
+Each attempt, inside tenacity's ``async for attempt in AsyncRetrying(...)``, the first
+included: wait for the rate limiter's slot, spend one request of the budget, send,
+let the protocol judge the answer, tell the limiter that verdict. The retry policy
+(:mod:`twochat_voip._retry`) decides whether to go again. Nothing here knows of bulk
+runs or of the client's lifecycle: closing the client cancels the tasks that call.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Awaitable, Callable
-from typing import Final, TypeVar
+from typing import TypeVar
 
 import attrs
 from tenacity import RetryCallState
@@ -45,22 +35,49 @@ from twochat_voip._requests import (
     redirect_target,
 )
 from twochat_voip._retry import RetryPolicy
-from twochat_voip._stats import ClientStats, Counters
 from twochat_voip._transport import Transport
 
-__all__ = ["Caller", "ClientStats", "Counters"]
-
-logger: Final = logging.getLogger("twochat_voip")
 _T = TypeVar("_T")
+
+
+@attrs.frozen(kw_only=True)
+class ClientStats:
+    """What a client has done so far; every request costs the account a credit.
+
+    Attributes:
+        requests: HTTP requests written to a connection, retries and 429s included
+            (one that never connected costs nothing and is not counted).
+        rate_limited: Answers that were 429.
+        retries: Attempts made after a call's first.
+        succeeded: Calls (records, history pages) that ended in a result.
+        failed: Calls that ended in an error, after any retries.
+    """
+
+    requests: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    succeeded: int = 0
+    failed: int = 0
+
+
+@attrs.define
+class Counters:
+    """:class:`ClientStats` as it is counted (a test keeps the fields the same)."""
+
+    requests: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    succeeded: int = 0
+    failed: int = 0
+
+    def snapshot(self) -> ClientStats:
+        return ClientStats(**attrs.asdict(self))
 
 
 class Caller:
     """Makes a client's calls, as its settings say.
 
     Args:
-        limiter: The limiter every attempt waits on.
-        retry: The retry policy.
-        transport: Sends each request.
         check_open: Raises :class:`ClientClosedError` or
             :class:`EventLoopMismatchError` when the client cannot call now.
         timeout: An attempt's seconds unless a call gives its own.
@@ -78,7 +95,7 @@ class Caller:
         check_open: Callable[[], Awaitable[None]],
         timeout: float,
         max_requests: int | None,
-        on_rate_limited: Callable[[], object] = lambda: None,
+        on_rate_limited: Callable[[], object],
         observer: Observer,
     ) -> None:
         self.counters = Counters()
@@ -103,11 +120,9 @@ class Caller:
         """Send ``request`` and parse its answer, retrying as the policy says.
 
         Args:
-            request: What to send.
             parse: Turns the answer into the result, or raises the error it means.
             timeout: This call's timeout per attempt, instead of the client's.
-            rate_limits_are_free: A 429 uses none of the call's retries (see
-                :meth:`RetryPolicy.retrying`).
+            rate_limits_are_free: A 429 uses none of the call's retries (bulk runs).
             on_retry: Told the error of each attempt that is to be retried.
         """
         observer = self._observer
@@ -157,36 +172,28 @@ class Caller:
         sent_at = await self._limiter.acquire()
         self._spend_budget()  # others' requests may have spent it meanwhile
         self._observer.rate_waited(watch, number, self._observer.clock() - waiting_since)
-        # Counted before it is written; _send takes it back if it never is.
-        self.counters.requests += 1
+        self.counters.requests += 1  # before it is written; _send takes it back if never
         sent = self._observer.request_sent(watch, number)
         try:
             response = await self._send(request, timeout)
-        except TwoChatError as exc:
-            # An answer refused (too large, a redirect), or none at all.
+        except TwoChatError as exc:  # an answer refused (too large, a redirect), or none
             self._observer.failed(watch, number, exc, sent)
             raise
         self._observer.answered(watch, number, response.status, sent)
         try:
             result = parse(response, request.call_uuid)
-        except TwoChatError as exc:
-            self._tell_limiter(exc, sent_at)
+        except APIStatusError as exc:
+            if exc.status_code == 429:
+                self.counters.rate_limited += 1
+                self._on_rate_limited()
+            pause = self._retry.pause_for(exc.retry_after)
+            self._limiter.feedback(sent_at=sent_at, status=exc.status_code, retry_after=pause)
+            raise
+        except ResponseValidationError as exc:
+            self._limiter.feedback(sent_at=sent_at, status=exc.status_code, retry_after=None)
             raise
         self._limiter.feedback(sent_at=sent_at, status=response.status, retry_after=None)
         return result
-
-    def _tell_limiter(self, error: TwoChatError, sent_at: float) -> None:
-        """Tell the limiter what a failed answer says: a 429 or a 503's pause, or
-        just that the request was answered."""
-        if isinstance(error, APIStatusError):
-            status = error.status_code
-            if status == 429:
-                self.counters.rate_limited += 1
-                self._on_rate_limited()
-            pause = self._retry.pause_for(error.retry_after)
-            self._limiter.feedback(sent_at=sent_at, status=status, retry_after=pause)
-        elif isinstance(error, ResponseValidationError):
-            self._limiter.feedback(sent_at=sent_at, status=error.status_code, retry_after=None)
 
     def _retrying(
         self,
@@ -208,9 +215,9 @@ class Caller:
             raise BudgetExhaustedError(budget)
 
     async def _send(self, request: Request, timeout: float) -> Response:
-        """Send ``request`` (counted already), following same-origin redirects: each
-        request a redirect leads to counts too, if the budget allows it. One that
-        never reached a connection cost nothing, and is taken back."""
+        """Send ``request`` (counted already), following same-origin redirects, each
+        one counted too if the budget allows it. A request that never reached a
+        connection cost nothing, and is taken back."""
         for hop in range(MAX_REDIRECTS + 1):
             if hop:
                 self._spend_budget()
@@ -234,11 +241,8 @@ class Caller:
 
 def redirected(request: Request, response: Response) -> Request | None:
     """The request a redirect answer sends ``request`` on to, or ``None`` when the
-    answer is no redirect to follow (then it is the answer).
-
-    Raises :class:`RedirectError` for a redirect to another origin (the API key would
-    go with it) and for a request with a body, which is not sent twice.
-    """
+    answer is no redirect to follow. Raises :class:`RedirectError` for one to another
+    origin (the key would go too) and for a request with a body (not sent twice)."""
     status = response.status
     if status not in REDIRECT_STATUSES:
         return None
@@ -247,8 +251,7 @@ def redirected(request: Request, response: Response) -> Request | None:
     )
     if target is None:
         return None
-    if request.body is not None:
-        # A body is not sent again elsewhere: the server may have acted on it.
+    if request.body is not None:  # the server may have acted on it
         raise RedirectError(
             f"a {request.method} was redirected ({status}); not following",
             status_code=status,
