@@ -1,15 +1,9 @@
 """The retry policy: whether to try again, how often, and the backoff between tries.
 
-A call retries with tenacity as its documentation shows it: ``async for attempt in
-AsyncRetrying(...)``, every attempt inside it. :meth:`RetryPolicy.retrying` makes the
-``AsyncRetrying`` for one call, and its ``retry``, ``stop`` and ``wait`` are pure
-functions of tenacity's ``RetryCallState``: the number of the attempt and how it
-failed, nothing counted on the side.
-
-The policy does not wait out a ``Retry-After``: the call hands it to the rate limiter,
-which holds every request of the client for that long, so the retry that follows
-simply waits for its slot. The policy only refuses a wait longer than
-``max_retry_wait`` (the call raises at once) and caps the pause it hands on.
+:meth:`RetryPolicy.retrying` makes tenacity's ``AsyncRetrying`` for one call; its
+``retry``, ``stop`` and ``wait`` are pure functions of the ``RetryCallState``. A
+``Retry-After`` is not waited out here: the call hands it to the rate limiter, which
+holds every request of the client that long, so the retry simply waits for its slot.
 
 Testing mode (:func:`set_testing`, as stamina's) lives here too: no backoff, at most
 the attempts it allows, and the limiters skip their pauses while it is on.
@@ -28,39 +22,12 @@ from tenacity import AsyncRetrying, RetryCallState
 
 from twochat_voip._errors import APIConnectionError, APIStatusError
 
-__all__ = [
-    "RETRYABLE_STATUSES",
-    "RetryNotice",
-    "RetryPolicy",
-    "is_rate_limit",
-    "is_retryable",
-    "is_testing",
-    "set_testing",
-]
-
 RETRYABLE_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
-"""Statuses worth asking again: the server was busy or failed, the request was fine."""
-
 MAX_RATE_LIMITED_WAITS: Final = 50
 """In bulk runs a 429 does not use up a record's retries: a call answered 429 ends
 after this many attempts in all."""
 
-
-@attrs.frozen
-class _TestingMode:
-    attempts: int
-
-
-_testing: _TestingMode | None = None
-
-
-class _TestingSwitch(contextlib.AbstractContextManager[None]):
-    def __init__(self, previous: _TestingMode | None) -> None:
-        self._previous = previous
-
-    def __exit__(self, *exc_info: object) -> None:
-        global _testing  # noqa: PLW0603 - the switch is process-wide on purpose
-        _testing = self._previous
+_testing_attempts: int | None = None
 
 
 def set_testing(testing: bool, *, attempts: int = 1) -> contextlib.AbstractContextManager[None]:
@@ -75,17 +42,26 @@ def set_testing(testing: bool, *, attempts: int = 1) -> contextlib.AbstractConte
         with twochat_voip.set_testing(True, attempts=3):
             ...  # up to 3 attempts, no waiting
     """
-    global _testing  # noqa: PLW0603 - the switch is process-wide on purpose
+    global _testing_attempts  # noqa: PLW0603 - the switch is process-wide on purpose
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
-    previous = _testing
-    _testing = _TestingMode(attempts) if testing else None
-    return _TestingSwitch(previous)
+    restore = _Restore(_testing_attempts)
+    _testing_attempts = attempts if testing else None
+    return restore
+
+
+class _Restore(contextlib.AbstractContextManager[None]):
+    def __init__(self, attempts: int | None) -> None:
+        self._attempts = attempts
+
+    def __exit__(self, *exc_info: object) -> None:
+        global _testing_attempts  # noqa: PLW0603 - the switch is process-wide on purpose
+        _testing_attempts = self._attempts
 
 
 def is_testing() -> bool:
     """Whether :func:`set_testing` is on."""
-    return _testing is not None
+    return _testing_attempts is not None
 
 
 @attrs.frozen(kw_only=True)
@@ -124,8 +100,7 @@ def is_rate_limit(error: BaseException) -> bool:
 
 
 def _finite_seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    # NaN or infinity would make a backoff that never ends (call_later(nan) never
-    # fires): refused here, not found as a hang.
+    # NaN or infinity would make a backoff that never ends: refused, not found as a hang.
     if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
         raise ValueError(f"{attribute.name} must be a finite number of seconds, 0 or more")
 
@@ -146,8 +121,6 @@ class RetryPolicy:
     initial_wait: float = attrs.field(default=0.5, validator=_finite_seconds)
     max_backoff: float = attrs.field(default=8.0, validator=_finite_seconds)
     max_retry_wait: float = attrs.field(default=60.0, validator=attrs.validators.ge(0))
-    """The longest ``Retry-After`` accepted; also the longest pause handed to the
-    rate limiter."""
 
     def backoff(self, retry_number: int) -> float:
         """The wait before retry ``retry_number`` (1-based) when the server named none:
@@ -157,17 +130,16 @@ class RetryPolicy:
         return ceiling * random.uniform(0.5, 1.0)  # noqa: S311  # nosec B311
 
     def wait_before(self, error: BaseException, retry_number: int) -> float:
-        """The backoff before retry ``retry_number`` after ``error``: none in testing
-        mode, and none when the server named a wait (``Retry-After``), because the rate
-        limiter already holds every request for that long."""
+        """The backoff before retry ``retry_number``: none in testing mode, and none
+        when the server named a wait, which the rate limiter already holds for."""
         if is_testing() or _retry_after(error) is not None:
             return 0.0
         return self.backoff(retry_number)
 
     def pause_for(self, retry_after: float | None) -> float | None:
-        """The pause to hand the rate limiter for a ``Retry-After``: capped at
-        ``max_retry_wait``, since a longer one makes the call raise at once and must
-        not hold every other request for that long either."""
+        """The pause to hand the rate limiter for a ``Retry-After``, capped at
+        ``max_retry_wait`` (a longer one makes the call raise at once, and must not
+        hold every other request that long either)."""
         if retry_after is None or retry_after <= self.max_retry_wait:
             return retry_after
         return self.max_retry_wait
@@ -179,8 +151,8 @@ class RetryPolicy:
 
     def attempts(self) -> int:
         """Attempts per call, the first included."""
-        if _testing is not None:
-            return min(_testing.attempts, self.max_retries + 1)
+        if _testing_attempts is not None:
+            return min(_testing_attempts, self.max_retries + 1)
         return self.max_retries + 1
 
     def retrying(
@@ -203,8 +175,7 @@ class RetryPolicy:
         retryable = is_retryable if idempotent else is_rate_limit
         attempts = self.attempts()
 
-        def retry(state: RetryCallState) -> bool:
-            # (asked after a success too)
+        def retry(state: RetryCallState) -> bool:  # asked after a success too
             error = state.outcome.exception() if state.outcome is not None else None
             return error is not None and retryable(error) and not self.asks_too_long(error)
 
