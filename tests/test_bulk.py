@@ -347,7 +347,7 @@ def test_call_result_ok() -> None:
 
 async def test_an_unexpected_failure_is_still_an_answer() -> None:
     """Even a bug in a fetch answers its id (as a TwoChatError that keeps the cause)."""
-    from twochat_voip._bulk import iterate_bulk
+    from twochat_voip._bulk_engine import iterate_bulk
 
     async def fetch(call_uuid: str, on_retry: object) -> tv.CallDetailRecord:
         if call_uuid == "boom":

@@ -17,7 +17,7 @@ import pytest
 
 import twochat_voip as tv
 from twochat_voip import CallResult, VoIPClient, set_testing
-from twochat_voip._bulk import iterate_bulk
+from twochat_voip._bulk_engine import iterate_bulk
 from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer, Fault, generate_cdrs
 
 pytestmark = pytest.mark.virtual_time  # pacing, backoff and give-ups in the loop's time

@@ -1,271 +1,94 @@
-"""Bulk fetches: many ids under a bounded number of tasks, every id answered once.
-
-The run reads ids lazily from the caller's (async) iterable and fetches each in a task
-of an ``asyncio.TaskGroup``; two semaphores bound it. ``concurrency`` fetches run at
-once, and at most ``2 * concurrency`` ids are read but not yet handed to the caller,
-so the run never reads further ahead than that, however long the input, and ordered
-output never buffers more than that either.
-
-A run gives up rather than spend credits on what cannot succeed, judging its own
-results: an answer that says the account cannot go on (401 invalid key, 402 no
-credits, a client used in another event loop) cancels every fetch, since each would
-end the same way; the client's own request budget spent lets the fetches already under
-way finish (they were paid for); nothing succeeding for ``give_up_after`` seconds
-cancels them (they most likely hang). From then on nothing more is sent, and every id
-not fetched is answered with that error, so every id is still answered once.
-"""
+"""Bulk fetches: :meth:`VoIPClient.get_calls`, on the engine in
+:mod:`twochat_voip._bulk_engine`."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterable,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Iterable,
-)
-from typing import Any, Final
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final
 
-from twochat_voip._errors import (
-    APITimeoutError,
-    AuthenticationError,
-    BudgetExhaustedError,
-    ClientClosedError,
-    EventLoopMismatchError,
-    InvalidCallUUIDError,
-    NotFoundError,
-    PaymentRequiredError,
-    TwoChatError,
-)
-from twochat_voip._models import CallDetailRecord
-from twochat_voip._results import CallFailure, CallResult, CallSuccess
+from twochat_voip._bulk_engine import RUN_ENDING_ERRORS, iterate_bulk
+from twochat_voip._protocol import parse_call
+from twochat_voip._results import CallResult
+from twochat_voip._wire import parse_call_wire
 
-__all__ = ["RUN_ENDING_ERRORS", "CallResult", "iterate_bulk"]
+if TYPE_CHECKING:
+    from twochat_voip._requests import Request, Requests, Response
 
-READ_AHEAD_FACTOR: Final = 2
+__all__ = ["DEFAULT_GIVE_UP_AFTER", "RUN_ENDING_ERRORS", "BulkMethods", "CallResult"]
 
-RUN_ENDING_ERRORS: Final = (
-    AuthenticationError,
-    PaymentRequiredError,
-    BudgetExhaustedError,
-    EventLoopMismatchError,
-)
-"""Errors that no other id of the run can escape: the key, the credits, the budget, a
-client used in a loop it was not opened in."""
-
-_ANSWERS_ABOUT_THE_ID: Final = (NotFoundError, InvalidCallUUIDError)
-"""Failures that are progress all the same: the server works, the id is no record."""
-
-Fetch = Callable[[Any, Callable[[BaseException], object]], Awaitable[CallDetailRecord]]
-"""Fetches one id; told (second argument) each failed attempt it retries."""
+DEFAULT_GIVE_UP_AFTER: Final = 300.0
 
 
-async def _ids(call_uuids: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[Any]:
-    if isinstance(call_uuids, AsyncIterable):
-        async for value in call_uuids:
-            yield value
-    else:
-        for value in call_uuids:
-            yield value
+class BulkMethods:
+    """:meth:`get_calls`, a mixin of :class:`~twochat_voip.VoIPClient`."""
 
+    _requests: Requests
+    _bulk_runs: set[asyncio.Task[None]]
 
-class _Run:
-    """One bulk run: its tasks, its limits, and why it stopped, if it did."""
+    if TYPE_CHECKING:
 
-    def __init__(self, fetch: Fetch, concurrency: int, give_up_after: float | None) -> None:
-        self._fetch = fetch
-        self._give_up_after = give_up_after
-        self.window = asyncio.Semaphore(READ_AHEAD_FACTOR * concurrency)
-        self._slots = asyncio.Semaphore(concurrency)
-        self.results: asyncio.Queue[CallResult | None] = asyncio.Queue()
-        self.input_error: Exception | None = None
-        self._stopped: TwoChatError | None = None
-        self._fetching: set[asyncio.Task[CallDetailRecord | Exception]] = set()
-        self._last_progress = 0.0
-        self._last_failure: TwoChatError | None = None
-        self._runner: asyncio.Task[None] | None = None
+        async def _paced_call(
+            self, request: Request, parse: Callable[[Response, str | None], Any], **options: Any
+        ) -> Any: ...
 
-    async def run(self, call_uuids: Iterable[str] | AsyncIterable[str]) -> None:
-        """Fetch every id; answer each in :attr:`results`."""
-        loop = asyncio.get_running_loop()
-        self._runner = asyncio.current_task()
-        self._last_progress = loop.time()
-        watchdog = None
-        if self._give_up_after is not None:
-            watchdog = loop.create_task(self._watch(self._give_up_after))
-        ids = aiter(_ids(call_uuids))
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                index = 0
-                while True:
-                    await self.window.acquire()  # given back when the caller has its result
-                    try:
-                        value = await anext(ids)
-                    except StopAsyncIteration:
-                        break
-                    except Exception as exc:  # noqa: BLE001 - raised to the caller after the drain
-                        self.input_error = exc
-                        break
-                    await self._start(tasks, value, index)
-                    index += 1
-        finally:
-            if watchdog is not None:
-                watchdog.cancel()
+    def get_calls(
+        self,
+        call_uuids: Iterable[str] | AsyncIterable[str],
+        *,
+        concurrency: int = 16,
+        ordered: bool = False,
+        give_up_after: float | None = DEFAULT_GIVE_UP_AFTER,
+    ) -> AsyncGenerator[CallResult, None]:
+        """Fetch many records; yield one result for every id given: a
+        :class:`CallSuccess` with the record or a :class:`CallFailure` with the error
+        (typed :data:`CallResult`: ``if result.ok:`` narrows it).
 
-    async def _start(self, tasks: asyncio.TaskGroup, value: Any, index: int) -> None:
-        shown = value if isinstance(value, str) else repr(value)
-        if self._stopped is None:
-            await self._slots.acquire()
-            if self._stopped is None:
-                task = tasks.create_task(self._fetch_one(value))
-                self._fetching.add(task)
-                task.add_done_callback(functools.partial(self._answer, shown, index))
-                return
-            self._slots.release()  # it stopped while this id waited for a slot
-        stopped = self._stopped
-        self.results.put_nowait(CallFailure(call_uuid=shown, error=stopped, index=index))
+        Ids are read lazily (a generator of millions is fine), fetched at most
+        ``concurrency`` at a time under the client's rate limit, and answered as they
+        complete, or in input order with ``ordered=True``. A malformed id or a failed
+        fetch is a result with ``error`` set, never an exception that ends the run;
+        429s use up none of a record's retries.
 
-    async def _fetch_one(self, value: Any) -> CallDetailRecord | Exception:
-        """The record, or the error (returned: raised, it would end the TaskGroup)."""
-        try:
-            return await self._fetch(value, self._note_failure)
-        except Exception as exc:  # noqa: BLE001 - every id is answered, even after a bug
-            return exc
+        The run gives up rather than spend credits on what cannot succeed: after a 401,
+        a 402, :class:`BudgetExhaustedError`, or ``give_up_after`` seconds (``None``:
+        never) with nothing succeeding, it answers every id not yet sent with that
+        error (the last one, after ``give_up_after``).
 
-    def _answer(
-        self, shown: str, index: int, task: asyncio.Task[CallDetailRecord | Exception]
-    ) -> None:
-        """Answer an id when its task ends, however it ends: a task cancelled before
-        it even started is answered here too."""
-        self._slots.release()
-        self._fetching.discard(task)
-        result: CallResult
-        if task.cancelled():
-            if self._runner is not None and self._runner.cancelling():
-                return  # the run itself was cancelled: nobody reads its results
-            error = self._stopped or TwoChatError("the fetch was cancelled")
-            result = CallFailure(call_uuid=shown, error=error, index=index)
-        else:
-            outcome = task.result()
-            if isinstance(outcome, Exception):
-                result = CallFailure(call_uuid=shown, error=self._judge(outcome), index=index)
-            else:
-                self._last_progress = asyncio.get_running_loop().time()
-                result = CallSuccess(call_uuid=shown, cdr=outcome, index=index)
-        self.results.put_nowait(result)
+        Close the generator when you stop early (``contextlib.aclosing``), so its
+        fetches stop at once::
 
-    def _note_failure(self, error: BaseException) -> None:
-        """A failed attempt, about to be retried: a run that gives up answers the ids
-        left with the last one."""
-        if isinstance(error, TwoChatError):
-            self._last_failure = error
+            async with aclosing(voip.get_calls(ids)) as results:
+                async for result in results:
+                    ...
+        """
+        return self._get_calls(
+            call_uuids, concurrency=concurrency, ordered=ordered, give_up_after=give_up_after
+        )
 
-    def _judge(self, exc: Exception) -> TwoChatError | ValueError:
-        """The error a failed fetch answers its id with; it may end the run."""
-        if isinstance(exc, _ANSWERS_ABOUT_THE_ID):
-            self._last_progress = asyncio.get_running_loop().time()
-            return exc
-        if isinstance(exc, BudgetExhaustedError):
-            self._stop(exc, cancel=False)  # the fetches under way were paid for
-        elif isinstance(exc, RUN_ENDING_ERRORS):
-            self._stop(exc, cancel=True)
-        elif isinstance(exc, TwoChatError):
-            self._last_failure = exc
-        else:
-            error = TwoChatError(f"unexpected {type(exc).__name__}: {exc}")
-            error.__cause__ = exc
-            return error
-        return exc
+    def _get_calls(
+        self,
+        call_uuids: Iterable[str] | AsyncIterable[str],
+        *,
+        concurrency: int,
+        ordered: bool,
+        give_up_after: float | None,
+        parse_wire: bool = False,
+    ) -> AsyncGenerator[CallResult, None]:
+        """:meth:`get_calls`; with ``parse_wire`` (exports) each result's ``cdr`` is a
+        ``(record, wire)`` pair (:func:`~twochat_voip._wire.parse_call_wire`)."""
+        parse: Callable[[Response, str | None], Any] = parse_call_wire if parse_wire else parse_call
 
-    def _stop(self, error: TwoChatError, *, cancel: bool) -> None:
-        """Send nothing more; answer every id not fetched with ``error`` (the first
-        reason is kept), and with ``cancel`` the fetches under way too."""
-        if self._stopped is None:
-            self._stopped = error
-        if cancel:
-            for task in self._fetching:
-                task.cancel()
+        def fetch(call_uuid: str, on_retry: Callable[[BaseException], object]) -> Awaitable[Any]:
+            request = self._requests.call(call_uuid)
+            return self._paced_call(request, parse, rate_limits_are_free=True, on_retry=on_retry)
 
-    async def _watch(self, give_up_after: float) -> None:
-        """Give up when nothing has succeeded for ``give_up_after`` seconds while ids
-        were being fetched (a record, or a definite "no such record", is success)."""
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self._last_progress + give_up_after - loop.time())
-            if not self._fetching:
-                # Nothing is being fetched: the run waits for its caller or its input,
-                # which is no failure of the server's.
-                self._last_progress = loop.time()
-            elif loop.time() >= self._last_progress + give_up_after:  # the sleep's own sum
-                error = self._last_failure or APITimeoutError(
-                    f"nothing succeeded for {give_up_after:g} s; gave up"
-                )
-                self._stop(error, cancel=True)
-                return
-
-
-def _check_options(concurrency: int, give_up_after: float | None) -> None:
-    if not isinstance(concurrency, int) or concurrency < 1:
-        raise ValueError("concurrency must be a whole number of at least 1")
-    if give_up_after is not None and not give_up_after > 0:
-        raise ValueError("give_up_after must be a positive number of seconds, or None")
-
-
-async def iterate_bulk(
-    fetch: Fetch,
-    call_uuids: Iterable[str] | AsyncIterable[str],
-    *,
-    concurrency: int,
-    ordered: bool,
-    runs: set[asyncio.Task[None]] | None = None,
-    give_up_after: float | None = None,
-) -> AsyncGenerator[CallResult, None]:
-    """Fetch every id with ``fetch``, ``concurrency`` at a time; yield one result each.
-
-    An exception raised by the input iterable ends the run after the ids read before it
-    have been answered, and is then raised here. A closed client ends the run with
-    :class:`ClientClosedError` (after the results already fetched).
-
-    The run lives in one task, added to ``runs`` while it lasts, so that the client
-    can cancel a run nobody closed (a ``break`` out of a loop that keeps the generator
-    referenced) when it is itself closed.
-
-    The run gives up (see the module's docstring) on a :data:`RUN_ENDING_ERRORS`
-    error, or when nothing has succeeded for ``give_up_after`` seconds; then every id
-    not yet answered gets the last error of an attempt of this run (not a 404: those
-    are progress), else an :class:`APITimeoutError` that says nothing succeeded.
-    """
-    _check_options(concurrency, give_up_after)
-    run = _Run(fetch, concurrency, give_up_after)
-    runner = asyncio.get_running_loop().create_task(run.run(call_uuids))
-    # The end of the results, however the runner ends (even cancelled before it ran).
-    runner.add_done_callback(lambda _: run.results.put_nowait(None))
-    if runs is not None:
-        runs.add(runner)
-        runner.add_done_callback(runs.discard)
-    buffered: dict[int, CallResult] = {}
-    next_index = 0
-    try:
-        while (result := await run.results.get()) is not None:
-            if isinstance(result.error, ClientClosedError):
-                raise ClientClosedError("the VoIPClient was closed during this run")
-            if not ordered:
-                yield result
-                run.window.release()
-                continue
-            buffered[result.index] = result
-            while next_index in buffered:
-                yield buffered.pop(next_index)
-                next_index += 1
-                run.window.release()
-        if run.input_error is not None:
-            raise run.input_error
-        if runner.cancelled():
-            raise ClientClosedError("the VoIPClient was closed during this run")
-        runner.result()  # a bug in the run itself, raised rather than lost
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
+        # Returned, not re-yielded: a wrapping generator would outlive the caller's aclose().
+        return iterate_bulk(
+            fetch,
+            call_uuids,
+            concurrency=concurrency,
+            ordered=ordered,
+            runs=self._bulk_runs,
+            give_up_after=give_up_after,
+        )

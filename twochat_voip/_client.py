@@ -1,23 +1,19 @@
-"""VoIPClient: the public face. It owns the transport and the client's lifecycle, and
-hands each call to its :class:`~twochat_voip._call.Caller`, which makes the attempts
-(see docs/architecture.md for the whole path). Each call runs in a task the client
-holds, so that closing the client cancels it.
-"""
+"""VoIPClient: owns the transport, the limiter and the lifecycle, and runs each call
+in a task it holds (closing the client cancels it) through its ``Caller``."""
 
 from __future__ import annotations
 
 import asyncio
 import enum
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from importlib.metadata import version
-from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeVar
 
 import aiohttp
 
 from twochat_voip._account_api import AccountMethods
-from twochat_voip._bulk import CallResult, iterate_bulk
+from twochat_voip._bulk import DEFAULT_GIVE_UP_AFTER, BulkMethods
 from twochat_voip._call import Caller, ClientStats
 from twochat_voip._errors import ClientClosedError, EventLoopMismatchError
 from twochat_voip._models import CallDetailRecord
@@ -34,15 +30,11 @@ from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._requests import API_KEY_HEADER, Request, Requests, Response
 from twochat_voip._retry import RetryPolicy
 from twochat_voip._transport import AiohttpTransport, Transport
-from twochat_voip._wire import parse_call_wire
 from twochat_voip.hooks import Hook
 
 __all__ = ["DEFAULT_GIVE_UP_AFTER", "ClientStats", "VoIPClient"]
 
 logger: Final = logging.getLogger("twochat_voip")
-
-DEFAULT_GIVE_UP_AFTER: Final = 300.0
-"""Seconds a bulk run goes on with nothing succeeding before it gives up."""
 _USER_AGENT: Final = {
     "User-Agent": f"twochat-voip/{version('twochat-voip')} aiohttp/{aiohttp.__version__}"
 }
@@ -55,7 +47,7 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-class VoIPClient(AccountMethods):
+class VoIPClient(AccountMethods, BulkMethods):
     """An async client for 2Chat's VoIP API; one per application, shared by every task.
 
     Use it as an async context manager, or call :meth:`aclose` when done::
@@ -63,8 +55,7 @@ class VoIPClient(AccountMethods):
         async with VoIPClient() as voip:  # key from TWOCHAT_API_KEY
             cdr = await voip.get_call("CDR8b3e7a1f-6c94-4d52-ae17-5f2b9d4c8e63")
 
-    Enter it once: a second ``async with`` on an open client raises ``RuntimeError``
-    (the first block to end would close it under the other).
+    Enter it once: a second ``async with`` on an open client raises ``RuntimeError``.
 
     Args:
         api_key: The account's key; defaults to ``TWOCHAT_API_KEY``. It is sent only as
@@ -154,15 +145,13 @@ class VoIPClient(AccountMethods):
                 max_response_size=options.max_response_size,
             )
         )
-        auto = options.requests_per_minute == "auto"
+        rpm = options.requests_per_minute
         own_limiter = None
         if rate_limiter is None:
-            rpm = None if auto else options.requests_per_minute
-            own_limiter = AdaptiveRateLimiter(rpm)  # type: ignore[arg-type]
-        self._limiter: RateLimiter = own_limiter if rate_limiter is None else rate_limiter  # type: ignore[assignment]
-        self._owns_limiter = rate_limiter is None or rate_limiter_owner
-        self._loop: asyncio.AbstractEventLoop | None = None
-        """The event loop the client was opened in (its connections are that loop's)."""
+            own_limiter = rate_limiter = AdaptiveRateLimiter(None if rpm == "auto" else rpm)
+        self._limiter: RateLimiter = rate_limiter
+        self._owns_limiter = own_limiter is not None or rate_limiter_owner
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one it was opened in
         self._state = _State.UNOPENED
         self._entered = False
         self._calls: set[asyncio.Task[Any]] = set()
@@ -171,9 +160,8 @@ class VoIPClient(AccountMethods):
             # GET /open/info, an ordinary call (not through _paced_call, which waits for it)
             lambda: self._caller.call(self._requests.info(), parse_requests_per_minute),
             own_limiter,
-            when="first" if auto else None if options.requests_per_minute else "limit",
+            when="first" if rpm == "auto" else None if rpm else "limit",
         )
-        """The plan's limit, asked of ``GET /open/info`` (see :mod:`twochat_voip._plan`)."""
         self._caller = Caller(
             limiter=self._limiter,
             retry=options.retry_policy,
@@ -229,20 +217,12 @@ class VoIPClient(AccountMethods):
         self._entered = True
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client and its transport (the aiohttp session, if it made one).
-        Idempotent.
-
-        Calls still in flight end with :class:`ClientClosedError`.
-        """
+        """Close the client and its transport (the aiohttp session, if it made one);
+        calls still in flight end with :class:`ClientClosedError`. Idempotent."""
         if self._state is _State.CLOSED:
             return
         opened_in = self._loop
@@ -254,12 +234,10 @@ class VoIPClient(AccountMethods):
         for task in tasks:
             task.cancel()
         try:
-            if tasks:
-                # (wait, not gather: a cancellation of the closer itself goes through)
+            if tasks:  # (wait, not gather: a cancellation of the closer goes through)
                 await asyncio.wait(tasks)
             await self._plan.aclose()
-            if self._owns_limiter and hasattr(self._limiter, "aclose"):
-                # (hasattr: a limiter written before the protocol had aclose)
+            if self._owns_limiter:
                 await self._limiter.aclose()
         except Exception:  # logged, not raised: it would hide the error ending the block
             logger.exception("closing the rate limiter failed")
@@ -270,9 +248,8 @@ class VoIPClient(AccountMethods):
         return self._loop is not None and self._loop is not asyncio.get_running_loop()
 
     async def _check_open(self) -> None:
-        """Refuse a call once closed, or in a loop other than the client's (if that
-        loop is closed, its dead connections are closed here first: aiohttp skips a
-        closed loop's part); else the client is open."""
+        """Refuse a call once closed, or in a loop other than the client's (whose dead
+        connections are closed first if that loop is closed); else the client is open."""
         if self._loop_changed():
             if self._loop is not None and self._loop.is_closed():
                 await self._transport.aclose()
@@ -284,11 +261,8 @@ class VoIPClient(AccountMethods):
             self._loop = asyncio.get_running_loop()
 
     async def get_call(self, call_uuid: str, *, timeout: float | None = None) -> CallDetailRecord:
-        """Fetch one call's detail record.
-
-        Args:
-            call_uuid: The record's id, e.g. ``"CDR8b3e7a1f-6c94-4d52-ae17-5f2b9d4c8e63"``.
-            timeout: Seconds for each attempt of this call, instead of the client's.
+        """Fetch one call's detail record; ``timeout``: seconds for each attempt of
+        this call, instead of the client's.
 
         Raises:
             InvalidCallUUIDError: ``call_uuid`` is not a valid id (nothing is sent);
@@ -301,9 +275,9 @@ class VoIPClient(AccountMethods):
     async def _call(
         self, request: Request, parse: Callable[[Response, str | None], _T], **options: Any
     ) -> _T:
-        """Make one call in a task of its own, held while it runs: closing the client
-        cancels it (the caller's own task is not the client's to cancel), and the
-        caller gets :class:`ClientClosedError`."""
+        """Make one call in a task of its own, which closing the client cancels (the
+        caller's task is not the client's to cancel): the caller gets
+        :class:`ClientClosedError`."""
         task = asyncio.ensure_future(self._paced_call(request, parse, **options))
         self._calls.add(task)
         task.add_done_callback(self._calls.discard)
@@ -318,76 +292,9 @@ class VoIPClient(AccountMethods):
             raise
 
     async def _paced_call(
-        self,
-        request: Request,
-        parse: Callable[[Response, str | None], _T],
-        **options: Any,
+        self, request: Request, parse: Callable[[Response, str | None], _T], **options: Any
     ) -> _T:
         """A call, after the plan's limit when ``"auto"`` still has to ask it."""
         if self._plan.first:
             await self._plan.before_first_call()
         return await self._caller.call(request, parse, **options)
-
-    def get_calls(
-        self,
-        call_uuids: Iterable[str] | AsyncIterable[str],
-        *,
-        concurrency: int = 16,
-        ordered: bool = False,
-        give_up_after: float | None = DEFAULT_GIVE_UP_AFTER,
-    ) -> AsyncGenerator[CallResult, None]:
-        """Fetch many records; yield one result for every id given: a
-        :class:`CallSuccess` with the record or a :class:`CallFailure` with the error
-        (typed :data:`CallResult`: ``if result.ok:`` narrows it).
-
-        Ids are read lazily (a generator of millions is fine), fetched at most
-        ``concurrency`` at a time under the client's rate limit, and answered as they
-        complete, or in input order with ``ordered=True``. A malformed id or a failed
-        fetch is a result with ``error`` set, never an exception that ends the run.
-        429s are waited out by the rate limiter without using up a record's retries.
-
-        The run gives up rather than spend credits on what cannot succeed: on a 401
-        (the key is refused), a 402 (no credits) or :class:`BudgetExhaustedError`,
-        and when nothing has succeeded for ``give_up_after`` seconds (``None``:
-        never), it sends nothing more and answers every id not yet sent with that
-        error (the last one, after ``give_up_after``).
-
-        Close the generator when you stop early (``contextlib.aclosing``), so its
-        fetches stop at once::
-
-            async with aclosing(voip.get_calls(ids)) as results:
-                async for result in results:
-                    ...
-        """
-
-        return self._get_calls(
-            call_uuids, concurrency=concurrency, ordered=ordered, give_up_after=give_up_after
-        )
-
-    def _get_calls(
-        self,
-        call_uuids: Iterable[str] | AsyncIterable[str],
-        *,
-        concurrency: int,
-        ordered: bool,
-        give_up_after: float | None,
-        parse_wire: bool = False,
-    ) -> AsyncGenerator[CallResult, None]:
-        """:meth:`get_calls`; with ``parse_wire`` (for exports) each result's ``cdr``
-        is a ``(record, wire)`` pair (see :func:`~twochat_voip._wire.parse_call_wire`)."""
-        parse: Callable[[Response, str | None], Any] = parse_call_wire if parse_wire else parse_call
-
-        def fetch(call_uuid: str, on_retry: Callable[[BaseException], object]) -> Awaitable[Any]:
-            request = self._requests.call(call_uuid)
-            return self._paced_call(request, parse, rate_limits_are_free=True, on_retry=on_retry)
-
-        # Returned, not re-yielded: a wrapping generator would leave the run going
-        # until garbage collection after the caller's aclose().
-        return iterate_bulk(
-            fetch,
-            call_uuids,
-            concurrency=concurrency,
-            ordered=ordered,
-            runs=self._bulk_runs,
-            give_up_after=give_up_after,
-        )
