@@ -17,14 +17,6 @@ from twochat_voip._requests import DEFAULT_BASE_URL, normalise_base_url
 from twochat_voip._retry import RetryPolicy
 from twochat_voip.hooks import Hook
 
-__all__ = [
-    "DEFAULT_MAX_RESPONSE_SIZE",
-    "DEFAULT_MAX_RETRIES",
-    "DEFAULT_MAX_RETRY_WAIT",
-    "ClientOptions",
-    "check_api_key",
-]
-
 DEFAULT_MAX_RESPONSE_SIZE: Final = 1024 * 1024
 
 
@@ -41,9 +33,8 @@ DEFAULT_MAX_RETRY_WAIT: Final[float] = _DefaultFloat(RetryPolicy().max_retry_wai
 
 
 def check_api_key(key: str) -> None:
-    """Refuse a key no HTTP header can carry: a control character (``\\x00``-``\\x1f``,
-    ``\\x7f``) or a non-ASCII one. Sent anyway it would fail every request with a
-    builtin ``ValueError``, or split the header. The message never shows the key."""
+    """Refuse a key no HTTP header can carry (a control or non-ASCII character: it
+    would fail every request, or split the header); the message never shows it."""
     if key.isascii() and key.isprintable():
         return
     for position, char in enumerate(key, 1):  # pragma: no branch - one is bad
@@ -58,19 +49,8 @@ def check_api_key(key: str) -> None:
 
 @attrs.frozen(kw_only=True)
 class ClientOptions:
-    """Everything a client was configured with, valid and final.
-
-    Attributes:
-        api_key: The key, stripped; never in a repr.
-        base_url: The API's origin and path prefix, normalised.
-        timeout: Seconds one attempt may take.
-        retry_policy: How failed attempts are retried.
-        max_response_size: Bytes an answer may have.
-        requests_per_minute: The pace asked for: a rate, ``"auto"`` or ``None``.
-        max_requests: The request budget, or ``None``.
-        hooks: Told what each call does.
-        trace_configs: For the session the client makes, or ``None``.
-    """
+    """Everything a client was configured with, valid and final (see
+    :class:`~twochat_voip.VoIPClient`'s arguments); the key is stripped, never shown."""
 
     api_key: str = attrs.field(repr=False)
     base_url: str
@@ -101,14 +81,8 @@ class ClientOptions:
         has_session: bool = False,
         has_transport: bool = False,
     ) -> ClientOptions:
-        """Check the arguments, fill in the environment's and the defaults.
-
-        Raises:
-            MissingAPIKeyError: no key given nor in ``TWOCHAT_API_KEY``.
-            InvalidAPIKeyError: the key (stripped) has a control or non-ASCII
-                character.
-            ValueError: an argument is out of range, or two exclude each other.
-        """
+        """Check the arguments, fill in the environment's and the defaults; raises
+        :class:`MissingAPIKeyError`, :class:`InvalidAPIKeyError` or ``ValueError``."""
         key = api_key if api_key is not None else os.environ.get("TWOCHAT_API_KEY")
         if not key or not key.strip():
             raise MissingAPIKeyError(
@@ -165,7 +139,6 @@ class ClientOptions:
 def _check_transport(
     has_session: bool, trace_configs: Sequence[aiohttp.TraceConfig] | None, max_response_size: int
 ) -> None:
-    """A transport of the caller's excludes the aiohttp transport's options."""
     if has_session or trace_configs is not None:
         raise ValueError("give transport or session/trace_configs, not both")
     if max_response_size != DEFAULT_MAX_RESPONSE_SIZE:

@@ -1,24 +1,18 @@
 """The plan's rate limit, asked of ``GET /open/info`` once per client.
 
-Two kinds of client ask it:
-
-- one told ``requests_per_minute="auto"`` asks before its first call (every first
-  call waits for the one request) and paces at the answer;
-- an adaptive one (no rate given) asks when the server first answers 429, in the
-  background: no call waits for it. From the answer on, its limiter never climbs above
-  the plan's limit, and climbs back after a cut in steps of it, which evens out the
-  shares of several processes on one account (see :mod:`twochat_voip._adapting`).
-  A client that never meets a 429 never asks, and one whose server does not say
-  (or fails to answer) goes on adapting without it.
-
-The request is a credit like any other: it counts in the stats and the budget.
+A client told ``requests_per_minute="auto"`` asks before its first call (every first
+call waits for the one request) and paces at the answer. An adaptive client (no rate
+given) asks at its first 429, in the background: from then on its limiter never climbs
+above the plan's limit, and climbs back after a cut in steps of it, which evens out
+the shares of processes on one account (see :mod:`twochat_voip._adapting`). The
+request is a credit like any other: it counts in the stats and the budget.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Final, Literal
 
 from twochat_voip._errors import (
@@ -32,21 +26,27 @@ from twochat_voip._errors import (
 from twochat_voip._ratelimit import AdaptiveRateLimiter
 from twochat_voip._retry import is_testing
 
-__all__ = ["PlanRate"]
-
 logger: Final = logging.getLogger("twochat_voip")
+
+_ASK_AGAIN: Final = (
+    AuthenticationError,
+    PaymentRequiredError,
+    BudgetExhaustedError,
+    ClientClosedError,
+    APIConnectionError,
+)
+"""Failures of ``"auto"``'s question that every waiting call gets, and the next asks
+again: no request would do better."""
 
 
 class PlanRate:
     """Asks the plan's limit for one client, and tells its limiter.
 
     Args:
-        ask: Sends ``GET /open/info`` through the client: the plan's requests a
-            minute, or ``None`` when the answer names none.
-        limiter: The client's own limiter (``None``: a limiter of the caller's,
-            which is told nothing).
+        ask: Sends ``GET /open/info``: the plan's requests a minute, or ``None``.
+        limiter: The client's own limiter (``None``: one of the caller's, told nothing).
         when: ``"first"``: before the first call (``"auto"``); ``"limit"``: at the
-            first 429 (an adaptive client without a rate); ``None``: never.
+            first 429 (an adaptive client); ``None``: never.
     """
 
     def __init__(
@@ -58,46 +58,47 @@ class PlanRate:
     ) -> None:
         self._ask = ask
         self._limiter = limiter
-        self.first = when == "first"
-        """Whether a first call must wait for the plan (``"auto"``, not yet known)."""
-        self.at_a_limit = when == "limit" and limiter is not None
-        """Whether the next 429 asks for the plan (cleared once asked)."""
-        self._learning: asyncio.Future[None] | None = None
-        self._background: asyncio.Task[None] | None = None
+        self.first = when == "first"  # a first call must wait for the plan
+        self.at_a_limit = when == "limit" and limiter is not None  # the next 429 asks
+        self._asking: set[asyncio.Task[None]] = set()
+        self._learning: asyncio.Task[None] | None = None
 
     async def before_first_call(self) -> None:
-        """``requests_per_minute="auto"``: ask once; concurrent first calls share the
-        one request."""
-        learning = self._learning
-        if learning is None:
-            # A task of its own, shielded: the request is every caller's, so one
-            # caller cancelled must not stop it for the others.
-            learning = self._learning = asyncio.get_running_loop().create_task(self._ask_for_pace())
-            learning.add_done_callback(self._forget_failed_request)
-        await asyncio.shield(learning)
+        """``"auto"``: ask once; concurrent first calls share the one request."""
+        if self._learning is None:
+            # A task of its own, shielded: one caller cancelled must not stop it for
+            # the others. A failed one is forgotten, and the next call asks again.
+            self._learning = self._start(self._ask_for_pace())
+        await asyncio.shield(self._learning)
 
-    def _forget_failed_request(self, learning: asyncio.Future[None]) -> None:
-        """A failed ``GET /open/info`` is asked again by the next call, even when every
-        caller that waited for it was cancelled (its error is taken here, not logged
-        as never retrieved)."""
-        failed = learning.cancelled() or learning.exception() is not None
-        if failed and self._learning is learning:
+    def limit_met(self) -> None:
+        """The server answered 429: an adaptive client asks for the plan, once, in
+        the background (not in testing mode, which asks nothing a test did not script)."""
+        if self.at_a_limit and not is_testing():
+            self.at_a_limit = False
+            self._start(self._ask_for_ceiling())
+
+    def _start(self, asking: Coroutine[object, object, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(asking)
+        self._asking.add(task)
+        task.add_done_callback(self._ended)
+        return task
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._asking.discard(task)
+        failed = task.cancelled() or task.exception() is not None  # (taken, not logged)
+        if failed and task is self._learning:
             self._learning = None
+        elif failed and not task.cancelled():  # pragma: no cover - a bug, not the API's
+            logger.error("asking the plan's limit failed", exc_info=task.exception())
 
     async def _ask_for_pace(self) -> None:
         try:
             rpm = await self._ask()
-        except (
-            AuthenticationError,
-            PaymentRequiredError,
-            BudgetExhaustedError,
-            ClientClosedError,
-            APIConnectionError,
-        ):
-            raise  # no request would do better; the next call asks again
+        except _ASK_AGAIN:
+            raise
         except TwoChatError as exc:
-            rpm = None
-            reason = str(exc)
+            rpm, reason = None, str(exc)
         else:
             reason = "the answer names no limits.requests_per_minute"
         self.first = False
@@ -107,19 +108,9 @@ class PlanRate:
                 "adapting to 429s instead",
                 reason,
             )
-            return
-        if self._limiter is not None:  # pragma: no branch - "auto" is the own limiter's
+        elif self._limiter is not None:  # pragma: no branch - "auto" is the own limiter's
             self._limiter.set_requests_per_minute(rpm)
-        logger.info("requests_per_minute='auto': pacing at the plan's %g requests/minute", rpm)
-
-    def limit_met(self) -> None:
-        """The server answered 429: an adaptive client asks for the plan now, in the
-        background (once)."""
-        if not self.at_a_limit or is_testing():
-            return  # (testing mode paces nothing, and asks nothing a test did not script)
-        self.at_a_limit = False
-        asking = self._background = asyncio.get_running_loop().create_task(self._ask_for_ceiling())
-        asking.add_done_callback(_log_failure)
+            logger.info("requests_per_minute='auto': pacing at the plan's %g requests/minute", rpm)
 
     async def _ask_for_ceiling(self) -> None:
         try:
@@ -131,30 +122,19 @@ class PlanRate:
             logger.info(
                 "GET /open/info names no limits.requests_per_minute; adapting to 429s without it"
             )
-            return
-        if self._limiter is not None:  # pragma: no branch - asked only for the own limiter
+        elif self._limiter is not None:  # pragma: no branch - asked only for the own limiter
             self._limiter.learn_plan(rpm)
-        logger.info(
-            "the plan allows %g requests/minute: never above it, and climbing back "
-            "after a 429 in steps of it",
-            rpm,
-        )
+            logger.info(
+                "the plan allows %g requests/minute: never above it, and climbing back "
+                "after a 429 in steps of it",
+                rpm,
+            )
 
     async def aclose(self) -> None:
-        """The client closes: a request still asking in the background ends, and a
-        429 answered after this asks nothing."""
+        """The client closes: a question still asked ends, and a later 429 asks nothing."""
         self.at_a_limit = False
-        asking = [task for task in (self._background, self._learning) if task is not None]
-        self._background = None
+        asking = list(self._asking)
         for task in asking:
             task.cancel()
-        if asking:
-            # (wait, not await: a cancellation of the closer itself must go through)
+        if asking:  # (wait, not gather: a cancellation of the closer itself goes through)
             await asyncio.wait(asking)
-
-
-def _log_failure(asking: asyncio.Task[None]) -> None:
-    """What no one awaits must not fail unseen: an error other than the API's (which
-    the question logs itself) is logged here, and taken."""
-    if not asking.cancelled() and (error := asking.exception()) is not None:
-        logger.error("asking the plan's limit failed", exc_info=error)
