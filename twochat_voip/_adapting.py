@@ -21,22 +21,6 @@ from __future__ import annotations
 import collections
 from typing import Final
 
-__all__ = [
-    "CUT",
-    "DOUBLING",
-    "IDLE",
-    "MEASURED",
-    "PLAN_CUT",
-    "START_PER_SECOND",
-    "UNPACED_ABOVE",
-    "WINDOW",
-    "climb_with_plan",
-    "climb_without_plan",
-    "is_a_limit",
-    "rate_of",
-    "slow_start",
-]
-
 WINDOW: Final = 64  # answers a limit is judged over
 LIMITED_IN_WINDOW: Final = 6  # 429s among them that mean a limit (2% strays: 1 in 300)
 LIMITED_CLEARLY: Final = 3  # fewer mean a limit when half the answers since the cut

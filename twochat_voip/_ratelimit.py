@@ -1,19 +1,11 @@
 """Client-wide pacing: every request of a client waits here for its slot.
 
-2Chat limits each account per minute and charges a credit for every request, 429s
-included. :class:`RateLimiter` is the seam (the client calls ``acquire`` before every
-attempt and ``feedback`` after every answer); :class:`AdaptiveRateLimiter` is the one
-in-process limiter:
-
-- it paces with a GCRA (slot ``k`` leaves at ``t0 + k * interval``, no minute's worth
-  of burst at the start) at a rate that is given, asked of ``GET /open/info``
-  (``"auto"``, by the client), or found by adapting;
-- it adapts to 429s by the law in :mod:`twochat_voip._adapting` (cut to a share of
-  what the server accepted, climb back with time, never above the plan);
-- a ``Retry-After`` (on a 429 or a 503) holds every request of the client.
-
-Waiting requests queue for their slots in call order, and only the first plans one,
-from the rate at that moment, so a cut or a climb applies to the very next request.
+:class:`RateLimiter` is the seam (``acquire`` before every attempt, ``feedback`` after
+every answer). :class:`AdaptiveRateLimiter`, the one in-process limiter, paces with a
+GCRA (no minute's worth of burst at the start) at a rate that is given, asked
+(``"auto"``) or found; adapts to 429s by the law in :mod:`twochat_voip._adapting`; and
+holds every request for a ``Retry-After``. Waiters queue in call order, and only the
+first plans its slot, from the rate at that moment: a cut or a climb applies at once.
 """
 
 from __future__ import annotations
@@ -47,8 +39,8 @@ __all__ = ["AdaptiveRateLimiter", "RateLimiter"]
 
 @runtime_checkable
 class RateLimiter(Protocol):
-    """What a client needs from a rate limiter (another one, shared through Redis
-    say, can take the own one's place: ``VoIPClient(rate_limiter=...)``)."""
+    """What a client needs from a rate limiter (one shared through Redis, say, can
+    take the own one's place: ``VoIPClient(rate_limiter=...)``)."""
 
     async def acquire(self) -> float:
         """Wait until a request may leave; return the time (monotonic) it left."""
@@ -59,8 +51,7 @@ class RateLimiter(Protocol):
         ...
 
     async def aclose(self) -> None:
-        """Let go of what the limiter holds; the client calls it on a limiter it owns
-        (its own, or one passed with ``rate_limiter_owner=True``)."""
+        """Let go of what the limiter holds (called by a client that owns it)."""
         ...
 
 
@@ -94,8 +85,7 @@ class AdaptiveRateLimiter:
         self._floor = min_requests_per_minute / 60.0
         self._clock = clock
         self._sleep = sleep
-        # After a cut at `_cut_at` the rate climbs from `_cut_to` (see _rate_now);
-        # `_rate` is None while unpaced.
+        # After a cut at `_cut_at` the rate climbs from `_cut_to`; None: unpaced.
         self._rate: float | None = self._ceiling
         self._cut_to = 0.0
         self._cut_at = float("-inf")
@@ -106,13 +96,11 @@ class AdaptiveRateLimiter:
         self._answers = 0
         self._fresh_answers = 0  # answers to requests sent since the last cut
         self._limited_at: collections.deque[int] = collections.deque()  # answer numbers
-        # A rate that has met no limit yet doubles from _cut_to (a slow start), from the
-        # first request on (testing mode paces nothing).
+        # No rate: double from _cut_to from the first request on (testing mode: no pacing).
         self._slow_start = requests_per_minute is None and not is_testing()
         if self._slow_start:
             self._rate = self._cut_to = self._accepted_rate = START_PER_SECOND
             self._cut_at = float("inf")  # set by the first request
-        # Send times of the last requests, and of the last accepted ones.
         self._sent: collections.deque[float] = collections.deque(maxlen=MEASURED)
         self._accepted: collections.deque[float] = collections.deque(maxlen=MEASURED)
         self._queue = asyncio.Lock()
@@ -156,18 +144,14 @@ class AdaptiveRateLimiter:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     async def acquire(self) -> float:
-        """Wait for this request's slot; slots are handed out in call order.
-
-        Only the first waiter plans a slot, and looks again when it wakes: a cut or a
-        pause meanwhile holds it longer, a climb is used at once."""
+        """Wait for this request's slot, in call order; the first waiter looks again
+        when it wakes (a cut or a pause meanwhile holds it longer)."""
         async with self._queue:
             slept = False
             while True:
                 now = self._clock()
                 due = self._due(now)
-                if due <= now:
-                    # A request that waited makes up for a late wake-up (see Gcra.take);
-                    # one that found its slot free is simply admitted now.
+                if due <= now:  # one that waited makes up for a late wake-up (Gcra.take)
                     return self._take(now, due if slept else now)
                 await self._sleep(due - now)
                 slept = True
