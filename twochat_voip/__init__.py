@@ -126,10 +126,8 @@ __all__ = [
 
 
 def _show_public_homes() -> None:
-    """Name the public path in tracebacks and reprs (``twochat_voip.NotFoundError``,
-    not ``twochat_voip._errors.NotFoundError``), as httpx does. Only for the errors and
-    the classes attrs does not build: attrs and cattrs read a model's annotations
-    through its ``__module__``."""
+    """Name the public path in tracebacks and reprs (``twochat_voip.NotFoundError``), as
+    httpx does; not for attrs classes, whose annotations are read through it."""
     for name in __all__:
         value = globals()[name]
         if isinstance(value, type) and (

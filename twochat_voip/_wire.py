@@ -1,14 +1,9 @@
 """A record as 2Chat sent it, for exports: exact numbers, every field, flat columns.
 
-The client's hot path decodes with orjson, whose floats keep 15-17 significant digits.
-An export keeps what it is given for years, so it decodes the answer again with
-``json.loads(parse_float=Decimal)``: a price keeps every digit it was sent with, an
-integer of any size stays exact, and keys the SDK does not know yet are kept. The
-record is still structured (and so validated) from that same object.
-
-The flat columns of CSV and SQL come from the models, not from a list kept by hand: a
-field added to :class:`~twochat_voip.CallDetailRecord` (or to its parts) becomes a
-column of both.
+An export keeps what it is given for years, so it decodes with
+``json.loads(parse_float=Decimal)``: every digit of a price, integers of any size and
+keys the SDK does not know yet are kept, and the record is structured (validated) from
+that same object. CSV and SQL columns come from the models, not a list kept by hand.
 """
 
 from __future__ import annotations
@@ -31,8 +26,6 @@ from twochat_voip._protocol import (
     structure_record,
 )
 from twochat_voip._requests import Response
-
-__all__ = ["COLUMNS", "Column", "dumps_wire", "parse_call_wire"]
 
 
 def _refuse_constant(name: str) -> None:
