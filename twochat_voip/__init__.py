@@ -3,8 +3,6 @@ your key."""
 
 from __future__ import annotations
 
-from importlib.metadata import version
-
 from twochat_voip._client import ClientStats, VoIPClient
 from twochat_voip._converter import converter, make_converter
 from twochat_voip._errors import (
@@ -51,10 +49,9 @@ from twochat_voip._resources import (
 from twochat_voip._results import AnyCallResult, CallFailure, CallResult, CallSuccess
 from twochat_voip._retry import RetryPolicy, set_testing
 from twochat_voip._transport import AiohttpTransport, Transport
+from twochat_voip._version import __version__
 from twochat_voip.export._run import ExportSummary, export_calls, open_sink
 from twochat_voip.export._sinks import CSVSink, JSONLSink, Sink, StdoutSink
-
-__version__ = version("twochat-voip")
 
 configure_logging_from_env()  # TWOCHAT_LOG=debug
 

@@ -7,7 +7,6 @@ import asyncio
 import enum
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from importlib.metadata import version
 from typing import Any, Final, Literal, Self, TypeVar
 
 import aiohttp
@@ -30,14 +29,13 @@ from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._requests import API_KEY_HEADER, Request, Requests, Response
 from twochat_voip._retry import RetryPolicy
 from twochat_voip._transport import AiohttpTransport, Transport
+from twochat_voip._version import __version__
 from twochat_voip.hooks import Hook
 
 __all__ = ["DEFAULT_GIVE_UP_AFTER", "ClientStats", "VoIPClient"]
 
 logger: Final = logging.getLogger("twochat_voip")
-_USER_AGENT: Final = {
-    "User-Agent": f"twochat-voip/{version('twochat-voip')} aiohttp/{aiohttp.__version__}"
-}
+_USER_AGENT: Final = {"User-Agent": f"twochat-voip/{__version__} aiohttp/{aiohttp.__version__}"}
 _T = TypeVar("_T")
 
 
