@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from twochat_voip.testing._faults import Answer, error_answer, json_answer
+
 __all__ = ["FakeAccount", "make_caller_id", "make_virtual_number"]
 
 ACCOUNT_UUID: Final = "ACC00000000-0000-4000-8000-000000000000"
@@ -24,16 +26,6 @@ _EVENTS: Final = frozenset(
     {"call.status.update", "call.incoming.completed", "call.outbound.completed"}
 )
 _STAMP: Final = "2025-01-01T00:00:00Z"
-
-Reply = tuple[int, bytes]
-
-
-def _json(status: int, payload: Any) -> Reply:
-    return status, json.dumps(payload).encode()
-
-
-def _error(status: int, message: str) -> Reply:
-    return _json(status, {"success": False, "error": True, "error_message": message})
 
 
 def _id(prefix: str, n: int) -> str:
@@ -115,16 +107,18 @@ class FakeAccount:
         self.deliveries: list[tuple[str, int | None]] = []
         self._made = 0
 
-    def answer(self, method: str, path: str, query: Mapping[str, str], body: bytes) -> Reply | None:
+    def answer(
+        self, method: str, path: str, query: Mapping[str, str], body: bytes
+    ) -> Answer | None:
         """The reply to a request for one of these resources; ``None``: not one."""
         if path.startswith(_SUBSCRIBE) and method == "POST":
             return self._subscribe(path[len(_SUBSCRIBE) :], body)
         if path == _WEBHOOKS and method == "GET":
-            return _json(200, {"success": True, "webhooks": self.webhooks})
+            return json_answer(200, {"success": True, "webhooks": self.webhooks})
         if path.startswith(_CHANNEL) and method == "GET":
             channel = path[len(_CHANNEL) :]
             hooks = [h for h in self.webhooks if h["channel_uuid"] == channel]
-            return _json(200, {"success": True, "webhooks": hooks})
+            return json_answer(200, {"success": True, "webhooks": hooks})
         if path.startswith(_WEBHOOKS + "/") and method == "DELETE":
             return self._delete(path[len(_WEBHOOKS) + 1 :])
         if path in (_NUMBERS, _CALLER_IDS) and method == "GET":
@@ -137,7 +131,7 @@ class FakeAccount:
         return None
 
     @staticmethod
-    def info(api_request_count: int, requests_per_minute: float | None) -> Reply:
+    def info(api_request_count: int, requests_per_minute: float | None) -> Answer:
         """The reply to ``GET /open/info``: the account, its usage, and its plan's
         limit (left out when ``requests_per_minute`` is ``None``)."""
         body: dict[str, Any] = {
@@ -159,25 +153,25 @@ class FakeAccount:
         }
         if requests_per_minute is not None:
             body["limits"] = {"requests_per_minute": requests_per_minute}
-        return _json(200, body)
+        return json_answer(200, body)
 
-    def _subscribe(self, event: str, body: bytes) -> Reply:
+    def _subscribe(self, event: str, body: bytes) -> Answer:
         if event not in _EVENTS:
-            return _error(422, f"unknown event {event}")
+            return error_answer(422, f"unknown event {event}")
         try:
             wanted = json.loads(body)
             hook_url, channel = wanted["hook_url"], wanted["channel_uuid"]
         except (ValueError, KeyError, TypeError):
-            return _error(422, "hook_url and channel_uuid are required")
+            return error_answer(422, "hook_url and channel_uuid are required")
         if not any(n["uuid"] == channel for n in self.virtual_numbers):
-            return _error(404, "Channel not found")
+            return error_answer(404, "Channel not found")
         for hook in self.webhooks:
             if (hook["event_name"], hook["channel_uuid"], hook["hook_url"]) == (
                 event,
                 channel,
                 hook_url,
             ):
-                return _error(409, "Webhook already exists")
+                return error_answer(409, "Webhook already exists")
         self._made += 1
         hook = {
             "uuid": _id("WHK", self._made),
@@ -188,24 +182,24 @@ class FakeAccount:
             "created_at": _STAMP,
         }
         self.webhooks.append(hook)
-        return _json(200, {"success": True, "data": hook})
+        return json_answer(200, {"success": True, "data": hook})
 
-    def _delete(self, webhook_uuid: str) -> Reply:
+    def _delete(self, webhook_uuid: str) -> Answer:
         for index, hook in enumerate(self.webhooks):
             if hook["uuid"] == webhook_uuid:
                 del self.webhooks[index]
-                return _json(200, {"success": True})
-        return _error(404, "Webhook not found")
+                return json_answer(200, {"success": True})
+        return error_answer(404, "Webhook not found")
 
     @staticmethod
-    def _page(key: str, items: list[dict[str, Any]], query: Mapping[str, str]) -> Reply:
+    def _page(key: str, items: list[dict[str, Any]], query: Mapping[str, str]) -> Answer:
         try:
             page = int(query.get("page_number", "0"))
             size = int(query.get("results_per_page", "50"))
         except ValueError:
-            return _error(422, "page_number and results_per_page must be whole numbers")
+            return error_answer(422, "page_number and results_per_page must be whole numbers")
         chunk = items[page * size : (page + 1) * size] if page >= 0 and size > 0 else []
-        return _json(200, {"success": True, "count": len(items), "page": page, key: chunk})
+        return json_answer(200, {"success": True, "count": len(items), "page": page, key: chunk})
 
     async def deliver(
         self, event_name: str, payload: Mapping[str, Any], *, channel_uuid: str

@@ -1,9 +1,8 @@
 """FakeTwoChatServer: 2Chat's VoIP API on 127.0.0.1, with faults you script.
 
-It runs on aiohttp.web: one handler behind every path checks the key and the limit
-like 2Chat's gateway, spends the next fault, answers the route, logs the request, and
-leaves the writing (and the misbehaving) to :mod:`._answers`.
-"""
+One aiohttp.web handler behind every path checks the key and the limit like 2Chat's
+gateway, spends the next fault, answers the route and logs the request; :mod:`._faults`
+writes the answer (and misbehaves)."""
 
 from __future__ import annotations
 
@@ -16,28 +15,48 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs
 
+import attrs
 from aiohttp import web
 
 from twochat_voip._clock import loop_time
 from twochat_voip._gcra import Gcra
 from twochat_voip.testing._account import FakeAccount, call_event, events_for
-from twochat_voip.testing._answers import (
-    Answer,
-    encode_body,
-    error_answer,
-    fault_answer,
-    json_answer,
-    write_answer,
-)
 from twochat_voip.testing._data import EXAMPLE_CDR
-from twochat_voip.testing._faults import CALL_PREFIX as _CALL_PREFIX
-from twochat_voip.testing._faults import Fault, ReceivedRequest
+from twochat_voip.testing._faults import Answer, Fault, error_answer, json_answer, write_answer
 
 __all__ = ["DEFAULT_TEST_KEY", "FakeTwoChatServer", "Fault", "ReceivedRequest"]
 
 DEFAULT_TEST_KEY = "test-key-not-a-secret"
-_HISTORY_PATH = "/open/voip/call-history"
-_INFO_PATH = "/open/info"
+_CALL_PREFIX = "/open/voip/call/"
+
+
+@attrs.frozen(kw_only=True)
+class ReceivedRequest:
+    """A request the server received, for tests to inspect.
+
+    Attributes:
+        method: The HTTP method.
+        path: The path, without the query.
+        query: The query parameters (first value of each).
+        headers: The request headers, names lower-cased. The key is left out of the
+            repr, and is the test key anyway.
+        received_at: when it arrived, on the event loop's clock (``loop.time()``).
+        status: The status answered, ``None`` if the connection was cut or hung.
+    """
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str] = attrs.field(repr=False)
+    received_at: float
+    status: int | None
+
+    @property
+    def call_uuid(self) -> str | None:
+        """The id asked for by a ``GET /open/voip/call/{uuid}``."""
+        if self.path.startswith(_CALL_PREFIX):
+            return self.path[len(_CALL_PREFIX) :]
+        return None
 
 
 class FakeTwoChatServer:
@@ -225,17 +244,30 @@ class FakeTwoChatServer:
     # answering
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        """Every request, whatever its path: read it, answer it, write the answer."""
+        """Every request, whatever its path: answer it, log it, write the answer."""
         self._in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:
             body = await request.read()
-            answer = self._answer(request, body)
+            received = ReceivedRequest(
+                method=request.method,
+                path=request.rel_url.raw_path,
+                query={k: v[0] for k, v in parse_qs(request.rel_url.raw_query_string).items()},
+                headers={name.lower(): value for name, value in request.headers.items()},
+                received_at=loop_time(),
+                status=None,
+            )
+            answer = self._answer(received, body)
+            self.request_count += 1
+            self._status_counts[answer.answered_status] += 1
+            if self._log_requests:
+                self.requests.append(attrs.evolve(received, status=answer.answered_status))
+            self._arrived.set()
             return await write_answer(request, answer, self._closed)
         finally:
             self._in_flight -= 1
 
-    def _next_fault(self, call_uuid: str | None) -> Fault | None:
+    def _next_fault(self, call_uuid: str | None) -> Fault:
         for index, (wanted, fault) in enumerate(self._faults):
             if wanted is None or wanted == call_uuid:
                 del self._faults[index]
@@ -244,98 +276,46 @@ class FakeTwoChatServer:
             rate, choices, rng = self._random_faults
             if rng.random() < rate:
                 return rng.choice(choices)
-        return None
+        return Fault()
 
-    def _over_limit(self, now: float) -> float | None:
-        """Seconds until the next request would be accepted, if over the limit now."""
-        if self.requests_per_minute is None:
-            return None
-        # Read each time: a test may change the limit while the server runs.
-        self._limit.interval = 60.0 / self.requests_per_minute
-        self._limit.burst = self.rate_burst
-        return self._limit.police(now) or None
-
-    def _answer(self, request: web.BaseRequest, body: bytes) -> Answer:
-        """Decide the answer to ``request``, and log it."""
-        now = loop_time()
-        method, path = request.method, request.rel_url.raw_path
-        query = {k: v[0] for k, v in parse_qs(request.rel_url.raw_query_string).items()}
-        headers = {name.lower(): value for name, value in request.headers.items()}
-        call_uuid = path[len(_CALL_PREFIX) :] if path.startswith(_CALL_PREFIX) else None
-        answer = self._route(
-            method, path, query=query, headers=headers, call_uuid=call_uuid, now=now, body=body
-        )
-        status = answer.answered_status
-        self.request_count += 1
-        self._status_counts[status] += 1
-        if self._log_requests:
-            self.requests.append(
-                ReceivedRequest(
-                    method=method,
-                    path=path,
-                    query=query,
-                    headers=headers,
-                    received_at=now,
-                    status=status,
-                )
-            )
-        self._arrived.set()
-        return answer
-
-    def _route(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: Mapping[str, str],
-        headers: Mapping[str, str],
-        call_uuid: str | None,
-        now: float,
-        body: bytes = b"",
-    ) -> Answer:
-        key = headers.get("x-user-api-key")
+    def _answer(self, request: ReceivedRequest, body: bytes) -> Answer:
+        """What 2Chat would answer, with the next fault."""
+        key = request.headers.get("x-user-api-key")
         if not key:
             return json_answer(403, {"detail": "Not authenticated"})
         if self.api_key is not None and key != self.api_key:
             return json_answer(401, {"detail": "Invalid API Key"})
-        wait = self._over_limit(now)
-        if wait is not None:
-            answer = error_answer(429, "Too many requests, please retry later")
-            if self.rate_limit_retry_after:
-                answer.headers.append(("Retry-After", str(max(1, round(wait)))))
-            return answer
-        fault = self._next_fault(call_uuid)
-        if fault is not None and fault.status is not None:
-            return fault_answer(fault, fault.status)
-        answer = self._served(method, path, query, call_uuid, body)
-        if fault is not None:
-            answer.fault = fault
-            if fault.body is not None:
-                answer.body = encode_body(fault.body)
-        return answer
+        if self.requests_per_minute is not None:
+            # Read each time: a test may change the limit while the server runs.
+            self._limit.interval = 60.0 / self.requests_per_minute
+            self._limit.burst = self.rate_burst
+            wait = self._limit.police(request.received_at)
+            if wait:
+                answer = error_answer(429, "Too many requests, please retry later")
+                if self.rate_limit_retry_after:
+                    answer = answer.with_fault(Fault(retry_after=max(1, round(wait))))
+                return answer
+        fault = self._next_fault(request.call_uuid)
+        if fault.status is not None:
+            return error_answer(fault.status).with_fault(fault)
+        return self._served(request, body).with_fault(fault)
 
-    def _served(
-        self,
-        method: str,
-        path: str,
-        query: Mapping[str, str],
-        call_uuid: str | None,
-        body: bytes,
-    ) -> Answer:
+    def _served(self, request: ReceivedRequest, body: bytes) -> Answer:
         """The normal answer to an authorised request within the limit."""
+        method, path, query = request.method, request.path, request.query
         resource = self.account.answer(method, path, query, body)
         if resource is not None:
-            return Answer(*resource)
+            return resource
         if method != "GET":
             return error_answer(405, "Method not allowed")
-        if call_uuid is not None:
-            record = self._records.get(call_uuid)
+        if request.call_uuid is not None:
+            record = self._records.get(request.call_uuid)
             return Answer(200, record) if record else error_answer(404, "Call not found")
-        if path == _HISTORY_PATH:
-            return self._history(query)
-        if path == _INFO_PATH:
+        if path == "/open/info":
             plan = self.plan_requests_per_minute or self.requests_per_minute
-            return Answer(*self.account.info(self.request_count, plan))
+            return self.account.info(self.request_count, plan)
+        if path == "/open/voip/call-history":
+            return self._history(query)
         return json_answer(404, {"detail": "Not Found"})
 
     def _history(self, query: Mapping[str, str]) -> Answer:
@@ -353,5 +333,6 @@ class FakeTwoChatServer:
         ]
         size = self.history_page_size
         chunk = records[page * size : (page + 1) * size] if page >= 0 else []
-        body = {"success": True, "count": len(records), "page": page, "cdrs": chunk}
-        return json_answer(200, body)
+        return json_answer(
+            200, {"success": True, "count": len(records), "page": page, "cdrs": chunk}
+        )
