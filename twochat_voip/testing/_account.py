@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid as uuid_module
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from ipaddress import ip_address
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -77,17 +77,6 @@ def make_caller_id(n: int) -> dict[str, Any]:
     }
 
 
-def is_loopback_url(url: str) -> bool:
-    """Whether ``url`` points at this machine: the only place a fake delivers to."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class FakeAccount:
     """The account behind a :class:`FakeTwoChatServer`: its webhooks, virtual numbers
     and caller ids, and what ``GET /open/info`` says of it.
@@ -110,7 +99,7 @@ class FakeAccount:
     def answer(
         self, method: str, path: str, query: Mapping[str, str], body: bytes
     ) -> Answer | None:
-        """The reply to a request for one of these resources; ``None``: not one."""
+        """The answer to a request for one of these resources; ``None``: not one."""
         if path.startswith(_SUBSCRIBE) and method == "POST":
             return self._subscribe(path[len(_SUBSCRIBE) :], body)
         if path == _WEBHOOKS and method == "GET":
@@ -121,18 +110,17 @@ class FakeAccount:
             return json_answer(200, {"success": True, "webhooks": hooks})
         if path.startswith(_WEBHOOKS + "/") and method == "DELETE":
             return self._delete(path[len(_WEBHOOKS) + 1 :])
-        if path in (_NUMBERS, _CALLER_IDS) and method == "GET":
-            key, items = (
-                ("numbers", self.virtual_numbers)
-                if path == _NUMBERS
-                else ("caller_ids", self.caller_ids)
-            )
-            return self._page(key, items, query)
+        listed = {
+            _NUMBERS: ("numbers", self.virtual_numbers),
+            _CALLER_IDS: ("caller_ids", self.caller_ids),
+        }
+        if path in listed and method == "GET":
+            return self._page(*listed[path], query)
         return None
 
     @staticmethod
     def info(api_request_count: int, requests_per_minute: float | None) -> Answer:
-        """The reply to ``GET /open/info``: the account, its usage, and its plan's
+        """The answer to ``GET /open/info``: the account, its usage, and its plan's
         limit (left out when ``requests_per_minute`` is ``None``)."""
         body: dict[str, Any] = {
             "success": True,
@@ -165,22 +153,11 @@ class FakeAccount:
             return error_answer(422, "hook_url and channel_uuid are required")
         if not any(n["uuid"] == channel for n in self.virtual_numbers):
             return error_answer(404, "Channel not found")
-        for hook in self.webhooks:
-            if (hook["event_name"], hook["channel_uuid"], hook["hook_url"]) == (
-                event,
-                channel,
-                hook_url,
-            ):
-                return error_answer(409, "Webhook already exists")
+        wanted = {"event_name": event, "channel_uuid": channel, "hook_url": hook_url}
+        if any(hook.items() >= wanted.items() for hook in self.webhooks):
+            return error_answer(409, "Webhook already exists")
         self._made += 1
-        hook = {
-            "uuid": _id("WHK", self._made),
-            "event_name": event,
-            "channel_uuid": channel,
-            "hook_url": hook_url,
-            "hook_params": {},
-            "created_at": _STAMP,
-        }
+        hook = {"uuid": _id("WHK", self._made), **wanted, "hook_params": {}, "created_at": _STAMP}
         self.webhooks.append(hook)
         return json_answer(200, {"success": True, "data": hook})
 
@@ -201,50 +178,54 @@ class FakeAccount:
         chunk = items[page * size : (page + 1) * size] if page >= 0 and size > 0 else []
         return json_answer(200, {"success": True, "count": len(items), "page": page, key: chunk})
 
-    async def deliver(
-        self, event_name: str, payload: Mapping[str, Any], *, channel_uuid: str
+    async def deliver_call(
+        self, cdr: Mapping[str, Any], *, channel_uuid: str | None
     ) -> list[int | None]:
-        """POST ``payload`` to every webhook for ``event_name`` on ``channel_uuid``, as
-        2Chat does when a call changes; the receivers' statuses (``None``: not
-        reached). Only loopback hook URLs are delivered to."""
-        hooks = [
-            h
-            for h in self.webhooks
-            if h["event_name"] == event_name and h["channel_uuid"] == channel_uuid
-        ]
+        """POST the events of ``cdr`` reaching its status to their webhooks on
+        ``channel_uuid`` (default: the first number), as 2Chat does; the receivers'
+        statuses (``None``: not reached). Only loopback hook URLs are delivered to."""
+        number = next(n for n in self.virtual_numbers if channel_uuid in (None, n["uuid"]))
+        status = cdr["status"]
+        events = ["call.status.update"]
+        if status in ("COMPLETED", "MISSED", "FAILED"):
+            events.append(
+                "call.outbound.completed"
+                if cdr.get("direction") == "O"
+                else "call.incoming.completed"
+            )
+        payload = {k: v for k, v in cdr.items() if k not in ("call_cost", "agent_id")}
+        payload.update(
+            active=status in ("RINGING", "ANSWERED"),
+            received_on_number=number["phone_number"],
+            received_on_number_uuid=number["uuid"],
+            is_toll_free=number["is_toll_free"],
+            contact={"uuid": _id("CON", 0), "first_name": "Juan", "last_name": "Pérez"},
+        )
         statuses: list[int | None] = []
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            for hook in hooks:
-                url = hook["hook_url"]
-                status: int | None = None
-                if is_loopback_url(url):
-                    try:
-                        # As a plain POST: a receiver that redirects gets no event.
-                        async with session.post(url, json=payload, allow_redirects=False) as answer:
-                            status = answer.status
-                    except aiohttp.ClientError:
-                        status = None
-                self.deliveries.append((url, status))
-                statuses.append(status)
+            for event in events:
+                wanted = (event, number["uuid"])
+                hooks = [h for h in self.webhooks if (h["event_name"], h["channel_uuid"]) == wanted]
+                for hook in hooks:
+                    status = None
+                    if _is_loopback(hook["hook_url"]):
+                        try:
+                            # As a plain POST: a receiver that redirects gets no event.
+                            async with session.post(
+                                hook["hook_url"], json=payload, allow_redirects=False
+                            ) as answer:
+                                status = answer.status
+                        except aiohttp.ClientError:
+                            pass
+                    self.deliveries.append((hook["hook_url"], status))
+                    statuses.append(status)
         return statuses
 
 
-def call_event(cdr: Mapping[str, Any], *, status: str, number: Mapping[str, Any]) -> dict[str, Any]:
-    """The payload 2Chat delivers for ``cdr`` reaching ``status``, on ``number``."""
-    event = {k: v for k, v in cdr.items() if k not in ("call_cost", "agent_id")}
-    event.update(
-        status=status,
-        active=status in ("RINGING", "ANSWERED"),
-        received_on_number=number["phone_number"],
-        received_on_number_uuid=number["uuid"],
-        is_toll_free=number["is_toll_free"],
-        contact={"uuid": _id("CON", 0), "first_name": "Juan", "last_name": "Pérez"},
-    )
-    return event
-
-
-def events_for(direction: str | None, status: str) -> Iterable[str]:
-    """The events 2Chat sends when a call of ``direction`` reaches ``status``."""
-    yield "call.status.update"
-    if status in ("COMPLETED", "MISSED", "FAILED"):
-        yield "call.outbound.completed" if direction == "O" else "call.incoming.completed"
+def _is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this machine: the only place a fake delivers to."""
+    host = urlsplit(url).hostname or ""
+    try:
+        return host == "localhost" or ip_address(host).is_loopback
+    except ValueError:
+        return False

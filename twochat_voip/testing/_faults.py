@@ -1,6 +1,7 @@
-"""What a test scripts into the fake server (:class:`Fault`), and how aiohttp.web
-writes an answer with one: late, never, byte by byte, or cut short before the status
-line, inside the headers or halfway through the body."""
+"""What a test scripts into the fake server (:class:`Fault`) and reads back from it
+(:class:`ReceivedRequest`), and how aiohttp.web writes an answer with a fault: late,
+never, byte by byte, or cut short before the status line, inside the headers or
+halfway through the body."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import attrs
 from aiohttp import web
 from multidict import CIMultiDict
 
-__all__ = ["Answer", "Fault", "error_answer", "json_answer", "write_answer"]
+__all__ = ["Answer", "Fault", "ReceivedRequest", "error_answer", "json_answer", "write_answer"]
+
+_CALL_PREFIX = "/open/voip/call/"
 
 
 @attrs.frozen(kw_only=True)
@@ -52,6 +55,35 @@ class Fault:
     gzip: bool = False
     chunked: bool = False
     content_type: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ReceivedRequest:
+    """A request the server received, for tests to inspect.
+
+    Attributes:
+        method: The HTTP method.
+        path: The path, without the query.
+        query: The query parameters (first value of each).
+        headers: The request headers, names lower-cased. The key is left out of the
+            repr, and is the test key anyway.
+        received_at: when it arrived, on the event loop's clock (``loop.time()``).
+        status: The status answered, ``None`` if the connection was cut or hung.
+    """
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str] = attrs.field(repr=False)
+    received_at: float
+    status: int | None
+
+    @property
+    def call_uuid(self) -> str | None:
+        """The id asked for by a ``GET /open/voip/call/{uuid}``."""
+        if self.path.startswith(_CALL_PREFIX):
+            return self.path[len(_CALL_PREFIX) :]
+        return None
 
 
 @attrs.frozen

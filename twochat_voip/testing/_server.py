@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import random
 from collections.abc import Iterable, Mapping
 from types import TracebackType
@@ -20,43 +19,20 @@ from aiohttp import web
 
 from twochat_voip._clock import loop_time
 from twochat_voip._gcra import Gcra
-from twochat_voip.testing._account import FakeAccount, call_event, events_for
+from twochat_voip.testing._account import FakeAccount
 from twochat_voip.testing._data import EXAMPLE_CDR
-from twochat_voip.testing._faults import Answer, Fault, error_answer, json_answer, write_answer
+from twochat_voip.testing._faults import (
+    Answer,
+    Fault,
+    ReceivedRequest,
+    error_answer,
+    json_answer,
+    write_answer,
+)
 
 __all__ = ["DEFAULT_TEST_KEY", "FakeTwoChatServer", "Fault", "ReceivedRequest"]
 
 DEFAULT_TEST_KEY = "test-key-not-a-secret"
-_CALL_PREFIX = "/open/voip/call/"
-
-
-@attrs.frozen(kw_only=True)
-class ReceivedRequest:
-    """A request the server received, for tests to inspect.
-
-    Attributes:
-        method: The HTTP method.
-        path: The path, without the query.
-        query: The query parameters (first value of each).
-        headers: The request headers, names lower-cased. The key is left out of the
-            repr, and is the test key anyway.
-        received_at: when it arrived, on the event loop's clock (``loop.time()``).
-        status: The status answered, ``None`` if the connection was cut or hung.
-    """
-
-    method: str
-    path: str
-    query: Mapping[str, str]
-    headers: Mapping[str, str] = attrs.field(repr=False)
-    received_at: float
-    status: int | None
-
-    @property
-    def call_uuid(self) -> str | None:
-        """The id asked for by a ``GET /open/voip/call/{uuid}``."""
-        if self.path.startswith(_CALL_PREFIX):
-            return self.path[len(_CALL_PREFIX) :]
-        return None
 
 
 class FakeTwoChatServer:
@@ -71,10 +47,9 @@ class FakeTwoChatServer:
 
     It serves ``GET /open/voip/call/{uuid}``, ``GET /open/voip/call-history``,
     ``GET /open/info``, the webhooks, virtual numbers and caller ids (see
-    :attr:`account`; :meth:`complete_call` delivers call events) the way 2Chat does
-    (including its error envelopes), checks
-    ``X-User-API-Key``, can enforce a per-minute limit answering 429, and logs every
-    request.
+    :attr:`account`; :meth:`complete_call` delivers call events) the way 2Chat does,
+    error envelopes included; checks ``X-User-API-Key``; can enforce a per-minute
+    limit answering 429; and logs every request.
 
     Args:
         cdrs: Records to serve, as wire JSON; default: the documented example only.
@@ -120,7 +95,6 @@ class FakeTwoChatServer:
         self.plan_requests_per_minute = plan_requests_per_minute
         self.account = FakeAccount()
         """Its webhooks, virtual numbers and caller ids (add, remove, inspect)."""
-        self._records: dict[str, bytes] = {}
         self._wire: dict[str, Mapping[str, Any]] = {}
         self.add_cdrs([EXAMPLE_CDR] if cdrs is None else cdrs)
         self._faults: collections.deque[tuple[str | None, Fault]] = collections.deque()
@@ -134,8 +108,6 @@ class FakeTwoChatServer:
         self._in_flight = 0
         self.max_in_flight = 0
         """The most requests the server was answering at once."""
-
-    # lifecycle
 
     async def start(self) -> Self:
         """Start listening; :attr:`base_url` is known from here on."""
@@ -181,14 +153,9 @@ class FakeTwoChatServer:
             raise RuntimeError("the server is not started")
         return f"http://{self._host}:{self._port}"
 
-    # what it serves, and how it misbehaves
-
     def add_cdrs(self, cdrs: Iterable[Mapping[str, Any]]) -> None:
         """Serve these records (wire JSON) from now on."""
-        for cdr in cdrs:
-            uuid = cdr["uuid"]
-            self._wire[uuid] = cdr
-            self._records[uuid] = json.dumps({"success": True, "cdr": cdr}).encode()
+        self._wire.update((cdr["uuid"], cdr) for cdr in cdrs)
 
     @property
     def call_uuids(self) -> list[str]:
@@ -228,20 +195,12 @@ class FakeTwoChatServer:
         receivers' statuses, in order. The record served changes to ``status`` too."""
         cdr = {**self._wire[call_uuid], "status": status}
         self.add_cdrs([cdr])
-        numbers = self.account.virtual_numbers
-        number = next(n for n in numbers if channel_uuid in (None, n["uuid"]))
-        payload = call_event(cdr, status=status, number=number)
-        statuses: list[int | None] = []
-        for event in events_for(cdr.get("direction"), status):
-            statuses += await self.account.deliver(event, payload, channel_uuid=number["uuid"])
-        return statuses
+        return await self.account.deliver_call(cdr, channel_uuid=channel_uuid)
 
     @property
     def status_counts(self) -> collections.Counter[int | None]:
         """How many answers of each status were given (``None``: cut or hung)."""
         return self._status_counts.copy()
-
-    # answering
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         """Every request, whatever its path: answer it, log it, write the answer."""
@@ -309,8 +268,9 @@ class FakeTwoChatServer:
         if method != "GET":
             return error_answer(405, "Method not allowed")
         if request.call_uuid is not None:
-            record = self._records.get(request.call_uuid)
-            return Answer(200, record) if record else error_answer(404, "Call not found")
+            cdr = self._wire.get(request.call_uuid)
+            found = {"success": True, "cdr": cdr}
+            return json_answer(200, found) if cdr else error_answer(404, "Call not found")
         if path == "/open/info":
             plan = self.plan_requests_per_minute or self.requests_per_minute
             return self.account.info(self.request_count, plan)
