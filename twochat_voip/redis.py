@@ -1,32 +1,13 @@
-"""One account's rate limit shared by every process that uses it, through Redis.
+"""One account's rate limit shared through Redis by every process that uses it.
 
-2Chat limits the account, not the process: four gunicorn workers each pacing at the
-plan's rate send four times too much, and every 429 costs a credit. A
-:class:`RedisRateLimiter` keeps one schedule per account in Redis, so every process
-(on any host) that shares the Redis and the account shares the rate::
+2Chat limits the account, not the process: four workers each pacing at the plan's
+rate send four times too much. A :class:`RedisRateLimiter` keeps one GCRA schedule per
+account in Redis, moved on atomically by a Lua script on Redis's clock, and a pause
+after a 429 holds every process (see docs/many-workers.md)::
 
     limiter = RedisRateLimiter("redis://localhost:6379/0", requests_per_minute=600)
     async with limiter, VoIPClient(rate_limiter=limiter) as voip:
         ...
-
-How it works:
-
-- The schedule is a GCRA kept in one Redis hash per account and moved on by a Lua
-  script, atomically, in one round trip per request: the script hands out the next
-  slot (on Redis's clock, so the hosts' clocks do not matter) and the process sleeps
-  until it. A process asks for one slot at a time, so it never holds more than one
-  slot it has not used yet.
-- A 429 pauses every process: for ``Retry-After`` when the server says it, otherwise
-  for ``pause_on_rate_limit`` seconds. The pause is kept in the same hash; no slot is
-  handed out before it ends.
-- The key is ``{key_prefix}:{<hash of the API key>}``: never the key itself. It
-  expires when its schedule and pause are over, so an idle account leaves nothing in
-  Redis.
-- Redis unreachable: the limiter keeps trying for ``redis_down_after`` seconds (a
-  restart goes unnoticed), then fails closed, raising
-  :class:`~twochat_voip.RateLimiterUnavailableError` without sending anything; with
-  ``on_redis_down="local"`` it paces on its own instead (at
-  ``local_requests_per_minute``) and goes back to Redis when it answers again.
 
 Install the extra for it: ``pip install 'twochat-voip[redis]'``.
 """
@@ -140,16 +121,10 @@ class RedisRateLimiter:
         self._burst = burst
         self._pause_on_rate_limit = pause_on_rate_limit
         self._redis_down_after = redis_down_after
-        self._local = (
-            AdaptiveRateLimiter(
-                local_requests_per_minute or requests_per_minute,
-                burst=burst,
-                clock=clock,
-                sleep=sleep,
-            )
-            if on_redis_down == "local"
-            else None
-        )
+        self._local: AdaptiveRateLimiter | None = None
+        if on_redis_down == "local":
+            rate = local_requests_per_minute or requests_per_minute
+            self._local = AdaptiveRateLimiter(rate, burst=burst, clock=clock, sleep=sleep)
         self._clock = clock
         self._sleep = sleep
         self._lock = asyncio.Lock()
@@ -157,15 +132,14 @@ class RedisRateLimiter:
         self._pause_set_at = float("-inf")
         self._generation = 0  # bumped by every pause of this process: its waiter re-plans
         self._down_since: float | None = None
+        self._down_error: BaseException | None = None
         self._next_try = 0.0
-        self._pause_unshared = False
-        """Whether this process took a pause it has not told Redis of yet."""
+        self._pause_unshared = False  # a pause this process took and Redis has not heard of
         self._pause_taken = asyncio.Event()
+        # The one background task, from the first acquire() to aclose(): it tells Redis
+        # of each pause as this process takes it.
         self._sharer: asyncio.Task[None] | None = None
-        """The limiter's one background task, from its first acquire() to aclose():
-        it tells Redis of each pause as this process takes it."""
-        self._waker: asyncio.Future[None] | None = None
-        """Wakes the head waiter when a pause begins."""
+        self._waker: asyncio.Future[None] | None = None  # wakes the head waiter on a pause
         self._closed = False
 
     def __repr__(self) -> str:
@@ -211,10 +185,16 @@ class RedisRateLimiter:
                     await self._nap(self._paused_until - now)
                     continue
                 generation = self._generation
-                try:
-                    delay = await self._reserve()
-                except _RedisDown as down:
-                    return await self._pace_locally(down)
+                delay = await self._reserve()
+                if delay is None and self._local is not None:  # Redis is down
+                    return await self._local.acquire()
+                if delay is None:
+                    down_for = self._clock() - (self._down_since or 0.0)
+                    raise RateLimiterUnavailableError(
+                        f"Redis has been unreachable for {down_for:.1f} s, so the account's "
+                        "shared rate limit cannot be kept; nothing was sent "
+                        '(RedisRateLimiter(on_redis_down="local") paces locally instead)'
+                    ) from self._down_error
                 if delay > 0:
                     await self._nap(delay)
                     if generation != self._generation:
@@ -233,7 +213,11 @@ class RedisRateLimiter:
             if sent_at < self._pause_set_at:
                 return  # sent before the pause began: that pause already answers it
             retry_after = self._pause_on_rate_limit
-        if retry_after > 0 and self._pause_locally(retry_after):
+        now = self._clock()
+        if retry_after > 0 and now + retry_after > self._paused_until:
+            self._paused_until = now + retry_after
+            self._pause_set_at = now
+            self._generation += 1
             self._pause_unshared = True
             self._pause_taken.set()  # the sharer tells Redis now
             if self._waker is not None and not self._waker.done():
@@ -267,33 +251,17 @@ class RedisRateLimiter:
     ) -> None:
         await self.aclose()
 
-    def _pause_locally(self, seconds: float) -> bool:
-        """Hold this process's requests; whether that made the pause longer."""
-        now = self._clock()
-        if now + seconds <= self._paused_until:
-            return False
-        self._paused_until = now + seconds
-        self._pause_set_at = now
-        self._generation += 1
-        return True
-
     async def _nap(self, seconds: float) -> None:
-        """Sleep ``seconds`` (through ``sleep``), or until a pause begins: the head
-        waiter's sleep."""
-        waker = self._waker = asyncio.get_running_loop().create_future()
+        """Sleep ``seconds`` (through ``sleep``), or until a pause wakes the head waiter."""
+        self._waker = asyncio.get_running_loop().create_future()
         sleeper = asyncio.ensure_future(self._sleep(seconds))
-        sleeper.add_done_callback(lambda _: _wake(waker))
         try:
-            await waker
-        except BaseException:
-            sleeper.cancel()
-            raise
+            await asyncio.wait([sleeper, self._waker], return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._waker = None
-        if sleeper.done():
+            sleeper.cancel()  # woken by a pause, or cancelled; nothing if it is done
+        if sleeper.done() and not sleeper.cancelled():
             sleeper.result()  # its error, if it failed
-        else:
-            sleeper.cancel()  # woken by a pause
 
     async def _share_pauses(self) -> None:
         """The sharer: tell Redis of each pause as this process takes it."""
@@ -303,9 +271,9 @@ class RedisRateLimiter:
             await self._share_pause()  # (does nothing once closed)
 
     async def _share_pause(self, *, closing: bool = False) -> None:
-        """Tell Redis of the pause this process took, if it has not yet: every process
-        holds off with it. (The sharer does, and so does :meth:`acquire` before it
-        reserves a slot, in case the sharer has not run yet.)"""
+        """Tell Redis of the pause this process took, if it has not yet (the sharer
+        does, and :meth:`acquire` before it reserves a slot, in case the sharer has not
+        run yet)."""
         if self._closed and not closing:
             return
         # What is left of it: the time since it began has been waited out already.
@@ -326,18 +294,16 @@ class RedisRateLimiter:
                 type(exc).__name__,
             )
 
-    async def _reserve(self) -> float:
-        """Seconds until the slot Redis gave this request.
-
-        Raises:
-            _RedisDown: Redis has been unreachable for ``redis_down_after`` seconds.
-        """
+    async def _reserve(self) -> float | None:
+        """Seconds until the slot Redis gave this request; ``None``: Redis has been
+        unreachable for ``redis_down_after`` seconds."""
         backoff = _FIRST_BACKOFF
         while True:
             if self._closed:  # a waiter still unwinding must not open a new connection
                 raise ClientClosedError("this RedisRateLimiter is closed")
             if self._down_since is not None and self._clock() < self._next_try:
-                raise _RedisDown(None)
+                self._down_error = None
+                return None
             try:
                 waited_us = await self._acquire_script(
                     keys=[self._key], args=[self._interval_us, self._burst]
@@ -357,32 +323,9 @@ class RedisRateLimiter:
                     backoff = min(2 * backoff, _MAX_BACKOFF)
                     continue
                 self._next_try = now + _RECHECK
-                raise _RedisDown(exc) from exc
+                self._down_error = exc
+                return None
             if self._down_since is not None:
                 logger.warning("Redis is reachable again: the shared rate limit is back")
                 self._down_since = None
             return int(waited_us) / 1_000_000
-
-    async def _pace_locally(self, down: _RedisDown) -> float:
-        """Redis is down: wait for the local limiter's slot, or raise if there is none."""
-        if self._local is not None:
-            return await self._local.acquire()
-        down_for = self._clock() - (self._down_since or 0.0)
-        raise RateLimiterUnavailableError(
-            f"Redis has been unreachable for {down_for:.1f} s, so the account's shared "
-            "rate limit cannot be kept; nothing was sent "
-            '(RedisRateLimiter(on_redis_down="local") paces locally instead)'
-        ) from down.cause
-
-
-def _wake(waker: asyncio.Future[None]) -> None:
-    if not waker.done():
-        waker.set_result(None)
-
-
-class _RedisDown(Exception):
-    """Redis has been unreachable for ``redis_down_after`` seconds."""
-
-    def __init__(self, cause: BaseException | None) -> None:
-        super().__init__("Redis is down")
-        self.cause = cause
