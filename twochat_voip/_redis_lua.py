@@ -1,7 +1,5 @@
-"""What the Redis limiter keeps in Redis and how: the Lua it runs there, atomically
-(the account's GCRA, the same arithmetic as :class:`twochat_voip._gcra.Gcra` in
-microseconds on Redis's clock, and its shared pause), the key it names the schedule
-by, and the client it makes from a URL."""
+"""What the Redis limiter runs in Redis (the account's GCRA, :class:`~twochat_voip._gcra.Gcra`'s
+arithmetic on Redis's clock, and its shared pause), the key it uses, and its client."""
 
 from __future__ import annotations
 
@@ -15,8 +13,7 @@ from redis.backoff import NoBackoff
 __all__ = ["ACQUIRE", "DEFAULT_KEY_PREFIX", "PAUSE", "account_key", "client_for"]
 
 DEFAULT_KEY_PREFIX: Final = "twochat-voip:ratelimit"
-_REDIS_TIMEOUT: Final = 2.0
-"""Seconds a client made from a URL waits to connect, or for an answer."""
+_REDIS_TIMEOUT: Final = 2.0  # seconds a client made from a URL waits to connect, or to hear
 
 # Times are integer microseconds on Redis's clock (exact in Lua's doubles). The hash
 # holds `tat`, the GCRA's theoretical arrival time, and `paused_until`; the key lives
