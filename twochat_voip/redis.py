@@ -1,9 +1,6 @@
-"""One account's rate limit shared through Redis by every process that uses it.
-
-2Chat limits the account, not the process: four workers each pacing at the plan's
-rate send four times too much. A :class:`RedisRateLimiter` keeps one GCRA schedule per
-account in Redis, moved on atomically by a Lua script on Redis's clock, and a pause
-after a 429 holds every process (see docs/many-workers.md)::
+"""One account's rate limit shared through Redis by every process that uses it: one
+GCRA schedule per account, moved on atomically by a Lua script on Redis's clock, and a
+pause after a 429 that holds every process (see docs/many-workers.md)::
 
     limiter = RedisRateLimiter("redis://localhost:6379/0", requests_per_minute=600)
     async with limiter, VoIPClient(rate_limiter=limiter) as voip:
@@ -18,7 +15,6 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Final, Literal, Self
 
 from twochat_voip._clock import loop_time
@@ -31,32 +27,27 @@ except ImportError as exc:  # pragma: no cover - exercised only without the redi
         "twochat_voip.redis needs the redis package: pip install 'twochat-voip[redis]'"
     ) from exc
 
-from twochat_voip._errors import (
-    ClientClosedError,
-    MissingAPIKeyError,
-    RateLimiterUnavailableError,
-)
+from twochat_voip._errors import ClientClosedError, MissingAPIKeyError, RateLimiterUnavailableError
 from twochat_voip._ratelimit import AdaptiveRateLimiter
-from twochat_voip._redis_lua import ACQUIRE, DEFAULT_KEY_PREFIX, PAUSE, account_key, client_for
+from twochat_voip._redis_schedule import (
+    DEFAULT_KEY_PREFIX,
+    PAUSE,
+    SharedSchedule,
+    account_key,
+    client_for,
+)
 from twochat_voip._retry import is_testing
 
 __all__ = ["DEFAULT_KEY_PREFIX", "RateLimiterUnavailableError", "RedisRateLimiter", "account_key"]
 
 logger: Final = logging.getLogger("twochat_voip")
 
-_RECHECK: Final = 1.0
-"""Seconds between tries of a Redis that is down."""
-_FIRST_BACKOFF: Final = 0.05
-_MAX_BACKOFF: Final = 0.5
-
 
 class RedisRateLimiter:
     """A :class:`~twochat_voip.RateLimiter` whose schedule lives in Redis, per account.
 
-    Give every process the same Redis, the same account and the same
-    ``requests_per_minute`` (the plan's limit), and pass it to the client::
-
-        VoIPClient(rate_limiter=RedisRateLimiter(redis, requests_per_minute=600))
+    Give every process the same Redis, account and ``requests_per_minute`` (the plan's
+    limit), and pass it to the client as ``VoIPClient(rate_limiter=...)``.
 
     Args:
         redis: A ``redis.asyncio.Redis`` client (yours: you close it; its own retry
@@ -114,13 +105,18 @@ class RedisRateLimiter:
         self._key = account_key(key, key_prefix)
         self._owns_redis = isinstance(redis, str)
         self._redis: Redis = client_for(redis) if isinstance(redis, str) else redis
-        self._acquire_script = self._redis.register_script(ACQUIRE)
         self._pause_script = self._redis.register_script(PAUSE)
         self._requests_per_minute = requests_per_minute
-        self._interval_us = max(1, round(60_000_000 / requests_per_minute))
-        self._burst = burst
         self._pause_on_rate_limit = pause_on_rate_limit
-        self._redis_down_after = redis_down_after
+        self._schedule = SharedSchedule(
+            self._redis,
+            self._key,
+            requests_per_minute=requests_per_minute,
+            burst=burst,
+            down_after=redis_down_after,
+            clock=clock,
+            sleep=sleep,
+        )
         self._local: AdaptiveRateLimiter | None = None
         if on_redis_down == "local":
             rate = local_requests_per_minute or requests_per_minute
@@ -131,22 +127,16 @@ class RedisRateLimiter:
         self._paused_until = 0.0
         self._pause_set_at = float("-inf")
         self._generation = 0  # bumped by every pause of this process: its waiter re-plans
-        self._down_since: float | None = None
-        self._down_error: BaseException | None = None
-        self._next_try = 0.0
         self._pause_unshared = False  # a pause this process took and Redis has not heard of
         self._pause_taken = asyncio.Event()
-        # The one background task, from the first acquire() to aclose(): it tells Redis
-        # of each pause as this process takes it.
+        # The one background task (first acquire() to aclose()): tells Redis of pauses.
         self._sharer: asyncio.Task[None] | None = None
         self._waker: asyncio.Future[None] | None = None  # wakes the head waiter on a pause
         self._closed = False
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(key={self._key!r}, "
-            f"requests_per_minute={self._requests_per_minute:g})"
-        )
+        rate = self._requests_per_minute
+        return f"{type(self).__name__}(key={self._key!r}, requests_per_minute={rate:g})"
 
     @property
     def key(self) -> str:
@@ -161,7 +151,7 @@ class RedisRateLimiter:
     @property
     def redis_available(self) -> bool:
         """Whether the last try reached Redis (``False``: failing closed, or local)."""
-        return self._down_since is None
+        return self._schedule.down_since is None
 
     async def acquire(self) -> float:
         """Wait for this request's slot in the account's shared schedule.
@@ -185,16 +175,12 @@ class RedisRateLimiter:
                     await self._nap(self._paused_until - now)
                     continue
                 generation = self._generation
-                delay = await self._reserve()
-                if delay is None and self._local is not None:  # Redis is down
-                    return await self._local.acquire()
-                if delay is None:
-                    down_for = self._clock() - (self._down_since or 0.0)
-                    raise RateLimiterUnavailableError(
-                        f"Redis has been unreachable for {down_for:.1f} s, so the account's "
-                        "shared rate limit cannot be kept; nothing was sent "
-                        '(RedisRateLimiter(on_redis_down="local") paces locally instead)'
-                    ) from self._down_error
+                try:
+                    delay = await self._schedule.reserve()
+                except RateLimiterUnavailableError:
+                    if self._local is None:
+                        raise
+                    return await self._local.acquire()  # Redis is down: pace alone
                 if delay > 0:
                     await self._nap(delay)
                     if generation != self._generation:
@@ -224,12 +210,11 @@ class RedisRateLimiter:
                 self._waker.set_result(None)  # the head waiter re-plans
 
     async def aclose(self) -> None:
-        """Stop the sharer, share a pause not shared yet, and close the Redis client
-        if the limiter made it. Idempotent; :meth:`acquire` raises
-        :class:`~twochat_voip.ClientClosedError` afterwards."""
+        """Share a pause not shared yet, and close the Redis client if the limiter made
+        it. Idempotent; :meth:`acquire` raises :class:`~twochat_voip.ClientClosedError` after."""
         if self._closed:
             return
-        self._closed = True
+        self._closed = self._schedule.closed = True
         sharer, self._sharer = self._sharer, None
         if sharer is not None:
             # Told to stop, not cancelled: redis-py can swallow a cancellation that
@@ -243,12 +228,7 @@ class RedisRateLimiter:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def _nap(self, seconds: float) -> None:
@@ -271,9 +251,8 @@ class RedisRateLimiter:
             await self._share_pause()  # (does nothing once closed)
 
     async def _share_pause(self, *, closing: bool = False) -> None:
-        """Tell Redis of the pause this process took, if it has not yet (the sharer
-        does, and :meth:`acquire` before it reserves a slot, in case the sharer has not
-        run yet)."""
+        """Tell Redis of this process's pause, if not yet told (the sharer does, and
+        :meth:`acquire` before it reserves a slot, in case the sharer has not run yet)."""
         if self._closed and not closing:
             return
         # What is left of it: the time since it began has been waited out already.
@@ -293,39 +272,3 @@ class RedisRateLimiter:
                 seconds,
                 type(exc).__name__,
             )
-
-    async def _reserve(self) -> float | None:
-        """Seconds until the slot Redis gave this request; ``None``: Redis has been
-        unreachable for ``redis_down_after`` seconds."""
-        backoff = _FIRST_BACKOFF
-        while True:
-            if self._closed:  # a waiter still unwinding must not open a new connection
-                raise ClientClosedError("this RedisRateLimiter is closed")
-            if self._down_since is not None and self._clock() < self._next_try:
-                self._down_error = None
-                return None
-            try:
-                waited_us = await self._acquire_script(
-                    keys=[self._key], args=[self._interval_us, self._burst]
-                )
-            except (RedisError, OSError) as exc:
-                now = self._clock()
-                if self._down_since is None:
-                    self._down_since = now
-                    logger.warning(
-                        "Redis is unreachable for the shared rate limit (%s); "
-                        "trying again for %.1f s",
-                        type(exc).__name__,
-                        self._redis_down_after,
-                    )
-                if now - self._down_since < self._redis_down_after:
-                    await self._sleep(backoff)
-                    backoff = min(2 * backoff, _MAX_BACKOFF)
-                    continue
-                self._next_try = now + _RECHECK
-                self._down_error = exc
-                return None
-            if self._down_since is not None:
-                logger.warning("Redis is reachable again: the shared rate limit is back")
-                self._down_since = None
-            return int(waited_us) / 1_000_000

@@ -10,7 +10,6 @@ import asyncio
 import collections
 import random
 from collections.abc import Iterable, Mapping
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs
 
@@ -138,12 +137,7 @@ class FakeTwoChatServer:
     async def __aenter__(self) -> Self:
         return await self.start()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     @property

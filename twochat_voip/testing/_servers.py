@@ -15,7 +15,6 @@ import subprocess  # nosec B404
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 __all__ = ["PostgresServer", "RedisServer"]
@@ -80,12 +79,7 @@ class _ChildServer:
             self.close()
             raise
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
