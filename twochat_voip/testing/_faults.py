@@ -1,7 +1,5 @@
 """What a test scripts into the fake server (:class:`Fault`) and reads back from it
-(:class:`ReceivedRequest`), and how aiohttp.web writes an answer with a fault: late,
-never, byte by byte, or cut short before the status line, inside the headers or
-halfway through the body."""
+(:class:`ReceivedRequest`), and how an answer is written as its fault says."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""FakeTwoChatServer: 2Chat's VoIP API on 127.0.0.1, with faults you script.
-
-One aiohttp.web handler behind every path checks the key and the limit like 2Chat's
-gateway, spends the next fault, answers the route and logs the request; :mod:`._faults`
-writes the answer (and misbehaves)."""
+"""FakeTwoChatServer: 2Chat's VoIP API on 127.0.0.1, on aiohttp.web, with faults you script."""
 
 from __future__ import annotations
 
