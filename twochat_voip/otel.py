@@ -1,26 +1,14 @@
 """OpenTelemetry traces for a client: one span per call (``pip install
-'twochat-voip[otel]'``).
-
-::
-
-    from twochat_voip import VoIPClient
-    from twochat_voip.otel import OpenTelemetryHook
+'twochat-voip[otel]'``)::
 
     async with VoIPClient(hooks=[OpenTelemetryHook()]) as voip:
         cdr = await voip.get_call(call_uuid)  # a span "GET /open/voip/call/{call_uuid}"
 
-Each call (``get_call``, one id of a bulk run, a history page, ...) is a ``CLIENT``
-span named ``{method} {route}``, a child of whatever span is current where the call
-is made (a web request's, say), with the HTTP semantic conventions' attributes
-(``http.request.method``, ``url.template``, ``server.address``,
-``http.response.status_code``, ``http.request.resend_count``, ``error.type``) and
-``twochat.call_uuid`` and ``twochat.attempts``. Retries, attempts that got no answer
-and waits for the rate limiter are events on it. While the call runs its span is the
-current one, so the spans of OpenTelemetry's aiohttp instrumentation (given to the
-client as ``trace_configs``) are its children: one per attempt.
-
-Nothing the spans carry holds the API key: it is only ever in a header, and no
-header is recorded.
+Each call is a ``CLIENT`` span under the current one, with the HTTP semantic
+conventions' attributes; retries, attempts that got no answer and rate-limit waits are
+its events. It is current while the call runs, so the spans of OpenTelemetry's aiohttp
+instrumentation (the client's ``trace_configs``) are its children. No header is
+recorded, so no span holds the API key.
 """
 
 from __future__ import annotations
@@ -60,8 +48,8 @@ class OpenTelemetryHook:
         self._tracer = trace.get_tracer(
             "twochat_voip", version("twochat-voip"), tracer_provider=tracer_provider
         )
-        # The call's span and the token that made it current, for the events that
-        # follow in the call's own context.
+        # The call's span and the token that made it current (events of one call are
+        # told in its own context).
         self._call: contextvars.ContextVar[tuple[trace.Span, object] | None] = (
             contextvars.ContextVar("twochat_voip_otel_call", default=None)
         )
@@ -129,5 +117,4 @@ class OpenTelemetryHook:
 
 
 def _error_type(error: BaseException) -> str:
-    """The error's class, as OpenTelemetry's ``error.type`` wants it."""
     return type(error).__qualname__

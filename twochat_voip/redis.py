@@ -1,32 +1,10 @@
-"""One account's rate limit shared by every process that uses it, through Redis.
-
-2Chat limits the account, not the process: four gunicorn workers each pacing at the
-plan's rate send four times too much, and every 429 costs a credit. A
-:class:`RedisRateLimiter` keeps one schedule per account in Redis, so every process
-(on any host) that shares the Redis and the account shares the rate::
+"""One account's rate limit shared through Redis by every process that uses it: one
+GCRA schedule per account, moved on atomically by a Lua script on Redis's clock, and a
+pause after a 429 that holds every process (see docs/many-workers.md)::
 
     limiter = RedisRateLimiter("redis://localhost:6379/0", requests_per_minute=600)
     async with limiter, VoIPClient(rate_limiter=limiter) as voip:
         ...
-
-How it works:
-
-- The schedule is a GCRA kept in one Redis hash per account and moved on by a Lua
-  script, atomically, in one round trip per request: the script hands out the next
-  slot (on Redis's clock, so the hosts' clocks do not matter) and the process sleeps
-  until it. A process asks for one slot at a time, so it never holds more than one
-  slot it has not used yet.
-- A 429 pauses every process: for ``Retry-After`` when the server says it, otherwise
-  for ``pause_on_rate_limit`` seconds. The pause is kept in the same hash; no slot is
-  handed out before it ends.
-- The key is ``{key_prefix}:{<hash of the API key>}``: never the key itself. It
-  expires when its schedule and pause are over, so an idle account leaves nothing in
-  Redis.
-- Redis unreachable: the limiter keeps trying for ``redis_down_after`` seconds (a
-  restart goes unnoticed), then fails closed, raising
-  :class:`~twochat_voip.RateLimiterUnavailableError` without sending anything; with
-  ``on_redis_down="local"`` it paces on its own instead (at
-  ``local_requests_per_minute``) and goes back to Redis when it answers again.
 
 Install the extra for it: ``pip install 'twochat-voip[redis]'``.
 """
@@ -37,7 +15,6 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Final, Literal, Self
 
 from twochat_voip._clock import loop_time
@@ -50,32 +27,27 @@ except ImportError as exc:  # pragma: no cover - exercised only without the redi
         "twochat_voip.redis needs the redis package: pip install 'twochat-voip[redis]'"
     ) from exc
 
-from twochat_voip._errors import (
-    ClientClosedError,
-    MissingAPIKeyError,
-    RateLimiterUnavailableError,
-)
+from twochat_voip._errors import ClientClosedError, MissingAPIKeyError, RateLimiterUnavailableError
 from twochat_voip._ratelimit import AdaptiveRateLimiter
-from twochat_voip._redis_lua import ACQUIRE, DEFAULT_KEY_PREFIX, PAUSE, account_key, client_for
+from twochat_voip._redis_schedule import (
+    DEFAULT_KEY_PREFIX,
+    PAUSE,
+    SharedSchedule,
+    account_key,
+    client_for,
+)
 from twochat_voip._retry import is_testing
 
 __all__ = ["DEFAULT_KEY_PREFIX", "RateLimiterUnavailableError", "RedisRateLimiter", "account_key"]
 
 logger: Final = logging.getLogger("twochat_voip")
 
-_RECHECK: Final = 1.0
-"""Seconds between tries of a Redis that is down."""
-_FIRST_BACKOFF: Final = 0.05
-_MAX_BACKOFF: Final = 0.5
-
 
 class RedisRateLimiter:
     """A :class:`~twochat_voip.RateLimiter` whose schedule lives in Redis, per account.
 
-    Give every process the same Redis, the same account and the same
-    ``requests_per_minute`` (the plan's limit), and pass it to the client::
-
-        VoIPClient(rate_limiter=RedisRateLimiter(redis, requests_per_minute=600))
+    Give every process the same Redis, account and ``requests_per_minute`` (the plan's
+    limit), and pass it to the client as ``VoIPClient(rate_limiter=...)``.
 
     Args:
         redis: A ``redis.asyncio.Redis`` client (yours: you close it; its own retry
@@ -133,46 +105,38 @@ class RedisRateLimiter:
         self._key = account_key(key, key_prefix)
         self._owns_redis = isinstance(redis, str)
         self._redis: Redis = client_for(redis) if isinstance(redis, str) else redis
-        self._acquire_script = self._redis.register_script(ACQUIRE)
         self._pause_script = self._redis.register_script(PAUSE)
         self._requests_per_minute = requests_per_minute
-        self._interval_us = max(1, round(60_000_000 / requests_per_minute))
-        self._burst = burst
         self._pause_on_rate_limit = pause_on_rate_limit
-        self._redis_down_after = redis_down_after
-        self._local = (
-            AdaptiveRateLimiter(
-                local_requests_per_minute or requests_per_minute,
-                burst=burst,
-                clock=clock,
-                sleep=sleep,
-            )
-            if on_redis_down == "local"
-            else None
+        self._schedule = SharedSchedule(
+            self._redis,
+            self._key,
+            requests_per_minute=requests_per_minute,
+            burst=burst,
+            down_after=redis_down_after,
+            clock=clock,
+            sleep=sleep,
         )
+        self._local: AdaptiveRateLimiter | None = None
+        if on_redis_down == "local":
+            rate = local_requests_per_minute or requests_per_minute
+            self._local = AdaptiveRateLimiter(rate, burst=burst, clock=clock, sleep=sleep)
         self._clock = clock
         self._sleep = sleep
         self._lock = asyncio.Lock()
         self._paused_until = 0.0
         self._pause_set_at = float("-inf")
         self._generation = 0  # bumped by every pause of this process: its waiter re-plans
-        self._down_since: float | None = None
-        self._next_try = 0.0
-        self._pause_unshared = False
-        """Whether this process took a pause it has not told Redis of yet."""
+        self._pause_unshared = False  # a pause this process took and Redis has not heard of
         self._pause_taken = asyncio.Event()
+        # The one background task (first acquire() to aclose()): tells Redis of pauses.
         self._sharer: asyncio.Task[None] | None = None
-        """The limiter's one background task, from its first acquire() to aclose():
-        it tells Redis of each pause as this process takes it."""
-        self._waker: asyncio.Future[None] | None = None
-        """Wakes the head waiter when a pause begins."""
+        self._waker: asyncio.Future[None] | None = None  # wakes the head waiter on a pause
         self._closed = False
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(key={self._key!r}, "
-            f"requests_per_minute={self._requests_per_minute:g})"
-        )
+        rate = self._requests_per_minute
+        return f"{type(self).__name__}(key={self._key!r}, requests_per_minute={rate:g})"
 
     @property
     def key(self) -> str:
@@ -187,7 +151,7 @@ class RedisRateLimiter:
     @property
     def redis_available(self) -> bool:
         """Whether the last try reached Redis (``False``: failing closed, or local)."""
-        return self._down_since is None
+        return self._schedule.down_since is None
 
     async def acquire(self) -> float:
         """Wait for this request's slot in the account's shared schedule.
@@ -212,9 +176,11 @@ class RedisRateLimiter:
                     continue
                 generation = self._generation
                 try:
-                    delay = await self._reserve()
-                except _RedisDown as down:
-                    return await self._pace_locally(down)
+                    delay = await self._schedule.reserve()
+                except RateLimiterUnavailableError:
+                    if self._local is None:
+                        raise
+                    return await self._local.acquire()  # Redis is down: pace alone
                 if delay > 0:
                     await self._nap(delay)
                     if generation != self._generation:
@@ -233,19 +199,22 @@ class RedisRateLimiter:
             if sent_at < self._pause_set_at:
                 return  # sent before the pause began: that pause already answers it
             retry_after = self._pause_on_rate_limit
-        if retry_after > 0 and self._pause_locally(retry_after):
+        now = self._clock()
+        if retry_after > 0 and now + retry_after > self._paused_until:
+            self._paused_until = now + retry_after
+            self._pause_set_at = now
+            self._generation += 1
             self._pause_unshared = True
             self._pause_taken.set()  # the sharer tells Redis now
             if self._waker is not None and not self._waker.done():
                 self._waker.set_result(None)  # the head waiter re-plans
 
     async def aclose(self) -> None:
-        """Stop the sharer, share a pause not shared yet, and close the Redis client
-        if the limiter made it. Idempotent; :meth:`acquire` raises
-        :class:`~twochat_voip.ClientClosedError` afterwards."""
+        """Share a pause not shared yet, and close the Redis client if the limiter made
+        it. Idempotent; :meth:`acquire` raises :class:`~twochat_voip.ClientClosedError` after."""
         if self._closed:
             return
-        self._closed = True
+        self._closed = self._schedule.closed = True
         sharer, self._sharer = self._sharer, None
         if sharer is not None:
             # Told to stop, not cancelled: redis-py can swallow a cancellation that
@@ -259,41 +228,20 @@ class RedisRateLimiter:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def _pause_locally(self, seconds: float) -> bool:
-        """Hold this process's requests; whether that made the pause longer."""
-        now = self._clock()
-        if now + seconds <= self._paused_until:
-            return False
-        self._paused_until = now + seconds
-        self._pause_set_at = now
-        self._generation += 1
-        return True
-
     async def _nap(self, seconds: float) -> None:
-        """Sleep ``seconds`` (through ``sleep``), or until a pause begins: the head
-        waiter's sleep."""
-        waker = self._waker = asyncio.get_running_loop().create_future()
+        """Sleep ``seconds`` (through ``sleep``), or until a pause wakes the head waiter."""
+        self._waker = asyncio.get_running_loop().create_future()
         sleeper = asyncio.ensure_future(self._sleep(seconds))
-        sleeper.add_done_callback(lambda _: _wake(waker))
         try:
-            await waker
-        except BaseException:
-            sleeper.cancel()
-            raise
+            await asyncio.wait([sleeper, self._waker], return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._waker = None
-        if sleeper.done():
+            sleeper.cancel()  # woken by a pause, or cancelled; nothing if it is done
+        if sleeper.done() and not sleeper.cancelled():
             sleeper.result()  # its error, if it failed
-        else:
-            sleeper.cancel()  # woken by a pause
 
     async def _share_pauses(self) -> None:
         """The sharer: tell Redis of each pause as this process takes it."""
@@ -303,9 +251,8 @@ class RedisRateLimiter:
             await self._share_pause()  # (does nothing once closed)
 
     async def _share_pause(self, *, closing: bool = False) -> None:
-        """Tell Redis of the pause this process took, if it has not yet: every process
-        holds off with it. (The sharer does, and so does :meth:`acquire` before it
-        reserves a slot, in case the sharer has not run yet.)"""
+        """Tell Redis of this process's pause, if not yet told (the sharer does, and
+        :meth:`acquire` before it reserves a slot, in case the sharer has not run yet)."""
         if self._closed and not closing:
             return
         # What is left of it: the time since it began has been waited out already.
@@ -325,64 +272,3 @@ class RedisRateLimiter:
                 seconds,
                 type(exc).__name__,
             )
-
-    async def _reserve(self) -> float:
-        """Seconds until the slot Redis gave this request.
-
-        Raises:
-            _RedisDown: Redis has been unreachable for ``redis_down_after`` seconds.
-        """
-        backoff = _FIRST_BACKOFF
-        while True:
-            if self._closed:  # a waiter still unwinding must not open a new connection
-                raise ClientClosedError("this RedisRateLimiter is closed")
-            if self._down_since is not None and self._clock() < self._next_try:
-                raise _RedisDown(None)
-            try:
-                waited_us = await self._acquire_script(
-                    keys=[self._key], args=[self._interval_us, self._burst]
-                )
-            except (RedisError, OSError) as exc:
-                now = self._clock()
-                if self._down_since is None:
-                    self._down_since = now
-                    logger.warning(
-                        "Redis is unreachable for the shared rate limit (%s); "
-                        "trying again for %.1f s",
-                        type(exc).__name__,
-                        self._redis_down_after,
-                    )
-                if now - self._down_since < self._redis_down_after:
-                    await self._sleep(backoff)
-                    backoff = min(2 * backoff, _MAX_BACKOFF)
-                    continue
-                self._next_try = now + _RECHECK
-                raise _RedisDown(exc) from exc
-            if self._down_since is not None:
-                logger.warning("Redis is reachable again: the shared rate limit is back")
-                self._down_since = None
-            return int(waited_us) / 1_000_000
-
-    async def _pace_locally(self, down: _RedisDown) -> float:
-        """Redis is down: wait for the local limiter's slot, or raise if there is none."""
-        if self._local is not None:
-            return await self._local.acquire()
-        down_for = self._clock() - (self._down_since or 0.0)
-        raise RateLimiterUnavailableError(
-            f"Redis has been unreachable for {down_for:.1f} s, so the account's shared "
-            "rate limit cannot be kept; nothing was sent "
-            '(RedisRateLimiter(on_redis_down="local") paces locally instead)'
-        ) from down.cause
-
-
-def _wake(waker: asyncio.Future[None]) -> None:
-    if not waker.done():
-        waker.set_result(None)
-
-
-class _RedisDown(Exception):
-    """Redis has been unreachable for ``redis_down_after`` seconds."""
-
-    def __init__(self, cause: BaseException | None) -> None:
-        super().__init__("Redis is down")
-        self.cause = cause

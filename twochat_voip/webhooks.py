@@ -1,28 +1,19 @@
 """Receiving 2Chat's call events: read a delivery, and a receiver to mount in your app.
 
-2Chat POSTs a call event to each webhook's ``hook_url`` (subscribe with
-:meth:`VoIPClient.subscribe_webhook`). Deliveries are not signed, so the receiver
-authenticates them by a secret token in the hook URL's query, and can confirm each
-event by fetching its record::
+2Chat POSTs call events to each webhook's ``hook_url`` unsigned, so the receiver
+authenticates them by a secret token in the hook URL's query (``?token=...``), and can
+confirm each by fetching its record (see docs/call-events.md)::
 
     receiver = WebhookReceiver(on_event, token=os.environ["HOOK_TOKEN"])
     app.router.routes.append(Route("/2chat/calls", receiver, methods=["POST"]))  # Starlette
     app.router.add_post("/2chat/calls", receiver.aiohttp_handler)     # aiohttp.web
 
-    await voip.subscribe_webhook(
-        WebhookEvent.CALL_INCOMING_COMPLETED,
-        hook_url=f"https://example.com/2chat/calls?token={token}",
-        channel_uuid="DID…",
-    )
-
-The receiver answers 401 without a token and 403 with a wrong one (the handler is not
-called), 400 to a body that is not a call event, and 200 once the handler has run. A
-redelivery (the same ``uuid``, ``status`` and ``updated_at``) is answered 200 and not
-handed on again; an event whose handler raised is answered 500 and handed on again if
-2Chat delivers it again; so is one that takes longer than ``timeout`` (504). The
-SDK never logs the token or puts it in an answer; web servers' access logs do, unless
-you switch them off (see docs/call-events.md). Redeliveries are told apart in memory:
-after a restart, one is handed on again.
+It answers 401 without a token and 403 with a wrong one (the handler is not called),
+400 to a body that is not a call event, and 200 once the handler has run. A
+redelivery (the same ``uuid``, ``status`` and ``updated_at``, remembered in memory) is
+answered 200 and not handed on again; an event whose handler raised (500) or took
+longer than ``timeout`` (504) is handed on again if 2Chat delivers it again. The SDK
+never logs the token; web servers' access logs do, unless you switch them off.
 """
 
 from __future__ import annotations
@@ -60,24 +51,17 @@ logger: Final = logging.getLogger("twochat_voip")
 MAX_EVENT_SIZE: Final = 256 * 1024
 """Bytes a delivery may have; a call event is about one kilobyte."""
 
-_MAX_REASON: Final = 300
-"""Characters of an explanation an error (and a 400 answer) carries."""
-
+_MAX_REASON: Final = 300  # characters of an explanation in an error (and a 400)
+# Characters a URL's query carries as they are (a ``+`` would arrive as a space), and
+# long enough to be a secret.
 _TOKEN: Final = re.compile(r"[A-Za-z0-9._~-]{16,256}")
-"""What a token may be: characters a URL's query carries as they are (a ``+`` would
-arrive as a space), and long enough to be a secret."""
-
-DEFAULT_HANDLER_TIMEOUT: Final = 10.0
-"""Seconds a delivery may take (the check, the record's fetch, your handler) before
-it is answered 504 and handed on again if 2Chat delivers it again."""
-
-_REMEMBERED: Final = 10_000
-"""Events a receiver remembers, to tell redeliveries from news."""
+DEFAULT_HANDLER_TIMEOUT: Final = 10.0  # seconds a delivery may take before a 504
+_REMEMBERED: Final = 10_000  # events a receiver remembers, to tell redeliveries from news
 
 _STATUSES: Final = {member.value.lower(): member.value for member in CallStatus}
 
 EventHandler = Callable[[CallEvent], Awaitable[None]]
-"""What a receiver hands each new event to."""
+_Answer = tuple[int, str]  # a status and its message
 
 
 def parse_call_event(body: bytes | str) -> CallEvent:
@@ -114,16 +98,6 @@ def parse_call_event(body: bytes | str) -> CallEvent:
             why = why[:_MAX_REASON] + "..."
         raise InvalidCallEventError(f"not a call event: {why}") from exc
     return event
-
-
-@attrs.frozen
-class _Answer:
-    status: int
-    message: str
-
-    def body(self) -> bytes:
-        ok = 200 <= self.status < 300
-        return json.dumps({"success": ok, "message": self.message}).encode()
 
 
 class WebhookReceiver:
@@ -165,7 +139,7 @@ class WebhookReceiver:
         self._token = token.encode()
         self._client = client
         self._verify = verify
-        self._seen: MutableMapping[tuple[Any, ...], None] = collections.OrderedDict()
+        self._seen: collections.OrderedDict[tuple[Any, ...], None] = collections.OrderedDict()
         self._in_flight: dict[tuple[Any, ...], asyncio.Future[_Answer]] = {}
 
     def __repr__(self) -> str:
@@ -174,19 +148,18 @@ class WebhookReceiver:
     async def handle(self, method: str, query: str, body: bytes) -> tuple[int, bytes]:
         """One delivery: ``method``, the URL's query string and the body; the answer's
         status and JSON body. The ASGI app and the aiohttp handler both call this."""
-        answer = await self._handle(method, query, body)
-        return answer.status, answer.body()
+        return _encoded(await self._handle(method, query, body))
 
     def _refused(self, method: str, query: str) -> _Answer | None:
         """Why a delivery is refused before its body is read, if it is."""
         if method != "POST":
-            return _Answer(405, "deliveries are POSTs")
+            return (405, "deliveries are POSTs")
         given = parse_qs(query).get("token")
         if not given:
-            return _Answer(401, "no token")
+            return (401, "no token")
         if not hmac.compare_digest(given[0].encode(), self._token):
             logger.warning("refused a call event delivery with a wrong token")
-            return _Answer(403, "wrong token")
+            return (403, "wrong token")
         return None
 
     async def _handle(self, method: str, query: str, body: bytes) -> _Answer:
@@ -196,32 +169,30 @@ class WebhookReceiver:
         try:
             event = parse_call_event(body)
         except InvalidCallEventError as exc:
-            return _Answer(413 if len(body) > MAX_EVENT_SIZE else 400, str(exc))
+            return (413 if len(body) > MAX_EVENT_SIZE else 400, str(exc))
         key = event.key
         if key in self._seen:
             logger.debug("call event %s (%s) delivered again: acknowledged", *key[:2])
-            return _Answer(200, "already delivered")
+            return (200, "already delivered")
         running = self._in_flight.get(key)
         if running is not None:  # the same event, delivered twice at once
             return await asyncio.shield(running)
         future: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
+        answer: _Answer = (500, "the handler failed")  # if this delivery is cancelled
         try:
-            try:
-                answer = await asyncio.wait_for(self._deliver(event), self._timeout)
-            except TimeoutError:
-                logger.warning("a call event for %s took over %g s", event.uuid, self._timeout)
-                answer = _Answer(504, "the delivery took too long")
-        except BaseException:
-            future.set_result(_Answer(500, "the handler failed"))
-            raise
-        else:
-            future.set_result(answer)
-            if answer.status == 200:
-                self._remember(key)
-            return answer
+            answer = await asyncio.wait_for(self._deliver(event), self._timeout)
+        except TimeoutError:
+            logger.warning("a call event for %s took over %g s", event.uuid, self._timeout)
+            answer = (504, "the delivery took too long")
         finally:
             del self._in_flight[key]
+            future.set_result(answer)
+        if answer[0] == 200:
+            self._seen[key] = None
+            if len(self._seen) > _REMEMBERED:
+                self._seen.popitem(last=False)
+        return answer
 
     async def _deliver(self, event: CallEvent) -> _Answer:
         if self._verify and self._client is not None:
@@ -229,26 +200,20 @@ class WebhookReceiver:
                 record = await self._client.get_call(event.uuid)
             except NotFoundError:
                 logger.warning("refused a call event for %s: no such record", event.uuid)
-                return _Answer(404, "no such call record")
+                return (404, "no such call record")
             except InvalidCallUUIDError:
-                return _Answer(400, "the event's uuid is not a call id")
+                return (400, "the event's uuid is not a call id")
             except TwoChatError as exc:
                 logger.warning("could not verify a call event (%s)", type(exc).__name__)
-                return _Answer(503, "could not verify the event now")
+                return (503, "could not verify the event now")
             event = attrs.evolve(event, record=record)
         try:
             await self._on_event(event)
         except Exception:
             logger.exception("the call event handler failed for %s", event.uuid)
-            return _Answer(500, "the handler failed")
+            return (500, "the handler failed")
         logger.debug("call event %s (%s) handed on", event.uuid, event.status)
-        return _Answer(200, "delivered")
-
-    def _remember(self, key: tuple[Any, ...]) -> None:
-        seen = self._seen
-        seen[key] = None
-        if len(seen) > _REMEMBERED:
-            seen.popitem(last=False)  # type: ignore[call-arg]
+        return (200, "delivered")
 
     async def __call__(
         self,
@@ -268,49 +233,39 @@ class WebhookReceiver:
         if scope["type"] != "http":
             return
         query = scope.get("query_string", b"").decode("latin-1")
-        refused = self._refused(scope["method"], query)
-        if refused is not None:  # answered before the body is read
-            await _asgi_answer(send, refused.status, refused.body())
-            return
-        body = bytearray()
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > MAX_EVENT_SIZE:
-                break  # no need to read the rest to refuse it
-        status, payload = await self.handle(scope["method"], query, bytes(body))
-        await _asgi_answer(send, status, payload)
+        answer = self._refused(scope["method"], query)
+        if answer is None:  # a refused delivery's body is never read
+            body = bytearray()
+            more = True
+            while more and len(body) <= MAX_EVENT_SIZE:  # past it, it is refused unread
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+            answer = await self._handle(scope["method"], query, bytes(body))
+        status, payload = _encoded(answer)
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
 
     async def aiohttp_handler(self, request: web.Request) -> web.Response:
         """The aiohttp.web handler: ``app.router.add_post(path, receiver.aiohttp_handler)``."""
         from aiohttp import web  # noqa: PLC0415 - only for aiohttp.web users
 
-        refused = self._refused(request.method, request.query_string)
-        if refused is None:
+        answer = self._refused(request.method, request.query_string)
+        if answer is None:
             body = bytearray()
             while len(body) <= MAX_EVENT_SIZE:  # to the end: it may come in many parts
                 chunk = await request.content.read(MAX_EVENT_SIZE + 1 - len(body))
                 if not chunk:
                     break
                 body += chunk
-            status, payload = await self.handle(request.method, request.query_string, bytes(body))
-        else:
-            status, payload = refused.status, refused.body()
+            answer = await self._handle(request.method, request.query_string, bytes(body))
+        status, payload = _encoded(answer)
         return web.Response(status=status, body=payload, content_type="application/json")
 
 
-async def _asgi_answer(
-    send: Callable[[MutableMapping[str, Any]], Awaitable[None]], status: int, body: bytes
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+def _encoded(answer: _Answer) -> tuple[int, bytes]:
+    status, message = answer
+    return status, json.dumps({"success": 200 <= status < 300, "message": message}).encode()

@@ -11,15 +11,10 @@ from __future__ import annotations
 
 from twochat_voip._retry import set_testing
 from twochat_voip.testing._data import EXAMPLE_ANSWER, EXAMPLE_CDR, generate_cdrs
+from twochat_voip.testing._faults import Fault, ReceivedRequest
 from twochat_voip.testing._mock_transport import MockTransport
-from twochat_voip.testing._postgres_server import PostgresServer
-from twochat_voip.testing._redis_server import RedisServer
-from twochat_voip.testing._server import (
-    DEFAULT_TEST_KEY,
-    FakeTwoChatServer,
-    Fault,
-    ReceivedRequest,
-)
+from twochat_voip.testing._server import DEFAULT_TEST_KEY, FakeTwoChatServer
+from twochat_voip.testing._servers import PostgresServer, RedisServer
 
 __all__ = [
     "DEFAULT_TEST_KEY",

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import uuid as uuid_module
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from ipaddress import ip_address
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import aiohttp
+
+from twochat_voip.testing._faults import Answer, error_answer, json_answer
 
 __all__ = ["FakeAccount", "make_caller_id", "make_virtual_number"]
 
@@ -24,16 +26,6 @@ _EVENTS: Final = frozenset(
     {"call.status.update", "call.incoming.completed", "call.outbound.completed"}
 )
 _STAMP: Final = "2025-01-01T00:00:00Z"
-
-Reply = tuple[int, bytes]
-
-
-def _json(status: int, payload: Any) -> Reply:
-    return status, json.dumps(payload).encode()
-
-
-def _error(status: int, message: str) -> Reply:
-    return _json(status, {"success": False, "error": True, "error_message": message})
 
 
 def _id(prefix: str, n: int) -> str:
@@ -85,17 +77,6 @@ def make_caller_id(n: int) -> dict[str, Any]:
     }
 
 
-def is_loopback_url(url: str) -> bool:
-    """Whether ``url`` points at this machine: the only place a fake delivers to."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class FakeAccount:
     """The account behind a :class:`FakeTwoChatServer`: its webhooks, virtual numbers
     and caller ids, and what ``GET /open/info`` says of it.
@@ -115,30 +96,31 @@ class FakeAccount:
         self.deliveries: list[tuple[str, int | None]] = []
         self._made = 0
 
-    def answer(self, method: str, path: str, query: Mapping[str, str], body: bytes) -> Reply | None:
-        """The reply to a request for one of these resources; ``None``: not one."""
+    def answer(
+        self, method: str, path: str, query: Mapping[str, str], body: bytes
+    ) -> Answer | None:
+        """The answer to a request for one of these resources; ``None``: not one."""
         if path.startswith(_SUBSCRIBE) and method == "POST":
             return self._subscribe(path[len(_SUBSCRIBE) :], body)
         if path == _WEBHOOKS and method == "GET":
-            return _json(200, {"success": True, "webhooks": self.webhooks})
+            return json_answer(200, {"success": True, "webhooks": self.webhooks})
         if path.startswith(_CHANNEL) and method == "GET":
             channel = path[len(_CHANNEL) :]
             hooks = [h for h in self.webhooks if h["channel_uuid"] == channel]
-            return _json(200, {"success": True, "webhooks": hooks})
+            return json_answer(200, {"success": True, "webhooks": hooks})
         if path.startswith(_WEBHOOKS + "/") and method == "DELETE":
             return self._delete(path[len(_WEBHOOKS) + 1 :])
-        if path in (_NUMBERS, _CALLER_IDS) and method == "GET":
-            key, items = (
-                ("numbers", self.virtual_numbers)
-                if path == _NUMBERS
-                else ("caller_ids", self.caller_ids)
-            )
-            return self._page(key, items, query)
+        listed = {
+            _NUMBERS: ("numbers", self.virtual_numbers),
+            _CALLER_IDS: ("caller_ids", self.caller_ids),
+        }
+        if path in listed and method == "GET":
+            return self._page(*listed[path], query)
         return None
 
     @staticmethod
-    def info(api_request_count: int, requests_per_minute: float | None) -> Reply:
-        """The reply to ``GET /open/info``: the account, its usage, and its plan's
+    def info(api_request_count: int, requests_per_minute: float | None) -> Answer:
+        """The answer to ``GET /open/info``: the account, its usage, and its plan's
         limit (left out when ``requests_per_minute`` is ``None``)."""
         body: dict[str, Any] = {
             "success": True,
@@ -159,98 +141,91 @@ class FakeAccount:
         }
         if requests_per_minute is not None:
             body["limits"] = {"requests_per_minute": requests_per_minute}
-        return _json(200, body)
+        return json_answer(200, body)
 
-    def _subscribe(self, event: str, body: bytes) -> Reply:
+    def _subscribe(self, event: str, body: bytes) -> Answer:
         if event not in _EVENTS:
-            return _error(422, f"unknown event {event}")
+            return error_answer(422, f"unknown event {event}")
         try:
             wanted = json.loads(body)
             hook_url, channel = wanted["hook_url"], wanted["channel_uuid"]
         except (ValueError, KeyError, TypeError):
-            return _error(422, "hook_url and channel_uuid are required")
+            return error_answer(422, "hook_url and channel_uuid are required")
         if not any(n["uuid"] == channel for n in self.virtual_numbers):
-            return _error(404, "Channel not found")
-        for hook in self.webhooks:
-            if (hook["event_name"], hook["channel_uuid"], hook["hook_url"]) == (
-                event,
-                channel,
-                hook_url,
-            ):
-                return _error(409, "Webhook already exists")
+            return error_answer(404, "Channel not found")
+        wanted = {"event_name": event, "channel_uuid": channel, "hook_url": hook_url}
+        if any(hook.items() >= wanted.items() for hook in self.webhooks):
+            return error_answer(409, "Webhook already exists")
         self._made += 1
-        hook = {
-            "uuid": _id("WHK", self._made),
-            "event_name": event,
-            "channel_uuid": channel,
-            "hook_url": hook_url,
-            "hook_params": {},
-            "created_at": _STAMP,
-        }
+        hook = {"uuid": _id("WHK", self._made), **wanted, "hook_params": {}, "created_at": _STAMP}
         self.webhooks.append(hook)
-        return _json(200, {"success": True, "data": hook})
+        return json_answer(200, {"success": True, "data": hook})
 
-    def _delete(self, webhook_uuid: str) -> Reply:
+    def _delete(self, webhook_uuid: str) -> Answer:
         for index, hook in enumerate(self.webhooks):
             if hook["uuid"] == webhook_uuid:
                 del self.webhooks[index]
-                return _json(200, {"success": True})
-        return _error(404, "Webhook not found")
+                return json_answer(200, {"success": True})
+        return error_answer(404, "Webhook not found")
 
     @staticmethod
-    def _page(key: str, items: list[dict[str, Any]], query: Mapping[str, str]) -> Reply:
+    def _page(key: str, items: list[dict[str, Any]], query: Mapping[str, str]) -> Answer:
         try:
             page = int(query.get("page_number", "0"))
             size = int(query.get("results_per_page", "50"))
         except ValueError:
-            return _error(422, "page_number and results_per_page must be whole numbers")
+            return error_answer(422, "page_number and results_per_page must be whole numbers")
         chunk = items[page * size : (page + 1) * size] if page >= 0 and size > 0 else []
-        return _json(200, {"success": True, "count": len(items), "page": page, key: chunk})
+        return json_answer(200, {"success": True, "count": len(items), "page": page, key: chunk})
 
-    async def deliver(
-        self, event_name: str, payload: Mapping[str, Any], *, channel_uuid: str
+    async def deliver_call(
+        self, cdr: Mapping[str, Any], *, channel_uuid: str | None
     ) -> list[int | None]:
-        """POST ``payload`` to every webhook for ``event_name`` on ``channel_uuid``, as
-        2Chat does when a call changes; the receivers' statuses (``None``: not
-        reached). Only loopback hook URLs are delivered to."""
-        hooks = [
-            h
-            for h in self.webhooks
-            if h["event_name"] == event_name and h["channel_uuid"] == channel_uuid
-        ]
+        """POST the events of ``cdr`` reaching its status to their webhooks on
+        ``channel_uuid`` (default: the first number), as 2Chat does; the receivers'
+        statuses (``None``: not reached). Only loopback hook URLs are delivered to."""
+        number = next(n for n in self.virtual_numbers if channel_uuid in (None, n["uuid"]))
+        status = cdr["status"]
+        events = ["call.status.update"]
+        if status in ("COMPLETED", "MISSED", "FAILED"):
+            events.append(
+                "call.outbound.completed"
+                if cdr.get("direction") == "O"
+                else "call.incoming.completed"
+            )
+        payload = {k: v for k, v in cdr.items() if k not in ("call_cost", "agent_id")}
+        payload.update(
+            active=status in ("RINGING", "ANSWERED"),
+            received_on_number=number["phone_number"],
+            received_on_number_uuid=number["uuid"],
+            is_toll_free=number["is_toll_free"],
+            contact={"uuid": _id("CON", 0), "first_name": "Juan", "last_name": "Pérez"},
+        )
         statuses: list[int | None] = []
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            for hook in hooks:
-                url = hook["hook_url"]
-                status: int | None = None
-                if is_loopback_url(url):
-                    try:
-                        # As a plain POST: a receiver that redirects gets no event.
-                        async with session.post(url, json=payload, allow_redirects=False) as answer:
-                            status = answer.status
-                    except aiohttp.ClientError:
-                        status = None
-                self.deliveries.append((url, status))
-                statuses.append(status)
+            for event in events:
+                wanted = (event, number["uuid"])
+                hooks = [h for h in self.webhooks if (h["event_name"], h["channel_uuid"]) == wanted]
+                for hook in hooks:
+                    status = None
+                    if _is_loopback(hook["hook_url"]):
+                        try:
+                            # As a plain POST: a receiver that redirects gets no event.
+                            async with session.post(
+                                hook["hook_url"], json=payload, allow_redirects=False
+                            ) as answer:
+                                status = answer.status
+                        except aiohttp.ClientError:
+                            pass
+                    self.deliveries.append((hook["hook_url"], status))
+                    statuses.append(status)
         return statuses
 
 
-def call_event(cdr: Mapping[str, Any], *, status: str, number: Mapping[str, Any]) -> dict[str, Any]:
-    """The payload 2Chat delivers for ``cdr`` reaching ``status``, on ``number``."""
-    event = {k: v for k, v in cdr.items() if k not in ("call_cost", "agent_id")}
-    event.update(
-        status=status,
-        active=status in ("RINGING", "ANSWERED"),
-        received_on_number=number["phone_number"],
-        received_on_number_uuid=number["uuid"],
-        is_toll_free=number["is_toll_free"],
-        contact={"uuid": _id("CON", 0), "first_name": "Juan", "last_name": "Pérez"},
-    )
-    return event
-
-
-def events_for(direction: str | None, status: str) -> Iterable[str]:
-    """The events 2Chat sends when a call of ``direction`` reaches ``status``."""
-    yield "call.status.update"
-    if status in ("COMPLETED", "MISSED", "FAILED"):
-        yield "call.outbound.completed" if direction == "O" else "call.incoming.completed"
+def _is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this machine: the only place a fake delivers to."""
+    host = urlsplit(url).hostname or ""
+    try:
+        return host == "localhost" or ip_address(host).is_loopback
+    except ValueError:
+        return False

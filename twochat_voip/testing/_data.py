@@ -20,12 +20,7 @@ EXAMPLE_CDR: dict[str, Any] = EXAMPLE_ANSWER["cdr"]
 """The ``cdr`` object of :data:`EXAMPLE_ANSWER`."""
 
 _ACCOUNT = "ACC4d6f2e8a-9b13-4c75-a8d1-6e3f7b5c2a94"
-_AGENTS = [
-    ("Jane", "Doe"),
-    ("Ana", "Benítez"),
-    ("Kofi", "Mensah"),
-    ("Mei", "Chen"),
-]
+_AGENTS = [("Jane", "Doe"), ("Ana", "Benítez"), ("Kofi", "Mensah"), ("Mei", "Chen")]
 _COUNTRIES = [("PY", "+5959"), ("US", "+1415"), ("BR", "+5511"), ("DE", "+4930")]
 
 

@@ -1,18 +1,22 @@
-"""What a test scripts into the fake server (:class:`Fault`) and what it reads back
-from it (:class:`ReceivedRequest`)."""
+"""What a test scripts into the fake server (:class:`Fault`) and reads back from it
+(:class:`ReceivedRequest`), and how an answer is written as its fault says."""
 
 from __future__ import annotations
 
+import asyncio
+import gzip
+import json
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any, Literal
 
 import attrs
+from aiohttp import web
+from multidict import CIMultiDict
 
-__all__ = ["CALL_PREFIX", "Drop", "Fault", "ReceivedRequest"]
+__all__ = ["Answer", "Fault", "ReceivedRequest", "error_answer", "json_answer", "write_answer"]
 
-CALL_PREFIX = "/open/voip/call/"
-
-Drop = Literal["before_status", "mid_headers", "mid_body"]
+_CALL_PREFIX = "/open/voip/call/"
 
 
 @attrs.frozen(kw_only=True)
@@ -43,7 +47,7 @@ class Fault:
     headers: Mapping[str, str] = attrs.field(factory=dict)
     retry_after: str | float | None = None
     delay: float = 0.0
-    drop: Drop | None = None
+    drop: Literal["before_status", "mid_headers", "mid_body"] | None = None
     hang: bool = False
     trickle: float | None = None
     gzip: bool = False
@@ -75,6 +79,113 @@ class ReceivedRequest:
     @property
     def call_uuid(self) -> str | None:
         """The id asked for by a ``GET /open/voip/call/{uuid}``."""
-        if self.path.startswith(CALL_PREFIX):
-            return self.path[len(CALL_PREFIX) :]
+        if self.path.startswith(_CALL_PREFIX):
+            return self.path[len(_CALL_PREFIX) :]
         return None
+
+
+@attrs.frozen
+class Answer:
+    """An answer decided but not yet written, and the fault to write it with."""
+
+    status: int
+    body: bytes
+    fault: Fault = Fault()
+
+    @property
+    def answered_status(self) -> int | None:
+        """The status the client will read; ``None``: it hangs or is cut."""
+        return None if self.fault.hang or self.fault.drop else self.status
+
+    def with_fault(self, fault: Fault) -> Answer:
+        """This answer, with ``fault``'s body if it has one, to be written as it says."""
+        body = fault.body
+        if body is None:
+            body = self.body
+        elif isinstance(body, str):
+            body = body.encode()
+        elif not isinstance(body, bytes):
+            body = json.dumps(body).encode()
+        return attrs.evolve(self, body=body, fault=fault)
+
+
+def json_answer(status: int, payload: Any) -> Answer:
+    return Answer(status, json.dumps(payload).encode())
+
+
+def error_answer(status: int, message: str | None = None) -> Answer:
+    """2Chat's error envelope; its message, by default the status's phrase."""
+    if message is None:
+        try:
+            message = HTTPStatus(status).phrase
+        except ValueError:
+            message = "Error"
+    return json_answer(status, {"success": False, "error": True, "error_message": message})
+
+
+async def write_answer(
+    request: web.BaseRequest, answer: Answer, closed: asyncio.Future[None]
+) -> web.StreamResponse:
+    """Write ``answer`` as its fault says; ``closed`` (done when the server stops) ends
+    any wait early, and cuts the connection."""
+    fault, body = answer.fault, answer.body
+    headers = CIMultiDict([("Content-Type", fault.content_type or "application/json")])
+    if fault.gzip:
+        body = gzip.compress(body)
+        headers["Content-Encoding"] = "gzip"
+    if fault.retry_after is not None:
+        headers["Retry-After"] = str(fault.retry_after)
+    headers.extend(fault.headers)
+    if fault.hang or fault.delay:
+        await asyncio.wait([closed], timeout=None if fault.hang else fault.delay)
+    if closed.done() or fault.drop == "before_status":
+        return _cut(request)
+    if fault.drop == "mid_headers":
+        head = f"HTTP/1.1 {answer.status} \r\n" + "".join(
+            f"{name}: {value}\r\n" for name, value in headers.items()
+        )
+        if request.transport is not None:
+            request.transport.write(head[: len(head) // 2].encode("latin-1"))
+        return _cut(request)
+    if fault.drop is None and not fault.trickle:
+        response = web.Response(status=answer.status, body=body, headers=headers)
+        if fault.chunked:
+            response.enable_chunked_encoding()
+        return response
+    streamed = web.StreamResponse(status=answer.status, headers=headers)
+    return await _stream(request, streamed, body, fault, closed)
+
+
+async def _stream(
+    request: web.BaseRequest,
+    response: web.StreamResponse,
+    body: bytes,
+    fault: Fault,
+    closed: asyncio.Future[None],
+) -> web.StreamResponse:
+    """Write the body in pieces: half of it then cut, or byte by byte."""
+    if fault.chunked:
+        response.enable_chunked_encoding()
+    else:
+        response.content_length = len(body)  # the whole, even when half is sent
+    try:
+        await response.prepare(request)
+        if fault.drop == "mid_body":
+            await response.write(body[: len(body) // 2])
+            return _cut(request)
+        for index in range(len(body)):
+            await response.write(body[index : index + 1])
+            # asyncio.wait leaves ``closed`` to the others waiting on it.
+            await asyncio.wait([closed], timeout=fault.trickle)
+            if closed.done():
+                return _cut(request)
+    except ConnectionError:  # the client left first: nothing more to write
+        return _cut(request)
+    return response
+
+
+def _cut(request: web.BaseRequest) -> web.StreamResponse:
+    """Close the connection; aiohttp then writes nothing of the answer returned."""
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response()

@@ -1,43 +1,33 @@
-"""FakeTwoChatServer: 2Chat's VoIP API on 127.0.0.1, with faults you script.
-
-It runs on aiohttp.web: one handler behind every path checks the key and the limit
-like 2Chat's gateway, spends the next fault, answers the route, logs the request, and
-leaves the writing (and the misbehaving) to :mod:`._answers`.
-"""
+"""FakeTwoChatServer: 2Chat's VoIP API on 127.0.0.1, on aiohttp.web, with faults you script."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import random
 from collections.abc import Iterable, Mapping
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs
 
+import attrs
 from aiohttp import web
 
 from twochat_voip._clock import loop_time
 from twochat_voip._gcra import Gcra
-from twochat_voip.testing._account import FakeAccount, call_event, events_for
-from twochat_voip.testing._answers import (
+from twochat_voip.testing._account import FakeAccount
+from twochat_voip.testing._data import EXAMPLE_CDR
+from twochat_voip.testing._faults import (
     Answer,
-    encode_body,
+    Fault,
+    ReceivedRequest,
     error_answer,
-    fault_answer,
     json_answer,
     write_answer,
 )
-from twochat_voip.testing._data import EXAMPLE_CDR
-from twochat_voip.testing._faults import CALL_PREFIX as _CALL_PREFIX
-from twochat_voip.testing._faults import Fault, ReceivedRequest
 
 __all__ = ["DEFAULT_TEST_KEY", "FakeTwoChatServer", "Fault", "ReceivedRequest"]
 
 DEFAULT_TEST_KEY = "test-key-not-a-secret"
-_HISTORY_PATH = "/open/voip/call-history"
-_INFO_PATH = "/open/info"
 
 
 class FakeTwoChatServer:
@@ -52,10 +42,9 @@ class FakeTwoChatServer:
 
     It serves ``GET /open/voip/call/{uuid}``, ``GET /open/voip/call-history``,
     ``GET /open/info``, the webhooks, virtual numbers and caller ids (see
-    :attr:`account`; :meth:`complete_call` delivers call events) the way 2Chat does
-    (including its error envelopes), checks
-    ``X-User-API-Key``, can enforce a per-minute limit answering 429, and logs every
-    request.
+    :attr:`account`; :meth:`complete_call` delivers call events) the way 2Chat does,
+    error envelopes included; checks ``X-User-API-Key``; can enforce a per-minute
+    limit answering 429; and logs every request.
 
     Args:
         cdrs: Records to serve, as wire JSON; default: the documented example only.
@@ -101,7 +90,6 @@ class FakeTwoChatServer:
         self.plan_requests_per_minute = plan_requests_per_minute
         self.account = FakeAccount()
         """Its webhooks, virtual numbers and caller ids (add, remove, inspect)."""
-        self._records: dict[str, bytes] = {}
         self._wire: dict[str, Mapping[str, Any]] = {}
         self.add_cdrs([EXAMPLE_CDR] if cdrs is None else cdrs)
         self._faults: collections.deque[tuple[str | None, Fault]] = collections.deque()
@@ -115,8 +103,6 @@ class FakeTwoChatServer:
         self._in_flight = 0
         self.max_in_flight = 0
         """The most requests the server was answering at once."""
-
-    # lifecycle
 
     async def start(self) -> Self:
         """Start listening; :attr:`base_url` is known from here on."""
@@ -147,12 +133,7 @@ class FakeTwoChatServer:
     async def __aenter__(self) -> Self:
         return await self.start()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     @property
@@ -162,14 +143,9 @@ class FakeTwoChatServer:
             raise RuntimeError("the server is not started")
         return f"http://{self._host}:{self._port}"
 
-    # what it serves, and how it misbehaves
-
     def add_cdrs(self, cdrs: Iterable[Mapping[str, Any]]) -> None:
         """Serve these records (wire JSON) from now on."""
-        for cdr in cdrs:
-            uuid = cdr["uuid"]
-            self._wire[uuid] = cdr
-            self._records[uuid] = json.dumps({"success": True, "cdr": cdr}).encode()
+        self._wire.update((cdr["uuid"], cdr) for cdr in cdrs)
 
     @property
     def call_uuids(self) -> list[str]:
@@ -209,33 +185,38 @@ class FakeTwoChatServer:
         receivers' statuses, in order. The record served changes to ``status`` too."""
         cdr = {**self._wire[call_uuid], "status": status}
         self.add_cdrs([cdr])
-        numbers = self.account.virtual_numbers
-        number = next(n for n in numbers if channel_uuid in (None, n["uuid"]))
-        payload = call_event(cdr, status=status, number=number)
-        statuses: list[int | None] = []
-        for event in events_for(cdr.get("direction"), status):
-            statuses += await self.account.deliver(event, payload, channel_uuid=number["uuid"])
-        return statuses
+        return await self.account.deliver_call(cdr, channel_uuid=channel_uuid)
 
     @property
     def status_counts(self) -> collections.Counter[int | None]:
         """How many answers of each status were given (``None``: cut or hung)."""
         return self._status_counts.copy()
 
-    # answering
-
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        """Every request, whatever its path: read it, answer it, write the answer."""
+        """Every request, whatever its path: answer it, log it, write the answer."""
         self._in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:
             body = await request.read()
-            answer = self._answer(request, body)
+            received = ReceivedRequest(
+                method=request.method,
+                path=request.rel_url.raw_path,
+                query={k: v[0] for k, v in parse_qs(request.rel_url.raw_query_string).items()},
+                headers={name.lower(): value for name, value in request.headers.items()},
+                received_at=loop_time(),
+                status=None,
+            )
+            answer = self._answer(received, body)
+            self.request_count += 1
+            self._status_counts[answer.answered_status] += 1
+            if self._log_requests:
+                self.requests.append(attrs.evolve(received, status=answer.answered_status))
+            self._arrived.set()
             return await write_answer(request, answer, self._closed)
         finally:
             self._in_flight -= 1
 
-    def _next_fault(self, call_uuid: str | None) -> Fault | None:
+    def _next_fault(self, call_uuid: str | None) -> Fault:
         for index, (wanted, fault) in enumerate(self._faults):
             if wanted is None or wanted == call_uuid:
                 del self._faults[index]
@@ -244,98 +225,47 @@ class FakeTwoChatServer:
             rate, choices, rng = self._random_faults
             if rng.random() < rate:
                 return rng.choice(choices)
-        return None
+        return Fault()
 
-    def _over_limit(self, now: float) -> float | None:
-        """Seconds until the next request would be accepted, if over the limit now."""
-        if self.requests_per_minute is None:
-            return None
-        # Read each time: a test may change the limit while the server runs.
-        self._limit.interval = 60.0 / self.requests_per_minute
-        self._limit.burst = self.rate_burst
-        return self._limit.police(now) or None
-
-    def _answer(self, request: web.BaseRequest, body: bytes) -> Answer:
-        """Decide the answer to ``request``, and log it."""
-        now = loop_time()
-        method, path = request.method, request.rel_url.raw_path
-        query = {k: v[0] for k, v in parse_qs(request.rel_url.raw_query_string).items()}
-        headers = {name.lower(): value for name, value in request.headers.items()}
-        call_uuid = path[len(_CALL_PREFIX) :] if path.startswith(_CALL_PREFIX) else None
-        answer = self._route(
-            method, path, query=query, headers=headers, call_uuid=call_uuid, now=now, body=body
-        )
-        status = answer.answered_status
-        self.request_count += 1
-        self._status_counts[status] += 1
-        if self._log_requests:
-            self.requests.append(
-                ReceivedRequest(
-                    method=method,
-                    path=path,
-                    query=query,
-                    headers=headers,
-                    received_at=now,
-                    status=status,
-                )
-            )
-        self._arrived.set()
-        return answer
-
-    def _route(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: Mapping[str, str],
-        headers: Mapping[str, str],
-        call_uuid: str | None,
-        now: float,
-        body: bytes = b"",
-    ) -> Answer:
-        key = headers.get("x-user-api-key")
+    def _answer(self, request: ReceivedRequest, body: bytes) -> Answer:
+        """What 2Chat would answer, with the next fault."""
+        key = request.headers.get("x-user-api-key")
         if not key:
             return json_answer(403, {"detail": "Not authenticated"})
         if self.api_key is not None and key != self.api_key:
             return json_answer(401, {"detail": "Invalid API Key"})
-        wait = self._over_limit(now)
-        if wait is not None:
-            answer = error_answer(429, "Too many requests, please retry later")
-            if self.rate_limit_retry_after:
-                answer.headers.append(("Retry-After", str(max(1, round(wait)))))
-            return answer
-        fault = self._next_fault(call_uuid)
-        if fault is not None and fault.status is not None:
-            return fault_answer(fault, fault.status)
-        answer = self._served(method, path, query, call_uuid, body)
-        if fault is not None:
-            answer.fault = fault
-            if fault.body is not None:
-                answer.body = encode_body(fault.body)
-        return answer
+        if self.requests_per_minute is not None:
+            # Read each time: a test may change the limit while the server runs.
+            self._limit.interval = 60.0 / self.requests_per_minute
+            self._limit.burst = self.rate_burst
+            wait = self._limit.police(request.received_at)
+            if wait:
+                answer = error_answer(429, "Too many requests, please retry later")
+                if self.rate_limit_retry_after:
+                    answer = answer.with_fault(Fault(retry_after=max(1, round(wait))))
+                return answer
+        fault = self._next_fault(request.call_uuid)
+        if fault.status is not None:
+            return error_answer(fault.status).with_fault(fault)
+        return self._served(request, body).with_fault(fault)
 
-    def _served(
-        self,
-        method: str,
-        path: str,
-        query: Mapping[str, str],
-        call_uuid: str | None,
-        body: bytes,
-    ) -> Answer:
+    def _served(self, request: ReceivedRequest, body: bytes) -> Answer:
         """The normal answer to an authorised request within the limit."""
+        method, path, query = request.method, request.path, request.query
         resource = self.account.answer(method, path, query, body)
         if resource is not None:
-            return Answer(*resource)
+            return resource
         if method != "GET":
             return error_answer(405, "Method not allowed")
-        if call_uuid is not None:
-            record = self._records.get(call_uuid)
-            return Answer(200, record) if record else error_answer(404, "Call not found")
-        if path == _HISTORY_PATH:
-            return self._history(query)
-        if path == _INFO_PATH:
+        if request.call_uuid is not None:
+            cdr = self._wire.get(request.call_uuid)
+            found = {"success": True, "cdr": cdr}
+            return json_answer(200, found) if cdr else error_answer(404, "Call not found")
+        if path == "/open/info":
             plan = self.plan_requests_per_minute or self.requests_per_minute
-            return Answer(*self.account.info(self.request_count, plan))
+            return self.account.info(self.request_count, plan)
+        if path == "/open/voip/call-history":
+            return self._history(query)
         return json_answer(404, {"detail": "Not Found"})
 
     def _history(self, query: Mapping[str, str]) -> Answer:
@@ -353,5 +283,6 @@ class FakeTwoChatServer:
         ]
         size = self.history_page_size
         chunk = records[page * size : (page + 1) * size] if page >= 0 else []
-        body = {"success": True, "count": len(records), "page": page, "cdrs": chunk}
-        return json_answer(200, body)
+        return json_answer(
+            200, {"success": True, "count": len(records), "page": page, "cdrs": chunk}
+        )
