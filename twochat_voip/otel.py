@@ -14,8 +14,9 @@ recorded, so no span holds the API key.
 from __future__ import annotations
 
 import contextvars
-from importlib.metadata import version
 from urllib.parse import urlsplit
+
+from twochat_voip._version import __version__
 
 try:
     from opentelemetry import context, trace
@@ -46,7 +47,7 @@ class OpenTelemetryHook:
 
     def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
         self._tracer = trace.get_tracer(
-            "twochat_voip", version("twochat-voip"), tracer_provider=tracer_provider
+            "twochat_voip", __version__, tracer_provider=tracer_provider
         )
         # The call's span and the token that made it current (events of one call are
         # told in its own context).
