@@ -1,21 +1,10 @@
-"""The generic cell rate algorithm (GCRA), the one rate rule of the SDK's own servers
-and the shape of its limiters' schedules.
-
-A rate of one request every ``interval`` seconds, with up to ``burst`` back to back
-after a quiet spell, is kept by one number: the theoretical arrival time (TAT) of the
-next request. A request arriving at ``now`` conforms when ``now`` is no earlier than
-``burst - 1`` intervals before the TAT; it then moves the TAT on to
-``max(TAT, now) + interval``. The fake 2Chat server and the bench server police with
-:class:`Gcra`, and :class:`~twochat_voip.AdaptiveRateLimiter` schedules with it (at a
-rate it changes as it goes); the Redis limiter runs the same arithmetic in Lua, in
-microseconds on Redis's clock.
-"""
+"""The generic cell rate algorithm (GCRA): one number, the theoretical arrival time
+(TAT) of the next request, keeps a rate with a burst. The fake server polices with it,
+the in-process limiter schedules with it, and the Redis limiter runs it in Lua."""
 
 from __future__ import annotations
 
 import attrs
-
-__all__ = ["Gcra"]
 
 
 @attrs.define

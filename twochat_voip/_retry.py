@@ -1,12 +1,8 @@
-"""The retry policy: whether to try again, how often, and the backoff between tries.
+"""The retry policy: tenacity's ``AsyncRetrying`` for one call, whose ``retry``,
+``stop`` and ``wait`` are pure functions of the ``RetryCallState``; and testing mode.
 
-:meth:`RetryPolicy.retrying` makes tenacity's ``AsyncRetrying`` for one call; its
-``retry``, ``stop`` and ``wait`` are pure functions of the ``RetryCallState``. A
-``Retry-After`` is not waited out here: the call hands it to the rate limiter, which
-holds every request of the client that long, so the retry simply waits for its slot.
-
-Testing mode (:func:`set_testing`, as stamina's) lives here too: no backoff, at most
-the attempts it allows, and the limiters skip their pauses while it is on.
+A ``Retry-After`` is not waited out here: the rate limiter holds every request of the
+client that long, so the retry simply waits for its slot.
 """
 
 from __future__ import annotations

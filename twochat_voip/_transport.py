@@ -1,12 +1,8 @@
 """The transport seam: one request in, one answer (status, headers, body) out.
 
-:class:`Transport` is what a client needs to move bytes; :class:`AiohttpTransport`,
-the only module that touches aiohttp's request API, is the default, and
-:class:`twochat_voip.testing.MockTransport` answers from a function, with no socket.
-A transport follows no redirect (the client does, counting each as a credit, and
-never to another origin, where the API key would go too) and retries nothing.
-
-aiohttp's exceptions end here, translated into the SDK's tree.
+:class:`AiohttpTransport` is the default (and the one user of aiohttp's request API:
+its exceptions end here, translated into the SDK's); a transport follows no redirect
+and retries nothing, the client does both.
 """
 
 from __future__ import annotations
