@@ -1,9 +1,7 @@
-"""The account's other VoIP resources as frozen attrs classes: its info and limits, its
-webhooks, its virtual numbers and caller ids. No I/O.
+"""The account's info, webhooks, virtual numbers and caller ids: frozen attrs classes.
 
-As with call records, every field 2Chat may leave out is optional, unknown fields are
-ignored, and the fields that name a kind (an event, a provider type, a status) keep a
-value the SDK does not know as a plain ``str``.
+As with call records, every field 2Chat may leave out is optional, and a kind the SDK
+does not know (an event, a provider type, a status) stays a plain ``str``.
 """
 
 from __future__ import annotations
@@ -15,18 +13,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import attrs
-
-__all__ = [
-    "Account",
-    "AccountInfo",
-    "CallerId",
-    "Limits",
-    "Usage",
-    "VirtualNumber",
-    "Webhook",
-    "WebhookEvent",
-    "redact_url",
-]
 
 
 class WebhookEvent(enum.StrEnum):
@@ -47,8 +33,8 @@ _SECRET_PARAMETERS = frozenset(
 
 
 def redact_url(url: str | None) -> str | None:
-    """``url`` with the values of secret-looking query parameters (``token``, ...)
-    replaced by ``***``: a hook URL carries the receiver's secret."""
+    """``url`` with its password and secret-looking query values (``token``, ...) as
+    ``***``: a hook URL carries the receiver's secret."""
     if url is None:
         return None
     try:
@@ -63,10 +49,6 @@ def redact_url(url: str | None) -> str | None:
         safe = [(n, "***" if n.strip().lower() in _SECRET_PARAMETERS else v) for n, v in query]
         parts = parts._replace(query=urlencode(safe, safe="*"))
     return urlunsplit(parts._replace(fragment="***" if parts.fragment else ""))
-
-
-def _repr_url(url: str | None) -> str:
-    return repr(redact_url(url))
 
 
 @attrs.frozen(kw_only=True)
@@ -160,7 +142,7 @@ class Webhook:
     uuid: str
     event_name: WebhookEvent | str | None = None
     channel_uuid: str | None = None
-    hook_url: str | None = attrs.field(default=None, repr=_repr_url)
+    hook_url: str | None = attrs.field(default=None, repr=lambda url: repr(redact_url(url)))
     hook_params: dict[str, Any] | None = attrs.field(default=None, hash=False)
     created_at: datetime | None = None
 
