@@ -60,8 +60,7 @@ class Account:
         name: Its name as 2Chat shows it.
         on_trial: Whether it is on a trial (about 30 requests a minute).
         blocked: Whether it is blocked.
-        created_at: When it was created (UTC).
-        expires_at: When its plan expires (UTC).
+        created_at, expires_at: When it was created, and when its plan expires (UTC).
     """
 
     uuid: str | None = None
@@ -88,10 +87,9 @@ class Usage:
     """How much of the credit pools is used.
 
     Attributes:
-        api_request_count: API requests (credits) used.
-        max_api_request_count: API requests the plan allows.
-        number_check_count: Number checks used.
-        max_number_check_count: Number checks the plan allows.
+        api_request_count, max_api_request_count: API requests (credits) used, and
+            allowed by the plan.
+        number_check_count, max_number_check_count: Number checks used, and allowed.
     """
 
     api_request_count: int | None = None
@@ -117,10 +115,8 @@ class AccountInfo:
     @property
     def credits_left(self) -> int | None:
         """API requests left in the pool, when 2Chat says both numbers."""
-        usage = self.usage
-        if usage is None or usage.api_request_count is None:
-            return None
-        if usage.max_api_request_count is None:
+        usage = self.usage or Usage()
+        if usage.api_request_count is None or usage.max_api_request_count is None:
             return None
         return max(0, usage.max_api_request_count - usage.api_request_count)
 
@@ -171,9 +167,8 @@ class VirtualNumber:
         status: 2Chat's numeric status.
         status_text: ``ACTIVE``, ``AWAITING_REGISTRATION``, ``PENDING_ACTIVATION``,
             ``PENDING_CANCELLATION``, ``RELEASED``, or another.
-        created_at: When it was added (UTC).
-        updated_at: When it last changed (UTC).
-        expires_at: When its rent ends (UTC).
+        created_at, updated_at, expires_at: When it was added, last changed, and
+            when its rent ends (UTC).
     """
 
     uuid: str
@@ -212,9 +207,8 @@ class CallerId:
         type: ``VN`` virtual number, ``WW`` WhatsApp, ``WA`` WhatsApp Business API,
             ``CI`` imported caller id, or another.
         verified: Whether it is verified.
-        created_at: When it was added (UTC).
-        updated_at: When it last changed (UTC).
-        expires_at: When it expires (UTC).
+        created_at, updated_at, expires_at: When it was added, last changed, and
+            expires (UTC).
     """
 
     uuid: str
