@@ -39,17 +39,10 @@ class TwoChatError(Exception):
     """Base of every error the SDK raises."""
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Pickling (a result handed to another process) calls cls(*args) by default,
-        # which the subclasses' keyword arguments (status_code=...) break: rebuild
-        # from args and the attributes instead, without __init__.
-        return (_restore, (type(self), self.args, dict(self.__dict__)))
-
-
-def _restore(cls: type[TwoChatError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
-    error = cls.__new__(cls)
-    error.args = args
-    error.__dict__.update(state)
-    return error
+        # By default pickle calls cls(*args), which keyword-only arguments
+        # (status_code=...) break: rebuild without __init__ (BaseException's
+        # __setstate__ sets args and the attributes back).
+        return (type(self).__new__, (type(self),), {**vars(self), "args": self.args})
 
 
 class MissingAPIKeyError(TwoChatError):

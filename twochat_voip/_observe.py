@@ -70,31 +70,23 @@ def configure_logging_from_env() -> None:
 def _log(event: ClientEvent) -> None:
     """The SDK's log lines, written from the events the hooks are told."""
     match event:
-        case ResponseReceived(method=method, path=path, attempt=attempt):
-            ms = event.elapsed * 1000.0
-            status = event.status_code
-            logger.debug("%s %s -> %d in %.1f ms (attempt %d)", method, path, status, ms, attempt)
-        case RequestFailed(method=method, path=path, attempt=attempt, error=error):
-            ms = event.elapsed * 1000.0
-            logger.debug(
-                "%s %s -> no answer after %.1f ms (attempt %d): %s",
-                method,
-                path,
-                ms,
-                attempt,
-                error,
-            )
-        case RetryScheduled(method=method, path=path, attempt=attempt, error=error):
-            if event.retries is None:
+        case ResponseReceived(method=method, path=path, attempt=attempt, elapsed=elapsed):
+            line = f"{method} {path} -> {event.status_code} in {elapsed * 1000.0:.1f} ms"
+            logger.debug("%s (attempt %d)", line, attempt)
+        case RequestFailed(method=method, path=path, attempt=attempt, elapsed=elapsed):
+            line = f"{method} {path} -> no answer after {elapsed * 1000.0:.1f} ms"
+            logger.debug("%s (attempt %d): %s", line, attempt, event.error)
+        case RetryScheduled(method=method, path=path, attempt=attempt, retries=retries):
+            if retries is None:
                 when, which = "when the rate limiter allows", f"attempt {attempt + 1}"
             else:
-                which = f"attempt {attempt + 1} of {event.retries + 1}"
+                which = f"attempt {attempt + 1} of {retries + 1}"
                 if event.retry_after is not None:
                     when = f"after the server's Retry-After of {event.retry_after:.2f} s"
                 else:
                     when = f"in {event.wait:.2f} s"
-            level = logging.DEBUG if event.retries is None else logging.INFO
-            logger.log(level, "retrying %s %s %s (%s): %s", method, path, when, which, error)
+            level = logging.DEBUG if retries is None else logging.INFO
+            logger.log(level, "retrying %s %s %s (%s): %s", method, path, when, which, event.error)
         case BudgetExhausted(budget=budget):
             logger.info("the request budget of %d is spent: no more requests are sent", budget)
 
