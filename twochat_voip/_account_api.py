@@ -1,10 +1,6 @@
-"""The account's endpoints besides call records: its call history, its info, its
-webhooks, its virtual numbers and caller ids.
-
-Requests are built and answers judged by plain functions, sans-I/O as in
-:mod:`twochat_voip._protocol`; :class:`AccountMethods`, a mixin of
-:class:`~twochat_voip.VoIPClient`, sends them.
-"""
+"""The account's endpoints besides call records (its call history, info, webhooks,
+virtual numbers, caller ids): :class:`AccountMethods`, a mixin of
+:class:`~twochat_voip.VoIPClient`, and the sans-I/O parsing of their answers."""
 
 from __future__ import annotations
 
@@ -36,8 +32,7 @@ MAX_PAGE_SIZE: Final = 200
 """The largest ``results_per_page`` 2Chat documents (one page says 200, others 50)."""
 
 DEFAULT_PAGE_SIZE: Final = 50
-"""The smaller size 2Chat documents: a page shorter than asked ends a list, so asking
-more than 2Chat serves would cut it short."""
+"""The smaller size 2Chat documents: a page shorter than asked ends a list."""
 
 _SLACK_PAGES: Final = 2
 """Pages a history may run past what its ``count`` says before it is stopped."""
@@ -123,12 +118,9 @@ class AccountMethods:
 
         Calls arriving meanwhile shift the pages; a record seen on an earlier page is
         not yielded again. ``on_page`` is called after each page with the page to
-        resume at: save it, and pass it as ``start_page`` to go on after a stop
-        (resuming never skips a record, though it may see some again).
-
-        History records carry no ``agent``; fetch a record's details with
-        :meth:`~twochat_voip.VoIPClient.get_call` (or many with
-        :meth:`~twochat_voip.VoIPClient.get_calls`) when you need it.
+        resume at: pass it as ``start_page`` to go on after a stop (resuming never
+        skips a record, though it may see some again). History records carry no
+        ``agent``: :meth:`~twochat_voip.VoIPClient.get_call` has it.
 
         Raises:
             ResponseValidationError: a page holds nothing new, or the listing runs on
@@ -246,7 +238,7 @@ class AccountMethods:
         page_size: int,
         what: str,
     ) -> AsyncGenerator[_T, None]:
-        """A paged list, each item once; the page size is checked at once."""
+        """A paged list, its page size checked at once, before anything is sent."""
         if type(page_size) is not int or not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be a whole number from 1 to {MAX_PAGE_SIZE}")
         return self._iterate_pages(path, parse, page_size, what)
@@ -258,10 +250,8 @@ class AccountMethods:
         page_size: int,
         what: str,
     ) -> AsyncGenerator[_T, None]:
-        """Pages from 0 until an empty or short one (2Chat's ``count`` is not a total on
-        every endpoint); an item seen on an earlier page (the list shifted while it
-        was read) is not yielded again, and a page repeating the one before it raises
-        :class:`ResponseValidationError`."""
+        """Pages from 0 until an empty or short one (``count`` is not always a total),
+        each item once; a page repeating the one before raises ResponseValidationError."""
         url = f"{self._requests.base_url}/open/voip/{path}"
         seen: set[object] = set()
         previous: list[_T] | None = None

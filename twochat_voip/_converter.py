@@ -1,13 +1,9 @@
 """The one place that knows the wire format: a cattrs converter for 2Chat's JSON.
 
-``converter.structure(wire_dict, CallDetailRecord)`` turns an answer's ``cdr`` object
-into a model and ``converter.unstructure(record)`` turns it back, byte for byte for the
-documented format: key ``from``, ISO 8601 timestamps ending in ``Z``, the price as a
-JSON number.
-
-Structuring is strict about types (``"false"`` is not a bool, ``"3"`` is not an int)
-and lenient about shape: unknown keys are ignored, missing optional keys become
-``None``, and an enum value the SDK does not know stays a plain ``str``.
+``unstructure`` writes the documented format: key ``from``, ISO 8601 timestamps ending
+in ``Z``, the price as a JSON number. ``structure`` is strict about types (``"false"``
+is not a bool, ``"3"`` is not an int) and lenient about shape: unknown keys are
+ignored, missing optional keys become ``None``, an unknown enum value stays a ``str``.
 """
 
 from __future__ import annotations
@@ -160,14 +156,11 @@ WIRE_NAMES: Final[Mapping[str, str]] = MappingProxyType({"from_": "from"})
 
 
 def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
-    """Make a new converter with every hook for 2Chat's wire format registered.
-
-    Each call makes an independent converter: register your own hooks on it freely,
-    nothing else (the SDK's own parsing included) sees them.
+    """Make a new, independent converter for 2Chat's wire format: hooks you register on
+    it are seen by nothing else, the SDK's own parsing included.
 
     ``detailed_validation=True`` is slower and reports every bad field with its path
-    (see :func:`cattrs.transform_error`); the SDK uses it only to explain an answer
-    it refused.
+    (see :func:`cattrs.transform_error`).
     """
     conv = cattrs.Converter(detailed_validation=detailed_validation, forbid_extra_keys=False)
     # Strict scalars: "false" is not a bool, "3" is not an int.
@@ -199,9 +192,8 @@ def _renamed(model: type) -> dict[str, Any]:
 
 
 converter: cattrs.Converter = make_converter()
-"""A converter for your own use (made by :func:`make_converter`). The SDK parses with
-one of its own, so a hook registered here changes only your calls; prefer a converter
-of your own from :func:`make_converter`."""
+"""A converter for your own use (made by :func:`make_converter`); the SDK parses with
+one of its own, so a hook registered here changes only your calls."""
 
 
 @functools.cache
@@ -222,12 +214,8 @@ def _say(exc: BaseException, _: type | None) -> str:
 
 
 def explain_invalid(data: Any, cls: type, error: BaseException | None = None) -> str:
-    """Say, field by field, why ``data`` does not structure as ``cls``.
-
-    ``error`` is what the SDK's converter raised; it is the explanation if the
-    detailed converter finds nothing wrong (the two disagreeing is a bug, but the
-    user must still see why their record was refused).
-    """
+    """Say, field by field, why ``data`` does not structure as ``cls``; or, if the
+    detailed converter finds nothing wrong, what the SDK's raised (``error``)."""
     try:
         _explaining_converter().structure(data, cls)
     except cattrs.BaseValidationError as exc:

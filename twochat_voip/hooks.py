@@ -1,28 +1,15 @@
 """Event hooks: what a client does, told as it happens, for tracing and metrics.
 
-Pass callables as ``VoIPClient(hooks=[...])``; each is called with every event, in
-the task making the call, before the client goes on::
+``VoIPClient(hooks=[...])`` takes plain callables (an ``async def`` one is refused:
+nothing would await it) told every :data:`ClientEvent`, in order, in the task and
+context of the call (so per-call state may live in a ``contextvars.ContextVar``);
+:class:`CallEnded` goes to them in reverse, as context managers exit. Keep them quick.
+A hook that raises is logged (its first failure with the traceback, then at its 10th,
+100th, ...) and the call goes on. No event carries the API key or the headers.
 
-    from twochat_voip.hooks import ClientEvent, ResponseReceived
-
-    def count_statuses(event: ClientEvent) -> None:
-        if isinstance(event, ResponseReceived):
-            statuses[event.status_code] += 1
-
-A call (``get_call``, a history page, ``get_account_info``, one id of a bulk run) is
-told as :class:`CallStarted`, then per attempt :class:`RequestSent` and
-:class:`ResponseReceived` or :class:`RequestFailed`, a :class:`RetryScheduled` before
-each retry, and :class:`CallEnded`. A request that waited for the rate limiter is told
-as :class:`RateLimitWait` once it leaves, and the first request the budget refuses as
-:class:`BudgetExhausted`. A call's events are all told in its task and context, so a
-hook may keep per-call state in a ``contextvars.ContextVar`` (as
-:mod:`twochat_voip.otel` does).
-
-Hooks are told in the order given, and :class:`CallEnded` in reverse, as context
-managers exit. They must be quick plain functions (an ``async def`` hook is refused:
-nothing would await it). A hook that raises is logged (its first failure with the
-traceback, then at its 10th, 100th, ...) and the call goes on. No event carries the
-API key or the request's headers.
+A call is told as :class:`CallStarted`, per attempt :class:`RequestSent` then
+:class:`ResponseReceived` or :class:`RequestFailed`, :class:`RetryScheduled` before each
+retry, and :class:`CallEnded`.
 """
 
 from __future__ import annotations
