@@ -57,9 +57,7 @@ class Account:
 
     Attributes:
         uuid: The account's id (``ACC…``).
-        name: Its name as 2Chat shows it.
         on_trial: Whether it is on a trial (about 30 requests a minute).
-        blocked: Whether it is blocked.
         created_at, expires_at: When it was created, and when its plan expires (UTC).
     """
 
@@ -73,11 +71,7 @@ class Account:
 
 @attrs.frozen(kw_only=True)
 class Limits:
-    """The plan's limits.
-
-    Attributes:
-        requests_per_minute: Requests the account may make a minute.
-    """
+    """The plan's limits: ``requests_per_minute``, what the account may make a minute."""
 
     requests_per_minute: int | None = None
 
@@ -100,13 +94,8 @@ class Usage:
 
 @attrs.frozen(kw_only=True)
 class AccountInfo:
-    """What ``GET /open/info`` tells: the account, its plan's limits, its usage.
-
-    Attributes:
-        account: The account.
-        limits: The plan's limits.
-        usage: The credits used.
-    """
+    """What ``GET /open/info`` tells: the ``account``, its plan's ``limits``, its
+    ``usage``."""
 
     account: Account | None = None
     limits: Limits | None = None
@@ -149,21 +138,14 @@ class VirtualNumber:
 
     Attributes:
         uuid: Its id (``DID…``).
-        account_uuid: The account.
-        phone_number: International format.
-        formatted_phone_number: As people write it.
-        iso_country_code: Two-letter country.
-        region_name: Region or city.
-        emoji: An emoji 2Chat shows with it.
-        friendly_name: Its name in 2Chat.
+        phone_number: International format; ``formatted_phone_number`` as people
+            write it.
         record_inbound: Whether inbound calls are recorded.
-        is_toll_free: Whether it is toll free.
         provider_type: ``mobile``, ``local``, ``shared-cost``, ``national``, or
             another 2Chat adds.
         priced_per_minute: Whether incoming minutes are billed.
         incoming_price_per_minute: Price of an incoming minute, exact.
         ivr_uuid: The IVR answering it, if any.
-        timezone: Its time zone name.
         status: 2Chat's numeric status.
         status_text: ``ACTIVE``, ``AWAITING_REGISTRATION``, ``PENDING_ACTIVATION``,
             ``PENDING_CANCELLATION``, ``RELEASED``, or another.
@@ -199,14 +181,9 @@ class CallerId:
 
     Attributes:
         uuid: Its id (``VCI…``).
-        account_uuid: The account.
         channel_uuid: The virtual number it belongs to (``DID…``), if any.
-        phone_number: International format.
-        friendly_name: Its name in 2Chat.
-        iso_country_code: Two-letter country.
         type: ``VN`` virtual number, ``WW`` WhatsApp, ``WA`` WhatsApp Business API,
             ``CI`` imported caller id, or another.
-        verified: Whether it is verified.
         created_at, updated_at, expires_at: When it was added, last changed, and
             expires (UTC).
     """
