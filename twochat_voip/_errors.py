@@ -126,18 +126,16 @@ class RecordRefusedError(SinkError):
 class APIConnectionError(TwoChatError):
     """The request never got a complete answer: refused, reset, dropped, DNS, TLS.
 
-    Its message says what failed, where, and how many attempts were made over how
-    long: ``could not connect to 127.0.0.1:9 (connection refused) after 4 attempts
-    within 1.2 s``. The HTTP library's own exception is its ``__cause__``.
+    ``str()`` says what failed, where, and after how many attempts over how long:
+    ``could not connect to 127.0.0.1:9 (connection refused) after 4 attempts within
+    1.2 s``. The HTTP library's own exception is its ``__cause__``.
 
     Attributes:
         message: What failed, and where (host and port).
         call_uuid: The record asked for, if any.
-        attempts: Attempts made before giving up, the first included; ``None`` when
-            not counted (raised outside a client's call).
+        attempts: Attempts made, the first included (``None`` outside a client's call).
         elapsed: Seconds from the first attempt until giving up, or ``None``.
-        sent: Whether the request may have reached the server (``False``: no
-            connection was made, so it cost no credit and is not counted).
+        sent: ``False`` if no connection was made: it cost no credit, is not counted.
     """
 
     def __init__(self, message: str, *, call_uuid: str | None = None, sent: bool = True) -> None:
@@ -169,8 +167,7 @@ class APIStatusError(TwoChatError):
 
     Attributes:
         status_code: The HTTP status.
-        message: The server's own message, from ``error_message``, ``message`` or
-            ``detail``, whichever envelope it used.
+        message: The server's own message (``error_message``, ``message`` or ``detail``).
         body: The start of the answer's body (at most 500 characters), for logs.
         call_uuid: The record asked for, if any.
         retry_after: Seconds the server asked to wait (``Retry-After``), if it said.
@@ -242,8 +239,7 @@ class InvalidCallEventError(TwoChatError, ValueError):
 
 
 class ResponseValidationError(TwoChatError):
-    """The answer is not the documented shape: not JSON, wrong types, no ``cdr``,
-    or larger than the size cap.
+    """The answer is not the documented shape: not JSON, wrong types, no ``cdr``, too big.
 
     Attributes:
         status_code: The HTTP status of the answer.

@@ -1,10 +1,8 @@
 """What a client tells about its requests: each step of a call is one event
 (:mod:`twochat_voip.hooks`), told first to the SDK's log and then to the hooks.
 
-The log writes, from those events, a DEBUG line per request (method, path, status,
-milliseconds, attempt; never a header, so never the key) and a line per retry: INFO,
-or DEBUG for a 429 a bulk run waits out with its limiter (a run finding its limit
-meets many).
+The log writes a DEBUG line per request (never a header, so never the key) and a line
+per retry: INFO, or DEBUG for a 429 a bulk run waits out (a run meets many).
 """
 
 from __future__ import annotations
@@ -20,22 +18,11 @@ from typing import Any, Final
 
 import attrs
 
+from twochat_voip import hooks as events
 from twochat_voip._clock import loop_time
 from twochat_voip._errors import TwoChatError
 from twochat_voip._protocol import Request
 from twochat_voip._retry import RetryNotice
-from twochat_voip.hooks import (
-    BudgetExhausted,
-    CallEnded,
-    CallStarted,
-    ClientEvent,
-    Hook,
-    RateLimitWait,
-    RequestFailed,
-    RequestSent,
-    ResponseReceived,
-    RetryScheduled,
-)
 
 logger: Final = logging.getLogger("twochat_voip")
 
@@ -67,16 +54,16 @@ def configure_logging_from_env() -> None:
         logger.propagate = False
 
 
-def _log(event: ClientEvent) -> None:
+def _log(event: events.ClientEvent) -> None:
     """The SDK's log lines, written from the events the hooks are told."""
     match event:
-        case ResponseReceived(method=method, path=path, attempt=attempt, elapsed=elapsed):
+        case events.ResponseReceived(method=method, path=path, attempt=attempt, elapsed=elapsed):
             line = f"{method} {path} -> {event.status_code} in {elapsed * 1000.0:.1f} ms"
             logger.debug("%s (attempt %d)", line, attempt)
-        case RequestFailed(method=method, path=path, attempt=attempt, elapsed=elapsed):
+        case events.RequestFailed(method=method, path=path, attempt=attempt, elapsed=elapsed):
             line = f"{method} {path} -> no answer after {elapsed * 1000.0:.1f} ms"
             logger.debug("%s (attempt %d): %s", line, attempt, event.error)
-        case RetryScheduled(method=method, path=path, attempt=attempt, retries=retries):
+        case events.RetryScheduled(method=method, path=path, attempt=attempt, retries=retries):
             if retries is None:
                 when, which = "when the rate limiter allows", f"attempt {attempt + 1}"
             else:
@@ -87,7 +74,7 @@ def _log(event: ClientEvent) -> None:
                     when = f"in {event.wait:.2f} s"
             level = logging.DEBUG if retries is None else logging.INFO
             logger.log(level, "retrying %s %s %s (%s): %s", method, path, when, which, event.error)
-        case BudgetExhausted(budget=budget):
+        case events.BudgetExhausted(budget=budget):
             logger.info("the request budget of %d is spent: no more requests are sent", budget)
 
 
@@ -112,7 +99,7 @@ class Observer:
     """
 
     def __init__(
-        self, hooks: Sequence[Hook], base_url: str, clock: Callable[[], float] = loop_time
+        self, hooks: Sequence[events.Hook], base_url: str, clock: Callable[[], float] = loop_time
     ) -> None:
         self.hooks: Final = tuple(hooks)
         self.clock: Final = clock
@@ -120,7 +107,7 @@ class Observer:
         self._budget_told = False
         self._failures: collections.Counter[int] = collections.Counter()
 
-    def _emit(self, event: ClientEvent, *, last_first: bool = False) -> None:
+    def _emit(self, event: events.ClientEvent, *, last_first: bool = False) -> None:
         _log(event)
         told = list(enumerate(self.hooks))
         for index, hook in reversed(told) if last_first else told:
@@ -133,7 +120,7 @@ class Observer:
             except Exception:  # noqa: BLE001 - logged in _hook_failed, then ignored
                 self._hook_failed(index, hook, event)
 
-    def _hook_failed(self, index: int, hook: Hook, event: ClientEvent) -> None:
+    def _hook_failed(self, index: int, hook: events.Hook, event: events.ClientEvent) -> None:
         """Log a hook's first failure with its traceback, then only its 10th, 100th,
         ...: a broken hook must not fill a disk in a long run."""
         failures = self._failures[index] = self._failures[index] + 1
@@ -154,20 +141,22 @@ class Observer:
 
     def call_started(self, request: Request) -> CallWatch:
         watch = CallWatch(self._about(request), self.clock())
-        self._emit(CallStarted(base_url=self._base_url, **watch.about))
+        self._emit(events.CallStarted(base_url=self._base_url, **watch.about))
         return watch
 
     def request_sent(self, watch: CallWatch, attempt: int) -> float:
         """An attempt leaves: the time it left."""
         watch.attempts += 1
-        self._emit(RequestSent(**watch.about, attempt=attempt))
+        self._emit(events.RequestSent(**watch.about, attempt=attempt))
         return self.clock()
 
     def answered(self, watch: CallWatch, attempt: int, status: int, sent: float) -> None:
         watch.status_code = status
         elapsed = self.clock() - sent
         self._emit(
-            ResponseReceived(**watch.about, attempt=attempt, status_code=status, elapsed=elapsed)
+            events.ResponseReceived(
+                **watch.about, attempt=attempt, status_code=status, elapsed=elapsed
+            )
         )
 
     def failed(self, watch: CallWatch, attempt: int, error: TwoChatError, sent: float) -> None:
@@ -178,20 +167,22 @@ class Observer:
             self.answered(watch, attempt, status, sent)
             return
         elapsed = self.clock() - sent
-        self._emit(RequestFailed(**watch.about, attempt=attempt, error=error, elapsed=elapsed))
+        self._emit(
+            events.RequestFailed(**watch.about, attempt=attempt, error=error, elapsed=elapsed)
+        )
 
     def rate_waited(self, watch: CallWatch, attempt: int, seconds: float) -> None:
         if seconds >= _LEAST_WAIT:
-            self._emit(RateLimitWait(**watch.about, attempt=attempt, seconds=seconds))
+            self._emit(events.RateLimitWait(**watch.about, attempt=attempt, seconds=seconds))
 
     def budget_exhausted(self, budget: int) -> None:
         """The budget refused a request: told the first time only."""
         if not self._budget_told:
             self._budget_told = True
-            self._emit(BudgetExhausted(budget=budget))
+            self._emit(events.BudgetExhausted(budget=budget))
 
     def call_ended(self, watch: CallWatch, error: BaseException | None) -> None:
-        event = CallEnded(
+        event = events.CallEnded(
             **watch.about,
             attempts=watch.attempts,
             status_code=watch.status_code,
@@ -204,7 +195,7 @@ class Observer:
         error = notice.error
         if not isinstance(error, TwoChatError):  # pragma: no cover - only they are retried
             return
-        event = RetryScheduled(
+        event = events.RetryScheduled(
             **self._about(request),
             attempt=notice.attempt,
             error=error,
