@@ -8,7 +8,7 @@ import itertools
 import json
 import re
 from collections.abc import AsyncGenerator, Callable
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Final, Literal, TypeVar
 from urllib.parse import quote
 
 from yarl import URL
@@ -67,8 +67,7 @@ def _list_of(key: str, cls: type[_T]) -> Callable[[Response, str | None], list[_
 
 def parse_account_info(response: Response, call_uuid: str | None = None) -> AccountInfo:
     """The account, limits and usage in a ``GET /open/info`` answer."""
-    payload: Any = parse_envelope(response, call_uuid)
-    return _structure(response, payload, AccountInfo, "info")
+    return _structure(response, parse_envelope(response, call_uuid), AccountInfo, "info")
 
 
 def parse_webhook(response: Response, call_uuid: str | None = None) -> Webhook:
