@@ -47,6 +47,13 @@ def _id(value: object, what: str) -> str:
     return value
 
 
+def _page_size(page_size: int) -> int:
+    """``page_size`` if 2Chat serves it, checked before anything is sent."""
+    if type(page_size) is not int or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page_size must be a whole number from 1 to {MAX_PAGE_SIZE}")
+    return page_size
+
+
 def _structure(response: Response, value: object, cls: type[_T], where: str) -> _T:
     try:
         result: _T = sdk_converter().structure(value, cls)
@@ -222,32 +229,16 @@ class AccountMethods:
         self, *, page_size: int = DEFAULT_PAGE_SIZE
     ) -> AsyncGenerator[VirtualNumber, None]:
         """Every virtual number of the account, page by page (one credit a page)."""
-        return self._pages("virtual-numbers", parse_virtual_numbers, page_size, "virtual numbers")
+        return self._pages("virtual-numbers", parse_virtual_numbers, _page_size(page_size))
 
     def iter_caller_ids(
         self, *, page_size: int = DEFAULT_PAGE_SIZE
     ) -> AsyncGenerator[CallerId, None]:
         """Every caller id of the account, page by page (one credit a page)."""
-        return self._pages("caller-ids", parse_caller_ids, page_size, "caller ids")
+        return self._pages("caller-ids", parse_caller_ids, _page_size(page_size))
 
-    def _pages(
-        self,
-        path: str,
-        parse: Callable[[Response, str | None], list[_T]],
-        page_size: int,
-        what: str,
-    ) -> AsyncGenerator[_T, None]:
-        """A paged list, its page size checked at once, before anything is sent."""
-        if type(page_size) is not int or not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ValueError(f"page_size must be a whole number from 1 to {MAX_PAGE_SIZE}")
-        return self._iterate_pages(path, parse, page_size, what)
-
-    async def _iterate_pages(
-        self,
-        path: str,
-        parse: Callable[[Response, str | None], list[_T]],
-        page_size: int,
-        what: str,
+    async def _pages(
+        self, path: str, parse: Callable[[Response, str | None], list[_T]], page_size: int
     ) -> AsyncGenerator[_T, None]:
         """Pages from 0 until an empty or short one (``count`` is not always a total),
         each item once; a page repeating the one before raises ResponseValidationError."""
@@ -262,7 +253,8 @@ class AccountMethods:
                 return
             if items == previous:
                 raise ResponseValidationError(
-                    f"{what}: page {page} repeats page {page - 1}; stopping", status_code=200
+                    f"{path.replace('-', ' ')}: page {page} repeats page {page - 1}; stopping",
+                    status_code=200,
                 )
             previous = items
             for item in items:
