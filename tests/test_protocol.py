@@ -27,7 +27,7 @@ from twochat_voip import (
     UnprocessableEntityError,
 )
 from twochat_voip import _protocol as protocol
-from twochat_voip._endpoints import (
+from twochat_voip._account_api import (
     parse_account_info,
     parse_caller_ids,
     parse_deleted,

@@ -1,13 +1,9 @@
 """The one place that knows the wire format: a cattrs converter for 2Chat's JSON.
 
-``converter.structure(wire_dict, CallDetailRecord)`` turns an answer's ``cdr`` object
-into a model and ``converter.unstructure(record)`` turns it back, byte for byte for the
-documented format: key ``from``, ISO 8601 timestamps ending in ``Z``, the price as a
-JSON number.
-
-Structuring is strict about types (``"false"`` is not a bool, ``"3"`` is not an int)
-and lenient about shape: unknown keys are ignored, missing optional keys become
-``None``, and an enum value the SDK does not know stays a plain ``str``.
+``unstructure`` writes the documented format: key ``from``, ISO 8601 timestamps ending
+in ``Z``, the price as a JSON number. ``structure`` is strict about types (``"false"``
+is not a bool, ``"3"`` is not an int) and lenient about shape: unknown keys are
+ignored, missing optional keys become ``None``, an unknown enum value stays a ``str``.
 """
 
 from __future__ import annotations
@@ -52,12 +48,8 @@ _MODELS: Final[tuple[type[AttrsInstance], ...]] = (
     Contact,
     CallEvent,
 )
-"""Every model read from the wire, parts first: cattrs binds a model's hook to its
-parts' hooks when it makes it."""
+"""Every model read from the wire, parts first: a model's hook is bound to its parts'."""
 
-__all__ = ["converter", "make_converter"]
-
-_E = TypeVar("_E", bound=enum.StrEnum)
 _T = TypeVar("_T")
 
 
@@ -117,15 +109,8 @@ def parse_timestamp(value: object, _: type = datetime) -> datetime:
     if type(value) is not str:
         raise TypeError(f"expected an ISO 8601 timestamp, got {type(value).__name__}")
     parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is UTC:  # the usual "...Z"
-        return parsed
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    if parsed.utcoffset():
-        return parsed.astimezone(UTC)
-    # Any zero offset (Z, +00:00) is normalised to the one UTC object, so that
-    # equal records compare and hash equal.
-    return parsed.replace(tzinfo=UTC)
+    # Every zero offset becomes the one UTC object, so that equal records hash equal.
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def format_timestamp(value: datetime) -> str:
@@ -135,24 +120,12 @@ def format_timestamp(value: datetime) -> str:
     return value.isoformat() + "Z"
 
 
-_ALIASES: Final[dict[str, enum.StrEnum]] = {
-    # 2Chat's own n8n node spells it so; the documented name is call.outbound.completed.
-    "call.outgoing.completed": WebhookEvent.CALL_OUTBOUND_COMPLETED,
-}
+def _open_enum(enum_type: type[enum.StrEnum]) -> Callable[[object, type], object]:
+    members: dict[str, enum.StrEnum] = {member.value: member for member in enum_type}
+    if enum_type is WebhookEvent:  # 2Chat's own n8n node spells it so
+        members["call.outgoing.completed"] = WebhookEvent.CALL_OUTBOUND_COMPLETED
 
-
-def _members(enum_type: type[_E]) -> dict[str, _E]:
-    members = {member.value: member for member in enum_type}
-    members.update(
-        (alias, member) for alias, member in _ALIASES.items() if isinstance(member, enum_type)
-    )
-    return members
-
-
-def _open_enum(enum_type: type[_E]) -> Callable[[object, type], _E | str | None]:
-    members = _members(enum_type)
-
-    def structure(value: object, _: type) -> _E | str | None:
+    def structure(value: object, _: type) -> enum.StrEnum | str | None:
         if value is None:
             return None
         if not isinstance(value, str):
@@ -164,9 +137,7 @@ def _open_enum(enum_type: type[_E]) -> Callable[[object, type], _E | str | None]
 
 def _unstructure_decimal(value: Decimal) -> int | float:
     # An integral Decimal read from a JSON integer goes back as an integer.
-    if value.as_tuple().exponent == 0:
-        return int(value)
-    return float(value)
+    return int(value) if value.as_tuple().exponent == 0 else float(value)
 
 
 def _objects_only(hook: Callable[[Any, type], _T]) -> Callable[[Any, type], _T]:
@@ -180,55 +151,29 @@ def _objects_only(hook: Callable[[Any, type], _T]) -> Callable[[Any, type], _T]:
     return structure
 
 
-def _or_none(hook: Callable[[Any, type], _T]) -> Callable[[Any, type], _T | None]:
-    # cattrs' own Optional handling looks the inner hook up on every call; binding it
-    # once makes nullable fields several times cheaper to structure.
-    def structure(value: Any, cls: type) -> _T | None:
-        return None if value is None else hook(value, cls)
-
-    return structure
-
-
-_SCALARS: Final[tuple[tuple[type, Callable[[Any, type], Any]], ...]] = (
-    (str, _structure_str),
-    (bool, _structure_bool),
-    (int, _structure_int),
-    (Decimal, _structure_decimal),
-    (datetime, parse_timestamp),
-)
-"""The strict scalar hooks: ``"false"`` is not a bool, ``"3"`` is not an int."""
-
-_OPEN_ENUMS: Final[dict[Any, type[enum.StrEnum]]] = {
-    CallStatus | str | None: CallStatus,
-    CallDirection | str | None: CallDirection,
-    WebhookEvent | str | None: WebhookEvent,
-}
-"""The fields that take an enum's value, or keep a string it does not know."""
-
 WIRE_NAMES: Final[Mapping[str, str]] = MappingProxyType({"from_": "from"})
 """Attribute names whose wire name differs: the one that is a Python keyword."""
 
 
 def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
-    """Make a new converter with every hook for 2Chat's wire format registered.
-
-    Each call makes an independent converter: register your own hooks on it freely,
-    nothing else (the SDK's own parsing included) sees them.
+    """Make a new, independent converter for 2Chat's wire format: hooks you register on
+    it are seen by nothing else, the SDK's own parsing included.
 
     ``detailed_validation=True`` is slower and reports every bad field with its path
-    (see :func:`cattrs.transform_error`); the SDK uses it only to explain an answer
-    it refused.
+    (see :func:`cattrs.transform_error`).
     """
     conv = cattrs.Converter(detailed_validation=detailed_validation, forbid_extra_keys=False)
-    for scalar, hook in _SCALARS:
-        conv.register_structure_hook(scalar, hook)
-        conv.register_structure_hook(scalar | None, _or_none(hook))
-    for annotation, enum_type in _OPEN_ENUMS.items():
-        conv.register_structure_hook(annotation, _open_enum(enum_type))
+    # Strict scalars: "false" is not a bool, "3" is not an int.
+    conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook(bool, _structure_bool)
+    conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook(Decimal, _structure_decimal)
+    conv.register_structure_hook(datetime, parse_timestamp)
+    for enum_type in (CallStatus, CallDirection, WebhookEvent):  # a new value stays a str
+        conv.register_structure_hook(enum_type | str | None, _open_enum(enum_type))
     for model in _MODELS:
-        hook = _objects_only(make_dict_structure_fn(model, conv, **_renamed(model)))
-        conv.register_structure_hook(model, hook)
-        conv.register_structure_hook(model | None, _or_none(hook))
+        hook = make_dict_structure_fn(model, conv, **_renamed(model))
+        conv.register_structure_hook(model, _objects_only(hook))
     conv.register_unstructure_hook(datetime, format_timestamp)
     for enum_type in (CallDirection, CallStatus):  # plain JSON strings on the wire
         conv.register_unstructure_hook(enum_type, str)
@@ -247,16 +192,13 @@ def _renamed(model: type) -> dict[str, Any]:
 
 
 converter: cattrs.Converter = make_converter()
-"""A converter for your own use (made by :func:`make_converter`). The SDK parses with
-one of its own, so a hook registered here changes only your calls; prefer a converter
-of your own from :func:`make_converter`."""
+"""A converter for your own use (made by :func:`make_converter`); the SDK parses with
+one of its own, so a hook registered here changes only your calls."""
 
 
 @functools.cache
 def sdk_converter() -> cattrs.Converter:
-    """The converter the SDK itself parses and writes records with; never exported.
-
-    Made at its first use, not at import."""
+    """The converter the SDK itself parses and writes records with, made at first use."""
     return make_converter()
 
 
@@ -272,12 +214,8 @@ def _say(exc: BaseException, _: type | None) -> str:
 
 
 def explain_invalid(data: Any, cls: type, error: BaseException | None = None) -> str:
-    """Say, field by field, why ``data`` does not structure as ``cls``.
-
-    ``error`` is what the SDK's converter raised; it is the explanation if the
-    detailed converter finds nothing wrong (the two disagreeing is a bug, but the
-    user must still see why their record was refused).
-    """
+    """Say, field by field, why ``data`` does not structure as ``cls``; or, if the
+    detailed converter finds nothing wrong, what the SDK's raised (``error``)."""
     try:
         _explaining_converter().structure(data, cls)
     except cattrs.BaseValidationError as exc:

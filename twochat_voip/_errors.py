@@ -34,49 +34,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = [
-    "APIConnectionError",
-    "APIStatusError",
-    "APITimeoutError",
-    "AuthenticationError",
-    "BadRequestError",
-    "BudgetExhaustedError",
-    "ClientClosedError",
-    "EventLoopMismatchError",
-    "InvalidAPIKeyError",
-    "InvalidCallEventError",
-    "InvalidCallUUIDError",
-    "MissingAPIKeyError",
-    "NotFoundError",
-    "PaymentRequiredError",
-    "PermissionDeniedError",
-    "RateLimitError",
-    "RateLimiterUnavailableError",
-    "RecordRefusedError",
-    "RedirectError",
-    "ResponseValidationError",
-    "ServerError",
-    "SinkError",
-    "TwoChatError",
-    "UnprocessableEntityError",
-]
-
 
 class TwoChatError(Exception):
     """Base of every error the SDK raises."""
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Pickling (a result handed to another process) calls cls(*args) by default,
-        # which the subclasses' keyword arguments (status_code=...) break: rebuild
-        # from args and the attributes instead, without __init__.
-        return (_restore, (type(self), self.args, dict(self.__dict__)))
-
-
-def _restore(cls: type[TwoChatError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
-    error = cls.__new__(cls)
-    error.args = args
-    error.__dict__.update(state)
-    return error
+        # By default pickle calls cls(*args), which keyword-only arguments
+        # (status_code=...) break: rebuild without __init__ (BaseException's
+        # __setstate__ sets args and the attributes back).
+        return (type(self).__new__, (type(self),), {**vars(self), "args": self.args})
 
 
 class MissingAPIKeyError(TwoChatError):
@@ -84,18 +50,17 @@ class MissingAPIKeyError(TwoChatError):
 
 
 class InvalidAPIKeyError(TwoChatError, ValueError):
-    """The API key has a control character (a line break, a tab, NUL, ...) or a
-    non-ASCII one inside it, which no HTTP header can carry: a key copied with
-    something else. Raised when the client is made; the message says which kind of
-    character and where, never the key.
+    """The API key has a control or non-ASCII character, which no HTTP header can carry.
+
+    Raised when the client is made; the message says which kind of character and
+    where, never the key.
     """
 
 
 class InvalidCallUUIDError(TwoChatError, ValueError, TypeError):
     """The id is not a string of 1-128 letters, digits, ``-`` or ``_``; nothing was sent.
 
-    It is a ``ValueError`` and a ``TypeError`` too, so code that catches either for bad
-    input keeps working.
+    Also a ``ValueError`` and a ``TypeError``, for code that catches either.
     """
 
 
@@ -107,11 +72,9 @@ class EventLoopMismatchError(TwoChatError, RuntimeError):
     """The client was used in an event loop other than the one it was opened in (two
     ``asyncio.run()`` calls sharing one client, say); nothing was sent.
 
-    Its connections belong to the first loop. Open the client inside the loop that
-    uses it: ``async with VoIPClient() as voip:`` inside the coroutine you run. When
-    the first loop is already closed, the client's session (whose connections died
-    with that loop) is closed; the client can then only be closed. A bulk run gives
-    up at once with this error.
+    Open the client inside the loop that uses it. When the first loop is already
+    closed, the client's session is closed too; the client can then only be closed.
+    A bulk run gives up at once with this error.
     """
 
     def __init__(self, done: str = "used") -> None:
@@ -124,10 +87,8 @@ class EventLoopMismatchError(TwoChatError, RuntimeError):
 
 
 class BudgetExhaustedError(TwoChatError):
-    """The client has sent the ``max_requests`` it was allowed, so nothing more is sent.
-
-    Every request costs the account a credit, 429s and retries included; the budget
-    caps what one client (one run) may spend.
+    """The client has sent the ``max_requests`` it was allowed (every request costs a
+    credit, 429s and retries included), so nothing more is sent.
 
     Attributes:
         max_requests: The budget that was spent.
@@ -146,9 +107,8 @@ class BudgetExhaustedError(TwoChatError):
 class RateLimiterUnavailableError(TwoChatError):
     """A shared rate limiter could not reach its store (Redis), so nothing was sent.
 
-    Sending anyway could overrun the account's limit for every process that shares
-    it, and each 429 costs a credit: the limiter fails closed unless it was told to
-    fall back to pacing on its own (``RedisRateLimiter(on_redis_down="local")``).
+    It fails closed, as sending anyway could overrun the limit of every process that
+    shares it, unless told to pace on its own (``RedisRateLimiter(on_redis_down="local")``).
     """
 
 
@@ -166,19 +126,16 @@ class RecordRefusedError(SinkError):
 class APIConnectionError(TwoChatError):
     """The request never got a complete answer: refused, reset, dropped, DNS, TLS.
 
-    Its message says what failed and where, then how many attempts were made over
-    how long: ``could not connect to 127.0.0.1:9 (connection refused) after 4
-    attempts within 1.2 s``. The HTTP library's own exception is its ``__cause__``.
+    ``str()`` says what failed, where, and after how many attempts over how long:
+    ``could not connect to 127.0.0.1:9 (connection refused) after 4 attempts within
+    1.2 s``. The HTTP library's own exception is its ``__cause__``.
 
     Attributes:
         message: What failed, and where (host and port).
         call_uuid: The record asked for, if any.
-        attempts: Attempts made before giving up, the first included (``None``:
-            not counted, as when the error is raised outside a client's call).
-        elapsed: Seconds from the first attempt until giving up (``None``: not
-            counted).
-        sent: Whether the request may have reached the server (``False``: no
-            connection was made, so it cost no credit and is not counted).
+        attempts: Attempts made, the first included (``None`` outside a client's call).
+        elapsed: Seconds from the first attempt until giving up, or ``None``.
+        sent: ``False`` if no connection was made: it cost no credit, is not counted.
     """
 
     def __init__(self, message: str, *, call_uuid: str | None = None, sent: bool = True) -> None:
@@ -193,14 +150,12 @@ class APIConnectionError(TwoChatError):
         if self.attempts is None or self.elapsed is None:
             return self.message
         tries = "1 attempt" if self.attempts == 1 else f"{self.attempts} attempts"
-        return f"{self.message} after {tries} within {_seconds(self.elapsed)}"
-
-
-def _seconds(elapsed: float) -> str:
-    """A duration as a person reads it: ``40 ms``, ``1.2 s``, ``75 s``."""
-    if elapsed < 0.9995:
-        return f"{max(elapsed, 0.0) * 1000:.0f} ms"
-    return f"{elapsed:.1f} s" if elapsed < 59.95 else f"{elapsed:.0f} s"
+        elapsed = self.elapsed
+        if elapsed < 0.9995:
+            took = f"{max(elapsed, 0.0) * 1000:.0f} ms"
+        else:
+            took = f"{elapsed:.1f} s" if elapsed < 59.95 else f"{elapsed:.0f} s"
+        return f"{self.message} after {tries} within {took}"
 
 
 class APITimeoutError(APIConnectionError):
@@ -212,8 +167,7 @@ class APIStatusError(TwoChatError):
 
     Attributes:
         status_code: The HTTP status.
-        message: The server's own message, from ``error_message``, ``message`` or
-            ``detail``, whichever envelope it used.
+        message: The server's own message (``error_message``, ``message`` or ``detail``).
         body: The start of the answer's body (at most 500 characters), for logs.
         call_uuid: The record asked for, if any.
         retry_after: Seconds the server asked to wait (``Retry-After``), if it said.
@@ -274,11 +228,8 @@ class ServerError(APIStatusError):
 
 
 class RedirectError(APIStatusError):
-    """A redirect the client did not follow: to another origin, or too many of them.
-
-    The API key travels in a header that HTTP clients forward on redirect, so the
-    client follows redirects only within the configured origin.
-    """
+    """A redirect the client did not follow: to another origin (the API key would go
+    with it), or too many of them."""
 
 
 class InvalidCallEventError(TwoChatError, ValueError):
@@ -288,8 +239,7 @@ class InvalidCallEventError(TwoChatError, ValueError):
 
 
 class ResponseValidationError(TwoChatError):
-    """The answer is not the documented shape: not JSON, wrong types, no ``cdr``,
-    or larger than the size cap.
+    """The answer is not the documented shape: not JSON, wrong types, no ``cdr``, too big.
 
     Attributes:
         status_code: The HTTP status of the answer.

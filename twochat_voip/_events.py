@@ -1,11 +1,8 @@
 """A call event as 2Chat delivers it to a webhook (read it with
-:func:`twochat_voip.webhooks.parse_call_event`).
+:func:`twochat_voip.webhooks.parse_call_event`): a call record and a few fields more.
 
-A delivery is a POST whose JSON body is like a call record plus a few fields
-(``received_on_number``, ``received_on_number_uuid``, ``is_toll_free``, ``contact``).
-2Chat's docs show statuses in upper case in examples and lower case in the field
-table, so a status is matched without case. The payload is not signed: treat it as a
-hint, and fetch the record (:meth:`VoIPClient.get_call`) before trusting it.
+The payload is not signed: treat it as a hint, and fetch the record
+(:meth:`VoIPClient.get_call`) before trusting it.
 """
 
 from __future__ import annotations
@@ -16,8 +13,6 @@ import attrs
 
 from twochat_voip._models import Agent, CallCost, CallDetailRecord, CallDirection, CallStatus
 
-__all__ = ["CallEvent", "Contact"]
-
 
 @attrs.frozen(kw_only=True)
 class Contact:
@@ -26,10 +21,7 @@ class Contact:
 
     Attributes:
         uuid: The contact's id (``CON…``).
-        first_name: Given name.
-        last_name: Family name.
-        full_name: Name as 2Chat shows it.
-        profile_pic_url: Address of the contact's picture.
+        first_name, last_name, full_name, profile_pic_url: As for :class:`Agent`.
     """
 
     uuid: str | None = None
@@ -41,36 +33,20 @@ class Contact:
 
 @attrs.frozen(kw_only=True)
 class CallEvent:
-    """One call event delivered to a webhook.
+    """One call event delivered to a webhook; the fields not listed here are as on
+    :class:`CallDetailRecord`.
 
     Attributes:
         uuid: The call record's id (``CDR…``): fetch the record with it.
-        account_uuid: The account (``ACC…``).
-        callid: The provider's call session id.
-        direction: :class:`CallDirection`, or the raw string.
-        active: Whether the call is in progress.
+        status: :class:`CallStatus`, matched without case (2Chat's docs show both),
+            or the raw string.
         from_: ``from`` on the wire: a phone number in webhooks.
-        to_number: The number called.
-        iso_country_code: Two-letter country.
-        status: :class:`CallStatus` (matched without case), or the raw string.
         received_on_number: The virtual number the call came in on.
         received_on_number_uuid: Its id (``DID…``).
         is_toll_free: Whether that number is toll free.
-        is_whatsapp_call: Placed over WhatsApp.
-        is_sip_trunk_call: Placed over a SIP trunk.
-        caller_id_uuid: The caller id used (``VCI…``).
-        caller_id_used: The number the callee saw.
-        agent_id: Id of the agent who handled the call (``USR…``).
-        created_at: When the record was created (UTC).
-        updated_at: When it last changed (UTC): with ``uuid`` and ``status``, what
-            tells a redelivery from news.
-        start_time: When the call was answered (UTC).
-        end_time: When it ended (UTC).
-        duration: Seconds.
-        recording_url: The recording's mp3, on another host.
-        call_cost: What the call was billed, if the delivery says.
+        updated_at: When the record last changed (UTC): with ``uuid`` and ``status``,
+            what tells a redelivery from news.
         contact: The other party.
-        agent: The 2Chat user who handled it.
         record: The call's record as 2Chat holds it, fetched by a receiver made with
             ``verify=True``; never read from the delivery.
     """

@@ -1,10 +1,8 @@
 """The call detail record and its parts: frozen attrs classes and str-enums, no I/O.
 
-Every field a real call can lack (never answered, still ringing, inbound without an
-agent, no recording, not billed yet) is optional and defaults to ``None``; only the
-record's ``uuid`` is required. Enum-typed fields keep a value the SDK does not know yet
-as a plain ``str``: 2Chat adds statuses without notice, and a new one must never turn a
-good record into an error.
+Every field but the record's ``uuid`` is optional (a call never answered, not billed
+yet, ...). An enum-typed field keeps a value the SDK does not know as a plain ``str``:
+2Chat adds statuses without notice, and a new one must not turn a record into an error.
 """
 
 from __future__ import annotations
@@ -14,8 +12,6 @@ from datetime import datetime
 from decimal import Decimal
 
 import attrs
-
-__all__ = ["Agent", "CallCost", "CallDetailRecord", "CallDirection", "CallStatus"]
 
 
 class CallDirection(enum.StrEnum):
@@ -44,8 +40,7 @@ class CallCost:
         callid: The provider's call session id; matches the record's ``callid``.
         forwarded: Whether the call was forwarded.
         toll_free: Whether the destination was toll free.
-        start_dt: Start of the billing window (UTC).
-        end_dt: End of the billing window (UTC).
+        start_dt, end_dt: Start and end of the billing window (UTC).
         duration: Billed seconds.
         call_price: Price in USD, exact: ``Decimal("0.0594")``, never a float.
     """
@@ -65,8 +60,7 @@ class Agent:
 
     Attributes:
         uuid: The agent's user id (``USR…``).
-        first_name: Given name.
-        last_name: Family name.
+        first_name, last_name: Given and family name.
         full_name: Name as 2Chat shows it.
         profile_pic_url: Address of the agent's picture.
     """
@@ -94,15 +88,13 @@ class CallDetailRecord:
         status: :class:`CallStatus`, or the raw string for a status the SDK does not know.
         is_whatsapp_call: Placed over WhatsApp.
         is_sip_trunk_call: Placed over a SIP trunk; often unknown (``None``).
-        created_at: When the record was created (UTC).
-        updated_at: When the record last changed (UTC).
+        created_at, updated_at: When the record was created, and last changed (UTC).
         caller_id_uuid: The caller id used (``VCI…``).
         caller_id_used: The number the callee saw.
         duration: Call duration in seconds.
         recording_url: Address of the mp3 recording; it lives on another host, and
             fetching it is up to you.
-        start_time: When the call was answered (UTC).
-        end_time: When the call ended (UTC).
+        start_time, end_time: When the call was answered, and ended (UTC).
         agent_id: Id of the agent who handled the call (``USR…``).
         call_cost: What the call was billed, once it has been.
         agent: The agent, when there was one.

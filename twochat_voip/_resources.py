@@ -1,9 +1,7 @@
-"""The account's other VoIP resources as frozen attrs classes: its info and limits, its
-webhooks, its virtual numbers and caller ids. No I/O.
+"""The account's info, webhooks, virtual numbers and caller ids: frozen attrs classes.
 
-As with call records, every field 2Chat may leave out is optional, unknown fields are
-ignored, and the fields that name a kind (an event, a provider type, a status) keep a
-value the SDK does not know as a plain ``str``.
+As with call records, every field 2Chat may leave out is optional, and a kind the SDK
+does not know (an event, a provider type, a status) stays a plain ``str``.
 """
 
 from __future__ import annotations
@@ -15,18 +13,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import attrs
-
-__all__ = [
-    "Account",
-    "AccountInfo",
-    "CallerId",
-    "Limits",
-    "Usage",
-    "VirtualNumber",
-    "Webhook",
-    "WebhookEvent",
-    "redact_url",
-]
 
 
 class WebhookEvent(enum.StrEnum):
@@ -47,8 +33,8 @@ _SECRET_PARAMETERS = frozenset(
 
 
 def redact_url(url: str | None) -> str | None:
-    """``url`` with the values of secret-looking query parameters (``token``, ...)
-    replaced by ``***``: a hook URL carries the receiver's secret."""
+    """``url`` with its password and secret-looking query values (``token``, ...) as
+    ``***``: a hook URL carries the receiver's secret."""
     if url is None:
         return None
     try:
@@ -65,21 +51,14 @@ def redact_url(url: str | None) -> str | None:
     return urlunsplit(parts._replace(fragment="***" if parts.fragment else ""))
 
 
-def _repr_url(url: str | None) -> str:
-    return repr(redact_url(url))
-
-
 @attrs.frozen(kw_only=True)
 class Account:
     """The account a key belongs to.
 
     Attributes:
         uuid: The account's id (``ACC…``).
-        name: Its name as 2Chat shows it.
         on_trial: Whether it is on a trial (about 30 requests a minute).
-        blocked: Whether it is blocked.
-        created_at: When it was created (UTC).
-        expires_at: When its plan expires (UTC).
+        created_at, expires_at: When it was created, and when its plan expires (UTC).
     """
 
     uuid: str | None = None
@@ -92,11 +71,7 @@ class Account:
 
 @attrs.frozen(kw_only=True)
 class Limits:
-    """The plan's limits.
-
-    Attributes:
-        requests_per_minute: Requests the account may make a minute.
-    """
+    """The plan's limits: ``requests_per_minute``, what the account may make a minute."""
 
     requests_per_minute: int | None = None
 
@@ -106,10 +81,9 @@ class Usage:
     """How much of the credit pools is used.
 
     Attributes:
-        api_request_count: API requests (credits) used.
-        max_api_request_count: API requests the plan allows.
-        number_check_count: Number checks used.
-        max_number_check_count: Number checks the plan allows.
+        api_request_count, max_api_request_count: API requests (credits) used, and
+            allowed by the plan.
+        number_check_count, max_number_check_count: Number checks used, and allowed.
     """
 
     api_request_count: int | None = None
@@ -120,13 +94,8 @@ class Usage:
 
 @attrs.frozen(kw_only=True)
 class AccountInfo:
-    """What ``GET /open/info`` tells: the account, its plan's limits, its usage.
-
-    Attributes:
-        account: The account.
-        limits: The plan's limits.
-        usage: The credits used.
-    """
+    """What ``GET /open/info`` tells: the ``account``, its plan's ``limits``, its
+    ``usage``."""
 
     account: Account | None = None
     limits: Limits | None = None
@@ -135,10 +104,8 @@ class AccountInfo:
     @property
     def credits_left(self) -> int | None:
         """API requests left in the pool, when 2Chat says both numbers."""
-        usage = self.usage
-        if usage is None or usage.api_request_count is None:
-            return None
-        if usage.max_api_request_count is None:
+        usage = self.usage or Usage()
+        if usage.api_request_count is None or usage.max_api_request_count is None:
             return None
         return max(0, usage.max_api_request_count - usage.api_request_count)
 
@@ -160,7 +127,7 @@ class Webhook:
     uuid: str
     event_name: WebhookEvent | str | None = None
     channel_uuid: str | None = None
-    hook_url: str | None = attrs.field(default=None, repr=_repr_url)
+    hook_url: str | None = attrs.field(default=None, repr=lambda url: repr(redact_url(url)))
     hook_params: dict[str, Any] | None = attrs.field(default=None, hash=False)
     created_at: datetime | None = None
 
@@ -171,27 +138,19 @@ class VirtualNumber:
 
     Attributes:
         uuid: Its id (``DID…``).
-        account_uuid: The account.
-        phone_number: International format.
-        formatted_phone_number: As people write it.
-        iso_country_code: Two-letter country.
-        region_name: Region or city.
-        emoji: An emoji 2Chat shows with it.
-        friendly_name: Its name in 2Chat.
+        phone_number: International format; ``formatted_phone_number`` as people
+            write it.
         record_inbound: Whether inbound calls are recorded.
-        is_toll_free: Whether it is toll free.
         provider_type: ``mobile``, ``local``, ``shared-cost``, ``national``, or
             another 2Chat adds.
         priced_per_minute: Whether incoming minutes are billed.
         incoming_price_per_minute: Price of an incoming minute, exact.
         ivr_uuid: The IVR answering it, if any.
-        timezone: Its time zone name.
         status: 2Chat's numeric status.
         status_text: ``ACTIVE``, ``AWAITING_REGISTRATION``, ``PENDING_ACTIVATION``,
             ``PENDING_CANCELLATION``, ``RELEASED``, or another.
-        created_at: When it was added (UTC).
-        updated_at: When it last changed (UTC).
-        expires_at: When its rent ends (UTC).
+        created_at, updated_at, expires_at: When it was added, last changed, and
+            when its rent ends (UTC).
     """
 
     uuid: str
@@ -222,17 +181,11 @@ class CallerId:
 
     Attributes:
         uuid: Its id (``VCI…``).
-        account_uuid: The account.
         channel_uuid: The virtual number it belongs to (``DID…``), if any.
-        phone_number: International format.
-        friendly_name: Its name in 2Chat.
-        iso_country_code: Two-letter country.
         type: ``VN`` virtual number, ``WW`` WhatsApp, ``WA`` WhatsApp Business API,
             ``CI`` imported caller id, or another.
-        verified: Whether it is verified.
-        created_at: When it was added (UTC).
-        updated_at: When it last changed (UTC).
-        expires_at: When it expires (UTC).
+        created_at, updated_at, expires_at: When it was added, last changed, and
+            expires (UTC).
     """
 
     uuid: str

@@ -1,10 +1,5 @@
-"""What a bulk run answers for each id: a :class:`CallSuccess` or a :class:`CallFailure`.
-
-Two plain frozen classes, and :data:`CallResult` their union. ``ok``, ``cdr`` and
-``error`` are typed exactly on each, so ``if result.ok:`` (or ``if result.error is
-None:``, or a ``match``) narrows a :data:`CallResult` to the one it is, and
-``result.cdr`` is a record there, not ``CallDetailRecord | None``.
-"""
+"""What a bulk run answers for each id: a :class:`CallSuccess` or a :class:`CallFailure`,
+whose union is :data:`CallResult`."""
 
 from __future__ import annotations
 
@@ -15,13 +10,10 @@ import attrs
 from twochat_voip._errors import TwoChatError
 from twochat_voip._models import CallDetailRecord
 
-__all__ = ["AnyCallResult", "CallFailure", "CallResult", "CallSuccess"]
-
 
 @attrs.frozen(kw_only=True)
 class CallSuccess:
-    """An id whose record was fetched: ``ok`` is ``True``, ``cdr`` the record and
-    ``error`` ``None``, for type checkers too.
+    """An id whose record was fetched (``ok`` is ``True``, for type checkers too).
 
     Attributes:
         call_uuid: The id as given.
@@ -43,8 +35,7 @@ class CallSuccess:
 
 @attrs.frozen(kw_only=True)
 class CallFailure:
-    """An id that got no record: ``ok`` is ``False``, ``error`` says why and ``cdr``
-    is ``None``, for type checkers too.
+    """An id that got no record (``ok`` is ``False``, for type checkers too).
 
     Attributes:
         call_uuid: The id as given (``repr()`` of it, if it was not a string).
@@ -66,12 +57,9 @@ class CallFailure:
 
 
 CallResult: TypeAlias = CallSuccess | CallFailure
-"""The outcome for one id of a bulk run: ``CallSuccess | CallFailure``, what
-``get_calls`` yields. ``if result.ok:`` (or ``if result.error is None:``, or
-``match result: case CallSuccess():``) narrows it; ``isinstance(x, CallResult)``
-holds for both. A type, not a class: make a :class:`CallSuccess` or a
-:class:`CallFailure`."""
+"""What ``get_calls`` yields for one id: ``CallSuccess | CallFailure``. ``if result.ok:``
+(or ``result.error is None``, or a ``match``) narrows it, so that ``result.cdr`` is a
+record there; ``isinstance(x, CallResult)`` holds for both. A type, not a class."""
 
 AnyCallResult: TypeAlias = CallResult
-"""The same union as :data:`CallResult`, under the name it had when ``CallResult``
-was a class; kept so code that imports it keeps working."""
+"""The same union as :data:`CallResult`, under the name it had when that was a class."""

@@ -1,32 +1,15 @@
 """Event hooks: what a client does, told as it happens, for tracing and metrics.
 
-Pass callables as ``VoIPClient(hooks=[...])``; each is called with every event, in
-the task making the call, before the client goes on::
+``VoIPClient(hooks=[...])`` takes plain callables (an ``async def`` one is refused:
+nothing would await it) told every :data:`ClientEvent`, in order, in the task and
+context of the call (so per-call state may live in a ``contextvars.ContextVar``);
+:class:`CallEnded` goes to them in reverse, as context managers exit. Keep them quick.
+A hook that raises is logged (its first failure with the traceback, then at its 10th,
+100th, ...) and the call goes on. No event carries the API key or the headers.
 
-    from twochat_voip.hooks import ClientEvent, ResponseReceived
-
-    def count_statuses(event: ClientEvent) -> None:
-        if isinstance(event, ResponseReceived):
-            statuses[event.status_code] += 1
-
-A call (``get_call``, a history page, ``get_account_info``, one id of a bulk run) is
-told as :class:`CallStarted`, then per attempt :class:`RequestSent` and
-:class:`ResponseReceived` or :class:`RequestFailed` (no answer), a
-:class:`RetryScheduled` before each retry, and :class:`CallEnded`. A request that
-waits for the rate limiter's slot is told as :class:`RateLimitWait` once it leaves,
-and the first request the budget refuses as :class:`BudgetExhausted`. Every event of
-one call is told in the same task and context, from :class:`CallStarted` to
-:class:`CallEnded`, so a hook may keep per-call state in a ``contextvars.ContextVar``
-(as OpenTelemetry's current span does: see :mod:`twochat_voip.otel`).
-
-Hooks must be quick and must not block: they run on the hot path of every request,
-and they are plain functions (an ``async def`` hook is refused: nothing would await
-it). A hook that raises is logged on the ``twochat_voip`` logger (its first failure
-with the traceback, then at its 10th, 100th, ...) and the call goes on: a broken
-metric must not end a three-day export. Hooks are told in the order given, and
-:class:`CallEnded` in reverse, as context managers exit.
-
-No event carries the API key or the request's headers.
+A call is told as :class:`CallStarted`, per attempt :class:`RequestSent` then
+:class:`ResponseReceived` or :class:`RequestFailed`, :class:`RetryScheduled` before each
+retry, and :class:`CallEnded`.
 """
 
 from __future__ import annotations
@@ -54,7 +37,7 @@ __all__ = [
 
 @attrs.frozen(kw_only=True)
 class _AboutCall:
-    """What every event of a call says of it (see :class:`CallStarted`)."""
+    """What every event of a call says of it."""
 
     method: str
     route: str
@@ -69,8 +52,8 @@ class CallStarted(_AboutCall):
     Attributes:
         method: The HTTP method.
         route: The path's template, the same for every call of a kind (a metric's
-            label), e.g. ``/open/voip/call/{call_uuid}``.
-        path: The path asked for, with its query (no key is ever in it).
+            label): ``/open/voip/call/{call_uuid}``.
+        path: The path asked for, with its query.
         call_uuid: The record asked for, if any.
         base_url: The client's base URL (the path is relative to it).
     """
@@ -129,9 +112,8 @@ class RetryScheduled(_AboutCall):
         method, route, path, call_uuid: As for :class:`CallStarted`.
         attempt: The attempt that failed.
         error: Why it failed.
-        wait: Seconds of backoff before the next attempt; 0 when the server named a
-            wait (``retry_after``) or for a 429 in a bulk run: the rate limiter holds
-            the next attempt instead (told as :class:`RateLimitWait`).
+        wait: Seconds of backoff before the next attempt; 0 when the rate limiter
+            holds it instead (a ``retry_after``, or a 429 in a bulk run).
         retry_after: The server's ``Retry-After`` in seconds, if it sent one.
         retries: The retries the call may make in all; ``None`` for a 429 a bulk run
             waits out with its rate limiter, which uses none of them.
@@ -146,8 +128,7 @@ class RetryScheduled(_AboutCall):
 
 @attrs.frozen(kw_only=True)
 class RateLimitWait(_AboutCall):
-    """A request waited for the rate limiter's slot (pacing, or a ``Retry-After``
-    pause) and now leaves.
+    """A request waited for the rate limiter (pacing, or a ``Retry-After``) and leaves.
 
     Attributes:
         method, route, path, call_uuid, attempt: As for :class:`RequestSent`.
@@ -160,8 +141,8 @@ class RateLimitWait(_AboutCall):
 
 @attrs.frozen(kw_only=True)
 class BudgetExhausted:
-    """The client's request budget (``max_requests``) refused a request, the first
-    time: every later call raises :class:`~twochat_voip.BudgetExhaustedError` too.
+    """The client's request budget (``max_requests``) refused a request: told once,
+    though every later call raises :class:`~twochat_voip.BudgetExhaustedError` too.
 
     Attributes:
         budget: The budget, in requests.
@@ -176,8 +157,7 @@ class CallEnded(_AboutCall):
 
     Attributes:
         method, route, path, call_uuid: As for :class:`CallStarted`.
-        attempts: Requests the call made (0 when none left: a closed client, a spent
-            budget).
+        attempts: Requests the call made (0: a closed client, a spent budget).
         status_code: The last answer's status, or ``None`` when no answer came.
         error: The error the call raised, or ``None`` when it succeeded.
         elapsed: Seconds from :class:`CallStarted`, waits and retries included.
