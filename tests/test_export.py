@@ -17,8 +17,8 @@ from twochat_voip import (
     RecordRefusedError,
     VoIPClient,
 )
-from twochat_voip.cli._support import Progress
-from twochat_voip.export._run import export_calls, stderr_is_interactive
+from twochat_voip.cli._support import Progress, stderr_is_interactive
+from twochat_voip.export._run import export_calls
 from twochat_voip.testing import FakeTwoChatServer, generate_cdrs
 
 pytestmark = pytest.mark.virtual_time  # timeouts, backoff and pacing in the loop's time

@@ -465,7 +465,7 @@ async def test_failures_list_is_replaced_then_removed_and_locked(tmp_path: Path)
     assert [json.loads(line)["call_uuid"] for line in failures.read_text().splitlines()] == [
         "CDRmissing2"
     ]
-    from twochat_voip.export._failures import Failures as _Failures
+    from twochat_voip.export._files import Failures as _Failures
 
     held = _Failures(failures)
     held.open()

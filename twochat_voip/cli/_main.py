@@ -32,19 +32,17 @@ from twochat_voip.cli._support import (
     client_for,
     count_lines,
     interrupted,
+    read_ids,
     read_key,
     report,
     run_command,
     same_path,
     shared_limiter,
-)
-from twochat_voip.cli._sync import sync
-from twochat_voip.export._run import (
-    ExportSummary,
-    default_failures,
-    read_ids,
     stderr_is_interactive,
 )
+from twochat_voip.cli._sync import sync
+from twochat_voip.export._formats import default_failures
+from twochat_voip.export._run import ExportSummary
 from twochat_voip.testing import FakeTwoChatServer, Fault, generate_cdrs
 
 __all__ = ["main"]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import click
 
@@ -16,7 +17,7 @@ from twochat_voip._bulk import CallResult
 from twochat_voip._client import VoIPClient
 from twochat_voip._errors import MissingAPIKeyError, SinkError, TwoChatError
 from twochat_voip._protocol import PLAN_RATES
-from twochat_voip.export._run import ExportSummary, InputError
+from twochat_voip.export._run import ExportSummary
 from twochat_voip.export._sinks import shown
 
 if TYPE_CHECKING:
@@ -255,3 +256,29 @@ def same_path(one: Path, other: Path) -> bool:
         return one.samefile(other)
     except OSError:
         return False
+
+
+class InputError(ValueError):
+    """The ids cannot be read: not UTF-8."""
+
+
+async def read_ids(stream: IO[bytes]) -> AsyncIterator[str]:
+    """Ids from a stream, one per line, read off the event loop (stdin may block);
+    blank lines and ``#`` comments are skipped, a byte order mark is ignored."""
+    number = 0
+    while line := await asyncio.to_thread(stream.readline):
+        number += 1
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"line {number} of the ids is not UTF-8 (byte {line[exc.start]:#04x})"
+            ) from None
+        value = text.strip().lstrip("\ufeff") if number == 1 else text.strip()
+        if value and not value.startswith("#"):
+            yield value
+
+
+def stderr_is_interactive() -> bool:
+    """Whether progress may be drawn: a terminal, and neither NO_COLOR nor dumb."""
+    return sys.stderr.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"

@@ -21,8 +21,9 @@ from twochat_voip.cli._support import (
     read_key,
     report,
     run_command,
+    stderr_is_interactive,
 )
-from twochat_voip.export._run import default_failures, stderr_is_interactive
+from twochat_voip.export._formats import default_failures
 
 __all__ = ["sync"]
 

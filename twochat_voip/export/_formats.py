@@ -1,24 +1,32 @@
-"""What an export's output is: its format, from its name or first line."""
+"""What an export's output is: its format (from its name or first line), its sink,
+and where its failures go unless told."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Final
 
 from twochat_voip._errors import SinkError
-from twochat_voip.export._sinks import FIRST_LINE_CAP, HEADER_LINE, shown
+from twochat_voip.export._sinks import (
+    FIRST_LINE_CAP,
+    HEADER_LINE,
+    CSVSink,
+    JSONLSink,
+    Sink,
+    StdoutSink,
+    shown,
+)
 
-__all__ = ["SQLITE_SUFFIXES", "database_url", "sink_format"]
+__all__ = ["database_url", "default_failures", "open_sink", "sink_format"]
 
-SQLITE_SUFFIXES: Final = (".db", ".sqlite", ".sqlite3")
 _FILE_SUFFIXES: Final = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 
 
 def database_url(target: str | os.PathLike[str]) -> str | None:
     """The async SQLAlchemy URL for an export target, or ``None`` if it is a file of
-    another format: ``postgresql://…`` (asyncpg), ``sqlite:///…`` or a path ending
-    ``.db``, ``.sqlite`` or ``.sqlite3`` (aiosqlite)."""
+    another format."""
     text = os.fspath(target)
     for scheme, driver in (
         ("postgresql://", "postgresql+asyncpg://"),
@@ -29,14 +37,14 @@ def database_url(target: str | os.PathLike[str]) -> str | None:
             return driver + text[len(scheme) :]
     if text.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
         return text
-    if "://" not in text and Path(text).suffix.lower() in SQLITE_SUFFIXES:
+    if "://" not in text and Path(text).suffix.lower() in (".db", ".sqlite", ".sqlite3"):
         return "sqlite+aiosqlite:///" + str(Path(text).resolve())
     return None
 
 
 def _sniff(path: Path) -> str | None:
-    """The format an existing regular file's first line says it is in, if any (a
-    FIFO is not read: that would wait for a writer forever)."""
+    """The format a regular file's first line says it is in, if any (a FIFO is not
+    read: that would wait for a writer forever)."""
     if not path.is_file():
         return None
     try:
@@ -71,3 +79,35 @@ def sink_format(target: str | os.PathLike[str], fmt: str | None = None) -> str:
             "leave --format out, or choose another output"
         )
     return fmt or said or "jsonl"
+
+
+def open_sink(output: str | os.PathLike[str], fmt: str | None = None) -> Sink:
+    """The sink an output names: ``-`` (JSONL to standard output), ``*.jsonl``,
+    ``*.csv``, ``*.db``/``*.sqlite``/``sqlite:///…`` or ``postgresql://…`` (a
+    database: the ``db`` extra). ``fmt`` (``jsonl``, ``csv`` or ``sql``) must agree
+    with what the output's name or first line says; a name that says nothing is JSONL.
+
+    Raises:
+        SinkError: ``fmt`` disagrees with the output.
+    """
+    chosen = sink_format(output, fmt)
+    text = os.fspath(output)
+    if text == "-":
+        return StdoutSink()
+    if chosen == "sql":
+        from twochat_voip.export._sql import SQLSink  # noqa: PLC0415 - the optional db extra
+
+        return SQLSink(text)
+    return CSVSink(text) if chosen == "csv" else JSONLSink(text)
+
+
+def default_failures(output: str | os.PathLike[str]) -> Path:
+    """Where failures go unless told: beside a file output, else in the current
+    folder (one name per database, its password left out of the digest)."""
+    text = os.fspath(output)
+    if text == "-":
+        return Path("twochat-voip-stdout.failures.jsonl")
+    if "://" in text:
+        digest = hashlib.sha256(shown(text).encode()).hexdigest()[:10]
+        return Path(f"twochat-voip-{digest}.failures.jsonl")
+    return Path(text).with_name(Path(text).name + ".failures.jsonl")

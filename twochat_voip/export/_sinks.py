@@ -1,19 +1,12 @@
 """Where an export writes: one small interface, a JSONL and a CSV file behind it.
 
-A file sink is safe to run again and again on the same file, and to start twice:
-
-- it holds an exclusive lock (``flock``) on the file while it writes: a second export
-  of the same file is refused with one line, never interleaved;
-- it refuses, untouched, a file that is not an export of its format (the first line
-  must be a record, or this version's CSV header);
-- each record is one ``write()`` of a whole line to an ``O_APPEND`` descriptor, so a
-  killed run leaves complete lines and at most one torn last line, which the next run
-  cuts off (under the lock, once it knows the file is ours);
-- resuming streams through the file once and keeps only the ids (memory grows with
-  the number of records, not with their size);
-- resuming is keyed by the id *asked for*: when 2Chat answers with another ``uuid``, a
-  line ``["asked", "uuid"]`` goes to ``OUTPUT.asked`` before the record, so that the next
-  run skips the asked id too (a line whose record never made it is ignored).
+A file sink may be run again and again on one file, and started twice: it holds an
+exclusive ``flock`` while it writes (a second export is refused with one line); it
+refuses, untouched, a file that is not an export of its format; each record is one
+``write()`` of a whole line to an ``O_APPEND`` descriptor, so a killed run leaves at
+most one torn last line, which the next run cuts off. Resuming is keyed by the id
+*asked for*: when 2Chat answers with another ``uuid``, a line ``["asked", "uuid"]``
+goes to ``OUTPUT.asked`` before the record.
 
 JSONL lines are the ``cdr`` object as 2Chat sent it, every field and digit kept. CSV
 cells come from the typed record; a cell that a spreadsheet would run as a formula
@@ -39,22 +32,14 @@ from twochat_voip._models import CallDetailRecord
 from twochat_voip._wire import COLUMNS, dumps_wire, text_of
 from twochat_voip.export._files import check_regular, lock_exclusive, write_all
 
-__all__ = [
-    "FIRST_LINE_CAP",
-    "HEADER_LINE",
-    "CSVSink",
-    "JSONLSink",
-    "Sink",
-    "StdoutSink",
-    "shown",
-]
+__all__ = ["FIRST_LINE_CAP", "HEADER_LINE", "CSVSink", "JSONLSink", "Sink", "StdoutSink", "shown"]
 
 CSV_HEADER: Final = [column.csv_name for column in COLUMNS]
 HEADER_LINE: Final = (",".join(CSV_HEADER) + "\n").encode()
+FIRST_LINE_CAP: Final = 1 << 20
 _FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 _BLANKS: Final = " \n\xa0\ufeff"  # before a formula start (tab and CR are starts)
 _PLAIN_NUMBER: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-FIRST_LINE_CAP: Final = 1 << 20
 _UUID_FIRST: Final = b'{"uuid":"'
 _PASSWORD: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*:).*@")
 _QUERY_PASSWORD: Final = re.compile(r"([?&](?:password|passwd|pwd)=)[^&]*", re.IGNORECASE)
@@ -95,41 +80,22 @@ def neutralise(text: str) -> str:
     return text
 
 
-def _cell_text(cell: str) -> str:
-    """A cell's text, as it was before :func:`neutralise`."""
-    rest = cell[1:]
-    return (
-        rest if cell.startswith("'") and rest.lstrip(_BLANKS).startswith(_FORMULA_STARTS) else cell
-    )
-
-
-def csv_line(record: CallDetailRecord) -> str:
-    """One CSV row (with its line end) for ``record``."""
-    buffer = io.StringIO()
-    row = [neutralise(text_of(column.get(record))) for column in COLUMNS]
-    # "\r\n" as the writer's line end makes it quote a cell holding either character
-    # (with "\n" alone, a bare "\r" went out unquoted: a row break in a spreadsheet).
-    csv.writer(buffer, lineterminator="\r\n").writerow(row)
-    return buffer.getvalue()[:-2] + "\n"
-
-
 def shown(target: str) -> str:
-    """An output as it may be printed: a URL's password hidden, wherever it is (up to
-    the last ``@``, so that a ``/`` or ``@`` left unencoded in it cannot show the
-    rest; and a ``password=`` query parameter)."""
+    """An output as it may be printed: a URL's password hidden (up to the last ``@``,
+    in case a ``/`` or ``@`` in it was left unencoded; and a ``password=`` parameter)."""
     return _QUERY_PASSWORD.sub(r"\1***", _PASSWORD.sub(r"\1***@", target))
 
 
 class _FileSink:
     """A locked file of whole lines; subclasses say what a line is."""
 
-    _format: str = ""
+    _format = ""
+    _header = b""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._fd = -1
+        self._fd = self._asked_fd = -1
         self._held: set[str] = set()
-        self._asked_fd = -1
 
     @property
     def description(self) -> str:
@@ -137,8 +103,8 @@ class _FileSink:
 
     @property
     def asked_path(self) -> Path:
-        """Where ids asked for under another ``uuid`` are noted (beside the file
-        itself, when the output is a symbolic link)."""
+        """Where ids asked for under another ``uuid`` are noted (beside the real file,
+        when the output is a symbolic link)."""
         real = Path(os.path.realpath(self.path))
         return real.with_name(real.name + ".asked")
 
@@ -147,8 +113,7 @@ class _FileSink:
         return self
 
     def _open(self) -> None:
-        """Open, lock, check and scan the file: blocking, once, before any request
-        (a scan of a million records takes seconds)."""
+        """Open, lock, check and scan: blocking, once, before any request."""
         check_regular(self.path, "use -o - for standard output")
         try:
             self._fd = os.open(
@@ -157,14 +122,18 @@ class _FileSink:
         except OSError as exc:
             raise SinkError(f"cannot open {self.path}: {exc.strerror}") from None
         try:
-            self._lock()
+            lock_exclusive(
+                self._fd,
+                f"{self.path} is being written by another export; wait for it to finish, "
+                "or choose another output",
+            )
             with open(self._fd, "rb", closefd=False) as handle:
-                self._check_ours(handle)
-                keep = self._scan(handle)
+                self._check_ours(handle.readline(FIRST_LINE_CAP))
+                keep = self._scan(handle, os.fstat(self._fd).st_size)
             if keep is not None:
                 os.ftruncate(self._fd, keep)
-            if os.fstat(self._fd).st_size == 0:
-                self._start()
+            if self._header and os.fstat(self._fd).st_size == 0:
+                write_all(self._fd, self._header)
             self._read_asked()
         except BaseException:
             os.close(self._fd)
@@ -177,41 +146,21 @@ class _FileSink:
                 os.close(fd)  # closing drops the lock
         self._fd = self._asked_fd = -1
 
-    def _lock(self) -> None:
-        lock_exclusive(
-            self._fd,
-            f"{self.path} is being written by another export; wait for it to finish, "
-            "or choose another output",
-        )
-
-    def _not_ours(self, why: str) -> SinkError:
-        return SinkError(
-            f"{self.path} is not a {self._format} export of call records ({why}); "
-            "it was left untouched: choose another output"
-        )
-
-    def _check_ours(self, handle: IO[bytes]) -> None:
-        first = handle.readline(FIRST_LINE_CAP)
+    def _check_ours(self, first: bytes) -> None:
         if not first:
             return
         try:
             text = first.decode("utf-8")
         except UnicodeDecodeError:
-            raise self._not_ours("it is not UTF-8") from None
-        if not first.endswith(b"\n") and self._torn_start(first):
-            return  # a first record (or header) cut short: the scan cuts it off
-        if not self._is_first_line(text):
-            raise self._not_ours(f"its first line is {text[:60]!r}")
-
-    def _lines(self, handle: IO[bytes]) -> Iterator[tuple[int, bytes]]:
-        """Each whole line with the offset just past it; a torn last line is not one."""
-        handle.seek(0)
-        offset = 0
-        for line in handle:
-            if not line.endswith(b"\n"):
+            why = "it is not UTF-8"
+        else:
+            if self._first_line_ok(first, text):
                 return
-            offset += len(line)
-            yield offset, line
+            why = f"its first line is {text[:60]!r}"
+        raise SinkError(
+            f"{self.path} is not a {self._format} export of call records ({why}); "
+            "it was left untouched: choose another output"
+        )
 
     def _read_asked(self) -> None:
         """Ids asked for under another uuid, whose record made it into the output."""
@@ -225,8 +174,7 @@ class _FileSink:
                     self._held.add(asked)
 
     async def held(self, call_uuids: Collection[str]) -> set[str]:
-        held = self._held
-        return {call_uuid for call_uuid in call_uuids if call_uuid in held}
+        return self._held.intersection(call_uuids)
 
     async def write(self, asked: str, record: CallDetailRecord, wire: Mapping[str, Any]) -> None:
         try:
@@ -241,30 +189,16 @@ class _FileSink:
             raise SinkError(f"writing to {self.path} failed: {exc.strerror}") from None
         self._held.add(record.uuid)
 
-    # What subclasses say.
-    def _torn_start(self, first: bytes) -> bool:
+    def _first_line_ok(self, first: bytes, text: str) -> bool:
+        """Whether the first line (perhaps cut short by a killed run) is ours."""
         raise NotImplementedError
 
-    def _is_first_line(self, text: str) -> bool:
-        raise NotImplementedError
-
-    def _scan(self, handle: IO[bytes]) -> int | None:
+    def _scan(self, handle: IO[bytes], size: int) -> int | None:
         """Learn the ids held; the size to cut the file to, if its end is torn."""
         raise NotImplementedError
 
-    def _start(self) -> None:
-        """Begin an empty file."""
-
     def _line(self, record: CallDetailRecord, wire: Mapping[str, Any]) -> str:
         raise NotImplementedError
-
-
-def _loads() -> Any:
-    try:
-        import orjson  # noqa: PLC0415 - optional, and only for a resume's scan
-    except ImportError:  # pragma: no cover - exercised only without orjson
-        return json.loads
-    return orjson.loads
 
 
 class JSONLSink(_FileSink):
@@ -272,35 +206,35 @@ class JSONLSink(_FileSink):
 
     _format = "JSONL"
 
-    def _torn_start(self, first: bytes) -> bool:
-        return first.startswith(b'{"')
-
-    def _is_first_line(self, text: str) -> bool:
+    def _first_line_ok(self, first: bytes, text: str) -> bool:
+        if not first.endswith(b"\n") and first.startswith(b'{"'):
+            return True
         try:
             value = json.loads(text)
         except ValueError:
             return False
         return isinstance(value, dict) and isinstance(value.get("uuid"), str)
 
-    def _scan(self, handle: IO[bytes]) -> int | None:
-        loads = _loads()
-        held = self._held
+    def _scan(self, handle: IO[bytes], size: int) -> int | None:
+        handle.seek(0)
         end = 0
-        for offset, line in self._lines(handle):
-            end = offset
-            if line.startswith(_UUID_FIRST):  # as 2Chat sends it: no need to parse all
+        for line in handle:
+            if not line.endswith(b"\n"):
+                break
+            end += len(line)
+            if line.startswith(_UUID_FIRST):  # as 2Chat sends it: no need to parse it all
                 close = line.find(b'"', len(_UUID_FIRST))
                 value = line[len(_UUID_FIRST) : close]
                 if close > 0 and b"\\" not in value:
-                    held.add(value.decode("utf-8", "replace"))
+                    self._held.add(value.decode("utf-8", "replace"))
                     continue
             try:
-                uuid = loads(line).get("uuid")
-            except (ValueError, AttributeError):  # a line someone edited: not a record
+                uuid = json.loads(line).get("uuid")
+            except (ValueError, AttributeError, RecursionError):  # a line someone edited
                 continue
             if isinstance(uuid, str):
-                held.add(uuid)
-        return end if end != os.fstat(handle.fileno()).st_size else None
+                self._held.add(uuid)
+        return end if end != size else None
 
     def _line(self, record: CallDetailRecord, wire: Mapping[str, Any]) -> str:
         return dumps_wire(wire) + "\n"
@@ -310,18 +244,12 @@ class CSVSink(_FileSink):
     """Flat CSV: a header, then one row per record (columns from the models)."""
 
     _format = "CSV"
+    _header = HEADER_LINE
 
-    def _torn_start(self, first: bytes) -> bool:
+    def _first_line_ok(self, first: bytes, text: str) -> bool:
         return HEADER_LINE.startswith(first)
 
-    def _is_first_line(self, text: str) -> bool:
-        return text == HEADER_LINE.decode()
-
-    def _start(self) -> None:
-        write_all(self._fd, HEADER_LINE)
-
-    def _scan(self, handle: IO[bytes]) -> int | None:
-        held = self._held
+    def _scan(self, handle: IO[bytes], size: int) -> int | None:
         consumed = 0
         last_line_end = True
 
@@ -333,11 +261,10 @@ class CSVSink(_FileSink):
                 last_line_end = line.endswith(b"\n")
                 yield line.decode("utf-8", "replace")
 
-        size = os.fstat(handle.fileno()).st_size
         rows = csv.reader(lines(), strict=True)
         good = 0
-        # A cell may be as long as 2Chat made it (the csv module's cap is 128 KiB); the
-        # cap is the process's, so it is restored once the scan is done.
+        # A cell may be as long as 2Chat made it (the csv module caps it at 128 KiB);
+        # the cap is the process's, so it is restored after the scan.
         cap = csv.field_size_limit(sys.maxsize)
         try:
             next(rows, None)  # the header, checked already (or cut short)
@@ -347,20 +274,26 @@ class CSVSink(_FileSink):
                     break  # a row cut short by a killed run
                 good = consumed
                 if len(row) == len(CSV_HEADER):
-                    held.add(_cell_text(row[0]))
+                    cell = row[0]  # as it was before neutralise()
+                    formula = cell[1:].lstrip(_BLANKS).startswith(_FORMULA_STARTS)
+                    self._held.add(cell[1:] if cell.startswith("'") and formula else cell)
         except csv.Error as exc:
             if consumed != size:  # not a torn end: resuming past it would duplicate
                 raise SinkError(
                     f"{self.path} cannot be read past byte {good} ({exc}); it was left "
                     "untouched: mend it, or choose another output"
                 ) from None
-            # else a quoted cell cut short at the end by a killed run
         finally:
             csv.field_size_limit(cap)
         return good if good != size else None
 
     def _line(self, record: CallDetailRecord, wire: Mapping[str, Any]) -> str:
-        return csv_line(record)
+        buffer = io.StringIO()
+        row = [neutralise(text_of(column.get(record))) for column in COLUMNS]
+        # "\r\n" as the writer's line end makes it quote a cell holding either character
+        # (with "\n" alone, a bare "\r" went out unquoted: a row break in a spreadsheet).
+        csv.writer(buffer, lineterminator="\r\n").writerow(row)
+        return buffer.getvalue()[:-2] + "\n"
 
 
 class StdoutSink:
