@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import click
 from aiohttp import web
@@ -79,48 +78,57 @@ def fake_server(port: int, count: int, server_rpm: float | None) -> None:
 
 
 async def demo_call_events(
-    server: FakeTwoChatServer, client: VoIPClient, output: str, calls: int
-) -> tuple[int, ExportSummary]:
-    """The call-events loop on loopback: subscribe a receiver, let ``calls`` new calls
-    end on the fake, take their events, fetch the records into ``output``. Returns
-    the events received and the export of their records."""
+    server: FakeTwoChatServer, output: str, calls: int, export: ExportSummary
+) -> str | None:
+    """The demo's call-events loop on loopback, after its export: a receiver subscribes,
+    ``calls`` new calls end on the fake, their events arrive and their records are
+    fetched into ``output``. Returns the line that says so."""
+    if not calls:
+        return None
+    if output == "-":
+        return (
+            "demo: call events skipped: their records join a file or a database, not "
+            "standard output"
+        )
+    if export.stopped or export.failed:
+        return "demo: call events skipped: the export did not finish"
+    server.fail_randomly(0, [])
     received: list[CallEvent] = []
 
     async def on_event(event: CallEvent) -> None:
         received.append(event)
 
     token = secrets.token_urlsafe(24)
-    receiver = WebhookReceiver(on_event, token=token)
     app = web.Application()
-    app.router.add_post("/2chat/calls", receiver.aiohttp_handler)
+    app.router.add_post("/2chat/calls", WebhookReceiver(on_event, token=token).aiohttp_handler)
     runner = web.AppRunner(app, access_log=None)  # the token rides in the query
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = _bound_port(runner.addresses)
-        channel = server.account.virtual_numbers[0]["uuid"]
-        await client.subscribe_webhook(
-            WebhookEvent.CALL_INCOMING_COMPLETED,
-            hook_url=f"http://127.0.0.1:{port}/2chat/calls?token={token}",
-            channel_uuid=channel,
-        )
-        new = [dict(r, direction="I") for r in generate_cdrs(calls, seed=2027)]
-        server.add_cdrs(new)
-        for record in new:
-            await server.complete_call(record["uuid"], "COMPLETED", channel_uuid=channel)
-    finally:
-        await runner.cleanup()
-    # A failures file of its own: the export's (beside the output) is not touched.
-    with tempfile.TemporaryDirectory(prefix="twochat-voip-demo-events-") as folder:
-        summary = await export_calls(
-            client,
-            [event.uuid for event in received],
-            output,
-            failures=Path(folder) / "failures.jsonl",
-        )
-    return len(received), summary
-
-
-def _bound_port(addresses: Sequence[Any]) -> int:
-    return int(addresses[0][1])
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    async with VoIPClient(api_key=server.api_key, base_url=server.base_url) as client:
+        try:
+            channel = server.account.virtual_numbers[0]["uuid"]
+            await client.subscribe_webhook(
+                WebhookEvent.CALL_INCOMING_COMPLETED,
+                hook_url=f"http://127.0.0.1:{runner.addresses[0][1]}/2chat/calls?token={token}",
+                channel_uuid=channel,
+            )
+            new = [dict(r, direction="I") for r in generate_cdrs(calls, seed=2027)]
+            server.add_cdrs(new)
+            for record in new:
+                await server.complete_call(record["uuid"], "COMPLETED", channel_uuid=channel)
+        finally:
+            await runner.cleanup()
+        # A failures file of its own: the export's (beside the output) is not touched.
+        with tempfile.TemporaryDirectory(prefix="twochat-voip-demo-events-") as folder:
+            stored = await export_calls(
+                client,
+                [event.uuid for event in received],
+                output,
+                failures=Path(folder) / "failures.jsonl",
+            )
+    return (
+        f"demo: then {calls} calls ended; {len(received)} call events reached a "
+        f"receiver on 127.0.0.1, and {stored.exported} records were fetched "
+        f"into {output} ({stored.already_there} already there; "
+        f"{stored.requests} more requests)"
+    )

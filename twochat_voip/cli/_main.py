@@ -8,11 +8,11 @@ line on stderr and a non-zero exit code, not a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import sys
 import tempfile
-from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
@@ -25,18 +25,24 @@ except ImportError:  # pragma: no cover - exercised only without the cli extra
 from twochat_voip._client import VoIPClient
 from twochat_voip._converter import sdk_converter
 from twochat_voip.cli._fake import demo_call_events, fake_server
-from twochat_voip.cli._options import _base_url, _export, _export_options, _key_file, _with
+from twochat_voip.cli._options import (
+    base_url_option,
+    export_options,
+    key_file_option,
+    output_option,
+)
 from twochat_voip.cli._support import (
     Progress,
     Refused,
     client_for,
     count_lines,
+    export_with_progress,
     interrupted,
     read_ids,
     read_key,
     report,
     run_command,
-    same_path,
+    run_export,
     shared_limiter,
     stderr_is_interactive,
 )
@@ -62,8 +68,8 @@ main.add_command(fake_server)
 
 @main.command()
 @click.argument("call_uuid")
-@_key_file
-@_base_url
+@key_file_option
+@base_url_option
 def get(call_uuid: str, api_key_file: Path | None, base_url: str | None) -> None:
     """Print one call's record as 2Chat's JSON."""
     client = client_for(read_key(api_key_file), base_url)
@@ -77,18 +83,6 @@ def get(call_uuid: str, api_key_file: Path | None, base_url: str | None) -> None
     click.echo(json.dumps(run_command(fetch()), indent=2))
 
 
-def _output_option(required: bool) -> Callable[[Any], Any]:
-    return click.option(
-        "--output",
-        "-o",
-        required=required,
-        metavar="FILE|URL|-",
-        help="Records go here: calls.jsonl, calls.csv, calls.db (SQLite), "
-        "postgresql://user@host/db, or '-' (JSON lines to standard output). "
-        "Re-running resumes." + ("" if required else "  [default: a new temporary folder]"),
-    )
-
-
 @main.command()
 @click.option(
     "--input",
@@ -98,30 +92,27 @@ def _output_option(required: bool) -> Callable[[Any], Any]:
     metavar="FILE|-",
     help="Call ids, one per line ('-': standard input).",
 )
-@_output_option(required=True)
-@_with(_export_options)
+@output_option(required=True)
+@export_options
 @click.option(
     "--redis-url",
     envvar="TWOCHAT_REDIS_URL",
     help="Share --rpm with every export on this account, on any host, through this "
     "Redis (needs the redis extra).",
 )
-@_key_file
-@_base_url
+@key_file_option
+@base_url_option
 def export(
+    *,
     input_: str,
     output: str,
-    fmt: str | None,
-    concurrency: int,
     rpm: float | Literal["auto"] | None,
-    give_up_after: float,
     max_requests: int | None,
     failures: Path | None,
-    ordered: bool,
-    quiet: bool,
     redis_url: str | None,
     api_key_file: Path | None,
     base_url: str | None,
+    **options: Any,
 ) -> None:
     """Fetch many records into a file or a database, resumably.
 
@@ -138,38 +129,23 @@ def export(
         # ids into one database keep their lists apart.
         failures = source_path.with_name(source_path.name + ".failures.jsonl")
     failures = failures or default_failures(output)
-    if source_path is not None and same_path(source_path, failures):
-        raise Refused(f"the failures file must not be the ids file ({failures})")
-    limiter = shared_limiter(redis_url, rpm, key) if redis_url else None
-    if limiter is not None:
+    with contextlib.suppress(OSError):
+        if source_path is not None and source_path.samefile(failures):
+            raise Refused(f"the failures file must not be the ids file ({failures})")
+    if redis_url:
+        limiter = shared_limiter(redis_url, rpm, key)
         client = client_for(
             key, base_url, rate_limiter=limiter, rate_limiter_owner=True, max_requests=max_requests
         )
     else:
         client = client_for(key, base_url, requests_per_minute=rpm, max_requests=max_requests)
     total = count_lines(source_path) if source_path else None
-    progress = Progress(total, enabled=not quiet and stderr_is_interactive(), output=output)
     try:
         source = sys.stdin.buffer if source_path is None else source_path.open("rb")
     except OSError as exc:
         raise Refused(f"cannot read {input_}: {exc.strerror}") from None
     with nullcontext() if source_path is None else source:
-        summary = run_command(
-            _export(
-                client,
-                ids=read_ids(source),
-                output=output,
-                failures=failures,
-                fmt=fmt,
-                concurrency=concurrency,
-                ordered=ordered,
-                progress=progress,
-                give_up_after=give_up_after,
-            ),
-            interrupted(progress, output),
-            progress,
-            client,
-        )
+        summary = run_export(client, read_ids(source), output, total, failures=failures, **options)
     report(summary)
 
 
@@ -203,22 +179,20 @@ def export(
     type=click.FloatRange(0, 0.5),
     help="Share of requests answered with 503s, cut connections and delays.",
 )
-@_output_option(required=False)
-@_with(_export_options)
+@output_option(required=False)
+@export_options
 def demo(
+    *,
     count: int,
     events: int,
     server_rpm: float,
     fault_rate: float,
     output: str | None,
     fmt: str | None,
-    concurrency: int,
     rpm: float | Literal["auto"] | None,
-    give_up_after: float,
     max_requests: int | None,
-    failures: Path | None,
-    ordered: bool,
     quiet: bool,
+    **options: Any,
 ) -> None:
     """Export from an embedded fake 2Chat server, then take call events: no key, no
     network needed.
@@ -234,9 +208,9 @@ def demo(
     if output is None:
         folder = Path(tempfile.mkdtemp(prefix="twochat-voip-demo-"))
         output = str(folder / f"calls.{fmt or 'jsonl'}")
-    failures = failures or default_failures(output)
     records = generate_cdrs(count, seed=2026)
     progress = Progress(count, enabled=not quiet and stderr_is_interactive(), output=output)
+    after: list[str] = []
 
     async def run() -> ExportSummary:
         server = FakeTwoChatServer(cdrs=records, api_key=DEMO_KEY, requests_per_minute=server_rpm)
@@ -257,39 +231,12 @@ def demo(
                 requests_per_minute=rpm,
                 max_requests=max_requests,
             )
-            summary = await _export(
-                client,
-                ids=(record["uuid"] for record in records),
-                output=output,
-                failures=failures,
-                fmt=fmt,
-                concurrency=concurrency,
-                ordered=ordered,
-                progress=progress,
-                give_up_after=give_up_after,
-            )
-            if not events:
-                pass
-            elif output == "-":
-                after.append(
-                    "demo: call events skipped: their records join a file or a "
-                    "database, not standard output"
-                )
-            elif summary.stopped or summary.failed:
-                after.append("demo: call events skipped: the export did not finish")
-            else:
-                server.fail_randomly(0, [])
-                async with VoIPClient(api_key=DEMO_KEY, base_url=server.base_url) as voip:
-                    arrived, stored = await demo_call_events(server, voip, output, events)
-                after.append(
-                    f"demo: then {events} calls ended; {arrived} call events reached a "
-                    f"receiver on 127.0.0.1, and {stored.exported} records were fetched "
-                    f"into {output} ({stored.already_there} already there; "
-                    f"{stored.requests} more requests)"
-                )
+            ids = (record["uuid"] for record in records)
+            summary = await export_with_progress(client, ids, output, progress, fmt=fmt, **options)
+            if line := await demo_call_events(server, output, events, summary):
+                after.append(line)
             return summary
 
-    after: list[str] = []
     # A demo's own temporary folder is a new one each run: resuming means naming it.
     resume = (
         "run the same command again to resume"
@@ -303,19 +250,11 @@ def demo(
         for line in after:
             click.echo(line, err=True)
         if folder is not None:
-            click.echo(_left_behind(folder), err=True)
-
-
-def _left_behind(folder: Path) -> str:
-    """The demo's last line when it made its own folder: where, how big, and that it
-    stays (a stranger may want to look at the records, and must know what to delete)."""
-    size = sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
-    return (
-        f"demo: the output is in a new temporary folder, {folder} ({size / 1e6:.1f} MB), "
-        "which is not removed: delete it when you are done, or pass -o FILE to write "
-        "one file of your choosing (a second run resumes it)"
-    )
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
+            # Where, how big, and that it stays: a stranger must know what to delete.
+            size = sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
+            click.echo(
+                f"demo: the output is in a new temporary folder, {folder} ({size / 1e6:.1f} "
+                "MB), which is not removed: delete it when you are done, or pass -o FILE to "
+                "write one file of your choosing (a second run resumes it)",
+                err=True,
+            )

@@ -6,24 +6,15 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import click
 
 from twochat_voip._client import VoIPClient
 from twochat_voip._errors import TwoChatError
-from twochat_voip.cli._options import _base_url, _export, _export_options, _key_file, _with
-from twochat_voip.cli._support import (
-    Progress,
-    client_for,
-    interrupted,
-    read_key,
-    report,
-    run_command,
-    stderr_is_interactive,
-)
-from twochat_voip.export._formats import default_failures
+from twochat_voip.cli._options import base_url_option, export_options, key_file_option
+from twochat_voip.cli._support import client_for, read_key, report, run_export
 
 __all__ = ["sync"]
 
@@ -58,22 +49,18 @@ async def history_ids(
     type=click.Choice(["inbound", "outbound"]),
     help="Only inbound or outbound calls (default: both).",
 )
-@_with(_export_options)
-@_key_file
-@_base_url
-def sync(  # noqa: PLR0917 - click passes every option
+@export_options
+@key_file_option
+@base_url_option
+def sync(
+    *,
     output: str,
     direction: Literal["inbound", "outbound"] | None,
-    fmt: str | None,
-    concurrency: int,
     rpm: float | Literal["auto"] | None,
-    give_up_after: float,
     max_requests: int | None,
-    failures: Path | None,
-    ordered: bool,
-    quiet: bool,
     api_key_file: Path | None,
     base_url: str | None,
+    **options: Any,
 ) -> None:
     """Bring the account's calls into OUTPUT: page the call history (one credit a
     page, many records) for the ids, then fetch the details of each id OUTPUT does
@@ -83,26 +70,9 @@ def sync(  # noqa: PLR0917 - click passes every option
     output cannot be used, 130 on Ctrl-C.
     """
     key = read_key(api_key_file)
-    failures = failures or default_failures(output)
     client = client_for(key, base_url, requests_per_minute=rpm, max_requests=max_requests)
-    progress = Progress(None, enabled=not quiet and stderr_is_interactive(), output=output)
     stopped: list[TwoChatError] = []
-    summary = run_command(
-        _export(
-            client,
-            ids=history_ids(client, direction, stopped),
-            output=output,
-            failures=failures,
-            fmt=fmt,
-            concurrency=concurrency,
-            ordered=ordered,
-            progress=progress,
-            give_up_after=give_up_after,
-        ),
-        interrupted(progress, output),
-        progress,
-        client,
-    )
+    summary = run_export(client, history_ids(client, direction, stopped), output, **options)
     if stopped and not summary.stopped:
         summary = attrs.evolve(
             summary,
