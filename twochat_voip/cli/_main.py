@@ -1,5 +1,5 @@
-"""The ``twochat-voip`` command line (also ``python -m twochat_voip``): get, export, sync,
-demo.
+"""The ``twochat-voip`` command line (also ``python -m twochat_voip``): get, export,
+sync; demo and fake-server come from ``_fake``.
 
 The key comes from ``TWOCHAT_API_KEY`` or ``--api-key-file``, never from a flag that
 would land in shell history, and is never printed. Errors a user can cause end with one
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shlex
 import sys
-import tempfile
-from contextlib import nullcontext
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
+
+import attrs
 
 try:
     import click
@@ -24,7 +24,8 @@ except ImportError:  # pragma: no cover - exercised only without the cli extra
 
 from twochat_voip._client import VoIPClient
 from twochat_voip._converter import sdk_converter
-from twochat_voip.cli._fake import demo_call_events, fake_server
+from twochat_voip._errors import TwoChatError
+from twochat_voip.cli._fake import demo, fake_server
 from twochat_voip.cli._options import (
     base_url_option,
     export_options,
@@ -32,28 +33,19 @@ from twochat_voip.cli._options import (
     output_option,
 )
 from twochat_voip.cli._support import (
-    Progress,
     Refused,
     client_for,
     count_lines,
-    export_with_progress,
-    interrupted,
     read_ids,
     read_key,
     report,
     run_command,
     run_export,
     shared_limiter,
-    stderr_is_interactive,
 )
-from twochat_voip.cli._sync import sync
 from twochat_voip.export._formats import default_failures
-from twochat_voip.export._run import ExportSummary
-from twochat_voip.testing import FakeTwoChatServer, Fault, generate_cdrs
 
 __all__ = ["main"]
-
-DEMO_KEY = "demo-key-not-a-secret"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,8 +54,8 @@ def main() -> None:
     """Fetch 2Chat VoIP call detail records. The key comes from TWOCHAT_API_KEY."""
 
 
-main.add_command(sync)
 main.add_command(fake_server)
+main.add_command(demo)
 
 
 @main.command()
@@ -74,11 +66,9 @@ def get(call_uuid: str, api_key_file: Path | None, base_url: str | None) -> None
     """Print one call's record as 2Chat's JSON."""
     client = client_for(read_key(api_key_file), base_url)
 
-    async def fetch() -> dict[str, Any]:
+    async def fetch() -> Any:
         async with client:
-            record = await client.get_call(call_uuid)
-        wire: dict[str, Any] = sdk_converter().unstructure(record)
-        return wire
+            return sdk_converter().unstructure(await client.get_call(call_uuid))
 
     click.echo(json.dumps(run_command(fetch()), indent=2))
 
@@ -132,129 +122,80 @@ def export(
     with contextlib.suppress(OSError):
         if source_path is not None and source_path.samefile(failures):
             raise Refused(f"the failures file must not be the ids file ({failures})")
+    pacing: dict[str, Any] = {"requests_per_minute": rpm}
     if redis_url:
-        limiter = shared_limiter(redis_url, rpm, key)
-        client = client_for(
-            key, base_url, rate_limiter=limiter, rate_limiter_owner=True, max_requests=max_requests
-        )
-    else:
-        client = client_for(key, base_url, requests_per_minute=rpm, max_requests=max_requests)
+        pacing = {"rate_limiter": shared_limiter(redis_url, rpm, key), "rate_limiter_owner": True}
+    client = client_for(key, base_url, max_requests=max_requests, **pacing)
     total = count_lines(source_path) if source_path else None
     try:
         source = sys.stdin.buffer if source_path is None else source_path.open("rb")
     except OSError as exc:
         raise Refused(f"cannot read {input_}: {exc.strerror}") from None
-    with nullcontext() if source_path is None else source:
+    with contextlib.nullcontext() if source_path is None else source:
         summary = run_export(client, read_ids(source), output, total, failures=failures, **options)
     report(summary)
 
 
+async def history_ids(
+    client: VoIPClient,
+    direction: Literal["inbound", "outbound"] | None,
+    stopped: list[TwoChatError],
+) -> AsyncIterator[str]:
+    """Every call id of the account's history, each once (a credit a page). An error
+    reading a page ends the ids, noted in ``stopped``: the ids read so far are still
+    fetched, and the next run reads the history again."""
+    try:
+        async for record in client.iter_call_history(direction):
+            yield record.uuid
+    except TwoChatError as exc:
+        stopped.append(exc)
+
+
 @main.command()
 @click.option(
-    "--count",
-    default=3000,
+    "--output",
+    "-o",
+    default="calls.db",
     show_default=True,
-    type=click.IntRange(1, 1_000_000),
-    help="Records the embedded server holds.",
+    metavar="FILE|URL|-",
+    help="Records go here: calls.db (SQLite), calls.jsonl, calls.csv, "
+    "postgresql://user@host/db, or '-'.",
 )
 @click.option(
-    "--events",
-    default=5,
-    show_default=True,
-    type=click.IntRange(0, 10_000),
-    help="New calls that end after the export, their events taken by a receiver on "
-    "127.0.0.1 (0: none).",
+    "--direction",
+    type=click.Choice(["inbound", "outbound"]),
+    help="Only inbound or outbound calls (default: both).",
 )
-@click.option(
-    "--server-rpm",
-    default=30_000.0,
-    show_default=True,
-    type=click.FloatRange(min=1),
-    help="The embedded server's per-minute limit.",
-)
-@click.option(
-    "--fault-rate",
-    default=0.03,
-    show_default=True,
-    type=click.FloatRange(0, 0.5),
-    help="Share of requests answered with 503s, cut connections and delays.",
-)
-@output_option(required=False)
 @export_options
-def demo(
+@key_file_option
+@base_url_option
+def sync(
     *,
-    count: int,
-    events: int,
-    server_rpm: float,
-    fault_rate: float,
-    output: str | None,
-    fmt: str | None,
+    output: str,
+    direction: Literal["inbound", "outbound"] | None,
     rpm: float | Literal["auto"] | None,
     max_requests: int | None,
-    quiet: bool,
+    api_key_file: Path | None,
+    base_url: str | None,
     **options: Any,
 ) -> None:
-    """Export from an embedded fake 2Chat server, then take call events: no key, no
-    network needed.
+    """Bring the account's calls into OUTPUT: page the call history (one credit a
+    page, many records) for the ids, then fetch the details of each id OUTPUT does
+    not hold yet (one credit a record). Run it again to fetch only what is new.
 
-    The server holds COUNT generated records, a per-minute limit it reports at
-    GET /open/info (as 2Chat does), and a sprinkle of faults; the export asks for
-    the limit and paces at it (or finds it from 429s with --rpm adaptive), retries
-    the faults and resumes if run again with the same --output. Then the whole
-    call-events loop: a receiver on 127.0.0.1 subscribes, EVENTS new calls end, their
-    events arrive, and their records are fetched into the output too.
+    Exits as export does: 0, 1 when some failed (in the failures file), 2 when the
+    output cannot be used, 130 on Ctrl-C.
     """
-    folder = None
-    if output is None:
-        folder = Path(tempfile.mkdtemp(prefix="twochat-voip-demo-"))
-        output = str(folder / f"calls.{fmt or 'jsonl'}")
-    records = generate_cdrs(count, seed=2026)
-    progress = Progress(count, enabled=not quiet and stderr_is_interactive(), output=output)
-    after: list[str] = []
-
-    async def run() -> ExportSummary:
-        server = FakeTwoChatServer(cdrs=records, api_key=DEMO_KEY, requests_per_minute=server_rpm)
-        server.fail_randomly(
-            fault_rate,
-            [Fault(status=503), Fault(drop="mid_body"), Fault(status=502), Fault(delay=0.2)],
-            seed=7,
+    key = read_key(api_key_file)
+    client = client_for(key, base_url, requests_per_minute=rpm, max_requests=max_requests)
+    stopped: list[TwoChatError] = []
+    summary = run_export(client, history_ids(client, direction, stopped), output, **options)
+    if stopped and not summary.stopped:
+        summary = attrs.evolve(
+            summary,
+            stopped=f"the call history could not be read to its end ({stopped[0]}); the "
+            "records of the ids read so far were fetched; run the same command again",
         )
-        async with server:
-            click.echo(
-                f"demo: {count} records on a fake 2Chat at {server.base_url}, limited to "
-                f"{server_rpm:.0f} requests/minute, {fault_rate:.0%} faults",
-                err=True,
-            )
-            client = VoIPClient(
-                api_key=DEMO_KEY,
-                base_url=server.base_url,
-                requests_per_minute=rpm,
-                max_requests=max_requests,
-            )
-            ids = (record["uuid"] for record in records)
-            summary = await export_with_progress(client, ids, output, progress, fmt=fmt, **options)
-            if line := await demo_call_events(server, output, events, summary):
-                after.append(line)
-            return summary
-
-    # A demo's own temporary folder is a new one each run: resuming means naming it.
-    resume = (
-        "run the same command again to resume"
-        if folder is None
-        else f"resume with: twochat-voip demo -o {shlex.quote(output)}"
-    )
-    summary = run_command(run(), interrupted(progress, output, resume), progress)
-    try:
-        report(summary)  # (exits 1 when some failed)
-    finally:
-        for line in after:
-            click.echo(line, err=True)
-        if folder is not None:
-            # Where, how big, and that it stays: a stranger must know what to delete.
-            size = sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
-            click.echo(
-                f"demo: the output is in a new temporary folder, {folder} ({size / 1e6:.1f} "
-                "MB), which is not removed: delete it when you are done, or pass -o FILE to "
-                "write one file of your choosing (a second run resumes it)",
-                err=True,
-            )
+    report(summary)
+    if stopped:
+        sys.exit(1)

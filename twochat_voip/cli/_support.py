@@ -7,7 +7,7 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, TypeVar
 
@@ -28,7 +28,6 @@ __all__ = [
     "Refused",
     "client_for",
     "count_lines",
-    "interrupted",
     "read_ids",
     "read_key",
     "report",
@@ -39,6 +38,7 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+_AGAIN: Final = "run the same command again to resume"
 _UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")  # how Windows PowerShell's files start
 NO_KEY: Final = (
     "no API key: set TWOCHAT_API_KEY, or pass --api-key-file FILE (a file holding the "
@@ -54,6 +54,7 @@ class Progress:
 
     def __init__(self, total: int | None, *, enabled: bool, output: str = "") -> None:
         self.output = output
+        self.resume = _AGAIN
         self.done = self.failed = 0
         self._total = total
         self._enabled = enabled
@@ -90,6 +91,13 @@ class Progress:
             self._draw(time.monotonic())
             click.echo(err=True)
 
+    def interrupted(self) -> str:
+        """The line a Ctrl-C ends a command with: what was saved, and how to go on."""
+        if self.output == "-":
+            return f"interrupted: {self.saved} records written to standard output"
+        where = shown(self.output)
+        return f"interrupted: {self.saved} records saved to {where} by this run; {self.resume}"
+
 
 class Refused(click.ClickException):
     """Nothing was sent: the output or the input cannot be used (exit 2)."""
@@ -103,24 +111,23 @@ class InputError(ValueError):
 
 def run_command(
     coroutine: Coroutine[Any, Any, _T],
-    on_interrupt: Callable[[], str] | None = None,
     progress: Progress | None = None,
     client: VoIPClient | None = None,
 ) -> _T:
     """Run a command's coroutine; what ends it becomes one line and an exit code: 2
     when the input or output cannot be used and nothing was done yet (1 once records
-    came back), 130 on Ctrl-C (after ``on_interrupt``'s line)."""
+    came back), 130 on Ctrl-C."""
     try:
         return asyncio.run(coroutine)
     except KeyboardInterrupt:
-        if on_interrupt is not None:
-            click.echo(on_interrupt(), err=True)
+        if progress is not None:
+            click.echo(progress.interrupted(), err=True)
         sys.exit(130)
     except (SinkError, InputError) as exc:
         sent = client is not None and client.stats.requests > 0
         if progress is None or not (progress.done or sent):
             raise Refused(str(exc)) from None
-        resume = "" if progress.output == "-" else ": run the same command again to resume"
+        resume = "" if progress.output == "-" else f": {_AGAIN}"
         raise click.ClickException(
             f"{exc} (after {progress.saved} records were saved{resume})"
         ) from None
@@ -160,10 +167,7 @@ def run_export(
     it as :func:`run_command` says."""
     progress = Progress(total, enabled=not quiet and stderr_is_interactive(), output=output)
     return run_command(
-        export_with_progress(client, ids, output, progress, **options),
-        interrupted(progress, output),
-        progress,
-        client,
+        export_with_progress(client, ids, output, progress, **options), progress, client
     )
 
 
@@ -171,17 +175,6 @@ def report(summary: ExportSummary) -> None:
     click.echo(summary.describe(), err=True)
     if summary.failed:
         sys.exit(1)
-
-
-def interrupted(
-    progress: Progress, output: str, resume: str = "run the same command again to resume"
-) -> Callable[[], str]:
-    """The line a Ctrl-C ends a command with: what was saved, and how to go on."""
-    if output == "-":
-        return lambda: f"interrupted: {progress.saved} records written to standard output"
-    return lambda: (
-        f"interrupted: {progress.saved} records saved to {shown(output)} by this run; {resume}"
-    )
 
 
 def stderr_is_interactive() -> bool:
