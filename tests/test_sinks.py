@@ -528,7 +528,7 @@ async def test_the_notes_of_a_linked_output_are_beside_the_file(tmp_path: Path) 
 
 def test_passwords_are_hidden_and_unknown_urls_refused() -> None:
     """Messages name a database URL without its password; mysql:// is no file."""
-    from twochat_voip.export._sinks import shown
+    from twochat_voip.export._formats import shown
 
     assert shown("postgresql://bob:Pa55@h:5432/db") == "postgresql://bob:***@h:5432/db"
     assert shown("calls.jsonl") == "calls.jsonl"
@@ -627,7 +627,7 @@ async def test_a_write_that_fails_says_where(
     def full(fd: int, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("twochat_voip.export._sinks.write_all", full)
+    monkeypatch.setattr("twochat_voip.export._files.write_all", full)
     records = generate_cdrs(2, seed=54)
     with pytest.raises(SinkError, match=r"writing to .*o\.jsonl failed: No space left"):
         await _export(records, tmp_path / "o.jsonl")
@@ -651,7 +651,7 @@ async def test_a_record_postgres_refuses_is_a_failure_and_the_run_goes_on(
 
 def test_passwords_left_unencoded_are_still_hidden() -> None:
     """A raw '/' or '@' in the password, or a password= parameter."""
-    from twochat_voip.export._sinks import shown
+    from twochat_voip.export._formats import shown
     from twochat_voip.sql import SQLSink
 
     assert "only" not in shown("postgresql://dave:slash/only@127.0.0.1:5/db")

@@ -35,7 +35,6 @@ from twochat_voip.cli._options import (
 from twochat_voip.cli._support import (
     Refused,
     client_for,
-    count_lines,
     read_ids,
     read_key,
     report,
@@ -126,7 +125,10 @@ def export(
     if redis_url:
         pacing = {"rate_limiter": shared_limiter(redis_url, rpm, key), "rate_limiter_owner": True}
     client = client_for(key, base_url, max_requests=max_requests, **pacing)
-    total = count_lines(source_path) if source_path else None
+    total = None
+    if source_path is not None:
+        with contextlib.suppress(OSError), source_path.open("rb") as lines:
+            total = sum(1 for line in lines if line.strip())
     try:
         source = sys.stdin.buffer if source_path is None else source_path.open("rb")
     except OSError as exc:

@@ -16,18 +16,17 @@ import click
 from twochat_voip._bulk import CallResult
 from twochat_voip._client import VoIPClient
 from twochat_voip._errors import MissingAPIKeyError, SinkError, TwoChatError
+from twochat_voip.export._formats import shown
 from twochat_voip.export._run import ExportSummary, export_calls
-from twochat_voip.export._sinks import shown
 
 if TYPE_CHECKING:
     from twochat_voip.redis import RedisRateLimiter
 
 __all__ = [
-    "NO_KEY",
     "Progress",
     "Refused",
     "client_for",
-    "count_lines",
+    "export_with_progress",
     "read_ids",
     "read_key",
     "report",
@@ -40,13 +39,12 @@ __all__ = [
 _T = TypeVar("_T")
 _AGAIN: Final = "run the same command again to resume"
 _UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")  # how Windows PowerShell's files start
-NO_KEY: Final = (
+# Not the library's words, which name VoIPClient(api_key=): a shell user cannot pass it.
+_NO_KEY: Final = (
     "no API key: set TWOCHAT_API_KEY, or pass --api-key-file FILE (a file holding the "
     "key); to try the commands without a key, run `twochat-voip fake-server` and paste "
     "the two lines it prints"
 )
-"""What a command says without a key: the library's words name ``VoIPClient(api_key=)``,
-which a shell user cannot pass."""
 
 
 class Progress:
@@ -208,7 +206,7 @@ def client_for(key: str | None, base_url: str | None, **options: Any) -> VoIPCli
     try:
         return VoIPClient(api_key=key, base_url=base_url, **options)
     except MissingAPIKeyError:
-        raise click.ClickException(NO_KEY) from None
+        raise click.ClickException(_NO_KEY) from None
     except (TwoChatError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -224,19 +222,11 @@ def shared_limiter(redis_url: str, rpm: float | str | None, key: str | None) -> 
     try:
         return RedisRateLimiter(redis_url, requests_per_minute=rpm, api_key=key)
     except MissingAPIKeyError:
-        raise click.ClickException(NO_KEY) from None
+        raise click.ClickException(_NO_KEY) from None
     except TwoChatError as exc:
         raise click.ClickException(str(exc)) from None
     except ValueError as exc:
         raise click.ClickException(f"--redis-url: {exc}") from None
-
-
-def count_lines(path: Path) -> int | None:
-    try:
-        with path.open("rb") as handle:
-            return sum(1 for line in handle if line.strip())
-    except OSError:
-        return None
 
 
 async def read_ids(stream: IO[bytes]) -> AsyncIterator[str]:

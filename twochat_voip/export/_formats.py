@@ -5,23 +5,31 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Final
 
 from twochat_voip._errors import SinkError
+from twochat_voip.export._files import FIRST_LINE_CAP
 from twochat_voip.export._sinks import (
-    FIRST_LINE_CAP,
     HEADER_LINE,
     CSVSink,
     JSONLSink,
     Sink,
     StdoutSink,
-    shown,
 )
 
-__all__ = ["database_url", "default_failures", "open_sink", "sink_format"]
+__all__ = ["database_url", "default_failures", "open_sink", "shown", "sink_format"]
 
 _FILE_SUFFIXES: Final = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+_PASSWORD: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*:).*@")
+_QUERY_PASSWORD: Final = re.compile(r"([?&](?:password|passwd|pwd)=)[^&]*", re.IGNORECASE)
+
+
+def shown(target: str) -> str:
+    """An output as it may be printed: a URL's password hidden (up to the last ``@``,
+    in case a ``/`` or ``@`` in it was left unencoded; and a ``password=`` parameter)."""
+    return _QUERY_PASSWORD.sub(r"\1***", _PASSWORD.sub(r"\1***@", target))
 
 
 def database_url(target: str | os.PathLike[str]) -> str | None:
