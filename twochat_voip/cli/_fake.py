@@ -29,7 +29,6 @@ from twochat_voip.webhooks import CallEvent, WebhookReceiver
 
 __all__ = ["demo", "fake_server"]
 
-DEMO_KEY: Final = "demo-key-not-a-secret"
 
 _UNENFORCED_PLAN: Final = 6000.0
 """Requests a minute the fake reports as its plan when it enforces no limit."""
@@ -210,7 +209,7 @@ def demo(
     after: list[str] = []
 
     async def run() -> ExportSummary:
-        server = FakeTwoChatServer(cdrs=records, api_key=DEMO_KEY, requests_per_minute=server_rpm)
+        server = FakeTwoChatServer(cdrs=records, requests_per_minute=server_rpm)
         server.fail_randomly(
             fault_rate,
             [Fault(status=503), Fault(drop="mid_body"), Fault(status=502), Fault(delay=0.2)],
@@ -223,7 +222,7 @@ def demo(
                 err=True,
             )
             client = VoIPClient(
-                api_key=DEMO_KEY,
+                api_key=server.api_key,
                 base_url=server.base_url,
                 requests_per_minute=rpm,
                 max_requests=max_requests,

@@ -22,7 +22,6 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the cli extra
     sys.exit("twochat-voip: the command line needs click: pip install 'twochat-voip[cli]'")
 
-from twochat_voip._client import VoIPClient
 from twochat_voip._converter import sdk_converter
 from twochat_voip._errors import TwoChatError
 from twochat_voip.cli._fake import demo, fake_server
@@ -138,21 +137,6 @@ def export(
     report(summary)
 
 
-async def history_ids(
-    client: VoIPClient,
-    direction: Literal["inbound", "outbound"] | None,
-    stopped: list[TwoChatError],
-) -> AsyncIterator[str]:
-    """Every call id of the account's history, each once (a credit a page). An error
-    reading a page ends the ids, noted in ``stopped``: the ids read so far are still
-    fetched, and the next run reads the history again."""
-    try:
-        async for record in client.iter_call_history(direction):
-            yield record.uuid
-    except TwoChatError as exc:
-        stopped.append(exc)
-
-
 @main.command()
 @click.option(
     "--output",
@@ -191,7 +175,16 @@ def sync(
     key = read_key(api_key_file)
     client = client_for(key, base_url, requests_per_minute=rpm, max_requests=max_requests)
     stopped: list[TwoChatError] = []
-    summary = run_export(client, history_ids(client, direction, stopped), output, **options)
+
+    async def history_ids() -> AsyncIterator[str]:
+        """The history's ids (a credit a page); an error reading a page ends them."""
+        try:
+            async for record in client.iter_call_history(direction):
+                yield record.uuid
+        except TwoChatError as exc:
+            stopped.append(exc)
+
+    summary = run_export(client, history_ids(), output, **options)
     if stopped and not summary.stopped:
         summary = attrs.evolve(
             summary,

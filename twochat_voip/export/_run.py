@@ -31,9 +31,9 @@ from twochat_voip._errors import (
 )
 from twochat_voip._models import CallDetailRecord
 from twochat_voip._results import CallFailure, CallResult, CallSuccess
-from twochat_voip.export._files import Failures
+from twochat_voip.export._files import Failures, FileSink
 from twochat_voip.export._formats import default_failures, open_sink
-from twochat_voip.export._sinks import CSVSink, JSONLSink, Sink, StdoutSink
+from twochat_voip.export._sinks import Sink, StdoutSink
 
 __all__ = ["ExportSummary", "export_calls", "open_sink"]
 
@@ -163,11 +163,11 @@ def _outputs(
     sink = output if isinstance(output, Sink) else open_sink(output, fmt)
     named = None if isinstance(output, Sink) else os.fspath(output)
     failures = failures or default_failures(named or "-")
-    if isinstance(sink, JSONLSink | CSVSink) and not sink.path.parent.is_dir():
+    if isinstance(sink, FileSink) and not sink.path.parent.is_dir():
         raise SinkError(f"cannot open {sink.path}: there is no folder {sink.path.parent}")
     if named is not None and named != "-" and _same_file(Path(named), failures):
         raise SinkError(f"the failures file must not be the output ({failures})")
-    if isinstance(sink, JSONLSink | CSVSink) and _same_file(sink.asked_path, failures):
+    if isinstance(sink, FileSink) and _same_file(sink.asked_path, failures):
         raise SinkError(f"the failures file must not be the output's notes ({failures})")
     if isinstance(sink, StdoutSink) and _is_stdout(failures):
         raise SinkError(f"the failures file must not be standard output ({failures})")
