@@ -13,9 +13,8 @@ import pytest
 
 from twochat_voip import SinkError, VoIPClient
 from twochat_voip._wire import COLUMNS, dumps_wire
-from twochat_voip.export._formats import sink_format
 from twochat_voip.export._run import export_calls, open_sink
-from twochat_voip.export._sinks import CSVSink, JSONLSink, StdoutSink, neutralise
+from twochat_voip.export._sinks import CSVSink, JSONLSink, StdoutSink, neutralise, sink_format
 from twochat_voip.testing import FakeTwoChatServer, Fault, generate_cdrs
 
 
@@ -528,7 +527,7 @@ async def test_the_notes_of_a_linked_output_are_beside_the_file(tmp_path: Path) 
 
 def test_passwords_are_hidden_and_unknown_urls_refused() -> None:
     """Messages name a database URL without its password; mysql:// is no file."""
-    from twochat_voip.export._formats import shown
+    from twochat_voip.export._sinks import shown
 
     assert shown("postgresql://bob:Pa55@h:5432/db") == "postgresql://bob:***@h:5432/db"
     assert shown("calls.jsonl") == "calls.jsonl"
@@ -651,7 +650,7 @@ async def test_a_record_postgres_refuses_is_a_failure_and_the_run_goes_on(
 
 def test_passwords_left_unencoded_are_still_hidden() -> None:
     """A raw '/' or '@' in the password, or a password= parameter."""
-    from twochat_voip.export._formats import shown
+    from twochat_voip.export._sinks import shown
     from twochat_voip.sql import SQLSink
 
     assert "only" not in shown("postgresql://dave:slash/only@127.0.0.1:5/db")

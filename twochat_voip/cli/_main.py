@@ -41,7 +41,7 @@ from twochat_voip.cli._support import (
     run_export,
     shared_limiter,
 )
-from twochat_voip.export._formats import default_failures
+from twochat_voip.export._run import default_failures
 
 __all__ = ["main"]
 

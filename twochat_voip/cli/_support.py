@@ -16,8 +16,8 @@ import click
 from twochat_voip._bulk import CallResult
 from twochat_voip._client import VoIPClient
 from twochat_voip._errors import MissingAPIKeyError, SinkError, TwoChatError
-from twochat_voip.export._formats import shown
 from twochat_voip.export._run import ExportSummary, export_calls
+from twochat_voip.export._sinks import shown
 
 if TYPE_CHECKING:
     from twochat_voip.redis import RedisRateLimiter

@@ -8,6 +8,7 @@ of ids at a time, which it already holds, and only the others are fetched.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import os
 import sys
@@ -32,10 +33,9 @@ from twochat_voip._errors import (
 from twochat_voip._models import CallDetailRecord
 from twochat_voip._results import CallFailure, CallResult, CallSuccess
 from twochat_voip.export._files import Failures, FileSink
-from twochat_voip.export._formats import default_failures, open_sink
-from twochat_voip.export._sinks import Sink, StdoutSink
+from twochat_voip.export._sinks import Sink, StdoutSink, open_sink, shown
 
-__all__ = ["ExportSummary", "export_calls", "open_sink"]
+__all__ = ["ExportSummary", "default_failures", "export_calls", "open_sink"]
 
 _CHUNK: Final = 256  # ids a sink is asked about at once (one query, for a database)
 _LINGER: Final = 0.01  # seconds a part chunk of a slow async source waits for more
@@ -93,6 +93,18 @@ class ExportSummary:
         if self.stopped:
             lines.append(f"stopped early, nothing more was sent: {self.stopped}")
         return "\n".join(lines)
+
+
+def default_failures(output: str | os.PathLike[str]) -> Path:
+    """Where failures go unless told: beside a file output, else in the current
+    folder (one name per database, its password left out of the digest)."""
+    text = os.fspath(output)
+    if text == "-":
+        return Path("twochat-voip-stdout.failures.jsonl")
+    if "://" in text:
+        digest = hashlib.sha256(shown(text).encode()).hexdigest()[:10]
+        return Path(f"twochat-voip-{digest}.failures.jsonl")
+    return Path(text).with_name(Path(text).name + ".failures.jsonl")
 
 
 def _is_stdout(path: Path) -> bool:

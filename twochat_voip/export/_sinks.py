@@ -1,5 +1,6 @@
 """Where an export writes: one small interface; JSONL, CSV and standard output (the
-file sinks' locking and resuming are :class:`~twochat_voip.export._files.FileSink`'s)."""
+file sinks' locking and resuming are :class:`~twochat_voip.export._files.FileSink`'s);
+which one an output names, by its name or first line."""
 
 from __future__ import annotations
 
@@ -11,21 +12,34 @@ import os
 import re
 import sys
 from collections.abc import Collection, Iterator, Mapping
+from pathlib import Path
 from typing import IO, Any, Final, Protocol, runtime_checkable
 
 from twochat_voip._errors import SinkError
 from twochat_voip._models import CallDetailRecord
 from twochat_voip._wire import COLUMNS, dumps_wire, text_of
-from twochat_voip.export._files import FileSink
+from twochat_voip.export._files import FIRST_LINE_CAP, FileSink
 
-__all__ = ["HEADER_LINE", "CSVSink", "JSONLSink", "Sink", "StdoutSink"]
+__all__ = [
+    "CSVSink",
+    "JSONLSink",
+    "Sink",
+    "StdoutSink",
+    "database_url",
+    "open_sink",
+    "shown",
+    "sink_format",
+]
 
 CSV_HEADER: Final = [column.csv_name for column in COLUMNS]
 HEADER_LINE: Final = (",".join(CSV_HEADER) + "\n").encode()
 _FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 _BLANKS: Final = " \n\xa0\ufeff"  # before a formula start (tab and CR are starts)
 _PLAIN_NUMBER: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_UUID_FIRST: Final = b'{"uuid":"'
+_UUID_FIRST: Final = re.compile(rb'\{"uuid":"([^"\\]*)"')
+_FILE_SUFFIXES: Final = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+_PASSWORD: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*:).*@")
+_QUERY_PASSWORD: Final = re.compile(r"([?&](?:password|passwd|pwd)=)[^&]*", re.IGNORECASE)
 
 
 @runtime_checkable
@@ -84,12 +98,9 @@ class JSONLSink(FileSink):
             if not line.endswith(b"\n"):
                 break
             end += len(line)
-            if line.startswith(_UUID_FIRST):  # as 2Chat sends it: no need to parse it all
-                close = line.find(b'"', len(_UUID_FIRST))
-                value = line[len(_UUID_FIRST) : close]
-                if close > 0 and b"\\" not in value:
-                    self._held.add(value.decode("utf-8", "replace"))
-                    continue
+            if uuid_first := _UUID_FIRST.match(line):  # as 2Chat sends it: no need to parse
+                self._held.add(uuid_first[1].decode("utf-8", "replace"))
+                continue
             try:
                 uuid = json.loads(line).get("uuid")
             except (ValueError, AttributeError, RecursionError):  # a line someone edited
@@ -197,3 +208,86 @@ class StdoutSink:
                 # What is still buffered goes nowhere, instead of failing again at exit.
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise SinkError("standard output was closed by its reader") from None
+
+
+def shown(target: str) -> str:
+    """An output as it may be printed: a URL's password hidden (up to the last ``@``,
+    in case a ``/`` or ``@`` in it was left unencoded; and a ``password=`` parameter)."""
+    return _QUERY_PASSWORD.sub(r"\1***", _PASSWORD.sub(r"\1***@", target))
+
+
+def database_url(target: str | os.PathLike[str]) -> str | None:
+    """The async SQLAlchemy URL for an export target, or ``None`` if it is a file of
+    another format."""
+    text = os.fspath(target)
+    for scheme, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if text.startswith(scheme):
+            return driver + text[len(scheme) :]
+    if text.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        return text
+    if "://" not in text and Path(text).suffix.lower() in (".db", ".sqlite", ".sqlite3"):
+        return "sqlite+aiosqlite:///" + str(Path(text).resolve())
+    return None
+
+
+def _sniff(path: Path) -> str | None:
+    """The format a regular file's first line says it is in, if any (a FIFO is not
+    read: that would wait for a writer forever)."""
+    if not path.is_file():
+        return None
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline(FIRST_LINE_CAP)
+    except OSError:
+        return None
+    if first.startswith(b"{"):
+        return "jsonl"
+    if first and HEADER_LINE.startswith(first.rstrip(b"\n")):
+        return "csv"
+    return None
+
+
+def sink_format(target: str | os.PathLike[str], fmt: str | None = None) -> str:
+    """``jsonl``, ``csv`` or ``sql``: what the output says it is (its name, else its
+    first line), checked against ``fmt`` when one is given; ``-`` is JSONL."""
+    text = os.fspath(target)
+    if text == "-":
+        said: str | None = "jsonl"
+    elif database_url(text) is not None:
+        said = "sql"
+    elif "://" in text:
+        raise SinkError(
+            f"{shown(text)} is not an output this SDK writes: a file, postgresql://… or sqlite:///…"
+        )
+    else:
+        said = _FILE_SUFFIXES.get(Path(text).suffix.lower()) or _sniff(Path(text))
+    if fmt is not None and said is not None and fmt != said:
+        raise SinkError(
+            f"--format {fmt} disagrees with {shown(text)}, which is {said.upper()}; "
+            "leave --format out, or choose another output"
+        )
+    return fmt or said or "jsonl"
+
+
+def open_sink(output: str | os.PathLike[str], fmt: str | None = None) -> Sink:
+    """The sink an output names: ``-`` (JSONL to standard output), ``*.jsonl``,
+    ``*.csv``, ``*.db``/``*.sqlite``/``sqlite:///…`` or ``postgresql://…`` (a
+    database: the ``db`` extra). ``fmt`` (``jsonl``, ``csv`` or ``sql``) must agree
+    with what the output's name or first line says; a name that says nothing is JSONL.
+
+    Raises:
+        SinkError: ``fmt`` disagrees with the output.
+    """
+    chosen = sink_format(output, fmt)
+    text = os.fspath(output)
+    if text == "-":
+        return StdoutSink()
+    if chosen == "sql":
+        from twochat_voip.export._sql import SQLSink  # noqa: PLC0415 - the optional db extra
+
+        return SQLSink(text)
+    return CSVSink(text) if chosen == "csv" else JSONLSink(text)

@@ -20,7 +20,7 @@ from twochat_voip._converter import format_timestamp, parse_timestamp
 from twochat_voip._errors import RecordRefusedError, SinkError
 from twochat_voip._models import CallDetailRecord
 from twochat_voip._wire import COLUMNS, dumps_wire
-from twochat_voip.export._formats import database_url, shown
+from twochat_voip.export._sinks import database_url, shown
 
 try:
     import sqlalchemy as sa
