@@ -30,8 +30,7 @@ from twochat_voip.webhooks import CallEvent, WebhookReceiver
 __all__ = ["demo", "fake_server"]
 
 
-_UNENFORCED_PLAN: Final = 6000.0
-"""Requests a minute the fake reports as its plan when it enforces no limit."""
+_UNENFORCED_PLAN: Final = 6000.0  # what requests_per_minute="auto" learns without a limit
 
 
 @click.command("fake-server")
@@ -69,7 +68,6 @@ def fake_server(port: int, count: int, server_rpm: float | None) -> None:
             cdrs=records,
             api_key=key,
             requests_per_minute=server_rpm,
-            # What requests_per_minute="auto" learns when no limit is enforced.
             plan_requests_per_minute=server_rpm or _UNENFORCED_PLAN,
             log_requests=False,
             port=port,

@@ -61,6 +61,9 @@ def open_locked(path: Path, cannot: str, busy: str) -> int:
     except BlockingIOError:
         os.close(fd)
         raise SinkError(busy) from None
+    except BaseException:  # ENOLCK, say: the descriptor is not left open
+        os.close(fd)
+        raise
     return fd
 
 
