@@ -195,9 +195,9 @@ class Failures:
     """The failures list of one run (one JSON object per failed id), locked from
     before the first request.
 
-    A path that is not a regular file, empty or already a list of failures is refused
-    untouched: ``--failures`` naming a database or another export must never be
-    emptied. The list is replaced at the run's first failure, and removed when a
+    Unless the path is a regular file, empty or already a list of failures, it is
+    refused untouched: ``--failures`` naming a database or another export must never
+    be emptied. The list is replaced at the run's first failure, and removed when a
     finished run had none (unless it was someone else's empty file)."""
 
     def __init__(self, path: Path) -> None:
