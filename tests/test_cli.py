@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from twochat_voip import VoIPClient
 from twochat_voip.cli import main as cli_main
-from twochat_voip.cli._support import RateParam
+from twochat_voip.cli._options import RateParam
 from twochat_voip.testing import (
     DEFAULT_TEST_KEY,
     EXAMPLE_CDR,

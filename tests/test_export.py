@@ -17,8 +17,8 @@ from twochat_voip import (
     RecordRefusedError,
     VoIPClient,
 )
-from twochat_voip.cli._support import Progress
-from twochat_voip.export._run import export_calls, stderr_is_interactive
+from twochat_voip.cli._support import Progress, stderr_is_interactive
+from twochat_voip.export._run import export_calls
 from twochat_voip.testing import FakeTwoChatServer, generate_cdrs
 
 pytestmark = pytest.mark.virtual_time  # timeouts, backoff and pacing in the loop's time
@@ -97,6 +97,20 @@ def test_progress_without_a_total(capsys: pytest.CaptureFixture[str]) -> None:
     progress(FETCHED)
     progress.finish()
     assert "1 done" in capsys.readouterr().err
+
+
+def test_an_interrupted_run_says_what_it_saved_and_how_to_go_on() -> None:
+    """Ctrl-C's line counts the records saved, and names a file output (no password)."""
+    progress = Progress(None, enabled=False, output="-")
+    progress(FETCHED)
+    assert progress.interrupted() == "interrupted: 1 records written to standard output"
+    progress = Progress(None, enabled=False, output="postgresql://bob:Pa55@h/db")
+    progress(FETCHED)
+    progress(CallFailure(call_uuid="b", error=ValueError("bad")))
+    assert progress.interrupted() == (
+        "interrupted: 1 records saved to postgresql://bob:***@h/db by this run; "
+        "run the same command again to resume"
+    )
 
 
 def test_progress_disabled_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,9 +13,8 @@ import pytest
 
 from twochat_voip import SinkError, VoIPClient
 from twochat_voip._wire import COLUMNS, dumps_wire
-from twochat_voip.export._formats import sink_format
 from twochat_voip.export._run import export_calls, open_sink
-from twochat_voip.export._sinks import CSVSink, JSONLSink, StdoutSink, neutralise
+from twochat_voip.export._sinks import CSVSink, JSONLSink, StdoutSink, neutralise, sink_format
 from twochat_voip.testing import FakeTwoChatServer, Fault, generate_cdrs
 
 
@@ -465,7 +464,7 @@ async def test_failures_list_is_replaced_then_removed_and_locked(tmp_path: Path)
     assert [json.loads(line)["call_uuid"] for line in failures.read_text().splitlines()] == [
         "CDRmissing2"
     ]
-    from twochat_voip.export._failures import Failures as _Failures
+    from twochat_voip.export._files import Failures as _Failures
 
     held = _Failures(failures)
     held.open()
@@ -627,7 +626,7 @@ async def test_a_write_that_fails_says_where(
     def full(fd: int, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("twochat_voip.export._sinks.write_all", full)
+    monkeypatch.setattr("twochat_voip.export._files.write_all", full)
     records = generate_cdrs(2, seed=54)
     with pytest.raises(SinkError, match=r"writing to .*o\.jsonl failed: No space left"):
         await _export(records, tmp_path / "o.jsonl")

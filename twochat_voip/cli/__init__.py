@@ -1,6 +1,6 @@
-"""The ``twochat-voip`` command (the ``cli`` extra): click commands, one module per
-group: export and demo in ``_main``, ``sync``, ``fake-server``; shared options and
-their checks in ``_options`` and ``_support``."""
+"""The ``twochat-voip`` command (the ``cli`` extra): get, export and sync in ``_main``,
+demo and fake-server in ``_fake``, their options in ``_options``, running them in
+``_support``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The ``twochat-voip`` command line (also ``python -m twochat_voip``): get, export, sync,
-demo.
+"""The ``twochat-voip`` command line (also ``python -m twochat_voip``): get, export,
+sync; demo and fake-server come from ``_fake``.
 
 The key comes from ``TWOCHAT_API_KEY`` or ``--api-key-file``, never from a flag that
 would land in shell history, and is never printed. Errors a user can cause end with one
@@ -8,48 +8,42 @@ line on stderr and a non-zero exit code, not a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import shlex
 import sys
-import tempfile
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
+
+import attrs
 
 try:
     import click
 except ImportError:  # pragma: no cover - exercised only without the cli extra
     sys.exit("twochat-voip: the command line needs click: pip install 'twochat-voip[cli]'")
 
-from twochat_voip._client import VoIPClient
 from twochat_voip._converter import sdk_converter
-from twochat_voip.cli._fake import demo_call_events, fake_server
-from twochat_voip.cli._options import _base_url, _export, _export_options, _key_file, _with
+from twochat_voip._errors import TwoChatError
+from twochat_voip.cli._fake import demo, fake_server
+from twochat_voip.cli._options import (
+    base_url_option,
+    export_options,
+    key_file_option,
+    output_option,
+)
 from twochat_voip.cli._support import (
-    Progress,
     Refused,
     client_for,
-    count_lines,
-    interrupted,
+    read_ids,
     read_key,
     report,
     run_command,
-    same_path,
+    run_export,
     shared_limiter,
 )
-from twochat_voip.cli._sync import sync
-from twochat_voip.export._run import (
-    ExportSummary,
-    default_failures,
-    read_ids,
-    stderr_is_interactive,
-)
-from twochat_voip.testing import FakeTwoChatServer, Fault, generate_cdrs
+from twochat_voip.export._run import default_failures
 
 __all__ = ["main"]
-
-DEMO_KEY = "demo-key-not-a-secret"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -58,37 +52,23 @@ def main() -> None:
     """Fetch 2Chat VoIP call detail records. The key comes from TWOCHAT_API_KEY."""
 
 
-main.add_command(sync)
 main.add_command(fake_server)
+main.add_command(demo)
 
 
 @main.command()
 @click.argument("call_uuid")
-@_key_file
-@_base_url
+@key_file_option
+@base_url_option
 def get(call_uuid: str, api_key_file: Path | None, base_url: str | None) -> None:
     """Print one call's record as 2Chat's JSON."""
     client = client_for(read_key(api_key_file), base_url)
 
-    async def fetch() -> dict[str, Any]:
+    async def fetch() -> Any:
         async with client:
-            record = await client.get_call(call_uuid)
-        wire: dict[str, Any] = sdk_converter().unstructure(record)
-        return wire
+            return sdk_converter().unstructure(await client.get_call(call_uuid))
 
     click.echo(json.dumps(run_command(fetch()), indent=2))
-
-
-def _output_option(required: bool) -> Callable[[Any], Any]:
-    return click.option(
-        "--output",
-        "-o",
-        required=required,
-        metavar="FILE|URL|-",
-        help="Records go here: calls.jsonl, calls.csv, calls.db (SQLite), "
-        "postgresql://user@host/db, or '-' (JSON lines to standard output). "
-        "Re-running resumes." + ("" if required else "  [default: a new temporary folder]"),
-    )
 
 
 @main.command()
@@ -100,30 +80,27 @@ def _output_option(required: bool) -> Callable[[Any], Any]:
     metavar="FILE|-",
     help="Call ids, one per line ('-': standard input).",
 )
-@_output_option(required=True)
-@_with(_export_options)
+@output_option(required=True)
+@export_options
 @click.option(
     "--redis-url",
     envvar="TWOCHAT_REDIS_URL",
     help="Share --rpm with every export on this account, on any host, through this "
     "Redis (needs the redis extra).",
 )
-@_key_file
-@_base_url
+@key_file_option
+@base_url_option
 def export(
+    *,
     input_: str,
     output: str,
-    fmt: str | None,
-    concurrency: int,
     rpm: float | Literal["auto"] | None,
-    give_up_after: float,
     max_requests: int | None,
     failures: Path | None,
-    ordered: bool,
-    quiet: bool,
     redis_url: str | None,
     api_key_file: Path | None,
     base_url: str | None,
+    **options: Any,
 ) -> None:
     """Fetch many records into a file or a database, resumably.
 
@@ -140,184 +117,80 @@ def export(
         # ids into one database keep their lists apart.
         failures = source_path.with_name(source_path.name + ".failures.jsonl")
     failures = failures or default_failures(output)
-    if source_path is not None and same_path(source_path, failures):
-        raise Refused(f"the failures file must not be the ids file ({failures})")
-    limiter = shared_limiter(redis_url, rpm, key) if redis_url else None
-    if limiter is not None:
-        client = client_for(
-            key, base_url, rate_limiter=limiter, rate_limiter_owner=True, max_requests=max_requests
-        )
-    else:
-        client = client_for(key, base_url, requests_per_minute=rpm, max_requests=max_requests)
-    total = count_lines(source_path) if source_path else None
-    progress = Progress(total, enabled=not quiet and stderr_is_interactive(), output=output)
+    with contextlib.suppress(OSError):
+        if source_path is not None and source_path.samefile(failures):
+            raise Refused(f"the failures file must not be the ids file ({failures})")
+    pacing: dict[str, Any] = {"requests_per_minute": rpm}
+    if redis_url:
+        pacing = {"rate_limiter": shared_limiter(redis_url, rpm, key), "rate_limiter_owner": True}
+    client = client_for(key, base_url, max_requests=max_requests, **pacing)
+    total = None
+    if source_path is not None:
+        with contextlib.suppress(OSError), source_path.open("rb") as lines:
+            total = sum(1 for line in lines if line.strip())
     try:
         source = sys.stdin.buffer if source_path is None else source_path.open("rb")
     except OSError as exc:
         raise Refused(f"cannot read {input_}: {exc.strerror}") from None
-    with nullcontext() if source_path is None else source:
-        summary = run_command(
-            _export(
-                client,
-                ids=read_ids(source),
-                output=output,
-                failures=failures,
-                fmt=fmt,
-                concurrency=concurrency,
-                ordered=ordered,
-                progress=progress,
-                give_up_after=give_up_after,
-            ),
-            interrupted(progress, output),
-            progress,
-            client,
-        )
+    with contextlib.nullcontext() if source_path is None else source:
+        summary = run_export(client, read_ids(source), output, total, failures=failures, **options)
     report(summary)
 
 
 @main.command()
 @click.option(
-    "--count",
-    default=3000,
+    "--output",
+    "-o",
+    default="calls.db",
     show_default=True,
-    type=click.IntRange(1, 1_000_000),
-    help="Records the embedded server holds.",
+    metavar="FILE|URL|-",
+    help="Records go here: calls.db (SQLite), calls.jsonl, calls.csv, "
+    "postgresql://user@host/db, or '-'.",
 )
 @click.option(
-    "--events",
-    default=5,
-    show_default=True,
-    type=click.IntRange(0, 10_000),
-    help="New calls that end after the export, their events taken by a receiver on "
-    "127.0.0.1 (0: none).",
+    "--direction",
+    type=click.Choice(["inbound", "outbound"]),
+    help="Only inbound or outbound calls (default: both).",
 )
-@click.option(
-    "--server-rpm",
-    default=30_000.0,
-    show_default=True,
-    type=click.FloatRange(min=1),
-    help="The embedded server's per-minute limit.",
-)
-@click.option(
-    "--fault-rate",
-    default=0.03,
-    show_default=True,
-    type=click.FloatRange(0, 0.5),
-    help="Share of requests answered with 503s, cut connections and delays.",
-)
-@_output_option(required=False)
-@_with(_export_options)
-def demo(
-    count: int,
-    events: int,
-    server_rpm: float,
-    fault_rate: float,
-    output: str | None,
-    fmt: str | None,
-    concurrency: int,
+@export_options
+@key_file_option
+@base_url_option
+def sync(
+    *,
+    output: str,
+    direction: Literal["inbound", "outbound"] | None,
     rpm: float | Literal["auto"] | None,
-    give_up_after: float,
     max_requests: int | None,
-    failures: Path | None,
-    ordered: bool,
-    quiet: bool,
+    api_key_file: Path | None,
+    base_url: str | None,
+    **options: Any,
 ) -> None:
-    """Export from an embedded fake 2Chat server, then take call events: no key, no
-    network needed.
+    """Bring the account's calls into OUTPUT: page the call history (one credit a
+    page, many records) for the ids, then fetch the details of each id OUTPUT does
+    not hold yet (one credit a record). Run it again to fetch only what is new.
 
-    The server holds COUNT generated records, a per-minute limit it reports at
-    GET /open/info (as 2Chat does), and a sprinkle of faults; the export asks for
-    the limit and paces at it (or finds it from 429s with --rpm adaptive), retries
-    the faults and resumes if run again with the same --output. Then the whole
-    call-events loop: a receiver on 127.0.0.1 subscribes, EVENTS new calls end, their
-    events arrive, and their records are fetched into the output too.
+    Exits as export does: 0, 1 when some failed (in the failures file), 2 when the
+    output cannot be used, 130 on Ctrl-C.
     """
-    folder = None
-    if output is None:
-        folder = Path(tempfile.mkdtemp(prefix="twochat-voip-demo-"))
-        output = str(folder / f"calls.{fmt or 'jsonl'}")
-    failures = failures or default_failures(output)
-    records = generate_cdrs(count, seed=2026)
-    progress = Progress(count, enabled=not quiet and stderr_is_interactive(), output=output)
+    key = read_key(api_key_file)
+    client = client_for(key, base_url, requests_per_minute=rpm, max_requests=max_requests)
+    stopped: list[TwoChatError] = []
 
-    async def run() -> ExportSummary:
-        server = FakeTwoChatServer(cdrs=records, api_key=DEMO_KEY, requests_per_minute=server_rpm)
-        server.fail_randomly(
-            fault_rate,
-            [Fault(status=503), Fault(drop="mid_body"), Fault(status=502), Fault(delay=0.2)],
-            seed=7,
+    async def history_ids() -> AsyncIterator[str]:
+        """The history's ids (a credit a page); an error reading a page ends them."""
+        try:
+            async for record in client.iter_call_history(direction):
+                yield record.uuid
+        except TwoChatError as exc:
+            stopped.append(exc)
+
+    summary = run_export(client, history_ids(), output, **options)
+    if stopped and not summary.stopped:
+        summary = attrs.evolve(
+            summary,
+            stopped=f"the call history could not be read to its end ({stopped[0]}); the "
+            "records of the ids read so far were fetched; run the same command again",
         )
-        async with server:
-            click.echo(
-                f"demo: {count} records on a fake 2Chat at {server.base_url}, limited to "
-                f"{server_rpm:.0f} requests/minute, {fault_rate:.0%} faults",
-                err=True,
-            )
-            client = VoIPClient(
-                api_key=DEMO_KEY,
-                base_url=server.base_url,
-                requests_per_minute=rpm,
-                max_requests=max_requests,
-            )
-            summary = await _export(
-                client,
-                ids=(record["uuid"] for record in records),
-                output=output,
-                failures=failures,
-                fmt=fmt,
-                concurrency=concurrency,
-                ordered=ordered,
-                progress=progress,
-                give_up_after=give_up_after,
-            )
-            if not events:
-                pass
-            elif output == "-":
-                after.append(
-                    "demo: call events skipped: their records join a file or a "
-                    "database, not standard output"
-                )
-            elif summary.stopped or summary.failed:
-                after.append("demo: call events skipped: the export did not finish")
-            else:
-                server.fail_randomly(0, [])
-                async with VoIPClient(api_key=DEMO_KEY, base_url=server.base_url) as voip:
-                    arrived, stored = await demo_call_events(server, voip, output, events)
-                after.append(
-                    f"demo: then {events} calls ended; {arrived} call events reached a "
-                    f"receiver on 127.0.0.1, and {stored.exported} records were fetched "
-                    f"into {output} ({stored.already_there} already there; "
-                    f"{stored.requests} more requests)"
-                )
-            return summary
-
-    after: list[str] = []
-    # A demo's own temporary folder is a new one each run: resuming means naming it.
-    resume = (
-        "run the same command again to resume"
-        if folder is None
-        else f"resume with: twochat-voip demo -o {shlex.quote(output)}"
-    )
-    summary = run_command(run(), interrupted(progress, output, resume), progress)
-    try:
-        report(summary)  # (exits 1 when some failed)
-    finally:
-        for line in after:
-            click.echo(line, err=True)
-        if folder is not None:
-            click.echo(_left_behind(folder), err=True)
-
-
-def _left_behind(folder: Path) -> str:
-    """The demo's last line when it made its own folder: where, how big, and that it
-    stays (a stranger may want to look at the records, and must know what to delete)."""
-    size = sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
-    return (
-        f"demo: the output is in a new temporary folder, {folder} ({size / 1e6:.1f} MB), "
-        "which is not removed: delete it when you are done, or pass -o FILE to write "
-        "one file of your choosing (a second run resumes it)"
-    )
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
+    report(summary)
+    if stopped:
+        sys.exit(1)

@@ -1,59 +1,80 @@
-"""What the ``twochat-voip`` commands share: their options, and running an export."""
+"""The options the ``twochat-voip`` commands share, and the checks click lacks."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable, Iterable
+import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import click
 
-from twochat_voip._client import DEFAULT_GIVE_UP_AFTER, VoIPClient
-from twochat_voip.cli._support import Progress, RateParam, finite
-from twochat_voip.export._run import ExportSummary, export_calls
+from twochat_voip._client import DEFAULT_GIVE_UP_AFTER
+from twochat_voip._protocol import PLAN_RATES
 
-__all__ = ["_base_url", "_export", "_export_options", "_key_file", "_with"]
+__all__ = ["RateParam", "base_url_option", "export_options", "key_file_option", "output_option"]
 
-_key_file = click.option(
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class RateParam(click.ParamType):  # type: ignore[type-arg] # generic in click 8.2+ only
+    """``--rpm``: a number of requests a minute, ``auto`` or ``adaptive``."""
+
+    name = "N|auto|adaptive"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float | Literal["auto"] | None:
+        word = str(value).strip().lower()
+        if word in ("auto", "adaptive"):
+            return None if word == "adaptive" else "auto"
+        if isinstance(value, float):
+            return value
+        try:
+            rate = float(word)
+        except ValueError:
+            rate = float("nan")
+        low, high = PLAN_RATES
+        if not low <= rate <= high:  # NaN too
+            self.fail(
+                f"{value!r} is not a rate between {low:g} and {high:,.0f} a minute, "
+                "'auto' or 'adaptive'",
+                param,
+                ctx,
+            )
+        return rate
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """Refuse ``nan``, which slips past every range check."""
+    if math.isnan(value):
+        raise click.BadParameter("must be a number of seconds, not nan", ctx, param)
+    return value
+
+
+key_file_option = click.option(
     "--api-key-file",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Read the API key from this file instead of TWOCHAT_API_KEY.",
 )
-_base_url = click.option(
+base_url_option = click.option(
     "--base-url", envvar="TWOCHAT_BASE_URL", help="API base URL (default: 2Chat's)."
 )
 
 
-async def _export(
-    client: VoIPClient,
-    *,
-    ids: AsyncIterable[str] | Iterable[str],
-    output: str,
-    failures: Path,
-    fmt: str | None,
-    concurrency: int,
-    ordered: bool,
-    progress: Progress,
-    give_up_after: float | None = DEFAULT_GIVE_UP_AFTER,
-) -> ExportSummary:
-    async with client:
-        try:
-            return await export_calls(
-                client,
-                ids,
-                output,
-                failures=failures,
-                fmt=fmt,
-                concurrency=concurrency,
-                ordered=ordered,
-                give_up_after=give_up_after,
-                on_result=progress,
-            )
-        finally:
-            progress.finish()
+def output_option(required: bool) -> Callable[[_F], _F]:
+    return click.option(
+        "--output",
+        "-o",
+        required=required,
+        metavar="FILE|URL|-",
+        help="Records go here: calls.jsonl, calls.csv, calls.db (SQLite), "
+        "postgresql://user@host/db, or '-' (JSON lines to standard output). "
+        "Re-running resumes." + ("" if required else "  [default: a new temporary folder]"),
+    )
 
 
-_export_options: list[Callable[[Any], Any]] = [
+_EXPORT_OPTIONS = [
     click.option(
         "--format",
         "fmt",
@@ -81,7 +102,7 @@ _export_options: list[Callable[[Any], Any]] = [
     click.option(
         "--give-up-after",
         type=click.FloatRange(min=0, min_open=True, max=1e9),
-        callback=lambda ctx, param, value: finite(value, param, ctx),
+        callback=_finite,
         default=DEFAULT_GIVE_UP_AFTER,
         show_default=True,
         metavar="SECONDS",
@@ -102,10 +123,8 @@ _export_options: list[Callable[[Any], Any]] = [
 ]
 
 
-def _with(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
-    def apply(command: Any) -> Any:
-        for option in reversed(options):
-            command = option(command)
-        return command
-
-    return apply
+def export_options(command: _F) -> _F:
+    """The options of every command that exports (export, sync, demo)."""
+    for option in reversed(_EXPORT_OPTIONS):
+        command = option(command)
+    return command

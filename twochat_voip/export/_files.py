@@ -1,24 +1,41 @@
-"""Files an export writes: refused unless regular, locked, written whole."""
+"""Files an export writes: refused unless regular, locked, written in whole lines.
+
+:class:`FileSink` is the base of the JSONL and CSV sinks: it holds an exclusive
+``flock`` while it writes, refuses untouched a file that is not an export of its
+format, and writes each record as one ``write()`` of a whole line to an ``O_APPEND``
+descriptor, so a killed run leaves at most one torn last line, which the next run
+cuts off. Resuming is keyed by the id *asked for*: when 2Chat answers with another
+``uuid``, a line ``["asked", "uuid"]`` goes to ``OUTPUT.asked``. :class:`Failures` is
+the list of the ids that failed.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import stat
+from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import IO, Any, Final
 
-from twochat_voip._errors import SinkError
+from twochat_voip._bulk import CallResult
+from twochat_voip._errors import APIStatusError, SinkError
+from twochat_voip._models import CallDetailRecord
 
 try:
     import fcntl
-except ImportError:  # pragma: no cover - Windows: no advisory locks
+except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["check_regular", "lock_exclusive", "write_all"]
+FIRST_LINE_CAP: Final = 1 << 20
+
+__all__ = ["FIRST_LINE_CAP", "Failures", "FileSink", "check_regular", "write_all"]
 
 
 def check_regular(path: Path, hint: str) -> None:
-    """Refuse a path that exists and is not a regular file (a folder, a FIFO, a
-    device: reading or deleting one would hang or do harm)."""
+    """Refuse a path that exists and is not a regular file (reading or deleting a
+    folder, a FIFO or a device would hang or do harm)."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -29,18 +46,236 @@ def check_regular(path: Path, hint: str) -> None:
         raise SinkError(f"{path} is not a regular file; {hint}")
 
 
-def lock_exclusive(fd: int, busy: str) -> None:
-    """Hold an exclusive advisory lock on ``fd`` until it is closed, or raise
-    :class:`SinkError` saying ``busy``."""
-    if fcntl is None:  # pragma: no cover - Windows
-        return
+def open_locked(path: Path, cannot: str, busy: str) -> int:
+    """A descriptor appending to ``path`` (created if missing), holding an exclusive
+    advisory lock until it is closed; else a :class:`SinkError`: ``cannot`` and the
+    reason, or ``busy`` when another process holds the lock."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        raise SinkError(f"{cannot}: {exc.strerror}") from None
+    if fcntl is None:  # pragma: no cover - Windows: no advisory locks
+        return fd
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        os.close(fd)
         raise SinkError(busy) from None
+    except BaseException:  # ENOLCK, say: the descriptor is not left open
+        os.close(fd)
+        raise
+    return fd
 
 
 def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+class FileSink:
+    """A sink into a locked file of whole lines; subclasses say what a line is."""
+
+    _format = ""
+    _header = b""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._fd = self._asked_fd = -1
+        self._held: set[str] = set()
+
+    @property
+    def description(self) -> str:
+        return str(self.path)
+
+    @property
+    def asked_path(self) -> Path:
+        """Where ids asked for under another ``uuid`` are noted (beside the real file,
+        when the output is a symbolic link)."""
+        real = Path(os.path.realpath(self.path))
+        return real.with_name(real.name + ".asked")
+
+    async def __aenter__(self) -> FileSink:
+        self._open()
+        return self
+
+    def _open(self) -> None:
+        """Open, lock, check and scan: blocking, once, before any request."""
+        check_regular(self.path, "use -o - for standard output")
+        self._fd = open_locked(
+            self.path,
+            f"cannot open {self.path}",
+            f"{self.path} is being written by another export; wait for it to finish, "
+            "or choose another output",
+        )
+        try:
+            with open(self._fd, "rb", closefd=False) as handle:
+                self._check_ours(handle.readline(FIRST_LINE_CAP))
+                keep = self._scan(handle, os.fstat(self._fd).st_size)
+            if keep is not None:
+                os.ftruncate(self._fd, keep)
+            if self._header and os.fstat(self._fd).st_size == 0:
+                write_all(self._fd, self._header)
+            self._read_asked()
+        except BaseException:
+            os.close(self._fd)
+            self._fd = -1
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        for fd in (self._asked_fd, self._fd):
+            if fd >= 0:
+                os.close(fd)  # closing drops the lock
+        self._fd = self._asked_fd = -1
+
+    def _check_ours(self, first: bytes) -> None:
+        if not first:
+            return
+        try:
+            text = first.decode("utf-8")
+        except UnicodeDecodeError:
+            why = "it is not UTF-8"
+        else:
+            if self._first_line_ok(first, text):
+                return
+            why = f"its first line is {text[:60]!r}"
+        raise SinkError(
+            f"{self.path} is not a {self._format} export of call records ({why}); "
+            "it was left untouched: choose another output"
+        )
+
+    def _read_asked(self) -> None:
+        """Ids asked for under another uuid, whose record made it into the output."""
+        with contextlib.suppress(FileNotFoundError), self.asked_path.open("rb") as handle:
+            for line in handle:
+                try:
+                    asked, uuid = json.loads(line)
+                except (ValueError, TypeError):  # torn by a killed run, or not a pair
+                    continue
+                if uuid in self._held:
+                    self._held.add(asked)
+
+    async def held(self, call_uuids: Collection[str]) -> set[str]:
+        return self._held.intersection(call_uuids)
+
+    async def write(self, asked: str, record: CallDetailRecord, wire: Mapping[str, Any]) -> None:
+        try:
+            if asked != record.uuid:
+                if self._asked_fd < 0:
+                    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+                    self._asked_fd = os.open(self.asked_path, flags, 0o666)
+                write_all(self._asked_fd, (json.dumps([asked, record.uuid]) + "\n").encode())
+                self._held.add(asked)
+            write_all(self._fd, self._line(record, wire).encode())
+        except OSError as exc:  # a full disk, say: the records written so far stay
+            raise SinkError(f"writing to {self.path} failed: {exc.strerror}") from None
+        self._held.add(record.uuid)
+
+    def _first_line_ok(self, first: bytes, text: str) -> bool:
+        """Whether the first line (perhaps cut short by a killed run) is ours."""
+        raise NotImplementedError
+
+    def _scan(self, handle: IO[bytes], size: int) -> int | None:
+        """Learn the ids held; the size to cut the file to, if its end is torn."""
+        raise NotImplementedError
+
+    def _line(self, record: CallDetailRecord, wire: Mapping[str, Any]) -> str:
+        raise NotImplementedError
+
+
+def _is_failure_line(line: bytes) -> bool:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and "call_uuid" in value and "error" in value
+
+
+class Failures:
+    """The failures list of one run (one JSON object per failed id), locked from
+    before the first request.
+
+    Unless the path is a regular file, empty or already a list of failures, it is
+    refused untouched: ``--failures`` naming a database or another export must never
+    be emptied. The list is replaced at the run's first failure, and removed when a
+    finished run had none (unless it was someone else's empty file)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        self._fd = -1
+        self._created = self._old_list = False
+
+    def check(self) -> None:
+        """Refuse, without touching anything, a path that cannot be the list."""
+        check_regular(self.path, "choose another --failures")
+        try:
+            with self.path.open("rb") as handle:
+                first = handle.readline(1 << 16)
+        except FileNotFoundError:
+            folder = self.path.parent
+            if not folder.is_dir() or not os.access(folder, os.W_OK):
+                raise SinkError(
+                    f"cannot write failures to {self.path}: no folder {folder} to write in"
+                ) from None
+            return
+        except OSError as exc:
+            raise SinkError(f"cannot write failures to {self.path}: {exc.strerror}") from None
+        if first and not _is_failure_line(first):
+            raise SinkError(
+                f"--failures {self.path} is not a list of failures; it was left "
+                "untouched: choose another"
+            )
+
+    def open(self) -> None:
+        """Check, create if need be, and lock the list."""
+        self.check()
+        existed = self.path.exists()
+        self._fd = open_locked(
+            self.path,
+            f"cannot write failures to {self.path}",
+            f"{self.path} is held by another export (as its failures or its output); "
+            "give this one its own --failures",
+        )
+        self._created = not existed
+        self._old_list = existed and os.fstat(self._fd).st_size > 0
+
+    def add(self, result: CallResult) -> None:
+        error = result.error
+        entry: dict[str, Any] = {
+            "call_uuid": result.call_uuid,
+            "error": type(error).__name__,
+            "message": str(error),
+        }
+        if isinstance(error, APIStatusError):
+            entry["status_code"] = error.status_code
+        if self.count == 0:
+            os.ftruncate(self._fd, 0)  # the last run's list: this run says it anew
+        os.write(self._fd, json.dumps(entry).encode() + b"\n")
+        self.count += 1
+
+    def close(self, *, finished: bool) -> None:
+        if self._fd < 0:
+            return
+        if self.count == 0 and self._removable(finished=finished):
+            self.path.unlink(missing_ok=True)
+        os.close(self._fd)
+        self._fd = -1
+
+    def _removable(self, *, finished: bool) -> bool:
+        """Whether the path still names the file held (a bind mount may have another
+        name for it, written meanwhile), empty if this run made it, else an old list."""
+        try:
+            here = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(self._fd)
+        if not os.path.samestat(here, held):
+            return False
+        if self._created:
+            return held.st_size == 0
+        if not (finished and self._old_list):
+            return False
+        with open(self._fd, "rb", closefd=False) as handle:
+            handle.seek(0)
+            return _is_failure_line(handle.readline(1 << 16))

@@ -1,9 +1,8 @@
 """Export call records into a sink (JSONL, CSV, SQLite or PostgreSQL), resumably.
 
-Library first: :func:`export_calls` fetches ids into any :class:`~twochat_voip.Sink`
-(the CLI's ``export`` is a thin layer on it). Re-running the same export resumes: the
-sink is asked, a chunk of ids at a time, which ids it already holds, and only the
-others are fetched; failed ids are tried again. Ids given twice are fetched once.
+:func:`export_calls` fetches ids into any :class:`~twochat_voip.Sink` (the CLI's
+``export`` is a thin layer on it). Running it again resumes: the sink is asked, a chunk
+of ids at a time, which it already holds, and only the others are fetched.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from contextlib import aclosing
 from pathlib import Path
-from typing import IO, Any, Final, Literal, cast
+from typing import Any, Final, cast
 
 import attrs
 
@@ -33,24 +32,13 @@ from twochat_voip._errors import (
 )
 from twochat_voip._models import CallDetailRecord
 from twochat_voip._results import CallFailure, CallResult, CallSuccess
-from twochat_voip.export._failures import Failures
-from twochat_voip.export._formats import sink_format
-from twochat_voip.export._sinks import (
-    CSVSink,
-    JSONLSink,
-    Sink,
-    StdoutSink,
-    shown,
-)
+from twochat_voip.export._files import Failures, FileSink
+from twochat_voip.export._sinks import Sink, StdoutSink, open_sink, shown
 
-__all__ = ["ExportSummary", "export_calls", "open_sink"]
+__all__ = ["ExportSummary", "default_failures", "export_calls", "open_sink"]
 
-Format = Literal["jsonl", "csv"]
-
-_CHUNK: Final = 256
-"""Ids a sink is asked about at once (one query, for a database)."""
-_LINGER: Final = 0.01
-"""Seconds an incomplete chunk of a slow async source waits for more ids."""
+_CHUNK: Final = 256  # ids a sink is asked about at once (one query, for a database)
+_LINGER: Final = 0.01  # seconds a part chunk of a slow async source waits for more
 
 
 @attrs.frozen(kw_only=True)
@@ -107,61 +95,13 @@ class ExportSummary:
         return "\n".join(lines)
 
 
-class InputError(ValueError):
-    """The ids cannot be read: not UTF-8."""
-
-
-async def read_ids(stream: IO[bytes] | IO[str]) -> AsyncIterator[str]:
-    """Ids from a stream, one per line, read off the event loop (stdin may block);
-    blank lines and ``#`` comments are skipped, a byte order mark is ignored, and
-    bytes that are not UTF-8 raise :class:`InputError` naming the line."""
-    number = 0
-    while True:
-        line: bytes | str = await asyncio.to_thread(stream.readline)
-        if not line:
-            return
-        number += 1
-        if isinstance(line, bytes):
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(
-                    f"line {number} of the ids is not UTF-8 (byte {line[exc.start]:#04x})"
-                ) from None
-        else:
-            text = str(line)
-        value = text.strip().lstrip("\ufeff") if number == 1 else text.strip()
-        if value and not value.startswith("#"):
-            yield value
-
-
-def open_sink(output: str | os.PathLike[str], fmt: str | None = None) -> Sink:
-    """The sink an output names: ``-`` (JSONL to standard output), ``*.jsonl``,
-    ``*.csv``, ``*.db``/``*.sqlite``/``sqlite:///…`` or ``postgresql://…`` (a
-    database: the ``db`` extra). ``fmt`` (``jsonl``, ``csv`` or ``sql``) must agree
-    with what the output's name or first line says; a name that says nothing is JSONL.
-
-    Raises:
-        SinkError: ``fmt`` disagrees with the output.
-    """
-    chosen = sink_format(output, fmt)
-    text = os.fspath(output)
-    if text == "-":
-        return StdoutSink()
-    if chosen == "sql":
-        from twochat_voip.export._sql import SQLSink  # noqa: PLC0415 - the optional db extra
-
-        return SQLSink(text)
-    return CSVSink(text) if chosen == "csv" else JSONLSink(text)
-
-
 def default_failures(output: str | os.PathLike[str]) -> Path:
     """Where failures go unless told: beside a file output, else in the current
-    folder."""
+    folder (one name per database, its password left out of the digest)."""
     text = os.fspath(output)
     if text == "-":
         return Path("twochat-voip-stdout.failures.jsonl")
-    if "://" in text:  # one name per database, its password left out of the digest
+    if "://" in text:
         digest = hashlib.sha256(shown(text).encode()).hexdigest()[:10]
         return Path(f"twochat-voip-{digest}.failures.jsonl")
     return Path(text).with_name(Path(text).name + ".failures.jsonl")
@@ -183,8 +123,8 @@ def _same_file(one: Path, other: Path) -> bool:
 
 
 async def _chunks(values: AsyncIterable[str] | Iterable[str]) -> AsyncIterator[list[str]]:
-    """Ids in chunks of up to :data:`_CHUNK`; a slow async source (a pipe) gets its
-    ids through after :data:`_LINGER` seconds, not only once a chunk is full."""
+    """Ids in chunks of up to ``_CHUNK``; a slow async source (a pipe) gets its ids
+    through after ``_LINGER`` seconds, not only once a chunk is full."""
     if not isinstance(values, AsyncIterable):
         given = iter(values)
         while chunk := list(itertools.islice(given, _CHUNK)):
@@ -218,8 +158,7 @@ async def _chunks(values: AsyncIterable[str] | Iterable[str]) -> AsyncIterator[l
 
 
 async def _store(sink: Sink, result: CallSuccess) -> CallResult:
-    """Write a fetched record; the result as the caller sees it (the record, or the
-    error the output refused it with)."""
+    """Write a fetched record; the result as callers see it."""
     record, wire = cast(tuple[CallDetailRecord, dict[str, Any]], result.cdr)
     try:
         await sink.write(result.call_uuid, record, wire)
@@ -232,15 +171,15 @@ def _outputs(
     output: Sink | str | os.PathLike[str], fmt: str | None, failures: Path | None
 ) -> tuple[Sink, Failures]:
     """The sink and the failures list, checked against each other before either is
-    opened: a failures file that cannot be used leaves no output behind."""
+    opened (a failures file that cannot be used leaves no output behind)."""
     sink = output if isinstance(output, Sink) else open_sink(output, fmt)
     named = None if isinstance(output, Sink) else os.fspath(output)
     failures = failures or default_failures(named or "-")
-    if isinstance(sink, JSONLSink | CSVSink) and not sink.path.parent.is_dir():
+    if isinstance(sink, FileSink) and not sink.path.parent.is_dir():
         raise SinkError(f"cannot open {sink.path}: there is no folder {sink.path.parent}")
     if named is not None and named != "-" and _same_file(Path(named), failures):
         raise SinkError(f"the failures file must not be the output ({failures})")
-    if isinstance(sink, JSONLSink | CSVSink) and _same_file(sink.asked_path, failures):
+    if isinstance(sink, FileSink) and _same_file(sink.asked_path, failures):
         raise SinkError(f"the failures file must not be the output's notes ({failures})")
     if isinstance(sink, StdoutSink) and _is_stdout(failures):
         raise SinkError(f"the failures file must not be standard output ({failures})")
@@ -265,8 +204,9 @@ async def export_calls(
 
     ``output`` is a :class:`Sink`, or what :func:`open_sink` opens (``fmt`` as there).
     Ids the output already holds are skipped (counted in ``already_there``), and so
-    are ids given twice (``duplicates``). Failed ids go to ``failures`` (default: see
-    :func:`default_failures`), one JSON object per line, replaced on every run.
+    are ids given twice (``duplicates``). Failed ids go to ``failures`` (default:
+    beside a file output, else in the current folder), one JSON object per line,
+    replaced on every run.
 
     Raises:
         SinkError: before anything is sent, when the output cannot be used (another
@@ -353,8 +293,3 @@ def _why_stopped(error: BaseException | None) -> str:
     if shown.startswith("nothing succeeded"):  # no attempt failed: the requests hung
         return f"{shown}; {again}"
     return f"nothing succeeded for --give-up-after seconds (last error: {shown}); {again}"
-
-
-def stderr_is_interactive() -> bool:
-    """Whether progress may be drawn: a terminal, and neither NO_COLOR nor dumb."""
-    return sys.stderr.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"

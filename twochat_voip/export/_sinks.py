@@ -1,25 +1,6 @@
-"""Where an export writes: one small interface, a JSONL and a CSV file behind it.
-
-A file sink is safe to run again and again on the same file, and to start twice:
-
-- it holds an exclusive lock (``flock``) on the file while it writes: a second export
-  of the same file is refused with one line, never interleaved;
-- it refuses, untouched, a file that is not an export of its format (the first line
-  must be a record, or this version's CSV header);
-- each record is one ``write()`` of a whole line to an ``O_APPEND`` descriptor, so a
-  killed run leaves complete lines and at most one torn last line, which the next run
-  cuts off (under the lock, once it knows the file is ours);
-- resuming streams through the file once and keeps only the ids (memory grows with
-  the number of records, not with their size);
-- resuming is keyed by the id *asked for*: when 2Chat answers with another ``uuid``, a
-  line ``["asked", "uuid"]`` goes to ``OUTPUT.asked`` before the record, so that the next
-  run skips the asked id too (a line whose record never made it is ignored).
-
-JSONL lines are the ``cdr`` object as 2Chat sent it, every field and digit kept. CSV
-cells come from the typed record; a cell that a spreadsheet would run as a formula
-(starting ``=``, ``+``, ``-``, ``@``, tab or carriage return, and not a plain number
-such as ``+595984153762``) is prefixed with ``'``, as OWASP advises.
-"""
+"""Where an export writes: one small interface; JSONL, CSV and standard output (the
+file sinks' locking and resuming are :class:`~twochat_voip.export._files.FileSink`'s);
+which one an output names, by its name or first line."""
 
 from __future__ import annotations
 
@@ -37,16 +18,17 @@ from typing import IO, Any, Final, Protocol, runtime_checkable
 from twochat_voip._errors import SinkError
 from twochat_voip._models import CallDetailRecord
 from twochat_voip._wire import COLUMNS, dumps_wire, text_of
-from twochat_voip.export._files import check_regular, lock_exclusive, write_all
+from twochat_voip.export._files import FIRST_LINE_CAP, FileSink
 
 __all__ = [
-    "FIRST_LINE_CAP",
-    "HEADER_LINE",
     "CSVSink",
     "JSONLSink",
     "Sink",
     "StdoutSink",
+    "database_url",
+    "open_sink",
     "shown",
+    "sink_format",
 ]
 
 CSV_HEADER: Final = [column.csv_name for column in COLUMNS]
@@ -54,8 +36,8 @@ HEADER_LINE: Final = (",".join(CSV_HEADER) + "\n").encode()
 _FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 _BLANKS: Final = " \n\xa0\ufeff"  # before a formula start (tab and CR are starts)
 _PLAIN_NUMBER: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-FIRST_LINE_CAP: Final = 1 << 20
-_UUID_FIRST: Final = b'{"uuid":"'
+_UUID_FIRST: Final = re.compile(rb'\{"uuid":"([^"\\]*)"')
+_FILE_SUFFIXES: Final = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 _PASSWORD: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*:).*@")
 _QUERY_PASSWORD: Final = re.compile(r"([?&](?:password|passwd|pwd)=)[^&]*", re.IGNORECASE)
 
@@ -95,233 +77,57 @@ def neutralise(text: str) -> str:
     return text
 
 
-def _cell_text(cell: str) -> str:
-    """A cell's text, as it was before :func:`neutralise`."""
-    rest = cell[1:]
-    return (
-        rest if cell.startswith("'") and rest.lstrip(_BLANKS).startswith(_FORMULA_STARTS) else cell
-    )
-
-
-def csv_line(record: CallDetailRecord) -> str:
-    """One CSV row (with its line end) for ``record``."""
-    buffer = io.StringIO()
-    row = [neutralise(text_of(column.get(record))) for column in COLUMNS]
-    # "\r\n" as the writer's line end makes it quote a cell holding either character
-    # (with "\n" alone, a bare "\r" went out unquoted: a row break in a spreadsheet).
-    csv.writer(buffer, lineterminator="\r\n").writerow(row)
-    return buffer.getvalue()[:-2] + "\n"
-
-
-def shown(target: str) -> str:
-    """An output as it may be printed: a URL's password hidden, wherever it is (up to
-    the last ``@``, so that a ``/`` or ``@`` left unencoded in it cannot show the
-    rest; and a ``password=`` query parameter)."""
-    return _QUERY_PASSWORD.sub(r"\1***", _PASSWORD.sub(r"\1***@", target))
-
-
-class _FileSink:
-    """A locked file of whole lines; subclasses say what a line is."""
-
-    _format: str = ""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self._fd = -1
-        self._held: set[str] = set()
-        self._asked_fd = -1
-
-    @property
-    def description(self) -> str:
-        return str(self.path)
-
-    @property
-    def asked_path(self) -> Path:
-        """Where ids asked for under another ``uuid`` are noted (beside the file
-        itself, when the output is a symbolic link)."""
-        real = Path(os.path.realpath(self.path))
-        return real.with_name(real.name + ".asked")
-
-    async def __aenter__(self) -> _FileSink:
-        self._open()
-        return self
-
-    def _open(self) -> None:
-        """Open, lock, check and scan the file: blocking, once, before any request
-        (a scan of a million records takes seconds)."""
-        check_regular(self.path, "use -o - for standard output")
-        try:
-            self._fd = os.open(
-                self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666
-            )
-        except OSError as exc:
-            raise SinkError(f"cannot open {self.path}: {exc.strerror}") from None
-        try:
-            self._lock()
-            with open(self._fd, "rb", closefd=False) as handle:
-                self._check_ours(handle)
-                keep = self._scan(handle)
-            if keep is not None:
-                os.ftruncate(self._fd, keep)
-            if os.fstat(self._fd).st_size == 0:
-                self._start()
-            self._read_asked()
-        except BaseException:
-            os.close(self._fd)
-            self._fd = -1
-            raise
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        for fd in (self._asked_fd, self._fd):
-            if fd >= 0:
-                os.close(fd)  # closing drops the lock
-        self._fd = self._asked_fd = -1
-
-    def _lock(self) -> None:
-        lock_exclusive(
-            self._fd,
-            f"{self.path} is being written by another export; wait for it to finish, "
-            "or choose another output",
-        )
-
-    def _not_ours(self, why: str) -> SinkError:
-        return SinkError(
-            f"{self.path} is not a {self._format} export of call records ({why}); "
-            "it was left untouched: choose another output"
-        )
-
-    def _check_ours(self, handle: IO[bytes]) -> None:
-        first = handle.readline(FIRST_LINE_CAP)
-        if not first:
-            return
-        try:
-            text = first.decode("utf-8")
-        except UnicodeDecodeError:
-            raise self._not_ours("it is not UTF-8") from None
-        if not first.endswith(b"\n") and self._torn_start(first):
-            return  # a first record (or header) cut short: the scan cuts it off
-        if not self._is_first_line(text):
-            raise self._not_ours(f"its first line is {text[:60]!r}")
-
-    def _lines(self, handle: IO[bytes]) -> Iterator[tuple[int, bytes]]:
-        """Each whole line with the offset just past it; a torn last line is not one."""
-        handle.seek(0)
-        offset = 0
-        for line in handle:
-            if not line.endswith(b"\n"):
-                return
-            offset += len(line)
-            yield offset, line
-
-    def _read_asked(self) -> None:
-        """Ids asked for under another uuid, whose record made it into the output."""
-        with contextlib.suppress(FileNotFoundError), self.asked_path.open("rb") as handle:
-            for line in handle:
-                try:
-                    asked, uuid = json.loads(line)
-                except (ValueError, TypeError):  # torn by a killed run, or not a pair
-                    continue
-                if uuid in self._held:
-                    self._held.add(asked)
-
-    async def held(self, call_uuids: Collection[str]) -> set[str]:
-        held = self._held
-        return {call_uuid for call_uuid in call_uuids if call_uuid in held}
-
-    async def write(self, asked: str, record: CallDetailRecord, wire: Mapping[str, Any]) -> None:
-        try:
-            if asked != record.uuid:
-                if self._asked_fd < 0:
-                    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-                    self._asked_fd = os.open(self.asked_path, flags, 0o666)
-                write_all(self._asked_fd, (json.dumps([asked, record.uuid]) + "\n").encode())
-                self._held.add(asked)
-            write_all(self._fd, self._line(record, wire).encode())
-        except OSError as exc:  # a full disk, say: the records written so far stay
-            raise SinkError(f"writing to {self.path} failed: {exc.strerror}") from None
-        self._held.add(record.uuid)
-
-    # What subclasses say.
-    def _torn_start(self, first: bytes) -> bool:
-        raise NotImplementedError
-
-    def _is_first_line(self, text: str) -> bool:
-        raise NotImplementedError
-
-    def _scan(self, handle: IO[bytes]) -> int | None:
-        """Learn the ids held; the size to cut the file to, if its end is torn."""
-        raise NotImplementedError
-
-    def _start(self) -> None:
-        """Begin an empty file."""
-
-    def _line(self, record: CallDetailRecord, wire: Mapping[str, Any]) -> str:
-        raise NotImplementedError
-
-
-def _loads() -> Any:
-    try:
-        import orjson  # noqa: PLC0415 - optional, and only for a resume's scan
-    except ImportError:  # pragma: no cover - exercised only without orjson
-        return json.loads
-    return orjson.loads
-
-
-class JSONLSink(_FileSink):
-    """JSON lines: each the ``cdr`` object as 2Chat sent it."""
+class JSONLSink(FileSink):
+    """JSON lines: each the ``cdr`` object as 2Chat sent it, every field and digit."""
 
     _format = "JSONL"
 
-    def _torn_start(self, first: bytes) -> bool:
-        return first.startswith(b'{"')
-
-    def _is_first_line(self, text: str) -> bool:
+    def _first_line_ok(self, first: bytes, text: str) -> bool:
+        if not first.endswith(b"\n") and first.startswith(b'{"'):
+            return True
         try:
             value = json.loads(text)
         except ValueError:
             return False
         return isinstance(value, dict) and isinstance(value.get("uuid"), str)
 
-    def _scan(self, handle: IO[bytes]) -> int | None:
-        loads = _loads()
-        held = self._held
+    def _scan(self, handle: IO[bytes], size: int) -> int | None:
+        handle.seek(0)
         end = 0
-        for offset, line in self._lines(handle):
-            end = offset
-            if line.startswith(_UUID_FIRST):  # as 2Chat sends it: no need to parse all
-                close = line.find(b'"', len(_UUID_FIRST))
-                value = line[len(_UUID_FIRST) : close]
-                if close > 0 and b"\\" not in value:
-                    held.add(value.decode("utf-8", "replace"))
-                    continue
+        for line in handle:
+            if not line.endswith(b"\n"):
+                break
+            end += len(line)
+            if uuid_first := _UUID_FIRST.match(line):  # as 2Chat sends it: no need to parse
+                self._held.add(uuid_first[1].decode("utf-8", "replace"))
+                continue
             try:
-                uuid = loads(line).get("uuid")
-            except (ValueError, AttributeError):  # a line someone edited: not a record
+                uuid = json.loads(line).get("uuid")
+            except (ValueError, AttributeError, RecursionError):  # a line someone edited
                 continue
             if isinstance(uuid, str):
-                held.add(uuid)
-        return end if end != os.fstat(handle.fileno()).st_size else None
+                self._held.add(uuid)
+        return end if end != size else None
 
     def _line(self, record: CallDetailRecord, wire: Mapping[str, Any]) -> str:
         return dumps_wire(wire) + "\n"
 
 
-class CSVSink(_FileSink):
-    """Flat CSV: a header, then one row per record (columns from the models)."""
+class CSVSink(FileSink):
+    """Flat CSV: a header, then one row per record (columns from the models).
+
+    A cell a spreadsheet would run as a formula (starting ``=``, ``+``, ``-``, ``@``,
+    tab or carriage return, and not a plain number such as ``+595984153762``) is
+    prefixed with ``'``, as OWASP advises.
+    """
 
     _format = "CSV"
+    _header = HEADER_LINE
 
-    def _torn_start(self, first: bytes) -> bool:
+    def _first_line_ok(self, first: bytes, text: str) -> bool:
         return HEADER_LINE.startswith(first)
 
-    def _is_first_line(self, text: str) -> bool:
-        return text == HEADER_LINE.decode()
-
-    def _start(self) -> None:
-        write_all(self._fd, HEADER_LINE)
-
-    def _scan(self, handle: IO[bytes]) -> int | None:
-        held = self._held
+    def _scan(self, handle: IO[bytes], size: int) -> int | None:
         consumed = 0
         last_line_end = True
 
@@ -333,11 +139,10 @@ class CSVSink(_FileSink):
                 last_line_end = line.endswith(b"\n")
                 yield line.decode("utf-8", "replace")
 
-        size = os.fstat(handle.fileno()).st_size
         rows = csv.reader(lines(), strict=True)
         good = 0
-        # A cell may be as long as 2Chat made it (the csv module's cap is 128 KiB); the
-        # cap is the process's, so it is restored once the scan is done.
+        # A cell may be as long as 2Chat made it (the csv module caps it at 128 KiB);
+        # the cap is the process's, so it is restored after the scan.
         cap = csv.field_size_limit(sys.maxsize)
         try:
             next(rows, None)  # the header, checked already (or cut short)
@@ -347,20 +152,26 @@ class CSVSink(_FileSink):
                     break  # a row cut short by a killed run
                 good = consumed
                 if len(row) == len(CSV_HEADER):
-                    held.add(_cell_text(row[0]))
+                    cell = row[0]  # as it was before neutralise()
+                    formula = cell[1:].lstrip(_BLANKS).startswith(_FORMULA_STARTS)
+                    self._held.add(cell[1:] if cell.startswith("'") and formula else cell)
         except csv.Error as exc:
             if consumed != size:  # not a torn end: resuming past it would duplicate
                 raise SinkError(
                     f"{self.path} cannot be read past byte {good} ({exc}); it was left "
                     "untouched: mend it, or choose another output"
                 ) from None
-            # else a quoted cell cut short at the end by a killed run
         finally:
             csv.field_size_limit(cap)
         return good if good != size else None
 
     def _line(self, record: CallDetailRecord, wire: Mapping[str, Any]) -> str:
-        return csv_line(record)
+        buffer = io.StringIO()
+        row = [neutralise(text_of(column.get(record))) for column in COLUMNS]
+        # "\r\n" as the writer's line end makes it quote a cell holding either character
+        # (with "\n" alone, a bare "\r" went out unquoted: a row break in a spreadsheet).
+        csv.writer(buffer, lineterminator="\r\n").writerow(row)
+        return buffer.getvalue()[:-2] + "\n"
 
 
 class StdoutSink:
@@ -397,3 +208,86 @@ class StdoutSink:
                 # What is still buffered goes nowhere, instead of failing again at exit.
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise SinkError("standard output was closed by its reader") from None
+
+
+def shown(target: str) -> str:
+    """An output as it may be printed: a URL's password hidden (up to the last ``@``,
+    in case a ``/`` or ``@`` in it was left unencoded; and a ``password=`` parameter)."""
+    return _QUERY_PASSWORD.sub(r"\1***", _PASSWORD.sub(r"\1***@", target))
+
+
+def database_url(target: str | os.PathLike[str]) -> str | None:
+    """The async SQLAlchemy URL for an export target, or ``None`` if it is a file of
+    another format."""
+    text = os.fspath(target)
+    for scheme, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if text.startswith(scheme):
+            return driver + text[len(scheme) :]
+    if text.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        return text
+    if "://" not in text and Path(text).suffix.lower() in (".db", ".sqlite", ".sqlite3"):
+        return "sqlite+aiosqlite:///" + str(Path(text).resolve())
+    return None
+
+
+def _sniff(path: Path) -> str | None:
+    """The format a regular file's first line says it is in, if any (a FIFO is not
+    read: that would wait for a writer forever)."""
+    if not path.is_file():
+        return None
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline(FIRST_LINE_CAP)
+    except OSError:
+        return None
+    if first.startswith(b"{"):
+        return "jsonl"
+    if first and HEADER_LINE.startswith(first.rstrip(b"\n")):
+        return "csv"
+    return None
+
+
+def sink_format(target: str | os.PathLike[str], fmt: str | None = None) -> str:
+    """``jsonl``, ``csv`` or ``sql``: what the output says it is (its name, else its
+    first line), checked against ``fmt`` when one is given; ``-`` is JSONL."""
+    text = os.fspath(target)
+    if text == "-":
+        said: str | None = "jsonl"
+    elif database_url(text) is not None:
+        said = "sql"
+    elif "://" in text:
+        raise SinkError(
+            f"{shown(text)} is not an output this SDK writes: a file, postgresql://… or sqlite:///…"
+        )
+    else:
+        said = _FILE_SUFFIXES.get(Path(text).suffix.lower()) or _sniff(Path(text))
+    if fmt is not None and said is not None and fmt != said:
+        raise SinkError(
+            f"--format {fmt} disagrees with {shown(text)}, which is {said.upper()}; "
+            "leave --format out, or choose another output"
+        )
+    return fmt or said or "jsonl"
+
+
+def open_sink(output: str | os.PathLike[str], fmt: str | None = None) -> Sink:
+    """The sink an output names: ``-`` (JSONL to standard output), ``*.jsonl``,
+    ``*.csv``, ``*.db``/``*.sqlite``/``sqlite:///…`` or ``postgresql://…`` (a
+    database: the ``db`` extra). ``fmt`` (``jsonl``, ``csv`` or ``sql``) must agree
+    with what the output's name or first line says; a name that says nothing is JSONL.
+
+    Raises:
+        SinkError: ``fmt`` disagrees with the output.
+    """
+    chosen = sink_format(output, fmt)
+    text = os.fspath(output)
+    if text == "-":
+        return StdoutSink()
+    if chosen == "sql":
+        from twochat_voip.export._sql import SQLSink  # noqa: PLC0415 - the optional db extra
+
+        return SQLSink(text)
+    return CSVSink(text) if chosen == "csv" else JSONLSink(text)

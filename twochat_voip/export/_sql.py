@@ -1,16 +1,11 @@
 """An export into a SQL database: SQLite (a file, no server) or PostgreSQL.
 
 One table, ``call_detail_records``, one row per record keyed by ``uuid`` and written
-with the dialect's upsert, so that any number of processes or hosts may export into one
-PostgreSQL at once and each record is there once. Its columns come from the models
-(:data:`twochat_voip._wire.COLUMNS`): nested fields flattened as ``call_cost_<name>`` and
-``agent_<name>``; prices exact (``NUMERIC`` in PostgreSQL; text in SQLite, which has
-no exact decimal); timestamps ``timestamptz`` (ISO 8601 text in SQLite); and ``wire``,
-the record as 2Chat sent it (JSON), so a field the SDK does not know yet is never lost.
-``asked_id`` is the id the record was asked for, when 2Chat answered with another:
-resuming asks the database which of the ids to come it holds, by either.
-
-Needs the ``db`` extra (SQLAlchemy 2 Core with aiosqlite and asyncpg).
+with the dialect's upsert, so that any number of exports may share one PostgreSQL.
+Columns come from :data:`twochat_voip._wire.COLUMNS` (nested fields flattened as
+``call_cost_<name>``, ``agent_<name>``): prices exact (``NUMERIC``; text in SQLite),
+timestamps ``timestamptz`` (ISO 8601 text in SQLite); ``wire`` is the record as 2Chat
+sent it (JSON), and ``asked_id`` the id asked for when 2Chat answered with another.
 """
 
 from __future__ import annotations
@@ -25,8 +20,7 @@ from twochat_voip._converter import format_timestamp, parse_timestamp
 from twochat_voip._errors import RecordRefusedError, SinkError
 from twochat_voip._models import CallDetailRecord
 from twochat_voip._wire import COLUMNS, dumps_wire
-from twochat_voip.export._formats import database_url
-from twochat_voip.export._sinks import shown
+from twochat_voip.export._sinks import database_url, shown
 
 try:
     import sqlalchemy as sa
@@ -51,7 +45,7 @@ _CREATE_LOCK: Final = 0x2C4A7_CD8  # any constant: the advisory lock taken to cr
 
 
 class _IsoText(sa.types.TypeDecorator[dt.datetime]):
-    """A timestamp as ISO 8601 text ending in ``Z`` (SQLite has no timestamp type)."""
+    """A timestamp as ISO 8601 text ending in ``Z``: SQLite has no timestamp type."""
 
     impl = sa.Text
     cache_ok = True
@@ -76,32 +70,26 @@ class _DecimalText(sa.types.TypeDecorator[Decimal]):
         return None if value is None else Decimal(value)
 
 
-def _column_type(kind: Any) -> sa.types.TypeEngine[Any]:
-    if kind is bool:
-        return sa.Boolean()
-    if kind is int:
-        return sa.BigInteger()
-    if kind is Decimal:
-        return sa.Numeric(asdecimal=True).with_variant(_DecimalText(), "sqlite")
-    if kind is dt.datetime:
-        return sa.DateTime(timezone=True).with_variant(_IsoText(), "sqlite")
-    return sa.Text()
+_TIMESTAMP: Final = sa.DateTime(timezone=True).with_variant(_IsoText(), "sqlite")
+_TYPES: Final[dict[Any, sa.types.TypeEngine[Any]]] = {
+    bool: sa.Boolean(),
+    int: sa.BigInteger(),
+    Decimal: sa.Numeric(asdecimal=True).with_variant(_DecimalText(), "sqlite"),
+    dt.datetime: _TIMESTAMP,
+}
 
 
 def _table(metadata: sa.MetaData) -> sa.Table:
-    columns: list[sa.Column[Any]] = []
-    for column in COLUMNS:
-        if column.sql_name == "uuid":
-            columns.append(sa.Column("uuid", sa.Text(), primary_key=True))
-        else:
-            columns.append(sa.Column(column.sql_name, _column_type(column.type)))
     return sa.Table(
         TABLE_NAME,
         metadata,
-        *columns,
+        *(
+            sa.Column(c.sql_name, _TYPES.get(c.type, sa.Text()), primary_key=c.sql_name == "uuid")
+            for c in COLUMNS
+        ),
         sa.Column("asked_id", sa.Text(), index=True),
         sa.Column("wire", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
-        sa.Column("fetched_at", sa.DateTime(timezone=True).with_variant(_IsoText(), "sqlite")),
+        sa.Column("fetched_at", _TIMESTAMP),
     )
 
 
@@ -131,7 +119,7 @@ class SQLSink:
                 "or a character in the password that needs %-encoding?)"
             ) from None
         self._engine: AsyncEngine | None = None
-        self._statement: Any = None
+        self._upsert: Any = None
         self._metadata = sa.MetaData()
         self.table = _table(self._metadata)
 
@@ -170,6 +158,15 @@ class SQLSink:
                 f"{', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); "
                 "export into another database"
             )
+        # Built once, values as parameters: SQLAlchemy compiles it once too.
+        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        statement = insert(self.table)
+        self._upsert = statement.on_conflict_do_update(
+            index_elements=[self.table.c.uuid],
+            set_={
+                c.name: statement.excluded[c.name] for c in self.table.columns if c.name != "uuid"
+            },
+        )
         self._engine = engine
         return self
 
@@ -190,15 +187,12 @@ class SQLSink:
     async def held(self, call_uuids: Collection[str]) -> set[str]:
         if not call_uuids:
             return set()
-        table = self.table
         ids = list(call_uuids)
-        query = sa.select(table.c.uuid, table.c.asked_id).where(
-            sa.or_(table.c.uuid.in_(ids), table.c.asked_id.in_(ids))
-        )
+        c = self.table.c
+        query = sa.select(c.uuid, c.asked_id).where(sa.or_(c.uuid.in_(ids), c.asked_id.in_(ids)))
         async with self._connected().connect() as connection:
             rows = (await connection.execute(query)).all()
-        wanted = set(ids)
-        return {value for row in rows for value in row if value in wanted}
+        return {value for row in rows for value in row if value in call_uuids}
 
     async def write(self, asked: str, record: CallDetailRecord, wire: Mapping[str, Any]) -> None:
         engine = self._connected()
@@ -212,7 +206,7 @@ class SQLSink:
         for attempt in range(2):  # once more on a connection the server dropped
             try:
                 async with engine.begin() as connection:
-                    await connection.execute(self._upsert(engine), values)
+                    await connection.execute(self._upsert, values)
             except (SQLAlchemyError, OSError) as exc:
                 if _about_the_data(exc):  # this record, not the database: the run goes on
                     raise RecordRefusedError(
@@ -224,22 +218,6 @@ class SQLSink:
                     ) from None
             else:
                 return
-
-    def _upsert(self, engine: AsyncEngine) -> Any:
-        """The dialect's ``INSERT … ON CONFLICT (uuid) DO UPDATE``, built once: its
-        values come as parameters, so SQLAlchemy compiles it once too."""
-        if self._statement is None:
-            insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-            statement = insert(self.table)
-            self._statement = statement.on_conflict_do_update(
-                index_elements=[self.table.c.uuid],
-                set_={
-                    column.name: statement.excluded[column.name]
-                    for column in self.table.columns
-                    if column.name != "uuid"
-                },
-            )
-        return self._statement
 
 
 def _sqlite_pragmas(connection: Any, _: object) -> None:
