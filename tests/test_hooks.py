@@ -51,8 +51,14 @@ class Unpaced:
         pass
 
 
+def steps(events: list[ClientEvent]) -> list[ClientEvent]:
+    """The events but the waits for a slot: one lasting 1 ms or more is told, and a
+    loaded machine can stall a process that long between any two lines."""
+    return [event for event in events if not isinstance(event, RateLimitWait)]
+
+
 def kinds(events: list[ClientEvent]) -> list[str]:
-    return [type(event).__name__ for event in events]
+    return [type(event).__name__ for event in steps(events)]
 
 
 async def test_a_retried_call_tells_every_step_in_order(
@@ -72,7 +78,7 @@ async def test_a_retried_call_tells_every_step_in_order(
         "ResponseReceived",
         "CallEnded",
     ]
-    started, sent, first, retry, _, second, ended = events
+    started, sent, first, retry, _, second, ended = steps(events)
     assert started == CallStarted(
         base_url=twochat_server.base_url,
         method="GET",
@@ -264,7 +270,7 @@ async def test_no_event_carries_the_key(
     twochat_server.fail_next(Fault(status=503), Fault(status=401))
     with set_testing(True, attempts=4), pytest.raises(tv.AuthenticationError):
         await make_client(hooks=[events.append]).get_call(CALL)
-    assert len(events) == 7
+    assert len(steps(events)) == 7
     key = twochat_server.api_key
     assert key
     for event in events:
