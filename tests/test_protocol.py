@@ -38,7 +38,7 @@ from twochat_voip._account_api import (
 from twochat_voip._protocol import (
     error_from_response,
     parse_call,
-    parse_history,
+    parse_history_page,
     parse_requests_per_minute,
     parse_retry_after,
 )
@@ -294,7 +294,7 @@ def test_a_bad_record_on_a_history_page_says_which_field() -> None:
     """One record of a page that does not structure fails the page, field by field."""
     page = answer(200, {"success": True, "cdrs": [{"uuid": "CDR1", "duration": "3"}]})
     with pytest.raises(ResponseValidationError, match="duration") as caught:
-        parse_history(page)
+        parse_history_page(page)
     assert caught.value.call_uuid == "CDR1"
 
 
@@ -330,7 +330,7 @@ DEEP = b"[" * 100_000
 
 PARSERS = [
     parse_call,
-    parse_history,
+    parse_history_page,
     parse_requests_per_minute,
     parse_call_wire,
     parse_account_info,

@@ -1,11 +1,6 @@
-"""One call, attempt by attempt: the path every request of a client takes.
-
-Each attempt, inside tenacity's ``async for attempt in AsyncRetrying(...)``, the first
-included: wait for the rate limiter's slot, spend one request of the budget, send,
-let the protocol judge the answer, tell the limiter that verdict. The retry policy
-(:mod:`twochat_voip._retry`) decides whether to go again. Nothing here knows of bulk
-runs or of the client's lifecycle: closing the client cancels the tasks that call.
-"""
+"""One call, attempt by attempt, every attempt inside tenacity's ``AsyncRetrying``: the
+limiter's slot, the budget, the request, the verdict, the limiter told. Nothing here
+knows of bulk runs or of the client's lifecycle."""
 
 from __future__ import annotations
 
@@ -61,9 +56,7 @@ class ClientStats:
 
 
 @attrs.define
-class Counters:
-    """:class:`ClientStats` as it is counted (a test keeps the fields the same)."""
-
+class Counters:  # ClientStats as it is counted (a test keeps the fields the same)
     requests: int = 0
     rate_limited: int = 0
     retries: int = 0
@@ -75,16 +68,8 @@ class Counters:
 
 
 class Caller:
-    """Makes a client's calls, as its settings say.
-
-    Args:
-        check_open: Raises :class:`ClientClosedError` or
-            :class:`EventLoopMismatchError` when the client cannot call now.
-        timeout: An attempt's seconds unless a call gives its own.
-        max_requests: The request budget, or ``None``.
-        on_rate_limited: Told of each answer 429 (the client may ask the plan's limit).
-        observer: Told what each call does (the client's hooks and log).
-    """
+    """Makes a client's calls; ``check_open`` raises when the client cannot call now,
+    ``on_rate_limited`` is told of each 429."""
 
     def __init__(
         self,
@@ -117,14 +102,8 @@ class Caller:
         rate_limits_are_free: bool = False,
         on_retry: Callable[[BaseException], object] | None = None,
     ) -> _T:
-        """Send ``request`` and parse its answer, retrying as the policy says.
-
-        Args:
-            parse: Turns the answer into the result, or raises the error it means.
-            timeout: This call's timeout per attempt, instead of the client's.
-            rate_limits_are_free: A 429 uses none of the call's retries (bulk runs).
-            on_retry: Told the error of each attempt that is to be retried.
-        """
+        """Send ``request``, ``parse`` its answer (the result, or the error it means),
+        retrying as the policy says; in bulk runs a 429 uses none of the retries."""
         observer = self._observer
         watch = observer.call_started(request)
         retrying = self._retry.retrying(
@@ -164,7 +143,6 @@ class Caller:
         number: int,
         watch: CallWatch,
     ) -> _T:
-        """One attempt: the slot, the budget, the request, the verdict."""
         if number > 1:
             self.counters.retries += 1
         self._spend_budget()  # refused before waiting for a slot it cannot use
@@ -202,7 +180,6 @@ class Caller:
         on_retry: Callable[[BaseException], object] | None,
         state: RetryCallState,
     ) -> None:
-        """tenacity's ``before_sleep``: tell the observer (and ``on_retry``)."""
         notice = self._retry.notice(state, rate_limits_are_free=rate_limits_are_free)
         if on_retry is not None:
             on_retry(notice.error)
@@ -240,9 +217,8 @@ class Caller:
 
 
 def redirected(request: Request, response: Response) -> Request | None:
-    """The request a redirect answer sends ``request`` on to, or ``None`` when the
-    answer is no redirect to follow. Raises :class:`RedirectError` for one to another
-    origin (the key would go too) and for a request with a body (not sent twice)."""
+    """The request a redirect sends ``request`` on to, or ``None``; refuses one to
+    another origin (the key would go too) and a request with a body (not sent twice)."""
     status = response.status
     if status not in REDIRECT_STATUSES:
         return None

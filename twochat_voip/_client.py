@@ -56,44 +56,33 @@ class VoIPClient(AccountMethods, BulkMethods):
     Enter it once: a second ``async with`` on an open client raises ``RuntimeError``.
 
     Args:
-        api_key: The account's key; defaults to ``TWOCHAT_API_KEY``. It is sent only as
-            the ``X-User-API-Key`` header to ``base_url``'s origin, and never shown.
-        base_url: Defaults to ``TWOCHAT_BASE_URL``, then ``https://api.p.2chat.io``.
-            Plain ``http`` is refused except to a loopback host.
+        api_key: Defaults to ``TWOCHAT_API_KEY``; sent only as ``X-User-API-Key`` to
+            ``base_url``'s origin, and never shown.
+        base_url: Defaults to ``TWOCHAT_BASE_URL``, then ``https://api.p.2chat.io``;
+            plain ``http`` only to a loopback host.
         timeout: Seconds one attempt may take, connecting and reading included.
-        max_retries: Retries after the first attempt, for 408, 429, 5xx gateway
-            statuses, dropped connections and timeouts; 0 turns retrying off.
-        max_retry_wait: The longest ``Retry-After`` the client waits out; a longer one
-            raises at once.
-        retry_policy: A whole :class:`RetryPolicy` (backoff too) instead of
-            ``max_retries`` and ``max_retry_wait``, which must then be left out.
-        session: An ``aiohttp.ClientSession`` you own and close (a web app's shared
-            one); without it the client makes one and closes it in :meth:`aclose`.
+        max_retries: Retries after the first attempt (408, 429, 5xx gateway answers,
+            dropped connections, timeouts); 0 turns retrying off.
+        max_retry_wait: The longest ``Retry-After`` waited out; a longer one raises.
+        retry_policy: A whole :class:`RetryPolicy`, instead of the two above.
+        session: An ``aiohttp.ClientSession`` you own and close; by default the
+            client makes one and closes it in :meth:`aclose`.
         max_response_size: Bytes an answer may have; a CDR is ~1.5 KB.
-        requests_per_minute: Pace every request of this client evenly at this rate
-            (your plan's limit). ``"auto"``: ask the API once (``GET /open/info``, one
-            credit, before the client's first request) and pace at the plan's limit.
-            Without it the client finds the limit: it starts at 4 requests a second,
-            doubles that every half second until 429s show a limit, then adapts.
-        rate_limiter: Another :class:`RateLimiter` to use instead (one shared between
-            processes, say); ``requests_per_minute`` must then be left out.
-        rate_limiter_owner: Close ``rate_limiter`` in :meth:`aclose` (as aiohttp's
-            ``connector_owner`` does a connector); by default it is yours to close,
-            since other clients may share it.
-        max_requests: Never send more than this many requests (credits), 429s and
-            retries included; after that every call raises
-            :class:`BudgetExhaustedError`.
-        hooks: Callables told what each call does, request by request (for tracing
-            and metrics: see :mod:`twochat_voip.hooks` and :mod:`twochat_voip.otel`).
+        requests_per_minute: Pace every request evenly at this rate; ``"auto"``: ask
+            the plan's limit once (``GET /open/info``, a credit) and pace at it; by
+            default, start at 4 a second, double every half second until 429s show a
+            limit, then adapt.
+        rate_limiter: A :class:`RateLimiter` to use instead (one shared through Redis).
+        rate_limiter_owner: Close ``rate_limiter`` in :meth:`aclose` (by default it
+            is yours to close, as other clients may share it).
+        max_requests: Send at most this many requests (credits), 429s and retries
+            included; then every call raises :class:`BudgetExhaustedError`.
+        hooks: Callables told each step of each call (:mod:`twochat_voip.hooks`).
         trace_configs: ``aiohttp.TraceConfig`` objects for the session the client
-            makes (OpenTelemetry's aiohttp instrumentation, say); with your own
-            ``session``, give them to it instead. They see every request's headers,
-            the API key among them: never record those.
+            makes; they see every header, the key too: never record those.
         transport: What sends the requests instead of aiohttp (a
-            :class:`twochat_voip.testing.MockTransport` in your unit tests, say): one
-            request in, one answer out; the client closes it in :meth:`aclose`.
-            ``session``, ``trace_configs`` and ``max_response_size`` are aiohttp's
-            and must then be left out.
+            :class:`~twochat_voip.testing.MockTransport` in unit tests); excludes
+            ``session``, ``trace_configs`` and ``max_response_size``.
     """
 
     def __init__(

@@ -226,11 +226,6 @@ def cdr_of(response: Response, payload: Mapping[str, Any], call_uuid: str | None
     raise _invalid(response, call_uuid, f"expected a 'cdr' object, found {found}")
 
 
-def parse_history(response: Response, call_uuid: str | None = None) -> list[CallDetailRecord]:
-    """The records on one page of a ``GET /open/voip/call-history`` answer."""
-    return parse_history_page(response, call_uuid)[0]
-
-
 def parse_history_page(
     response: Response, call_uuid: str | None = None
 ) -> tuple[list[CallDetailRecord], int | None]:
