@@ -23,7 +23,7 @@ from twochat_voip._options import (
     DEFAULT_MAX_RETRY_WAIT,
     ClientOptions,
 )
-from twochat_voip._plan import PlanRate
+from twochat_voip._plan_rate import PlanRate
 from twochat_voip._protocol import parse_call, parse_requests_per_minute
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._requests import API_KEY_HEADER, Request, Requests, Response

@@ -18,7 +18,7 @@ import pytest
 import twochat_voip as tv
 from bench.adaptive_sim import simulate
 from twochat_voip import AdaptiveRateLimiter, AiohttpTransport, VoIPClient, set_testing
-from twochat_voip._plan import PlanRate
+from twochat_voip._plan_rate import PlanRate
 from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer, Fault
 
 pytestmark = pytest.mark.virtual_time  # pacing, backoff and give-ups in the loop's time
