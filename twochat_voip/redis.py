@@ -142,9 +142,8 @@ class RedisRateLimiter:
             raise ClientClosedError("this RedisRateLimiter is closed")
         if self._sharer is None:
             self._sharer = asyncio.get_running_loop().create_task(self._share_pauses())
-        # The lock is this process's queue: its head reserves a slot and waits for it,
-        # so the process never holds more than one slot it has not used (a pause would
-        # waste every slot reserved ahead of it, slots other processes could use).
+        # The lock is this process's queue: it holds one unused slot at most, since a
+        # pause would waste every slot reserved ahead, slots other processes could use.
         async with self._lock:
             while True:
                 await self._share_pause()
