@@ -1,15 +1,5 @@
-"""OpenTelemetry traces for a client: one span per call (``pip install
-'twochat-voip[otel]'``)::
-
-    async with VoIPClient(hooks=[OpenTelemetryHook()]) as voip:
-        cdr = await voip.get_call(call_uuid)  # a span "GET /open/voip/call/{call_uuid}"
-
-Each call is a ``CLIENT`` span under the current one, with the HTTP semantic
-conventions' attributes; retries, attempts that got no answer and rate-limit waits are
-its events. It is current while the call runs, so the spans of OpenTelemetry's aiohttp
-instrumentation (the client's ``trace_configs``) are its children. No header is
-recorded, so no span holds the API key.
-"""
+"""OpenTelemetry traces for a client: one ``CLIENT`` span per call, with the HTTP
+semantic conventions' attributes and no header (``pip install 'twochat-voip[otel]'``)."""
 
 from __future__ import annotations
 
@@ -49,8 +39,7 @@ class OpenTelemetryHook:
         self._tracer = trace.get_tracer(
             "twochat_voip", __version__, tracer_provider=tracer_provider
         )
-        # The call's span and the token that made it current (events of one call are
-        # told in its own context).
+        # The call's span and the token that made it current: a call's events share its context.
         self._call: contextvars.ContextVar[tuple[trace.Span, object] | None] = (
             contextvars.ContextVar("twochat_voip_otel_call", default=None)
         )
@@ -64,7 +53,15 @@ class OpenTelemetryHook:
             return
         span, token = current
         if isinstance(event, CallEnded):
-            self._end(span, event)
+            span.set_attribute("twochat.attempts", event.attempts)
+            if event.attempts > 1:
+                span.set_attribute("http.request.resend_count", event.attempts - 1)
+            if event.status_code is not None:
+                span.set_attribute("http.response.status_code", event.status_code)
+            if event.error is not None:
+                span.set_attribute("error.type", type(event.error).__qualname__)
+                span.set_status(Status(StatusCode.ERROR, str(event.error)))
+            span.end()
             self._call.set(None)
             context.detach(token)  # type: ignore[arg-type]
         elif isinstance(event, RetryScheduled):
@@ -73,13 +70,13 @@ class OpenTelemetryHook:
                 {
                     "twochat.attempt": event.attempt,
                     "twochat.wait_seconds": event.wait,
-                    "error.type": _error_type(event.error),
+                    "error.type": type(event.error).__qualname__,
                 },
             )
         elif isinstance(event, RequestFailed):
             span.add_event(
                 "no answer",
-                {"twochat.attempt": event.attempt, "error.type": _error_type(event.error)},
+                {"twochat.attempt": event.attempt, "error.type": type(event.error).__qualname__},
             )
         elif isinstance(event, RateLimitWait):
             span.add_event(
@@ -103,19 +100,3 @@ class OpenTelemetryHook:
         )
         token = context.attach(trace.set_span_in_context(span))
         self._call.set((span, token))
-
-    @staticmethod
-    def _end(span: trace.Span, event: CallEnded) -> None:
-        span.set_attribute("twochat.attempts", event.attempts)
-        if event.attempts > 1:
-            span.set_attribute("http.request.resend_count", event.attempts - 1)
-        if event.status_code is not None:
-            span.set_attribute("http.response.status_code", event.status_code)
-        if event.error is not None:
-            span.set_attribute("error.type", _error_type(event.error))
-            span.set_status(Status(StatusCode.ERROR, str(event.error)))
-        span.end()
-
-
-def _error_type(error: BaseException) -> str:
-    return type(error).__qualname__

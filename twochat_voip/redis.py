@@ -1,12 +1,9 @@
-"""One account's rate limit shared through Redis by every process that uses it: one
-GCRA schedule per account, moved on atomically by a Lua script on Redis's clock, and a
-pause after a 429 that holds every process (see docs/many-workers.md)::
+"""One account's rate limit shared through Redis by every process that uses it
+(``pip install 'twochat-voip[redis]'``; see docs/many-workers.md)::
 
     limiter = RedisRateLimiter("redis://localhost:6379/0", requests_per_minute=600)
     async with limiter, VoIPClient(rate_limiter=limiter) as voip:
         ...
-
-Install the extra for it: ``pip install 'twochat-voip[redis]'``.
 """
 
 from __future__ import annotations
@@ -29,13 +26,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the redi
 
 from twochat_voip._errors import ClientClosedError, MissingAPIKeyError, RateLimiterUnavailableError
 from twochat_voip._ratelimit import AdaptiveRateLimiter
-from twochat_voip._redis_schedule import (
-    DEFAULT_KEY_PREFIX,
-    PAUSE,
-    SharedSchedule,
-    account_key,
-    client_for,
-)
+from twochat_voip._redis_schedule import ACQUIRE, DEFAULT_KEY_PREFIX, PAUSE, account_key, client_for
 from twochat_voip._retry import is_testing
 
 __all__ = ["DEFAULT_KEY_PREFIX", "RateLimiterUnavailableError", "RedisRateLimiter", "account_key"]
@@ -50,28 +41,20 @@ class RedisRateLimiter:
     limit), and pass it to the client as ``VoIPClient(rate_limiter=...)``.
 
     Args:
-        redis: A ``redis.asyncio.Redis`` client (yours: you close it; its own retry
-            and timeout settings apply before ``redis_down_after`` counts), or a URL
-            such as ``"redis://localhost:6379/0"`` (the limiter makes the client, with
-            2 s timeouts and one quick retry, and closes it in :meth:`aclose`).
+        redis: A ``redis.asyncio.Redis`` client (yours to close), or a URL such as
+            ``"redis://localhost:6379/0"`` (the limiter's client, 2 s timeouts, closed by it).
         requests_per_minute: The account's limit, shared by all the processes.
-        api_key: The account's key, only to name its schedule (hashed); defaults to
-            ``TWOCHAT_API_KEY``, as the client's does.
+        api_key: The account's key, only to name its schedule (hashed); default
+            ``TWOCHAT_API_KEY``.
         burst: Requests that may leave back to back after a quiet spell.
-        pause_on_rate_limit: Seconds every process holds off after a 429 that came
-            without ``Retry-After``.
-        on_redis_down: ``"raise"`` (the default): once Redis has been unreachable
-            for ``redis_down_after`` seconds, raise
-            :class:`~twochat_voip.RateLimiterUnavailableError` and send nothing;
-            ``"local"``: pace this process on its own meanwhile.
+        pause_on_rate_limit: Seconds every process holds off after a bare 429.
+        on_redis_down: ``"raise"`` (:class:`~twochat_voip.RateLimiterUnavailableError`,
+            nothing sent) or ``"local"`` (pace this process alone) once Redis is down.
         local_requests_per_minute: This process's rate while Redis is down; default
-            ``requests_per_minute`` (lowered on 429s). Set it to your share, e.g. the
-            limit divided by the number of processes.
-        redis_down_after: Seconds of failed tries before Redis counts as down; a
-            restart that takes less goes unnoticed.
+            ``requests_per_minute`` (lowered on 429s).
+        redis_down_after: Seconds of failed tries before Redis counts as down.
         key_prefix: The start of the Redis key's name.
-        clock: The monotonic clock, and ``sleep`` the way to wait on it (tests pass
-            fakes; the local limiter used while Redis is down gets them too).
+        clock: The monotonic clock, and ``sleep`` the way to wait on it (tests pass fakes).
     """
 
     def __init__(
@@ -105,18 +88,14 @@ class RedisRateLimiter:
         self._key = account_key(key, key_prefix)
         self._owns_redis = isinstance(redis, str)
         self._redis: Redis = client_for(redis) if isinstance(redis, str) else redis
+        self._acquire_script = self._redis.register_script(ACQUIRE)
+        self._acquire_args = [max(1, round(60_000_000 / requests_per_minute)), burst]
         self._pause_script = self._redis.register_script(PAUSE)
         self._requests_per_minute = requests_per_minute
         self._pause_on_rate_limit = pause_on_rate_limit
-        self._schedule = SharedSchedule(
-            self._redis,
-            self._key,
-            requests_per_minute=requests_per_minute,
-            burst=burst,
-            down_after=redis_down_after,
-            clock=clock,
-            sleep=sleep,
-        )
+        self._down_after = redis_down_after
+        self._down_since: float | None = None  # when Redis stopped answering
+        self._next_try = 0.0
         self._local: AdaptiveRateLimiter | None = None
         if on_redis_down == "local":
             rate = local_requests_per_minute or requests_per_minute
@@ -129,7 +108,6 @@ class RedisRateLimiter:
         self._generation = 0  # bumped by every pause of this process: its waiter re-plans
         self._pause_unshared = False  # a pause this process took and Redis has not heard of
         self._pause_taken = asyncio.Event()
-        # The one background task (first acquire() to aclose()): tells Redis of pauses.
         self._sharer: asyncio.Task[None] | None = None
         self._waker: asyncio.Future[None] | None = None  # wakes the head waiter on a pause
         self._closed = False
@@ -151,7 +129,7 @@ class RedisRateLimiter:
     @property
     def redis_available(self) -> bool:
         """Whether the last try reached Redis (``False``: failing closed, or local)."""
-        return self._schedule.down_since is None
+        return self._down_since is None
 
     async def acquire(self) -> float:
         """Wait for this request's slot in the account's shared schedule.
@@ -164,9 +142,8 @@ class RedisRateLimiter:
             raise ClientClosedError("this RedisRateLimiter is closed")
         if self._sharer is None:
             self._sharer = asyncio.get_running_loop().create_task(self._share_pauses())
-        # The lock is this process's queue: its head reserves a slot and waits for it,
-        # so the process never holds more than one slot it has not used (a pause would
-        # waste every slot reserved ahead of it, slots other processes could use).
+        # The lock is this process's queue: it holds one unused slot at most, since a
+        # pause would waste every slot reserved ahead, slots other processes could use.
         async with self._lock:
             while True:
                 await self._share_pause()
@@ -176,7 +153,7 @@ class RedisRateLimiter:
                     continue
                 generation = self._generation
                 try:
-                    delay = await self._schedule.reserve()
+                    delay = await self._reserve()
                 except RateLimiterUnavailableError:
                     if self._local is None:
                         raise
@@ -214,7 +191,7 @@ class RedisRateLimiter:
         it. Idempotent; :meth:`acquire` raises :class:`~twochat_voip.ClientClosedError` after."""
         if self._closed:
             return
-        self._closed = self._schedule.closed = True
+        self._closed = True
         sharer, self._sharer = self._sharer, None
         if sharer is not None:
             # Told to stop, not cancelled: redis-py can swallow a cancellation that
@@ -231,6 +208,45 @@ class RedisRateLimiter:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    async def _reserve(self) -> float:
+        """Seconds until the slot Redis gave this request, trying for ``redis_down_after``."""
+        backoff = 0.05
+        while True:
+            if self._closed:  # a waiter still unwinding must not open a new connection
+                raise ClientClosedError("this RedisRateLimiter is closed")
+            if self._down_since is not None and self._clock() < self._next_try:
+                raise self._unavailable() from None
+            try:
+                waited_us = await self._acquire_script(keys=[self._key], args=self._acquire_args)
+            except (RedisError, OSError) as exc:
+                now = self._clock()
+                if self._down_since is None:
+                    self._down_since = now
+                    logger.warning(
+                        "Redis is unreachable for the shared rate limit (%s); "
+                        "trying again for %.1f s",
+                        type(exc).__name__,
+                        self._down_after,
+                    )
+                if now - self._down_since < self._down_after:
+                    await self._sleep(backoff)
+                    backoff = min(2 * backoff, 0.5)
+                    continue
+                self._next_try = now + 1.0  # a Redis that is down is tried once a second
+                raise self._unavailable() from exc
+            if self._down_since is not None:
+                logger.warning("Redis is reachable again: the shared rate limit is back")
+                self._down_since = None
+            return int(waited_us) / 1_000_000
+
+    def _unavailable(self) -> RateLimiterUnavailableError:
+        down_for = self._clock() - (self._down_since or 0.0)
+        return RateLimiterUnavailableError(
+            f"Redis has been unreachable for {down_for:.1f} s, so the account's shared "
+            "rate limit cannot be kept; nothing was sent "
+            '(RedisRateLimiter(on_redis_down="local") paces locally instead)'
+        )
+
     async def _nap(self, seconds: float) -> None:
         """Sleep ``seconds`` (through ``sleep``), or until a pause wakes the head waiter."""
         self._waker = asyncio.get_running_loop().create_future()
@@ -244,15 +260,14 @@ class RedisRateLimiter:
             sleeper.result()  # its error, if it failed
 
     async def _share_pauses(self) -> None:
-        """The sharer: tell Redis of each pause as this process takes it."""
         while not self._closed:
             await self._pause_taken.wait()
             self._pause_taken.clear()
             await self._share_pause()  # (does nothing once closed)
 
     async def _share_pause(self, *, closing: bool = False) -> None:
-        """Tell Redis of this process's pause, if not yet told (the sharer does, and
-        :meth:`acquire` before it reserves a slot, in case the sharer has not run yet)."""
+        """Tell Redis of this process's pause, if not yet told (acquire() does too, in case
+        the sharer has not run yet)."""
         if self._closed and not closing:
             return
         # What is left of it: the time since it began has been waited out already.

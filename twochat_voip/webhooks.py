@@ -1,20 +1,6 @@
-"""Receiving 2Chat's call events: read a delivery, and a receiver to mount in your app.
-
-2Chat POSTs call events to each webhook's ``hook_url`` unsigned, so the receiver
-authenticates them by a secret token in the hook URL's query (``?token=...``), and can
-confirm each by fetching its record (see docs/call-events.md)::
-
-    receiver = WebhookReceiver(on_event, token=os.environ["HOOK_TOKEN"])
-    app.router.routes.append(Route("/2chat/calls", receiver, methods=["POST"]))  # Starlette
-    app.router.add_post("/2chat/calls", receiver.aiohttp_handler)     # aiohttp.web
-
-It answers 401 without a token and 403 with a wrong one (the handler is not called),
-400 to a body that is not a call event, and 200 once the handler has run. A
-redelivery (the same ``uuid``, ``status`` and ``updated_at``, remembered in memory) is
-answered 200 and not handed on again; an event whose handler raised (500) or took
-longer than ``timeout`` (504) is handed on again if 2Chat delivers it again. The SDK
-never logs the token; web servers' access logs do, unless you switch them off.
-"""
+"""Receiving 2Chat's call events: :func:`parse_call_event` reads a delivery, and
+:class:`WebhookReceiver` (an ASGI app, or an aiohttp.web handler) authenticates it by
+the hook URL's ``?token=`` and hands it on once (see docs/call-events.md)."""
 
 from __future__ import annotations
 
@@ -52,10 +38,9 @@ MAX_EVENT_SIZE: Final = 256 * 1024
 """Bytes a delivery may have; a call event is about one kilobyte."""
 
 _MAX_REASON: Final = 300  # characters of an explanation in an error (and a 400)
-# Characters a URL's query carries as they are (a ``+`` would arrive as a space), and
-# long enough to be a secret.
+# What a URL's query carries as it is (a ``+`` would arrive as a space), long enough to be secret.
 _TOKEN: Final = re.compile(r"[A-Za-z0-9._~-]{16,256}")
-DEFAULT_HANDLER_TIMEOUT: Final = 10.0  # seconds a delivery may take before a 504
+DEFAULT_HANDLER_TIMEOUT: Final = 10.0
 _REMEMBERED: Final = 10_000  # events a receiver remembers, to tell redeliveries from news
 
 _STATUSES: Final = {member.value.lower(): member.value for member in CallStatus}
@@ -105,15 +90,11 @@ class WebhookReceiver:
 
     Args:
         on_event: Awaited with each new :class:`CallEvent`, once per event.
-        token: The secret the hook URL carries as ``?token=``; deliveries without it
-            are refused. Use a long random one (``secrets.token_urlsafe(32)``).
+        token: The secret the hook URL carries as ``?token=`` (``secrets.token_urlsafe(32)``).
         client: A :class:`VoIPClient` for ``verify``.
-        verify: Fetch each event's record with ``client.get_call`` before handing it
-            on (one credit an event): ``event.record`` is then the record 2Chat
-            holds, and an event whose record does not exist is refused (404).
-        timeout: Seconds a delivery may take, the fetch and your handler included;
-            past it the delivery is answered 504 and the event is handed on again if
-            2Chat delivers it again.
+        verify: Fetch each event's record into ``event.record`` first (a credit an event);
+            an event whose record does not exist is refused (404).
+        timeout: Seconds a delivery may take, fetch and handler included; past it: 504.
     """
 
     def __init__(
@@ -146,8 +127,7 @@ class WebhookReceiver:
         return f"<WebhookReceiver verify={self._verify}>"
 
     async def handle(self, method: str, query: str, body: bytes) -> tuple[int, bytes]:
-        """One delivery: ``method``, the URL's query string and the body; the answer's
-        status and JSON body. The ASGI app and the aiohttp handler both call this."""
+        """Answer one delivery (``method``, the URL's query string, the body): status, JSON body."""
         return _encoded(await self._handle(method, query, body))
 
     def _refused(self, method: str, query: str) -> _Answer | None:
@@ -255,13 +235,11 @@ class WebhookReceiver:
 
         answer = self._refused(request.method, request.query_string)
         if answer is None:
-            body = bytearray()
-            while len(body) <= MAX_EVENT_SIZE:  # to the end: it may come in many parts
-                chunk = await request.content.read(MAX_EVENT_SIZE + 1 - len(body))
-                if not chunk:
-                    break
-                body += chunk
-            answer = await self._handle(request.method, request.query_string, bytes(body))
+            try:  # one byte past the limit tells a body too big
+                body = await request.content.readexactly(MAX_EVENT_SIZE + 1)
+            except asyncio.IncompleteReadError as exc:
+                body = exc.partial
+            answer = await self._handle(request.method, request.query_string, body)
         status, payload = _encoded(answer)
         return web.Response(status=status, body=payload, content_type="application/json")
 

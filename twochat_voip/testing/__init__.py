@@ -1,11 +1,4 @@
-"""Test helpers for code that uses twochat_voip: :class:`MockTransport` (answers from
-a function, no socket), a fake 2Chat server, scripted faults, generated records, a
-throwaway ``redis-server`` (:class:`RedisServer`) and PostgreSQL
-(:class:`PostgresServer`), and (in :mod:`twochat_voip.testing.pytest_plugin`) pytest
-fixtures.
-
-Nothing here touches the network beyond 127.0.0.1.
-"""
+"""Test doubles for code that uses twochat_voip, on 127.0.0.1 only (see docs/testing.md)."""
 
 from __future__ import annotations
 

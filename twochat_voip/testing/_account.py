@@ -1,5 +1,5 @@
-"""The fake server's account resources: webhooks (and delivering call events to them),
-virtual numbers and caller ids, answered as 2Chat does."""
+"""The fake server's account: webhooks (and call events delivered to them), virtual
+numbers and caller ids."""
 
 from __future__ import annotations
 
@@ -78,15 +78,13 @@ def make_caller_id(n: int) -> dict[str, Any]:
 
 
 class FakeAccount:
-    """The account behind a :class:`FakeTwoChatServer`: its webhooks, virtual numbers
-    and caller ids, and what ``GET /open/info`` says of it.
+    """The account behind a :class:`FakeTwoChatServer`.
 
     Attributes:
         webhooks: The subscriptions, as 2Chat lists them, in the order made.
         virtual_numbers: The numbers listed by ``GET /open/voip/virtual-numbers``.
         caller_ids: The caller ids listed by ``GET /open/voip/caller-ids``.
-        deliveries: ``(hook_url, status)`` of each event delivered, in order (the
-            status ``None``: the receiver could not be reached).
+        deliveries: ``(hook_url, status)`` of each event delivered (``None``: not reached).
     """
 
     def __init__(self, *, virtual_numbers: int = 3, caller_ids: int = 2) -> None:
@@ -120,8 +118,7 @@ class FakeAccount:
 
     @staticmethod
     def info(api_request_count: int, requests_per_minute: float | None) -> Answer:
-        """The answer to ``GET /open/info``: the account, its usage, and its plan's
-        limit (left out when ``requests_per_minute`` is ``None``)."""
+        """The answer to ``GET /open/info``; no ``limits`` without ``requests_per_minute``."""
         body: dict[str, Any] = {
             "success": True,
             "account": {
@@ -181,9 +178,8 @@ class FakeAccount:
     async def deliver_call(
         self, cdr: Mapping[str, Any], *, channel_uuid: str | None
     ) -> list[int | None]:
-        """POST the events of ``cdr`` reaching its status to their webhooks on
-        ``channel_uuid`` (default: the first number), as 2Chat does; the receivers'
-        statuses (``None``: not reached). Only loopback hook URLs are delivered to."""
+        """POST ``cdr``'s events to their webhooks on ``channel_uuid`` (default: the first
+        number), loopback URLs only; the receivers' statuses (``None``: not reached)."""
         number = next(n for n in self.virtual_numbers if channel_uuid in (None, n["uuid"]))
         status = cdr["status"]
         events = ["call.status.update"]
@@ -223,7 +219,6 @@ class FakeAccount:
 
 
 def _is_loopback(url: str) -> bool:
-    """Whether ``url`` points at this machine: the only place a fake delivers to."""
     host = urlsplit(url).hostname or ""
     try:
         return host == "localhost" or ip_address(host).is_loopback

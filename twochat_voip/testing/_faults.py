@@ -1,5 +1,5 @@
-"""What a test scripts into the fake server (:class:`Fault`) and reads back from it
-(:class:`ReceivedRequest`), and how an answer is written as its fault says."""
+"""Faults scripted into the fake server, the requests it logs, and answers written as a
+fault says."""
 
 from __future__ import annotations
 
@@ -23,9 +23,7 @@ _CALL_PREFIX = "/open/voip/call/"
 class Fault:
     """One scripted misbehaviour, spent on one request.
 
-    With ``status`` left ``None`` the request gets its normal answer, changed by the
-    other options; with a status it gets that status and 2Chat's error envelope
-    (or ``body``).
+    Without ``status`` the normal answer is sent, changed by the other options.
 
     Attributes:
         status: Answer with this status instead of the normal answer.
@@ -33,8 +31,7 @@ class Fault:
         headers: Extra headers for the answer.
         retry_after: A ``Retry-After`` value: seconds, or an HTTP-date string.
         delay: Seconds to wait before answering.
-        drop: Close the connection ``"before_status"``, ``"mid_headers"`` or
-            ``"mid_body"`` (the body cut short).
+        drop: Close the connection ``"before_status"``, ``"mid_headers"`` or ``"mid_body"``.
         hang: Never answer; the connection stays open until the server stops.
         trickle: Seconds between bytes of the answer, sent one at a time.
         gzip: Send the body gzip-compressed.
@@ -63,8 +60,7 @@ class ReceivedRequest:
         method: The HTTP method.
         path: The path, without the query.
         query: The query parameters (first value of each).
-        headers: The request headers, names lower-cased. The key is left out of the
-            repr, and is the test key anyway.
+        headers: The request headers, names lower-cased (not in the repr).
         received_at: when it arrived, on the event loop's clock (``loop.time()``).
         status: The status answered, ``None`` if the connection was cut or hung.
     """
@@ -94,11 +90,9 @@ class Answer:
 
     @property
     def answered_status(self) -> int | None:
-        """The status the client will read; ``None``: it hangs or is cut."""
         return None if self.fault.hang or self.fault.drop else self.status
 
     def with_fault(self, fault: Fault) -> Answer:
-        """This answer, with ``fault``'s body if it has one, to be written as it says."""
         body = fault.body
         if body is None:
             body = self.body
@@ -126,8 +120,7 @@ def error_answer(status: int, message: str | None = None) -> Answer:
 async def write_answer(
     request: web.BaseRequest, answer: Answer, closed: asyncio.Future[None]
 ) -> web.StreamResponse:
-    """Write ``answer`` as its fault says; ``closed`` (done when the server stops) ends
-    any wait early, and cuts the connection."""
+    """Write ``answer`` as its fault says; ``closed`` (the server stopped) cuts any wait short."""
     fault, body = answer.fault, answer.body
     headers = CIMultiDict([("Content-Type", fault.content_type or "application/json")])
     if fault.gzip:
@@ -163,7 +156,6 @@ async def _stream(
     fault: Fault,
     closed: asyncio.Future[None],
 ) -> web.StreamResponse:
-    """Write the body in pieces: half of it then cut, or byte by byte."""
     if fault.chunked:
         response.enable_chunked_encoding()
     else:

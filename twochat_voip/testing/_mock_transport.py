@@ -1,5 +1,4 @@
-"""MockTransport: a transport that answers from a function, for unit tests without a
-socket (as httpx's ``MockTransport``)."""
+"""MockTransport: a transport that answers from a function, as httpx's does."""
 
 from __future__ import annotations
 
@@ -16,19 +15,12 @@ Handler = Callable[[Request], Response | Awaitable[Response]]
 
 
 class MockTransport:
-    """Answers each request with ``handler(request)``: a :class:`~twochat_voip.Response`,
-    or an awaitable of one, whose headers are read case-insensitively, as HTTP's are.
+    """Answers each request with ``handler(request)``: a :class:`~twochat_voip.Response`
+    (headers read case-insensitively), or an awaitable of one, for tests without a socket.
+
     An exception it raises is the transport's: raise
-    :class:`~twochat_voip.APIConnectionError` for a dropped connection
-    (``sent=False``: never connected, no credit spent). It caps no body size::
-
-        def handler(request: Request) -> Response:
-            if request.url.endswith("/CDR1"):
-                return Response(200, {}, json.dumps(EXAMPLE_ANSWER).encode())
-            return Response(404, {}, b'{"success": false, "error_message": "not found"}')
-
-        async with VoIPClient(api_key="test", transport=MockTransport(handler)) as voip:
-            ...
+    :class:`~twochat_voip.APIConnectionError` for a dropped connection (``sent=False``:
+    never connected, no credit spent). It caps no body size.
 
     Attributes:
         requests: Every request it was given, in order.

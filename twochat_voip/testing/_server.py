@@ -31,36 +31,27 @@ DEFAULT_TEST_KEY = "test-key-not-a-secret"
 
 
 class FakeTwoChatServer:
-    """A fake of 2Chat's VoIP API on 127.0.0.1, for your tests and ours.
-
-    ::
+    """A fake of 2Chat's VoIP API on 127.0.0.1, for your tests and ours::
 
         async with FakeTwoChatServer(cdrs=generate_cdrs(100)) as server:
             server.fail_next(Fault(status=503), Fault(drop="mid_body"))
             async with VoIPClient(api_key=server.api_key, base_url=server.base_url) as voip:
                 ...
 
-    It serves ``GET /open/voip/call/{uuid}``, ``GET /open/voip/call-history``,
-    ``GET /open/info``, the webhooks, virtual numbers and caller ids (see
-    :attr:`account`; :meth:`complete_call` delivers call events) the way 2Chat does,
-    error envelopes included; checks ``X-User-API-Key``; can enforce a per-minute
-    limit answering 429; and logs every request.
+    It serves a call, the call history, ``/open/info``, the webhooks, virtual numbers
+    and caller ids (see :attr:`account`) as 2Chat does, error envelopes included;
+    checks ``X-User-API-Key``; can answer 429 past a per-minute limit; logs requests.
 
     Args:
         cdrs: Records to serve, as wire JSON; default: the documented example only.
         api_key: The key it accepts; ``None`` accepts any key (but still wants one).
         requests_per_minute: Enforce this limit, like 2Chat, answering 429.
-        rate_burst: Requests the limit lets through back to back. The limit is a
-            GCRA (a leaky bucket): one request every ``60 / requests_per_minute``
-            seconds, with room for ``rate_burst`` early ones. Raise
-            ``requests_per_minute`` to run a limit in a test that takes seconds.
+        rate_burst: Requests the limit (a leaky bucket) lets through back to back.
         rate_limit_retry_after: Send ``Retry-After`` with 429s (2Chat does not).
         history_page_size: Records per page of the call history.
-        plan_requests_per_minute: The limit ``GET /open/info`` reports
-            (``limits.requests_per_minute``); default ``requests_per_minute``, and
-            without either the answer has no ``limits``.
-        log_requests: Keep every request in :attr:`requests`; ``False`` keeps only
-            the counts (for long soak runs, whose memory must stay flat).
+        plan_requests_per_minute: The limit ``GET /open/info`` reports; default
+            ``requests_per_minute`` (neither: no ``limits``).
+        log_requests: Keep every request in :attr:`requests`; ``False`` keeps only counts.
     """
 
     def __init__(
@@ -108,8 +99,7 @@ class FakeTwoChatServer:
         """Start listening; :attr:`base_url` is known from here on."""
         app = web.Application()
         app.router.add_route("*", "/{path:.*}", self._handle)
-        # Every wait of the fake's own ends when it closes; the timeout only cuts a
-        # request whose body never finished arriving.
+        # The fake's own waits end when it closes; the timeout cuts a body that never arrives.
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
@@ -153,15 +143,13 @@ class FakeTwoChatServer:
         return list(self._wire)
 
     def fail_next(self, *faults: Fault, call_uuid: str | None = None) -> None:
-        """Spend these faults, in order, on the next requests (for ``call_uuid`` only,
-        if given); after them, requests are answered normally again."""
+        """Spend these faults, in order, on the next requests (for ``call_uuid`` only, if given)."""
         self._faults.extend((call_uuid, fault) for fault in faults)
 
     def fail_randomly(self, rate: float, faults: Iterable[Fault], *, seed: int = 0) -> None:
-        """From now on, answer a share ``rate`` of requests with one of ``faults``,
-        picked at random (repeatably, from ``seed``). ``rate=0`` stops it."""
+        """Answer a share ``rate`` of requests with one of ``faults``, repeatably from
+        ``seed``; ``rate=0`` stops it."""
         choices = list(faults)
-        # Repeatable test faults, not secrets.
         rng = random.Random(seed)  # noqa: S311  # nosec B311
         self._random_faults = (rate, choices, rng) if rate > 0 and choices else None
 
@@ -179,10 +167,8 @@ class FakeTwoChatServer:
     async def complete_call(
         self, call_uuid: str, status: str = "COMPLETED", *, channel_uuid: str | None = None
     ) -> list[int | None]:
-        """A served call reaches ``status``: deliver its events (``call.status.update``,
-        and the direction's ``….completed`` for an ended call) to every webhook on
-        ``channel_uuid`` (default: the first virtual number), as 2Chat would; the
-        receivers' statuses, in order. The record served changes to ``status`` too."""
+        """A served call reaches ``status``: POST its events to the webhooks on
+        ``channel_uuid`` (default: the first number) as 2Chat would; the receivers' statuses."""
         cdr = {**self._wire[call_uuid], "status": status}
         self.add_cdrs([cdr])
         return await self.account.deliver_call(cdr, channel_uuid=channel_uuid)
@@ -193,7 +179,6 @@ class FakeTwoChatServer:
         return self._status_counts.copy()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        """Every request, whatever its path: answer it, log it, write the answer."""
         self._in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:
@@ -228,7 +213,6 @@ class FakeTwoChatServer:
         return Fault()
 
     def _answer(self, request: ReceivedRequest, body: bytes) -> Answer:
-        """What 2Chat would answer, with the next fault."""
         key = request.headers.get("x-user-api-key")
         if not key:
             return json_answer(403, {"detail": "Not authenticated"})
@@ -250,7 +234,6 @@ class FakeTwoChatServer:
         return self._served(request, body).with_fault(fault)
 
     def _served(self, request: ReceivedRequest, body: bytes) -> Answer:
-        """The normal answer to an authorised request within the limit."""
         method, path, query = request.method, request.path, request.query
         resource = self.account.answer(method, path, query, body)
         if resource is not None:

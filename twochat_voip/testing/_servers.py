@@ -41,7 +41,6 @@ class _ChildServer:
         raise NotImplementedError
 
     def _launch(self, *command: str) -> None:
-        """Run ``command`` and wait until the server takes connections."""
         # Its log goes nowhere: a pipe nobody reads would fill and stall it.
         self._process = subprocess.Popen(  # noqa: S603  # nosec B603
             command,
@@ -151,10 +150,7 @@ class RedisServer(_ChildServer):
 
 class PostgresServer(_ChildServer):
     """A PostgreSQL server on 127.0.0.1: a fresh cluster with ``trust`` authentication
-    and no durability, removed when closed::
-
-        with PostgresServer() as postgres:
-            url = postgres.url  # postgresql://postgres@127.0.0.1:PORT/postgres
+    and no durability, removed when closed (``with PostgresServer() as postgres:``).
 
     It runs the OS packages' ``initdb`` and ``postgres`` (on ``PATH`` or under
     ``/usr/lib/postgresql/*/bin``); as root, as the ``postgres`` user they made.

@@ -1,11 +1,6 @@
-"""pytest fixtures for code that uses twochat_voip (needs pytest-asyncio).
+"""pytest fixtures (with pytest-asyncio): ``twochat_server`` and ``twochat_client``.
 
-Enable them in your ``conftest.py``::
-
-    pytest_plugins = ["twochat_voip.testing.pytest_plugin"]
-
-Then ask for ``twochat_server`` (a started :class:`FakeTwoChatServer` serving the
-documented example record) or ``twochat_client`` (a :class:`VoIPClient` pointed at it).
+Enable them with ``pytest_plugins = ["twochat_voip.testing.pytest_plugin"]``.
 """
 
 from __future__ import annotations
