@@ -44,16 +44,27 @@ def _no_ambient_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TWOCHAT_BASE_URL", raising=False)
 
 
+_AIOHTTPS_OWN = frozenset({"transport", "session", "trace_configs", "max_response_size"})
+
+
 @pytest_asyncio.fixture
 async def make_client(
-    twochat_server: FakeTwoChatServer,
+    twochat_server: FakeTwoChatServer, request: pytest.FixtureRequest
 ) -> AsyncIterator[Callable[..., VoIPClient]]:
-    """Build clients for the fake server with any options; all closed after the test."""
+    """Build clients for the fake server with any options; all closed after the test.
+
+    They reach it in memory (``twochat_server.transport()``), unless the test is marked
+    ``socket`` or gives aiohttp's own options: then over 127.0.0.1.
+    """
     made: list[VoIPClient] = []
+    in_memory = request.node.get_closest_marker("socket") is None
 
     def make(**options: Any) -> VoIPClient:
         options.setdefault("api_key", twochat_server.api_key)
         options.setdefault("base_url", twochat_server.base_url)
+        own = options["base_url"] == twochat_server.base_url and not _AIOHTTPS_OWN & options.keys()
+        if in_memory and own:
+            options["transport"] = twochat_server.transport()
         client = VoIPClient(**options)
         made.append(client)
         return client

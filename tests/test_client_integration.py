@@ -161,6 +161,7 @@ async def test_too_long_retry_after_on_a_retry_stops_there(
     assert len(twochat_server.requests) == 2
 
 
+@pytest.mark.socket  # aiohttp's timeouts, drops and decoding
 async def test_timeout_is_per_attempt(
     twochat_server: FakeTwoChatServer, make_client: MakeClient
 ) -> None:
@@ -172,6 +173,7 @@ async def test_timeout_is_per_attempt(
     assert len(twochat_server.requests) == 3
 
 
+@pytest.mark.socket  # aiohttp's timeouts, drops and decoding
 async def test_timeout_ends_in_api_timeout_error(
     twochat_server: FakeTwoChatServer, make_client: MakeClient
 ) -> None:
@@ -193,6 +195,7 @@ async def test_call_timeout_overrides_client_timeout(
     assert record.uuid == CALL
 
 
+@pytest.mark.socket  # aiohttp's timeouts, drops and decoding
 async def test_trickling_server_times_out(
     twochat_server: FakeTwoChatServer, make_client: MakeClient
 ) -> None:
@@ -202,6 +205,7 @@ async def test_trickling_server_times_out(
         await make_client(timeout=0.3, max_retries=0).get_call(CALL)
 
 
+@pytest.mark.socket  # aiohttp's timeouts, drops and decoding
 async def test_hanging_server_times_out(
     twochat_server: FakeTwoChatServer, make_client: MakeClient
 ) -> None:
@@ -211,6 +215,7 @@ async def test_hanging_server_times_out(
         await make_client(timeout=0.2, max_retries=0).get_call(CALL)
 
 
+@pytest.mark.socket  # aiohttp's timeouts, drops and decoding
 @pytest.mark.parametrize("where", ["before_status", "mid_headers", "mid_body"])
 async def test_dropped_connection_is_retried(
     twochat_server: FakeTwoChatServer, make_client: MakeClient, where: str
@@ -222,6 +227,7 @@ async def test_dropped_connection_is_retried(
     assert len(twochat_server.requests) == 2
 
 
+@pytest.mark.socket  # aiohttp's timeouts, drops and decoding
 @pytest.mark.parametrize("where", ["before_status", "mid_headers", "mid_body"])
 async def test_dropped_connection_without_retries(
     twochat_server: FakeTwoChatServer, make_client: MakeClient, where: str
@@ -344,6 +350,7 @@ async def test_oversized_answer_is_refused(
         await make_client(max_response_size=1000).get_call(CALL)
 
 
+@pytest.mark.socket  # aiohttp's timeouts, drops and decoding
 async def test_compressed_bomb_is_capped(
     twochat_server: FakeTwoChatServer, make_client: MakeClient
 ) -> None:
@@ -353,6 +360,7 @@ async def test_compressed_bomb_is_capped(
         await make_client().get_call(CALL)
 
 
+@pytest.mark.socket  # aiohttp's timeouts, drops and decoding
 @pytest.mark.parametrize(
     "fault",
     [Fault(gzip=True), Fault(chunked=True), Fault(content_type="text/html"), Fault(trickle=0.0001)],

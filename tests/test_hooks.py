@@ -117,6 +117,7 @@ async def test_a_failed_call_ends_with_its_error(
     assert (ended.attempts, ended.status_code, ended.error) == (1, 404, caught.value)
 
 
+@pytest.mark.socket  # aiohttp's timeouts, drops and decoding
 async def test_a_dropped_connection_is_told_as_request_failed(
     twochat_server: FakeTwoChatServer, make_client: MakeClient
 ) -> None:

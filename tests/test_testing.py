@@ -249,3 +249,24 @@ def test_received_requests_hide_the_key_in_repr(tmp_path: Path) -> None:
         ).call_uuid
         is None
     )
+
+
+async def test_the_in_memory_transport_answers_as_the_socket_does(
+    twochat_server: FakeTwoChatServer,
+) -> None:
+    """server.transport(): the same answers, counts and log as over 127.0.0.1; a fault
+    only a socket can show is refused, saying so."""
+    twochat_server.fail_next(Fault(status=503, retry_after=0))
+    async with VoIPClient(
+        api_key=twochat_server.api_key,
+        base_url=twochat_server.base_url,
+        transport=twochat_server.transport(),
+        max_retries=1,
+    ) as voip:
+        record = await voip.get_call(EXAMPLE_CDR["uuid"])
+        assert record == converter.structure(EXAMPLE_CDR, CallDetailRecord)
+        assert [r.status for r in twochat_server.requests] == [503, 200]
+        assert twochat_server.status_counts == {503: 1, 200: 1}
+        twochat_server.fail_next(Fault(drop="mid_body"))
+        with pytest.raises(ValueError, match="needs a socket"):
+            await voip.get_call(EXAMPLE_CDR["uuid"])

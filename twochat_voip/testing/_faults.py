@@ -92,6 +92,15 @@ class Answer:
     def answered_status(self) -> int | None:
         return None if self.fault.hang or self.fault.drop else self.status
 
+    def headers(self) -> CIMultiDict[str]:
+        """The answer's headers, as its fault says (not its transfer encoding)."""
+        fault = self.fault
+        headers = CIMultiDict([("Content-Type", fault.content_type or "application/json")])
+        if fault.retry_after is not None:
+            headers["Retry-After"] = str(fault.retry_after)
+        headers.extend(fault.headers)
+        return headers
+
     def with_fault(self, fault: Fault) -> Answer:
         body = fault.body
         if body is None:
@@ -121,14 +130,10 @@ async def write_answer(
     request: web.BaseRequest, answer: Answer, closed: asyncio.Future[None]
 ) -> web.StreamResponse:
     """Write ``answer`` as its fault says; ``closed`` (the server stopped) cuts any wait short."""
-    fault, body = answer.fault, answer.body
-    headers = CIMultiDict([("Content-Type", fault.content_type or "application/json")])
+    fault, body, headers = answer.fault, answer.body, answer.headers()
     if fault.gzip:
         body = gzip.compress(body)
         headers["Content-Encoding"] = "gzip"
-    if fault.retry_after is not None:
-        headers["Retry-After"] = str(fault.retry_after)
-    headers.extend(fault.headers)
     if fault.hang or fault.delay:
         await asyncio.wait([closed], timeout=None if fault.hang else fault.delay)
     if closed.done() or fault.drop == "before_status":

@@ -11,9 +11,12 @@ from urllib.parse import parse_qs
 
 import attrs
 from aiohttp import web
+from multidict import CIMultiDictProxy
+from yarl import URL
 
 from twochat_voip._clock import loop_time
 from twochat_voip._gcra import Gcra
+from twochat_voip._requests import Request, Response
 from twochat_voip.testing._account import FakeAccount
 from twochat_voip.testing._data import EXAMPLE_CDR
 from twochat_voip.testing._faults import (
@@ -24,6 +27,7 @@ from twochat_voip.testing._faults import (
     json_answer,
     write_answer,
 )
+from twochat_voip.testing._mock_transport import MockTransport
 
 __all__ = ["DEFAULT_TEST_KEY", "FakeTwoChatServer", "Fault", "ReceivedRequest"]
 
@@ -38,9 +42,8 @@ class FakeTwoChatServer:
             async with VoIPClient(api_key=server.api_key, base_url=server.base_url) as voip:
                 ...
 
-    It serves a call, the call history, ``/open/info``, the webhooks, virtual numbers
-    and caller ids (see :attr:`account`) as 2Chat does, error envelopes included;
-    checks ``X-User-API-Key``; can answer 429 past a per-minute limit; logs requests.
+    It serves the calls, history, info, webhooks, numbers and caller ids (see
+    :attr:`account`) as 2Chat does; checks the key; can answer 429 past a limit.
 
     Args:
         cdrs: Records to serve, as wire JSON; default: the documented example only.
@@ -178,28 +181,54 @@ class FakeTwoChatServer:
         """How many answers of each status were given (``None``: cut or hung)."""
         return self._status_counts.copy()
 
+    def transport(self) -> MockTransport:
+        """A transport answering as this server does, in memory (no socket, no HTTP):
+        ``VoIPClient(base_url=server.base_url, transport=server.transport())``. A fault
+        only a socket shows (``drop``, ``hang``, ``trickle``) raises ``ValueError``."""
+        return MockTransport(self._answer_in_memory)
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self._in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:
             body = await request.read()
-            received = ReceivedRequest(
-                method=request.method,
-                path=request.rel_url.raw_path,
-                query={k: v[0] for k, v in parse_qs(request.rel_url.raw_query_string).items()},
-                headers={name.lower(): value for name, value in request.headers.items()},
-                received_at=loop_time(),
-                status=None,
-            )
-            answer = self._answer(received, body)
-            self.request_count += 1
-            self._status_counts[answer.answered_status] += 1
-            if self._log_requests:
-                self.requests.append(attrs.evolve(received, status=answer.answered_status))
-            self._arrived.set()
+            answer = self._receive(request.method, request.rel_url, request.headers, body)
             return await write_answer(request, answer, self._closed)
         finally:
             self._in_flight -= 1
+
+    async def _answer_in_memory(self, request: Request) -> Response:
+        self._in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            url = URL(request.url, encoded=True)
+            answer = self._receive(request.method, url, request.headers, request.body or b"")
+            fault = answer.fault
+            if fault.drop or fault.hang or fault.trickle is not None:
+                raise ValueError(f"{fault!r} needs a socket: make the client without transport=")
+            if fault.delay:
+                await asyncio.wait([self._closed], timeout=fault.delay)
+            return Response(answer.status, CIMultiDictProxy(answer.headers()), answer.body)
+        finally:
+            self._in_flight -= 1
+
+    def _receive(self, method: str, url: URL, headers: Mapping[str, str], body: bytes) -> Answer:
+        """Decide the answer to a request, and log it."""
+        received = ReceivedRequest(
+            method=method,
+            path=url.raw_path,
+            query={k: v[0] for k, v in parse_qs(url.raw_query_string).items()},
+            headers={name.lower(): value for name, value in headers.items()},
+            received_at=loop_time(),
+            status=None,
+        )
+        answer = self._answer(received, body)
+        self.request_count += 1
+        self._status_counts[answer.answered_status] += 1
+        if self._log_requests:
+            self.requests.append(attrs.evolve(received, status=answer.answered_status))
+        self._arrived.set()
+        return answer
 
     def _next_fault(self, call_uuid: str | None) -> Fault:
         for index, (wanted, fault) in enumerate(self._faults):
