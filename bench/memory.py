@@ -29,7 +29,8 @@ def hold(variant: str, count: int) -> int:
     from multidict import CIMultiDict
 
     from bench.stacks import Envelope
-    from twochat_voip._protocol import Response, parse_call
+    from twochat_voip._protocol import parse_call
+    from twochat_voip._requests import Response
 
     headers = CIMultiDict({"Content-Type": "application/json"})
     decode: Callable[[bytes], object] = {

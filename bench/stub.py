@@ -12,7 +12,8 @@ from multidict import CIMultiDict
 
 from twochat_voip import CallDetailRecord
 from twochat_voip._converter import sdk_converter
-from twochat_voip._protocol import Response, parse_call
+from twochat_voip._protocol import parse_call
+from twochat_voip._requests import Response
 from twochat_voip.testing import EXAMPLE_ANSWER
 
 STUBBED = "twochat_voip get_calls, structuring stubbed"

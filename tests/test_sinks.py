@@ -398,7 +398,8 @@ def test_the_exact_parse_fails_as_the_fast_one_does(status: int, body: bytes) ->
     """Every answer that is not a record is the same error on both paths."""
     from multidict import CIMultiDict
 
-    from twochat_voip._protocol import Response, parse_call
+    from twochat_voip._protocol import parse_call
+    from twochat_voip._requests import Response
     from twochat_voip._wire import parse_call_wire
 
     response = Response(status, CIMultiDict(), body)

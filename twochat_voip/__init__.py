@@ -34,8 +34,8 @@ from twochat_voip._errors import (
 from twochat_voip._events import CallEvent, Contact
 from twochat_voip._models import Agent, CallCost, CallDetailRecord, CallDirection, CallStatus
 from twochat_voip._observe import configure_logging_from_env
-from twochat_voip._protocol import Request, Response
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
+from twochat_voip._requests import Request, Response
 from twochat_voip._resources import (
     Account,
     AccountInfo,

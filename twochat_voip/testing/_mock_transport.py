@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from twochat_voip._protocol import Request, Response
+from twochat_voip._requests import Request, Response
 
 __all__ = ["MockTransport"]
 
