@@ -1,19 +1,10 @@
-"""The adaptive law: when 429s mean a limit, how far a cut goes, how the rate climbs
-back. :class:`~twochat_voip.AdaptiveRateLimiter` applies it; docs/many-workers.md tells
-why it is this way, with the runs that chose its numbers.
+"""The adaptive law (docs/many-workers.md tells why, with the runs that chose it).
 
-- **Slow start.** Without a rate, start at 4 requests a second and double every half
-  second until the server pushes back (past 1,000 a second, stop pacing).
-- **A limit, not noise.** Cut only when 429s are a real share of recent answers, and
-  only 429s for requests sent after the last cut count (a volley for requests already
-  in flight counts once). The cut is to 80% (90% with the plan known) of the rate the
-  server *accepted*, not of the rate sent.
-- **Climb by time.** Without the plan: back to what was accepted within 5 s, then 1% of
-  it a second, doubling every second after 2 s more. With the plan's limit: the same
-  steps of the plan for every process on the account (1% of it a second, doubling every
-  2 s), never above it; additive increase and multiplicative decrease even out the
-  shares of processes on one account. At low rates the climb's clock slows so that a
-  cycle spans enough answers for a limit to show.
+Without a rate, start slow and double until 429s push back. Cut only when fresh 429s
+are a real share of recent answers, to 80% (90% knowing the plan) of the rate the
+server accepted. Then climb by time: without the plan, back to the accepted rate in
+5 s, then 1% a second, doubling after 2 s more; with it, every process by the same
+steps of the plan, never above it, so that their shares even out.
 """
 
 from __future__ import annotations

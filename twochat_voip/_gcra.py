@@ -26,22 +26,16 @@ class Gcra:
         return self.tat - (self.burst - 1) * self.interval
 
     def take(self, now: float, due: float) -> None:
-        """A request that waited for its slot ``due`` leaves at ``now``: the next one
-        is due an interval after ``due``, not after ``now``, so that a sleeper woken a
-        little late does not push every later slot back (which cost 17% of a 6,000 a
-        minute rate). Lateness is made up for up to half an interval only: a loop
-        stalled for a second must not be followed by a second's worth at once."""
+        """A request that waited for its slot ``due`` leaves at ``now``: the next is
+        due an interval after ``due`` (a sleeper woken late does not push every later
+        slot back), but lateness is made up for up to half an interval only."""
         self.tat = max(self.tat, due, now - 0.5 * self.interval) + self.interval
 
     def police(self, now: float) -> float:
         """Admit a request arriving at ``now`` (``0.0``; the TAT moves on), or refuse it:
         the seconds until one would be admitted."""
-        tat = self.tat
-        if tat <= now:  # the usual case, first: no max(), no product (a limiter runs
-            self.tat = now + self.interval  # this once a request)
-            return 0.0
-        earliest = tat - (self.burst - 1) * self.interval  # earliest(), inline
+        earliest = self.earliest()
         if now < earliest:
             return earliest - now
-        self.tat = tat + self.interval
+        self.tat = max(self.tat, now) + self.interval
         return 0.0
