@@ -1,34 +1,5 @@
-"""Every error the SDK raises, one tree under :class:`TwoChatError`::
-
-    TwoChatError
-    ├── MissingAPIKeyError          no key given and TWOCHAT_API_KEY unset
-    ├── InvalidAPIKeyError          a key no header can carry (also a ValueError)
-    ├── InvalidCallUUIDError        not a call id (also a ValueError and TypeError)
-    ├── ClientClosedError           the client was used after aclose()
-    ├── EventLoopMismatchError      the client was used in another event loop
-    ├── BudgetExhaustedError        max_requests were sent; nothing more is
-    ├── RateLimiterUnavailableError a shared rate limiter's store (Redis) is down
-    ├── SinkError                   an export's output refused: locked, not an export
-    │   └── RecordRefusedError      the output refused one record (the run goes on)
-    ├── APIConnectionError          refused, reset, dropped, DNS, TLS
-    │   └── APITimeoutError         an attempt took longer than its timeout
-    ├── APIStatusError              the server answered, and not with a record
-    │   ├── BadRequestError         400
-    │   ├── AuthenticationError     401
-    │   ├── PaymentRequiredError    402: trial over or credits used up
-    │   ├── PermissionDeniedError   403
-    │   ├── NotFoundError           404
-    │   ├── UnprocessableEntityError 422
-    │   ├── RateLimitError          429, with retry_after
-    │   ├── ServerError             5xx
-    │   └── RedirectError           3xx the client would not follow
-    ├── ResponseValidationError     an answer that is not the documented shape
-    └── InvalidCallEventError       a webhook delivery that is not a call event
-
-Other statuses (406, 409, 410, 486, ...) and a 2xx with ``"success": false`` raise a
-plain :class:`APIStatusError`. Errors carry no request headers, so the API key never
-rides along in an exception, its attributes or its chained cause.
-"""
+"""Every error the SDK raises, one tree under :class:`TwoChatError` (drawn in
+``docs/retries.md``). Errors carry no request headers, so never the API key."""
 
 from __future__ import annotations
 
