@@ -50,8 +50,8 @@ class EventLoopMismatchError(TwoChatError, RuntimeError):
 
 
 class BudgetExhaustedError(TwoChatError):
-    """The client has sent the ``max_requests`` it was allowed (every request costs a
-    credit, 429s and retries included), so nothing more is sent.
+    """The client has sent the ``max_requests`` it was allowed (429s and retries
+    included), so nothing more is sent.
 
     Attributes:
         max_requests: The budget that was spent.
@@ -188,8 +188,7 @@ class UnprocessableEntityError(APIStatusError):
 
 
 class RateLimitError(APIStatusError):
-    """429: too many requests for the account this minute; ``retry_after`` says how
-    long the server asked to wait, when it said."""
+    """429: too many requests this minute; ``retry_after`` is the server's wait, if said."""
 
 
 class ServerError(APIStatusError):

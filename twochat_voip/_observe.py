@@ -9,7 +9,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import attrs
@@ -17,7 +17,7 @@ import attrs
 from twochat_voip import hooks as events
 from twochat_voip._clock import loop_time
 from twochat_voip._errors import TwoChatError
-from twochat_voip._protocol import Request
+from twochat_voip._requests import Request
 from twochat_voip._retry import RetryNotice
 
 logger: Final = logging.getLogger("twochat_voip")
@@ -84,11 +84,9 @@ class CallWatch:
 class Observer:
     """A client's log and hooks (told every event, after the log)."""
 
-    def __init__(
-        self, hooks: Sequence[events.Hook], base_url: str, clock: Callable[[], float] = loop_time
-    ) -> None:
+    def __init__(self, hooks: Sequence[events.Hook], base_url: str) -> None:
         self.hooks: Final = tuple(hooks)
-        self.clock: Final = clock
+        self.clock: Final = loop_time
         self._base_url = base_url
         self._budget_told = False
         self._failures: collections.Counter[int] = collections.Counter()
