@@ -16,39 +16,29 @@ from yarl import URL
 from twochat_voip._converter import explain_invalid, sdk_converter
 from twochat_voip._errors import ResponseValidationError
 from twochat_voip._models import CallDetailRecord
-from twochat_voip._protocol import (
-    Request,
-    Requests,
-    Response,
-    _invalid,
-    parse_envelope,
-    parse_history_page,
-)
+from twochat_voip._protocol import _invalid, parse_envelope, parse_history_page
+from twochat_voip._requests import Request, Requests, Response
 from twochat_voip._resources import AccountInfo, CallerId, VirtualNumber, Webhook, WebhookEvent
 
 _T = TypeVar("_T")
+_Parse = Callable[[Response, str | None], _T]
 
 MAX_PAGE_SIZE: Final = 200
 """The largest ``results_per_page`` 2Chat documents (one page says 200, others 50)."""
-
 DEFAULT_PAGE_SIZE: Final = 50
 """The smaller size 2Chat documents: a page shorter than asked ends a list."""
-
 _SLACK_PAGES: Final = 2
 """Pages a history may run past what its ``count`` says before it is stopped."""
-
 _ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def _id(value: object, what: str) -> str:
-    """A 2Chat id that is a plain path segment, or a ValueError before any I/O."""
     if not isinstance(value, str) or _ID.fullmatch(value) is None:
         raise ValueError(f"{what} must be a 2Chat id (letters, digits, '-', '_'), got {value!r}")
     return value
 
 
 def _page_size(page_size: int) -> int:
-    """``page_size`` if 2Chat serves it, checked before anything is sent."""
     if type(page_size) is not int or not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be a whole number from 1 to {MAX_PAGE_SIZE}")
     return page_size
@@ -62,7 +52,7 @@ def _structure(response: Response, value: object, cls: type[_T], where: str) -> 
     return result
 
 
-def _list_of(key: str, cls: type[_T]) -> Callable[[Response, str | None], list[_T]]:
+def _list_of(key: str, cls: type[_T]) -> _Parse[list[_T]]:
     def parse(response: Response, call_uuid: str | None = None) -> list[_T]:
         items = parse_envelope(response, call_uuid).get(key)
         if not isinstance(items, list):
@@ -83,34 +73,33 @@ def parse_webhook(response: Response, call_uuid: str | None = None) -> Webhook:
     return _structure(response, data, Webhook, "data")
 
 
-parse_webhooks: Final = _list_of("webhooks", Webhook)
-parse_virtual_numbers: Final = _list_of("numbers", VirtualNumber)
-parse_caller_ids: Final = _list_of("caller_ids", CallerId)
-
-
 def parse_deleted(response: Response, call_uuid: str | None = None) -> None:
     """A delete's answer: success, or the error it amounts to."""
     parse_envelope(response, call_uuid)
 
 
+parse_webhooks: Final = _list_of("webhooks", Webhook)
+parse_virtual_numbers: Final = _list_of("numbers", VirtualNumber)
+parse_caller_ids: Final = _list_of("caller_ids", CallerId)
+
+
 class AccountMethods:
-    """What :class:`~twochat_voip.VoIPClient` can ask besides call records. Each
-    request costs a credit, is paced by the client's limiter and counted in its
-    stats; GETs and DELETEs are retried as records are, a subscription (a POST) only
-    after a 429, which the server surely did not act on."""
+    """What :class:`~twochat_voip.VoIPClient` can ask besides call records."""
 
     _requests: Requests
 
     if TYPE_CHECKING:
 
         async def _call(
-            self,
-            request: Request,
-            parse: Callable[[Response, str | None], _T],
-            *,
-            rate_limits_are_free: bool = False,
-        ) -> _T:
-            """The client's call (see :meth:`~twochat_voip.VoIPClient._call`)."""
+            self, request: Request, parse: _Parse[_T], *, rate_limits_are_free: bool = False
+        ) -> _T: ...
+
+    def _request(
+        self, method: str, path: str, route: str | None = None, body: object = None
+    ) -> Request:
+        data = None if body is None else json.dumps(body).encode()
+        url = self._requests.base_url + path
+        return Request(method, url, self._requests.headers, body=data, route=route)
 
     async def iter_call_history(
         self,
@@ -119,14 +108,11 @@ class AccountMethods:
         start_page: int = 0,
         on_page: Callable[[int], None] | None = None,
     ) -> AsyncGenerator[CallDetailRecord, None]:
-        """Yield the account's call records from ``GET /open/voip/call-history``, each
+        """Yield the account's call records (``GET /open/voip/call-history``), each
         once, page by page from ``start_page`` until an empty page.
 
-        Calls arriving meanwhile shift the pages; a record seen on an earlier page is
-        not yielded again. ``on_page`` is called after each page with the page to
-        resume at: pass it as ``start_page`` to go on after a stop (resuming never
-        skips a record, though it may see some again). History records carry no
-        ``agent``: :meth:`~twochat_voip.VoIPClient.get_call` has it.
+        ``on_page`` is called after each page with the page to resume at (as
+        ``start_page``). History records carry no ``agent``.
 
         Raises:
             ResponseValidationError: a page holds nothing new, or the listing runs on
@@ -167,8 +153,7 @@ class AccountMethods:
                 )
 
     async def get_account_info(self) -> AccountInfo:
-        """The account, its plan's limits and its usage (``GET /open/info``): the call
-        ``requests_per_minute="auto"`` makes."""
+        """The account, its plan's limits and its usage (``GET /open/info``)."""
         return await self._call(self._requests.info(), parse_account_info)
 
     async def subscribe_webhook(
@@ -178,8 +163,7 @@ class AccountMethods:
 
         Args:
             event: A :class:`WebhookEvent` (or its name).
-            hook_url: Your receiver's address; put a secret in it (``?token=...``,
-                see :class:`twochat_voip.webhooks.WebhookReceiver`).
+            hook_url: Your receiver's address, with a secret in it (``?token=...``).
             channel_uuid: The virtual number (``DID…``).
 
         Raises:
@@ -194,36 +178,29 @@ class AccountMethods:
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError("hook_url must be an absolute http(s) URL that 2Chat can reach")
         body = {"hook_url": hook_url, "channel_uuid": _id(channel_uuid, "channel_uuid")}
-        request = Request(
-            "POST",
-            f"{self._requests.base_url}/open/webhooks/subscribe/{quote(name)}",
-            self._requests.headers,
-            body=json.dumps(body).encode(),
-            route="/open/webhooks/subscribe/{event}",
-        )
+        path = f"/open/webhooks/subscribe/{quote(name)}"
+        request = self._request("POST", path, "/open/webhooks/subscribe/{event}", body)
         return await self._call(request, parse_webhook)
 
     async def list_webhooks(self, channel_uuid: str | None = None) -> list[Webhook]:
         """The account's webhooks, or one virtual number's."""
-        path = route = "/open/webhooks"
-        if channel_uuid is not None:
-            path += f"/channel/{_id(channel_uuid, 'channel_uuid')}"
-            route += "/channel/{channel_uuid}"
-        request = Request(
-            "GET", self._requests.base_url + path, self._requests.headers, route=route
-        )
+        if channel_uuid is None:
+            return await self._call(self._request("GET", "/open/webhooks"), parse_webhooks)
+        path = f"/open/webhooks/channel/{_id(channel_uuid, 'channel_uuid')}"
+        request = self._request("GET", path, "/open/webhooks/channel/{channel_uuid}")
         return await self._call(request, parse_webhooks)
 
     async def delete_webhook(self, webhook_uuid: str) -> None:
         """Delete a subscription (``DELETE /open/webhooks/{webhook_uuid}``).
 
         Raises:
-            NotFoundError: there is no such subscription; also when a first attempt
-                deleted it and its answer was lost, so that a retry found it gone.
+            NotFoundError: there is no such subscription, or a retry found it deleted
+                by an attempt whose answer was lost.
         """
-        url = f"{self._requests.base_url}/open/webhooks/{_id(webhook_uuid, 'webhook_uuid')}"
-        route = "/open/webhooks/{webhook_uuid}"
-        await self._call(Request("DELETE", url, self._requests.headers, route=route), parse_deleted)
+        path = f"/open/webhooks/{_id(webhook_uuid, 'webhook_uuid')}"
+        await self._call(
+            self._request("DELETE", path, "/open/webhooks/{webhook_uuid}"), parse_deleted
+        )
 
     def iter_virtual_numbers(
         self, *, page_size: int = DEFAULT_PAGE_SIZE
@@ -238,16 +215,14 @@ class AccountMethods:
         return self._pages("caller-ids", parse_caller_ids, _page_size(page_size))
 
     async def _pages(
-        self, path: str, parse: Callable[[Response, str | None], list[_T]], page_size: int
+        self, path: str, parse: _Parse[list[_T]], page_size: int
     ) -> AsyncGenerator[_T, None]:
-        """Pages from 0 until an empty or short one (``count`` is not always a total),
-        each item once; a page repeating the one before raises ResponseValidationError."""
-        url = f"{self._requests.base_url}/open/voip/{path}"
+        """Pages from 0 until an empty or short one (``count`` is not always a total)."""
         seen: set[object] = set()
         previous: list[_T] | None = None
         for page in itertools.count():
-            query = f"page_number={page}&results_per_page={page_size}"
-            request = Request("GET", f"{url}?{query}", self._requests.headers)
+            query = f"?page_number={page}&results_per_page={page_size}"
+            request = self._request("GET", f"/open/voip/{path}{query}")
             items = await self._call(request, parse, rate_limits_are_free=True)
             if not items:
                 return
@@ -258,8 +233,7 @@ class AccountMethods:
                 )
             previous = items
             for item in items:
-                uuid = getattr(item, "uuid", item)
-                if uuid not in seen:
+                if (uuid := getattr(item, "uuid", item)) not in seen:
                     seen.add(uuid)
                     yield item
             if len(items) < page_size:

@@ -14,60 +14,27 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import attrs
 import cattrs
-from attrs import AttrsInstance
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from twochat_voip._events import CallEvent, Contact
-from twochat_voip._models import Agent, CallCost, CallDetailRecord, CallDirection, CallStatus
-from twochat_voip._resources import (
-    Account,
-    AccountInfo,
-    CallerId,
-    Limits,
-    Usage,
-    VirtualNumber,
-    Webhook,
-    WebhookEvent,
-)
-
-_MODELS: Final[tuple[type[AttrsInstance], ...]] = (
-    Agent,
-    CallCost,
-    CallDetailRecord,
-    Account,
-    Limits,
-    Usage,
-    AccountInfo,
-    Webhook,
-    VirtualNumber,
-    CallerId,
-    Contact,
-    CallEvent,
-)
-"""Every model read from the wire, parts first: a model's hook is bound to its parts'."""
-
-_T = TypeVar("_T")
-
-
-def _structure_str(value: object, _: type) -> str:
-    if type(value) is str:
-        return value
-    raise TypeError(f"expected a string, got {type(value).__name__}")
-
-
-def _structure_bool(value: object, _: type) -> bool:
-    if type(value) is bool:
-        return value
-    raise TypeError(f"expected true or false, got {type(value).__name__}")
-
+from twochat_voip._models import CallDetailRecord, CallDirection, CallStatus
+from twochat_voip._resources import WebhookEvent
 
 _EXACT_FLOAT_INTS: Final = 2**53
 """Beyond this a float is not every integer: orjson reads a longer JSON integer as
 one, and int() of it would be another number."""
+
+
+def _exactly(kind: type, what: str) -> Callable[[object, type], Any]:
+    def structure(value: object, _: type) -> object:
+        if type(value) is kind:
+            return value
+        raise TypeError(f"expected {what}, got {type(value).__name__}")
+
+    return structure
 
 
 def _structure_int(value: object, _: type) -> int:
@@ -83,9 +50,8 @@ def _structure_int(value: object, _: type) -> int:
 
 
 def _structure_decimal(value: object, _: type) -> Decimal:
-    # A JSON number arrives as a float; its repr is the shortest text that reads back
-    # as the same float, which for any price of up to 15 significant digits is the
-    # text 2Chat sent. Decimal(0.0594) would instead expand the binary value.
+    # A float's repr is the shortest text that reads back as it: for a price of up to
+    # 15 digits, the text 2Chat sent. Decimal(0.0594) would expand the binary value.
     if type(value) is float:
         result = Decimal(repr(value))
     elif type(value) is Decimal:  # read exactly (``json.loads(parse_float=Decimal)``)
@@ -135,24 +101,30 @@ def _open_enum(enum_type: type[enum.StrEnum]) -> Callable[[object, type], object
     return structure
 
 
-def _unstructure_decimal(value: Decimal) -> int | float:
-    # An integral Decimal read from a JSON integer goes back as an integer.
-    return int(value) if value.as_tuple().exponent == 0 else float(value)
+WIRE_NAMES: Final[Mapping[str, str]] = MappingProxyType({"from_": "from"})
+"""Attribute names whose wire name differs: the one that is a Python keyword."""
 
 
-def _objects_only(hook: Callable[[Any, type], _T]) -> Callable[[Any, type], _T]:
+def _renamed(model: type) -> dict[str, Any]:
+    fields = attrs.fields_dict(model)
+    return {name: override(rename=key) for name, key in WIRE_NAMES.items() if name in fields}
+
+
+def _is_model(cls: Any) -> bool:
+    return attrs.has(cls) and cls.__module__.startswith("twochat_voip")
+
+
+def _structure_model(cls: type, conv: cattrs.Converter) -> Callable[[Any, type], Any]:
+    hook: Callable[[Any, type], Any] = make_dict_structure_fn(cls, conv, **_renamed(cls))
+
     # cattrs' generated hooks test keys with `in`, which a string also answers:
     # without this, "agent": "Jane" would quietly become an empty Agent.
-    def structure(value: Any, cls: type) -> _T:
+    def structure(value: Any, cls: type) -> Any:
         if not isinstance(value, dict):
             raise TypeError(f"expected a JSON object, got {type(value).__name__}")
         return hook(value, cls)
 
     return structure
-
-
-WIRE_NAMES: Final[Mapping[str, str]] = MappingProxyType({"from_": "from"})
-"""Attribute names whose wire name differs: the one that is a Python keyword."""
 
 
 def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
@@ -163,32 +135,26 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
     (see :func:`cattrs.transform_error`).
     """
     conv = cattrs.Converter(detailed_validation=detailed_validation, forbid_extra_keys=False)
-    # Strict scalars: "false" is not a bool, "3" is not an int.
-    conv.register_structure_hook(str, _structure_str)
-    conv.register_structure_hook(bool, _structure_bool)
+    conv.register_structure_hook(str, _exactly(str, "a string"))
+    conv.register_structure_hook(bool, _exactly(bool, "true or false"))
     conv.register_structure_hook(int, _structure_int)
     conv.register_structure_hook(Decimal, _structure_decimal)
     conv.register_structure_hook(datetime, parse_timestamp)
     for enum_type in (CallStatus, CallDirection, WebhookEvent):  # a new value stays a str
         conv.register_structure_hook(enum_type | str | None, _open_enum(enum_type))
-    for model in _MODELS:
-        hook = make_dict_structure_fn(model, conv, **_renamed(model))
-        conv.register_structure_hook(model, _objects_only(hook))
+    conv.register_structure_hook_factory(_is_model, functools.partial(_structure_model, conv=conv))
     conv.register_unstructure_hook(datetime, format_timestamp)
     for enum_type in (CallDirection, CallStatus):  # plain JSON strings on the wire
         conv.register_unstructure_hook(enum_type, str)
-    conv.register_unstructure_hook(Decimal, _unstructure_decimal)
+    # An integral Decimal read from a JSON integer goes back as an integer.
+    conv.register_unstructure_hook(
+        Decimal, lambda value: int(value) if value.as_tuple().exponent == 0 else float(value)
+    )
     conv.register_unstructure_hook(
         CallDetailRecord,
         make_dict_unstructure_fn(CallDetailRecord, conv, **_renamed(CallDetailRecord)),
     )
     return conv
-
-
-def _renamed(model: type) -> dict[str, Any]:
-    """cattrs overrides for ``model``'s fields whose wire name differs."""
-    fields = attrs.fields_dict(model)
-    return {name: override(rename=key) for name, key in WIRE_NAMES.items() if name in fields}
 
 
 converter: cattrs.Converter = make_converter()
@@ -208,9 +174,7 @@ def _explaining_converter() -> cattrs.Converter:
 
 
 def _say(exc: BaseException, _: type | None) -> str:
-    if isinstance(exc, KeyError):
-        return "required field missing"
-    return str(exc) or type(exc).__name__
+    return "required field missing" if isinstance(exc, KeyError) else str(exc) or type(exc).__name__
 
 
 def explain_invalid(data: Any, cls: type, error: BaseException | None = None) -> str:

@@ -1,34 +1,5 @@
-"""Every error the SDK raises, one tree under :class:`TwoChatError`::
-
-    TwoChatError
-    ├── MissingAPIKeyError          no key given and TWOCHAT_API_KEY unset
-    ├── InvalidAPIKeyError          a key no header can carry (also a ValueError)
-    ├── InvalidCallUUIDError        not a call id (also a ValueError and TypeError)
-    ├── ClientClosedError           the client was used after aclose()
-    ├── EventLoopMismatchError      the client was used in another event loop
-    ├── BudgetExhaustedError        max_requests were sent; nothing more is
-    ├── RateLimiterUnavailableError a shared rate limiter's store (Redis) is down
-    ├── SinkError                   an export's output refused: locked, not an export
-    │   └── RecordRefusedError      the output refused one record (the run goes on)
-    ├── APIConnectionError          refused, reset, dropped, DNS, TLS
-    │   └── APITimeoutError         an attempt took longer than its timeout
-    ├── APIStatusError              the server answered, and not with a record
-    │   ├── BadRequestError         400
-    │   ├── AuthenticationError     401
-    │   ├── PaymentRequiredError    402: trial over or credits used up
-    │   ├── PermissionDeniedError   403
-    │   ├── NotFoundError           404
-    │   ├── UnprocessableEntityError 422
-    │   ├── RateLimitError          429, with retry_after
-    │   ├── ServerError             5xx
-    │   └── RedirectError           3xx the client would not follow
-    ├── ResponseValidationError     an answer that is not the documented shape
-    └── InvalidCallEventError       a webhook delivery that is not a call event
-
-Other statuses (406, 409, 410, 486, ...) and a 2xx with ``"success": false`` raise a
-plain :class:`APIStatusError`. Errors carry no request headers, so the API key never
-rides along in an exception, its attributes or its chained cause.
-"""
+"""Every error the SDK raises, one tree under :class:`TwoChatError` (drawn in
+``docs/retries.md``). Errors carry no request headers, so never the API key."""
 
 from __future__ import annotations
 
@@ -39,9 +10,7 @@ class TwoChatError(Exception):
     """Base of every error the SDK raises."""
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # By default pickle calls cls(*args), which keyword-only arguments
-        # (status_code=...) break: rebuild without __init__ (BaseException's
-        # __setstate__ sets args and the attributes back).
+        # pickle's default, cls(*args), misses keyword-only arguments: skip __init__.
         return (type(self).__new__, (type(self),), {**vars(self), "args": self.args})
 
 
@@ -52,16 +21,11 @@ class MissingAPIKeyError(TwoChatError):
 class InvalidAPIKeyError(TwoChatError, ValueError):
     """The API key has a control or non-ASCII character, which no HTTP header can carry.
 
-    Raised when the client is made; the message says which kind of character and
-    where, never the key.
-    """
+    Raised when the client is made; the message never shows the key."""
 
 
 class InvalidCallUUIDError(TwoChatError, ValueError, TypeError):
-    """The id is not a string of 1-128 letters, digits, ``-`` or ``_``; nothing was sent.
-
-    Also a ``ValueError`` and a ``TypeError``, for code that catches either.
-    """
+    """The id is not a string of 1-128 letters, digits, ``-`` or ``_``; nothing was sent."""
 
 
 class ClientClosedError(TwoChatError, RuntimeError):
@@ -72,9 +36,8 @@ class EventLoopMismatchError(TwoChatError, RuntimeError):
     """The client was used in an event loop other than the one it was opened in (two
     ``asyncio.run()`` calls sharing one client, say); nothing was sent.
 
-    Open the client inside the loop that uses it. When the first loop is already
-    closed, the client's session is closed too; the client can then only be closed.
-    A bulk run gives up at once with this error.
+    Open the client inside the loop that uses it; once the first loop is closed, the
+    client can only be closed. A bulk run gives up at once.
     """
 
     def __init__(self, done: str = "used") -> None:
@@ -87,8 +50,8 @@ class EventLoopMismatchError(TwoChatError, RuntimeError):
 
 
 class BudgetExhaustedError(TwoChatError):
-    """The client has sent the ``max_requests`` it was allowed (every request costs a
-    credit, 429s and retries included), so nothing more is sent.
+    """The client has sent the ``max_requests`` it was allowed (429s and retries
+    included), so nothing more is sent.
 
     Attributes:
         max_requests: The budget that was spent.
@@ -105,11 +68,8 @@ class BudgetExhaustedError(TwoChatError):
 
 
 class RateLimiterUnavailableError(TwoChatError):
-    """A shared rate limiter could not reach its store (Redis), so nothing was sent.
-
-    It fails closed, as sending anyway could overrun the limit of every process that
-    shares it, unless told to pace on its own (``RedisRateLimiter(on_redis_down="local")``).
-    """
+    """A shared rate limiter could not reach its store (Redis), so nothing was sent,
+    unless told to pace on its own (``RedisRateLimiter(on_redis_down="local")``)."""
 
 
 class SinkError(TwoChatError):
@@ -126,9 +86,8 @@ class RecordRefusedError(SinkError):
 class APIConnectionError(TwoChatError):
     """The request never got a complete answer: refused, reset, dropped, DNS, TLS.
 
-    ``str()`` says what failed, where, and after how many attempts over how long:
-    ``could not connect to 127.0.0.1:9 (connection refused) after 4 attempts within
-    1.2 s``. The HTTP library's own exception is its ``__cause__``.
+    ``str()`` adds the attempts and time to the message (``... after 4 attempts within
+    1.2 s``); the HTTP library's own exception is its ``__cause__``.
 
     Attributes:
         message: What failed, and where (host and port).
@@ -162,7 +121,22 @@ class APITimeoutError(APIConnectionError):
     """An attempt took longer than its timeout."""
 
 
-class APIStatusError(TwoChatError):
+class _AnswerError(TwoChatError):
+    def __init__(
+        self, message: str, *, status_code: int, body: str = "", call_uuid: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.body = body
+        self.call_uuid = call_uuid
+
+    @property
+    def _where(self) -> str:
+        return f" (call {self.call_uuid})" if self.call_uuid else ""
+
+
+class APIStatusError(_AnswerError):
     """The server answered with something other than a record.
 
     Attributes:
@@ -182,16 +156,11 @@ class APIStatusError(TwoChatError):
         call_uuid: str | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status_code = status_code
-        self.body = body
-        self.call_uuid = call_uuid
+        super().__init__(message, status_code=status_code, body=body, call_uuid=call_uuid)
         self.retry_after = retry_after
 
     def __str__(self) -> str:
-        where = f" (call {self.call_uuid})" if self.call_uuid else ""
-        return f"{self.status_code}: {self.message}{where}"
+        return f"{self.status_code}: {self.message}{self._where}"
 
 
 class BadRequestError(APIStatusError):
@@ -219,8 +188,7 @@ class UnprocessableEntityError(APIStatusError):
 
 
 class RateLimitError(APIStatusError):
-    """429: too many requests for the account this minute; ``retry_after`` says how
-    long the server asked to wait, when it said."""
+    """429: too many requests this minute; ``retry_after`` is the server's wait, if said."""
 
 
 class ServerError(APIStatusError):
@@ -238,7 +206,7 @@ class InvalidCallEventError(TwoChatError, ValueError):
     quotes the body."""
 
 
-class ResponseValidationError(TwoChatError):
+class ResponseValidationError(_AnswerError):
     """The answer is not the documented shape: not JSON, wrong types, no ``cdr``, too big.
 
     Attributes:
@@ -248,20 +216,5 @@ class ResponseValidationError(TwoChatError):
         call_uuid: The record asked for, if any.
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int,
-        body: str = "",
-        call_uuid: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status_code = status_code
-        self.body = body
-        self.call_uuid = call_uuid
-
     def __str__(self) -> str:
-        where = f" (call {self.call_uuid})" if self.call_uuid else ""
-        return f"invalid answer{where}: {self.message}"
+        return f"invalid answer{self._where}: {self.message}"

@@ -1,9 +1,4 @@
-"""A call event as 2Chat delivers it to a webhook (read it with
-:func:`twochat_voip.webhooks.parse_call_event`): a call record and a few fields more.
-
-The payload is not signed: treat it as a hint, and fetch the record
-(:meth:`VoIPClient.get_call`) before trusting it.
-"""
+"""A call event as 2Chat delivers it to a webhook: a call record and a few fields more."""
 
 from __future__ import annotations
 
@@ -33,8 +28,8 @@ class Contact:
 
 @attrs.frozen(kw_only=True)
 class CallEvent:
-    """One call event delivered to a webhook; the fields not listed here are as on
-    :class:`CallDetailRecord`.
+    """One call event delivered to a webhook (not signed: a hint, until the record is
+    fetched); the fields not listed here are as on :class:`CallDetailRecord`.
 
     Attributes:
         uuid: The call record's id (``CDR…``): fetch the record with it.
@@ -44,8 +39,7 @@ class CallEvent:
         received_on_number: The virtual number the call came in on.
         received_on_number_uuid: Its id (``DID…``).
         is_toll_free: Whether that number is toll free.
-        updated_at: When the record last changed (UTC): with ``uuid`` and ``status``,
-            what tells a redelivery from news.
+        updated_at: When the record last changed (UTC).
         contact: The other party.
         record: The call's record as 2Chat holds it, fetched by a receiver made with
             ``verify=True``; never read from the delivery.

@@ -92,8 +92,7 @@ class CallDetailRecord:
         caller_id_uuid: The caller id used (``VCI…``).
         caller_id_used: The number the callee saw.
         duration: Call duration in seconds.
-        recording_url: Address of the mp3 recording; it lives on another host, and
-            fetching it is up to you.
+        recording_url: Address of the mp3 recording, on another host: fetching it is yours.
         start_time, end_time: When the call was answered, and ended (UTC).
         agent_id: Id of the agent who handled the call (``USR…``).
         call_cost: What the call was billed, once it has been.

@@ -1,9 +1,5 @@
-"""What a client tells about its requests: each step of a call is one event
-(:mod:`twochat_voip.hooks`), told first to the SDK's log and then to the hooks.
-
-The log writes a DEBUG line per request (never a header, so never the key) and a line
-per retry: INFO, or DEBUG for a 429 a bulk run waits out (a run meets many).
-"""
+"""Each step of a call as one event (:mod:`twochat_voip.hooks`), told first to the
+SDK's log (never a header, so never the key) and then to the hooks."""
 
 from __future__ import annotations
 
@@ -13,7 +9,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import attrs
@@ -21,7 +17,7 @@ import attrs
 from twochat_voip import hooks as events
 from twochat_voip._clock import loop_time
 from twochat_voip._errors import TwoChatError
-from twochat_voip._protocol import Request
+from twochat_voip._requests import Request
 from twochat_voip._retry import RetryNotice
 
 logger: Final = logging.getLogger("twochat_voip")
@@ -44,18 +40,15 @@ def configure_logging_from_env() -> None:
         logger.warning("TWOCHAT_LOG=%r is not one of debug, info, warning; ignored", value)
         return
     logger.setLevel(level)
-    if not any(getattr(h, "_twochat_env", False) for h in logger.handlers):
+    if not any(h.get_name() == "TWOCHAT_LOG" for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        handler._twochat_env = True  # type: ignore[attr-defined]
+        handler.set_name("TWOCHAT_LOG")
         logger.addHandler(handler)
-        # Written here only: through the application's handlers too, every line would
-        # show twice (a propagated record skips its ancestors' levels).
-        logger.propagate = False
+        logger.propagate = False  # else the application's handlers would show it twice
 
 
 def _log(event: events.ClientEvent) -> None:
-    """The SDK's log lines, written from the events the hooks are told."""
     match event:
         case events.ResponseReceived(method=method, path=path, attempt=attempt, elapsed=elapsed):
             line = f"{method} {path} -> {event.status_code} in {elapsed * 1000.0:.1f} ms"
@@ -80,8 +73,7 @@ def _log(event: events.ClientEvent) -> None:
 
 @attrs.define
 class CallWatch:
-    """One call as its events tell it: what each says of it, and what
-    :class:`CallEnded` adds."""
+    """One call as its events tell it."""
 
     about: dict[str, Any]
     started: float
@@ -90,19 +82,11 @@ class CallWatch:
 
 
 class Observer:
-    """A client's log and hooks, told what each call does.
+    """A client's log and hooks (told every event, after the log)."""
 
-    Args:
-        hooks: Told every event, after the log.
-        base_url: Stripped from URLs to make the paths told.
-        clock: The monotonic clock elapsed times are read from.
-    """
-
-    def __init__(
-        self, hooks: Sequence[events.Hook], base_url: str, clock: Callable[[], float] = loop_time
-    ) -> None:
+    def __init__(self, hooks: Sequence[events.Hook], base_url: str) -> None:
         self.hooks: Final = tuple(hooks)
-        self.clock: Final = clock
+        self.clock: Final = loop_time
         self._base_url = base_url
         self._budget_told = False
         self._failures: collections.Counter[int] = collections.Counter()
@@ -121,8 +105,7 @@ class Observer:
                 self._hook_failed(index, hook, event)
 
     def _hook_failed(self, index: int, hook: events.Hook, event: events.ClientEvent) -> None:
-        """Log a hook's first failure with its traceback, then only its 10th, 100th,
-        ...: a broken hook must not fill a disk in a long run."""
+        """Log a hook's 1st, 10th, 100th, ... failure: a broken hook must not fill a disk."""
         failures = self._failures[index] = self._failures[index] + 1
         name = getattr(hook, "__qualname__", type(hook).__qualname__)
         if failures == 1:
@@ -145,7 +128,6 @@ class Observer:
         return watch
 
     def request_sent(self, watch: CallWatch, attempt: int) -> float:
-        """An attempt leaves: the time it left."""
         watch.attempts += 1
         self._emit(events.RequestSent(**watch.about, attempt=attempt))
         return self.clock()
@@ -160,8 +142,7 @@ class Observer:
         )
 
     def failed(self, watch: CallWatch, attempt: int, error: TwoChatError, sent: float) -> None:
-        """An attempt failed in the transport: its answer was refused (too large, a
-        redirect not followed: told as answered, with its status), or none came."""
+        """An attempt failed: an answer refused (too large, say) is told as answered."""
         status = getattr(error, "status_code", None)
         if isinstance(status, int):
             self.answered(watch, attempt, status, sent)

@@ -1,8 +1,5 @@
-"""The account's info, webhooks, virtual numbers and caller ids: frozen attrs classes.
-
-As with call records, every field 2Chat may leave out is optional, and a kind the SDK
-does not know (an event, a provider type, a status) stays a plain ``str``.
-"""
+"""The account's info, webhooks, virtual numbers and caller ids: frozen attrs classes,
+every field optional and an unknown kind a plain ``str``, as in call records."""
 
 from __future__ import annotations
 
@@ -16,11 +13,8 @@ import attrs
 
 
 class WebhookEvent(enum.StrEnum):
-    """The call events 2Chat delivers to a webhook.
-
-    2Chat's own n8n node spells the last one ``call.outgoing.completed``; the SDK
-    sends the documented name and reads both as :attr:`CALL_OUTBOUND_COMPLETED`.
-    """
+    """The call events 2Chat delivers to a webhook (``call.outgoing.completed``, as
+    2Chat's n8n node spells it, is read as :attr:`CALL_OUTBOUND_COMPLETED`)."""
 
     CALL_STATUS_UPDATE = "call.status.update"
     CALL_INCOMING_COMPLETED = "call.incoming.completed"
@@ -81,8 +75,7 @@ class Usage:
     """How much of the credit pools is used.
 
     Attributes:
-        api_request_count, max_api_request_count: API requests (credits) used, and
-            allowed by the plan.
+        api_request_count, max_api_request_count: API requests (credits) used, allowed.
         number_check_count, max_number_check_count: Number checks used, and allowed.
     """
 
@@ -118,8 +111,7 @@ class Webhook:
         uuid: The subscription's id (``WHK…``), for :meth:`VoIPClient.delete_webhook`.
         event_name: The event, or the raw name for one the SDK does not know.
         channel_uuid: The virtual number (``DID…``) whose calls it reports.
-        hook_url: Where events go. It usually carries your receiver's secret, so its
-            repr shows ``token=***``.
+        hook_url: Where events go; its repr hides secrets (``token=***``).
         hook_params: Extra parameters 2Chat keeps with it.
         created_at: When it was made (UTC).
     """
@@ -138,19 +130,16 @@ class VirtualNumber:
 
     Attributes:
         uuid: Its id (``DID…``).
-        phone_number: International format; ``formatted_phone_number`` as people
-            write it.
+        phone_number: International format (``formatted_phone_number``: as people write it).
         record_inbound: Whether inbound calls are recorded.
-        provider_type: ``mobile``, ``local``, ``shared-cost``, ``national``, or
-            another 2Chat adds.
+        provider_type: ``mobile``, ``local``, ``shared-cost``, ``national``, or another.
         priced_per_minute: Whether incoming minutes are billed.
         incoming_price_per_minute: Price of an incoming minute, exact.
         ivr_uuid: The IVR answering it, if any.
         status: 2Chat's numeric status.
         status_text: ``ACTIVE``, ``AWAITING_REGISTRATION``, ``PENDING_ACTIVATION``,
             ``PENDING_CANCELLATION``, ``RELEASED``, or another.
-        created_at, updated_at, expires_at: When it was added, last changed, and
-            when its rent ends (UTC).
+        created_at, updated_at, expires_at: Added, last changed, rent ends (UTC).
     """
 
     uuid: str
@@ -184,8 +173,7 @@ class CallerId:
         channel_uuid: The virtual number it belongs to (``DID…``), if any.
         type: ``VN`` virtual number, ``WW`` WhatsApp, ``WA`` WhatsApp Business API,
             ``CI`` imported caller id, or another.
-        created_at, updated_at, expires_at: When it was added, last changed, and
-            expires (UTC).
+        created_at, updated_at, expires_at: Added, last changed, expires (UTC).
     """
 
     uuid: str

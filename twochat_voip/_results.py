@@ -40,8 +40,7 @@ class CallFailure:
     Attributes:
         call_uuid: The id as given (``repr()`` of it, if it was not a string).
         cdr: Always ``None``.
-        error: Why there is no record: a :class:`TwoChatError` (an
-            ``InvalidCallUUIDError`` is also a ``ValueError``), after any retries.
+        error: Why there is no record, after any retries: a :class:`TwoChatError`.
         index: The id's position in the input, from 0.
     """
 
@@ -57,9 +56,8 @@ class CallFailure:
 
 
 CallResult: TypeAlias = CallSuccess | CallFailure
-"""What ``get_calls`` yields for one id: ``CallSuccess | CallFailure``. ``if result.ok:``
-(or ``result.error is None``, or a ``match``) narrows it, so that ``result.cdr`` is a
-record there; ``isinstance(x, CallResult)`` holds for both. A type, not a class."""
+"""What ``get_calls`` yields for one id: ``CallSuccess | CallFailure``; ``if result.ok:``
+narrows it, so that ``result.cdr`` is a record there."""
 
 AnyCallResult: TypeAlias = CallResult
 """The same union as :data:`CallResult`, under the name it had when that was a class."""

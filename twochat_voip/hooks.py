@@ -1,15 +1,8 @@
 """Event hooks: what a client does, told as it happens, for tracing and metrics.
 
-``VoIPClient(hooks=[...])`` takes plain callables (an ``async def`` one is refused:
-nothing would await it) told every :data:`ClientEvent`, in order, in the task and
-context of the call (so per-call state may live in a ``contextvars.ContextVar``);
-:class:`CallEnded` goes to them in reverse, as context managers exit. Keep them quick.
-A hook that raises is logged (its first failure with the traceback, then at its 10th,
-100th, ...) and the call goes on. No event carries the API key or the headers.
-
-A call is told as :class:`CallStarted`, per attempt :class:`RequestSent` then
-:class:`ResponseReceived` or :class:`RequestFailed`, :class:`RetryScheduled` before each
-retry, and :class:`CallEnded`.
+``VoIPClient(hooks=[...])`` takes plain callables (not ``async def``), told every
+:data:`ClientEvent` in order, in the task and context of the call; keep them quick. A
+hook that raises is logged and the call goes on. No event carries the API key.
 """
 
 from __future__ import annotations
@@ -37,12 +30,15 @@ __all__ = [
 
 @attrs.frozen(kw_only=True)
 class _AboutCall:
-    """What every event of a call says of it."""
-
     method: str
     route: str
     path: str
     call_uuid: str | None
+
+
+@attrs.frozen(kw_only=True)
+class _AboutAttempt(_AboutCall):
+    attempt: int
 
 
 @attrs.frozen(kw_only=True)
@@ -62,7 +58,7 @@ class CallStarted(_AboutCall):
 
 
 @attrs.frozen(kw_only=True)
-class RequestSent(_AboutCall):
+class RequestSent(_AboutAttempt):
     """An attempt's request leaves (it may still fail to connect).
 
     Attributes:
@@ -70,11 +66,9 @@ class RequestSent(_AboutCall):
         attempt: 1 for a call's first attempt, 2 for its first retry, ...
     """
 
-    attempt: int
-
 
 @attrs.frozen(kw_only=True)
-class ResponseReceived(_AboutCall):
+class ResponseReceived(_AboutAttempt):
     """An attempt's answer came in (any status, 429s included).
 
     Attributes:
@@ -83,29 +77,26 @@ class ResponseReceived(_AboutCall):
         elapsed: Seconds from sending to the whole answer read.
     """
 
-    attempt: int
     status_code: int
     elapsed: float
 
 
 @attrs.frozen(kw_only=True)
-class RequestFailed(_AboutCall):
+class RequestFailed(_AboutAttempt):
     """An attempt got no answer: the connection failed, dropped or timed out.
 
     Attributes:
         method, route, path, call_uuid, attempt: As for :class:`RequestSent`.
-        error: The error (an :class:`~twochat_voip.APIConnectionError`, an
-            :class:`~twochat_voip.APITimeoutError`, ...).
+        error: The error (an :class:`~twochat_voip.APIConnectionError`, ...).
         elapsed: Seconds from sending to the failure.
     """
 
-    attempt: int
     error: TwoChatError
     elapsed: float
 
 
 @attrs.frozen(kw_only=True)
-class RetryScheduled(_AboutCall):
+class RetryScheduled(_AboutAttempt):
     """A failed attempt is to be retried.
 
     Attributes:
@@ -119,7 +110,6 @@ class RetryScheduled(_AboutCall):
             waits out with its rate limiter, which uses none of them.
     """
 
-    attempt: int
     error: TwoChatError
     wait: float
     retry_after: float | None = None
@@ -127,7 +117,7 @@ class RetryScheduled(_AboutCall):
 
 
 @attrs.frozen(kw_only=True)
-class RateLimitWait(_AboutCall):
+class RateLimitWait(_AboutAttempt):
     """A request waited for the rate limiter (pacing, or a ``Retry-After``) and leaves.
 
     Attributes:
@@ -135,7 +125,6 @@ class RateLimitWait(_AboutCall):
         seconds: How long it waited.
     """
 
-    attempt: int
     seconds: float
 
 
