@@ -29,25 +29,13 @@ from twochat_voip._errors import (
     UnprocessableEntityError,
 )
 from twochat_voip._models import CallDetailRecord
-from twochat_voip._requests import Request, Requests, Response
+from twochat_voip._requests import Response
 
 _json_loads: Callable[[bytes], Any]
 try:  # the speed extra: the same results, decoded faster
     from orjson import loads as _json_loads
 except ImportError:  # pragma: no cover - the tests run with it, and patch it out
     _json_loads = json.loads
-
-__all__ = [  # Request, Requests, Response: until every importer names _requests
-    "Request",
-    "Requests",
-    "Response",
-    "error_from_response",
-    "parse_call",
-    "parse_envelope",
-    "parse_history_page",
-    "parse_requests_per_minute",
-    "structure_record",
-]
 
 BODY_EXCERPT_CHARS: Final = 500
 RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
