@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import enum
 import functools
+import types
+import typing
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -127,6 +129,23 @@ def _structure_model(cls: type, conv: cattrs.Converter) -> Callable[[Any, type],
     return structure
 
 
+def _is_optional(type_: Any) -> bool:
+    args = typing.get_args(type_)
+    return len(args) == 2 and type(None) in args and type(type_) is types.UnionType
+
+
+def _structure_optional(type_: Any, conv: cattrs.Converter) -> Callable[[Any, type], Any]:
+    # cattrs' own optional hook dispatches on the inner type for every value; this one
+    # looks the inner hook up once, when the model's hook is made.
+    (inner,) = (arg for arg in typing.get_args(type_) if arg is not type(None))
+    hook = conv.get_structure_hook(inner)
+
+    def structure(value: Any, _: type) -> Any:
+        return None if value is None else hook(value, inner)
+
+    return structure
+
+
 def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
     """Make a new, independent converter for 2Chat's wire format: hooks you register on
     it are seen by nothing else, the SDK's own parsing included.
@@ -143,6 +162,9 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
     for enum_type in (CallStatus, CallDirection, WebhookEvent):  # a new value stays a str
         conv.register_structure_hook(enum_type | str | None, _open_enum(enum_type))
     conv.register_structure_hook_factory(_is_model, functools.partial(_structure_model, conv=conv))
+    conv.register_structure_hook_factory(
+        _is_optional, functools.partial(_structure_optional, conv=conv)
+    )
     conv.register_unstructure_hook(datetime, format_timestamp)
     for enum_type in (CallDirection, CallStatus):  # plain JSON strings on the wire
         conv.register_unstructure_hook(enum_type, str)

@@ -122,24 +122,31 @@ class Observer:
             "call_uuid": request.call_uuid,
         }
 
+    def _listened(self) -> bool:
+        """Whether a step's event has anyone to tell (no hook, no DEBUG: not built)."""
+        return bool(self.hooks) or logger.isEnabledFor(logging.DEBUG)
+
     def call_started(self, request: Request) -> CallWatch:
         watch = CallWatch(self._about(request), self.clock())
-        self._emit(events.CallStarted(base_url=self._base_url, **watch.about))
+        if self._listened():
+            self._emit(events.CallStarted(base_url=self._base_url, **watch.about))
         return watch
 
     def request_sent(self, watch: CallWatch, attempt: int) -> float:
         watch.attempts += 1
-        self._emit(events.RequestSent(**watch.about, attempt=attempt))
+        if self._listened():
+            self._emit(events.RequestSent(**watch.about, attempt=attempt))
         return self.clock()
 
     def answered(self, watch: CallWatch, attempt: int, status: int, sent: float) -> None:
         watch.status_code = status
         elapsed = self.clock() - sent
-        self._emit(
-            events.ResponseReceived(
-                **watch.about, attempt=attempt, status_code=status, elapsed=elapsed
+        if self._listened():
+            self._emit(
+                events.ResponseReceived(
+                    **watch.about, attempt=attempt, status_code=status, elapsed=elapsed
+                )
             )
-        )
 
     def failed(self, watch: CallWatch, attempt: int, error: TwoChatError, sent: float) -> None:
         """An attempt failed: an answer refused (too large, say) is told as answered."""
@@ -153,7 +160,7 @@ class Observer:
         )
 
     def rate_waited(self, watch: CallWatch, attempt: int, seconds: float) -> None:
-        if seconds >= _LEAST_WAIT:
+        if seconds >= _LEAST_WAIT and self._listened():
             self._emit(events.RateLimitWait(**watch.about, attempt=attempt, seconds=seconds))
 
     def budget_exhausted(self, budget: int) -> None:
@@ -163,6 +170,8 @@ class Observer:
             self._emit(events.BudgetExhausted(budget=budget))
 
     def call_ended(self, watch: CallWatch, error: BaseException | None) -> None:
+        if not self._listened():
+            return
         event = events.CallEnded(
             **watch.about,
             attempts=watch.attempts,
