@@ -3,6 +3,7 @@ your key."""
 
 from __future__ import annotations
 
+from twochat_voip._call_events import CallEvent, Contact
 from twochat_voip._client import ClientStats, VoIPClient
 from twochat_voip._converter import converter, make_converter
 from twochat_voip._errors import (
@@ -31,7 +32,6 @@ from twochat_voip._errors import (
     TwoChatError,
     UnprocessableEntityError,
 )
-from twochat_voip._events import CallEvent, Contact
 from twochat_voip._models import Agent, CallCost, CallDetailRecord, CallDirection, CallStatus
 from twochat_voip._observe import configure_logging_from_env
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter

@@ -16,13 +16,13 @@ from urllib.parse import parse_qs
 
 import attrs
 
+from twochat_voip._call_events import CallEvent, Contact
 from twochat_voip._errors import (
     InvalidCallEventError,
     InvalidCallUUIDError,
     NotFoundError,
     TwoChatError,
 )
-from twochat_voip._events import CallEvent, Contact
 from twochat_voip._models import CallStatus
 
 if TYPE_CHECKING:
