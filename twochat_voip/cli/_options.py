@@ -15,7 +15,7 @@ from twochat_voip._protocol import PLAN_RATES
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def rate(ctx: click.Context | None, param: click.Parameter | None, value: str) -> Any:
+def parse_rpm(ctx: click.Context | None, param: click.Parameter | None, value: str) -> Any:
     """``--rpm``: a number of requests a minute (a plan's), ``auto`` or ``adaptive``."""
     word = value.strip().lower()
     if word in ("auto", "adaptive"):
@@ -83,7 +83,7 @@ _EXPORT_OPTIONS = [
     ),
     click.option(
         "--rpm",
-        callback=rate,
+        callback=parse_rpm,
         metavar="N|AUTO|ADAPTIVE",
         default="auto",
         show_default=True,

@@ -201,8 +201,6 @@ def shared_limiter(redis_url: str, rpm: float | str | None, key: str | None) -> 
         return RedisRateLimiter(redis_url, requests_per_minute=rpm, api_key=key)
     except MissingAPIKeyError:
         raise click.ClickException(_NO_KEY) from None
-    except TwoChatError as exc:
-        raise click.ClickException(str(exc)) from None
     except ValueError as exc:
         raise click.ClickException(f"--redis-url: {exc}") from None
 

@@ -147,8 +147,7 @@ class CSVSink(FileSink):
     def _line(self, record: CallDetailRecord, wire: Mapping[str, Any]) -> str:
         buffer = io.StringIO()
         row = [neutralise(text_of(column.get(record))) for column in COLUMNS]
-        # "\r\n" as the writer's line end makes it quote a cell holding either character
-        # (with "\n" alone, a bare "\r" went out unquoted: a row break in a spreadsheet).
+        # Ending rows "\r\n" makes the writer quote a bare "\r", a row break in a spreadsheet.
         csv.writer(buffer, lineterminator="\r\n").writerow(row)
         return buffer.getvalue()[:-2] + "\n"
 

@@ -139,7 +139,6 @@ class SQLSink:
                 f"{', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); "
                 "export into another database"
             )
-        # Built once, values as parameters: SQLAlchemy compiles it once too.
         insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         statement = insert(self.table)
         self._upsert = statement.on_conflict_do_update(
@@ -166,8 +165,6 @@ class SQLSink:
         return self._engine
 
     async def held(self, call_uuids: Collection[str]) -> set[str]:
-        if not call_uuids:
-            return set()
         ids = list(call_uuids)
         c = self.table.c
         query = sa.select(c.uuid, c.asked_id).where(sa.or_(c.uuid.in_(ids), c.asked_id.in_(ids)))
