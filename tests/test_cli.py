@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from twochat_voip import VoIPClient
 from twochat_voip.cli import main as cli_main
-from twochat_voip.cli._options import RateParam
+from twochat_voip.cli._options import parse_rpm
 from twochat_voip.testing import (
     DEFAULT_TEST_KEY,
     EXAMPLE_CDR,
@@ -565,7 +565,7 @@ async def test_export_rpm_nonsense_is_refused(tmp_path: Path) -> None:
 def test_rpm_words_in_any_case_and_plan_sized_numbers(given: str, expected: object) -> None:
     """--rpm takes its words as --help shows them (N|AUTO|ADAPTIVE) and any rate a
     plan could have."""
-    assert RateParam().convert(given, None, None) == expected
+    assert parse_rpm(None, None, given) == expected
 
 
 @pytest.mark.parametrize("given", ["1e-300", "0.5", "2e6", "nan", "inf", "-60"])
@@ -573,7 +573,7 @@ def test_rpm_outside_any_plan_is_refused(given: str) -> None:
     """A rate that would pace one request a millennium (or not at all) is a usage
     error, as the same limit from GET /open/info is not believed."""
     with pytest.raises(click.BadParameter, match="between 1 and 1,000,000"):
-        RateParam().convert(given, None, None)
+        parse_rpm(None, None, given)
 
 
 async def test_export_with_a_dead_key_stops_with_one_line(tmp_path: Path) -> None:

@@ -1,6 +1,4 @@
-"""The ``twochat-voip`` command (the ``cli`` extra): get, export and sync in ``_main``,
-demo and fake-server in ``_fake``, their options in ``_options``, running them in
-``_support``."""
+"""The ``twochat-voip`` command (the ``cli`` extra)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""``twochat-voip fake-server`` and ``twochat-voip demo``: the fake 2Chat on loopback,
-for trying the command line and the docs' examples without a key."""
+"""``twochat-voip fake-server`` and ``demo``: the fake 2Chat on loopback, for trying
+things without a key."""
 
 from __future__ import annotations
 
@@ -26,9 +26,6 @@ from twochat_voip.cli._support import (
 from twochat_voip.export._run import ExportSummary, export_calls
 from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer, Fault, generate_cdrs
 from twochat_voip.webhooks import CallEvent, WebhookReceiver
-
-__all__ = ["demo", "fake_server"]
-
 
 _UNENFORCED_PLAN: Final = 6000.0  # what requests_per_minute="auto" learns without a limit
 
@@ -87,9 +84,7 @@ def fake_server(port: int, count: int, server_rpm: float | None) -> None:
 async def _call_events(
     server: FakeTwoChatServer, output: str, calls: int, export: ExportSummary
 ) -> str | None:
-    """The demo's call-events loop on loopback, after its export: a receiver subscribes,
-    ``calls`` new calls end on the fake, their events arrive and their records are
-    fetched into ``output``. Returns the line that says so."""
+    """The demo's call-events loop after its export; the line that says what it did."""
     if not calls:
         return None
     if output == "-":
@@ -238,7 +233,6 @@ def demo(
         for line in after:
             click.echo(line, err=True)
         if folder is not None:
-            # Where, how big, and that it stays: a stranger must know what to delete.
             size = sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
             click.echo(
                 f"demo: the output is in a new temporary folder, {folder} ({size / 1e6:.1f} "

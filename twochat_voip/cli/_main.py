@@ -1,10 +1,4 @@
-"""The ``twochat-voip`` command line (also ``python -m twochat_voip``): get, export,
-sync; demo and fake-server come from ``_fake``.
-
-The key comes from ``TWOCHAT_API_KEY`` or ``--api-key-file``, never from a flag that
-would land in shell history, and is never printed. Errors a user can cause end with one
-line on stderr and a non-zero exit code, not a traceback.
-"""
+"""The ``twochat-voip`` group and its get, export and sync commands (docs/cli.md)."""
 
 from __future__ import annotations
 
@@ -42,8 +36,6 @@ from twochat_voip.cli._support import (
     shared_limiter,
 )
 from twochat_voip.export._run import default_failures
-
-__all__ = ["main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -113,8 +105,7 @@ def export(
     key = read_key(api_key_file)
     source_path = None if input_ == "-" else Path(input_)
     if failures is None and source_path is not None and (output == "-" or "://" in output):
-        # No file of its own to sit beside: beside the ids, so that exports of other
-        # ids into one database keep their lists apart.
+        # Beside the ids: exports of other ids into one database keep their lists apart.
         failures = source_path.with_name(source_path.name + ".failures.jsonl")
     failures = failures or default_failures(output)
     with contextlib.suppress(OSError):
@@ -177,7 +168,6 @@ def sync(
     stopped: list[TwoChatError] = []
 
     async def history_ids() -> AsyncIterator[str]:
-        """The history's ids (a credit a page); an error reading a page ends them."""
         try:
             async for record in client.iter_call_history(direction):
                 yield record.uuid

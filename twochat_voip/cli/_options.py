@@ -5,44 +5,34 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import click
 
 from twochat_voip._client import DEFAULT_GIVE_UP_AFTER
 from twochat_voip._protocol import PLAN_RATES
 
-__all__ = ["RateParam", "base_url_option", "export_options", "key_file_option", "output_option"]
-
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-class RateParam(click.ParamType):  # type: ignore[type-arg] # generic in click 8.2+ only
-    """``--rpm``: a number of requests a minute, ``auto`` or ``adaptive``."""
-
-    name = "N|auto|adaptive"
-
-    def convert(
-        self, value: object, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float | Literal["auto"] | None:
-        word = str(value).strip().lower()
-        if word in ("auto", "adaptive"):
-            return None if word == "adaptive" else "auto"
-        if isinstance(value, float):
-            return value
-        try:
-            rate = float(word)
-        except ValueError:
-            rate = float("nan")
-        low, high = PLAN_RATES
-        if not low <= rate <= high:  # NaN too
-            self.fail(
-                f"{value!r} is not a rate between {low:g} and {high:,.0f} a minute, "
-                "'auto' or 'adaptive'",
-                param,
-                ctx,
-            )
-        return rate
+def parse_rpm(ctx: click.Context | None, param: click.Parameter | None, value: str) -> Any:
+    """``--rpm``: a number of requests a minute (a plan's), ``auto`` or ``adaptive``."""
+    word = value.strip().lower()
+    if word in ("auto", "adaptive"):
+        return None if word == "adaptive" else "auto"
+    try:
+        rate = float(word)
+    except ValueError:
+        rate = float("nan")
+    low, high = PLAN_RATES
+    if not low <= rate <= high:  # NaN too
+        raise click.BadParameter(
+            f"{value!r} is not a rate between {low:g} and {high:,.0f} a minute, "
+            "'auto' or 'adaptive'",
+            ctx,
+            param,
+        )
+    return rate
 
 
 def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
@@ -93,7 +83,8 @@ _EXPORT_OPTIONS = [
     ),
     click.option(
         "--rpm",
-        type=RateParam(),
+        callback=parse_rpm,
+        metavar="N|AUTO|ADAPTIVE",
         default="auto",
         show_default=True,
         help="Requests per minute: a number (your plan's limit), 'auto' (ask the API "

@@ -1,5 +1,4 @@
-"""Running a ``twochat-voip`` command: its key and client, its export and progress, and
-what ends it (one line on stderr and an exit code)."""
+"""Running a command: its key and client, its export and progress, and what ends it."""
 
 from __future__ import annotations
 
@@ -21,20 +20,6 @@ from twochat_voip.export._sinks import shown
 
 if TYPE_CHECKING:
     from twochat_voip.redis import RedisRateLimiter
-
-__all__ = [
-    "Progress",
-    "Refused",
-    "client_for",
-    "export_with_progress",
-    "read_ids",
-    "read_key",
-    "report",
-    "run_command",
-    "run_export",
-    "shared_limiter",
-    "stderr_is_interactive",
-]
 
 _T = TypeVar("_T")
 _AGAIN: Final = "run the same command again to resume"
@@ -81,7 +66,6 @@ class Progress:
 
     @property
     def saved(self) -> int:
-        """Records written so far."""
         return self.done - self.failed
 
     def finish(self) -> None:
@@ -90,7 +74,6 @@ class Progress:
             click.echo(err=True)
 
     def interrupted(self) -> str:
-        """The line a Ctrl-C ends a command with: what was saved, and how to go on."""
         if self.output == "-":
             return f"interrupted: {self.saved} records written to standard output"
         where = shown(self.output)
@@ -112,9 +95,7 @@ def run_command(
     progress: Progress | None = None,
     client: VoIPClient | None = None,
 ) -> _T:
-    """Run a command's coroutine; what ends it becomes one line and an exit code: 2
-    when the input or output cannot be used and nothing was done yet (1 once records
-    came back), 130 on Ctrl-C."""
+    """Run a command's coroutine; what ends it becomes one line and an exit code."""
     try:
         return asyncio.run(coroutine)
     except KeyboardInterrupt:
@@ -161,8 +142,7 @@ def run_export(
     quiet: bool,
     **options: Any,
 ) -> ExportSummary:
-    """Run an export for a command: progress on an interactive stderr, and what ends
-    it as :func:`run_command` says."""
+    """Run an export for a command, with progress on an interactive stderr."""
     progress = Progress(total, enabled=not quiet and stderr_is_interactive(), output=output)
     return run_command(
         export_with_progress(client, ids, output, progress, **options), progress, client
@@ -181,9 +161,8 @@ def stderr_is_interactive() -> bool:
 
 
 def read_key(api_key_file: Path | None) -> str | None:
-    """The key on the first line of ``api_key_file``. Lines end only at ``\\n`` (or
-    ``\\r\\n``): ``splitlines()`` would also cut at a form feed, ``\\x1c`` or
-    U+2028 and send the start of a damaged key, where the client refuses it whole."""
+    """The key on the first line of ``api_key_file`` (cut at ``\\n`` only: at a form feed,
+    ``splitlines()`` would send half a damaged key, where the client refuses it whole)."""
     if api_key_file is None:
         return None
     where = f"cannot read an API key from {api_key_file}"
@@ -212,7 +191,6 @@ def client_for(key: str | None, base_url: str | None, **options: Any) -> VoIPCli
 
 
 def shared_limiter(redis_url: str, rpm: float | str | None, key: str | None) -> RedisRateLimiter:
-    """A RedisRateLimiter at ``rpm`` for the account, or a one-line error."""
     if not isinstance(rpm, float):
         raise click.ClickException("--redis-url needs --rpm N: the account's limit to share")
     try:
@@ -223,15 +201,12 @@ def shared_limiter(redis_url: str, rpm: float | str | None, key: str | None) -> 
         return RedisRateLimiter(redis_url, requests_per_minute=rpm, api_key=key)
     except MissingAPIKeyError:
         raise click.ClickException(_NO_KEY) from None
-    except TwoChatError as exc:
-        raise click.ClickException(str(exc)) from None
     except ValueError as exc:
         raise click.ClickException(f"--redis-url: {exc}") from None
 
 
 async def read_ids(stream: IO[bytes]) -> AsyncIterator[str]:
-    """Ids from a stream, one per line, read off the event loop (stdin may block);
-    blank lines and ``#`` comments are skipped, a byte order mark is ignored."""
+    """Ids, one a line, read off the event loop; blanks, ``#`` comments and a BOM skipped."""
     number = 0
     while line := await asyncio.to_thread(stream.readline):
         number += 1

@@ -1,13 +1,4 @@
-"""Files an export writes: refused unless regular, locked, written in whole lines.
-
-:class:`FileSink` is the base of the JSONL and CSV sinks: it holds an exclusive
-``flock`` while it writes, refuses untouched a file that is not an export of its
-format, and writes each record as one ``write()`` of a whole line to an ``O_APPEND``
-descriptor, so a killed run leaves at most one torn last line, which the next run
-cuts off. Resuming is keyed by the id *asked for*: when 2Chat answers with another
-``uuid``, a line ``["asked", "uuid"]`` goes to ``OUTPUT.asked``. :class:`Failures` is
-the list of the ids that failed.
-"""
+"""Files an export writes (docs/cli.md): locked, refused unless ours, whole lines only."""
 
 from __future__ import annotations
 
@@ -30,12 +21,9 @@ except ImportError:  # pragma: no cover - Windows
 
 FIRST_LINE_CAP: Final = 1 << 20
 
-__all__ = ["FIRST_LINE_CAP", "Failures", "FileSink", "check_regular", "write_all"]
-
 
 def check_regular(path: Path, hint: str) -> None:
-    """Refuse a path that exists and is not a regular file (reading or deleting a
-    folder, a FIFO or a device would hang or do harm)."""
+    """Refuse a path that exists and is not a regular file (a FIFO would hang)."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -47,9 +35,7 @@ def check_regular(path: Path, hint: str) -> None:
 
 
 def open_locked(path: Path, cannot: str, busy: str) -> int:
-    """A descriptor appending to ``path`` (created if missing), holding an exclusive
-    advisory lock until it is closed; else a :class:`SinkError`: ``cannot`` and the
-    reason, or ``busy`` when another process holds the lock."""
+    """An appending descriptor holding ``path``'s exclusive lock until it is closed."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
     except OSError as exc:
@@ -90,8 +76,7 @@ class FileSink:
 
     @property
     def asked_path(self) -> Path:
-        """Where ids asked for under another ``uuid`` are noted (beside the real file,
-        when the output is a symbolic link)."""
+        """Where ids asked for under another ``uuid`` are noted, beside the real file."""
         real = Path(os.path.realpath(self.path))
         return real.with_name(real.name + ".asked")
 
@@ -100,7 +85,6 @@ class FileSink:
         return self
 
     def _open(self) -> None:
-        """Open, lock, check and scan: blocking, once, before any request."""
         check_regular(self.path, "use -o - for standard output")
         self._fd = open_locked(
             self.path,
@@ -110,13 +94,25 @@ class FileSink:
         )
         try:
             with open(self._fd, "rb", closefd=False) as handle:
-                self._check_ours(handle.readline(FIRST_LINE_CAP))
+                first = handle.readline(FIRST_LINE_CAP)
+                if first and not self._first_line_ok(first):
+                    raise SinkError(
+                        f"{self.path} is not a {self._format} export of call records "
+                        f"({_why_not_ours(first)}); it was left untouched: choose another output"
+                    )
                 keep = self._scan(handle, os.fstat(self._fd).st_size)
             if keep is not None:
                 os.ftruncate(self._fd, keep)
             if self._header and os.fstat(self._fd).st_size == 0:
                 write_all(self._fd, self._header)
-            self._read_asked()
+            with contextlib.suppress(FileNotFoundError), self.asked_path.open("rb") as handle:
+                for line in handle:
+                    try:
+                        asked, uuid = json.loads(line)
+                    except (ValueError, TypeError):  # torn by a killed run, or not a pair
+                        continue
+                    if uuid in self._held:
+                        self._held.add(asked)
         except BaseException:
             os.close(self._fd)
             self._fd = -1
@@ -127,33 +123,6 @@ class FileSink:
             if fd >= 0:
                 os.close(fd)  # closing drops the lock
         self._fd = self._asked_fd = -1
-
-    def _check_ours(self, first: bytes) -> None:
-        if not first:
-            return
-        try:
-            text = first.decode("utf-8")
-        except UnicodeDecodeError:
-            why = "it is not UTF-8"
-        else:
-            if self._first_line_ok(first, text):
-                return
-            why = f"its first line is {text[:60]!r}"
-        raise SinkError(
-            f"{self.path} is not a {self._format} export of call records ({why}); "
-            "it was left untouched: choose another output"
-        )
-
-    def _read_asked(self) -> None:
-        """Ids asked for under another uuid, whose record made it into the output."""
-        with contextlib.suppress(FileNotFoundError), self.asked_path.open("rb") as handle:
-            for line in handle:
-                try:
-                    asked, uuid = json.loads(line)
-                except (ValueError, TypeError):  # torn by a killed run, or not a pair
-                    continue
-                if uuid in self._held:
-                    self._held.add(asked)
 
     async def held(self, call_uuids: Collection[str]) -> set[str]:
         return self._held.intersection(call_uuids)
@@ -171,7 +140,7 @@ class FileSink:
             raise SinkError(f"writing to {self.path} failed: {exc.strerror}") from None
         self._held.add(record.uuid)
 
-    def _first_line_ok(self, first: bytes, text: str) -> bool:
+    def _first_line_ok(self, first: bytes) -> bool:
         """Whether the first line (perhaps cut short by a killed run) is ours."""
         raise NotImplementedError
 
@@ -183,6 +152,13 @@ class FileSink:
         raise NotImplementedError
 
 
+def _why_not_ours(first: bytes) -> str:
+    try:
+        return f"its first line is {first.decode('utf-8')[:60]!r}"
+    except UnicodeDecodeError:
+        return "it is not UTF-8"
+
+
 def _is_failure_line(line: bytes) -> bool:
     try:
         value = json.loads(line)
@@ -192,13 +168,8 @@ def _is_failure_line(line: bytes) -> bool:
 
 
 class Failures:
-    """The failures list of one run (one JSON object per failed id), locked from
-    before the first request.
-
-    Unless the path is a regular file, empty or already a list of failures, it is
-    refused untouched: ``--failures`` naming a database or another export must never
-    be emptied. The list is replaced at the run's first failure, and removed when a
-    finished run had none (unless it was someone else's empty file)."""
+    """A run's failed ids, one JSON object a line: replaced at its first failure, removed
+    when a finished run had none; a path that is not such a list is never touched."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -207,7 +178,6 @@ class Failures:
         self._created = self._old_list = False
 
     def check(self) -> None:
-        """Refuse, without touching anything, a path that cannot be the list."""
         check_regular(self.path, "choose another --failures")
         try:
             with self.path.open("rb") as handle:
@@ -228,7 +198,6 @@ class Failures:
             )
 
     def open(self) -> None:
-        """Check, create if need be, and lock the list."""
         self.check()
         existed = self.path.exists()
         self._fd = open_locked(
@@ -263,8 +232,7 @@ class Failures:
         self._fd = -1
 
     def _removable(self, *, finished: bool) -> bool:
-        """Whether the path still names the file held (a bind mount may have another
-        name for it, written meanwhile), empty if this run made it, else an old list."""
+        """Whether the path still names the file held, and it is empty or an old list."""
         try:
             here = os.stat(self.path)
         except FileNotFoundError:

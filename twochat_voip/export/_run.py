@@ -1,9 +1,4 @@
-"""Export call records into a sink (JSONL, CSV, SQLite or PostgreSQL), resumably.
-
-:func:`export_calls` fetches ids into any :class:`~twochat_voip.Sink` (the CLI's
-``export`` is a thin layer on it). Running it again resumes: the sink is asked, a chunk
-of ids at a time, which it already holds, and only the others are fetched.
-"""
+"""export_calls: fetch ids into a sink, resumably (the sink says which ids it holds)."""
 
 from __future__ import annotations
 
@@ -96,8 +91,7 @@ class ExportSummary:
 
 
 def default_failures(output: str | os.PathLike[str]) -> Path:
-    """Where failures go unless told: beside a file output, else in the current
-    folder (one name per database, its password left out of the digest)."""
+    """Where failures go unless told: beside a file output, else in the current folder."""
     text = os.fspath(output)
     if text == "-":
         return Path("twochat-voip-stdout.failures.jsonl")
@@ -108,7 +102,6 @@ def default_failures(output: str | os.PathLike[str]) -> Path:
 
 
 def _is_stdout(path: Path) -> bool:
-    """Whether ``path`` is the file standard output goes to (``> out.jsonl``)."""
     try:
         return os.path.samestat(os.fstat(sys.stdout.fileno()), os.stat(path))
     except (OSError, ValueError):  # no such file, or no stdout to ask
@@ -123,8 +116,7 @@ def _same_file(one: Path, other: Path) -> bool:
 
 
 async def _chunks(values: AsyncIterable[str] | Iterable[str]) -> AsyncIterator[list[str]]:
-    """Ids in chunks of up to ``_CHUNK``; a slow async source (a pipe) gets its ids
-    through after ``_LINGER`` seconds, not only once a chunk is full."""
+    """Ids in chunks; a slow async source's wait ``_LINGER`` seconds, not for a full one."""
     if not isinstance(values, AsyncIterable):
         given = iter(values)
         while chunk := list(itertools.islice(given, _CHUNK)):
@@ -158,7 +150,6 @@ async def _chunks(values: AsyncIterable[str] | Iterable[str]) -> AsyncIterator[l
 
 
 async def _store(sink: Sink, result: CallSuccess) -> CallResult:
-    """Write a fetched record; the result as callers see it."""
     record, wire = cast(tuple[CallDetailRecord, dict[str, Any]], result.cdr)
     try:
         await sink.write(result.call_uuid, record, wire)
@@ -170,8 +161,7 @@ async def _store(sink: Sink, result: CallSuccess) -> CallResult:
 def _outputs(
     output: Sink | str | os.PathLike[str], fmt: str | None, failures: Path | None
 ) -> tuple[Sink, Failures]:
-    """The sink and the failures list, checked against each other before either is
-    opened (a failures file that cannot be used leaves no output behind)."""
+    """The sink and the failures list, checked against each other before either opens."""
     sink = output if isinstance(output, Sink) else open_sink(output, fmt)
     named = None if isinstance(output, Sink) else os.fspath(output)
     failures = failures or default_failures(named or "-")
@@ -203,14 +193,11 @@ async def export_calls(
     """Fetch ``ids`` with ``client`` into ``output``; failures into ``failures``.
 
     ``output`` is a :class:`Sink`, or what :func:`open_sink` opens (``fmt`` as there).
-    Ids the output already holds are skipped (counted in ``already_there``), and so
-    are ids given twice (``duplicates``). Failed ids go to ``failures`` (default:
-    beside a file output, else in the current folder), one JSON object per line,
-    replaced on every run.
+    Ids the output holds, or given twice, are skipped. Failed ids go to ``failures``
+    (default: beside a file output, else in the current folder), replaced every run.
 
     Raises:
-        SinkError: before anything is sent, when the output cannot be used (another
-            export holds it, it is not an export, it is the failures file too).
+        SinkError: before anything is sent, when the output cannot be used.
     """
     sink, failed = _outputs(output, fmt, failures)
     started = time.monotonic()
@@ -281,7 +268,6 @@ async def export_calls(
 
 
 def _why_stopped(error: BaseException | None) -> str:
-    """Why a run gave up, and what to do before running the same command again."""
     again = "run the same command again to resume"
     if isinstance(error, AuthenticationError):
         return f"the API key was refused (401); fix it, then {again}"

@@ -1,6 +1,4 @@
-"""Where an export writes: one small interface; JSONL, CSV and standard output (the
-file sinks' locking and resuming are :class:`~twochat_voip.export._files.FileSink`'s);
-which one an output names, by its name or first line."""
+"""The Sink interface; JSONL, CSV and standard output; which one an output names."""
 
 from __future__ import annotations
 
@@ -20,17 +18,6 @@ from twochat_voip._models import CallDetailRecord
 from twochat_voip._wire import COLUMNS, dumps_wire, text_of
 from twochat_voip.export._files import FIRST_LINE_CAP, FileSink
 
-__all__ = [
-    "CSVSink",
-    "JSONLSink",
-    "Sink",
-    "StdoutSink",
-    "database_url",
-    "open_sink",
-    "shown",
-    "sink_format",
-]
-
 CSV_HEADER: Final = [column.csv_name for column in COLUMNS]
 HEADER_LINE: Final = (",".join(CSV_HEADER) + "\n").encode()
 _FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
@@ -44,11 +31,8 @@ _QUERY_PASSWORD: Final = re.compile(r"([?&](?:password|passwd|pwd)=)[^&]*", re.I
 
 @runtime_checkable
 class Sink(Protocol):
-    """What :func:`~twochat_voip.export_calls` writes records to.
-
-    A sink is an async context manager: entering it opens (and locks, and checks) the
-    output and learns what it already holds; leaving it closes it.
-    """
+    """What :func:`~twochat_voip.export_calls` writes records to: an async context
+    manager whose entering opens (and locks, and checks) the output."""
 
     @property
     def description(self) -> str:
@@ -82,11 +66,11 @@ class JSONLSink(FileSink):
 
     _format = "JSONL"
 
-    def _first_line_ok(self, first: bytes, text: str) -> bool:
+    def _first_line_ok(self, first: bytes) -> bool:
         if not first.endswith(b"\n") and first.startswith(b'{"'):
             return True
         try:
-            value = json.loads(text)
+            value = json.loads(first.decode("utf-8"))
         except ValueError:
             return False
         return isinstance(value, dict) and isinstance(value.get("uuid"), str)
@@ -114,17 +98,13 @@ class JSONLSink(FileSink):
 
 
 class CSVSink(FileSink):
-    """Flat CSV: a header, then one row per record (columns from the models).
-
-    A cell a spreadsheet would run as a formula (starting ``=``, ``+``, ``-``, ``@``,
-    tab or carriage return, and not a plain number such as ``+595984153762``) is
-    prefixed with ``'``, as OWASP advises.
-    """
+    """Flat CSV: a header, then one row per record. A cell a spreadsheet would run as a
+    formula (not a plain number such as ``+595984153762``) is prefixed with ``'``."""
 
     _format = "CSV"
     _header = HEADER_LINE
 
-    def _first_line_ok(self, first: bytes, text: str) -> bool:
+    def _first_line_ok(self, first: bytes) -> bool:
         return HEADER_LINE.startswith(first)
 
     def _scan(self, handle: IO[bytes], size: int) -> int | None:
@@ -141,8 +121,7 @@ class CSVSink(FileSink):
 
         rows = csv.reader(lines(), strict=True)
         good = 0
-        # A cell may be as long as 2Chat made it (the csv module caps it at 128 KiB);
-        # the cap is the process's, so it is restored after the scan.
+        # A cell may be as long as 2Chat made it; the process-wide cap is restored after.
         cap = csv.field_size_limit(sys.maxsize)
         try:
             next(rows, None)  # the header, checked already (or cut short)
@@ -168,8 +147,7 @@ class CSVSink(FileSink):
     def _line(self, record: CallDetailRecord, wire: Mapping[str, Any]) -> str:
         buffer = io.StringIO()
         row = [neutralise(text_of(column.get(record))) for column in COLUMNS]
-        # "\r\n" as the writer's line end makes it quote a cell holding either character
-        # (with "\n" alone, a bare "\r" went out unquoted: a row break in a spreadsheet).
+        # Ending rows "\r\n" makes the writer quote a bare "\r", a row break in a spreadsheet.
         csv.writer(buffer, lineterminator="\r\n").writerow(row)
         return buffer.getvalue()[:-2] + "\n"
 
@@ -211,14 +189,12 @@ class StdoutSink:
 
 
 def shown(target: str) -> str:
-    """An output as it may be printed: a URL's password hidden (up to the last ``@``,
-    in case a ``/`` or ``@`` in it was left unencoded; and a ``password=`` parameter)."""
+    """An output as it may be printed: a URL's password (up to the last ``@``) hidden."""
     return _QUERY_PASSWORD.sub(r"\1***", _PASSWORD.sub(r"\1***@", target))
 
 
 def database_url(target: str | os.PathLike[str]) -> str | None:
-    """The async SQLAlchemy URL for an export target, or ``None`` if it is a file of
-    another format."""
+    """The async SQLAlchemy URL for an export target; ``None`` for a file of another kind."""
     text = os.fspath(target)
     for scheme, driver in (
         ("postgresql://", "postgresql+asyncpg://"),
@@ -235,8 +211,7 @@ def database_url(target: str | os.PathLike[str]) -> str | None:
 
 
 def _sniff(path: Path) -> str | None:
-    """The format a regular file's first line says it is in, if any (a FIFO is not
-    read: that would wait for a writer forever)."""
+    """The format a regular file's first line says, if any (a FIFO is not read)."""
     if not path.is_file():
         return None
     try:
@@ -252,8 +227,7 @@ def _sniff(path: Path) -> str | None:
 
 
 def sink_format(target: str | os.PathLike[str], fmt: str | None = None) -> str:
-    """``jsonl``, ``csv`` or ``sql``: what the output says it is (its name, else its
-    first line), checked against ``fmt`` when one is given; ``-`` is JSONL."""
+    """``jsonl``, ``csv`` or ``sql``: what the output's name, else its first line, says."""
     text = os.fspath(target)
     if text == "-":
         said: str | None = "jsonl"

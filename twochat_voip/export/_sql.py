@@ -1,17 +1,9 @@
-"""An export into a SQL database: SQLite (a file, no server) or PostgreSQL.
-
-One table, ``call_detail_records``, one row per record keyed by ``uuid`` and written
-with the dialect's upsert, so that any number of exports may share one PostgreSQL.
-Columns come from :data:`twochat_voip._wire.COLUMNS` (nested fields flattened as
-``call_cost_<name>``, ``agent_<name>``): prices exact (``NUMERIC``; text in SQLite),
-timestamps ``timestamptz`` (ISO 8601 text in SQLite); ``wire`` is the record as 2Chat
-sent it (JSON), and ``asked_id`` the id asked for when 2Chat answered with another.
-"""
+"""SQLSink: one upserted row per record in SQLite or PostgreSQL (the table: docs/cli.md)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -37,44 +29,35 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["TABLE_NAME", "SQLSink"]
-
 TABLE_NAME: Final = "call_detail_records"
 _INT64: Final = (-(2**63), 2**63 - 1)
 _CREATE_LOCK: Final = 0x2C4A7_CD8  # any constant: the advisory lock taken to create the table
 
 
-class _IsoText(sa.types.TypeDecorator[dt.datetime]):
-    """A timestamp as ISO 8601 text ending in ``Z``: SQLite has no timestamp type."""
+class _AsText(sa.types.TypeDecorator[Any]):
+    """A value SQLite has no exact type for (a timestamp, a decimal), kept as its text."""
 
     impl = sa.Text
     cache_ok = True
 
-    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> str | None:
-        return None if value is None else format_timestamp(value)
+    def __init__(self, dump: Callable[[Any], str], load: Callable[[str], Any]) -> None:
+        super().__init__()
+        self.dump, self.load = dump, load
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
-        return None if value is None else parse_timestamp(value)
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else self.dump(value)
 
-
-class _DecimalText(sa.types.TypeDecorator[Decimal]):
-    """An exact decimal as its text (SQLite's numbers are floats)."""
-
-    impl = sa.Text
-    cache_ok = True
-
-    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> str | None:
-        return None if value is None else str(value)
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        return None if value is None else Decimal(value)
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else self.load(value)
 
 
-_TIMESTAMP: Final = sa.DateTime(timezone=True).with_variant(_IsoText(), "sqlite")
+_TIMESTAMP: Final = sa.DateTime(timezone=True).with_variant(
+    _AsText(format_timestamp, parse_timestamp), "sqlite"
+)
 _TYPES: Final[dict[Any, sa.types.TypeEngine[Any]]] = {
     bool: sa.Boolean(),
     int: sa.BigInteger(),
-    Decimal: sa.Numeric(asdecimal=True).with_variant(_DecimalText(), "sqlite"),
+    Decimal: sa.Numeric(asdecimal=True).with_variant(_AsText(str, Decimal), "sqlite"),
     dt.datetime: _TIMESTAMP,
 }
 
@@ -94,8 +77,7 @@ def _table(metadata: sa.MetaData) -> sa.Table:
 
 
 class SQLSink:
-    """Records into the ``call_detail_records`` table of a database (created if
-    missing).
+    """Records into the ``call_detail_records`` table of a database (created if missing).
 
     Args:
         url: ``postgresql://user@host/db``, ``sqlite:///calls.db`` or a path ending
@@ -113,7 +95,7 @@ class SQLSink:
                 parsed = parsed.difference_update_query(["sslmode"]).update_query_dict({"ssl": ssl})
             self._url = parsed
         except (ArgumentError, ValueError):
-            # Not the parser's words: they quote the URL, password and all.
+            # Not the parser's words: they quote the password.
             raise SinkError(
                 f"{shown(str(url))} is not a database URL (a port that is not a number, "
                 "or a character in the password that needs %-encoding?)"
@@ -132,8 +114,7 @@ class SQLSink:
 
     async def __aenter__(self) -> SQLSink:
         try:
-            # pre_ping: a connection the server dropped between two records is
-            # replaced, not reported.
+            # pre_ping: a connection dropped between two records is replaced, not reported.
             engine = create_async_engine(self._url, json_serializer=dumps_wire, pool_pre_ping=True)
         except (SQLAlchemyError, TypeError, ValueError) as exc:
             raise SinkError(f"cannot use {self.description}: {_reason(exc)}") from None
@@ -158,7 +139,6 @@ class SQLSink:
                 f"{', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); "
                 "export into another database"
             )
-        # Built once, values as parameters: SQLAlchemy compiles it once too.
         insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         statement = insert(self.table)
         self._upsert = statement.on_conflict_do_update(
@@ -185,8 +165,6 @@ class SQLSink:
         return self._engine
 
     async def held(self, call_uuids: Collection[str]) -> set[str]:
-        if not call_uuids:
-            return set()
         ids = list(call_uuids)
         c = self.table.c
         query = sa.select(c.uuid, c.asked_id).where(sa.or_(c.uuid.in_(ids), c.asked_id.in_(ids)))
@@ -221,8 +199,7 @@ class SQLSink:
 
 
 def _sqlite_pragmas(connection: Any, _: object) -> None:
-    # WAL: readers (a BI tool) do not block the export; NORMAL: a commit without an
-    # fsync of the log, still safe against a crashed process.
+    # WAL: readers do not block the export; NORMAL: no fsync a commit, safe on a crash.
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -231,8 +208,7 @@ def _sqlite_pragmas(connection: Any, _: object) -> None:
 
 
 def _about_the_data(exc: BaseException) -> bool:
-    """Whether the database refused the values (SQLSTATE class 22, "data exception":
-    a NUL in a text, say), not the connection or the table."""
+    """Whether the database refused the values (SQLSTATE class 22), not the connection."""
     if isinstance(exc, DataError):
         return True
     orig = getattr(exc, "orig", None)
