@@ -48,7 +48,7 @@ def resume(path: str) -> dict[str, float]:
 
 
 def _write_output(path: Path, records: int) -> int:
-    from twochat_voip._wire import dumps_wire
+    from twochat_voip.export._records import dumps_wire
     from twochat_voip.testing import EXAMPLE_CDR
 
     line = dumps_wire(EXAMPLE_CDR) + "\n"

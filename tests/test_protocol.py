@@ -49,7 +49,7 @@ from twochat_voip._requests import (
     redirect_target,
     validate_call_uuid,
 )
-from twochat_voip._wire import parse_call_wire
+from twochat_voip.export._records import parse_call_wire
 
 CALL = "CDR8b3e7a1f-6c94-4d52-ae17-5f2b9d4c8e63"
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from twochat_voip import SinkError, VoIPClient
-from twochat_voip._wire import COLUMNS, dumps_wire
+from twochat_voip.export._records import COLUMNS, dumps_wire
 from twochat_voip.export._run import export_calls, open_sink
 from twochat_voip.export._sinks import CSVSink, JSONLSink, StdoutSink, neutralise, sink_format
 from twochat_voip.testing import FakeTwoChatServer, Fault, generate_cdrs
@@ -400,7 +400,7 @@ def test_the_exact_parse_fails_as_the_fast_one_does(status: int, body: bytes) ->
 
     from twochat_voip._protocol import parse_call
     from twochat_voip._requests import Response
-    from twochat_voip._wire import parse_call_wire
+    from twochat_voip.export._records import parse_call_wire
 
     response = Response(status, CIMultiDict(), body)
     with pytest.raises(Exception) as fast:  # noqa: PT011 - compared below

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, Final
 from twochat_voip._bulk_engine import RUN_ENDING_ERRORS, iterate_bulk
 from twochat_voip._protocol import parse_call
 from twochat_voip._results import CallResult
-from twochat_voip._wire import parse_call_wire
 
 if TYPE_CHECKING:
     from twochat_voip._requests import Request, Requests, Response
@@ -73,11 +72,10 @@ class BulkMethods:
         concurrency: int,
         ordered: bool,
         give_up_after: float | None,
-        parse_wire: bool = False,
+        parse: Callable[[Response, str | None], Any] = parse_call,
     ) -> AsyncGenerator[CallResult, None]:
-        """:meth:`get_calls`; with ``parse_wire`` (exports) each result's ``cdr`` is a
-        ``(record, wire)`` pair (:func:`~twochat_voip._wire.parse_call_wire`)."""
-        parse: Callable[[Response, str | None], Any] = parse_call_wire if parse_wire else parse_call
+        """:meth:`get_calls`, each result's ``cdr`` what ``parse`` makes of its answer
+        (an export's record and its wire object, say)."""
 
         def fetch(call_uuid: str, on_retry: Callable[[BaseException], object]) -> Awaitable[Any]:
             request = self._requests.call(call_uuid)

@@ -28,6 +28,7 @@ from twochat_voip._errors import (
 from twochat_voip._models import CallDetailRecord
 from twochat_voip._results import CallFailure, CallResult, CallSuccess
 from twochat_voip.export._files import Failures, FileSink
+from twochat_voip.export._records import parse_call_wire
 from twochat_voip.export._sinks import Sink, StdoutSink, open_sink, shown
 
 __all__ = ["ExportSummary", "default_failures", "export_calls", "open_sink"]
@@ -228,7 +229,7 @@ async def export_calls(
             failed.open()  # after the output's lock: a second export is told about that
             results = client._get_calls(
                 new_ids(),
-                parse_wire=True,
+                parse=parse_call_wire,
                 concurrency=concurrency,
                 ordered=ordered,
                 give_up_after=give_up_after,

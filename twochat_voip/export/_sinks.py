@@ -15,8 +15,8 @@ from typing import IO, Any, Final, Protocol, runtime_checkable
 
 from twochat_voip._errors import SinkError
 from twochat_voip._models import CallDetailRecord
-from twochat_voip._wire import COLUMNS, dumps_wire, text_of
 from twochat_voip.export._files import FIRST_LINE_CAP, FileSink
+from twochat_voip.export._records import COLUMNS, dumps_wire, text_of
 
 CSV_HEADER: Final = [column.csv_name for column in COLUMNS]
 HEADER_LINE: Final = (",".join(CSV_HEADER) + "\n").encode()

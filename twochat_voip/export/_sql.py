@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Final
 from twochat_voip._converter import format_timestamp, parse_timestamp
 from twochat_voip._errors import RecordRefusedError, SinkError
 from twochat_voip._models import CallDetailRecord
-from twochat_voip._wire import COLUMNS, dumps_wire
+from twochat_voip.export._records import COLUMNS, dumps_wire
 from twochat_voip.export._sinks import database_url, shown
 
 try:
