@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from twochat_voip import VoIPClient
+from twochat_voip import VoIPClient, set_testing
 from twochat_voip.cli import main as cli_main
 from twochat_voip.cli._options import parse_rpm
 from twochat_voip.testing import (
@@ -51,6 +52,14 @@ class Ran:
     code: int
     out: str
     err: str
+
+
+@pytest.fixture
+def no_waits() -> Iterator[None]:
+    """No slow start and no backoff (set_testing), for exports whose subject is not
+    pacing: the command runs in this process, so the switch reaches it."""
+    with set_testing(True, attempts=4):
+        yield
 
 
 async def run(
@@ -274,6 +283,7 @@ def ids_file(path: Path, ids: list[str]) -> Path:
     return path
 
 
+@pytest.mark.usefixtures("no_waits")
 @pytest.mark.slow
 async def test_export_writes_records_and_failures(tmp_path: Path) -> None:
     """Fetched records go to the output, failed ids to the failures file; exit 1."""
@@ -301,6 +311,7 @@ async def test_export_writes_records_and_failures(tmp_path: Path) -> None:
     assert "\r" not in ran.err  # no progress bar when stderr is not a terminal
 
 
+@pytest.mark.usefixtures("no_waits")
 @pytest.mark.slow
 async def test_export_resumes_and_retries_only_what_failed(tmp_path: Path) -> None:
     """A second run fetches only the ids that failed, and repairs a torn last line."""
@@ -327,6 +338,7 @@ async def test_export_resumes_and_retries_only_what_failed(tmp_path: Path) -> No
     assert not (tmp_path / "out.jsonl.failures.jsonl").exists()
 
 
+@pytest.mark.usefixtures("no_waits")
 @pytest.mark.slow
 async def test_export_from_stdin(tmp_path: Path) -> None:
     """--input - reads ids from standard input."""
@@ -347,6 +359,7 @@ async def test_export_from_stdin(tmp_path: Path) -> None:
     assert [json.loads(line) for line in output.read_text().splitlines()] == records
 
 
+@pytest.mark.usefixtures("no_waits")
 @pytest.mark.slow
 async def test_export_csv_with_resume(tmp_path: Path) -> None:
     """CSV output: a header, one flat row per record, and resume by the uuid column."""

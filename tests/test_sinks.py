@@ -32,7 +32,12 @@ async def _export(
 ) -> Any:
     async with (
         FakeTwoChatServer(cdrs=records) as server,
-        VoIPClient(api_key=server.api_key, base_url=server.base_url) as voip,
+        VoIPClient(  # in memory, unpaced: an export's subject here is its output
+            api_key=server.api_key,
+            base_url=server.base_url,
+            transport=server.transport(),
+            requests_per_minute=60_000,
+        ) as voip,
     ):
         for fault in options.pop("faults", []):
             server.fail_next(fault[1], call_uuid=fault[0])
