@@ -30,7 +30,9 @@ async def server() -> AsyncIterator[FakeTwoChatServer]:
 
 @pytest_asyncio.fixture
 async def voip(server: FakeTwoChatServer) -> AsyncIterator[VoIPClient]:
-    async with VoIPClient(api_key=server.api_key, base_url=server.base_url) as client:
+    async with VoIPClient(
+        api_key=server.api_key, base_url=server.base_url, transport=server.transport()
+    ) as client:
         yield client
 
 
@@ -318,7 +320,9 @@ async def test_the_fake_refuses_requests_it_cannot_read(
     await writer.wait_closed()
     assert answer.split(b" ")[1] == b"400"
     assert server.request_count == 0
-    async with VoIPClient(api_key=server.api_key, base_url=server.base_url) as voip:
+    async with VoIPClient(
+        api_key=server.api_key, base_url=server.base_url, transport=server.transport()
+    ) as voip:
         assert (await voip.get_account_info()).account is not None
 
 

@@ -19,7 +19,10 @@ from twochat_voip.testing import FakeTwoChatServer, Fault, generate_cdrs
 pytestmark = pytest.mark.virtual_time  # pacing, backoff and give-ups in the loop's time
 
 
-def client_for(server: FakeTwoChatServer, **options: Any) -> VoIPClient:
+def client_for(server: FakeTwoChatServer, *, socket: bool = False, **options: Any) -> VoIPClient:
+    """A client of ``server``, in memory unless the test needs a socket."""
+    if not socket:
+        options["transport"] = server.transport()
     return VoIPClient(api_key=server.api_key or "any-key", base_url=server.base_url, **options)
 
 
@@ -49,7 +52,7 @@ async def test_every_id_answered_exactly_once_despite_faults() -> None:
         )
         ids = [r["uuid"] for r in records] + missing
         with set_testing(True, attempts=10):
-            async with client_for(server) as voip:
+            async with client_for(server, socket=True) as voip:
                 results = await collect(voip, ids, concurrency=16)
                 stats = voip.stats
     assert collections.Counter(r.call_uuid for r in results) == collections.Counter(ids)
@@ -190,7 +193,7 @@ async def test_breaking_out_stops_every_worker() -> None:
         server.fail_randomly(1.0, [Fault(hang=True)])
         server.fail_next(*[Fault()] * 3)
         before = client_tasks()
-        async with client_for(server) as voip, asyncio.timeout(10):
+        async with client_for(server, socket=True) as voip, asyncio.timeout(10):
             async with aclosing(voip.get_calls(server.call_uuids, concurrency=8)) as results:
                 async for _ in results:
                     break

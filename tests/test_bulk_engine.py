@@ -218,7 +218,7 @@ async def test_a_give_up_never_answers_with_another_ids_404() -> None:
     records = generate_cdrs(6, seed=49)
     async with FakeTwoChatServer(cdrs=records) as server:
         server.fail_next(Fault(), *[Fault(hang=True)] * 10)
-        async with client_for(server, timeout=0.3, max_retries=0) as voip:
+        async with client_for(server, socket=True, timeout=0.3, max_retries=0) as voip:
             ids = ["CDR-missing", *server.call_uuids]
             results = await collect(voip, ids, concurrency=1, give_up_after=0.2, ordered=True)
     assert isinstance(results[0].error, tv.NotFoundError)

@@ -31,7 +31,9 @@ async def test_export_from_a_plain_list_without_callback(tmp_path: Path) -> None
     output = tmp_path / "o.jsonl"
     async with (
         FakeTwoChatServer(cdrs=records) as server,
-        VoIPClient(api_key=server.api_key, base_url=server.base_url) as voip,
+        VoIPClient(
+            api_key=server.api_key, base_url=server.base_url, transport=server.transport()
+        ) as voip,
     ):
         summary = await export_calls(voip, [*ids, ids[0]], output, failures=tmp_path / "f")
     assert (summary.exported, summary.duplicates, summary.failed) == (4, 1, 0)
@@ -60,7 +62,9 @@ async def test_export_hands_on_results_that_narrow(tmp_path: Path) -> None:
     seen: list[CallResult] = []
     async with (
         FakeTwoChatServer(cdrs=records) as server,
-        VoIPClient(api_key=server.api_key, base_url=server.base_url) as voip,
+        VoIPClient(
+            api_key=server.api_key, base_url=server.base_url, transport=server.transport()
+        ) as voip,
     ):
         await export_calls(
             voip, ids, sink, failures=tmp_path / "f", ordered=True, on_result=seen.append

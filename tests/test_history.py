@@ -29,7 +29,9 @@ async def test_records_shifted_onto_a_later_page_come_once() -> None:
     a, b, c, d = generate_cdrs(4, seed=40)
     async with FakeTwoChatServer(cdrs=[a, b, c, d]) as server:
         server.fail_next(page([a, b], 4), page([b, c], 5), page([c, d], 5), page([], 5))
-        async with VoIPClient(api_key=server.api_key, base_url=server.base_url) as voip:
+        async with VoIPClient(
+            api_key=server.api_key, base_url=server.base_url, transport=server.transport()
+        ) as voip:
             seen: list[str] = []
             await walk(voip, seen)
     assert seen == [r["uuid"] for r in (a, b, c, d)]
@@ -41,7 +43,9 @@ async def test_pages_that_alternate_are_stopped() -> None:
     a, b, c, d = generate_cdrs(4, seed=41)
     async with FakeTwoChatServer(cdrs=[a, b, c, d]) as server:
         server.fail_next(page([a, b], 4), page([c, d], 4), page([a, b], 4), page([c, d], 4))
-        async with VoIPClient(api_key=server.api_key, base_url=server.base_url) as voip:
+        async with VoIPClient(
+            api_key=server.api_key, base_url=server.base_url, transport=server.transport()
+        ) as voip:
             seen: list[str] = []
             with pytest.raises(tv.ResponseValidationError, match="page 2 repeats page 0"):
                 await walk(voip, seen)
@@ -55,7 +59,9 @@ async def test_a_listing_that_never_ends_is_stopped_past_its_count() -> None:
     pages = [page(records[i : i + 2], 4) for i in range(0, 40, 2)]
     async with FakeTwoChatServer(cdrs=records) as server:
         server.fail_next(*pages)
-        async with VoIPClient(api_key=server.api_key, base_url=server.base_url) as voip:
+        async with VoIPClient(
+            api_key=server.api_key, base_url=server.base_url, transport=server.transport()
+        ) as voip:
             seen: list[str] = []
             with pytest.raises(tv.ResponseValidationError, match="count of 4"):
                 await walk(voip, seen)
@@ -69,7 +75,9 @@ async def test_a_stopped_listing_resumes_at_its_cursor() -> None:
     records = generate_cdrs(25, seed=43)
     async with (
         FakeTwoChatServer(cdrs=records, history_page_size=10) as server,
-        VoIPClient(api_key=server.api_key, base_url=server.base_url) as voip,
+        VoIPClient(
+            api_key=server.api_key, base_url=server.base_url, transport=server.transport()
+        ) as voip,
     ):
         cursor: list[int] = []
         first: list[str] = []
@@ -87,7 +95,9 @@ async def test_a_bad_start_page_is_refused() -> None:
     """start_page must be a whole number, 0 or more."""
     async with (
         FakeTwoChatServer() as server,
-        VoIPClient(api_key=server.api_key, base_url=server.base_url) as voip,
+        VoIPClient(
+            api_key=server.api_key, base_url=server.base_url, transport=server.transport()
+        ) as voip,
     ):
         with pytest.raises(ValueError, match="start_page"):
             await anext(voip.iter_call_history(start_page=-1))

@@ -91,7 +91,9 @@ async def test_a_run_yields_successes_and_failures() -> None:
     CallFailure."""
     async with (
         FakeTwoChatServer() as server,
-        VoIPClient(api_key=server.api_key, base_url=server.base_url) as voip,
+        VoIPClient(
+            api_key=server.api_key, base_url=server.base_url, transport=server.transport()
+        ) as voip,
     ):
         results = [
             r async for r in voip.get_calls([EXAMPLE_CDR["uuid"], "CDRnothere"], ordered=True)
