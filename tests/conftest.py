@@ -62,8 +62,10 @@ async def make_client(
     def make(**options: Any) -> VoIPClient:
         options.setdefault("api_key", twochat_server.api_key)
         options.setdefault("base_url", twochat_server.base_url)
-        own = options["base_url"] == twochat_server.base_url and not _AIOHTTPS_OWN & options.keys()
-        if in_memory and own:
+        plain = (
+            options["base_url"] == twochat_server.base_url and not _AIOHTTPS_OWN & options.keys()
+        )
+        if in_memory and plain:  # this server, and none of aiohttp's own options
             options["transport"] = twochat_server.transport()
         client = VoIPClient(**options)
         made.append(client)
