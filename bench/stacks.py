@@ -24,7 +24,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from twochat_voip import VoIPClient
+from twochat_voip import CallDetailRecord as CDR
+from twochat_voip import VoIPClient, make_converter
 
 KEY = "bench-key"
 HEADERS = {"X-User-API-Key": KEY, "Accept": "application/json"}
@@ -206,8 +207,48 @@ async def naive_gather_tenacity(base_url: str, ids: list[str], concurrency: int)
     return got, len(ids) - got
 
 
+async def design_parts(base_url: str, ids: list[str], concurrency: int) -> Outcome:
+    """The design card's libraries alone, as their docs show them, and nothing else:
+    aiohttp's GET inside tenacity's ``AsyncRetrying`` (one per request), orjson, and
+    cattrs structuring the record with the SDK's converter. No limiter, no budget, no
+    hooks: the least any client built on these parts can spend per request."""
+    structure = make_converter().structure
+
+    def parse(body: bytes) -> object:
+        return structure(orjson.loads(body)["cdr"], CDR)
+
+    queue = iter(ids)
+    got = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            nonlocal got
+            for call_uuid in queue:
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(4),
+                    wait=wait_exponential_jitter(max=8),
+                    retry=retry_if_exception_type((_Retryable, aiohttp.ClientError)),
+                    reraise=True,
+                ):
+                    with attempt:
+                        async with session.get(
+                            _url(base_url, call_uuid), headers=HEADERS
+                        ) as answer:
+                            if answer.status == 429 or answer.status >= 500:
+                                raise _Retryable(answer.status)
+                            parse(await answer.read())
+                got += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return got, len(ids) - got
+
+
+DESIGN_PARTS = "aiohttp + tenacity + cattrs, nothing else"
+
 THROUGHPUT_STACKS: dict[str, Stack] = {
     "raw aiohttp + orjson": raw_aiohttp,
+    DESIGN_PARTS: design_parts,
     "twochat_voip get_calls": ours_get_calls,
     "twochat_voip get_call + gather": ours_get_call_gather,
     "aiohttp + pydantic": aiohttp_pydantic,
