@@ -106,10 +106,10 @@ class FakeAccount:
         deliveries: ``(hook_url, status)`` of each event delivered (``None``: not reached).
     """
 
-    def __init__(self, *, virtual_numbers: int = 3, caller_ids: int = 2) -> None:
+    def __init__(self) -> None:
         self.webhooks: list[dict[str, Any]] = []
-        self.virtual_numbers = [make_virtual_number(n) for n in range(virtual_numbers)]
-        self.caller_ids = [make_caller_id(n) for n in range(caller_ids)]
+        self.virtual_numbers = [make_virtual_number(n) for n in range(3)]
+        self.caller_ids = [make_caller_id(n) for n in range(2)]
         self.deliveries: list[tuple[str, int | None]] = []
         self._made = 0
 
@@ -165,9 +165,10 @@ class FakeAccount:
         number), loopback URLs only; the receivers' statuses (``None``: not reached)."""
         number = next(n for n in self.virtual_numbers if channel_uuid in (None, n["uuid"]))
         status = cdr["status"]
+        direction = "outbound" if cdr.get("direction") == "O" else "incoming"
         events = ["call.status.update"]
         if status in ("COMPLETED", "MISSED", "FAILED"):
-            events.append(_EVENTS[2] if cdr.get("direction") == "O" else _EVENTS[1])
+            events.append(f"call.{direction}.completed")
         payload = {k: v for k, v in cdr.items() if k not in ("call_cost", "agent_id")}
         payload.update(
             active=status in ("RINGING", "ANSWERED"),
