@@ -3,6 +3,7 @@ numbers and caller ids."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid as uuid_module
 from collections.abc import Mapping
@@ -204,11 +205,9 @@ def _page(key: str, items: list[dict[str, Any]], query: Mapping[str, str]) -> tu
 async def _post(session: aiohttp.ClientSession, url: str, payload: Any) -> int | None:
     """POST an event to a loopback ``url``; its status, ``None`` if not sent or not reached."""
     host = urlsplit(url).hostname or ""
-    try:
-        if host != "localhost" and not ip_address(host).is_loopback:
-            return None
-        # As a plain POST: a receiver that redirects gets no event.
-        async with session.post(url, json=payload, allow_redirects=False) as answer:
-            return answer.status
-    except (ValueError, aiohttp.ClientError):
-        return None
+    with contextlib.suppress(ValueError, aiohttp.ClientError):
+        if host == "localhost" or ip_address(host).is_loopback:
+            # As a plain POST: a receiver that redirects gets no event.
+            async with session.post(url, json=payload, allow_redirects=False) as answer:
+                return answer.status
+    return None
