@@ -61,17 +61,16 @@ def fake_server(port: int, count: int, server_rpm: float | None) -> None:
     records = [EXAMPLE_CDR, *generate_cdrs(count, seed=2026)]  # the docs fetch the example
 
     async def serve() -> None:
-        server = FakeTwoChatServer(
+        async with FakeTwoChatServer(
             cdrs=records,
             api_key=key,
             requests_per_minute=server_rpm,
             plan_requests_per_minute=server_rpm or _UNENFORCED_PLAN,
             log_requests=False,
             port=port,
-        )
-        async with server:
+        ) as server:
             click.echo(f"export TWOCHAT_BASE_URL={server.base_url}")
-            click.echo(f"export TWOCHAT_API_KEY={key}", nl=True)
+            click.echo(f"export TWOCHAT_API_KEY={key}")
             click.echo(f"# {count} records and the docs' example; Ctrl-C stops it", err=True)
             await asyncio.Event().wait()  # until Ctrl-C
 

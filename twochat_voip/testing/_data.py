@@ -19,7 +19,7 @@ EXAMPLE_ANSWER: dict[str, Any] = json.loads(
 EXAMPLE_CDR: dict[str, Any] = EXAMPLE_ANSWER["cdr"]
 """The ``cdr`` object of :data:`EXAMPLE_ANSWER`."""
 
-_ACCOUNT = "ACC4d6f2e8a-9b13-4c75-a8d1-6e3f7b5c2a94"
+_RECORDINGS = f"https://2chat-user-data.s3.amazonaws.com/{EXAMPLE_CDR['account_uuid']}/calls"
 _AGENTS = [("Jane", "Doe"), ("Ana", "Benítez"), ("Kofi", "Mensah"), ("Mei", "Chen")]
 _COUNTRIES = [("PY", "+5959"), ("US", "+1415"), ("BR", "+5511"), ("DE", "+4930")]
 
@@ -51,27 +51,18 @@ def generate_cdrs(count: int, *, seed: int = 0) -> list[dict[str, Any]]:
         first, last = rng.choice(_AGENTS)
         agent_uuid = _id("USR", rng)
         record: dict[str, Any] = {
+            **EXAMPLE_CDR,
             "uuid": _id("CDR", rng),
-            "account_uuid": _ACCOUNT,
             "callid": callid,
-            "direction": "O",
-            "active": False,
             "from": agent_uuid,
             "iso_country_code": country,
-            "status": "COMPLETED",
             "is_whatsapp_call": rng.random() < 0.2,
-            "is_sip_trunk_call": None,
             "created_at": _ts(created),
             "updated_at": _ts(created + timedelta(seconds=30)),
             "to_number": prefix + "".join(rng.choices("0123456789", k=7)),
             "caller_id_uuid": _id("VCI", rng),
-            "caller_id_used": "+61298374152",
-            "duration": None,
-            "recording_url": None,
-            "start_time": None,
-            "end_time": None,
+            **dict.fromkeys(["duration", "recording_url", "start_time", "end_time", "call_cost"]),
             "agent_id": agent_uuid,
-            "call_cost": None,
             "agent": {
                 "uuid": agent_uuid,
                 "first_name": first,
@@ -88,7 +79,7 @@ def generate_cdrs(count: int, *, seed: int = 0) -> list[dict[str, Any]]:
                 duration=duration,
                 start_time=_ts(answered),
                 end_time=_ts(ended),
-                recording_url=f"https://2chat-user-data.s3.amazonaws.com/{_ACCOUNT}/calls/{callid}.mp3",
+                recording_url=f"{_RECORDINGS}/{callid}.mp3",
                 call_cost={
                     "callid": callid,
                     "forwarded": False,

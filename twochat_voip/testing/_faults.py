@@ -1,20 +1,21 @@
-"""Faults scripted into the fake server, the requests it logs, and answers written as a
-fault says."""
+"""Faults scripted into the fake server, the requests it logs, and answers written to a
+socket as a fault says."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
-import json
 from collections.abc import Mapping
-from http import HTTPStatus
+from http.client import responses
 from typing import Any, Literal
 
 import attrs
 from aiohttp import web
 from multidict import CIMultiDict
 
-__all__ = ["Answer", "Fault", "ReceivedRequest", "error_answer", "json_answer", "write_answer"]
+from twochat_voip._requests import Response
+
+__all__ = ["Fault", "ReceivedRequest", "error", "write_answer"]
 
 _CALL_PREFIX = "/open/voip/call/"
 
@@ -80,78 +81,34 @@ class ReceivedRequest:
         return None
 
 
-@attrs.frozen
-class Answer:
-    """An answer decided but not yet written, and the fault to write it with."""
-
-    status: int
-    body: bytes
-    fault: Fault = Fault()
-
-    @property
-    def answered_status(self) -> int | None:
-        return None if self.fault.hang or self.fault.drop else self.status
-
-    def headers(self) -> CIMultiDict[str]:
-        """The answer's headers, as its fault says (not its transfer encoding)."""
-        fault = self.fault
-        headers = CIMultiDict([("Content-Type", fault.content_type or "application/json")])
-        if fault.retry_after is not None:
-            headers["Retry-After"] = str(fault.retry_after)
-        headers.extend(fault.headers)
-        return headers
-
-    def with_fault(self, fault: Fault) -> Answer:
-        body = fault.body
-        if body is None:
-            body = self.body
-        elif isinstance(body, str):
-            body = body.encode()
-        elif not isinstance(body, bytes):
-            body = json.dumps(body).encode()
-        return attrs.evolve(self, body=body, fault=fault)
-
-
-def json_answer(status: int, payload: Any) -> Answer:
-    return Answer(status, json.dumps(payload).encode())
-
-
-def error_answer(status: int, message: str | None = None) -> Answer:
+def error(status: int, message: str | None = None) -> tuple[int, dict[str, Any]]:
     """2Chat's error envelope; its message, by default the status's phrase."""
-    if message is None:
-        try:
-            message = HTTPStatus(status).phrase
-        except ValueError:
-            message = "Error"
-    return json_answer(status, {"success": False, "error": True, "error_message": message})
+    message = message or responses.get(status, "Error")
+    return status, {"success": False, "error": True, "error_message": message}
 
 
 async def write_answer(
-    request: web.BaseRequest, answer: Answer, closed: asyncio.Future[None]
+    request: web.BaseRequest, answer: Response, fault: Fault, closed: asyncio.Future[None]
 ) -> web.StreamResponse:
-    """Write ``answer`` as its fault says; ``closed`` (the server stopped) cuts any wait short."""
-    fault, body, headers = answer.fault, answer.body, answer.headers()
+    """Write ``answer`` as ``fault`` says; ``closed`` (the server stopped) cuts it short."""
+    body, headers = answer.body, CIMultiDict(answer.headers)
     if fault.gzip:
         body = gzip.compress(body)
         headers["Content-Encoding"] = "gzip"
-    if fault.hang or fault.delay:
-        await asyncio.wait([closed], timeout=None if fault.hang else fault.delay)
     if closed.done() or fault.drop == "before_status":
         return _cut(request)
     if fault.drop == "mid_headers":
-        head = f"HTTP/1.1 {answer.status} \r\n" + "".join(
-            f"{name}: {value}\r\n" for name, value in headers.items()
-        )
-        if request.transport is not None:
-            request.transport.write(head[: len(head) // 2].encode("latin-1"))
-        return _cut(request)
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        head = f"HTTP/1.1 {answer.status} \r\n{head}"
+        return _cut(request, head[: len(head) // 2].encode("latin-1"))
     if fault.drop is None and not fault.trickle:
         response = web.Response(status=answer.status, body=body, headers=headers)
         if fault.chunked:
             response.enable_chunked_encoding()
         return response
-    streamed = web.StreamResponse(status=answer.status, headers=headers)
-    return await _stream(request, streamed, body, fault, closed)
+    return await _stream(
+        request, web.StreamResponse(status=answer.status, headers=headers), body, fault, closed
+    )
 
 
 async def _stream(
@@ -181,8 +138,9 @@ async def _stream(
     return response
 
 
-def _cut(request: web.BaseRequest) -> web.StreamResponse:
-    """Close the connection; aiohttp then writes nothing of the answer returned."""
+def _cut(request: web.BaseRequest, sent: bytes = b"") -> web.StreamResponse:
+    """Close the connection after ``sent``; aiohttp then writes nothing of the answer."""
     if request.transport is not None:
+        request.transport.write(sent)
         request.transport.close()
     return web.Response()

@@ -11,8 +11,6 @@ from twochat_voip._requests import Request, Response
 
 __all__ = ["MockTransport"]
 
-Handler = Callable[[Request], Response | Awaitable[Response]]
-
 
 class MockTransport:
     """Answers each request with ``handler(request)``: a :class:`~twochat_voip.Response`
@@ -26,7 +24,7 @@ class MockTransport:
         requests: Every request it was given, in order.
     """
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Callable[[Request], Response | Awaitable[Response]]) -> None:
         self._handler = handler
         self.requests: list[Request] = []
 
@@ -40,11 +38,8 @@ class MockTransport:
             raise TypeError(
                 f"a MockTransport handler returns a Response, not {type(answer).__name__}"
             )
-        if not isinstance(answer.headers, CIMultiDictProxy | CIMultiDict):
-            answer = Response(
-                answer.status, CIMultiDictProxy(CIMultiDict(answer.headers)), answer.body
-            )
-        return answer
+        headers = CIMultiDictProxy(CIMultiDict(answer.headers))
+        return Response(answer.status, headers, answer.body)
 
     async def aclose(self) -> None:
         """Nothing to let go of."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import random
 from collections.abc import Iterable, Mapping
 from typing import Any, Self
@@ -11,22 +12,15 @@ from urllib.parse import parse_qs
 
 import attrs
 from aiohttp import web
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict
 from yarl import URL
 
 from twochat_voip._clock import loop_time
 from twochat_voip._gcra import Gcra
 from twochat_voip._requests import Request, Response
-from twochat_voip.testing._account import FakeAccount
+from twochat_voip.testing._account import FakeAccount, account_info
 from twochat_voip.testing._data import EXAMPLE_CDR
-from twochat_voip.testing._faults import (
-    Answer,
-    Fault,
-    ReceivedRequest,
-    error_answer,
-    json_answer,
-    write_answer,
-)
+from twochat_voip.testing._faults import Fault, ReceivedRequest, error, write_answer
 from twochat_voip.testing._mock_transport import MockTransport
 
 __all__ = ["DEFAULT_TEST_KEY", "FakeTwoChatServer", "Fault", "ReceivedRequest"]
@@ -68,7 +62,6 @@ class FakeTwoChatServer:
         history_page_size: int = 50,
         plan_requests_per_minute: float | None = None,
         log_requests: bool = True,
-        host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self.api_key = api_key
@@ -89,7 +82,6 @@ class FakeTwoChatServer:
         self._faults: collections.deque[tuple[str | None, Fault]] = collections.deque()
         self._random_faults: tuple[float, list[Fault], random.Random] | None = None
         self._limit = Gcra(interval=0.0)
-        self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
         self._closed: asyncio.Future[None]  # done when it stops; made by start()
@@ -106,7 +98,7 @@ class FakeTwoChatServer:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
-            await web.TCPSite(runner, self._host, self._port).start()
+            await web.TCPSite(runner, "127.0.0.1", self._port).start()
         except BaseException:
             await runner.cleanup()  # e.g. the port is taken
             raise
@@ -134,7 +126,7 @@ class FakeTwoChatServer:
         """``http://127.0.0.1:PORT``: give it to ``VoIPClient(base_url=...)``."""
         if self._runner is None:
             raise RuntimeError("the server is not started")
-        return f"http://{self._host}:{self._port}"
+        return f"http://127.0.0.1:{self._port}"
 
     def add_cdrs(self, cdrs: Iterable[Mapping[str, Any]]) -> None:
         """Serve these records (wire JSON) from now on."""
@@ -192,8 +184,10 @@ class FakeTwoChatServer:
         self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:
             body = await request.read()
-            answer = self._receive(request.method, request.rel_url, request.headers, body)
-            return await write_answer(request, answer, self._closed)
+            answer, fault = await self._receive(
+                request.method, request.rel_url, request.headers, body, socket=True
+            )
+            return await write_answer(request, answer, fault, self._closed)
         finally:
             self._in_flight -= 1
 
@@ -202,18 +196,15 @@ class FakeTwoChatServer:
         self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:
             url = URL(request.url, encoded=True)
-            answer = self._receive(request.method, url, request.headers, request.body or b"")
-            fault = answer.fault
-            if fault.drop or fault.hang or fault.trickle is not None:
-                raise ValueError(f"{fault!r} needs a socket: make the client without transport=")
-            if fault.delay:
-                await asyncio.wait([self._closed], timeout=fault.delay)
-            return Response(answer.status, CIMultiDictProxy(answer.headers()), answer.body)
+            body = request.body or b""
+            return (await self._receive(request.method, url, request.headers, body))[0]
         finally:
             self._in_flight -= 1
 
-    def _receive(self, method: str, url: URL, headers: Mapping[str, str], body: bytes) -> Answer:
-        """Decide the answer to a request, and log it."""
+    async def _receive(
+        self, method: str, url: URL, headers: Mapping[str, str], body: bytes, socket: bool = False
+    ) -> tuple[Response, Fault]:
+        """Decide the answer to a request, log it, and wait as its fault says."""
         received = ReceivedRequest(
             method=method,
             path=url.raw_path,
@@ -222,13 +213,25 @@ class FakeTwoChatServer:
             received_at=loop_time(),
             status=None,
         )
-        answer = self._answer(received, body)
+        (status, payload), fault = self._answer(received, body)
+        answered = None if fault.hang or fault.drop else status
         self.request_count += 1
-        self._status_counts[answer.answered_status] += 1
+        self._status_counts[answered] += 1
         if self._log_requests:
-            self.requests.append(attrs.evolve(received, status=answer.answered_status))
+            self.requests.append(attrs.evolve(received, status=answered))
         self._arrived.set()
-        return answer
+        if not socket and (fault.drop or fault.hang or fault.trickle is not None):
+            raise ValueError(f"{fault!r} needs a socket: make the client without transport=")
+        if fault.hang or fault.delay:
+            await asyncio.wait([self._closed], timeout=None if fault.hang else fault.delay)
+        answer_headers = CIMultiDict([("Content-Type", fault.content_type or "application/json")])
+        if fault.retry_after is not None:
+            answer_headers["Retry-After"] = str(fault.retry_after)
+        answer_headers.extend(fault.headers)
+        data = payload if fault.body is None else fault.body
+        if not isinstance(data, bytes):
+            data = data.encode() if isinstance(data, str) else json.dumps(data).encode()
+        return Response(status, answer_headers, data), fault
 
     def _next_fault(self, call_uuid: str | None) -> Fault:
         for index, (wanted, fault) in enumerate(self._faults):
@@ -241,53 +244,49 @@ class FakeTwoChatServer:
                 return rng.choice(choices)
         return Fault()
 
-    def _answer(self, request: ReceivedRequest, body: bytes) -> Answer:
+    def _answer(self, request: ReceivedRequest, body: bytes) -> tuple[tuple[int, Any], Fault]:
         key = request.headers.get("x-user-api-key")
         if not key:
-            return json_answer(403, {"detail": "Not authenticated"})
+            return (403, {"detail": "Not authenticated"}), Fault()
         if self.api_key is not None and key != self.api_key:
-            return json_answer(401, {"detail": "Invalid API Key"})
+            return (401, {"detail": "Invalid API Key"}), Fault()
         if self.requests_per_minute is not None:
             # Read each time: a test may change the limit while the server runs.
             self._limit.interval = 60.0 / self.requests_per_minute
             self._limit.burst = self.rate_burst
-            wait = self._limit.police(request.received_at)
-            if wait:
-                answer = error_answer(429, "Too many requests, please retry later")
-                if self.rate_limit_retry_after:
-                    answer = answer.with_fault(Fault(retry_after=max(1, round(wait))))
-                return answer
+            if wait := self._limit.police(request.received_at):
+                after = max(1, round(wait)) if self.rate_limit_retry_after else None
+                return error(429, "Too many requests, please retry later"), Fault(retry_after=after)
         fault = self._next_fault(request.call_uuid)
         if fault.status is not None:
-            return error_answer(fault.status).with_fault(fault)
-        return self._served(request, body).with_fault(fault)
+            return error(fault.status), fault
+        return self._served(request, body), fault
 
-    def _served(self, request: ReceivedRequest, body: bytes) -> Answer:
+    def _served(self, request: ReceivedRequest, body: bytes) -> tuple[int, Any]:
         method, path, query = request.method, request.path, request.query
         resource = self.account.answer(method, path, query, body)
         if resource is not None:
             return resource
         if method != "GET":
-            return error_answer(405, "Method not allowed")
+            return error(405, "Method not allowed")
         if request.call_uuid is not None:
             cdr = self._wire.get(request.call_uuid)
-            found = {"success": True, "cdr": cdr}
-            return json_answer(200, found) if cdr else error_answer(404, "Call not found")
+            return (200, {"success": True, "cdr": cdr}) if cdr else error(404, "Call not found")
         if path == "/open/info":
             plan = self.plan_requests_per_minute or self.requests_per_minute
-            return self.account.info(self.request_count, plan)
+            return 200, account_info(self.request_count, plan)
         if path == "/open/voip/call-history":
             return self._history(query)
-        return json_answer(404, {"detail": "Not Found"})
+        return 404, {"detail": "Not Found"}
 
-    def _history(self, query: Mapping[str, str]) -> Answer:
+    def _history(self, query: Mapping[str, str]) -> tuple[int, Any]:
         direction = {"inbound": "I", "outbound": "O"}.get(query.get("direction", ""))
         if "direction" in query and direction is None:
-            return error_answer(422, "direction must be inbound or outbound")
+            return error(422, "direction must be inbound or outbound")
         try:
             page = int(query.get("page_number", "0"))
         except ValueError:
-            return error_answer(422, "page_number must be a whole number")
+            return error(422, "page_number must be a whole number")
         records = [
             {k: v for k, v in cdr.items() if k != "agent"}
             for cdr in self._wire.values()
@@ -295,6 +294,4 @@ class FakeTwoChatServer:
         ]
         size = self.history_page_size
         chunk = records[page * size : (page + 1) * size] if page >= 0 else []
-        return json_answer(
-            200, {"success": True, "count": len(records), "page": page, "cdrs": chunk}
-        )
+        return 200, {"success": True, "count": len(records), "page": page, "cdrs": chunk}
