@@ -261,7 +261,7 @@ def open_sink(output: str | os.PathLike[str], fmt: str | None = None) -> Sink:
     if text == "-":
         return StdoutSink()
     if chosen == "sql":
-        from twochat_voip.export._sql import SQLSink  # noqa: PLC0415 - the optional db extra
+        from twochat_voip.sql import SQLSink  # noqa: PLC0415 - the optional db extra
 
         return SQLSink(text)
     return CSVSink(text) if chosen == "csv" else JSONLSink(text)
