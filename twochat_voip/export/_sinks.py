@@ -18,8 +18,7 @@ from twochat_voip._models import CallDetailRecord
 from twochat_voip.export._files import FIRST_LINE_CAP, FileSink
 from twochat_voip.export._records import COLUMNS, dumps_wire, text_of
 
-CSV_HEADER: Final = [column.csv_name for column in COLUMNS]
-HEADER_LINE: Final = (",".join(CSV_HEADER) + "\n").encode()
+HEADER_LINE: Final = (",".join(column.csv_name for column in COLUMNS) + "\n").encode()
 _FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 _BLANKS: Final = " \n\xa0\ufeff"  # before a formula start (tab and CR are starts)
 _PLAIN_NUMBER: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -130,7 +129,7 @@ class CSVSink(FileSink):
                 if not last_line_end:
                     break  # a row cut short by a killed run
                 good = consumed
-                if len(row) == len(CSV_HEADER):
+                if len(row) == len(COLUMNS):
                     cell = row[0]  # as it was before neutralise()
                     formula = cell[1:].lstrip(_BLANKS).startswith(_FORMULA_STARTS)
                     self._held.add(cell[1:] if cell.startswith("'") and formula else cell)
