@@ -72,12 +72,8 @@ class ExportSummary:
     ) -> str:
         """A one-paragraph account for the end of a run."""
         lines = [f"exported {self.exported} records to {output or self.output}"]
-        skipped = []
-        if self.already_there:
-            skipped.append(f"{self.already_there} already there")
-        if self.duplicates:
-            skipped.append(f"{self.duplicates} given twice")
-        if skipped:
+        counts = ((self.already_there, "already there"), (self.duplicates, "given twice"))
+        if skipped := [f"{count} {what}" for count, what in counts if count]:
             lines[0] += f" ({', '.join(skipped)})"
         if self.failed:
             lines.append(f"{self.failed} failed; ids and reasons in {failures or self.failures}")
