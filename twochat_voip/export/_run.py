@@ -121,29 +121,19 @@ async def _chunks(values: AsyncIterable[str] | Iterable[str]) -> AsyncIterator[l
         return
     source = aiter(values)
     end: Any = object()
-    pending: asyncio.Future[Any] | None = None
+    pending = asyncio.ensure_future(anext(source, end))
     chunk = []
     try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(source, end))
-            if chunk and not (await asyncio.wait({pending}, timeout=_LINGER))[0]:
-                yield chunk
-                chunk = []
-                continue
-            value = await pending
-            pending = None
-            if value is end:
-                break
+        while (value := await pending) is not end:
             chunk.append(value)
-            if len(chunk) >= _CHUNK:
+            pending = asyncio.ensure_future(anext(source, end))
+            if len(chunk) >= _CHUNK or not (await asyncio.wait({pending}, timeout=_LINGER))[0]:
                 yield chunk
                 chunk = []
         if chunk:
             yield chunk
     finally:
-        if pending is not None:
-            pending.cancel()
+        pending.cancel()
 
 
 async def _store(sink: Sink, result: CallSuccess) -> CallResult:
