@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import json
 import os
@@ -59,7 +60,7 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-class FileSink:
+class FileSink(abc.ABC):
     """A sink into a locked file of whole lines; subclasses say what a line is."""
 
     _format = ""
@@ -96,9 +97,13 @@ class FileSink:
             with open(self._fd, "rb", closefd=False) as handle:
                 first = handle.readline(FIRST_LINE_CAP)
                 if first and not self._first_line_ok(first):
+                    try:
+                        why = f"its first line is {first.decode('utf-8')[:60]!r}"
+                    except UnicodeDecodeError:
+                        why = "it is not UTF-8"
                     raise SinkError(
-                        f"{self.path} is not a {self._format} export of call records "
-                        f"({_why_not_ours(first)}); it was left untouched: choose another output"
+                        f"{self.path} is not a {self._format} export of call records ({why}); "
+                        "it was left untouched: choose another output"
                     )
                 keep = self._scan(handle, os.fstat(self._fd).st_size)
             if keep is not None:
@@ -140,23 +145,16 @@ class FileSink:
             raise SinkError(f"writing to {self.path} failed: {exc.strerror}") from None
         self._held.add(record.uuid)
 
+    @abc.abstractmethod
     def _first_line_ok(self, first: bytes) -> bool:
         """Whether the first line (perhaps cut short by a killed run) is ours."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _scan(self, handle: IO[bytes], size: int) -> int | None:
         """Learn the ids held; the size to cut the file to, if its end is torn."""
-        raise NotImplementedError
 
-    def _line(self, record: CallDetailRecord, wire: Mapping[str, Any]) -> str:
-        raise NotImplementedError
-
-
-def _why_not_ours(first: bytes) -> str:
-    try:
-        return f"its first line is {first.decode('utf-8')[:60]!r}"
-    except UnicodeDecodeError:
-        return "it is not UTF-8"
+    @abc.abstractmethod
+    def _line(self, record: CallDetailRecord, wire: Mapping[str, Any]) -> str: ...
 
 
 def _is_failure_line(line: bytes) -> bool:

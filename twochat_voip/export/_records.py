@@ -9,7 +9,7 @@ that same object. CSV and SQL columns come from the models, not a list kept by h
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -26,6 +26,8 @@ from twochat_voip._protocol import (
     structure_record,
 )
 from twochat_voip._requests import Response
+
+_SCALARS: Final = (type(None), bool, str, int, float)
 
 
 def _refuse_constant(name: str) -> None:
@@ -53,62 +55,29 @@ def parse_call_wire(
     return structure_record(response, cdr, call_uuid), cdr
 
 
-def _decimal(value: Decimal) -> str:
-    if not value.is_finite():
-        raise ValueError(f"{value} is not a JSON number")
-    return str(value)  # "0.0594", "1E+309": the digits as sent, valid JSON
-
-
-_SCALARS: Final[dict[type, Callable[[Any], str]]] = {
-    type(None): lambda _: "null",
-    bool: lambda value: "true" if value else "false",
-    str: lambda value: json.dumps(value, ensure_ascii=False),
-    int: str,
-    Decimal: _decimal,
-    float: lambda value: json.dumps(value, allow_nan=False),
-}
-
-
-def _encode(value: object, out: list[str]) -> None:
-    write = _SCALARS.get(type(value))
-    if write is not None:
-        out.append(write(value))
-    elif isinstance(value, Mapping):
-        out.append("{")
-        for n, (key, item) in enumerate(value.items()):
-            out.append(("," if n else "") + json.dumps(str(key), ensure_ascii=False) + ":")
-            _encode(item, out)
-        out.append("}")
-    elif isinstance(value, list | tuple):
-        out.append("[")
-        for n, item in enumerate(value):
-            if n:
-                out.append(",")
-            _encode(item, out)
-        out.append("]")
-    else:
-        raise TypeError(f"{type(value).__name__} is not a JSON type")
-
-
 def dumps_wire(value: object) -> str:
     """Compact, strict JSON for a decoded answer: a :class:`~decimal.Decimal` is written
     with its own digits (never as a float, never ``Infinity`` or ``NaN``)."""
-    out: list[str] = []
-    _encode(value, out)
-    return "".join(out)
+    if type(value) is Decimal:
+        if not value.is_finite():
+            raise ValueError(f"{value} is not a JSON number")
+        return str(value)  # "0.0594", "1E+309": the digits as sent, valid JSON
+    if isinstance(value, Mapping):
+        items = (
+            json.dumps(str(k), ensure_ascii=False) + ":" + dumps_wire(v) for k, v in value.items()
+        )
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(map(dumps_wire, value)) + "]"
+    if type(value) in _SCALARS:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    raise TypeError(f"{type(value).__name__} is not a JSON type")
 
 
 @attrs.frozen
 class Column:
-    """One flat column of an export.
-
-    Attributes:
-        path: Attribute names from the record down (``("call_cost", "call_price")``).
-        csv_name: The CSV header: wire names joined by dots (``call_cost.call_price``).
-        sql_name: The SQL column: attribute names joined by ``_``
-            (``call_cost_call_price``).
-        type: The field's type, ``None`` left out (``Decimal``, ``datetime``, ``str``…).
-    """
+    """One flat column: its attribute path, CSV header (wire names joined by dots), SQL
+    name (attribute names joined by ``_``) and type (``None`` left out)."""
 
     path: tuple[str, ...]
     csv_name: str

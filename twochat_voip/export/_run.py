@@ -72,12 +72,8 @@ class ExportSummary:
     ) -> str:
         """A one-paragraph account for the end of a run."""
         lines = [f"exported {self.exported} records to {output or self.output}"]
-        skipped = []
-        if self.already_there:
-            skipped.append(f"{self.already_there} already there")
-        if self.duplicates:
-            skipped.append(f"{self.duplicates} given twice")
-        if skipped:
+        counts = ((self.already_there, "already there"), (self.duplicates, "given twice"))
+        if skipped := [f"{count} {what}" for count, what in counts if count]:
             lines[0] += f" ({', '.join(skipped)})"
         if self.failed:
             lines.append(f"{self.failed} failed; ids and reasons in {failures or self.failures}")
@@ -125,29 +121,19 @@ async def _chunks(values: AsyncIterable[str] | Iterable[str]) -> AsyncIterator[l
         return
     source = aiter(values)
     end: Any = object()
-    pending: asyncio.Future[Any] | None = None
+    pending = asyncio.ensure_future(anext(source, end))
     chunk = []
     try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(source, end))
-            if chunk and not (await asyncio.wait({pending}, timeout=_LINGER))[0]:
-                yield chunk
-                chunk = []
-                continue
-            value = await pending
-            pending = None
-            if value is end:
-                break
+        while (value := await pending) is not end:
             chunk.append(value)
-            if len(chunk) >= _CHUNK:
+            pending = asyncio.ensure_future(anext(source, end))
+            if len(chunk) >= _CHUNK or not (await asyncio.wait({pending}, timeout=_LINGER))[0]:
                 yield chunk
                 chunk = []
         if chunk:
             yield chunk
     finally:
-        if pending is not None:
-            pending.cancel()
+        pending.cancel()
 
 
 async def _store(sink: Sink, result: CallSuccess) -> CallResult:

@@ -9,7 +9,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import IO, Any, Final, Protocol, runtime_checkable
 
@@ -18,8 +18,7 @@ from twochat_voip._models import CallDetailRecord
 from twochat_voip.export._files import FIRST_LINE_CAP, FileSink
 from twochat_voip.export._records import COLUMNS, dumps_wire, text_of
 
-CSV_HEADER: Final = [column.csv_name for column in COLUMNS]
-HEADER_LINE: Final = (",".join(CSV_HEADER) + "\n").encode()
+HEADER_LINE: Final = (",".join(column.csv_name for column in COLUMNS) + "\n").encode()
 _FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 _BLANKS: Final = " \n\xa0\ufeff"  # before a formula start (tab and CR are starts)
 _PLAIN_NUMBER: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -108,34 +107,24 @@ class CSVSink(FileSink):
         return HEADER_LINE.startswith(first)
 
     def _scan(self, handle: IO[bytes], size: int) -> int | None:
-        consumed = 0
-        last_line_end = True
-
-        def lines() -> Iterator[str]:
-            nonlocal consumed, last_line_end
-            handle.seek(0)
-            for line in handle:
-                consumed += len(line)
-                last_line_end = line.endswith(b"\n")
-                yield line.decode("utf-8", "replace")
-
-        rows = csv.reader(lines(), strict=True)
+        handle.seek(max(size - 1, 0))
+        whole = handle.read(1) == b"\n"  # else its last row was cut short by a killed run
+        handle.seek(0)
+        rows = csv.reader((line.decode("utf-8", "replace") for line in handle), strict=True)
         good = 0
         # A cell may be as long as 2Chat made it; the process-wide cap is restored after.
         cap = csv.field_size_limit(sys.maxsize)
         try:
-            next(rows, None)  # the header, checked already (or cut short)
-            good = consumed if last_line_end else 0
-            for row in rows:
-                if not last_line_end:
-                    break  # a row cut short by a killed run
-                good = consumed
-                if len(row) == len(CSV_HEADER):
+            for number, row in enumerate(rows):  # the header first, checked already
+                if handle.tell() == size and not whole:
+                    break
+                good = handle.tell()
+                if number and len(row) == len(COLUMNS):
                     cell = row[0]  # as it was before neutralise()
                     formula = cell[1:].lstrip(_BLANKS).startswith(_FORMULA_STARTS)
                     self._held.add(cell[1:] if cell.startswith("'") and formula else cell)
         except csv.Error as exc:
-            if consumed != size:  # not a torn end: resuming past it would duplicate
+            if handle.tell() != size:  # not a torn end: resuming past it would duplicate
                 raise SinkError(
                     f"{self.path} cannot be read past byte {good} ({exc}); it was left "
                     "untouched: mend it, or choose another output"
@@ -261,7 +250,7 @@ def open_sink(output: str | os.PathLike[str], fmt: str | None = None) -> Sink:
     if text == "-":
         return StdoutSink()
     if chosen == "sql":
-        from twochat_voip.export._sql import SQLSink  # noqa: PLC0415 - the optional db extra
+        from twochat_voip.sql import SQLSink  # noqa: PLC0415 - the optional db extra
 
         return SQLSink(text)
     return CSVSink(text) if chosen == "csv" else JSONLSink(text)
