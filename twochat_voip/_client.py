@@ -178,7 +178,7 @@ class VoIPClient(AccountMethods, BulkMethods):
     @property
     def stats(self) -> ClientStats:
         """A snapshot of what this client has done (requests, 429s, retries, ...)."""
-        return self._caller.counters.snapshot()
+        return ClientStats(**self._caller.counts)
 
     @property
     def max_requests(self) -> int | None:
