@@ -7,6 +7,7 @@ and retries nothing, the client does both.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
@@ -105,9 +106,7 @@ class AiohttpTransport:
         headers: Mapping[str, str] = request.headers
         if request.body is not None:
             headers = {**headers, "Content-Type": "application/json"}
-        # A connection not made within 90% of the time ends the attempt as "could not
-        # connect" (no credit spent), not as a slow answer.
-        limits = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout * 0.9)
+        limits = _timeouts(timeout)
         try:
             async with session.request(
                 request.method,
@@ -118,8 +117,18 @@ class AiohttpTransport:
                 raise_for_status=False,
                 timeout=limits,
             ) as answer:
-                body = await self._read(answer, call_uuid)
-                return Response(answer.status, answer.headers, body)
+                limit = self._max_body
+                declared = answer.headers.get("Content-Length")  # digits: aiohttp checked
+                if declared is not None and int(declared) > limit:
+                    too_large = f"Content-Length {declared}"
+                    raise _too_large(limit, answer.status, call_uuid, too_large)
+                body = bytearray()
+                while chunk := await answer.content.readany():  # decompressed
+                    body += chunk
+                    if len(body) > limit:
+                        too_large = "more than that arrived"
+                        raise _too_large(limit, answer.status, call_uuid, too_large)
+                return Response(answer.status, answer.headers, bytes(body))
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             if isinstance(exc, TimeoutError):
                 raise APITimeoutError(
@@ -155,18 +164,12 @@ class AiohttpTransport:
             raise ClientClosedError("the aiohttp session is closed") from None
         raise failure
 
-    async def _read(self, answer: aiohttp.ClientResponse, call_uuid: str | None) -> bytes:
-        """The body, decompressed, read no further than the size cap."""
-        limit = self._max_body
-        declared = answer.headers.get("Content-Length")  # digits: aiohttp checked them
-        if declared is not None and int(declared) > limit:
-            raise _too_large(limit, answer.status, call_uuid, f"Content-Length {declared}")
-        body = bytearray()
-        async for chunk in answer.content.iter_any():
-            body += chunk
-            if len(body) > limit:
-                raise _too_large(limit, answer.status, call_uuid, "more than that arrived")
-        return bytes(body)
+
+@functools.lru_cache(maxsize=16)
+def _timeouts(timeout: float) -> aiohttp.ClientTimeout:
+    # A connection not made within 90% of the time ends the attempt as "could not
+    # connect" (no credit spent), not as a slow answer.
+    return aiohttp.ClientTimeout(total=timeout, sock_connect=timeout * 0.9)
 
 
 def _too_large(
