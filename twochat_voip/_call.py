@@ -22,6 +22,7 @@ from twochat_voip._errors import (
     TwoChatError,
 )
 from twochat_voip._observe import CallWatch, Observer
+from twochat_voip._options import ClientOptions
 from twochat_voip._ratelimit import RateLimiter
 from twochat_voip._requests import (
     MAX_REDIRECTS,
@@ -30,7 +31,6 @@ from twochat_voip._requests import (
     Response,
     redirect_target,
 )
-from twochat_voip._retry import RetryPolicy
 from twochat_voip._transport import Transport
 
 _T = TypeVar("_T")
@@ -62,24 +62,21 @@ class Caller:
 
     def __init__(
         self,
+        options: ClientOptions,
         *,
         limiter: RateLimiter,
-        retry: RetryPolicy,
         transport: Transport,
         check_open: Callable[[], Awaitable[None]],
-        timeout: float,
-        max_requests: int | None,
         on_rate_limited: Callable[[], object],
-        observer: Observer,
     ) -> None:
         self.counts: collections.Counter[str] = collections.Counter()
         self._limiter = limiter
-        self._retry = retry
+        self._retry = options.retry_policy
         self._transport = transport
         self._check_open = check_open
-        self._timeout = timeout
-        self._max_requests = max_requests
-        self._observer = observer
+        self._timeout = options.timeout
+        self._max_requests = options.max_requests
+        self._observer = Observer(options.hooks, options.base_url)
         self._on_rate_limited = on_rate_limited
 
     async def call(
