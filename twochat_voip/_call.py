@@ -24,13 +24,7 @@ from twochat_voip._errors import (
 from twochat_voip._observe import CallWatch, Observer
 from twochat_voip._options import ClientOptions
 from twochat_voip._ratelimit import RateLimiter
-from twochat_voip._requests import (
-    MAX_REDIRECTS,
-    REDIRECT_STATUSES,
-    Request,
-    Response,
-    redirect_target,
-)
+from twochat_voip._requests import MAX_REDIRECTS, Request, Response, redirected
 from twochat_voip._transport import Transport
 
 _T = TypeVar("_T")
@@ -183,7 +177,7 @@ class Caller:
                 if isinstance(exc, ClientClosedError) or not exc.sent:
                     self.counts["requests"] -= 1
                 raise
-            next_request = _redirected(request, response)
+            next_request = redirected(request, response)
             if next_request is None:
                 return response
             request = next_request
@@ -193,21 +187,3 @@ class Caller:
             call_uuid=request.call_uuid,
         )
 
-
-def _redirected(request: Request, response: Response) -> Request | None:
-    """The request a redirect sends ``request`` on to, or ``None``; refuses one to
-    another origin (the key would go too) and a request with a body (not sent twice)."""
-    status = response.status
-    if status not in REDIRECT_STATUSES:
-        return None
-    location = response.headers.get("Location")
-    target = redirect_target(request.url, status, location, request.call_uuid)
-    if target is None:
-        return None
-    if request.body is not None:  # the server may have acted on it
-        raise RedirectError(
-            f"a {request.method} was redirected ({status}); not following",
-            status_code=status,
-            call_uuid=request.call_uuid,
-        )
-    return attrs.evolve(request, url=target)

@@ -1,9 +1,5 @@
-"""The transport seam: one request in, one answer (status, headers, body) out.
-
-:class:`AiohttpTransport` is the default (and the one user of aiohttp's request API:
-its exceptions end here, translated into the SDK's); a transport follows no redirect
-and retries nothing, the client does both.
-"""
+"""The transport seam: one request in, one answer out. :class:`AiohttpTransport` is
+the default, and aiohttp's exceptions end there, translated into the SDK's."""
 
 from __future__ import annotations
 
@@ -182,8 +178,7 @@ def _too_large(
     )
 
 
-def _where(url: str) -> str:
-    """``host:port`` of ``url``, as a message names it."""
+def _where(url: str) -> str:  # host:port, as a message names it
     parsed = URL(url, encoded=True)
     host = parsed.raw_host or "?"
     return f"[{host}]:{parsed.port}" if ":" in host else f"{host}:{parsed.port}"
@@ -212,8 +207,7 @@ def _os_words(error: OSError) -> str:
     return words[:1].lower() + words[1:]
 
 
-def _describe(exc: aiohttp.ClientError, where: str) -> str:
-    """What went wrong after the connection was made."""
+def _describe(exc: aiohttp.ClientError, where: str) -> str:  # after the connection was made
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         # Its str() is the half-parsed answer's repr: noise, not news.
         return f"connection dropped: {where} closed it before the answer was complete"
