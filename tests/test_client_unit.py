@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
-import attrs
 import pytest
 import pytest_asyncio
 from aioresponses import aioresponses
@@ -365,18 +364,6 @@ def test_options_never_show_the_key() -> None:
     voip = VoIPClient(api_key=KEY)
     assert KEY not in repr(voip._options)
     assert "base_url='https://api.p.2chat.io'" in repr(voip._options)
-
-
-def test_stats_count_every_field_of_client_stats() -> None:
-    """The counters and the ClientStats snapshot have the same fields."""
-    from twochat_voip._call import Counters
-
-    counters = Counters(requests=1, rate_limited=2, retries=3, succeeded=4, failed=5)
-    snapshot = counters.snapshot()
-    assert [f.name for f in attrs.fields(Counters)] == [
-        f.name for f in attrs.fields(tv.ClientStats)
-    ]
-    assert attrs.asdict(snapshot) == attrs.asdict(counters)
 
 
 class _CountingLimiter:

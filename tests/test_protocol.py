@@ -43,10 +43,11 @@ from twochat_voip._protocol import (
     parse_retry_after,
 )
 from twochat_voip._requests import (
+    Request,
     Requests,
     Response,
     normalise_base_url,
-    redirect_target,
+    redirected,
     validate_call_uuid,
 )
 from twochat_voip.export._records import parse_call_wire
@@ -253,6 +254,15 @@ def test_non_2xx_goes_to_the_status_error() -> None:
         parse_call(answer(404, {"success": False, "error_message": "Call not found"}), CALL)
 
 
+def redirect_target(
+    url: str, status: int, location: str | None, call_uuid: str | None = None
+) -> str | None:
+    """Where ``redirected`` sends a GET of ``url`` answered ``status`` to ``location``."""
+    headers = CIMultiDict({"Location": location} if location else {})
+    request = redirected(Request("GET", url, {}, call_uuid), Response(status, headers, b""))
+    return None if request is None else request.url
+
+
 def test_same_origin_redirect_is_followed() -> None:
     """A relative or same-origin Location is resolved and followed."""
     base = "https://api.p.2chat.io/open/voip/call/X"
@@ -288,6 +298,13 @@ def test_non_redirects_are_not_followed() -> None:
     assert redirect_target("https://a.example/x", 200, "https://b.example") is None
     assert redirect_target("https://a.example/x", 302, None) is None
     assert redirect_target("https://a.example/x", 304, "/y") is None
+
+
+def test_a_request_with_a_body_is_not_redirected() -> None:
+    """A POST is not sent twice: the server may have acted on it."""
+    request = Request("POST", "https://a.example/x", {}, body=b"{}")
+    with pytest.raises(RedirectError, match="a POST was redirected"):
+        redirected(request, Response(307, CIMultiDict({"Location": "/y"}), b""))
 
 
 def test_a_bad_record_on_a_history_page_says_which_field() -> None:

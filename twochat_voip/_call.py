@@ -4,6 +4,7 @@ knows of bulk runs or of the client's lifecycle."""
 
 from __future__ import annotations
 
+import collections
 import functools
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -21,15 +22,9 @@ from twochat_voip._errors import (
     TwoChatError,
 )
 from twochat_voip._observe import CallWatch, Observer
+from twochat_voip._options import ClientOptions
 from twochat_voip._ratelimit import RateLimiter
-from twochat_voip._requests import (
-    MAX_REDIRECTS,
-    REDIRECT_STATUSES,
-    Request,
-    Response,
-    redirect_target,
-)
-from twochat_voip._retry import RetryPolicy
+from twochat_voip._requests import MAX_REDIRECTS, Request, Response, redirected
 from twochat_voip._transport import Transport
 
 _T = TypeVar("_T")
@@ -55,42 +50,27 @@ class ClientStats:
     failed: int = 0
 
 
-@attrs.define
-class Counters:  # ClientStats as it is counted (a test keeps the fields the same)
-    requests: int = 0
-    rate_limited: int = 0
-    retries: int = 0
-    succeeded: int = 0
-    failed: int = 0
-
-    def snapshot(self) -> ClientStats:
-        return ClientStats(**attrs.asdict(self))
-
-
 class Caller:
     """Makes a client's calls; ``check_open`` raises when the client cannot call now,
-    ``on_rate_limited`` is told of each 429."""
+    ``on_rate_limited`` is told of each 429. ``counts`` are the :class:`ClientStats`."""
 
     def __init__(
         self,
+        options: ClientOptions,
         *,
         limiter: RateLimiter,
-        retry: RetryPolicy,
         transport: Transport,
         check_open: Callable[[], Awaitable[None]],
-        timeout: float,
-        max_requests: int | None,
         on_rate_limited: Callable[[], object],
-        observer: Observer,
     ) -> None:
-        self.counters = Counters()
+        self.counts: collections.Counter[str] = collections.Counter()
         self._limiter = limiter
-        self._retry = retry
+        self._retry = options.retry_policy
         self._transport = transport
         self._check_open = check_open
-        self._timeout = timeout
-        self._max_requests = max_requests
-        self._observer = observer
+        self._timeout = options.timeout
+        self._max_requests = options.max_requests
+        self._observer = Observer(options.hooks, options.base_url)
         self._on_rate_limited = on_rate_limited
 
     async def call(
@@ -109,28 +89,23 @@ class Caller:
         retrying = self._retry.retrying(
             idempotent=request.idempotent,
             rate_limits_are_free=rate_limits_are_free,
-            before_sleep=functools.partial(self._retrying, request, rate_limits_are_free, on_retry),
+            before_sleep=functools.partial(self._retrying, watch, rate_limits_are_free, on_retry),
         )
         try:
             await self._check_open()
             async for attempt in retrying:
                 with attempt:
-                    number = attempt.retry_state.attempt_number
-                    result = await self._attempt(
-                        request, parse, timeout=timeout or self._timeout, number=number, watch=watch
-                    )
-        except TwoChatError as exc:
-            self.counters.failed += 1
+                    result = await self._attempt(request, parse, timeout or self._timeout, watch)
+        except BaseException as exc:
+            if isinstance(exc, TwoChatError):
+                self.counts["failed"] += 1
             if isinstance(exc, APIConnectionError):
                 # Its message says how many attempts were made, over how long.
                 exc.attempts = watch.attempts or 1
                 exc.elapsed = observer.clock() - watch.started
             observer.call_ended(watch, exc)
             raise
-        except BaseException as exc:
-            observer.call_ended(watch, exc)
-            raise
-        self.counters.succeeded += 1
+        self.counts["succeeded"] += 1
         observer.call_ended(watch, None)
         return result
 
@@ -138,44 +113,41 @@ class Caller:
         self,
         request: Request,
         parse: Callable[[Response, str | None], _T],
-        *,
         timeout: float,
-        number: int,
         watch: CallWatch,
     ) -> _T:
-        if number > 1:
-            self.counters.retries += 1
+        if watch.attempts:
+            self.counts["retries"] += 1
         self._spend_budget()  # refused before waiting for a slot it cannot use
         waiting_since = self._observer.clock()
         sent_at = await self._limiter.acquire()
         self._spend_budget()  # others' requests may have spent it meanwhile
-        self._observer.rate_waited(watch, number, self._observer.clock() - waiting_since)
-        self.counters.requests += 1  # before it is written; _send takes it back if never
-        sent = self._observer.request_sent(watch, number)
+        self._observer.rate_waited(watch, waiting_since)
+        self.counts["requests"] += 1  # before it is written; _send takes it back if never
+        self._observer.request_sent(watch)
         try:
             response = await self._send(request, timeout)
         except TwoChatError as exc:  # an answer refused (too large, a redirect), or none
-            self._observer.failed(watch, number, exc, sent)
+            self._observer.failed(watch, exc)
             raise
-        self._observer.answered(watch, number, response.status, sent)
+        self._observer.answered(watch, response.status)
         try:
             result = parse(response, request.call_uuid)
-        except APIStatusError as exc:
-            if exc.status_code == 429:
-                self.counters.rate_limited += 1
-                self._on_rate_limited()
-            pause = self._retry.pause_for(exc.retry_after)
-            self._limiter.feedback(sent_at=sent_at, status=exc.status_code, retry_after=pause)
-            raise
-        except ResponseValidationError as exc:
-            self._limiter.feedback(sent_at=sent_at, status=exc.status_code, retry_after=None)
+        except (APIStatusError, ResponseValidationError) as exc:
+            retry_after = None
+            if isinstance(exc, APIStatusError):
+                if exc.status_code == 429:
+                    self.counts["rate_limited"] += 1
+                    self._on_rate_limited()
+                retry_after = self._retry.pause_for(exc.retry_after)
+            self._limiter.feedback(sent_at=sent_at, status=exc.status_code, retry_after=retry_after)
             raise
         self._limiter.feedback(sent_at=sent_at, status=response.status, retry_after=None)
         return result
 
     def _retrying(
         self,
-        request: Request,
+        watch: CallWatch,
         rate_limits_are_free: bool,
         on_retry: Callable[[BaseException], object] | None,
         state: RetryCallState,
@@ -183,11 +155,11 @@ class Caller:
         notice = self._retry.notice(state, rate_limits_are_free=rate_limits_are_free)
         if on_retry is not None:
             on_retry(notice.error)
-        self._observer.retry_scheduled(request, notice)
+        self._observer.retry_scheduled(watch, notice)
 
     def _spend_budget(self) -> None:
         budget = self._max_requests
-        if budget is not None and self.counters.requests >= budget:
+        if budget is not None and self.counts["requests"] >= budget:
             self._observer.budget_exhausted(budget)
             raise BudgetExhaustedError(budget)
 
@@ -198,12 +170,12 @@ class Caller:
         for hop in range(MAX_REDIRECTS + 1):
             if hop:
                 self._spend_budget()
-                self.counters.requests += 1
+                self.counts["requests"] += 1
             try:
                 response = await self._transport.send(request, timeout=timeout)
             except (APIConnectionError, ClientClosedError) as exc:
                 if isinstance(exc, ClientClosedError) or not exc.sent:
-                    self.counters.requests -= 1
+                    self.counts["requests"] -= 1
                 raise
             next_request = redirected(request, response)
             if next_request is None:
@@ -215,22 +187,3 @@ class Caller:
             call_uuid=request.call_uuid,
         )
 
-
-def redirected(request: Request, response: Response) -> Request | None:
-    """The request a redirect sends ``request`` on to, or ``None``; refuses one to
-    another origin (the key would go too) and a request with a body (not sent twice)."""
-    status = response.status
-    if status not in REDIRECT_STATUSES:
-        return None
-    target = redirect_target(
-        request.url, status, response.headers.get("Location"), request.call_uuid
-    )
-    if target is None:
-        return None
-    if request.body is not None:  # the server may have acted on it
-        raise RedirectError(
-            f"a {request.method} was redirected ({status}); not following",
-            status_code=status,
-            call_uuid=request.call_uuid,
-        )
-    return attrs.evolve(request, url=target)

@@ -16,7 +16,6 @@ from twochat_voip._bulk import DEFAULT_GIVE_UP_AFTER, BulkMethods
 from twochat_voip._call import Caller, ClientStats
 from twochat_voip._errors import ClientClosedError, EventLoopMismatchError
 from twochat_voip._models import CallDetailRecord
-from twochat_voip._observe import Observer
 from twochat_voip._options import (
     DEFAULT_MAX_RESPONSE_SIZE,
     DEFAULT_MAX_RETRIES,
@@ -138,7 +137,7 @@ class VoIPClient(AccountMethods, BulkMethods):
             own_limiter = rate_limiter = AdaptiveRateLimiter(None if rpm == "auto" else rpm)
         self._limiter: RateLimiter = rate_limiter
         self._owns_limiter = own_limiter is not None or rate_limiter_owner
-        self._loop: asyncio.AbstractEventLoop | None = None  # the one it was opened in
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one it opened in
         self._state = _State.UNOPENED
         self._entered = False
         self._calls: set[asyncio.Task[Any]] = set()
@@ -150,14 +149,11 @@ class VoIPClient(AccountMethods, BulkMethods):
             when="first" if rpm == "auto" else None if rpm else "limit",
         )
         self._caller = Caller(
+            options,
             limiter=self._limiter,
-            retry=options.retry_policy,
             transport=self._transport,
             check_open=self._check_open,
-            timeout=options.timeout,
-            max_requests=options.max_requests,
             on_rate_limited=self._plan.limit_met,
-            observer=Observer(options.hooks, options.base_url),
         )
 
     @property
@@ -178,7 +174,7 @@ class VoIPClient(AccountMethods, BulkMethods):
     @property
     def stats(self) -> ClientStats:
         """A snapshot of what this client has done (requests, 429s, retries, ...)."""
-        return self._caller.counters.snapshot()
+        return ClientStats(**self._caller.counts)
 
     @property
     def max_requests(self) -> int | None:
@@ -235,8 +231,7 @@ class VoIPClient(AccountMethods, BulkMethods):
         return self._loop is not None and self._loop is not asyncio.get_running_loop()
 
     async def _check_open(self) -> None:
-        """Refuse a call once closed, or in a loop other than the client's (whose dead
-        connections are closed first if that loop is closed); else the client is open."""
+        """Refuse a call once closed or in another loop (whose dead connections go)."""
         if self._loop_changed():
             if self._loop is not None and self._loop.is_closed():
                 await self._transport.aclose()
@@ -262,9 +257,7 @@ class VoIPClient(AccountMethods, BulkMethods):
     async def _call(
         self, request: Request, parse: Callable[[Response, str | None], _T], **options: Any
     ) -> _T:
-        """Make one call in a task of its own, which closing the client cancels (the
-        caller's task is not the client's to cancel): the caller gets
-        :class:`ClientClosedError`."""
+        """One call in a task that closing the client cancels (not the caller's)."""
         task = asyncio.ensure_future(self._paced_call(request, parse, **options))
         self._calls.add(task)
         task.add_done_callback(self._calls.discard)

@@ -73,11 +73,14 @@ def _log(event: events.ClientEvent) -> None:
 
 @attrs.define
 class CallWatch:
-    """One call as its events tell it."""
+    """One call as its events tell it; ``listened``: whether anyone hears its steps
+    (a hook, or the log at DEBUG), asked as it starts."""
 
-    about: dict[str, Any]
+    request: Request
     started: float
+    listened: bool
     attempts: int = 0
+    sent: float = 0.0
     status_code: int | None = None
 
 
@@ -122,46 +125,50 @@ class Observer:
             "call_uuid": request.call_uuid,
         }
 
-    def _listened(self) -> bool:
-        """Whether a step's event has anyone to tell (no hook, no DEBUG: not built)."""
-        return bool(self.hooks) or logger.isEnabledFor(logging.DEBUG)
-
     def call_started(self, request: Request) -> CallWatch:
-        watch = CallWatch(self._about(request), self.clock())
-        if self._listened():
-            self._emit(events.CallStarted(base_url=self._base_url, **watch.about))
+        listened = bool(self.hooks) or logger.isEnabledFor(logging.DEBUG)
+        watch = CallWatch(request, loop_time(), listened)
+        if listened:
+            self._emit(events.CallStarted(base_url=self._base_url, **self._about(request)))
         return watch
 
-    def request_sent(self, watch: CallWatch, attempt: int) -> float:
-        watch.attempts += 1
-        if self._listened():
-            self._emit(events.RequestSent(**watch.about, attempt=attempt))
-        return self.clock()
+    def rate_waited(self, watch: CallWatch, waiting_since: float) -> None:
+        watch.sent = loop_time()
+        seconds = watch.sent - waiting_since
+        if seconds >= _LEAST_WAIT and watch.listened:
+            attempt = watch.attempts + 1
+            about = self._about(watch.request)
+            self._emit(events.RateLimitWait(**about, attempt=attempt, seconds=seconds))
 
-    def answered(self, watch: CallWatch, attempt: int, status: int, sent: float) -> None:
+    def request_sent(self, watch: CallWatch) -> None:
+        watch.attempts += 1
+        if watch.listened:
+            self._emit(events.RequestSent(**self._about(watch.request), attempt=watch.attempts))
+
+    def answered(self, watch: CallWatch, status: int) -> None:
         watch.status_code = status
-        elapsed = self.clock() - sent
-        if self._listened():
+        if watch.listened:
+            elapsed = loop_time() - watch.sent
             self._emit(
                 events.ResponseReceived(
-                    **watch.about, attempt=attempt, status_code=status, elapsed=elapsed
+                    **self._about(watch.request),
+                    attempt=watch.attempts,
+                    status_code=status,
+                    elapsed=elapsed,
                 )
             )
 
-    def failed(self, watch: CallWatch, attempt: int, error: TwoChatError, sent: float) -> None:
+    def failed(self, watch: CallWatch, error: TwoChatError) -> None:
         """An attempt failed: an answer refused (too large, say) is told as answered."""
         status = getattr(error, "status_code", None)
         if isinstance(status, int):
-            self.answered(watch, attempt, status, sent)
+            self.answered(watch, status)
             return
-        elapsed = self.clock() - sent
+        about = self._about(watch.request)
+        elapsed = loop_time() - watch.sent
         self._emit(
-            events.RequestFailed(**watch.about, attempt=attempt, error=error, elapsed=elapsed)
+            events.RequestFailed(**about, attempt=watch.attempts, error=error, elapsed=elapsed)
         )
-
-    def rate_waited(self, watch: CallWatch, attempt: int, seconds: float) -> None:
-        if seconds >= _LEAST_WAIT and self._listened():
-            self._emit(events.RateLimitWait(**watch.about, attempt=attempt, seconds=seconds))
 
     def budget_exhausted(self, budget: int) -> None:
         """The budget refused a request: told the first time only."""
@@ -170,23 +177,23 @@ class Observer:
             self._emit(events.BudgetExhausted(budget=budget))
 
     def call_ended(self, watch: CallWatch, error: BaseException | None) -> None:
-        if not self._listened():
+        if not watch.listened:
             return
         event = events.CallEnded(
-            **watch.about,
+            **self._about(watch.request),
             attempts=watch.attempts,
             status_code=watch.status_code,
             error=error,
-            elapsed=self.clock() - watch.started,
+            elapsed=loop_time() - watch.started,
         )
         self._emit(event, last_first=True)  # as context managers exit: a span ends inside
 
-    def retry_scheduled(self, request: Request, notice: RetryNotice) -> None:
+    def retry_scheduled(self, watch: CallWatch, notice: RetryNotice) -> None:
         error = notice.error
         if not isinstance(error, TwoChatError):  # pragma: no cover - only they are retried
             return
         event = events.RetryScheduled(
-            **self._about(request),
+            **self._about(watch.request),
             attempt=notice.attempt,
             error=error,
             wait=notice.wait,

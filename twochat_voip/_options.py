@@ -32,12 +32,13 @@ DEFAULT_MAX_RETRIES: Final[int] = _DefaultInt(RetryPolicy().max_retries)
 DEFAULT_MAX_RETRY_WAIT: Final[float] = _DefaultFloat(RetryPolicy().max_retry_wait)
 
 
-def check_api_key(key: str) -> None:
-    """Refuse a key no HTTP header can carry (a control or non-ASCII character: it
-    would fail every request, or split the header); the message never shows it."""
-    if key.isascii() and key.isprintable():
-        return
-    for position, char in enumerate(key, 1):  # pragma: no branch - one is bad
+def _api_key(api_key: str | None) -> str:
+    """The key (else ``TWOCHAT_API_KEY``), stripped; refuses one no HTTP header can
+    carry (a control or non-ASCII character), in a message that never shows it."""
+    key = (api_key if api_key is not None else os.environ.get("TWOCHAT_API_KEY") or "").strip()
+    if not key:
+        raise MissingAPIKeyError("no API key: pass VoIPClient(api_key=...) or set TWOCHAT_API_KEY")
+    for position, char in enumerate(key, 1):
         if not char.isascii() or not char.isprintable():
             kind = "a non-ASCII" if not char.isascii() else "a control"
             raise InvalidAPIKeyError(
@@ -45,6 +46,7 @@ def check_api_key(key: str) -> None:
                 f"{len(key)}), which an HTTP header cannot carry; copy the key again "
                 "from 2Chat's dashboard"
             )
+    return key
 
 
 @attrs.frozen(kw_only=True)
@@ -76,20 +78,14 @@ class ClientOptions:
         requests_per_minute: float | Literal["auto"] | None,
         has_rate_limiter: bool,
         max_requests: int | None,
-        hooks: Iterable[Hook] = (),
-        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
-        has_session: bool = False,
-        has_transport: bool = False,
+        hooks: Iterable[Hook],
+        trace_configs: Sequence[aiohttp.TraceConfig] | None,
+        has_session: bool,
+        has_transport: bool,
     ) -> ClientOptions:
         """Check the arguments, fill in the environment's and the defaults; raises
         :class:`MissingAPIKeyError`, :class:`InvalidAPIKeyError` or ``ValueError``."""
-        key = api_key if api_key is not None else os.environ.get("TWOCHAT_API_KEY")
-        if not key or not key.strip():
-            raise MissingAPIKeyError(
-                "no API key: pass VoIPClient(api_key=...) or set TWOCHAT_API_KEY"
-            )
-        key = key.strip()
-        check_api_key(key)
+        key = _api_key(api_key)
         checked_hooks = _check_hooks(hooks)
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -97,8 +93,10 @@ class ClientOptions:
             raise ValueError("max_response_size must be positive")
         if has_rate_limiter and requests_per_minute is not None:
             raise ValueError("give requests_per_minute or rate_limiter, not both")
-        if has_transport:
-            _check_transport(has_session, trace_configs, max_response_size)
+        if has_transport and (has_session or trace_configs is not None):
+            raise ValueError("give transport or session/trace_configs, not both")
+        if has_transport and max_response_size != DEFAULT_MAX_RESPONSE_SIZE:
+            raise ValueError("max_response_size is the aiohttp transport's; not with transport")
         if max_requests is not None and (type(max_requests) is not int or max_requests < 0):
             raise ValueError("max_requests must be a whole number, 0 or more")
         if isinstance(requests_per_minute, str):
@@ -134,15 +132,6 @@ class ClientOptions:
             hooks=checked_hooks,
             trace_configs=None if trace_configs is None else list(trace_configs),
         )
-
-
-def _check_transport(
-    has_session: bool, trace_configs: Sequence[aiohttp.TraceConfig] | None, max_response_size: int
-) -> None:
-    if has_session or trace_configs is not None:
-        raise ValueError("give transport or session/trace_configs, not both")
-    if max_response_size != DEFAULT_MAX_RESPONSE_SIZE:
-        raise ValueError("max_response_size is the aiohttp transport's; not with transport")
 
 
 def _check_hooks(hooks: Iterable[Hook]) -> tuple[Hook, ...]:

@@ -1,9 +1,5 @@
-"""Sans-I/O: what 2Chat's answers mean, with no network in sight.
-
-Every function here is pure, over a status, headers and a body, so the rules of the
-API are tested without sockets or mocks. The transport moves bytes; this module says
-what they are: a record, a page, a plan's limit, or the typed error.
-"""
+"""Sans-I/O: what 2Chat's answers mean (a record, a page, a plan's limit, or the typed
+error), as pure functions over a status, headers and a body."""
 
 from __future__ import annotations
 
@@ -39,8 +35,7 @@ except ImportError:  # pragma: no cover - the tests run with it, and patch it ou
 
 BODY_EXCERPT_CHARS: Final = 500
 RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
-"""The only answers whose ``Retry-After`` is read: on a 200 or a 404 it means nothing
-(and once held a whole client for 20 s)."""
+"""The only answers whose ``Retry-After`` is read (on a 200 it once held a client 20 s)."""
 PLAN_RATES: Final = (1.0, 1_000_000.0)
 """The plan limits (requests a minute) ``GET /open/info`` may name and be believed."""
 
@@ -56,9 +51,8 @@ _STATUS_ERRORS: Final[Mapping[int, type[APIStatusError]]] = {
 
 
 def parse_requests_per_minute(response: Response, call_uuid: str | None = None) -> float | None:
-    """The plan's ``limits.requests_per_minute`` from a ``GET /open/info`` answer;
-    ``None`` when the answer does not say. A number outside :data:`PLAN_RATES` is a
-    :class:`ResponseValidationError`, not a rate to pace at."""
+    """The plan's ``limits.requests_per_minute`` in a ``GET /open/info`` answer, or
+    ``None``; one outside :data:`PLAN_RATES` is a :class:`ResponseValidationError`."""
     limits = parse_envelope(response, call_uuid).get("limits")
     value = limits.get("requests_per_minute") if isinstance(limits, dict) else None
     if not isinstance(value, int | float) or isinstance(value, bool):
@@ -95,11 +89,8 @@ class _TooDeep(ValueError):
 
 
 def decode_json(body: bytes) -> Any:
-    """Decode a JSON body; ``ValueError`` (incl. bad UTF-8) if it is not JSON.
-
-    A body nested too deeply is refused alike with orjson (its "depth limit") and
-    with the standard library (which would raise ``RecursionError``).
-    """
+    """Decode a JSON body; ``ValueError`` (incl. bad UTF-8) if it is not JSON, and
+    :class:`_TooDeep` if nested too deeply, alike with orjson and the standard library."""
     try:
         return _json_loads(body)
     except RecursionError:
@@ -131,13 +122,9 @@ def _server_message(payload: object) -> str | None:
 def error_from_response(
     response: Response, call_uuid: str | None = None
 ) -> APIStatusError | ResponseValidationError:
-    """The typed error for an answer that is not a success.
-
-    The message comes from whichever envelope the server used (``error_message``,
-    ``message``, ``detail``), else from the status's reason phrase. ``retry_after``
-    is read for 429 and 503 only. A body nested too deeply to decode is no answer
-    at all, whatever its status: :class:`ResponseValidationError`, as on a 200.
-    """
+    """The typed error for an answer that is not a success, its message the server's
+    (``error_message``, ``message``, ``detail``) or the reason phrase; a body nested
+    too deeply is :class:`ResponseValidationError`, whatever the status."""
     status = response.status
     try:
         payload = decode_json(response.body)
@@ -190,8 +177,7 @@ def parse_envelope(response: Response, call_uuid: str | None) -> Mapping[str, An
 
 
 def structure_record(response: Response, cdr: object, call_uuid: str | None) -> CallDetailRecord:
-    """A decoded ``cdr`` object as a record, or the :class:`ResponseValidationError`
-    that says, field by field, why it is not one."""
+    """A decoded ``cdr`` as a record, or the error saying field by field why not."""
     try:
         record: CallDetailRecord = sdk_converter().structure(cdr, CallDetailRecord)
     except Exception as exc:  # cattrs and its hooks raise many types

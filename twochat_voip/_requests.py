@@ -1,6 +1,5 @@
-"""What a client sends and gets, as plain values, and where the API key may go: a base
-URL (https, or http only to a loopback host), ids that are plain path segments, and
-redirects to the same origin only."""
+"""What a client sends and gets, as plain values, and where the API key may go: an
+https base URL (http to loopback), ids as plain path segments, same-origin redirects."""
 
 from __future__ import annotations
 
@@ -65,12 +64,8 @@ class Response:
 
 
 def validate_call_uuid(call_uuid: object) -> str:
-    """Return ``call_uuid`` if it is a safe path segment, else raise before any I/O.
-
-    2Chat ids are a three-letter prefix and a UUID; anything beyond
-    ``[A-Za-z0-9_-]{1,128}`` (slashes, dots, ``?``, ``#``, ``%``, spaces) could change
-    which URL is asked for, so it never reaches the network.
-    """
+    """Return ``call_uuid`` if it is a safe path segment (``[A-Za-z0-9_-]{1,128}``:
+    nothing that could change which URL is asked for), else raise before any I/O."""
     if not isinstance(call_uuid, str):
         raise InvalidCallUUIDError(f"call_uuid must be a str, not {type(call_uuid).__name__}")
     if _CALL_UUID.fullmatch(call_uuid) is None:
@@ -84,15 +79,13 @@ def validate_call_uuid(call_uuid: object) -> str:
 
 @attrs.frozen
 class Requests:
-    """The requests of one client: its base URL (normalised) and the headers every
-    request carries (the API key among them)."""
+    """A client's requests: its base URL and the headers each carries (the key too)."""
 
     base_url: str
     headers: Mapping[str, str] = attrs.field(repr=False)
 
     def call(self, call_uuid: object) -> Request:
-        """``GET /open/voip/call/{call_uuid}``; raises :class:`InvalidCallUUIDError`
-        for an id that is not a plain path segment (see :func:`validate_call_uuid`)."""
+        """``GET /open/voip/call/{call_uuid}``; see :func:`validate_call_uuid`."""
         call_uuid = validate_call_uuid(call_uuid)
         url = f"{self.base_url}/open/voip/call/{call_uuid}"
         return Request("GET", url, self.headers, call_uuid, route="/open/voip/call/{call_uuid}")
@@ -119,11 +112,8 @@ def _is_loopback(host: str) -> bool:
 
 
 def normalise_base_url(base_url: str) -> str:
-    """Check a base URL and return it without a trailing slash.
-
-    Only ``https`` is accepted, or ``http`` to a loopback host (the fake server, a
-    local proxy): the API key must not cross a network in clear text.
-    """
+    """Check a base URL and return it without a trailing slash: ``https``, or ``http``
+    to a loopback host only, so that the key never crosses a network in clear text."""
     url = URL(base_url)
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError(f"base_url must be an absolute http(s) URL, got {base_url!r}")
@@ -143,18 +133,16 @@ def _origin(url: URL) -> tuple[str, str | None, int | None]:
     return (url.scheme, url.host, url.port)
 
 
-def redirect_target(
-    request_url: str, status: int, location: str | None, call_uuid: str | None = None
-) -> str | None:
-    """Where to follow a redirect, ``None`` if the answer is not one to follow.
-
-    Raises :class:`RedirectError` for a redirect to another origin (scheme, host or
-    port), where the API key header would go with it, and for a ``Location`` that is
-    no URL.
-    """
-    if status not in REDIRECT_STATUSES or not location:
+def redirected(request: Request, response: Response) -> Request | None:
+    """The request a redirect sends ``request`` on to, or ``None`` if the answer is
+    not one to follow. :class:`RedirectError` for a ``Location`` that is no URL, one of
+    another origin (the key would go with it), and a request with a body (the server
+    may have acted on it: not sent twice)."""
+    status, call_uuid = response.status, request.call_uuid
+    location = response.headers.get("Location") if status in REDIRECT_STATUSES else None
+    if not location:
         return None
-    current = URL(request_url)
+    current = URL(request.url)
     try:
         target = current.join(URL(location))
         origin = _origin(target)
@@ -172,4 +160,10 @@ def redirect_target(
             status_code=status,
             call_uuid=call_uuid,
         )
-    return str(target)
+    if request.body is not None:
+        raise RedirectError(
+            f"a {request.method} was redirected ({status}); not following",
+            status_code=status,
+            call_uuid=call_uuid,
+        )
+    return attrs.evolve(request, url=str(target))

@@ -1,9 +1,6 @@
-"""The retry policy: tenacity's ``AsyncRetrying`` for one call, whose ``retry``,
-``stop`` and ``wait`` are pure functions of the ``RetryCallState``; and testing mode.
-
-A ``Retry-After`` is not waited out here: the rate limiter holds every request of the
-client that long, so the retry simply waits for its slot.
-"""
+"""The retry policy: tenacity's ``AsyncRetrying`` for one call, its ``retry``, ``stop``
+and ``wait`` pure functions of the ``RetryCallState``; and testing mode. A
+``Retry-After`` is waited out by the rate limiter, which holds every request that long."""
 
 from __future__ import annotations
 
@@ -55,8 +52,7 @@ class _Restore(contextlib.AbstractContextManager[None]):
         _testing_attempts = self._attempts
 
 
-def is_testing() -> bool:
-    """Whether :func:`set_testing` is on."""
+def is_testing() -> bool:  # whether set_testing is on
     return _testing_attempts is not None
 
 
@@ -83,8 +79,7 @@ class RetryNotice:
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Whether another attempt may succeed: connection failures, timeouts, and
-    :data:`RETRYABLE_STATUSES`."""
+    """Whether another attempt may succeed (no answer, or :data:`RETRYABLE_STATUSES`)."""
     if isinstance(exc, APIConnectionError):
         return True
     return isinstance(exc, APIStatusError) and exc.status_code in RETRYABLE_STATUSES

@@ -1,12 +1,9 @@
-"""The transport seam: one request in, one answer (status, headers, body) out.
-
-:class:`AiohttpTransport` is the default (and the one user of aiohttp's request API:
-its exceptions end here, translated into the SDK's); a transport follows no redirect
-and retries nothing, the client does both.
-"""
+"""The transport seam: one request in, one answer out. :class:`AiohttpTransport` is
+the default, and aiohttp's exceptions end there, translated into the SDK's."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
@@ -105,9 +102,7 @@ class AiohttpTransport:
         headers: Mapping[str, str] = request.headers
         if request.body is not None:
             headers = {**headers, "Content-Type": "application/json"}
-        # A connection not made within 90% of the time ends the attempt as "could not
-        # connect" (no credit spent), not as a slow answer.
-        limits = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout * 0.9)
+        limits = _timeouts(timeout)
         try:
             async with session.request(
                 request.method,
@@ -118,8 +113,18 @@ class AiohttpTransport:
                 raise_for_status=False,
                 timeout=limits,
             ) as answer:
-                body = await self._read(answer, call_uuid)
-                return Response(answer.status, answer.headers, body)
+                limit = self._max_body
+                declared = answer.headers.get("Content-Length")  # digits: aiohttp checked
+                if declared is not None and int(declared) > limit:
+                    too_large = f"Content-Length {declared}"
+                    raise _too_large(limit, answer.status, call_uuid, too_large)
+                body = bytearray()
+                while chunk := await answer.content.readany():  # decompressed
+                    body += chunk
+                    if len(body) > limit:
+                        too_large = "more than that arrived"
+                        raise _too_large(limit, answer.status, call_uuid, too_large)
+                return Response(answer.status, answer.headers, bytes(body))
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             if isinstance(exc, TimeoutError):
                 raise APITimeoutError(
@@ -155,18 +160,12 @@ class AiohttpTransport:
             raise ClientClosedError("the aiohttp session is closed") from None
         raise failure
 
-    async def _read(self, answer: aiohttp.ClientResponse, call_uuid: str | None) -> bytes:
-        """The body, decompressed, read no further than the size cap."""
-        limit = self._max_body
-        declared = answer.headers.get("Content-Length")  # digits: aiohttp checked them
-        if declared is not None and int(declared) > limit:
-            raise _too_large(limit, answer.status, call_uuid, f"Content-Length {declared}")
-        body = bytearray()
-        async for chunk in answer.content.iter_any():
-            body += chunk
-            if len(body) > limit:
-                raise _too_large(limit, answer.status, call_uuid, "more than that arrived")
-        return bytes(body)
+
+@functools.lru_cache(maxsize=16)
+def _timeouts(timeout: float) -> aiohttp.ClientTimeout:
+    # A connection not made within 90% of the time ends the attempt as "could not
+    # connect" (no credit spent), not as a slow answer.
+    return aiohttp.ClientTimeout(total=timeout, sock_connect=timeout * 0.9)
 
 
 def _too_large(
@@ -179,8 +178,7 @@ def _too_large(
     )
 
 
-def _where(url: str) -> str:
-    """``host:port`` of ``url``, as a message names it."""
+def _where(url: str) -> str:  # host:port, as a message names it
     parsed = URL(url, encoded=True)
     host = parsed.raw_host or "?"
     return f"[{host}]:{parsed.port}" if ":" in host else f"{host}:{parsed.port}"
@@ -209,8 +207,7 @@ def _os_words(error: OSError) -> str:
     return words[:1].lower() + words[1:]
 
 
-def _describe(exc: aiohttp.ClientError, where: str) -> str:
-    """What went wrong after the connection was made."""
+def _describe(exc: aiohttp.ClientError, where: str) -> str:  # after the connection was made
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         # Its str() is the half-parsed answer's repr: noise, not news.
         return f"connection dropped: {where} closed it before the answer was complete"
