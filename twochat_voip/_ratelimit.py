@@ -1,12 +1,6 @@
-"""Client-wide pacing: every request of a client waits here for its slot.
-
-:class:`RateLimiter` is the seam (``acquire`` before every attempt, ``feedback`` after
-every answer). :class:`AdaptiveRateLimiter`, the one in-process limiter, paces with a
-GCRA (no minute's worth of burst at the start) at a rate that is given, asked
-(``"auto"``) or found; adapts to 429s by the law in :mod:`twochat_voip._adapting`; and
-holds every request for a ``Retry-After``. Waiters queue in call order, and only the
-first plans its slot, from the rate at that moment: a cut or a climb applies at once.
-"""
+"""Client-wide pacing: :class:`RateLimiter`, the seam, and :class:`AdaptiveRateLimiter`,
+the in-process limiter (a GCRA at a given, asked or found rate, adapted to 429s by the
+law in :mod:`twochat_voip._adapting`)."""
 
 from __future__ import annotations
 
@@ -39,8 +33,7 @@ __all__ = ["AdaptiveRateLimiter", "RateLimiter"]
 
 @runtime_checkable
 class RateLimiter(Protocol):
-    """What a client needs from a rate limiter (one shared through Redis, say, can
-    take the own one's place: ``VoIPClient(rate_limiter=...)``)."""
+    """What a client needs from a rate limiter: ``VoIPClient(rate_limiter=...)``."""
 
     async def acquire(self) -> float:
         """Wait until a request may leave; return the time (monotonic) it left."""
@@ -58,14 +51,16 @@ class RateLimiter(Protocol):
 class AdaptiveRateLimiter:
     """The in-process limiter every client has: paced, adaptive, pausable.
 
+    Waiters queue in call order; the first plans its slot from the rate at that moment,
+    so a cut or a climb applies at once.
+
     Args:
         requests_per_minute: The rate to pace at, and the ceiling the rate climbs back
             to after a cut; ``None``: find the limit, starting at 4 requests a second
             and doubling every half second until the server pushes back.
         burst: Requests that may leave back to back after a quiet spell.
         min_requests_per_minute: The floor a cut never goes under.
-        clock: The monotonic clock (the running loop's), and ``sleep`` the way to
-            wait on it (simulations pass virtual ones).
+        clock: The monotonic clock, and ``sleep`` the way to wait on it (tests pass fakes).
     """
 
     def __init__(
@@ -85,18 +80,17 @@ class AdaptiveRateLimiter:
         self._floor = min_requests_per_minute / 60.0
         self._clock = clock
         self._sleep = sleep
-        # After a cut at `_cut_at` the rate climbs from `_cut_to`; None: unpaced.
         self._rate: float | None = self._ceiling
         self._cut_to = 0.0
         self._cut_at = float("-inf")
-        self._fresh_after = float("-inf")  # the last cut: later requests count towards the next
+        self._fresh_after = float("-inf")  # the last cut: only later requests judge the next
         self._accepted_rate = 0.0
-        self._gcra = Gcra(interval=0.0, burst=burst)  # its TAT: the next request's slot
+        self._gcra = Gcra(interval=0.0, burst=burst)
         self._paused_until = 0.0
         self._answers = 0
         self._fresh_answers = 0  # answers to requests sent since the last cut
         self._limited_at: collections.deque[int] = collections.deque()  # answer numbers
-        # No rate: double from _cut_to from the first request on (testing mode: no pacing).
+        # No rate: double from the first request on (testing mode: no pacing).
         self._slow_start = requests_per_minute is None and not is_testing()
         if self._slow_start:
             self._rate = self._cut_to = self._accepted_rate = START_PER_SECOND
@@ -112,11 +106,10 @@ class AdaptiveRateLimiter:
         return None if rate is None else rate * 60.0
 
     async def aclose(self) -> None:
-        """Nothing to let go of; here for :class:`RateLimiter`."""
+        """Nothing to let go of."""
 
     def set_requests_per_minute(self, requests_per_minute: float) -> None:
-        """Pace at this rate from now on, and never climb above it (the plan's limit,
-        asked before the first call with ``"auto"``)."""
+        """Pace at this rate from now on, and never climb above it (``"auto"``)."""
         _check_rate(requests_per_minute)
         self._ceiling = self._rate = requests_per_minute / 60.0
         self._cut_at = self._fresh_after = float("-inf")
@@ -126,9 +119,8 @@ class AdaptiveRateLimiter:
         self._gcra.tat = last + 60.0 / requests_per_minute
 
     def learn_plan(self, requests_per_minute: float) -> None:
-        """The plan's limit, learnt while adapting (asked at the first 429): never climb
-        above it, and climb back after a cut in steps of it. The pace in force stays:
-        a process sharing the account finds its share from where it is."""
+        """The plan's limit, learnt while adapting: never climb above it, and climb back
+        after a cut in steps of it; the pace in force stays."""
         _check_rate(requests_per_minute)
         ceiling = self._ceiling = requests_per_minute / 60.0
         self._cut_to = min(self._cut_to, ceiling)
@@ -144,14 +136,13 @@ class AdaptiveRateLimiter:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     async def acquire(self) -> float:
-        """Wait for this request's slot, in call order; the first waiter looks again
-        when it wakes (a cut or a pause meanwhile holds it longer)."""
+        """Wait for this request's slot, in call order; return when it left."""
         async with self._queue:
             slept = False
             while True:
                 now = self._clock()
                 due = self._due(now)
-                if due <= now:  # one that waited makes up for a late wake-up (Gcra.take)
+                if due <= now:  # one that waited makes up for a late wake-up
                     return self._take(now, due if slept else now)
                 await self._sleep(due - now)
                 slept = True
@@ -177,11 +168,8 @@ class AdaptiveRateLimiter:
         ):
             self._cut(self._clock())
 
-    # --- the law applied: the rate at a moment, a cut -----------------------------
-
     def _rate_now(self, now: float) -> float | None:
-        """The rate at ``now``: a slow start doubles, and after a cut it climbs back by
-        time (its clock stops a quiet spell after the last request)."""
+        """The rate at ``now``; a climb's clock stops a quiet spell after the last request."""
         rate = self._rate
         if rate is None or rate == self._ceiling:
             return rate
@@ -208,12 +196,10 @@ class AdaptiveRateLimiter:
         return max(rate, self._cut_to)
 
     def _quiet_after(self) -> float:
-        """Seconds without a request that make a quiet spell: IDLE, or two intervals
-        of the rate a climb started from, whichever is longer."""
+        """Seconds without a request that make a quiet spell."""
         return max(IDLE, 2.0 / self._cut_to) if self._cut_to > 0 else IDLE
 
     def _due(self, now: float) -> float:
-        """When the next request is due, as things stand at ``now``."""
         rate = self._rate_now(now)
         if rate is None:
             return self._paused_until
@@ -221,8 +207,7 @@ class AdaptiveRateLimiter:
         return max(self._paused_until, self._gcra.earliest())
 
     def _take(self, now: float, due: float) -> float:
-        """The next request leaves at ``now`` for its slot ``due``. A climb's clock
-        starts with the first request and resumes after a quiet spell where it stopped."""
+        """The next request leaves at ``now`` for its slot ``due``."""
         sent = self._sent
         if sent:
             quiet = now - sent[-1] - self._quiet_after()
@@ -230,7 +215,7 @@ class AdaptiveRateLimiter:
                 self._cut_at += quiet
         elif self._cut_at > now:
             self._cut_at = now
-        sent.append(now)  # first: the climb's clock, moved on above, runs to `now`
+        sent.append(now)  # before _rate_now: the climb's clock runs to `now`
         rate = self._rate_now(now)
         if rate is not None:
             self._gcra.interval = 1.0 / rate
@@ -241,8 +226,7 @@ class AdaptiveRateLimiter:
         """A limit: pace at a share of what the server accepted, then climb back."""
         sending = self._rate_now(now)
         if sending is None:
-            # Unpaced until now: what was accepted came in a burst the server allowed.
-            # Start slow from what it accepted in the last second, and double.
+            # Unpaced: start slow from what the server accepted in the last second.
             accepted = sum(1 for sent_at in self._accepted if sent_at > now - 1.0)
             self._slow_start = True
             self._accepted_rate = self._cut_to = self._rate = max(self._floor, accepted)
