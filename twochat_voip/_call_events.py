@@ -11,13 +11,7 @@ from twochat_voip._models import Agent, CallCost, CallDetailRecord, CallDirectio
 
 @attrs.frozen(kw_only=True)
 class Contact:
-    """The other party of a call, as 2Chat's contacts know it: the caller of an inbound
-    call, the callee of an outbound one.
-
-    Attributes:
-        uuid: The contact's id (``CON…``).
-        first_name, last_name, full_name, profile_pic_url: As for :class:`Agent`.
-    """
+    """The other party of a call (``uuid``: ``CON…``); the other fields as on :class:`Agent`."""
 
     uuid: str | None = None
     first_name: str | None = None
@@ -28,21 +22,16 @@ class Contact:
 
 @attrs.frozen(kw_only=True)
 class CallEvent:
-    """One call event delivered to a webhook (not signed: a hint, until the record is
-    fetched); the fields not listed here are as on :class:`CallDetailRecord`.
+    """One call event delivered to a webhook (not signed: a hint until the record is
+    fetched); fields not listed are as on :class:`CallDetailRecord`.
 
     Attributes:
-        uuid: The call record's id (``CDR…``): fetch the record with it.
-        status: :class:`CallStatus`, matched without case (2Chat's docs show both),
-            or the raw string.
+        status: :class:`CallStatus`, matched without case, or the raw string.
         from_: ``from`` on the wire: a phone number in webhooks.
-        received_on_number: The virtual number the call came in on.
-        received_on_number_uuid: Its id (``DID…``).
-        is_toll_free: Whether that number is toll free.
-        updated_at: When the record last changed (UTC).
+        received_on_number, received_on_number_uuid: The virtual number the call came
+            in on, and its id (``DID…``); ``is_toll_free``: whether it is toll free.
         contact: The other party.
-        record: The call's record as 2Chat holds it, fetched by a receiver made with
-            ``verify=True``; never read from the delivery.
+        record: The call's record, fetched by a receiver made with ``verify=True``.
     """
 
     uuid: str
