@@ -3,7 +3,6 @@ your key."""
 
 from __future__ import annotations
 
-from twochat_voip._call_events import CallEvent, Contact
 from twochat_voip._client import ClientStats, VoIPClient
 from twochat_voip._converter import converter, make_converter
 from twochat_voip._errors import (
@@ -52,6 +51,7 @@ from twochat_voip._transport import AiohttpTransport, Transport
 from twochat_voip._version import __version__
 from twochat_voip.export._run import ExportSummary, export_calls, open_sink
 from twochat_voip.export._sinks import CSVSink, JSONLSink, Sink, StdoutSink
+from twochat_voip.webhooks import CallEvent, Contact
 
 configure_logging_from_env()  # TWOCHAT_LOG=debug
 
