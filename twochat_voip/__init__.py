@@ -1,5 +1,4 @@
-"""twochat_voip: an asyncio SDK for 2Chat's VoIP API, typed, retried and safe with
-your key."""
+"""twochat_voip: an asyncio SDK for 2Chat's VoIP API, typed, retried and safe with your key."""
 
 from __future__ import annotations
 
@@ -123,8 +122,7 @@ __all__ = [
 
 
 def _show_public_homes() -> None:
-    """Name the public path in tracebacks and reprs (``twochat_voip.NotFoundError``), as
-    httpx does; not for attrs classes, whose annotations are read through it."""
+    """Name the public path in tracebacks (not attrs classes': annotations are read by it)."""
     for name in __all__:
         value = globals()[name]
         if isinstance(value, type) and (

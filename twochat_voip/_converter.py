@@ -1,9 +1,8 @@
 """The one place that knows the wire format: a cattrs converter for 2Chat's JSON.
 
-``unstructure`` writes the documented format: key ``from``, ISO 8601 timestamps ending
-in ``Z``, the price as a JSON number. ``structure`` is strict about types (``"false"``
-is not a bool, ``"3"`` is not an int) and lenient about shape: unknown keys are
-ignored, missing optional keys become ``None``, an unknown enum value stays a ``str``.
+``unstructure`` writes it: key ``from``, ISO 8601 timestamps ending in ``Z``, the price a
+JSON number. ``structure`` is strict about types (``"3"`` is not an int) and lenient
+about shape: unknown keys ignored, missing ones ``None``, an unknown enum value a ``str``.
 """
 
 from __future__ import annotations
@@ -99,8 +98,8 @@ def _open_enum(enum_type: type[enum.StrEnum]) -> Callable[[object, type], object
     return structure
 
 
+# Attribute names whose wire name differs: the one that is a Python keyword.
 WIRE_NAMES: Final[Mapping[str, str]] = MappingProxyType({"from_": "from"})
-"""Attribute names whose wire name differs: the one that is a Python keyword."""
 
 
 def _renamed(model: type) -> dict[str, Any]:
@@ -174,8 +173,7 @@ def _say(exc: BaseException, _: type | None) -> str:
 
 
 def explain_invalid(data: Any, cls: type, error: BaseException | None = None) -> str:
-    """Say, field by field, why ``data`` does not structure as ``cls``; or, if the
-    detailed converter finds nothing wrong, what the SDK's raised (``error``)."""
+    """Say, field by field, why ``data`` does not structure as ``cls`` (else ``error``)."""
     try:
         _explaining_converter().structure(data, cls)
     except cattrs.BaseValidationError as exc:
