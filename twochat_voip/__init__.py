@@ -1,9 +1,7 @@
-"""twochat_voip: an asyncio SDK for 2Chat's VoIP API, typed, retried and safe with
-your key."""
+"""twochat_voip: an asyncio SDK for 2Chat's VoIP API, typed, retried and safe with your key."""
 
 from __future__ import annotations
 
-from twochat_voip._call_events import CallEvent, Contact
 from twochat_voip._client import ClientStats, VoIPClient
 from twochat_voip._converter import converter, make_converter
 from twochat_voip._errors import (
@@ -52,6 +50,7 @@ from twochat_voip._transport import AiohttpTransport, Transport
 from twochat_voip._version import __version__
 from twochat_voip.export._run import ExportSummary, export_calls, open_sink
 from twochat_voip.export._sinks import CSVSink, JSONLSink, Sink, StdoutSink
+from twochat_voip.webhooks import CallEvent, Contact
 
 configure_logging_from_env()  # TWOCHAT_LOG=debug
 
@@ -123,8 +122,7 @@ __all__ = [
 
 
 def _show_public_homes() -> None:
-    """Name the public path in tracebacks and reprs (``twochat_voip.NotFoundError``), as
-    httpx does; not for attrs classes, whose annotations are read through it."""
+    """Name the public path in tracebacks (not attrs classes': annotations are read by it)."""
     for name in __all__:
         value = globals()[name]
         if isinstance(value, type) and (

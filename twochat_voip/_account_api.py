@@ -1,6 +1,5 @@
-"""The account's endpoints besides call records (its call history, info, webhooks,
-virtual numbers, caller ids): :class:`AccountMethods`, a mixin of
-:class:`~twochat_voip.VoIPClient`, and the sans-I/O parsing of their answers."""
+"""The account's endpoints besides a call record (history, info, webhooks, numbers,
+caller ids): :class:`AccountMethods`, a mixin of the client, and their answers' parsing."""
 
 from __future__ import annotations
 
@@ -23,12 +22,9 @@ from twochat_voip._resources import AccountInfo, CallerId, VirtualNumber, Webhoo
 _T = TypeVar("_T")
 _Parse = Callable[[Response, str | None], _T]
 
-MAX_PAGE_SIZE: Final = 200
-"""The largest ``results_per_page`` 2Chat documents (one page says 200, others 50)."""
-DEFAULT_PAGE_SIZE: Final = 50
-"""The smaller size 2Chat documents: a page shorter than asked ends a list."""
-_SLACK_PAGES: Final = 2
-"""Pages a history may run past what its ``count`` says before it is stopped."""
+MAX_PAGE_SIZE: Final = 200  # the largest results_per_page 2Chat documents (or 50)
+DEFAULT_PAGE_SIZE: Final = 50  # a page shorter than asked ends a list
+_SLACK_PAGES: Final = 2  # pages a history may run past what its count says
 _ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
@@ -63,18 +59,15 @@ def _list_of(key: str, cls: type[_T]) -> _Parse[list[_T]]:
 
 
 def parse_account_info(response: Response, call_uuid: str | None = None) -> AccountInfo:
-    """The account, limits and usage in a ``GET /open/info`` answer."""
     return _structure(response, parse_envelope(response, call_uuid), AccountInfo, "info")
 
 
 def parse_webhook(response: Response, call_uuid: str | None = None) -> Webhook:
-    """The subscription in a subscribe answer's ``data``."""
     data = parse_envelope(response, call_uuid).get("data")
     return _structure(response, data, Webhook, "data")
 
 
 def parse_deleted(response: Response, call_uuid: str | None = None) -> None:
-    """A delete's answer: success, or the error it amounts to."""
     parse_envelope(response, call_uuid)
 
 
@@ -84,7 +77,7 @@ parse_caller_ids: Final = _list_of("caller_ids", CallerId)
 
 
 class AccountMethods:
-    """What :class:`~twochat_voip.VoIPClient` can ask besides call records."""
+    """What the client can ask besides call records."""
 
     _requests: Requests
 
@@ -108,15 +101,13 @@ class AccountMethods:
         start_page: int = 0,
         on_page: Callable[[int], None] | None = None,
     ) -> AsyncGenerator[CallDetailRecord, None]:
-        """Yield the account's call records (``GET /open/voip/call-history``), each
-        once, page by page from ``start_page`` until an empty page.
-
-        ``on_page`` is called after each page with the page to resume at (as
-        ``start_page``). History records carry no ``agent``.
+        """Yield the account's call records, each once, page by page from ``start_page``
+        until an empty page; ``on_page`` gets the page to resume at after each page.
+        History records carry no ``agent``.
 
         Raises:
             ResponseValidationError: a page holds nothing new, or the listing runs on
-                past the pages its ``count`` says, instead of spending credits forever.
+                past the pages its ``count`` says (instead of spending credits forever).
         """
         if type(start_page) is not int or start_page < 0:
             raise ValueError("start_page must be a whole number, 0 or more")
@@ -159,12 +150,9 @@ class AccountMethods:
     async def subscribe_webhook(
         self, event: WebhookEvent | str, *, hook_url: str, channel_uuid: str
     ) -> Webhook:
-        """Have 2Chat POST ``event`` for the calls of a virtual number to ``hook_url``.
-
-        Args:
-            event: A :class:`WebhookEvent` (or its name).
-            hook_url: Your receiver's address, with a secret in it (``?token=...``).
-            channel_uuid: The virtual number (``DID…``).
+        """Have 2Chat POST ``event`` (a :class:`WebhookEvent` or its name) for the calls
+        of a virtual number (``channel_uuid``: ``DID…``) to ``hook_url``, your receiver's
+        address with a secret in it (``?token=...``).
 
         Raises:
             APIStatusError: 2Chat refused it (a 409 may mean it exists already).
@@ -191,11 +179,10 @@ class AccountMethods:
         return await self._call(request, parse_webhooks)
 
     async def delete_webhook(self, webhook_uuid: str) -> None:
-        """Delete a subscription (``DELETE /open/webhooks/{webhook_uuid}``).
+        """Delete a subscription.
 
         Raises:
-            NotFoundError: there is no such subscription, or a retry found it deleted
-                by an attempt whose answer was lost.
+            NotFoundError: no such subscription (or a lost answer's attempt deleted it).
         """
         path = f"/open/webhooks/{_id(webhook_uuid, 'webhook_uuid')}"
         await self._call(
@@ -217,7 +204,7 @@ class AccountMethods:
     async def _pages(
         self, path: str, parse: _Parse[list[_T]], page_size: int
     ) -> AsyncGenerator[_T, None]:
-        """Pages from 0 until an empty or short one (``count`` is not always a total)."""
+        # Until an empty or short page: `count` is not always a total.
         seen: set[object] = set()
         previous: list[_T] | None = None
         for page in itertools.count():

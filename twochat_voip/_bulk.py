@@ -1,5 +1,4 @@
-"""Bulk fetches: :meth:`VoIPClient.get_calls`, on the engine in
-:mod:`twochat_voip._bulk_engine`."""
+"""Bulk fetches: :meth:`VoIPClient.get_calls`, on :mod:`twochat_voip._bulk_engine`."""
 
 from __future__ import annotations
 
@@ -39,23 +38,19 @@ class BulkMethods:
         ordered: bool = False,
         give_up_after: float | None = DEFAULT_GIVE_UP_AFTER,
     ) -> AsyncGenerator[CallResult, None]:
-        """Fetch many records; yield one result for every id given: a
-        :class:`CallSuccess` with the record or a :class:`CallFailure` with the error
-        (typed :data:`CallResult`: ``if result.ok:`` narrows it).
+        """Fetch many records; yield one :data:`CallResult` for every id given: a
+        :class:`CallSuccess` or a :class:`CallFailure` (``if result.ok:`` narrows it).
 
-        Ids are read lazily (a generator of millions is fine), fetched at most
-        ``concurrency`` at a time under the client's rate limit, and answered as they
-        complete, or in input order with ``ordered=True``. A malformed id or a failed
-        fetch is a result with ``error`` set, never an exception that ends the run;
-        429s use up none of a record's retries.
+        Ids are read lazily, fetched at most ``concurrency`` at a time under the
+        client's rate limit, and answered as they complete (in input order with
+        ``ordered=True``). A malformed id or a failed fetch is a result with ``error``
+        set, never an exception; 429s use up none of a record's retries.
 
-        The run gives up rather than spend credits on what cannot succeed: after a 401,
-        a 402, :class:`BudgetExhaustedError`, or ``give_up_after`` seconds (``None``:
-        never) with nothing succeeding, it answers every id not yet sent with that
-        error (the last one, after ``give_up_after``).
+        After a 401, a 402, :class:`BudgetExhaustedError`, or ``give_up_after`` seconds
+        (``None``: never) with nothing succeeding, every id not yet sent is answered
+        with that error (the last one, after ``give_up_after``).
 
-        Close the generator when you stop early (``contextlib.aclosing``), so its
-        fetches stop at once::
+        Close the generator when you stop early, so its fetches stop at once::
 
             async with aclosing(voip.get_calls(ids)) as results:
                 async for result in results:
@@ -74,8 +69,7 @@ class BulkMethods:
         give_up_after: float | None,
         parse: Callable[[Response, str | None], Any] = parse_call,
     ) -> AsyncGenerator[CallResult, None]:
-        """:meth:`get_calls`, each result's ``cdr`` what ``parse`` makes of its answer
-        (an export's record and its wire object, say)."""
+        """:meth:`get_calls`, each result's ``cdr`` what ``parse`` makes of its answer."""
 
         def fetch(call_uuid: str, on_retry: Callable[[BaseException], object]) -> Awaitable[Any]:
             request = self._requests.call(call_uuid)

@@ -1,11 +1,8 @@
-"""The bulk engine: many ids fetched under bounds, every id answered once.
-
-Each id is fetched in a task of an ``asyncio.TaskGroup``; two semaphores bound the run:
-``concurrency`` fetches at once, ``2 * concurrency`` ids read but not yet handed on.
-A run judges its own results: a 401, a 402 or another event loop cancels every fetch;
-a spent budget lets those under way finish (paid for); ``give_up_after`` seconds with
-nothing succeeding cancels them. The ids left are answered with that error.
-"""
+"""The bulk engine: each id fetched in a task of an ``asyncio.TaskGroup``, with
+``concurrency`` fetches at once and ``2 * concurrency`` ids read ahead; every id answered
+once. A 401, a 402 or another event loop cancels every fetch; a spent budget lets those
+under way finish (paid for); so does nothing succeeding for ``give_up_after`` seconds
+(cancelled). The ids left are answered with that error."""
 
 from __future__ import annotations
 
@@ -39,16 +36,16 @@ __all__ = ["RUN_ENDING_ERRORS", "CallResult", "iterate_bulk"]
 
 READ_AHEAD_FACTOR: Final = 2
 
+# Errors no other id of the run can escape: the key, the credits, the budget, a loop.
 RUN_ENDING_ERRORS: Final = (
     AuthenticationError,
     PaymentRequiredError,
     BudgetExhaustedError,
     EventLoopMismatchError,
 )
-"""Errors no other id of the run can escape: the key, the credits, the budget, a loop."""
 _ANSWERS_ABOUT_THE_ID: Final = (NotFoundError, InvalidCallUUIDError)  # progress all the same
+# Fetches one id; told (second argument) each failed attempt it retries.
 Fetch = Callable[[Any, Callable[[BaseException], object]], Awaitable[CallDetailRecord]]
-"""Fetches one id; told (second argument) each failed attempt it retries."""
 
 
 async def _ids(call_uuids: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[Any]:
@@ -61,7 +58,7 @@ async def _ids(call_uuids: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[
 
 
 class _Run:
-    """One bulk run: its tasks, its bounds, and why it stopped, if it did."""
+    """One bulk run: its tasks, its bounds, and why it stopped."""
 
     def __init__(self, fetch: Fetch, concurrency: int, give_up_after: float | None) -> None:
         self._fetch = fetch
@@ -77,7 +74,6 @@ class _Run:
         self._runner: asyncio.Task[None] | None = None
 
     async def run(self, call_uuids: Iterable[str] | AsyncIterable[str]) -> None:
-        """Fetch every id; answer each in :attr:`results`."""
         loop = asyncio.get_running_loop()
         self._runner = asyncio.current_task()
         self._last_progress = loop.time()
@@ -126,7 +122,7 @@ class _Run:
     def _answer(
         self, shown: str, index: int, task: asyncio.Task[CallDetailRecord | Exception]
     ) -> None:
-        """Answer an id when its task ends, however it ends (even cancelled unstarted)."""
+        """Answer an id when its task ends, however it ends."""
         self._slots.release()
         self._fetching.discard(task)
         result: CallResult
@@ -145,8 +141,7 @@ class _Run:
         self.results.put_nowait(result)
 
     def _note_failure(self, error: BaseException) -> None:
-        """A failed attempt, about to be retried: the ids left if the run gives up get
-        the last one."""
+        """A failed attempt, about to be retried: what the run answers if it gives up."""
         if isinstance(error, TwoChatError):
             self._last_failure = error
 
@@ -168,8 +163,7 @@ class _Run:
         return exc
 
     def _stop(self, error: TwoChatError, *, cancel: bool) -> None:
-        """Send nothing more; answer every id not fetched with ``error`` (the first
-        reason is kept), and with ``cancel`` the fetches under way too."""
+        """Answer every id not fetched (with ``cancel``, under way) with the first error."""
         if self._stopped is None:
             self._stopped = error
         if cancel:
@@ -177,8 +171,8 @@ class _Run:
                 task.cancel()
 
     async def _watch(self, give_up_after: float) -> None:
-        """Give up when nothing (a record, or a definite "no such record") has
-        succeeded for ``give_up_after`` seconds while ids were being fetched."""
+        """Give up when no record (nor a "no such record") came for ``give_up_after``
+        seconds of fetching."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._last_progress + give_up_after - loop.time())
@@ -203,11 +197,8 @@ async def iterate_bulk(
 ) -> AsyncGenerator[CallResult, None]:
     """Fetch every id with ``fetch``, ``concurrency`` at a time; yield one result each.
 
-    An error of the input iterable is raised after the ids read before it are
-    answered; a closed client ends the run with :class:`ClientClosedError`. The run
-    is one task, in ``runs`` while it lasts, so that closing the client cancels a run
-    nobody closed. After ``give_up_after``, the ids left get the last error of an
-    attempt (not a 404: those are progress), else an :class:`APITimeoutError`.
+    An error of the input is raised after the ids read before it are answered. The run
+    is one task, in ``runs`` while it lasts, so that closing the client cancels it.
     """
     if not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError("concurrency must be a whole number of at least 1")
@@ -227,9 +218,7 @@ async def iterate_bulk(
             if isinstance(result.error, ClientClosedError):
                 raise ClientClosedError("the VoIPClient was closed during this run")
             if not ordered:
-                yield result
-                run.window.release()
-                continue
+                next_index = result.index
             buffered[result.index] = result
             while next_index in buffered:
                 yield buffered.pop(next_index)

@@ -1,17 +1,14 @@
 """The one place that knows the wire format: a cattrs converter for 2Chat's JSON.
 
-``unstructure`` writes the documented format: key ``from``, ISO 8601 timestamps ending
-in ``Z``, the price as a JSON number. ``structure`` is strict about types (``"false"``
-is not a bool, ``"3"`` is not an int) and lenient about shape: unknown keys are
-ignored, missing optional keys become ``None``, an unknown enum value stays a ``str``.
+``unstructure`` writes it: key ``from``, ISO 8601 timestamps ending in ``Z``, the price a
+JSON number. ``structure`` is strict about types (``"3"`` is not an int) and lenient
+about shape: unknown keys ignored, missing ones ``None``, an unknown enum value a ``str``.
 """
 
 from __future__ import annotations
 
 import enum
 import functools
-import types
-import typing
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -25,9 +22,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from twochat_voip._models import CallDetailRecord, CallDirection, CallStatus
 from twochat_voip._resources import WebhookEvent
 
-_EXACT_FLOAT_INTS: Final = 2**53
-"""Beyond this a float is not every integer: orjson reads a longer JSON integer as
-one, and int() of it would be another number."""
+_EXACT_FLOAT_INTS: Final = 2**53  # orjson reads a longer JSON integer as an inexact float
 
 
 def _exactly(kind: type, what: str) -> Callable[[object, type], Any]:
@@ -103,8 +98,8 @@ def _open_enum(enum_type: type[enum.StrEnum]) -> Callable[[object, type], object
     return structure
 
 
+# Attribute names whose wire name differs: the one that is a Python keyword.
 WIRE_NAMES: Final[Mapping[str, str]] = MappingProxyType({"from_": "from"})
-"""Attribute names whose wire name differs: the one that is a Python keyword."""
 
 
 def _renamed(model: type) -> dict[str, Any]:
@@ -129,26 +124,8 @@ def _structure_model(cls: type, conv: cattrs.Converter) -> Callable[[Any, type],
     return structure
 
 
-def _is_optional(type_: Any) -> bool:
-    args = typing.get_args(type_)
-    return len(args) == 2 and type(None) in args and type(type_) is types.UnionType
-
-
-def _structure_optional(type_: Any, conv: cattrs.Converter) -> Callable[[Any, type], Any]:
-    # cattrs' own optional hook dispatches on the inner type for every value; this one
-    # looks the inner hook up once, when the model's hook is made.
-    (inner,) = (arg for arg in typing.get_args(type_) if arg is not type(None))
-    hook = conv.get_structure_hook(inner)
-
-    def structure(value: Any, _: type) -> Any:
-        return None if value is None else hook(value, inner)
-
-    return structure
-
-
 def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
-    """Make a new, independent converter for 2Chat's wire format: hooks you register on
-    it are seen by nothing else, the SDK's own parsing included.
+    """Make a new, independent converter for 2Chat's wire format.
 
     ``detailed_validation=True`` is slower and reports every bad field with its path
     (see :func:`cattrs.transform_error`).
@@ -162,9 +139,6 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
     for enum_type in (CallStatus, CallDirection, WebhookEvent):  # a new value stays a str
         conv.register_structure_hook(enum_type | str | None, _open_enum(enum_type))
     conv.register_structure_hook_factory(_is_model, functools.partial(_structure_model, conv=conv))
-    conv.register_structure_hook_factory(
-        _is_optional, functools.partial(_structure_optional, conv=conv)
-    )
     conv.register_unstructure_hook(datetime, format_timestamp)
     for enum_type in (CallDirection, CallStatus):  # plain JSON strings on the wire
         conv.register_unstructure_hook(enum_type, str)
@@ -180,13 +154,12 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
 
 
 converter: cattrs.Converter = make_converter()
-"""A converter for your own use (made by :func:`make_converter`); the SDK parses with
-one of its own, so a hook registered here changes only your calls."""
+"""A converter for your own use; the SDK parses with its own, so hooks here change only yours."""
 
 
 @functools.cache
 def sdk_converter() -> cattrs.Converter:
-    """The converter the SDK itself parses and writes records with, made at first use."""
+    """The converter the SDK itself parses and writes records with."""
     return make_converter()
 
 
@@ -200,8 +173,7 @@ def _say(exc: BaseException, _: type | None) -> str:
 
 
 def explain_invalid(data: Any, cls: type, error: BaseException | None = None) -> str:
-    """Say, field by field, why ``data`` does not structure as ``cls``; or, if the
-    detailed converter finds nothing wrong, what the SDK's raised (``error``)."""
+    """Say, field by field, why ``data`` does not structure as ``cls`` (else ``error``)."""
     try:
         _explaining_converter().structure(data, cls)
     except cattrs.BaseValidationError as exc:

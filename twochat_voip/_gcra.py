@@ -1,6 +1,5 @@
-"""The generic cell rate algorithm (GCRA): one number, the theoretical arrival time
-(TAT) of the next request, keeps a rate with a burst. The fake server polices with it,
-the in-process limiter schedules with it, and the Redis limiter runs it in Lua."""
+"""The generic cell rate algorithm: one number, the next request's theoretical arrival
+time (TAT), keeps a rate with a burst (the Redis limiter runs it in Lua)."""
 
 from __future__ import annotations
 
@@ -9,13 +8,7 @@ import attrs
 
 @attrs.define
 class Gcra:
-    """One rate, policed.
-
-    Attributes:
-        interval: Seconds between requests at the rate.
-        burst: Requests that may arrive back to back after a quiet spell.
-        tat: The next request's theoretical arrival time (``0.0``: none yet).
-    """
+    """One rate: ``interval`` seconds apart, ``burst`` back to back after a quiet spell."""
 
     interval: float
     burst: int = 1
@@ -26,14 +19,12 @@ class Gcra:
         return self.tat - (self.burst - 1) * self.interval
 
     def take(self, now: float, due: float) -> None:
-        """A request that waited for its slot ``due`` leaves at ``now``: the next is
-        due an interval after ``due`` (a sleeper woken late does not push every later
-        slot back), but lateness is made up for up to half an interval only."""
+        """A request due at ``due`` leaves at ``now``: the next is due an interval after
+        ``due`` (a late wake-up pushes no later slot back), up to half an interval late."""
         self.tat = max(self.tat, due, now - 0.5 * self.interval) + self.interval
 
     def police(self, now: float) -> float:
-        """Admit a request arriving at ``now`` (``0.0``; the TAT moves on), or refuse it:
-        the seconds until one would be admitted."""
+        """Admit a request arriving at ``now`` (``0.0``), or the seconds until one would be."""
         earliest = self.earliest()
         if now < earliest:
             return earliest - now

@@ -1,8 +1,7 @@
 """The call detail record and its parts: frozen attrs classes and str-enums, no I/O.
 
-Every field but the record's ``uuid`` is optional (a call never answered, not billed
-yet, ...). An enum-typed field keeps a value the SDK does not know as a plain ``str``:
-2Chat adds statuses without notice, and a new one must not turn a record into an error.
+Every field but the record's ``uuid`` is optional. An enum-typed field keeps a value
+the SDK does not know as a plain ``str``: 2Chat adds statuses without notice.
 """
 
 from __future__ import annotations
@@ -22,8 +21,7 @@ class CallDirection(enum.StrEnum):
 
 
 class CallStatus(enum.StrEnum):
-    """The states 2Chat is known to report; the list is open, so fields typed with it
-    also accept a plain ``str``."""
+    """The states 2Chat is known to report (the list is open: fields also take a ``str``)."""
 
     ANSWERED = "ANSWERED"
     COMPLETED = "COMPLETED"
@@ -60,8 +58,7 @@ class Agent:
 
     Attributes:
         uuid: The agent's user id (``USR…``).
-        first_name, last_name: Given and family name.
-        full_name: Name as 2Chat shows it.
+        first_name, last_name, full_name: The names, the last as 2Chat shows it.
         profile_pic_url: Address of the agent's picture.
     """
 
@@ -80,23 +77,20 @@ class CallDetailRecord:
         uuid: The record's id (``CDR…``); the only required field.
         account_uuid: The account the call belongs to (``ACC…``).
         callid: The provider's opaque call session id.
-        direction: :class:`CallDirection`, or the raw string if 2Chat sends a new one.
+        direction: :class:`CallDirection`, or the raw string for a new one.
         active: Whether the call is in progress now.
         from_: Id of the user or number that started the call (``from`` on the wire).
         to_number: Destination number, international format.
         iso_country_code: Two-letter country of the destination.
-        status: :class:`CallStatus`, or the raw string for a status the SDK does not know.
-        is_whatsapp_call: Placed over WhatsApp.
-        is_sip_trunk_call: Placed over a SIP trunk; often unknown (``None``).
+        status: :class:`CallStatus`, or the raw string for a new one.
+        is_whatsapp_call, is_sip_trunk_call: Placed over WhatsApp, a SIP trunk.
         created_at, updated_at: When the record was created, and last changed (UTC).
-        caller_id_uuid: The caller id used (``VCI…``).
-        caller_id_used: The number the callee saw.
+        caller_id_uuid, caller_id_used: The caller id (``VCI…``) and the number shown.
         duration: Call duration in seconds.
-        recording_url: Address of the mp3 recording, on another host: fetching it is yours.
+        recording_url: Address of the mp3 recording, on another host.
         start_time, end_time: When the call was answered, and ended (UTC).
         agent_id: Id of the agent who handled the call (``USR…``).
-        call_cost: What the call was billed, once it has been.
-        agent: The agent, when there was one.
+        call_cost, agent: What the call was billed, and who handled it.
     """
 
     uuid: str

@@ -1,12 +1,7 @@
-"""The plan's rate limit, asked of ``GET /open/info`` once per client.
-
-A client told ``requests_per_minute="auto"`` asks before its first call (every first
-call waits for the one request) and paces at the answer. An adaptive client (no rate
-given) asks at its first 429, in the background: from then on its limiter never climbs
-above the plan's limit, and climbs back after a cut in steps of it, which evens out
-the shares of processes on one account (see :mod:`twochat_voip._adapting`). The
-request is a credit like any other: it counts in the stats and the budget.
-"""
+"""The plan's rate limit, asked of ``GET /open/info`` once per client: before the first
+call with ``requests_per_minute="auto"`` (first calls wait for it), or in the background
+at an adaptive client's first 429 (its limiter then never climbs above the plan, and
+climbs back in steps of it). The question is a credit like any other."""
 
 from __future__ import annotations
 
@@ -28,6 +23,7 @@ from twochat_voip._retry import is_testing
 
 logger: Final = logging.getLogger("twochat_voip")
 
+# What fails "auto"'s question for every waiting call, and the next call asks again.
 _ASK_AGAIN: Final = (
     AuthenticationError,
     PaymentRequiredError,
@@ -35,8 +31,6 @@ _ASK_AGAIN: Final = (
     ClientClosedError,
     APIConnectionError,
 )
-"""Failures of ``"auto"``'s question that every waiting call gets, and the next asks
-again: no request would do better."""
 
 
 class PlanRate:
@@ -44,9 +38,8 @@ class PlanRate:
 
     Args:
         ask: Sends ``GET /open/info``: the plan's requests a minute, or ``None``.
-        limiter: The client's own limiter (``None``: one of the caller's, told nothing).
-        when: ``"first"``: before the first call (``"auto"``); ``"limit"``: at the
-            first 429 (an adaptive client); ``None``: never.
+        limiter: The client's own limiter (``None``: the caller's, told nothing).
+        when: ``"first"`` (``"auto"``), ``"limit"`` (at the first 429), or ``None``.
     """
 
     def __init__(
@@ -66,14 +59,13 @@ class PlanRate:
     async def before_first_call(self) -> None:
         """``"auto"``: ask once; concurrent first calls share the one request."""
         if self._learning is None:
-            # A task of its own, shielded: one caller cancelled must not stop it for
-            # the others. A failed one is forgotten, and the next call asks again.
+            # Shielded: one caller cancelled must not stop it for the others.
             self._learning = self._start(self._ask_for_pace())
         await asyncio.shield(self._learning)
 
     def limit_met(self) -> None:
-        """The server answered 429: an adaptive client asks for the plan, once, in
-        the background (not in testing mode, which asks nothing a test did not script)."""
+        """A 429: an adaptive client asks for the plan once, in the background (not in
+        testing mode, which asks nothing a test did not script)."""
         if self.at_a_limit and not is_testing():
             self.at_a_limit = False
             self._start(self._ask_for_ceiling())
@@ -88,7 +80,7 @@ class PlanRate:
         self._asking.discard(task)
         failed = task.cancelled() or task.exception() is not None  # (taken, not logged)
         if failed and task is self._learning:
-            self._learning = None
+            self._learning = None  # the next call asks again
         elif failed and not task.cancelled():  # pragma: no cover - a bug, not the API's
             logger.error("asking the plan's limit failed", exc_info=task.exception())
 

@@ -1,11 +1,11 @@
-"""Client-wide pacing: every request of a client waits here for its slot.
+"""Client-wide pacing: :class:`RateLimiter`, the seam, and :class:`AdaptiveRateLimiter`,
+the in-process limiter: a GCRA at a given, asked or found rate, adapted to 429s.
 
-:class:`RateLimiter` is the seam (``acquire`` before every attempt, ``feedback`` after
-every answer). :class:`AdaptiveRateLimiter`, the one in-process limiter, paces with a
-GCRA (no minute's worth of burst at the start) at a rate that is given, asked
-(``"auto"``) or found; adapts to 429s by the law in :mod:`twochat_voip._adapting`; and
-holds every request for a ``Retry-After``. Waiters queue in call order, and only the
-first plans its slot, from the rate at that moment: a cut or a climb applies at once.
+The law (docs/many-workers.md tells why): without a rate, start slow and double until
+429s push back. Cut only when fresh 429s are a real share of recent answers, to 80%
+(90% knowing the plan) of the rate the server accepted. Then climb by time: without the
+plan, back to the accepted rate in 5 s, then 1% a second, doubling after 2 s more; with
+it, every process by the same steps of the plan, never above it.
 """
 
 from __future__ import annotations
@@ -14,33 +14,73 @@ import asyncio
 import collections
 import math
 from collections.abc import Awaitable, Callable
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
-from twochat_voip._adapting import (
-    CUT,
-    IDLE,
-    MEASURED,
-    PLAN_CUT,
-    START_PER_SECOND,
-    UNPACED_ABOVE,
-    WINDOW,
-    climb_with_plan,
-    climb_without_plan,
-    is_a_limit,
-    rate_of,
-    slow_start,
-)
 from twochat_voip._clock import loop_time
 from twochat_voip._gcra import Gcra
 from twochat_voip._retry import is_testing
 
 __all__ = ["AdaptiveRateLimiter", "RateLimiter"]
 
+WINDOW: Final = 64  # answers a limit is judged over
+LIMITED_IN_WINDOW: Final = 6  # 429s among them that mean a limit (2% strays: 1 in 300)
+LIMITED_CLEARLY: Final = 3  # fewer mean a limit when half the answers since the cut
+CUT: Final = 0.8  # a cut sets this share of the rate the server accepted
+MEASURED: Final = 32  # accepted answers a rate is measured over
+START_PER_SECOND: Final = 4.0  # a slow start's first rate...
+DOUBLING: Final = 0.5  # ... doubled every this many seconds until a limit
+IDLE: Final = 1.0  # a quiet spell after which the climb's clock stops
+UNPACED_ABOVE: Final = 1000.0  # requests a second beyond which a slow start stops pacing
+REGAIN_SECONDS: Final = 5.0  # without the plan: back to the accepted rate in this long,
+PROBE_PER_SECOND: Final = 0.01  # then climb this share of it a second,
+SPEED_UP_AFTER: Final = 2.0  # and after this long double every second
+ANSWERS_PER_CYCLE: Final = 32  # answers a climb spans at least (its clock slows)
+PLAN_CUT: Final = 0.9  # with the plan known: a cut to this share of what was accepted,
+PLAN_CLIMB: Final = 0.01  # a climb of this share of the plan a second,
+PLAN_DOUBLING: Final = 2.0  # doubling every this many seconds;
+PLAN_LIMITED: Final = 2  # this many 429s ...
+PLAN_WINDOW: Final = 16  # ... among this many answers mean a limit
+PLAN_CYCLE_ANSWERS: Final = 128  # a climb spans at least this many of the account's answers
+PLAN_CYCLE_SECONDS: Final = 5.0  # in this many seconds of its clock (slower below 1,536/min)
+
+
+def climb_without_plan(cut_to: float, accepted: float, since: float) -> float:
+    """The rate ``since`` seconds after a cut to ``cut_to``, no plan known."""
+    # At a low rate the climb's clock runs slower, so that a limit shows in time.
+    since /= max(1.0, ANSWERS_PER_CYCLE / (accepted * REGAIN_SECONDS))
+    if since < REGAIN_SECONDS:
+        return cut_to + (accepted - cut_to) * since / REGAIN_SECONDS
+    climbing = since - REGAIN_SECONDS
+    rate = accepted * (1.0 + PROBE_PER_SECOND * climbing)
+    if climbing > SPEED_UP_AFTER:
+        rate *= 2.0 ** min(climbing - SPEED_UP_AFTER, 64.0)
+    return rate
+
+
+def climb_with_plan(cut_to: float, plan: float, since: float) -> float:
+    """The rate ``since`` seconds after a cut to ``cut_to`` under a plan of ``plan``
+    a second: every process climbs by the same steps, so that their shares even out."""
+    since /= max(1.0, PLAN_CYCLE_ANSWERS / (plan * PLAN_CYCLE_SECONDS))
+    rate: float = cut_to + plan * PLAN_CLIMB * since * 2.0 ** min(since / PLAN_DOUBLING, 64.0)
+    return rate
+
+
+def is_a_limit(
+    limited: collections.deque[int], answers: int, fresh_answers: int, *, plan_known: bool
+) -> bool:
+    """Whether the fresh 429s (``limited``: their answer numbers among the last
+    :data:`WINDOW`) mean a limit; ``fresh_answers``: answers since the last cut."""
+    count = len(limited)
+    return (
+        count >= LIMITED_IN_WINDOW
+        or (count >= LIMITED_CLEARLY and 2 * count >= fresh_answers)
+        or (plan_known and count >= PLAN_LIMITED and limited[-PLAN_LIMITED] > answers - PLAN_WINDOW)
+    )
+
 
 @runtime_checkable
 class RateLimiter(Protocol):
-    """What a client needs from a rate limiter (one shared through Redis, say, can
-    take the own one's place: ``VoIPClient(rate_limiter=...)``)."""
+    """What a client needs from a rate limiter: ``VoIPClient(rate_limiter=...)``."""
 
     async def acquire(self) -> float:
         """Wait until a request may leave; return the time (monotonic) it left."""
@@ -58,14 +98,16 @@ class RateLimiter(Protocol):
 class AdaptiveRateLimiter:
     """The in-process limiter every client has: paced, adaptive, pausable.
 
+    Waiters queue in call order; the first plans its slot from the rate at that moment,
+    so a cut or a climb applies at once.
+
     Args:
         requests_per_minute: The rate to pace at, and the ceiling the rate climbs back
             to after a cut; ``None``: find the limit, starting at 4 requests a second
             and doubling every half second until the server pushes back.
         burst: Requests that may leave back to back after a quiet spell.
         min_requests_per_minute: The floor a cut never goes under.
-        clock: The monotonic clock (the running loop's), and ``sleep`` the way to
-            wait on it (simulations pass virtual ones).
+        clock: The monotonic clock, and ``sleep`` the way to wait on it (tests pass fakes).
     """
 
     def __init__(
@@ -85,18 +127,17 @@ class AdaptiveRateLimiter:
         self._floor = min_requests_per_minute / 60.0
         self._clock = clock
         self._sleep = sleep
-        # After a cut at `_cut_at` the rate climbs from `_cut_to`; None: unpaced.
         self._rate: float | None = self._ceiling
         self._cut_to = 0.0
         self._cut_at = float("-inf")
-        self._fresh_after = float("-inf")  # the last cut: later requests count towards the next
+        self._fresh_after = float("-inf")  # the last cut: only later requests judge the next
         self._accepted_rate = 0.0
-        self._gcra = Gcra(interval=0.0, burst=burst)  # its TAT: the next request's slot
+        self._gcra = Gcra(interval=0.0, burst=burst)
         self._paused_until = 0.0
         self._answers = 0
         self._fresh_answers = 0  # answers to requests sent since the last cut
         self._limited_at: collections.deque[int] = collections.deque()  # answer numbers
-        # No rate: double from _cut_to from the first request on (testing mode: no pacing).
+        # No rate: double from the first request on (testing mode: no pacing).
         self._slow_start = requests_per_minute is None and not is_testing()
         if self._slow_start:
             self._rate = self._cut_to = self._accepted_rate = START_PER_SECOND
@@ -112,11 +153,10 @@ class AdaptiveRateLimiter:
         return None if rate is None else rate * 60.0
 
     async def aclose(self) -> None:
-        """Nothing to let go of; here for :class:`RateLimiter`."""
+        """Nothing to let go of."""
 
     def set_requests_per_minute(self, requests_per_minute: float) -> None:
-        """Pace at this rate from now on, and never climb above it (the plan's limit,
-        asked before the first call with ``"auto"``)."""
+        """Pace at this rate from now on, and never climb above it (``"auto"``)."""
         _check_rate(requests_per_minute)
         self._ceiling = self._rate = requests_per_minute / 60.0
         self._cut_at = self._fresh_after = float("-inf")
@@ -126,9 +166,8 @@ class AdaptiveRateLimiter:
         self._gcra.tat = last + 60.0 / requests_per_minute
 
     def learn_plan(self, requests_per_minute: float) -> None:
-        """The plan's limit, learnt while adapting (asked at the first 429): never climb
-        above it, and climb back after a cut in steps of it. The pace in force stays:
-        a process sharing the account finds its share from where it is."""
+        """The plan's limit, learnt while adapting: never climb above it, and climb back
+        after a cut in steps of it; the pace in force stays."""
         _check_rate(requests_per_minute)
         ceiling = self._ceiling = requests_per_minute / 60.0
         self._cut_to = min(self._cut_to, ceiling)
@@ -144,14 +183,13 @@ class AdaptiveRateLimiter:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     async def acquire(self) -> float:
-        """Wait for this request's slot, in call order; the first waiter looks again
-        when it wakes (a cut or a pause meanwhile holds it longer)."""
+        """Wait for this request's slot, in call order; return when it left."""
         async with self._queue:
             slept = False
             while True:
                 now = self._clock()
                 due = self._due(now)
-                if due <= now:  # one that waited makes up for a late wake-up (Gcra.take)
+                if due <= now:  # one that waited makes up for a late wake-up
                     return self._take(now, due if slept else now)
                 await self._sleep(due - now)
                 slept = True
@@ -177,11 +215,8 @@ class AdaptiveRateLimiter:
         ):
             self._cut(self._clock())
 
-    # --- the law applied: the rate at a moment, a cut -----------------------------
-
     def _rate_now(self, now: float) -> float | None:
-        """The rate at ``now``: a slow start doubles, and after a cut it climbs back by
-        time (its clock stops a quiet spell after the last request)."""
+        """The rate at ``now``; a climb's clock stops a quiet spell after the last request."""
         rate = self._rate
         if rate is None or rate == self._ceiling:
             return rate
@@ -191,7 +226,7 @@ class AdaptiveRateLimiter:
         if since <= 0:
             return rate
         if self._slow_start:
-            rate = slow_start(self._cut_to, since)
+            rate = self._cut_to * 2.0 ** min(since / DOUBLING, 64.0)
         elif self._ceiling is not None:
             rate = climb_with_plan(self._cut_to, self._ceiling, since)
         else:
@@ -208,12 +243,10 @@ class AdaptiveRateLimiter:
         return max(rate, self._cut_to)
 
     def _quiet_after(self) -> float:
-        """Seconds without a request that make a quiet spell: IDLE, or two intervals
-        of the rate a climb started from, whichever is longer."""
+        """Seconds without a request that make a quiet spell."""
         return max(IDLE, 2.0 / self._cut_to) if self._cut_to > 0 else IDLE
 
     def _due(self, now: float) -> float:
-        """When the next request is due, as things stand at ``now``."""
         rate = self._rate_now(now)
         if rate is None:
             return self._paused_until
@@ -221,8 +254,7 @@ class AdaptiveRateLimiter:
         return max(self._paused_until, self._gcra.earliest())
 
     def _take(self, now: float, due: float) -> float:
-        """The next request leaves at ``now`` for its slot ``due``. A climb's clock
-        starts with the first request and resumes after a quiet spell where it stopped."""
+        """The next request leaves at ``now`` for its slot ``due``."""
         sent = self._sent
         if sent:
             quiet = now - sent[-1] - self._quiet_after()
@@ -230,7 +262,7 @@ class AdaptiveRateLimiter:
                 self._cut_at += quiet
         elif self._cut_at > now:
             self._cut_at = now
-        sent.append(now)  # first: the climb's clock, moved on above, runs to `now`
+        sent.append(now)  # before _rate_now: the climb's clock runs to `now`
         rate = self._rate_now(now)
         if rate is not None:
             self._gcra.interval = 1.0 / rate
@@ -241,16 +273,15 @@ class AdaptiveRateLimiter:
         """A limit: pace at a share of what the server accepted, then climb back."""
         sending = self._rate_now(now)
         if sending is None:
-            # Unpaced until now: what was accepted came in a burst the server allowed.
-            # Start slow from what it accepted in the last second, and double.
+            # Unpaced: start slow from what the server accepted in the last second.
             accepted = sum(1 for sent_at in self._accepted if sent_at > now - 1.0)
             self._slow_start = True
             self._accepted_rate = self._cut_to = self._rate = max(self._floor, accepted)
         else:
             self._slow_start = False
-            accepted_rate = rate_of(self._accepted)
-            if accepted_rate is None or accepted_rate > sending:
-                accepted_rate = sending
+            times = self._accepted  # the rate the server accepted, if they tell it
+            span = times[-1] - times[0] if len(times) > 1 else 0.0
+            accepted_rate = min((len(times) - 1) / span, sending) if span > 0 else sending
             self._accepted_rate = max(self._floor, accepted_rate)
             cut = CUT if self._ceiling is None else PLAN_CUT
             self._cut_to = self._rate = max(self._floor, cut * accepted_rate)

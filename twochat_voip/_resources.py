@@ -1,5 +1,4 @@
-"""The account's info, webhooks, virtual numbers and caller ids: frozen attrs classes,
-every field optional and an unknown kind a plain ``str``, as in call records."""
+"""The account's info, webhooks, virtual numbers and caller ids, shaped as records are."""
 
 from __future__ import annotations
 
@@ -13,8 +12,8 @@ import attrs
 
 
 class WebhookEvent(enum.StrEnum):
-    """The call events 2Chat delivers to a webhook (``call.outgoing.completed``, as
-    2Chat's n8n node spells it, is read as :attr:`CALL_OUTBOUND_COMPLETED`)."""
+    """The call events 2Chat delivers to a webhook (``call.outgoing.completed`` is read
+    as :attr:`CALL_OUTBOUND_COMPLETED`)."""
 
     CALL_STATUS_UPDATE = "call.status.update"
     CALL_INCOMING_COMPLETED = "call.incoming.completed"
@@ -27,8 +26,7 @@ _SECRET_PARAMETERS = frozenset(
 
 
 def redact_url(url: str | None) -> str | None:
-    """``url`` with its password and secret-looking query values (``token``, ...) as
-    ``***``: a hook URL carries the receiver's secret."""
+    """``url`` with its password and secret-looking query values as ``***``."""
     if url is None:
         return None
     try:
@@ -52,7 +50,7 @@ class Account:
     Attributes:
         uuid: The account's id (``ACC…``).
         on_trial: Whether it is on a trial (about 30 requests a minute).
-        created_at, expires_at: When it was created, and when its plan expires (UTC).
+        created_at, expires_at: When it was created, and its plan expires (UTC).
     """
 
     uuid: str | None = None
@@ -72,12 +70,8 @@ class Limits:
 
 @attrs.frozen(kw_only=True)
 class Usage:
-    """How much of the credit pools is used.
-
-    Attributes:
-        api_request_count, max_api_request_count: API requests (credits) used, allowed.
-        number_check_count, max_number_check_count: Number checks used, and allowed.
-    """
+    """How much of the credit pools is used: API requests (credits) and number checks,
+    each ``..._count`` used of ``max_..._count`` allowed."""
 
     api_request_count: int | None = None
     max_api_request_count: int | None = None
@@ -87,8 +81,7 @@ class Usage:
 
 @attrs.frozen(kw_only=True)
 class AccountInfo:
-    """What ``GET /open/info`` tells: the ``account``, its plan's ``limits``, its
-    ``usage``."""
+    """What ``GET /open/info`` tells: the ``account``, its plan's ``limits``, its ``usage``."""
 
     account: Account | None = None
     limits: Limits | None = None
@@ -112,8 +105,6 @@ class Webhook:
         event_name: The event, or the raw name for one the SDK does not know.
         channel_uuid: The virtual number (``DID…``) whose calls it reports.
         hook_url: Where events go; its repr hides secrets (``token=***``).
-        hook_params: Extra parameters 2Chat keeps with it.
-        created_at: When it was made (UTC).
     """
 
     uuid: str
@@ -129,14 +120,9 @@ class VirtualNumber:
     """A phone number the account rents (a ``DID…``), a channel for webhooks.
 
     Attributes:
-        uuid: Its id (``DID…``).
         phone_number: International format (``formatted_phone_number``: as people write it).
-        record_inbound: Whether inbound calls are recorded.
         provider_type: ``mobile``, ``local``, ``shared-cost``, ``national``, or another.
-        priced_per_minute: Whether incoming minutes are billed.
         incoming_price_per_minute: Price of an incoming minute, exact.
-        ivr_uuid: The IVR answering it, if any.
-        status: 2Chat's numeric status.
         status_text: ``ACTIVE``, ``AWAITING_REGISTRATION``, ``PENDING_ACTIVATION``,
             ``PENDING_CANCELLATION``, ``RELEASED``, or another.
         created_at, updated_at, expires_at: Added, last changed, rent ends (UTC).
@@ -169,11 +155,9 @@ class CallerId:
     """A number the account may show when it calls (a ``VCI…``).
 
     Attributes:
-        uuid: Its id (``VCI…``).
         channel_uuid: The virtual number it belongs to (``DID…``), if any.
         type: ``VN`` virtual number, ``WW`` WhatsApp, ``WA`` WhatsApp Business API,
             ``CI`` imported caller id, or another.
-        created_at, updated_at, expires_at: Added, last changed, expires (UTC).
     """
 
     uuid: str

@@ -1,5 +1,4 @@
-"""What a bulk run answers for each id: a :class:`CallSuccess` or a :class:`CallFailure`,
-whose union is :data:`CallResult`."""
+"""What a bulk run answers for each id: :data:`CallResult`."""
 
 from __future__ import annotations
 
@@ -16,10 +15,8 @@ class CallSuccess:
     """An id whose record was fetched (``ok`` is ``True``, for type checkers too).
 
     Attributes:
-        call_uuid: The id as given.
-        cdr: The record.
-        error: Always ``None``.
-        index: The id's position in the input, from 0.
+        call_uuid: The id as given; ``index``: its position in the input, from 0.
+        cdr: The record (``error``: always ``None``).
     """
 
     call_uuid: str
@@ -29,7 +26,7 @@ class CallSuccess:
 
     @property
     def ok(self) -> Literal[True]:
-        """Always ``True``: the record was fetched."""
+        """Always ``True``."""
         return True
 
 
@@ -38,10 +35,9 @@ class CallFailure:
     """An id that got no record (``ok`` is ``False``, for type checkers too).
 
     Attributes:
-        call_uuid: The id as given (``repr()`` of it, if it was not a string).
-        cdr: Always ``None``.
-        error: Why there is no record, after any retries: a :class:`TwoChatError`.
-        index: The id's position in the input, from 0.
+        call_uuid: The id as given (its ``repr()``, if not a string); ``index``: its
+            position in the input, from 0.
+        error: Why there is no record, after any retries (``cdr``: always ``None``).
     """
 
     call_uuid: str
@@ -51,13 +47,12 @@ class CallFailure:
 
     @property
     def ok(self) -> Literal[False]:
-        """Always ``False``: there is no record."""
+        """Always ``False``."""
         return False
 
 
 CallResult: TypeAlias = CallSuccess | CallFailure
-"""What ``get_calls`` yields for one id: ``CallSuccess | CallFailure``; ``if result.ok:``
-narrows it, so that ``result.cdr`` is a record there."""
+"""What ``get_calls`` yields for one id; ``if result.ok:`` narrows it to :class:`CallSuccess`."""
 
 AnyCallResult: TypeAlias = CallResult
-"""The same union as :data:`CallResult`, under the name it had when that was a class."""
+"""The same union as :data:`CallResult`, under its old name."""

@@ -1,9 +1,8 @@
-"""One account's rate limit shared through Redis by every process that uses it
-(``pip install 'twochat-voip[redis]'``; see docs/many-workers.md)::
+"""One account's rate limit shared through Redis (``pip install 'twochat-voip[redis]'``)::
 
-    limiter = RedisRateLimiter("redis://localhost:6379/0", requests_per_minute=600)
-    async with limiter, VoIPClient(rate_limiter=limiter) as voip:
-        ...
+limiter = RedisRateLimiter("redis://localhost:6379/0", requests_per_minute=600)
+async with limiter, VoIPClient(rate_limiter=limiter) as voip:
+    ...
 """
 
 from __future__ import annotations
@@ -18,6 +17,8 @@ from twochat_voip._clock import loop_time
 
 try:
     from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
     from redis.exceptions import RedisError
 except ImportError as exc:  # pragma: no cover - exercised only without the redis extra
     raise ImportError(
@@ -26,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the redi
 
 from twochat_voip._errors import ClientClosedError, MissingAPIKeyError, RateLimiterUnavailableError
 from twochat_voip._ratelimit import AdaptiveRateLimiter
-from twochat_voip._redis_schedule import ACQUIRE, DEFAULT_KEY_PREFIX, PAUSE, account_key, client_for
+from twochat_voip._redis_schedule import ACQUIRE, DEFAULT_KEY_PREFIX, PAUSE, account_key
 from twochat_voip._retry import is_testing
 
 __all__ = ["DEFAULT_KEY_PREFIX", "RateLimiterUnavailableError", "RedisRateLimiter", "account_key"]
@@ -37,21 +38,19 @@ logger: Final = logging.getLogger("twochat_voip")
 class RedisRateLimiter:
     """A :class:`~twochat_voip.RateLimiter` whose schedule lives in Redis, per account.
 
-    Give every process the same Redis, account and ``requests_per_minute`` (the plan's
-    limit), and pass it to the client as ``VoIPClient(rate_limiter=...)``.
+    Give every process the same Redis, account and ``requests_per_minute`` (the plan's).
 
     Args:
         redis: A ``redis.asyncio.Redis`` client (yours to close), or a URL such as
             ``"redis://localhost:6379/0"`` (the limiter's client, 2 s timeouts, closed by it).
         requests_per_minute: The account's limit, shared by all the processes.
-        api_key: The account's key, only to name its schedule (hashed); default
-            ``TWOCHAT_API_KEY``.
+        api_key: The account's key, hashed to name its schedule (``TWOCHAT_API_KEY``).
         burst: Requests that may leave back to back after a quiet spell.
         pause_on_rate_limit: Seconds every process holds off after a bare 429.
         on_redis_down: ``"raise"`` (:class:`~twochat_voip.RateLimiterUnavailableError`,
             nothing sent) or ``"local"`` (pace this process alone) once Redis is down.
-        local_requests_per_minute: This process's rate while Redis is down; default
-            ``requests_per_minute`` (lowered on 429s).
+        local_requests_per_minute: This process's rate while Redis is down (adapting to
+            429s); default ``requests_per_minute``.
         redis_down_after: Seconds of failed tries before Redis counts as down.
         key_prefix: The start of the Redis key's name.
         clock: The monotonic clock, and ``sleep`` the way to wait on it (tests pass fakes).
@@ -87,7 +86,10 @@ class RedisRateLimiter:
             )
         self._key = account_key(key, key_prefix)
         self._owns_redis = isinstance(redis, str)
-        self._redis: Redis = client_for(redis) if isinstance(redis, str) else redis
+        if isinstance(redis, str):  # a dead Redis fails in seconds; redis_down_after decides
+            retry = Retry(NoBackoff(), 1)
+            redis = Redis.from_url(redis, socket_connect_timeout=2, socket_timeout=2, retry=retry)
+        self._redis: Redis = redis
         self._acquire_script = self._redis.register_script(ACQUIRE)
         self._acquire_args = [max(1, round(60_000_000 / requests_per_minute)), burst]
         self._pause_script = self._redis.register_script(PAUSE)
@@ -118,7 +120,7 @@ class RedisRateLimiter:
 
     @property
     def key(self) -> str:
-        """The Redis key holding this account's schedule (named by a hash of the key)."""
+        """The Redis key holding this account's schedule."""
         return self._key
 
     @property
@@ -143,7 +145,7 @@ class RedisRateLimiter:
         if self._sharer is None:
             self._sharer = asyncio.get_running_loop().create_task(self._share_pauses())
         # The lock is this process's queue: it holds one unused slot at most, since a
-        # pause would waste every slot reserved ahead, slots other processes could use.
+        # pause would waste every slot reserved ahead.
         async with self._lock:
             while True:
                 await self._share_pause()
@@ -165,9 +167,8 @@ class RedisRateLimiter:
                 return self._clock()
 
     def feedback(self, *, sent_at: float, status: int, retry_after: float | None) -> None:
-        """Pause every process for a ``Retry-After`` (the client passes one on a 429
-        or a 503 only), or for ``pause_on_rate_limit`` on a bare 429; testing mode
-        (:func:`~twochat_voip.set_testing`) skips pauses."""
+        """Pause every process for a ``Retry-After``, or ``pause_on_rate_limit`` after a
+        bare 429 (not in testing mode)."""
         if self._local is not None:
             self._local.feedback(sent_at=sent_at, status=status, retry_after=retry_after)
         if (status != 429 and retry_after is None) or is_testing():
@@ -187,15 +188,13 @@ class RedisRateLimiter:
                 self._waker.set_result(None)  # the head waiter re-plans
 
     async def aclose(self) -> None:
-        """Share a pause not shared yet, and close the Redis client if the limiter made
-        it. Idempotent; :meth:`acquire` raises :class:`~twochat_voip.ClientClosedError` after."""
+        """Share a pause not shared yet; close the Redis client if the limiter made it."""
         if self._closed:
             return
         self._closed = True
         sharer, self._sharer = self._sharer, None
         if sharer is not None:
-            # Told to stop, not cancelled: redis-py can swallow a cancellation that
-            # lands in a command, and the sharer would then wait for ever.
+            # Told to stop, not cancelled: redis-py can swallow a cancellation in a command.
             self._pause_taken.set()
             await asyncio.gather(sharer, return_exceptions=True)
         await self._share_pause(closing=True)
@@ -209,7 +208,6 @@ class RedisRateLimiter:
         await self.aclose()
 
     async def _reserve(self) -> float:
-        """Seconds until the slot Redis gave this request, trying for ``redis_down_after``."""
         backoff = 0.05
         while True:
             if self._closed:  # a waiter still unwinding must not open a new connection
@@ -248,7 +246,7 @@ class RedisRateLimiter:
         )
 
     async def _nap(self, seconds: float) -> None:
-        """Sleep ``seconds`` (through ``sleep``), or until a pause wakes the head waiter."""
+        """Sleep ``seconds``, or until a pause wakes the head waiter."""
         self._waker = asyncio.get_running_loop().create_future()
         sleeper = asyncio.ensure_future(self._sleep(seconds))
         try:
@@ -266,8 +264,7 @@ class RedisRateLimiter:
             await self._share_pause()  # (does nothing once closed)
 
     async def _share_pause(self, *, closing: bool = False) -> None:
-        """Tell Redis of this process's pause, if not yet told (acquire() does too, in case
-        the sharer has not run yet)."""
+        """Tell Redis of this process's pause, if not yet told."""
         if self._closed and not closing:
             return
         # What is left of it: the time since it began has been waited out already.

@@ -1,6 +1,5 @@
-"""Receiving 2Chat's call events: :func:`parse_call_event` reads a delivery, and
-:class:`WebhookReceiver` (an ASGI app, or an aiohttp.web handler) authenticates it by
-the hook URL's ``?token=`` and hands it on once (see docs/call-events.md)."""
+"""Receiving 2Chat's call events: :func:`parse_call_event` reads a delivery;
+:class:`WebhookReceiver` checks its ``?token=`` and hands it on once."""
 
 from __future__ import annotations
 
@@ -11,19 +10,20 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
 import attrs
 
-from twochat_voip._call_events import CallEvent, Contact
+from twochat_voip._converter import explain_invalid, sdk_converter
 from twochat_voip._errors import (
     InvalidCallEventError,
     InvalidCallUUIDError,
     NotFoundError,
     TwoChatError,
 )
-from twochat_voip._models import CallStatus
+from twochat_voip._models import Agent, CallCost, CallDetailRecord, CallDirection, CallStatus
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -38,30 +38,87 @@ MAX_EVENT_SIZE: Final = 256 * 1024
 """Bytes a delivery may have; a call event is about one kilobyte."""
 
 _MAX_REASON: Final = 300  # characters of an explanation in an error (and a 400)
-# What a URL's query carries as it is (a ``+`` would arrive as a space), long enough to be secret.
+# What a URL's query carries as it is (a "+" would arrive as a space), long enough to be secret.
 _TOKEN: Final = re.compile(r"[A-Za-z0-9._~-]{16,256}")
 DEFAULT_HANDLER_TIMEOUT: Final = 10.0
 _REMEMBERED: Final = 10_000  # events a receiver remembers, to tell redeliveries from news
 
 _STATUSES: Final = {member.value.lower(): member.value for member in CallStatus}
 
-EventHandler = Callable[[CallEvent], Awaitable[None]]
 _Answer = tuple[int, str]  # a status and its message
+
+
+@attrs.frozen(kw_only=True)
+class Contact:
+    """The other party of a call (``uuid``: ``CON…``); fields as on :class:`Agent`."""
+
+    uuid: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    full_name: str | None = None
+    profile_pic_url: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class CallEvent:
+    """One call event delivered to a webhook (not signed: a hint until the record is
+    fetched); fields not listed are as on :class:`CallDetailRecord`.
+
+    Attributes:
+        status: :class:`CallStatus`, matched without case, or the raw string.
+        from_: ``from`` on the wire: a phone number in webhooks.
+        received_on_number, received_on_number_uuid: The virtual number the call came
+            in on, and its id (``DID…``); ``is_toll_free``: whether it is toll free.
+        record: The call's record, fetched by a receiver made with ``verify=True``.
+    """
+
+    uuid: str
+    account_uuid: str | None = None
+    callid: str | None = None
+    direction: CallDirection | str | None = None
+    active: bool | None = None
+    from_: str | None = None
+    to_number: str | None = None
+    iso_country_code: str | None = None
+    status: CallStatus | str | None = None
+    received_on_number: str | None = None
+    received_on_number_uuid: str | None = None
+    is_toll_free: bool | None = None
+    is_whatsapp_call: bool | None = None
+    is_sip_trunk_call: bool | None = None
+    caller_id_uuid: str | None = None
+    caller_id_used: str | None = None
+    agent_id: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    duration: int | None = None
+    recording_url: str | None = None
+    call_cost: CallCost | None = None
+    contact: Contact | None = None
+    agent: Agent | None = None
+    record: CallDetailRecord | None = None
+
+    @property
+    def key(self) -> tuple[str, str | None, datetime | None]:
+        """What tells one event from a redelivery of it: uuid, status, updated_at."""
+        status = self.status
+        return (self.uuid, None if status is None else str(status), self.updated_at)
+
+
+EventHandler = Callable[[CallEvent], Awaitable[None]]
 
 
 def parse_call_event(body: bytes | str) -> CallEvent:
     """Read a webhook delivery's body into a :class:`CallEvent`.
 
-    Unknown fields are ignored; a status is matched to :class:`CallStatus` without
-    case (2Chat writes both ``ANSWERED`` and ``answered``).
+    Unknown fields are ignored; a status is matched to :class:`CallStatus` without case.
 
     Raises:
-        InvalidCallEventError: the body is not a call event (too big, not UTF-8, not
-            JSON, not an object, no ``uuid``, a field of the wrong type). It is a
-            :class:`~twochat_voip.TwoChatError` and a ``ValueError``.
+        InvalidCallEventError: the body is not a call event (too big, not UTF-8 JSON,
+            not an object, no ``uuid``, a field of the wrong type); a ``ValueError`` too.
     """
-    from twochat_voip._converter import explain_invalid, sdk_converter  # noqa: PLC0415
-
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
     if len(raw) > MAX_EVENT_SIZE:
         raise InvalidCallEventError(f"a call event of {len(raw)} bytes is too big")
@@ -86,7 +143,7 @@ def parse_call_event(body: bytes | str) -> CallEvent:
 
 
 class WebhookReceiver:
-    """Receives 2Chat's call events: an ASGI app, with an aiohttp.web handler beside it.
+    """Receives 2Chat's call events: an ASGI app, and an aiohttp.web handler.
 
     Args:
         on_event: Awaited with each new :class:`CallEvent`, once per event.
@@ -127,11 +184,10 @@ class WebhookReceiver:
         return f"<WebhookReceiver verify={self._verify}>"
 
     async def handle(self, method: str, query: str, body: bytes) -> tuple[int, bytes]:
-        """Answer one delivery (``method``, the URL's query string, the body): status, JSON body."""
-        return _encoded(await self._handle(method, query, body))
+        """Answer one delivery (method, the URL's query string, body): status, JSON body."""
+        return _encoded(self._refused(method, query) or await self._handle(body))
 
     def _refused(self, method: str, query: str) -> _Answer | None:
-        """Why a delivery is refused before its body is read, if it is."""
         if method != "POST":
             return (405, "deliveries are POSTs")
         given = parse_qs(query).get("token")
@@ -142,10 +198,7 @@ class WebhookReceiver:
             return (403, "wrong token")
         return None
 
-    async def _handle(self, method: str, query: str, body: bytes) -> _Answer:
-        refused = self._refused(method, query)
-        if refused is not None:
-            return refused
+    async def _handle(self, body: bytes) -> _Answer:
         try:
             event = parse_call_event(body)
         except InvalidCallEventError as exc:
@@ -175,7 +228,7 @@ class WebhookReceiver:
         return answer
 
     async def _deliver(self, event: CallEvent) -> _Answer:
-        if self._verify and self._client is not None:
+        if self._client is not None and self._verify:
             try:
                 record = await self._client.get_call(event.uuid)
             except NotFoundError:
@@ -203,13 +256,10 @@ class WebhookReceiver:
     ) -> None:
         """The ASGI app: mount it (Starlette ``app.mount(path, receiver)``)."""
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
         if scope["type"] != "http":
             return
         query = scope.get("query_string", b"").decode("latin-1")
@@ -223,7 +273,7 @@ class WebhookReceiver:
                     return
                 body += message.get("body", b"")
                 more = message.get("more_body", False)
-            answer = await self._handle(scope["method"], query, bytes(body))
+            answer = await self._handle(bytes(body))
         status, payload = _encoded(answer)
         headers = [(b"content-type", b"application/json")]
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -239,7 +289,7 @@ class WebhookReceiver:
                 body = await request.content.readexactly(MAX_EVENT_SIZE + 1)
             except asyncio.IncompleteReadError as exc:
                 body = exc.partial
-            answer = await self._handle(request.method, request.query_string, body)
+            answer = await self._handle(body)
         status, payload = _encoded(answer)
         return web.Response(status=status, body=payload, content_type="application/json")
 
