@@ -186,4 +186,3 @@ class Caller:
             status_code=response.status,
             call_uuid=request.call_uuid,
         )
-

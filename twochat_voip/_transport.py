@@ -3,7 +3,6 @@ the default, and aiohttp's exceptions end there, translated into the SDK's."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
@@ -102,7 +101,9 @@ class AiohttpTransport:
         headers: Mapping[str, str] = request.headers
         if request.body is not None:
             headers = {**headers, "Content-Type": "application/json"}
-        limits = _timeouts(timeout)
+        # A connection not made within 90% of the time ends the attempt as "could not
+        # connect" (no credit spent), not as a slow answer.
+        limits = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout * 0.9)
         try:
             async with session.request(
                 request.method,
@@ -159,13 +160,6 @@ class AiohttpTransport:
                 raise
             raise ClientClosedError("the aiohttp session is closed") from None
         raise failure
-
-
-@functools.lru_cache(maxsize=16)
-def _timeouts(timeout: float) -> aiohttp.ClientTimeout:
-    # A connection not made within 90% of the time ends the attempt as "could not
-    # connect" (no credit spent), not as a slow answer.
-    return aiohttp.ClientTimeout(total=timeout, sock_connect=timeout * 0.9)
 
 
 def _too_large(
