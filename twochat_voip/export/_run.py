@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from contextlib import aclosing
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
 
@@ -30,6 +30,9 @@ from twochat_voip._results import CallFailure, CallResult, CallSuccess
 from twochat_voip.export._files import Failures, FileSink
 from twochat_voip.export._records import parse_call_wire
 from twochat_voip.export._sinks import Sink, StdoutSink, open_sink, shown
+
+if TYPE_CHECKING:
+    from twochat_voip.export._claims import Claims
 
 __all__ = ["ExportSummary", "default_failures", "export_calls", "open_sink"]
 
@@ -51,6 +54,7 @@ class ExportSummary:
         seconds: Wall time.
         stopped: Why the run gave up early (nothing more was sent), if it did.
         duplicates: Ids skipped because the input had named them before.
+        by_other_hosts: Ids another export into the same database fetched meanwhile.
         output: Where the records went (a database's password hidden).
         failures: The failures file.
     """
@@ -64,6 +68,7 @@ class ExportSummary:
     seconds: float
     stopped: str | None = None
     duplicates: int = 0
+    by_other_hosts: int = 0
     output: str = ""
     failures: str = ""
 
@@ -72,7 +77,11 @@ class ExportSummary:
     ) -> str:
         """A one-paragraph account for the end of a run."""
         lines = [f"exported {self.exported} records to {output or self.output}"]
-        counts = ((self.already_there, "already there"), (self.duplicates, "given twice"))
+        counts = (
+            (self.already_there, "already there"),
+            (self.by_other_hosts, "done by other hosts"),
+            (self.duplicates, "given twice"),
+        )
         if skipped := [f"{count} {what}" for count, what in counts if count]:
             lines[0] += f" ({', '.join(skipped)})"
         if self.failed:
@@ -191,11 +200,14 @@ async def export_calls(
     before = client.stats
     counts = {"already": 0, "twice": 0}
     seen: set[str] = set()
+    claims: Claims | None = getattr(sink, "claims", None)  # a database: shared by hosts
 
     async def new_ids() -> AsyncIterator[str]:
+        waiting = []  # ids another export claimed: done there, or ours if it stops
         async for chunk in _chunks(ids):
             fresh = {value for value in chunk if value not in seen}
             held = await sink.held(fresh) if fresh else set()
+            mine = await claims.take(fresh - held) if claims is not None else fresh
             for value in chunk:
                 if value in seen:
                     counts["twice"] += 1
@@ -203,8 +215,13 @@ async def export_calls(
                 seen.add(value)
                 if value in held:
                     counts["already"] += 1
-                else:
+                elif value in mine:
                     yield value
+                else:
+                    waiting.append(value)
+        if claims is not None:
+            async for value in claims.wait(waiting):
+                yield value
 
     exported = 0
     stopped: str | None = None
@@ -243,6 +260,7 @@ async def export_calls(
         exported=exported,
         already_there=counts["already"],
         duplicates=counts["twice"],
+        by_other_hosts=claims.by_others if claims is not None else 0,
         failed=failed.count,
         requests=after.requests - before.requests,
         rate_limited=after.rate_limited - before.rate_limited,
