@@ -8,7 +8,7 @@ import itertools
 import os
 import sys
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import aclosing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -154,6 +154,17 @@ async def _store(sink: Sink, result: CallSuccess) -> CallResult:
     return attrs.evolve(result, cdr=record)
 
 
+async def _to_the_end(step: Awaitable[None]) -> None:
+    """Await ``step`` to its end even if cancelled meanwhile (Ctrl-C), then stop: a
+    record being stored is stored and counted, so the summary misses no saved row."""
+    task = asyncio.ensure_future(step)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
+
+
 def _outputs(
     output: Sink | str | os.PathLike[str], fmt: str | None, failures: Path | None
 ) -> tuple[Sink, Failures]:
@@ -198,7 +209,7 @@ async def export_calls(
     sink, failed = _outputs(output, fmt, failures)
     started = time.monotonic()
     before = client.stats
-    counts = {"already": 0, "twice": 0}
+    counts = {"already": 0, "twice": 0, "exported": 0}
     seen: set[str] = set()
     claims: Claims | None = getattr(sink, "claims", None)  # a database: shared by hosts
 
@@ -223,10 +234,26 @@ async def export_calls(
             async for value in claims.wait(waiting):
                 yield value
 
-    exported = 0
     stopped: str | None = None
     previous: BaseException | None = None
     finished = False
+
+    async def handle(result: CallResult) -> None:
+        nonlocal stopped, previous
+        if result.ok:
+            result = await _store(sink, result)
+            counts["exported"] += result.ok
+        if not result.ok:
+            failed.add(result)
+            # A run that gives up answers every id left with one error.
+            if stopped is None and (
+                isinstance(result.error, RUN_ENDING_ERRORS) or result.error is previous
+            ):
+                stopped = _why_stopped(result.error)
+            previous = result.error
+        if on_result is not None:
+            on_result(result)
+
     try:
         async with sink:
             failed.open()  # after the output's lock: a second export is told about that
@@ -239,25 +266,13 @@ async def export_calls(
             )
             async with aclosing(results):
                 async for result in results:
-                    if result.ok:
-                        result = await _store(sink, result)  # noqa: PLW2901 - as callers see it
-                        exported += result.ok
-                    if not result.ok:
-                        failed.add(result)
-                        # A run that gives up answers every id left with one error.
-                        if stopped is None and (
-                            isinstance(result.error, RUN_ENDING_ERRORS) or result.error is previous
-                        ):
-                            stopped = _why_stopped(result.error)
-                        previous = result.error
-                    if on_result is not None:
-                        on_result(result)
+                    await _to_the_end(handle(result))
             finished = True
     finally:
         failed.close(finished=finished)
     after = client.stats
     return ExportSummary(
-        exported=exported,
+        exported=counts["exported"],
         already_there=counts["already"],
         duplicates=counts["twice"],
         by_other_hosts=claims.by_others if claims is not None else 0,
