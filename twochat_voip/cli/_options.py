@@ -107,7 +107,8 @@ _EXPORT_OPTIONS = [
     click.option(
         "--failures",
         type=click.Path(dir_okay=False, path_type=Path),
-        help="Failed ids and reasons (default: OUTPUT.failures.jsonl).",
+        help="Failed ids and reasons (default: OUTPUT.failures.jsonl; a database keeps "
+        "them in its call_detail_failures table).",
     ),
     click.option("--ordered", is_flag=True, help="Write records in input order."),
     click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
