@@ -221,3 +221,21 @@ async def test_a_killed_hosts_claims_come_back_after_the_lease(tmp_path: Path) -
         assert _fetched(server) == 20
     assert (summary.exported, summary.by_other_hosts) == (20, 0)
     assert loop.time() - started >= dead.claims.lease
+
+
+@pytest.mark.virtual_time
+async def test_a_live_hosts_claims_are_renewed_and_let_go_at_its_end(tmp_path: Path) -> None:
+    """Claims held past several leases are not taken over while their host lives; once
+    it ends, another takes them at once."""
+    loop = asyncio.get_running_loop()
+    output = tmp_path / "calls.db"
+    slow, other = SQLSink(output), SQLSink(output)
+    for sink in (slow, other):
+        sink.claims.clock = loop.time
+    slow.claims.lease = 30.0
+    async with other:
+        async with slow:
+            assert await slow.claims.take(["CDR1"]) == {"CDR1"}
+            await asyncio.sleep(100)  # the loop's time: over three leases
+            assert await other.claims.take(["CDR1"]) == set()
+        assert await other.claims.take(["CDR1"]) == {"CDR1"}
