@@ -140,7 +140,8 @@ class FileSink(abc.ABC):
                     self._asked_fd = os.open(self.asked_path, flags, 0o666)
                 write_all(self._asked_fd, (json.dumps([asked, record.uuid]) + "\n").encode())
                 self._held.add(asked)
-            write_all(self._fd, self._line(record, wire).encode())
+            if record.uuid not in self._held:  # two asked ids, one record: one line
+                write_all(self._fd, self._line(record, wire).encode())
         except OSError as exc:  # a full disk, say: the records written so far stay
             raise SinkError(f"writing to {self.path} failed: {exc.strerror}") from None
         self._held.add(record.uuid)
