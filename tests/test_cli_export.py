@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from final_records import final_cdrs
 from test_cli import SCRIPT, interruptible, one_clean_line, run
 
 from twochat_voip.testing import FakeTwoChatServer, generate_cdrs
@@ -88,7 +89,7 @@ async def test_outputs_that_must_not_be_written_are_refused_untouched(tmp_path: 
 async def test_two_exports_of_one_file_never_interleave(tmp_path: Path) -> None:
     """Started together: one writes, the other is refused with one line; each record
     is in the file once."""
-    records = generate_cdrs(200, seed=62)
+    records = final_cdrs(200, seed=62)
     source = _ids(tmp_path / "ids.txt", [r["uuid"] for r in records])
     output = tmp_path / "o.jsonl"
     async with FakeTwoChatServer(cdrs=records) as server:
@@ -317,3 +318,36 @@ async def test_failures_into_the_file_stdout_goes_to_is_refused(tmp_path: Path) 
         assert server.requests == []
     assert process.returncode == 2
     assert "must not be standard output" in one_clean_line(err.decode())
+
+
+@pytest.mark.slow
+async def test_two_exports_of_the_same_ids_into_one_sqlite_file_just_work(
+    tmp_path: Path,
+) -> None:
+    """Two processes, the same ids, one SQLite file, default options: neither is
+    refused, each id is fetched once in all, and no failures file is written."""
+    records = final_cdrs(60, seed=91)
+    _ids(tmp_path / "ids.txt", [r["uuid"] for r in records])
+    async with FakeTwoChatServer(cdrs=records) as server:
+        ran = await asyncio.gather(
+            *(
+                run(
+                    "export",
+                    "-i",
+                    "ids.txt",
+                    "-o",
+                    "calls.db",
+                    *FAST,
+                    server=server,
+                    cwd=tmp_path,
+                    subprocess=True,
+                )
+                for _ in range(2)
+            )
+        )
+        fetched = [r.call_uuid for r in server.requests if r.call_uuid]
+    assert [r.code for r in ran] == [0, 0], [r.err for r in ran]
+    assert sorted(fetched) == sorted(r["uuid"] for r in records)
+    assert sorted(path.name for path in tmp_path.iterdir() if "failures" in path.name) == []
+    with sqlite3.connect(tmp_path / "calls.db") as connection:
+        assert connection.execute("SELECT count(*) FROM call_detail_records").fetchone() == (60,)
