@@ -80,8 +80,9 @@ _TYPES: Final[dict[Any, sa.types.TypeEngine[Any]]] = {
 class SQLSink:
     """Records into the ``call_detail_records`` table of a database (created if missing).
 
-    Every record is upserted: a row is the newest view of its call. Only a final
-    row's id is held (not asked again); a call still ringing or answered is.
+    Every record is upserted: a row is the newest view of its call. Only ids with a
+    final row are held; a call still ringing or answered is asked for again by the
+    next run.
     ``call_detail_failures`` keeps the failed ids (:meth:`failure_store`), and
     ``call_detail_claims`` lets exports on many hosts share one id list.
 
