@@ -8,6 +8,7 @@ import csv
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -21,6 +22,7 @@ import attrs
 import click
 import pytest
 from click.testing import CliRunner
+from final_records import final_cdrs
 
 from twochat_voip import VoIPClient, set_testing
 from twochat_voip.cli import main as cli_main
@@ -287,7 +289,7 @@ def ids_file(path: Path, ids: list[str]) -> Path:
 @pytest.mark.slow
 async def test_export_writes_records_and_failures(tmp_path: Path) -> None:
     """Fetched records go to the output, failed ids to the failures file; exit 1."""
-    records = generate_cdrs(30, seed=20)
+    records = final_cdrs(30, seed=20)
     ids = [r["uuid"] for r in records] + ["CDRmissing1", "CDRmissing2", "bad/id"]
     source = ids_file(tmp_path / "ids.txt", ids)
     output = tmp_path / "out.jsonl"
@@ -314,11 +316,13 @@ async def test_export_writes_records_and_failures(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("no_waits")
 @pytest.mark.slow
 async def test_export_resumes_and_retries_only_what_failed(tmp_path: Path) -> None:
-    """A second run fetches only the ids that failed, and repairs a torn last line."""
-    records = generate_cdrs(20, seed=21)
-    late = generate_cdrs(3, seed=22)
+    """A second run skips the ids found 404 (exit 0) and repairs a torn last line; one
+    with --retry-not-found fetches only those."""
+    records = final_cdrs(20, seed=21)
+    late = final_cdrs(3, seed=22)
     source = ids_file(tmp_path / "ids.txt", [r["uuid"] for r in records + late])
     output = tmp_path / "out.jsonl"
+    failures = tmp_path / "out.jsonl.failures.jsonl"
     async with FakeTwoChatServer(cdrs=records) as server:
         first = await run("export", "-i", str(source), "-o", str(output), "-q", server=server)
         assert first.code == 1
@@ -327,22 +331,31 @@ async def test_export_resumes_and_retries_only_what_failed(tmp_path: Path) -> No
         server.add_cdrs(late)
         server.requests.clear()
         second = await run("export", "-i", str(source), "-o", str(output), server=server)
-    assert second.code == 0, second.err
+        assert second.code == 0, second.err
+        assert [r.call_uuid for r in server.requests if r.call_uuid] == []
+        assert "(20 already there)\n3 known not found, skipped (--retry-not-found" in second.err
+        assert len(failures.read_text().splitlines()) == 3  # still known
+        server.requests.clear()
+        third = await run(
+            "export", "-i", str(source), "-o", str(output), "--retry-not-found", server=server
+        )
+    assert third.code == 0, third.err
     fetched = sorted(r.call_uuid for r in server.requests if r.call_uuid)
     assert fetched == sorted(r["uuid"] for r in late)
     assert [r.path for r in server.requests].count("/open/info") == 1  # --rpm auto
     lines = output.read_text().splitlines()
     assert len(lines) == 23
     assert {json.loads(line)["uuid"] for line in lines} == {r["uuid"] for r in records + late}
-    assert "(20 already there)" in second.err
-    assert not (tmp_path / "out.jsonl.failures.jsonl").exists()
+    assert "exported 3 records" in third.err
+    assert "(20 already there)" in third.err
+    assert not failures.exists()
 
 
 @pytest.mark.usefixtures("no_waits")
 @pytest.mark.slow
 async def test_export_from_stdin(tmp_path: Path) -> None:
     """--input - reads ids from standard input."""
-    records = generate_cdrs(5, seed=23)
+    records = final_cdrs(5, seed=23)
     output = tmp_path / "out.jsonl"
     async with FakeTwoChatServer(cdrs=records) as server:
         ran = await run(
@@ -404,9 +417,12 @@ async def test_demo_runs_without_key_or_network_and_writes_no_cwd(tmp_path: Path
     )
     assert ran.code == 0, ran.err
     assert list(tmp_path.iterdir()) == []
-    assert "exported 300 records to" in ran.err
-    written = Path(ran.err.split("exported 300 records to ")[1].split()[0])
-    assert len(written.read_text().splitlines()) == 300
+    # The fake's ringing calls are not over: pending, not written.
+    said = re.search(r"exported (\d+) records to (\S+)\n(\d+) pending: calls not over", ran.err)
+    assert said is not None, ran.err
+    assert int(said[1]) + int(said[3]) == 300
+    written = Path(said[2])
+    assert len(written.read_text().splitlines()) == int(said[1])
     # The last line says where the folder it made is, and that it is the user's to delete.
     last = ran.err.strip().splitlines()[-1]
     assert f"new temporary folder, {written.parent} (" in last
@@ -424,16 +440,23 @@ async def test_concurrency_option_says_what_it_does(command: str) -> None:
 
 
 async def test_demo_with_output_resumes(tmp_path: Path) -> None:
-    """demo --output into a file, run twice: the second run fetches nothing."""
+    """demo --output into a file, run twice: the second run fetches only the calls
+    that were not over (the fake's ringing ones), which the file does not hold."""
     output = tmp_path / "demo.jsonl"
     first = await run(
         "demo", "--count", "50", "-o", str(output), "--fault-rate", "0", "--events", "0"
     )
     second = await run("demo", "--count", "50", "-o", str(output), "--events", "0")
     assert (first.code, second.code) == (0, 0)
-    assert "(50 already there)" in second.err
-    assert "0 requests" in second.err
-    assert len(output.read_text().splitlines()) == 50
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    ringing = 50 - len(records)
+    assert ringing > 0
+    assert all(record["status"] != "RINGING" for record in records)
+    assert f"exported {50 - ringing} records to {output}" in first.err
+    assert f"{ringing} pending: calls not over yet" in first.err
+    assert f"exported 0 records to {output} ({50 - ringing} already there)" in second.err
+    assert f"{ringing} pending" in second.err
+    assert f"{ringing + 1} requests" in second.err  # the pending ones and --rpm auto's
 
 
 async def test_insecure_base_url_is_one_line() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from final_records import final_cdrs
 from test_cli import SCRIPT, interruptible, one_clean_line, run
 
 from twochat_voip.testing import FakeTwoChatServer, generate_cdrs
@@ -88,7 +89,7 @@ async def test_outputs_that_must_not_be_written_are_refused_untouched(tmp_path: 
 async def test_two_exports_of_one_file_never_interleave(tmp_path: Path) -> None:
     """Started together: one writes, the other is refused with one line; each record
     is in the file once."""
-    records = generate_cdrs(200, seed=62)
+    records = final_cdrs(200, seed=62)
     source = _ids(tmp_path / "ids.txt", [r["uuid"] for r in records])
     output = tmp_path / "o.jsonl"
     async with FakeTwoChatServer(cdrs=records) as server:

@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from final_records import final_cdrs
 from test_cli import run
 
 from twochat_voip.testing import FakeTwoChatServer, generate_cdrs
@@ -23,7 +24,7 @@ def _held(database: Path) -> dict[str, dict[str, object]]:
 async def test_sync_fetches_details_once_and_then_only_what_is_new(tmp_path: Path) -> None:
     """A first sync pages the history (a credit a page) and fetches each record's
     details; a second fetches only the calls made since."""
-    records = generate_cdrs(23, seed=70)
+    records = final_cdrs(23, seed=70)
     database = tmp_path / "calls.db"
     async with FakeTwoChatServer(cdrs=records[:20], history_page_size=10) as server:
         first = await run("sync", "-o", str(database), "--rpm", "60000", server=server)

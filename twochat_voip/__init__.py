@@ -48,6 +48,7 @@ from twochat_voip._results import AnyCallResult, CallFailure, CallResult, CallSu
 from twochat_voip._retry import RetryPolicy, set_testing
 from twochat_voip._transport import AiohttpTransport, Transport
 from twochat_voip._version import __version__
+from twochat_voip.export._failures import FailureStore
 from twochat_voip.export._run import ExportSummary, export_calls, open_sink
 from twochat_voip.export._sinks import CSVSink, JSONLSink, Sink, StdoutSink
 from twochat_voip.webhooks import CallEvent, Contact
@@ -82,6 +83,7 @@ __all__ = [
     "Contact",
     "EventLoopMismatchError",
     "ExportSummary",
+    "FailureStore",
     "InvalidAPIKeyError",
     "InvalidCallEventError",
     "InvalidCallUUIDError",

@@ -12,6 +12,8 @@ from decimal import Decimal
 
 import attrs
 
+_IN_PROGRESS = frozenset({"RINGING", "ANSWERED"})  # statuses of a call not over yet
+
 
 class CallDirection(enum.StrEnum):
     """Which way a call went."""
@@ -91,6 +93,9 @@ class CallDetailRecord:
         start_time, end_time: When the call was answered, and ended (UTC).
         agent_id: Id of the agent who handled the call (``USR…``).
         call_cost, agent: What the call was billed, and who handled it.
+
+    A record is *final* (:attr:`is_final`) unless its call is not over: ``active`` is
+    ``True``, or ``status`` is ``RINGING`` or ``ANSWERED`` (in any case).
     """
 
     uuid: str
@@ -115,3 +120,12 @@ class CallDetailRecord:
     agent_id: str | None = None
     call_cost: CallCost | None = None
     agent: Agent | None = None
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the call is over, so this record will not change: ``active`` is not
+        ``True`` and ``status`` is not ``RINGING`` or ``ANSWERED`` (in any case; a status
+        the SDK does not know counts as final, so a new one never makes an export fetch
+        the call again and again)."""
+        in_progress = str(self.status).upper() in _IN_PROGRESS
+        return self.active is not True and not in_progress

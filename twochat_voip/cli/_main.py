@@ -96,8 +96,14 @@ def export(
 ) -> None:
     """Fetch many records into a file or a database, resumably.
 
-    Exits 0 when every id was fetched, 1 when some failed (their ids and reasons go
-    to the failures file, and the same command tries them again), 2 when nothing was
+    A record is final unless its call is not over (active, or status RINGING or
+    ANSWERED); one that is not final is pending: a file does not take it (a database
+    keeps it as its newest row) and the next run asks for it again. Ids found 404
+    are not asked again unless --retry-not-found.
+
+    Exits 0 when every id was fetched (or is known not found), 1 when some failed
+    (their ids and reasons go to the failures file, and the same command tries them
+    again), 2 when nothing was
     sent because the input or the output cannot be used, 130 on Ctrl-C. Several
     exports on one account (on one host or many) share its limit with --rpm and
     --redis-url.

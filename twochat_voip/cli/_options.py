@@ -109,6 +109,11 @@ _EXPORT_OPTIONS = [
         type=click.Path(dir_okay=False, path_type=Path),
         help="Failed ids and reasons (default: OUTPUT.failures.jsonl).",
     ),
+    click.option(
+        "--retry-not-found",
+        is_flag=True,
+        help="Ask again for the ids a past run found 404 (by default they are skipped).",
+    ),
     click.option("--ordered", is_flag=True, help="Write records in input order."),
     click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
 ]

@@ -11,9 +11,9 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import IO, Any, Final
 
-from twochat_voip._bulk import CallResult
 from twochat_voip._errors import APIStatusError, SinkError
 from twochat_voip._models import CallDetailRecord
+from twochat_voip._results import CallFailure
 
 try:
     import fcntl
@@ -140,7 +140,8 @@ class FileSink(abc.ABC):
                     self._asked_fd = os.open(self.asked_path, flags, 0o666)
                 write_all(self._asked_fd, (json.dumps([asked, record.uuid]) + "\n").encode())
                 self._held.add(asked)
-            write_all(self._fd, self._line(record, wire).encode())
+            if record.uuid not in self._held:  # two asked ids, one record: one line
+                write_all(self._fd, self._line(record, wire).encode())
         except OSError as exc:  # a full disk, say: the records written so far stay
             raise SinkError(f"writing to {self.path} failed: {exc.strerror}") from None
         self._held.add(record.uuid)
@@ -165,15 +166,26 @@ def _is_failure_line(line: bytes) -> bool:
     return isinstance(value, dict) and "call_uuid" in value and "error" in value
 
 
+def _is_not_found(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict)
+        and entry.get("status_code") == 404
+        and isinstance(entry.get("call_uuid"), str)
+    )
+
+
 class Failures:
-    """A run's failed ids, one JSON object a line: replaced at its first failure, removed
-    when a finished run had none; a path that is not such a list is never touched."""
+    """The failures file (a :class:`FailureStore`), one JSON object a line: replaced at
+    a run's first failure, removed when a finished run had none; a path that is not such
+    a list is never touched. Its ids found 404 stay listed until a run asks them again."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.description = str(path)
         self.count = 0
         self._fd = -1
         self._created = self._old_list = False
+        self._not_found: dict[str, bytes] = {}  # the last list's 404s, not answered since
 
     def check(self) -> None:
         check_regular(self.path, "choose another --failures")
@@ -195,7 +207,7 @@ class Failures:
                 "untouched: choose another"
             )
 
-    def open(self) -> None:
+    async def open(self) -> None:
         self.check()
         existed = self.path.exists()
         self._fd = open_locked(
@@ -206,25 +218,46 @@ class Failures:
         )
         self._created = not existed
         self._old_list = existed and os.fstat(self._fd).st_size > 0
+        if self._old_list:
+            self._read_not_found()
 
-    def add(self, result: CallResult) -> None:
-        error = result.error
+    def _read_not_found(self) -> None:
+        with open(self._fd, "rb", closefd=False) as handle:
+            for line in handle:
+                with contextlib.suppress(ValueError, RecursionError):  # not ours: skipped
+                    entry = json.loads(line)
+                    if _is_not_found(entry) and line.endswith(b"\n"):
+                        self._not_found[entry["call_uuid"]] = line
+
+    async def known_not_found(self, call_uuids: Collection[str]) -> set[str]:
+        return self._not_found.keys() & set(call_uuids)
+
+    async def add(self, failure: CallFailure) -> None:
+        error = failure.error
         entry: dict[str, Any] = {
-            "call_uuid": result.call_uuid,
+            "call_uuid": failure.call_uuid,
             "error": type(error).__name__,
             "message": str(error),
         }
         if isinstance(error, APIStatusError):
             entry["status_code"] = error.status_code
+        self._not_found.pop(failure.call_uuid, None)
         if self.count == 0:
             os.ftruncate(self._fd, 0)  # the last run's list: this run says it anew
         os.write(self._fd, json.dumps(entry).encode() + b"\n")
         self.count += 1
 
-    def close(self, *, finished: bool) -> None:
+    async def forget(self, call_uuid: str) -> None:
+        self._not_found.pop(call_uuid, None)
+
+    async def close(self, *, finished: bool) -> None:
         if self._fd < 0:
             return
-        if self.count == 0 and self._removable(finished=finished):
+        if self._not_found and (self.count or finished):
+            if not self.count:  # a finished run: the list is the 404s still unanswered
+                os.ftruncate(self._fd, 0)
+            write_all(self._fd, b"".join(self._not_found.values()))
+        elif self.count == 0 and self._removable(finished=finished):
             self.path.unlink(missing_ok=True)
         os.close(self._fd)
         self._fd = -1

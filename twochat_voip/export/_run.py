@@ -17,74 +17,19 @@ import attrs
 
 from twochat_voip._bulk import RUN_ENDING_ERRORS
 from twochat_voip._client import DEFAULT_GIVE_UP_AFTER, VoIPClient
-from twochat_voip._errors import (
-    AuthenticationError,
-    BudgetExhaustedError,
-    PaymentRequiredError,
-    RecordRefusedError,
-    SinkError,
-    TwoChatError,
-)
+from twochat_voip._errors import RecordRefusedError, SinkError
 from twochat_voip._models import CallDetailRecord
 from twochat_voip._results import CallFailure, CallResult, CallSuccess
+from twochat_voip.export._failures import FailureStore
 from twochat_voip.export._files import Failures, FileSink
 from twochat_voip.export._records import parse_call_wire
 from twochat_voip.export._sinks import Sink, StdoutSink, open_sink, shown
+from twochat_voip.export._summary import ExportSummary, why_stopped
 
-__all__ = ["ExportSummary", "default_failures", "export_calls", "open_sink"]
+__all__ = ["ExportSummary", "FailureStore", "default_failures", "export_calls", "open_sink"]
 
 _CHUNK: Final = 256  # ids a sink is asked about at once (one query, for a database)
 _LINGER: Final = 0.01  # seconds a part chunk of a slow async source waits for more
-
-
-@attrs.frozen(kw_only=True)
-class ExportSummary:
-    """What an export did.
-
-    Attributes:
-        exported: Records written by this run.
-        already_there: Ids skipped because the output already held them.
-        failed: Ids that could not be fetched (listed in the failures file).
-        requests: HTTP requests sent (each costs a credit), retries included.
-        rate_limited: Answers that were 429.
-        retries: Attempts made after a record's first.
-        seconds: Wall time.
-        stopped: Why the run gave up early (nothing more was sent), if it did.
-        duplicates: Ids skipped because the input had named them before.
-        output: Where the records went (a database's password hidden).
-        failures: The failures file.
-    """
-
-    exported: int
-    already_there: int
-    failed: int
-    requests: int
-    rate_limited: int
-    retries: int
-    seconds: float
-    stopped: str | None = None
-    duplicates: int = 0
-    output: str = ""
-    failures: str = ""
-
-    def describe(
-        self, output: str | os.PathLike[str] | None = None, failures: Path | None = None
-    ) -> str:
-        """A one-paragraph account for the end of a run."""
-        lines = [f"exported {self.exported} records to {output or self.output}"]
-        counts = ((self.already_there, "already there"), (self.duplicates, "given twice"))
-        if skipped := [f"{count} {what}" for count, what in counts if count]:
-            lines[0] += f" ({', '.join(skipped)})"
-        if self.failed:
-            lines.append(f"{self.failed} failed; ids and reasons in {failures or self.failures}")
-        plural = "" if self.requests == 1 else "s"
-        lines.append(
-            f"{self.requests} request{plural} ({self.rate_limited} answered 429, "
-            f"{self.retries} retries) in {self.seconds:.1f} s"
-        )
-        if self.stopped:
-            lines.append(f"stopped early, nothing more was sent: {self.stopped}")
-        return "\n".join(lines)
 
 
 def default_failures(output: str | os.PathLike[str]) -> Path:
@@ -137,23 +82,29 @@ async def _chunks(values: AsyncIterable[str] | Iterable[str]) -> AsyncIterator[l
 
 
 async def _store(sink: Sink, result: CallSuccess) -> CallResult:
+    """Write a fetched record, unless it is not final and the sink keeps only final ones."""
     record, wire = cast(tuple[CallDetailRecord, dict[str, Any]], result.cdr)
-    try:
-        await sink.write(result.call_uuid, record, wire)
-    except RecordRefusedError as exc:
-        return CallFailure(call_uuid=result.call_uuid, error=exc, index=result.index)
+    if record.is_final or getattr(sink, "keeps_pending", False):
+        try:
+            await sink.write(result.call_uuid, record, wire)
+        except RecordRefusedError as exc:
+            return CallFailure(call_uuid=result.call_uuid, error=exc, index=result.index)
     return attrs.evolve(result, cdr=record)
 
 
 def _outputs(
     output: Sink | str | os.PathLike[str], fmt: str | None, failures: Path | None
-) -> tuple[Sink, Failures]:
-    """The sink and the failures list, checked against each other before either opens."""
+) -> tuple[Sink, FailureStore]:
+    """The sink and its failure store, checked against each other before either opens:
+    the sink's own (a database's table) unless a failures file is named."""
     sink = output if isinstance(output, Sink) else open_sink(output, fmt)
     named = None if isinstance(output, Sink) else os.fspath(output)
-    failures = failures or default_failures(named or "-")
     if isinstance(sink, FileSink) and not sink.path.parent.is_dir():
         raise SinkError(f"cannot open {sink.path}: there is no folder {sink.path.parent}")
+    own: Callable[[], FailureStore] | None = getattr(sink, "failure_store", None)
+    if failures is None and own is not None:
+        return sink, own()
+    failures = failures or default_failures(named or "-")
     if named is not None and named != "-" and _same_file(Path(named), failures):
         raise SinkError(f"the failures file must not be the output ({failures})")
     if isinstance(sink, FileSink) and _same_file(sink.asked_path, failures):
@@ -175,27 +126,36 @@ async def export_calls(
     concurrency: int = 16,
     ordered: bool = False,
     give_up_after: float | None = DEFAULT_GIVE_UP_AFTER,
+    retry_not_found: bool = False,
     on_result: Callable[[CallResult], None] | None = None,
 ) -> ExportSummary:
     """Fetch ``ids`` with ``client`` into ``output``; failures into ``failures``.
 
     ``output`` is a :class:`Sink`, or what :func:`open_sink` opens (``fmt`` as there).
-    Ids the output holds, or given twice, are skipped. Failed ids go to ``failures``
-    (default: beside a file output, else in the current folder), replaced every run.
+    Ids whose final record the output holds, or given twice, are skipped. A record
+    that is not final (:attr:`CallDetailRecord.is_final`: its call is not over) is
+    counted as pending and asked for again by a later run; only a database keeps it
+    meanwhile (its row is the newest view), a file never holds it. Failed ids go to
+    ``failures`` (default: a database's own table, else beside a file output, else in
+    the current folder), replaced every run; ids a past run found 404 are skipped
+    unless ``retry_not_found``.
 
     Raises:
         SinkError: before anything is sent, when the output cannot be used.
     """
-    sink, failed = _outputs(output, fmt, failures)
+    sink, store = _outputs(output, fmt, failures)
     started = time.monotonic()
     before = client.stats
-    counts = {"already": 0, "twice": 0}
+    counts = dict.fromkeys(("already", "twice", "not_found", "exported", "pending", "failed"), 0)
     seen: set[str] = set()
 
     async def new_ids() -> AsyncIterator[str]:
         async for chunk in _chunks(ids):
             fresh = {value for value in chunk if value not in seen}
             held = await sink.held(fresh) if fresh else set()
+            known = set()
+            if not retry_not_found and (left := fresh - held):
+                known = await store.known_not_found(left)
             for value in chunk:
                 if value in seen:
                     counts["twice"] += 1
@@ -203,16 +163,17 @@ async def export_calls(
                 seen.add(value)
                 if value in held:
                     counts["already"] += 1
+                elif value in known:
+                    counts["not_found"] += 1
                 else:
                     yield value
 
-    exported = 0
     stopped: str | None = None
     previous: BaseException | None = None
     finished = False
-    try:
-        async with sink:
-            failed.open()  # after the output's lock: a second export is told about that
+    async with sink:
+        await store.open()  # after the output's lock: a second export is told about that
+        try:
             results = client._get_calls(
                 new_ids(),
                 parse=parse_call_wire,
@@ -224,45 +185,36 @@ async def export_calls(
                 async for result in results:
                     if result.ok:
                         result = await _store(sink, result)  # noqa: PLW2901 - as callers see it
-                        exported += result.ok
-                    if not result.ok:
-                        failed.add(result)
+                    if result.ok:
+                        counts["exported" if result.cdr.is_final else "pending"] += 1
+                        await store.forget(result.call_uuid)
+                    else:
+                        counts["failed"] += 1
+                        await store.add(result)
                         # A run that gives up answers every id left with one error.
                         if stopped is None and (
                             isinstance(result.error, RUN_ENDING_ERRORS) or result.error is previous
                         ):
-                            stopped = _why_stopped(result.error)
+                            stopped = why_stopped(result.error)
                         previous = result.error
                     if on_result is not None:
                         on_result(result)
             finished = True
-    finally:
-        failed.close(finished=finished)
+        finally:
+            await store.close(finished=finished)
     after = client.stats
     return ExportSummary(
-        exported=exported,
+        exported=counts["exported"],
         already_there=counts["already"],
         duplicates=counts["twice"],
-        failed=failed.count,
+        failed=counts["failed"],
+        pending=counts["pending"],
+        not_found_before=counts["not_found"],
         requests=after.requests - before.requests,
         rate_limited=after.rate_limited - before.rate_limited,
         retries=after.retries - before.retries,
         seconds=time.monotonic() - started,
         stopped=stopped,
         output=sink.description,
-        failures=str(failed.path),
+        failures=store.description,
     )
-
-
-def _why_stopped(error: BaseException | None) -> str:
-    again = "run the same command again to resume"
-    if isinstance(error, AuthenticationError):
-        return f"the API key was refused (401); fix it, then {again}"
-    if isinstance(error, PaymentRequiredError):
-        return f"the account has no credits left (402); top it up, then {again}"
-    if isinstance(error, BudgetExhaustedError):
-        return f"the --max-requests budget ({error.max_requests}) is spent; {again} with a new one"
-    shown = str(error) if isinstance(error, TwoChatError) else repr(error)
-    if shown.startswith("nothing succeeded"):  # no attempt failed: the requests hung
-        return f"{shown}; {again}"
-    return f"nothing succeeded for --give-up-after seconds (last error: {shown}); {again}"

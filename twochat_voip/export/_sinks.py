@@ -31,7 +31,11 @@ _QUERY_PASSWORD: Final = re.compile(r"([?&](?:password|passwd|pwd)=)[^&]*", re.I
 @runtime_checkable
 class Sink(Protocol):
     """What :func:`~twochat_voip.export_calls` writes records to: an async context
-    manager whose entering opens (and locks, and checks) the output."""
+    manager whose entering opens (and locks, and checks) the output.
+
+    Optional: ``keeps_pending = True`` to be given records that are not final too
+    (a database's row is the call's newest view); ``failure_store()``, a
+    :class:`~twochat_voip.FailureStore` used when no failures file is named."""
 
     @property
     def description(self) -> str:
@@ -43,7 +47,7 @@ class Sink(Protocol):
     async def __aexit__(self, *exc_info: object) -> None: ...
 
     async def held(self, call_uuids: Collection[str]) -> set[str]:
-        """Which of these ids (as asked for) the output already holds."""
+        """Which of these ids (as asked for) the output holds the final record of."""
         ...
 
     async def write(self, asked: str, record: CallDetailRecord, wire: Mapping[str, Any]) -> None:
