@@ -383,7 +383,7 @@ async def test_export_csv_with_resume(tmp_path: Path) -> None:
     assert row["from"] == example["from"]
     assert row["active"] == "false"
     if example["call_cost"]:
-        assert row["call_cost.call_price"] == str(example["call_cost"]["call_price"])
+        assert row["call_cost_call_price"] == str(example["call_cost"]["call_price"])
 
 
 async def test_export_with_unreadable_input_is_one_line(tmp_path: Path) -> None:

@@ -289,7 +289,7 @@ async def test_csv_from_the_command_is_safe_exact_and_counted(tmp_path: Path) ->
     assert "(1 given twice)" in first.err
     assert "(2 already there)" in again.err
     rows = {row["uuid"]: row for row in csv.DictReader(output.read_text().splitlines())}
-    assert rows[ids[0]]["agent.full_name"] == '\'=HYPERLINK("http://evil")'
+    assert rows[ids[0]]["agent_full_name"] == '\'=HYPERLINK("http://evil")'
     assert rows[ids[1]]["call_cost.call_price"] == "0.12345678901234567890"
 
 

@@ -1,0 +1,127 @@
+"""What an export does with the file it is given: a file of ours is resumed (a record
+cut short cut off, a lost newline given back); anything else is refused untouched."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from test_cli import one_clean_line, run
+
+from twochat_voip.export._records import COLUMNS, dumps_wire
+from twochat_voip.export._sinks import OLD_HEADER_LINE
+from twochat_voip.testing import FakeTwoChatServer, generate_cdrs
+
+FAST = ("--rpm", "60000")
+HEADER = ",".join(column.name for column in COLUMNS)
+
+
+def _ids(path: Path, ids: list[str]) -> Path:
+    path.write_text("\n".join(ids) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("settings.json", json.dumps({"theme": "dark", "uuid_prefix": "CDR"}).encode()),
+        ("notes.jsonl", b'{"note": "call the bank"}'),
+        ("notes.jsonl", b'{"uuid": "x", "note": "not ours: blanks"'),
+        ("columns.csv", HEADER[:30].encode()),
+        ("columns.csv", HEADER[:30].encode() + b"\n"),
+        ("calls.jsonl", b'{"uuid":"CDR1"}\n{"uuid":"CDR2"} trailing words'),
+        ("calls.jsonl", b'{"uuid":"CDR1"}\n{"uuid": "CDR2", "cut'),
+        ("calls.csv", (HEADER + "\nCDR1" + "," * len(COLUMNS)).encode()),
+    ],
+)
+async def test_a_file_that_is_not_ours_is_refused_untouched_before_any_request(
+    tmp_path: Path, name: str, content: bytes
+) -> None:
+    """What json.dump writes, a one-line note, part of a header, a last line that is
+    neither whole nor ours cut short: exit 2, one line, not a byte changed, nothing
+    sent, with --max-requests 0 as without."""
+    records = generate_cdrs(2, seed=90)
+    source = _ids(tmp_path / "ids.txt", [r["uuid"] for r in records])
+    output = tmp_path / name
+    output.write_bytes(content)
+    async with FakeTwoChatServer(cdrs=records) as server:
+        for budget in (["--max-requests", "0"], []):
+            ran = await run(
+                "export", "-i", str(source), "-o", str(output), *FAST, *budget, server=server
+            )
+            assert ran.code == 2, ran.err
+            assert "left untouched" in one_clean_line(ran.err)
+        assert server.requests == []
+    assert output.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["ids.txt", name])
+
+
+async def test_a_whole_last_record_without_its_newline_is_kept(tmp_path: Path) -> None:
+    """JSONL and CSV: a hand edit dropped the final newline; the record stays, gets its
+    newline, and is not fetched again."""
+    records = generate_cdrs(3, seed=91)
+    source = _ids(tmp_path / "ids.txt", [r["uuid"] for r in records])
+    first = records[0]
+    async with FakeTwoChatServer(cdrs=records) as server:
+        jsonl = tmp_path / "calls.jsonl"
+        jsonl.write_text(dumps_wire(first))
+        csv_file = tmp_path / "calls.csv"
+        done = await run("export", "-i", str(source), "-o", str(csv_file), *FAST, server=server)
+        assert done.code == 0, done.err
+        rows = csv_file.read_text().splitlines()
+        csv_file.write_text("\n".join(rows[:2]))  # the header and one row, no newline
+        server.requests.clear()
+        for output in (jsonl, csv_file):
+            ran = await run("export", "-i", str(source), "-o", str(output), *FAST, server=server)
+            assert ran.code == 0, ran.err
+            assert "(1 already there)" in ran.err
+        asked = sorted(r.call_uuid for r in server.requests if r.call_uuid)
+    assert asked == sorted(2 * [r["uuid"] for r in records[1:]])
+    lines = jsonl.read_text().splitlines(keepends=True)
+    assert [json.loads(line)["uuid"] for line in lines] == [r["uuid"] for r in records]
+    assert all(line.endswith("\n") for line in lines)
+    table = list(csv.DictReader(csv_file.read_text().splitlines()))
+    assert [row["uuid"] for row in table] == [r["uuid"] for r in records]
+
+
+async def test_records_of_ours_cut_short_are_cut_off(tmp_path: Path) -> None:
+    """What a killed run leaves (a first record, a later one, cut mid-string or
+    mid-character) is cut off, and those records fetched again."""
+    records = generate_cdrs(2, seed=92)
+    records[1]["agent"] = {"full_name": "José 😀"}
+    source = _ids(tmp_path / "ids.txt", [r["uuid"] for r in records])
+    whole = [(dumps_wire(r) + "\n").encode() for r in records]
+    cut_in_emoji = whole[1][: whole[1].index("😀".encode()) + 2]
+    async with FakeTwoChatServer(cdrs=records) as server:
+        for content in (whole[0][:20], whole[0] + whole[1][:9], whole[0] + cut_in_emoji):
+            output = tmp_path / "calls.jsonl"
+            output.write_bytes(content)
+            ran = await run(
+                "export", "-i", str(source), "-o", str(output), "--ordered", *FAST, server=server
+            )
+            assert ran.code == 0, ran.err
+            assert output.read_bytes().splitlines() == [w.rstrip(b"\n") for w in whole]
+
+
+async def test_a_csv_with_the_preview_header_is_resumed_and_keeps_it(tmp_path: Path) -> None:
+    """``call_cost.call_price`` and ``from``: the same columns in the same order, so the
+    file is resumed as it is; a new file gets ``call_cost_call_price``."""
+    records = generate_cdrs(3, seed=93)
+    source = _ids(tmp_path / "ids.txt", [r["uuid"] for r in records])
+    fresh, old = tmp_path / "new.csv", tmp_path / "old.csv"
+    async with FakeTwoChatServer(cdrs=records) as server:
+        ran = await run("export", "-i", str(source), "-o", str(fresh), *FAST, server=server)
+        assert ran.code == 0, ran.err
+        header, *rows = fresh.read_bytes().splitlines(keepends=True)
+        old.write_bytes(OLD_HEADER_LINE + rows[0])
+        server.requests.clear()
+        ran = await run("export", "-i", str(source), "-o", str(old), *FAST, server=server)
+        assert ran.code == 0, ran.err
+        assert len([r for r in server.requests if r.call_uuid]) == 2
+    assert header.startswith(b"uuid,account_uuid,")
+    assert b",call_cost_call_price," in header
+    assert b",call_cost.call_price," in OLD_HEADER_LINE
+    assert b",from," in OLD_HEADER_LINE
+    assert old.read_bytes() == OLD_HEADER_LINE + b"".join(rows)
