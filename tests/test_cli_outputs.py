@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 from test_cli import one_clean_line, run
 
+from twochat_voip import CallDetailRecord, RecordRefusedError
+from twochat_voip._converter import sdk_converter
 from twochat_voip.export._records import COLUMNS, dumps_wire
-from twochat_voip.export._sinks import OLD_HEADER_LINE
+from twochat_voip.export._sinks import OLD_HEADER_LINE, JSONLSink
 from twochat_voip.testing import FakeTwoChatServer, generate_cdrs
 
 FAST = ("--rpm", "60000")
@@ -125,3 +128,78 @@ async def test_a_csv_with_the_preview_header_is_resumed_and_keeps_it(tmp_path: P
     assert b",call_cost.call_price," in OLD_HEADER_LINE
     assert b",from," in OLD_HEADER_LINE
     assert old.read_bytes() == OLD_HEADER_LINE + b"".join(rows)
+
+
+HALF_AN_EMOJI = "Jos\u00e9 \ud83d"  # valid JSON (a lone surrogate escape); no UTF-8 holds it
+
+
+async def test_a_lone_surrogate_is_written_as_its_escape_and_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
+    """JSONL, standard output and CSV write ``\\ud83d`` as 2Chat sent it; every record
+    is stored, and a rerun fetches nothing."""
+    records = generate_cdrs(3, seed=94)
+    records[1]["agent"] = {"full_name": HALF_AN_EMOJI}
+    source = _ids(tmp_path / "ids.txt", [r["uuid"] for r in records])
+    jsonl, table = tmp_path / "calls.jsonl", tmp_path / "calls.csv"
+    async with FakeTwoChatServer(cdrs=records) as server:
+        for output in (jsonl, table):
+            ran = await run("export", "-i", str(source), "-o", str(output), *FAST, server=server)
+            assert ran.code == 0, ran.err
+            assert "exported 3 records" in ran.err
+        printed = await run("export", "-i", str(source), "-o", "-", *FAST, server=server)
+        assert printed.code == 0, printed.err
+        server.requests.clear()
+        for output in (jsonl, table):
+            again = await run("export", "-i", str(source), "-o", str(output), *FAST, server=server)
+            assert "(3 already there)" in again.err
+        assert server.requests == []
+    for text in (jsonl.read_text(encoding="utf-8"), printed.out):
+        names = [json.loads(line).get("agent", {}).get("full_name") for line in text.splitlines()]
+        assert HALF_AN_EMOJI in names
+        assert '"Jos\u00e9 \\ud83d"' in text
+    lines = table.read_text(encoding="utf-8").splitlines()
+    cells = [row["agent_full_name"] for row in csv.DictReader(lines)]
+    assert "Jos\u00e9 \\ud83d" in cells
+
+
+async def test_a_lone_surrogate_in_sqlite_is_its_escape_and_postgres_refuses_it_alone(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """SQLite stores the escape as CSV does; PostgreSQL's jsonb holds no lone surrogate,
+    so that record alone is a RecordRefusedError and a rerun asks for it only."""
+    records = generate_cdrs(3, seed=95)
+    records[2]["agent"] = {"full_name": HALF_AN_EMOJI}
+    source = _ids(tmp_path / "ids.txt", [r["uuid"] for r in records])
+    database = tmp_path / "calls.db"
+    async with FakeTwoChatServer(cdrs=records) as server:
+        ran = await run("export", "-i", str(source), "-o", str(database), *FAST, server=server)
+        assert ran.code == 0, ran.err
+        for attempt in range(2):
+            server.requests.clear()
+            ran = await run("export", "-i", str(source), "-o", postgres_url, *FAST, server=server)
+            assert ran.code == 1, ran.err
+            assert f"exported {2 - 2 * attempt} records" in ran.err
+            assert [r.call_uuid for r in server.requests if r.call_uuid][-1] == records[2]["uuid"]
+            assert len([r for r in server.requests if r.call_uuid]) == 3 - 2 * attempt
+    failure = json.loads((tmp_path / "ids.txt.failures.jsonl").read_text())
+    assert failure["error"] == "RecordRefusedError"
+    assert failure["call_uuid"] == records[2]["uuid"]
+    with sqlite3.connect(database) as connection:
+        names = {
+            row[0] for row in connection.execute("SELECT agent_full_name FROM call_detail_records")
+        }
+    assert "Jos\u00e9 \\ud83d" in names
+
+
+async def test_a_record_a_file_cannot_hold_is_refused_alone(tmp_path: Path) -> None:
+    """What the encoder cannot write (here a number JSON has no word for) is a
+    RecordRefusedError for that record; the file is unchanged and stays open."""
+    record = sdk_converter().structure(generate_cdrs(1, seed=96)[0], CallDetailRecord)
+    async with JSONLSink(tmp_path / "calls.jsonl") as sink:
+        with pytest.raises(RecordRefusedError, match="cannot hold this record"):
+            await sink.write(record.uuid, record, {"uuid": record.uuid, "n": object()})
+        assert sink.path.read_bytes() == b""
+        assert await sink.held([record.uuid]) == set()
+        await sink.write(record.uuid, record, {"uuid": record.uuid})
+        assert await sink.held([record.uuid]) == {record.uuid}

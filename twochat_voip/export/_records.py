@@ -73,8 +73,12 @@ def parse_call_wire(
 def _json_text(text: str) -> str:
     """A JSON string, UTF-8 as it is, but a lone surrogate (half an emoji: no UTF-8 holds
     it) as the escape 2Chat sent, ``\\ud83d``."""
-    said = json.dumps(text, ensure_ascii=False)
-    return _LONE_SURROGATE.sub(lambda half: f"\\u{ord(half[0]):04x}", said)
+    return escape_halves(json.dumps(text, ensure_ascii=False))
+
+
+def escape_halves(text: str) -> str:
+    """``text`` with each lone surrogate written as its JSON escape (``\\ud83d``)."""
+    return _LONE_SURROGATE.sub(lambda half: f"\\u{ord(half[0]):04x}", text)
 
 
 def dumps_wire(value: object) -> str:
@@ -171,13 +175,14 @@ class Column:
     type: Any
 
     def get(self, record: CallDetailRecord) -> Any:
-        """This column's value in ``record`` (``None`` where a part is missing)."""
+        """This column's value in ``record`` as an output stores it: ``None`` where a
+        part is missing, a lone surrogate in a text as its escape (``\\ud83d``)."""
         value: Any = record
         for name in self.path:
             value = getattr(value, name)
             if value is None:
                 return None
-        return value
+        return escape_halves(value) if type(value) is str else value
 
 
 def _plain(annotation: Any) -> Any:
