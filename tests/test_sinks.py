@@ -155,7 +155,7 @@ async def test_records_are_written_as_sent_with_exact_numbers(tmp_path: Path) ->
     assert "Infinity" not in jsonl.read_text()
     assert "123456789012345678901" in jsonl.read_text()
     rows = list(csv.DictReader(table.read_text().splitlines()))
-    assert {row["call_cost.call_price"] for row in rows} == {"0.12345678901234567890", "1E+309"}
+    assert {row["call_cost_call_price"] for row in rows} == {"0.12345678901234567890", "1E+309"}
 
     import sqlite3
 

@@ -23,6 +23,7 @@ from twochat_voip.cli._options import (
     base_url_option,
     export_options,
     key_file_option,
+    named_output,
     output_option,
 )
 from twochat_voip.cli._support import (
@@ -133,6 +134,7 @@ def export(
     "--output",
     "-o",
     default="calls.db",
+    callback=named_output,
     show_default=True,
     metavar="FILE|URL|-",
     help="Records go here: calls.db (SQLite), calls.jsonl, calls.csv, "

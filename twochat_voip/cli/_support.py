@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Iterable
 from pathlib import Path
@@ -16,7 +19,7 @@ from twochat_voip._bulk import CallResult
 from twochat_voip._client import VoIPClient
 from twochat_voip._errors import MissingAPIKeyError, SinkError, TwoChatError
 from twochat_voip.export._run import ExportSummary, export_calls
-from twochat_voip.export._sinks import shown
+from twochat_voip.export._sinks import OutputClosedError, shown
 
 if TYPE_CHECKING:
     from twochat_voip.redis import RedisRateLimiter
@@ -90,6 +93,35 @@ class InputError(ValueError):
     """The ids cannot be read: not UTF-8."""
 
 
+class _Terminated(Exception):
+    """SIGTERM (``kill``, a service manager): stopped as Ctrl-C stops a run."""
+
+
+async def _until_terminated(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """``coroutine``, cancelled by SIGTERM as by Ctrl-C: outputs closed, the same line."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    terminated: list[int] = []
+
+    def terminate() -> None:
+        terminated.append(signal.SIGTERM)
+        if task is not None:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+    except (NotImplementedError, RuntimeError, ValueError):  # Windows; not the main thread
+        return await coroutine
+    try:
+        return await coroutine
+    except asyncio.CancelledError:
+        if terminated:
+            raise _Terminated from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
 def run_command(
     coroutine: Coroutine[Any, Any, _T],
     progress: Progress | None = None,
@@ -97,11 +129,13 @@ def run_command(
 ) -> _T:
     """Run a command's coroutine; what ends it becomes one line and an exit code."""
     try:
-        return asyncio.run(coroutine)
-    except KeyboardInterrupt:
+        return asyncio.run(_until_terminated(coroutine))
+    except OutputClosedError:  # `-o - | head`: the reader has all it wanted
+        sys.exit(0)
+    except (KeyboardInterrupt, _Terminated) as exc:
         if progress is not None:
             click.echo(progress.interrupted(), err=True)
-        sys.exit(130)
+        sys.exit(143 if isinstance(exc, _Terminated) else 130)
     except (SinkError, InputError) as exc:
         sent = client is not None and client.stats.requests > 0
         if progress is None or not (progress.done or sent):
@@ -168,6 +202,11 @@ def read_key(api_key_file: Path | None) -> str | None:
     where = f"cannot read an API key from {api_key_file}"
     try:
         data = api_key_file.read_bytes()
+    except FileNotFoundError:  # perhaps the key itself, given by mistake: never shown
+        raise click.ClickException(
+            "--api-key-file names no file (the value is not shown: it may be a key); "
+            "give the path of a file holding the key"
+        ) from None
     except OSError as exc:
         raise click.ClickException(f"{where}: {exc.strerror or exc}") from None
     try:
@@ -208,7 +247,7 @@ def shared_limiter(redis_url: str, rpm: float | str | None, key: str | None) -> 
 async def read_ids(stream: IO[bytes]) -> AsyncIterator[str]:
     """Ids, one a line, read off the event loop; blanks, ``#`` comments and a BOM skipped."""
     number = 0
-    while line := await asyncio.to_thread(stream.readline):
+    async for line in _lines(stream):
         number += 1
         try:
             text = line.decode("utf-8")
@@ -219,3 +258,50 @@ async def read_ids(stream: IO[bytes]) -> AsyncIterator[str]:
         value = text.strip().lstrip("\ufeff") if number == 1 else text.strip()
         if value and not value.startswith("#"):
             yield value
+
+
+async def _lines(stream: IO[bytes]) -> AsyncIterator[bytes]:
+    """``stream``'s lines, read by a daemon thread: Ctrl-C stops the run at once, even
+    while a terminal's standard input is still open (a thread of the default executor
+    would be waited for at exit, until the input ended)."""
+    loop = asyncio.get_running_loop()
+    chunks: asyncio.Queue[bytes | BaseException] = asyncio.Queue()
+    room = threading.Semaphore(4)  # chunks read ahead, at most
+    stop = threading.Event()
+    try:  # its own descriptor: os.read takes no lock that interpreter exit needs
+        fd = os.dup(stream.fileno())
+    except (OSError, ValueError, AttributeError):  # an in-memory stream
+        fd = -1
+
+    def pump() -> None:
+        chunk: bytes | BaseException = b""
+        try:
+            while room.acquire() and not stop.is_set():
+                chunk = os.read(fd, 1 << 16) if fd >= 0 else stream.read(1 << 16)
+                loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+                if not chunk:
+                    return
+        except RuntimeError:  # the event loop is closed: no one reads
+            return
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading task
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(chunks.put_nowait, exc)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    threading.Thread(target=pump, name="twochat-voip ids", daemon=True).start()
+    rest = b""
+    try:
+        while chunk := await chunks.get():
+            room.release()
+            if isinstance(chunk, BaseException):
+                raise chunk
+            *lines, rest = (rest + chunk).split(b"\n")
+            for line in lines:
+                yield line
+        if rest:
+            yield rest
+    finally:
+        stop.set()
+        room.release()  # a pump waiting for room sees the stop

@@ -168,6 +168,10 @@ class CSVSink(FileSink):
         return buffer.getvalue()[:-2] + "\n"
 
 
+class OutputClosedError(SinkError):
+    """Standard output's reader closed it (``| head``): it has all it wanted."""
+
+
 class StdoutSink:
     """JSON lines to standard output (``-o -``): nothing to resume, nothing to lock."""
 
@@ -201,7 +205,7 @@ class StdoutSink:
             if self._stream is sys.stdout.buffer:
                 # What is still buffered goes nowhere, instead of failing again at exit.
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise SinkError("standard output was closed by its reader") from None
+            raise OutputClosedError("standard output was closed by its reader") from None
 
 
 def shown(target: str) -> str:
