@@ -117,9 +117,9 @@ def export(
         pacing = {"rate_limiter": shared_limiter(redis_url, rpm, key), "rate_limiter_owner": True}
     client = client_for(key, base_url, max_requests=max_requests, **pacing)
     total = None
-    if source_path is not None:
+    if source_path is not None and source_path.is_file():  # a pipe (<(cmd)) is read once
         with contextlib.suppress(OSError), source_path.open("rb") as lines:
-            total = sum(1 for line in lines if line.strip())
+            total = sum(1 for line in lines if line.strip() and not line.strip().startswith(b"#"))
     try:
         source = sys.stdin.buffer if source_path is None else source_path.open("rb")
     except OSError as exc:

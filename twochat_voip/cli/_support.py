@@ -41,11 +41,16 @@ class Progress:
     def __init__(self, total: int | None, *, enabled: bool, output: str = "") -> None:
         self.output = output
         self.resume = _AGAIN
-        self.done = self.failed = 0
+        self.done = self.failed = self.before = 0
         self._total = total
         self._enabled = enabled
         self._started = time.monotonic()
         self._drawn = 0.0
+
+    def held(self, count: int) -> None:
+        """Ids the output holds already: done before this run, counted from the start."""
+        self.done += count
+        self.before += count
 
     def __call__(self, result: CallResult) -> None:
         self.done += 1
@@ -56,7 +61,7 @@ class Progress:
             self._draw(now)
 
     def _draw(self, now: float) -> None:
-        rate = self.done / max(now - self._started, 1e-9)
+        rate = (self.done - self.before) / max(now - self._started, 1e-9)
         if self._total:
             bar = "#" * int(min(self.done / self._total, 1.0) * 30)
             left = (self._total - self.done) / rate if rate else 0.0
@@ -69,7 +74,7 @@ class Progress:
 
     @property
     def saved(self) -> int:
-        return self.done - self.failed
+        return self.done - self.before - self.failed
 
     def finish(self) -> None:
         if self._enabled and self.done:
@@ -162,7 +167,9 @@ async def export_with_progress(
     """:func:`export_calls` in the client's lifetime, drawing ``progress``."""
     async with client:
         try:
-            return await export_calls(client, ids, output, on_result=progress, **options)
+            return await export_calls(
+                client, ids, output, on_result=progress, on_held=progress.held, **options
+            )
         finally:
             progress.finish()
 

@@ -176,11 +176,13 @@ async def export_calls(
     ordered: bool = False,
     give_up_after: float | None = DEFAULT_GIVE_UP_AFTER,
     on_result: Callable[[CallResult], None] | None = None,
+    on_held: Callable[[int], None] | None = None,
 ) -> ExportSummary:
     """Fetch ``ids`` with ``client`` into ``output``; failures into ``failures``.
 
     ``output`` is a :class:`Sink`, or what :func:`open_sink` opens (``fmt`` as there).
-    Ids the output holds, or given twice, are skipped. Failed ids go to ``failures``
+    Ids the output holds, or given twice, are skipped (``on_held`` is told how many the
+    output held, a chunk at a time). Failed ids go to ``failures``
     (default: beside a file output, else in the current folder), replaced every run.
 
     Raises:
@@ -205,6 +207,8 @@ async def export_calls(
                     counts["already"] += 1
                 else:
                     yield value
+            if on_held is not None and held:
+                on_held(len(held))
 
     exported = 0
     stopped: str | None = None
