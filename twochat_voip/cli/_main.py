@@ -19,6 +19,7 @@ except ImportError:  # pragma: no cover - exercised only without the cli extra
 from twochat_voip._converter import sdk_converter
 from twochat_voip._errors import TwoChatError
 from twochat_voip.cli._fake import demo, fake_server
+from twochat_voip.cli._ids import read_ids
 from twochat_voip.cli._options import (
     base_url_option,
     export_options,
@@ -29,7 +30,6 @@ from twochat_voip.cli._options import (
 from twochat_voip.cli._support import (
     Refused,
     client_for,
-    read_ids,
     read_key,
     report,
     run_command,
