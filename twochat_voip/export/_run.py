@@ -128,11 +128,13 @@ async def export_calls(
     give_up_after: float | None = DEFAULT_GIVE_UP_AFTER,
     retry_not_found: bool = False,
     on_result: Callable[[CallResult], None] | None = None,
+    on_held: Callable[[int], None] | None = None,
 ) -> ExportSummary:
     """Fetch ``ids`` with ``client`` into ``output``; failures into ``failures``.
 
     ``output`` is a :class:`Sink`, or what :func:`open_sink` opens (``fmt`` as there).
-    Ids whose final record the output holds, or given twice, are skipped. A record
+    Ids whose final record the output holds, or given twice, are skipped (``on_held``
+    is told how many the output held, a chunk at a time). A record
     that is not final (:attr:`CallDetailRecord.is_final`: its call is not over) is
     counted as pending and asked for again by a later run; only a database keeps it
     meanwhile (its row is the newest view), a file never holds it. Failed ids go to
@@ -167,6 +169,8 @@ async def export_calls(
                     counts["not_found"] += 1
                 else:
                     yield value
+            if on_held is not None and held:
+                on_held(len(held))
 
     stopped: str | None = None
     previous: BaseException | None = None
