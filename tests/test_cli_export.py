@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import os
 import signal
 import sqlite3
 from pathlib import Path
@@ -34,7 +35,11 @@ async def _start(
         *interruptible(SCRIPT, *args),
         stdout=stdout,
         stderr=asyncio.subprocess.PIPE,
-        env={"TWOCHAT_API_KEY": str(server.api_key), "TWOCHAT_BASE_URL": server.base_url},
+        env={
+            "TWOCHAT_API_KEY": str(server.api_key),
+            "TWOCHAT_BASE_URL": server.base_url,
+            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        },
     )
 
 
@@ -246,8 +251,8 @@ async def test_what_goes_wrong_mid_run_is_exit_1_and_says_what_was_saved(
 
 @pytest.mark.slow
 async def test_a_closed_stdout_and_a_key_file_with_a_bom(tmp_path: Path) -> None:
-    """``-o - | head``: one line, exit 1, no traceback. A key file saved with a BOM
-    works (the BOM is not part of the key)."""
+    """``-o - | head``: ends quietly, exit 0, as ``yes | head`` does. A key file saved
+    with a BOM works (the BOM is not part of the key)."""
     records = generate_cdrs(300, seed=68)
     source = _ids(tmp_path / "ids.txt", [r["uuid"] for r in records])
     key_file = tmp_path / "key"
@@ -256,14 +261,18 @@ async def test_a_closed_stdout_and_a_key_file_with_a_bom(tmp_path: Path) -> None
         assert SCRIPT is not None
         process = await asyncio.create_subprocess_shell(
             f"'{SCRIPT}' export -i '{source}' -o - --rpm 60000 --api-key-file '{key_file}'"
-            " | head -c 100 > /dev/null",
+            " | head -c 100 > /dev/null; exit ${PIPESTATUS[0]}",
+            executable="/bin/bash",
             stderr=asyncio.subprocess.PIPE,
-            env={"TWOCHAT_BASE_URL": server.base_url, "PATH": "/usr/bin:/bin"},
+            env={
+                "TWOCHAT_BASE_URL": server.base_url,
+                "PATH": "/usr/bin:/bin",
+                "PYTHONPATH": os.environ.get("PYTHONPATH", ""),  # a worktree's code, if run so
+            },
         )
         _, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    line = one_clean_line(err.decode())
-    assert "standard output was closed by its reader" in line
-    assert "resume" not in line
+    assert (process.returncode, err.decode()) == (0, "")
+    assert 0 < len([r for r in server.requests if r.call_uuid]) < len(records)
     assert server.requests[0].headers.get("x-user-api-key") == server.api_key
 
 
@@ -290,8 +299,8 @@ async def test_csv_from_the_command_is_safe_exact_and_counted(tmp_path: Path) ->
     assert "(1 given twice)" in first.err
     assert "(2 already there)" in again.err
     rows = {row["uuid"]: row for row in csv.DictReader(output.read_text().splitlines())}
-    assert rows[ids[0]]["agent.full_name"] == '\'=HYPERLINK("http://evil")'
-    assert rows[ids[1]]["call_cost.call_price"] == "0.12345678901234567890"
+    assert rows[ids[0]]["agent_full_name"] == '\'=HYPERLINK("http://evil")'
+    assert rows[ids[1]]["call_cost_call_price"] == "0.12345678901234567890"
 
 
 @pytest.mark.slow

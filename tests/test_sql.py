@@ -182,13 +182,15 @@ async def test_two_exports_of_the_same_ids_into_one_sqlite_file_fetch_each_once(
     ids = [r["uuid"] for r in records]
     output = tmp_path / "calls.db"
     async with FakeTwoChatServer(cdrs=records) as server:
+        held: list[list[int]] = [[], []]
         first, second = await asyncio.gather(
-            _export(server, output, ids),  # failures in the database: no file to share
-            _export(server, output, ids[::-1]),
+            _export(server, output, ids, on_held=held[0].append),  # no failures file
+            _export(server, output, ids[::-1], on_held=held[1].append),
         )
         assert _fetched(server) == 80
-    for summary in (first, second):
+    for summary, told in zip((first, second), held, strict=True):
         assert summary.exported + summary.pending + summary.by_other_hosts == 80
+        assert sum(told) == summary.already_there + summary.by_other_hosts  # the progress
     assert first.by_other_hosts + second.by_other_hosts == 80
     with sqlite3.connect(output) as connection:
         assert connection.execute("SELECT count(*) FROM call_detail_records").fetchone() == (80,)

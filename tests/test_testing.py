@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,10 @@ from twochat_voip.testing import (
     DEFAULT_TEST_KEY,
     EXAMPLE_ANSWER,
     EXAMPLE_CDR,
+    CallsInProgress,
     FakeTwoChatServer,
     Fault,
+    PostgresServer,
     generate_cdrs,
 )
 
@@ -270,3 +273,71 @@ async def test_the_in_memory_transport_answers_as_the_socket_does(
         twochat_server.fail_next(Fault(drop="mid_body"))
         with pytest.raises(ValueError, match="needs a socket"):
             await voip.get_call(EXAMPLE_CDR["uuid"])
+
+
+async def test_calls_in_progress_end_after_their_asks_and_seconds(
+    twochat_server: FakeTwoChatServer, make_client: Callable[..., VoIPClient]
+) -> None:
+    """A chosen call is in progress (no end, no cost) until asked ``asks`` times and
+    ``seconds`` have passed since its first ask; then it is the record served."""
+    records = generate_cdrs(40, seed=3)
+    twochat_server.add_cdrs(records)
+    progress = CallsInProgress(share=0.5, asks=2, seconds=30.0, seed=1)
+    twochat_server.in_progress = progress
+    chosen = [r for r in records if progress.chosen(r["uuid"])]
+    others = [r for r in records if not progress.chosen(r["uuid"])]
+    assert chosen  # about half of each
+    assert others
+    voip = make_client()
+    call = chosen[0]["uuid"]
+    for _ in range(3):  # two asks, and a third before the 30 seconds are over
+        record = await voip.get_call(call)
+        assert (record.status, record.active, record.end_time, record.call_cost) == (
+            "ANSWERED",
+            True,
+            None,
+            None,
+        )
+    await asyncio.sleep(30)
+    assert await voip.get_call(call) == converter.structure(chosen[0], CallDetailRecord)
+    assert await voip.get_call(others[0]["uuid"]) == converter.structure(
+        others[0], CallDetailRecord
+    )
+    assert progress.asked == {call: 4}
+    assert progress.answered_in_progress == 3
+
+
+def test_calls_in_progress_are_chosen_by_seed_and_share() -> None:
+    """The share chosen is about ``share``; the same seed chooses the same calls."""
+    ids = [r["uuid"] for r in generate_cdrs(2000, seed=4)]
+    tenth = {i for i in ids if CallsInProgress(share=0.1, seed=9).chosen(i)}
+    assert 150 < len(tenth) < 250
+    assert tenth == {i for i in ids if CallsInProgress(share=0.1, seed=9).chosen(i)}
+    assert tenth != {i for i in ids if CallsInProgress(share=0.1, seed=10).chosen(i)}
+    assert not any(CallsInProgress(share=0).chosen(i) for i in ids)
+    assert all(CallsInProgress(share=1).chosen(i) for i in ids)
+
+
+@pytest.mark.slow
+def test_postgres_server_restarts_on_its_port_with_its_data() -> None:
+    """PostgresServer.stop() then start(): the same URL, the tables it held."""
+    import asyncpg
+
+    if PostgresServer.find() is None:
+        pytest.skip("PostgreSQL is not installed")
+
+    async def query(url: str, sql: str) -> Any:
+        connection = await asyncpg.connect(url)
+        try:
+            return await connection.fetchval(sql)
+        finally:
+            await connection.close()
+
+    with PostgresServer() as postgres:
+        asyncio.run(query(postgres.url, "CREATE TABLE kept AS SELECT 42 AS answer"))
+        postgres.stop()
+        with pytest.raises(OSError, match=r"refused|Connect"):
+            asyncio.run(query(postgres.url, "SELECT 1"))
+        assert postgres.start() is postgres
+        assert postgres.start() is postgres  # already running: nothing to do
+        assert asyncio.run(query(postgres.url, "SELECT answer FROM kept")) == 42

@@ -117,9 +117,7 @@ class SQLSink:
             TABLE_NAME,
             self._metadata,
             *(
-                sa.Column(
-                    c.sql_name, _TYPES.get(c.type, sa.Text()), primary_key=c.sql_name == "uuid"
-                )
+                sa.Column(c.name, _TYPES.get(c.type, sa.Text()), primary_key=c.name == "uuid")
                 for c in COLUMNS
             ),
             sa.Column("final", sa.Boolean(), nullable=False),
@@ -233,7 +231,7 @@ class SQLSink:
 
     async def write(self, asked: str, record: CallDetailRecord, wire: Mapping[str, Any]) -> None:
         database = self._connected()
-        values: dict[str, Any] = {column.sql_name: column.get(record) for column in COLUMNS}
+        values: dict[str, Any] = {column.name: column.get(record) for column in COLUMNS}
         for name, value in values.items():
             if type(value) is int and not _INT64[0] <= value <= _INT64[1]:
                 values[name] = None  # beyond BIGINT: the wire column keeps it exactly

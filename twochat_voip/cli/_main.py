@@ -19,16 +19,17 @@ except ImportError:  # pragma: no cover - exercised only without the cli extra
 from twochat_voip._converter import sdk_converter
 from twochat_voip._errors import TwoChatError
 from twochat_voip.cli._fake import demo, fake_server
+from twochat_voip.cli._ids import read_ids
 from twochat_voip.cli._options import (
     base_url_option,
     export_options,
     key_file_option,
+    named_output,
     output_option,
 )
 from twochat_voip.cli._support import (
     Refused,
     client_for,
-    read_ids,
     read_key,
     report,
     run_command,
@@ -123,9 +124,9 @@ def export(
         pacing = {"rate_limiter": shared_limiter(redis_url, rpm, key), "rate_limiter_owner": True}
     client = client_for(key, base_url, max_requests=max_requests, **pacing)
     total = None
-    if source_path is not None:
+    if source_path is not None and source_path.is_file():  # a pipe (<(cmd)) is read once
         with contextlib.suppress(OSError), source_path.open("rb") as lines:
-            total = sum(1 for line in lines if line.strip())
+            total = sum(1 for line in lines if line.strip() and not line.strip().startswith(b"#"))
     try:
         source = sys.stdin.buffer if source_path is None else source_path.open("rb")
     except OSError as exc:
@@ -140,6 +141,7 @@ def export(
     "--output",
     "-o",
     default="calls.db",
+    callback=named_output,
     show_default=True,
     metavar="FILE|URL|-",
     help="Records go here: calls.db (SQLite), calls.jsonl, calls.csv, "

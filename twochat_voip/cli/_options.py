@@ -11,6 +11,7 @@ import click
 
 from twochat_voip._client import DEFAULT_GIVE_UP_AFTER
 from twochat_voip._protocol import PLAN_RATES
+from twochat_voip.cli._support import Refused
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -42,6 +43,16 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
     return value
 
 
+def named_output(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse ``-o ''`` (exit 2, one line), which names no file."""
+    if value is not None and not value.strip():
+        raise Refused(
+            "--output is empty: name a file (calls.jsonl), a database URL, or '-' for "
+            "standard output"
+        )
+    return value
+
+
 key_file_option = click.option(
     "--api-key-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -57,6 +68,7 @@ def output_option(required: bool) -> Callable[[_F], _F]:
         "--output",
         "-o",
         required=required,
+        callback=named_output,
         metavar="FILE|URL|-",
         help="Records go here: calls.jsonl, calls.csv, calls.db (SQLite), "
         "postgresql://user@host/db, or '-' (JSON lines to standard output). "

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Iterable
+from collections.abc import AsyncIterable, Coroutine, Iterable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import click
 
 from twochat_voip._bulk import CallResult
 from twochat_voip._client import VoIPClient
 from twochat_voip._errors import MissingAPIKeyError, SinkError, TwoChatError
+from twochat_voip.cli._ids import InputError
 from twochat_voip.export._run import ExportSummary, export_calls
-from twochat_voip.export._sinks import shown
+from twochat_voip.export._sinks import OutputClosedError, shown
 
 if TYPE_CHECKING:
     from twochat_voip.redis import RedisRateLimiter
@@ -38,11 +40,16 @@ class Progress:
     def __init__(self, total: int | None, *, enabled: bool, output: str = "") -> None:
         self.output = output
         self.resume = _AGAIN
-        self.done = self.failed = 0
+        self.done = self.failed = self.before = 0
         self._total = total
         self._enabled = enabled
         self._started = time.monotonic()
         self._drawn = 0.0
+
+    def held(self, count: int) -> None:
+        """Ids the output holds already: done before this run, counted from the start."""
+        self.done += count
+        self.before += count
 
     def __call__(self, result: CallResult) -> None:
         self.done += 1
@@ -53,7 +60,7 @@ class Progress:
             self._draw(now)
 
     def _draw(self, now: float) -> None:
-        rate = self.done / max(now - self._started, 1e-9)
+        rate = (self.done - self.before) / max(now - self._started, 1e-9)
         if self._total:
             bar = "#" * int(min(self.done / self._total, 1.0) * 30)
             left = (self._total - self.done) / rate if rate else 0.0
@@ -66,7 +73,7 @@ class Progress:
 
     @property
     def saved(self) -> int:
-        return self.done - self.failed
+        return self.done - self.before - self.failed
 
     def finish(self) -> None:
         if self._enabled and self.done:
@@ -86,8 +93,33 @@ class Refused(click.ClickException):
     exit_code = 2
 
 
-class InputError(ValueError):
-    """The ids cannot be read: not UTF-8."""
+class _Terminated(Exception):
+    """SIGTERM (``kill``, a service manager): stopped as Ctrl-C stops a run."""
+
+
+async def _until_terminated(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """``coroutine``, cancelled by SIGTERM as by Ctrl-C: outputs closed, the same line."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    terminated: list[int] = []
+
+    def terminate() -> None:
+        terminated.append(signal.SIGTERM)
+        if task is not None:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+    except (NotImplementedError, RuntimeError, ValueError):  # Windows; not the main thread
+        return await coroutine
+    try:
+        return await coroutine
+    except asyncio.CancelledError:
+        if terminated:
+            raise _Terminated from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def run_command(
@@ -97,11 +129,13 @@ def run_command(
 ) -> _T:
     """Run a command's coroutine; what ends it becomes one line and an exit code."""
     try:
-        return asyncio.run(coroutine)
-    except KeyboardInterrupt:
+        return asyncio.run(_until_terminated(coroutine))
+    except OutputClosedError:  # `-o - | head`: the reader has all it wanted
+        sys.exit(0)
+    except (KeyboardInterrupt, _Terminated) as exc:
         if progress is not None:
             click.echo(progress.interrupted(), err=True)
-        sys.exit(130)
+        sys.exit(143 if isinstance(exc, _Terminated) else 130)
     except (SinkError, InputError) as exc:
         sent = client is not None and client.stats.requests > 0
         if progress is None or not (progress.done or sent):
@@ -128,7 +162,9 @@ async def export_with_progress(
     """:func:`export_calls` in the client's lifetime, drawing ``progress``."""
     async with client:
         try:
-            return await export_calls(client, ids, output, on_result=progress, **options)
+            return await export_calls(
+                client, ids, output, on_result=progress, on_held=progress.held, **options
+            )
         finally:
             progress.finish()
 
@@ -168,6 +204,11 @@ def read_key(api_key_file: Path | None) -> str | None:
     where = f"cannot read an API key from {api_key_file}"
     try:
         data = api_key_file.read_bytes()
+    except FileNotFoundError:  # perhaps the key itself, given by mistake: never shown
+        raise click.ClickException(
+            "--api-key-file names no file (the value is not shown: it may be a key); "
+            "give the path of a file holding the key"
+        ) from None
     except OSError as exc:
         raise click.ClickException(f"{where}: {exc.strerror or exc}") from None
     try:
@@ -203,19 +244,3 @@ def shared_limiter(redis_url: str, rpm: float | str | None, key: str | None) -> 
         raise click.ClickException(_NO_KEY) from None
     except ValueError as exc:
         raise click.ClickException(f"--redis-url: {exc}") from None
-
-
-async def read_ids(stream: IO[bytes]) -> AsyncIterator[str]:
-    """Ids, one a line, read off the event loop; blanks, ``#`` comments and a BOM skipped."""
-    number = 0
-    while line := await asyncio.to_thread(stream.readline):
-        number += 1
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError(
-                f"line {number} of the ids is not UTF-8 (byte {line[exc.start]:#04x})"
-            ) from None
-        value = text.strip().lstrip("\ufeff") if number == 1 else text.strip()
-        if value and not value.startswith("#"):
-            yield value

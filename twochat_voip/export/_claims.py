@@ -128,9 +128,11 @@ class Claims:
         else:
             await connection.execute(sa.delete(self.table).where(mine))
 
-    async def wait(self, call_uuids: Collection[str]) -> AsyncIterator[str]:
-        """Wait for ids other runs hold: count those they finish, and yield those
-        whose lease ran out (now this run's to fetch)."""
+    async def wait(
+        self, call_uuids: Collection[str], on_done: Callable[[int], None] | None = None
+    ) -> AsyncIterator[str]:
+        """Wait for ids other runs hold: count those they finish (also to ``on_done``),
+        and yield those whose lease ran out (now this run's to fetch)."""
         database, c = self._open(), self.table.c
         left = set(call_uuids)
         while left:
@@ -138,6 +140,8 @@ class Claims:
             query = sa.select(c.call_uuid).where(c.call_uuid.in_(left), c.owner.is_(None))
             done = await database.transaction(partial(_scalars, query=query), "waiting in")
             self.by_others += len(done)
+            if on_done is not None and done:
+                on_done(len(done))
             left -= done
             got = await self.take(left)
             left -= got

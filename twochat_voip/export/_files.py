@@ -11,7 +11,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import IO, Any, Final
 
-from twochat_voip._errors import APIStatusError, SinkError
+from twochat_voip._errors import APIStatusError, RecordRefusedError, SinkError
 from twochat_voip._models import CallDetailRecord
 from twochat_voip._results import CallFailure
 
@@ -94,22 +94,15 @@ class FileSink(abc.ABC):
             "or choose another output",
         )
         try:
+            size = os.fstat(self._fd).st_size
             with open(self._fd, "rb", closefd=False) as handle:
-                first = handle.readline(FIRST_LINE_CAP)
-                if first and not self._first_line_ok(first):
-                    try:
-                        why = f"its first line is {first.decode('utf-8')[:60]!r}"
-                    except UnicodeDecodeError:
-                        why = "it is not UTF-8"
-                    raise SinkError(
-                        f"{self.path} is not a {self._format} export of call records ({why}); "
-                        "it was left untouched: choose another output"
-                    )
-                keep = self._scan(handle, os.fstat(self._fd).st_size)
-            if keep is not None:
-                os.ftruncate(self._fd, keep)
-            if self._header and os.fstat(self._fd).st_size == 0:
-                write_all(self._fd, self._header)
+                keep, newline = self._scan(handle, size)  # refuses a file not ours, untouched
+            if keep != size:
+                os.ftruncate(self._fd, keep)  # a record of ours cut short by a killed run
+            if newline:
+                self._append(self._fd, b"\n")  # a whole last line, its newline lost by an edit
+            if self._header and keep == 0:
+                self._append(self._fd, self._header)
             with contextlib.suppress(FileNotFoundError), self.asked_path.open("rb") as handle:
                 for line in handle:
                     try:
@@ -123,6 +116,26 @@ class FileSink(abc.ABC):
             self._fd = -1
             raise
 
+    def _not_ours(self, first: bytes) -> SinkError:
+        try:
+            why = f"its first line is {first.decode('utf-8')[:60]!r}"
+        except UnicodeDecodeError:
+            why = "it is not UTF-8"
+        return SinkError(
+            f"{self.path} is not a {self._format} export of call records ({why}); "
+            "it was left untouched: choose another output"
+        )
+
+    def _append(self, fd: int, data: bytes) -> None:
+        """Write ``data`` whole or not at all: a full disk leaves no line cut short."""
+        before = os.fstat(fd).st_size
+        try:
+            write_all(fd, data)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, before)
+            raise SinkError(f"writing to {self.path} failed: {exc.strerror}") from None
+
     async def __aexit__(self, *exc_info: object) -> None:
         for fd in (self._asked_fd, self._fd):
             if fd >= 0:
@@ -134,25 +147,27 @@ class FileSink(abc.ABC):
 
     async def write(self, asked: str, record: CallDetailRecord, wire: Mapping[str, Any]) -> None:
         try:
-            if asked != record.uuid:
-                if self._asked_fd < 0:
-                    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+            line = self._line(record, wire).encode()
+        except (ValueError, TypeError) as exc:  # UnicodeEncodeError too: this record alone
+            raise RecordRefusedError(f"{self.path} cannot hold this record: {exc}") from None
+        if asked != record.uuid:
+            if self._asked_fd < 0:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+                try:
                     self._asked_fd = os.open(self.asked_path, flags, 0o666)
-                write_all(self._asked_fd, (json.dumps([asked, record.uuid]) + "\n").encode())
-                self._held.add(asked)
-            if record.uuid not in self._held:  # two asked ids, one record: one line
-                write_all(self._fd, self._line(record, wire).encode())
-        except OSError as exc:  # a full disk, say: the records written so far stay
-            raise SinkError(f"writing to {self.path} failed: {exc.strerror}") from None
+                except OSError as exc:
+                    raise SinkError(f"cannot open {self.asked_path}: {exc.strerror}") from None
+            self._append(self._asked_fd, (json.dumps([asked, record.uuid]) + "\n").encode())
+            self._held.add(asked)
+        if record.uuid not in self._held:  # two asked ids, one record: one line
+            self._append(self._fd, line)  # a full disk, say: the records written so far stay
         self._held.add(record.uuid)
 
     @abc.abstractmethod
-    def _first_line_ok(self, first: bytes) -> bool:
-        """Whether the first line (perhaps cut short by a killed run) is ours."""
-
-    @abc.abstractmethod
-    def _scan(self, handle: IO[bytes], size: int) -> int | None:
-        """Learn the ids held; the size to cut the file to, if its end is torn."""
+    def _scan(self, handle: IO[bytes], size: int) -> tuple[int, bool]:
+        """Learn the ids held; the size to keep (less where a record of ours was cut
+        short at the end) and whether a whole last line needs its newline. Raises
+        :class:`SinkError` for a file that is not ours, before anything is changed."""
 
     @abc.abstractmethod
     def _line(self, record: CallDetailRecord, wire: Mapping[str, Any]) -> str: ...

@@ -8,7 +8,9 @@ that same object. CSV and SQL columns come from the models, not a list kept by h
 
 from __future__ import annotations
 
+import codecs
 import json
+import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -28,6 +30,19 @@ from twochat_voip._protocol import (
 from twochat_voip._requests import Response
 
 _SCALARS: Final = (type(None), bool, str, int, float)
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+# One token of compact JSON (as dumps_wire writes it: no blanks between tokens) ...
+_TOKEN: Final = re.compile(
+    r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"'
+    r"|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null|[{}\[\]:,]"
+)
+# ... and the start of one, where a line was cut short.
+_CUT_TOKEN: Final = re.compile(
+    r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{0,4}))*\\?'
+    r"|-|-?(?:0|[1-9][0-9]*)(?:\.[0-9]*)?(?:[eE][+-]?[0-9]*)?|t(?:ru?)?|f(?:a(?:ls?)?)?|n(?:ul?)?"
+)
+_UUID_FIRST: Final = re.compile(rb'\{"uuid":"([^"\\]*)"')
+_CLOSING: Final = {"{": "}", "[": "]"}
 
 
 def _refuse_constant(name: str) -> None:
@@ -55,43 +70,119 @@ def parse_call_wire(
     return structure_record(response, cdr, call_uuid), cdr
 
 
+def _json_text(text: str) -> str:
+    """A JSON string, UTF-8 as it is, but a lone surrogate (half an emoji: no UTF-8 holds
+    it) as the escape 2Chat sent, ``\\ud83d``."""
+    return escape_halves(json.dumps(text, ensure_ascii=False))
+
+
+def escape_halves(text: str) -> str:
+    """``text`` with each lone surrogate written as its JSON escape (``\\ud83d``)."""
+    return _LONE_SURROGATE.sub(lambda half: f"\\u{ord(half[0]):04x}", text)
+
+
 def dumps_wire(value: object) -> str:
     """Compact, strict JSON for a decoded answer: a :class:`~decimal.Decimal` is written
-    with its own digits (never as a float, never ``Infinity`` or ``NaN``)."""
+    with its own digits (never as a float, never ``Infinity`` or ``NaN``); every line
+    encodes as UTF-8 (a lone surrogate stays an escape)."""
     if type(value) is Decimal:
         if not value.is_finite():
             raise ValueError(f"{value} is not a JSON number")
         return str(value)  # "0.0594", "1E+309": the digits as sent, valid JSON
     if isinstance(value, Mapping):
-        items = (
-            json.dumps(str(k), ensure_ascii=False) + ":" + dumps_wire(v) for k, v in value.items()
-        )
+        items = (_json_text(str(k)) + ":" + dumps_wire(v) for k, v in value.items())
         return "{" + ",".join(items) + "}"
     if isinstance(value, list | tuple):
         return "[" + ",".join(map(dumps_wire, value)) + "]"
+    if type(value) is str:
+        return _json_text(value)
     if type(value) in _SCALARS:
         return json.dumps(value, ensure_ascii=False, allow_nan=False)
     raise TypeError(f"{type(value).__name__} is not a JSON type")
 
 
+def is_cut_json(text: str) -> bool:
+    """Whether ``text`` is the start of a compact JSON object (as :func:`dumps_wire`
+    writes one) cut short, not a whole one: what a write cut off leaves at a file's end."""
+    open_: list[str] = []  # the brackets not closed yet
+    expect = "value"  # or "key", "colon", "next" (a comma or a close), "end"
+    at = 0
+    while at < len(text):
+        cut = expect in ("value", "[") or (expect in ("key", "{") and text[at] == '"')
+        if cut and _CUT_TOKEN.fullmatch(text, at):  # the rest is one value or key, cut short
+            return True
+        token = _TOKEN.match(text, at)
+        if token is None:
+            return False
+        word, at = token[0], token.end()
+        if word in ("]", "}") and open_ and expect in ("next", open_[-1]):
+            if word != _CLOSING[open_.pop()]:
+                return False
+            expect = "next" if open_ else "end"
+        elif expect == "next" and word == ",":
+            expect = "key" if open_[-1] == "{" else "value"
+        elif expect == "colon" and word == ":":
+            expect = "value"
+        elif expect in ("key", "{") and word.startswith('"'):
+            expect = "colon"
+        elif expect in ("value", "[") and word in ("{", "["):
+            open_.append(word)
+            expect = word
+        elif expect in ("value", "[") and word not in (",", ":", "]", "}"):
+            expect = "next"
+        else:
+            return False
+    return bool(open_)
+
+
+def record_uuid(line: bytes) -> str | None:
+    """The uuid of a whole JSON line that is a record, else ``None``."""
+    if uuid_first := _UUID_FIRST.match(line):  # as 2Chat sends it: no need to parse
+        return uuid_first[1].decode("utf-8", "replace")
+    try:
+        uuid = json.loads(line).get("uuid")
+    except (ValueError, AttributeError, RecursionError):  # a line someone edited
+        return None
+    return uuid if isinstance(uuid, str) else None
+
+
+def is_cut_record(line: bytes) -> bool:
+    """Whether ``line`` is the start of a line :class:`JSONLSink` writes, cut short."""
+    try:  # a character cut in two at the end is held back, not an error
+        text = codecs.getincrementaldecoder("utf-8")().decode(line, final=False)
+    except UnicodeDecodeError:
+        return False
+    return text.startswith('{"uuid":"') and is_cut_json(text)
+
+
+def is_whole_json(line: bytes) -> bool:
+    """Whether ``line`` is one whole JSON value."""
+    try:
+        json.loads(line)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
 @attrs.frozen
 class Column:
-    """One flat column: its attribute path, CSV header (wire names joined by dots), SQL
-    name (attribute names joined by ``_``) and type (``None`` left out)."""
+    """One flat column: its attribute path, name (the wire's names joined by ``_``:
+    ``call_cost_call_price``, ``from``; CSV's header and SQL's column) and type
+    (``None`` left out)."""
 
     path: tuple[str, ...]
-    csv_name: str
-    sql_name: str
+    name: str
     type: Any
 
     def get(self, record: CallDetailRecord) -> Any:
-        """This column's value in ``record`` (``None`` where a part is missing)."""
+        """This column's value in ``record`` as an output stores it: ``None`` where a
+        part is missing, a lone surrogate in a text as its escape (``\\ud83d``)."""
         value: Any = record
         for name in self.path:
             value = getattr(value, name)
             if value is None:
                 return None
-        return value
+        return escape_halves(value) if type(value) is str else value
 
 
 def _plain(annotation: Any) -> Any:
@@ -109,8 +200,7 @@ def _columns(cls: type, path: tuple[str, ...] = ()) -> Iterator[Column]:
         if attrs.has(kind):
             yield from _columns(kind, here)
             continue
-        wire = [WIRE_NAMES.get(name, name) for name in here]
-        yield Column(here, ".".join(wire), "_".join(here), kind)
+        yield Column(here, "_".join(WIRE_NAMES.get(name, name) for name in here), kind)
 
 
 COLUMNS: Final[tuple[Column, ...]] = tuple(_columns(CallDetailRecord))

@@ -102,6 +102,7 @@ async def _to_fetch(
     counts: dict[str, int],
     *,
     retry_not_found: bool,
+    on_held: Callable[[int], None] | None,
 ) -> AsyncIterator[str]:
     """The ids to fetch: not given before, not held, not known 404s and, into a
     database other hosts share, claimed by this run (counted in ``counts``)."""
@@ -128,8 +129,10 @@ async def _to_fetch(
                 yield value
             else:
                 waiting.append(value)
+        if on_held is not None and held:
+            on_held(len(held))
     if claims is not None:
-        async for value in claims.wait(waiting):
+        async for value in claims.wait(waiting, on_held):
             yield value
 
 
@@ -180,11 +183,14 @@ async def export_calls(
     give_up_after: float | None = DEFAULT_GIVE_UP_AFTER,
     retry_not_found: bool = False,
     on_result: Callable[[CallResult], None] | None = None,
+    on_held: Callable[[int], None] | None = None,
 ) -> ExportSummary:
     """Fetch ``ids`` with ``client`` into ``output``; failures into ``failures``.
 
     ``output`` is a :class:`Sink`, or what :func:`open_sink` opens (``fmt`` as there).
-    Ids whose final record the output holds, or given twice, are skipped. A record
+    Ids whose final record the output holds, or given twice, are skipped (``on_held``
+    is told how many the output held, a chunk at a time, and how many other exports
+    into the same database stored meanwhile). A record
     that is not final (:attr:`CallDetailRecord.is_final`: its call is not over) is
     counted as pending and asked for again by a later run; only a database keeps it
     meanwhile (its row is the newest view), a file never holds it. Failed ids go to
@@ -228,7 +234,9 @@ async def export_calls(
         await store.open()  # after the output's lock: a second export is told about that
         try:
             results = client._get_calls(
-                _to_fetch(ids, sink, store, counts, retry_not_found=retry_not_found),
+                _to_fetch(
+                    ids, sink, store, counts, retry_not_found=retry_not_found, on_held=on_held
+                ),
                 parse=parse_call_wire,
                 concurrency=concurrency,
                 ordered=ordered,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import os
 import re
 import sys
@@ -13,16 +12,27 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import IO, Any, Final, Protocol, runtime_checkable
 
+from twochat_voip._converter import WIRE_NAMES
 from twochat_voip._errors import SinkError
 from twochat_voip._models import CallDetailRecord
 from twochat_voip.export._files import FIRST_LINE_CAP, FileSink
-from twochat_voip.export._records import COLUMNS, dumps_wire, text_of
+from twochat_voip.export._records import (
+    COLUMNS,
+    dumps_wire,
+    is_cut_record,
+    is_whole_json,
+    record_uuid,
+    text_of,
+)
 
-HEADER_LINE: Final = (",".join(column.csv_name for column in COLUMNS) + "\n").encode()
+HEADER_LINE: Final = (",".join(column.name for column in COLUMNS) + "\n").encode()
+# A preview build's header (wire names joined by "."): the same columns, still resumed.
+OLD_HEADER_LINE: Final = (
+    ",".join(".".join(WIRE_NAMES.get(name, name) for name in c.path) for c in COLUMNS) + "\n"
+).encode()
 _FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 _BLANKS: Final = " \n\xa0\ufeff"  # before a formula start (tab and CR are starts)
 _PLAIN_NUMBER: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_UUID_FIRST: Final = re.compile(rb'\{"uuid":"([^"\\]*)"')
 _FILE_SUFFIXES: Final = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 _PASSWORD: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*:).*@")
 _QUERY_PASSWORD: Final = re.compile(r"([?&](?:password|passwd|pwd)=)[^&]*", re.IGNORECASE)
@@ -65,39 +75,43 @@ def neutralise(text: str) -> str:
 
 
 class JSONLSink(FileSink):
-    """JSON lines: each the ``cdr`` object as 2Chat sent it, every field and digit."""
+    """JSON lines: each the ``cdr`` object as 2Chat sent it, every field and digit
+    (``uuid`` first, so that a line cut short is known for ours)."""
 
     _format = "JSONL"
 
-    def _first_line_ok(self, first: bytes) -> bool:
-        if not first.endswith(b"\n") and first.startswith(b'{"'):
-            return True
-        try:
-            value = json.loads(first.decode("utf-8"))
-        except ValueError:
-            return False
-        return isinstance(value, dict) and isinstance(value.get("uuid"), str)
-
-    def _scan(self, handle: IO[bytes], size: int) -> int | None:
-        handle.seek(0)
+    def _scan(self, handle: IO[bytes], size: int) -> tuple[int, bool]:
         end = 0
         for line in handle:
             if not line.endswith(b"\n"):
-                break
+                return self._last(line, end, size)
+            uuid = record_uuid(line)
+            if end == 0 and uuid is None:
+                raise self._not_ours(line)
             end += len(line)
-            if uuid_first := _UUID_FIRST.match(line):  # as 2Chat sends it: no need to parse
-                self._held.add(uuid_first[1].decode("utf-8", "replace"))
-                continue
-            try:
-                uuid = json.loads(line).get("uuid")
-            except (ValueError, AttributeError, RecursionError):  # a line someone edited
-                continue
-            if isinstance(uuid, str):
+            if uuid is not None:
                 self._held.add(uuid)
-        return end if end != size else None
+        return end, False
+
+    def _last(self, line: bytes, end: int, size: int) -> tuple[int, bool]:
+        """What to do with a last line that has no newline: keep a whole one (a record,
+        or any JSON after records), cut one of ours cut short, refuse anything else."""
+        whole = is_whole_json(line)
+        uuid = record_uuid(line) if whole else None
+        if uuid is not None or (whole and end):
+            self._held.update([uuid] if uuid is not None else [])
+            return size, True
+        if is_cut_record(line):
+            return end, False
+        if end == 0:
+            raise self._not_ours(line)
+        raise SinkError(
+            f"{self.path} ends with a line that is neither a whole record nor one of ours "
+            "cut short; it was left untouched: mend it, or choose another output"
+        )
 
     def _line(self, record: CallDetailRecord, wire: Mapping[str, Any]) -> str:
-        return dumps_wire(wire) + "\n"
+        return dumps_wire({"uuid": record.uuid, **wire}) + "\n"
 
 
 class CSVSink(FileSink):
@@ -107,35 +121,48 @@ class CSVSink(FileSink):
     _format = "CSV"
     _header = HEADER_LINE
 
-    def _first_line_ok(self, first: bytes) -> bool:
-        return HEADER_LINE.startswith(first)
-
-    def _scan(self, handle: IO[bytes], size: int) -> int | None:
+    def _scan(self, handle: IO[bytes], size: int) -> tuple[int, bool]:
+        if size == 0:
+            return 0, False
+        first = handle.readline(FIRST_LINE_CAP)
+        if first + b"\n" in (HEADER_LINE, OLD_HEADER_LINE) and len(first) == size:
+            return size, True  # the header alone, its newline lost
+        if first not in (HEADER_LINE, OLD_HEADER_LINE):
+            raise self._not_ours(first)
         handle.seek(max(size - 1, 0))
-        whole = handle.read(1) == b"\n"  # else its last row was cut short by a killed run
-        handle.seek(0)
+        whole = handle.read(1) == b"\n"  # else its last row is cut short, or lost its newline
+        handle.seek(len(first))
         rows = csv.reader((line.decode("utf-8", "replace") for line in handle), strict=True)
-        good = 0
+        good = len(first)
         # A cell may be as long as 2Chat made it; the process-wide cap is restored after.
         cap = csv.field_size_limit(sys.maxsize)
         try:
-            for number, row in enumerate(rows):  # the header first, checked already
-                if handle.tell() == size and not whole:
-                    break
-                good = handle.tell()
-                if number and len(row) == len(COLUMNS):
+            for row in rows:
+                at = handle.tell()
+                if at == size and not whole and len(row) != len(COLUMNS):
+                    if len(row) > len(COLUMNS) or not row[0]:
+                        raise SinkError(
+                            f"{self.path} ends with a row that is neither whole nor one of "
+                            "ours cut short; it was left untouched: mend it, or choose "
+                            "another output"
+                        )
+                    return good, False  # a row of ours cut short by a killed run
+                good = at
+                if len(row) == len(COLUMNS):
                     cell = row[0]  # as it was before neutralise()
                     formula = cell[1:].lstrip(_BLANKS).startswith(_FORMULA_STARTS)
                     self._held.add(cell[1:] if cell.startswith("'") and formula else cell)
         except csv.Error as exc:
-            if handle.tell() != size:  # not a torn end: resuming past it would duplicate
+            if handle.tell() != size or "end of data" not in str(exc):
+                # Not a quoted cell cut short at the end: resuming past it would duplicate.
                 raise SinkError(
                     f"{self.path} cannot be read past byte {good} ({exc}); it was left "
                     "untouched: mend it, or choose another output"
                 ) from None
+            return good, False
         finally:
             csv.field_size_limit(cap)
-        return good if good != size else None
+        return size, not whole
 
     def _line(self, record: CallDetailRecord, wire: Mapping[str, Any]) -> str:
         buffer = io.StringIO()
@@ -143,6 +170,10 @@ class CSVSink(FileSink):
         # Ending rows "\r\n" makes the writer quote a bare "\r", a row break in a spreadsheet.
         csv.writer(buffer, lineterminator="\r\n").writerow(row)
         return buffer.getvalue()[:-2] + "\n"
+
+
+class OutputClosedError(SinkError):
+    """Standard output's reader closed it (``| head``): it has all it wanted."""
 
 
 class StdoutSink:
@@ -178,7 +209,7 @@ class StdoutSink:
             if self._stream is sys.stdout.buffer:
                 # What is still buffered goes nowhere, instead of failing again at exit.
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise SinkError("standard output was closed by its reader") from None
+            raise OutputClosedError("standard output was closed by its reader") from None
 
 
 def shown(target: str) -> str:
@@ -214,7 +245,7 @@ def _sniff(path: Path) -> str | None:
         return None
     if first.startswith(b"{"):
         return "jsonl"
-    if first and HEADER_LINE.startswith(first.rstrip(b"\n")):
+    if first.rstrip(b"\n") + b"\n" in (HEADER_LINE, OLD_HEADER_LINE):
         return "csv"
     return None
 

@@ -6,6 +6,7 @@ from twochat_voip._retry import set_testing
 from twochat_voip.testing._data import EXAMPLE_ANSWER, EXAMPLE_CDR, generate_cdrs
 from twochat_voip.testing._faults import Fault, ReceivedRequest
 from twochat_voip.testing._mock_transport import MockTransport
+from twochat_voip.testing._progress import CallsInProgress
 from twochat_voip.testing._server import DEFAULT_TEST_KEY, FakeTwoChatServer
 from twochat_voip.testing._servers import PostgresServer, RedisServer
 
@@ -13,6 +14,7 @@ __all__ = [
     "DEFAULT_TEST_KEY",
     "EXAMPLE_ANSWER",
     "EXAMPLE_CDR",
+    "CallsInProgress",
     "FakeTwoChatServer",
     "Fault",
     "MockTransport",

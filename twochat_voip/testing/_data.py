@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import random
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from typing import Any
 
-__all__ = ["EXAMPLE_ANSWER", "EXAMPLE_CDR", "generate_cdrs"]
+from twochat_voip.testing._faults import error
+
+__all__ = ["EXAMPLE_ANSWER", "EXAMPLE_CDR", "generate_cdrs", "history_page"]
 
 EXAMPLE_ANSWER: dict[str, Any] = json.loads(
     files("twochat_voip.testing").joinpath("example_answer.json").read_text("utf-8")
@@ -22,6 +25,26 @@ EXAMPLE_CDR: dict[str, Any] = EXAMPLE_ANSWER["cdr"]
 _RECORDINGS = f"https://2chat-user-data.s3.amazonaws.com/{EXAMPLE_CDR['account_uuid']}/calls"
 _AGENTS = [("Jane", "Doe"), ("Ana", "Benítez"), ("Kofi", "Mensah"), ("Mei", "Chen")]
 _COUNTRIES = [("PY", "+5959"), ("US", "+1415"), ("BR", "+5511"), ("DE", "+4930")]
+
+
+def history_page(
+    cdrs: list[Mapping[str, Any]], query: Mapping[str, str], size: int
+) -> tuple[int, Any]:
+    """The answer to ``GET /open/voip/call-history`` over ``cdrs``, ``size`` a page."""
+    direction = {"inbound": "I", "outbound": "O"}.get(query.get("direction", ""))
+    if "direction" in query and direction is None:
+        return error(422, "direction must be inbound or outbound")
+    try:
+        page = int(query.get("page_number", "0"))
+    except ValueError:
+        return error(422, "page_number must be a whole number")
+    records = [
+        {k: v for k, v in cdr.items() if k != "agent"}
+        for cdr in cdrs
+        if direction is None or cdr.get("direction") == direction
+    ]
+    chunk = records[page * size : (page + 1) * size] if page >= 0 else []
+    return 200, {"success": True, "count": len(records), "page": page, "cdrs": chunk}
 
 
 def _id(prefix: str, rng: random.Random) -> str:

@@ -19,9 +19,10 @@ from twochat_voip._clock import loop_time
 from twochat_voip._gcra import Gcra
 from twochat_voip._requests import Request, Response
 from twochat_voip.testing._account import FakeAccount, account_info
-from twochat_voip.testing._data import EXAMPLE_CDR
+from twochat_voip.testing._data import EXAMPLE_CDR, history_page
 from twochat_voip.testing._faults import Fault, ReceivedRequest, error, write_answer
 from twochat_voip.testing._mock_transport import MockTransport
+from twochat_voip.testing._progress import CallsInProgress
 
 __all__ = ["DEFAULT_TEST_KEY", "FakeTwoChatServer", "Fault", "ReceivedRequest"]
 
@@ -49,6 +50,7 @@ class FakeTwoChatServer:
         plan_requests_per_minute: The limit ``GET /open/info`` reports; default
             ``requests_per_minute`` (neither: no ``limits``).
         log_requests: Keep every request in :attr:`requests`; ``False`` keeps only counts.
+        in_progress: Calls answered as still going on when first asked, final later.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class FakeTwoChatServer:
         plan_requests_per_minute: float | None = None,
         log_requests: bool = True,
         port: int = 0,
+        in_progress: CallsInProgress | None = None,
     ) -> None:
         self.api_key = api_key
         self.requests: list[ReceivedRequest] = []
@@ -75,6 +78,7 @@ class FakeTwoChatServer:
         self.rate_limit_retry_after = rate_limit_retry_after
         self.history_page_size = history_page_size
         self.plan_requests_per_minute = plan_requests_per_minute
+        self.in_progress = in_progress
         self.account = FakeAccount()
         """Its webhooks, virtual numbers and caller ids (add, remove, inspect)."""
         self._wire: dict[str, Mapping[str, Any]] = {}
@@ -271,27 +275,12 @@ class FakeTwoChatServer:
             return error(405, "Method not allowed")
         if request.call_uuid is not None:
             cdr = self._wire.get(request.call_uuid)
+            if cdr and self.in_progress is not None:
+                cdr = self.in_progress.answer(cdr, request.received_at)
             return (200, {"success": True, "cdr": cdr}) if cdr else error(404, "Call not found")
         if path == "/open/info":
             plan = self.plan_requests_per_minute or self.requests_per_minute
             return 200, account_info(self.request_count, plan)
         if path == "/open/voip/call-history":
-            return self._history(query)
+            return history_page(list(self._wire.values()), query, self.history_page_size)
         return 404, {"detail": "Not Found"}
-
-    def _history(self, query: Mapping[str, str]) -> tuple[int, Any]:
-        direction = {"inbound": "I", "outbound": "O"}.get(query.get("direction", ""))
-        if "direction" in query and direction is None:
-            return error(422, "direction must be inbound or outbound")
-        try:
-            page = int(query.get("page_number", "0"))
-        except ValueError:
-            return error(422, "page_number must be a whole number")
-        records = [
-            {k: v for k, v in cdr.items() if k != "agent"}
-            for cdr in self._wire.values()
-            if direction is None or cdr.get("direction") == direction
-        ]
-        size = self.history_page_size
-        chunk = records[page * size : (page + 1) * size] if page >= 0 else []
-        return 200, {"success": True, "count": len(records), "page": page, "cdrs": chunk}

@@ -150,7 +150,8 @@ class RedisServer(_ChildServer):
 
 class PostgresServer(_ChildServer):
     """A PostgreSQL server on 127.0.0.1: a fresh cluster with ``trust`` authentication
-    and no durability, removed when closed (``with PostgresServer() as postgres:``).
+    and no durability, removed when closed (``with PostgresServer() as postgres:``); it
+    can be stopped and started again on its port, keeping its data.
 
     It runs the OS packages' ``initdb`` and ``postgres`` (on ``PATH`` or under
     ``/usr/lib/postgresql/*/bin``); as root, as the ``postgres`` user they made.
@@ -187,8 +188,25 @@ class PostgresServer(_ChildServer):
         return f"postgresql://postgres@127.0.0.1:{self._port}/postgres"
 
     def start(self) -> Self:
-        """Make the cluster and start the server; wait until it takes connections."""
+        """Make the cluster (the first time) and start the server (again, on the same
+        port, with the data it held); wait until it takes connections."""
+        if self._process is not None and self._process.poll() is None:
+            return self
         data = str(Path(self._dir.name) / "data")
+        if not (Path(data) / "PG_VERSION").exists():
+            self._initdb(data)
+        self._launch(
+            *(str(self._bin / "postgres"), "-D", data, "-p", str(self._port)),
+            *("-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off"),
+            *("-c", f"unix_socket_directories={self._dir.name}"),
+        )
+        return self
+
+    def stop(self) -> None:
+        """Stop the server, ending its sessions; its data stays for :meth:`start`."""
+        self._stop()
+
+    def _initdb(self, data: str) -> None:
         initdb = subprocess.run(  # noqa: S603  # nosec B603
             [str(self._bin / "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "--no-sync"],
             capture_output=True,
@@ -199,12 +217,6 @@ class PostgresServer(_ChildServer):
         )
         if initdb.returncode != 0:
             raise RuntimeError(f"initdb failed: {initdb.stderr.decode(errors='replace')[-500:]}")
-        self._launch(
-            *(str(self._bin / "postgres"), "-D", data, "-p", str(self._port)),
-            *("-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off"),
-            *("-c", f"unix_socket_directories={self._dir.name}"),
-        )
-        return self
 
     def _ready(self) -> bool:
         isready = [str(self._bin / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self._port)]
