@@ -80,7 +80,10 @@ class _Run:
 
 async def held(url: str) -> dict[str, bool]:
     """Each stored id (the one asked for) and whether its record is final."""
-    sql = "SELECT coalesce(asked_id, uuid) AS id, status, active FROM call_detail_records"
+    sql = (  # an id asked for under another uuid is in call_detail_aliases
+        "SELECT coalesce(a.asked_id, r.uuid) AS id, r.status, r.active "
+        "FROM call_detail_records r LEFT JOIN call_detail_aliases a ON a.uuid = r.uuid"
+    )
     try:
         connection = await asyncpg.connect(url)
         try:

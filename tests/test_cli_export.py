@@ -327,3 +327,36 @@ async def test_failures_into_the_file_stdout_goes_to_is_refused(tmp_path: Path) 
         assert server.requests == []
     assert process.returncode == 2
     assert "must not be standard output" in one_clean_line(err.decode())
+
+
+@pytest.mark.slow
+async def test_two_exports_of_the_same_ids_into_one_sqlite_file_just_work(
+    tmp_path: Path,
+) -> None:
+    """Two processes, the same ids, one SQLite file, default options: neither is
+    refused, each id is fetched once in all, and no failures file is written."""
+    records = final_cdrs(60, seed=91)
+    _ids(tmp_path / "ids.txt", [r["uuid"] for r in records])
+    async with FakeTwoChatServer(cdrs=records) as server:
+        ran = await asyncio.gather(
+            *(
+                run(
+                    "export",
+                    "-i",
+                    "ids.txt",
+                    "-o",
+                    "calls.db",
+                    *FAST,
+                    server=server,
+                    cwd=tmp_path,
+                    subprocess=True,
+                )
+                for _ in range(2)
+            )
+        )
+        fetched = [r.call_uuid for r in server.requests if r.call_uuid]
+    assert [r.code for r in ran] == [0, 0], [r.err for r in ran]
+    assert sorted(fetched) == sorted(r["uuid"] for r in records)
+    assert sorted(path.name for path in tmp_path.iterdir() if "failures" in path.name) == []
+    with sqlite3.connect(tmp_path / "calls.db") as connection:
+        assert connection.execute("SELECT count(*) FROM call_detail_records").fetchone() == (60,)

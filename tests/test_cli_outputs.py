@@ -169,6 +169,8 @@ async def test_a_lone_surrogate_in_sqlite_is_its_escape_and_postgres_refuses_it_
 ) -> None:
     """SQLite stores the escape as CSV does; PostgreSQL's jsonb holds no lone surrogate,
     so that record alone is a RecordRefusedError and a rerun asks for it only."""
+    import asyncpg
+
     records = final_cdrs(3, seed=95)
     records[2]["agent"] = {"full_name": HALF_AN_EMOJI}
     source = _ids(tmp_path / "ids.txt", [r["uuid"] for r in records])
@@ -183,9 +185,12 @@ async def test_a_lone_surrogate_in_sqlite_is_its_escape_and_postgres_refuses_it_
             assert f"exported {2 - 2 * attempt} records" in ran.err
             assert [r.call_uuid for r in server.requests if r.call_uuid][-1] == records[2]["uuid"]
             assert len([r for r in server.requests if r.call_uuid]) == 3 - 2 * attempt
-    failure = json.loads((tmp_path / "ids.txt.failures.jsonl").read_text())
-    assert failure["error"] == "RecordRefusedError"
-    assert failure["call_uuid"] == records[2]["uuid"]
+    connection = await asyncpg.connect(postgres_url)  # a database keeps its failures
+    try:
+        failure = await connection.fetchrow("SELECT call_uuid, error FROM call_detail_failures")
+    finally:
+        await connection.close()
+    assert dict(failure) == {"call_uuid": records[2]["uuid"], "error": "RecordRefusedError"}
     with sqlite3.connect(database) as connection:
         names = {
             row[0] for row in connection.execute("SELECT agent_full_name FROM call_detail_records")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,47 @@ def test_summary_describes_the_run() -> None:
         "1 failed; ids and reasons in out.jsonl.failures.jsonl",
         "9 requests (2 answered 429, 3 retries) in 1.5 s",
     ]
+
+
+async def test_a_record_being_stored_when_the_run_is_cancelled_is_stored_and_counted(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C while a write is under way: the write ends, the record is counted (as a
+    summary's "N records saved" says), then the run stops."""
+    records = generate_cdrs(3, seed=39)
+    writing, go_on = asyncio.Event(), asyncio.Event()
+    written: list[str] = []
+    counted: list[CallResult] = []
+
+    class SlowSink(JSONLSink):
+        async def write(
+            self, asked: str, record: CallDetailRecord, wire: Mapping[str, Any]
+        ) -> None:
+            writing.set()
+            await go_on.wait()  # a commit in flight
+            await super().write(asked, record, wire)
+            written.append(asked)
+
+    async with (
+        FakeTwoChatServer(cdrs=records) as server,
+        VoIPClient(
+            api_key=server.api_key, base_url=server.base_url, transport=server.transport()
+        ) as voip,
+    ):
+        run = asyncio.create_task(
+            export_calls(
+                voip,
+                [records[0]["uuid"]],
+                SlowSink(tmp_path / "o.jsonl"),
+                failures=tmp_path / "f",
+                on_result=counted.append,
+            )
+        )
+        await writing.wait()
+        run.cancel()
+        await asyncio.sleep(0)
+        go_on.set()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+    assert written == [records[0]["uuid"]]
+    assert [result.call_uuid for result in counted] == written

@@ -15,10 +15,6 @@ from twochat_voip.testing import PostgresServer, RedisServer
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 26: final records (a stored non-final row asked again) have not merged",
-)
 def test_a_small_week_stores_every_id_once_and_final(tmp_path: Path) -> None:
     """300 ids, 2 hosts, one killed: every id stored once, every record final, the key
     never printed. Counts only: the windows' lengths change no assertion."""

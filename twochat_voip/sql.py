@@ -1,6 +1,6 @@
 """Exports into a SQL database (SQLite or PostgreSQL): needs the ``db`` extra,
-``pip install 'twochat-voip[db]'``. One upserted row per record; the table is in
-docs/cli.md.
+``pip install 'twochat-voip[db]'``. One upserted row per record (the newest view of
+the call); the tables are in docs/cli.md.
 
 ::
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from twochat_voip._converter import format_timestamp, parse_timestamp
-from twochat_voip._errors import RecordRefusedError, SinkError
+from twochat_voip._errors import SinkError
 from twochat_voip._models import CallDetailRecord
 from twochat_voip.export._records import COLUMNS, dumps_wire
 from twochat_voip.export._sinks import database_url, shown
@@ -26,8 +26,12 @@ try:
     import sqlalchemy as sa
     from sqlalchemy.dialects import postgresql, sqlite
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, DataError, SQLAlchemyError
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
     from sqlalchemy.ext.asyncio import create_async_engine
+
+    from twochat_voip.export._claims import Claims
+    from twochat_voip.export._database import Database, reason
+    from twochat_voip.export._sql_failures import SQLFailures, failures_table
 except ImportError as exc:  # pragma: no cover - exercised only without the db extra
     raise ImportError(
         "exporting to a database needs the db extra: pip install 'twochat-voip[db]'"
@@ -35,11 +39,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without the db e
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = ["TABLE_NAME", "SQLSink"]
 
 TABLE_NAME: Final = "call_detail_records"
+ALIASES_TABLE: Final = "call_detail_aliases"
 _INT64: Final = (-(2**63), 2**63 - 1)
 _CREATE_LOCK: Final = 0x2C4A7_CD8  # any constant: the advisory lock taken to create the table
 
@@ -75,10 +80,18 @@ _TYPES: Final[dict[Any, sa.types.TypeEngine[Any]]] = {
 class SQLSink:
     """Records into the ``call_detail_records`` table of a database (created if missing).
 
+    Every record is upserted: a row is the newest view of its call. Only ids with a
+    final row are held; a call still ringing or answered is asked for again by the
+    next run.
+    ``call_detail_failures`` keeps the failed ids (:meth:`failure_store`), and
+    ``call_detail_claims`` lets exports on many hosts share one id list.
+
     Args:
         url: ``postgresql://user@host/db``, ``sqlite:///calls.db`` or a path ending
             ``.db``/``.sqlite``/``.sqlite3``. A password in it is never shown.
     """
+
+    keeps_pending = True  # a record not final yet is stored too: its row is the newest view
 
     def __init__(self, url: str | Path) -> None:
         async_url = database_url(url)
@@ -97,7 +110,7 @@ class SQLSink:
             self._url = self._url.difference_update_query(["sslmode"]).update_query_dict(
                 {"ssl": ssl}
             )
-        self._engine: AsyncEngine | None = None
+        self._database: Database | None = None
         self._upsert: Any = None
         self._metadata = sa.MetaData()
         self.table = sa.Table(
@@ -107,12 +120,20 @@ class SQLSink:
                 sa.Column(c.name, _TYPES.get(c.type, sa.Text()), primary_key=c.name == "uuid")
                 for c in COLUMNS
             ),
-            sa.Column("asked_id", sa.Text(), index=True),
+            sa.Column("final", sa.Boolean(), nullable=False),
             sa.Column(
                 "wire", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False
             ),
             sa.Column("fetched_at", _TIMESTAMP),
         )
+        self.aliases = sa.Table(
+            ALIASES_TABLE,
+            self._metadata,
+            sa.Column("asked_id", sa.Text(), primary_key=True),
+            sa.Column("uuid", sa.Text(), nullable=False),
+        )
+        self.claims = Claims(self._metadata)
+        self._failures = failures_table(self._metadata, _TIMESTAMP)
 
     @property
     def description(self) -> str:
@@ -121,34 +142,36 @@ class SQLSink:
         plain = self._url.set(drivername=self._url.get_backend_name())
         return shown(plain.render_as_string(hide_password=True))
 
+    def failure_store(self) -> SQLFailures:
+        """The failed ids, in ``call_detail_failures`` beside the records (usable while
+        the sink is open)."""
+        return SQLFailures(self._failures, self.claims, lambda: self._database)
+
     async def __aenter__(self) -> SQLSink:
         try:
             # pre_ping: a connection dropped between two records is replaced, not reported.
             engine = create_async_engine(self._url, json_serializer=dumps_wire, pool_pre_ping=True)
         except (SQLAlchemyError, TypeError, ValueError) as exc:
-            raise SinkError(f"cannot use {self.description}: {_reason(exc)}") from None
+            raise SinkError(f"cannot use {self.description}: {reason(exc)}") from None
         postgres = engine.dialect.name == "postgresql"
         if not postgres:
             sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         try:
             async with engine.begin() as connection:
-                if postgres:  # exports starting at once would race to create the table
+                if postgres:  # exports starting at once would race to create the tables
                     await connection.execute(
                         sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK}
                     )
-                await connection.run_sync(self._metadata.create_all)
-                there = await connection.run_sync(
-                    lambda sync: sa.inspect(sync).get_columns(TABLE_NAME)
-                )
+                for table in self._metadata.sorted_tables:  # (SQLite: exports racing too)
+                    await connection.execute(sa.schema.CreateTable(table, if_not_exists=True))
+                problem = await connection.run_sync(self._shape_problem)
         except (SQLAlchemyError, OSError, TypeError, ValueError) as exc:
             await engine.dispose()
-            raise SinkError(f"cannot use {self.description}: {_reason(exc)}") from None
-        names = {column["name"] for column in there}
-        if missing := [c.name for c in self.table.columns if c.name not in names]:
+            raise SinkError(f"cannot use {self.description}: {reason(exc)}") from None
+        if problem:
             await engine.dispose()
             raise SinkError(
-                f"{self.description} has a table {TABLE_NAME} of another shape (no "
-                f"{', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); "
+                f"{self.description} has a table {TABLE_NAME} of another shape ({problem}); "
                 "export into another database"
             )
         statement = (postgresql.insert if postgres else sqlite.insert)(self.table)
@@ -158,51 +181,96 @@ class SQLSink:
                 c.name: statement.excluded[c.name] for c in self.table.columns if c.name != "uuid"
             },
         )
-        self._engine = engine
+        self._database = Database(engine, self.description)
+        self.claims.open(self._database)
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._engine is not None:
-            await self._engine.dispose()
-            self._engine = None
+    def _shape_problem(self, connection: sa.Connection) -> str | None:
+        """What keeps an existing table from taking our rows: a missing column, one of
+        another type (by affinity), no primary key on ``uuid``."""
+        inspector = sa.inspect(connection)
+        there = {c["name"]: c["type"] for c in inspector.get_columns(TABLE_NAME)}
+        if missing := [c.name for c in self.table.columns if c.name not in there]:
+            return f"no {', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}"
+        dialect = connection.dialect
+        for column in self.table.columns:
+            ours, theirs = (
+                _affinity(t.compile(dialect=dialect)) for t in (column.type, there[column.name])
+            )
+            if ours != theirs:
+                return f"{column.name} is {theirs}, not {ours}"
+        if inspector.get_pk_constraint(TABLE_NAME)["constrained_columns"] != ["uuid"]:
+            return "its primary key is not uuid"
+        return None
 
-    def _connected(self) -> AsyncEngine:
-        if self._engine is None:
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._database is not None:
+            await self.claims.close()
+            await self._database.engine.dispose()
+            self._database = None
+
+    def _connected(self) -> Database:
+        if self._database is None:
             raise SinkError("the sink is not open: use it with 'async with'")
-        return self._engine
+        return self._database
 
     async def held(self, call_uuids: Collection[str]) -> set[str]:
-        ids = list(call_uuids)
-        c = self.table.c
-        query = sa.select(c.uuid, c.asked_id).where(sa.or_(c.uuid.in_(ids), c.asked_id.in_(ids)))
-        async with self._connected().connect() as connection:
-            rows = (await connection.execute(query)).all()
-        return {value for row in rows for value in row if value in call_uuids}
+        """Which of these ids (as asked for) name a final row."""
+        ids, c, a = list(call_uuids), self.table.c, self.aliases.c
+        query = sa.union(
+            sa.select(c.uuid).where(c.uuid.in_(ids), c.final),
+            sa.select(a.asked_id)
+            .join(self.table, c.uuid == a.uuid)
+            .where(a.asked_id.in_(ids), c.final),
+        )
+
+        async def select(connection: AsyncConnection) -> set[str]:
+            return set((await connection.execute(query)).scalars())
+
+        return await self._connected().transaction(select, "reading which ids are held in")
 
     async def write(self, asked: str, record: CallDetailRecord, wire: Mapping[str, Any]) -> None:
-        engine = self._connected()
+        database = self._connected()
         values: dict[str, Any] = {column.name: column.get(record) for column in COLUMNS}
         for name, value in values.items():
             if type(value) is int and not _INT64[0] <= value <= _INT64[1]:
                 values[name] = None  # beyond BIGINT: the wire column keeps it exactly
-        values["asked_id"] = None if asked == record.uuid else asked
+        values["final"] = record.is_final
         values["wire"] = dict(wire)
         values["fetched_at"] = dt.datetime.now(dt.UTC)
-        for attempt in range(2):  # once more on a connection the server dropped
-            try:
-                async with engine.begin() as connection:
-                    await connection.execute(self._upsert, values)
-            except (SQLAlchemyError, OSError) as exc:
-                if _about_the_data(exc):  # this record, not the database: the run goes on
-                    raise RecordRefusedError(
-                        f"{self.description} refused the record: {_reason(exc)}"
-                    ) from None
-                if attempt:
-                    raise SinkError(
-                        f"writing to {self.description} failed: {_reason(exc)}"
-                    ) from None
-            else:
-                return
+        alias = None
+        if asked != record.uuid:
+            insert = (postgresql.insert if database.postgres else sqlite.insert)(self.aliases)
+            alias = insert.values(asked_id=asked, uuid=record.uuid).on_conflict_do_update(
+                index_elements=[self.aliases.c.asked_id], set_={"uuid": record.uuid}
+            )
+
+        async def store(connection: AsyncConnection) -> None:
+            await connection.execute(self._upsert, values)
+            if alias is not None:
+                await connection.execute(alias)
+            await self.claims.finish(connection, asked, done=True)
+
+        await database.transaction(store, "writing to")
+
+
+def _affinity(declared: str) -> str:
+    """A column type's kind, as SQLite's affinity rules read its name (and PostgreSQL's
+    names for the kinds SQLite has no word for)."""
+    name = declared.upper()
+    for words, kind in (
+        (("INT",), "an integer"),
+        (("CHAR", "CLOB", "TEXT"), "text"),
+        (("BOOL",), "a boolean"),
+        (("TIMESTAMP WITH", "TIMESTAMPTZ"), "a timestamp with time zone"),
+        (("TIMESTAMP", "DATETIME", "DATE", "TIME"), "a timestamp without time zone"),
+        (("NUMERIC", "DECIMAL"), "an exact number"),
+        (("REAL", "FLOA", "DOUB"), "a float"),
+        (("JSON",), "JSON"),
+    ):
+        if any(word in name for word in words):
+            return kind
+    return name
 
 
 def _sqlite_pragmas(connection: Any, _: object) -> None:
@@ -212,16 +280,3 @@ def _sqlite_pragmas(connection: Any, _: object) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
-
-
-def _about_the_data(exc: BaseException) -> bool:
-    """Whether the database refused the values (SQLSTATE class 22), not the connection."""
-    orig = getattr(exc, "orig", None)
-    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    return isinstance(exc, DataError) or (isinstance(state, str) and state.startswith("22"))
-
-
-def _reason(exc: BaseException) -> str:
-    """The driver's own one-line reason, without SQLAlchemy's SQL and links."""
-    original = getattr(exc, "orig", None) or exc
-    return str(original).splitlines()[0] if str(original) else type(original).__name__

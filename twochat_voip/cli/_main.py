@@ -37,6 +37,7 @@ from twochat_voip.cli._support import (
     shared_limiter,
 )
 from twochat_voip.export._run import default_failures
+from twochat_voip.export._sinks import database_url
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -111,12 +112,12 @@ def export(
     """
     key = read_key(api_key_file)
     source_path = None if input_ == "-" else Path(input_)
-    if failures is None and source_path is not None and (output == "-" or "://" in output):
-        # Beside the ids: exports of other ids into one database keep their lists apart.
+    if failures is None and source_path is not None and output == "-":
         failures = source_path.with_name(source_path.name + ".failures.jsonl")
-    failures = failures or default_failures(output)
+    if failures is None and database_url(output) is None:  # a database keeps its own
+        failures = default_failures(output)
     with contextlib.suppress(OSError):
-        if source_path is not None and source_path.samefile(failures):
+        if source_path is not None and failures and source_path.samefile(failures):
             raise Refused(f"the failures file must not be the ids file ({failures})")
     pacing: dict[str, Any] = {"requests_per_minute": rpm}
     if redis_url:

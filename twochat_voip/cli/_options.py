@@ -119,7 +119,8 @@ _EXPORT_OPTIONS = [
     click.option(
         "--failures",
         type=click.Path(dir_okay=False, path_type=Path),
-        help="Failed ids and reasons (default: OUTPUT.failures.jsonl).",
+        help="Failed ids and reasons (default: OUTPUT.failures.jsonl; a database keeps "
+        "them in its call_detail_failures table).",
     ),
     click.option(
         "--retry-not-found",

@@ -8,10 +8,10 @@ import itertools
 import os
 import sys
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import aclosing
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
 
@@ -25,6 +25,9 @@ from twochat_voip.export._files import Failures, FileSink
 from twochat_voip.export._records import parse_call_wire
 from twochat_voip.export._sinks import Sink, StdoutSink, open_sink, shown
 from twochat_voip.export._summary import ExportSummary, why_stopped
+
+if TYPE_CHECKING:
+    from twochat_voip.export._claims import Claims
 
 __all__ = ["ExportSummary", "FailureStore", "default_failures", "export_calls", "open_sink"]
 
@@ -92,6 +95,58 @@ async def _store(sink: Sink, result: CallSuccess) -> CallResult:
     return attrs.evolve(result, cdr=record)
 
 
+async def _to_fetch(
+    ids: AsyncIterable[str] | Iterable[str],
+    sink: Sink,
+    store: FailureStore,
+    counts: dict[str, int],
+    *,
+    retry_not_found: bool,
+    on_held: Callable[[int], None] | None,
+) -> AsyncIterator[str]:
+    """The ids to fetch: not given before, not held, not known 404s and, into a
+    database other hosts share, claimed by this run (counted in ``counts``)."""
+    claims: Claims | None = getattr(sink, "claims", None)
+    seen: set[str] = set()
+    waiting = []  # ids another export claimed: done there, or this run's if it stops
+    async for chunk in _chunks(ids):
+        fresh = {value for value in chunk if value not in seen}
+        held = await sink.held(fresh) if fresh else set()
+        known = set()
+        if not retry_not_found and (left := fresh - held):
+            known = await store.known_not_found(left)
+        mine = await claims.take(fresh - held - known) if claims is not None else fresh
+        for value in chunk:
+            if value in seen:
+                counts["twice"] += 1
+                continue
+            seen.add(value)
+            if value in held:
+                counts["already"] += 1
+            elif value in known:
+                counts["not_found"] += 1
+            elif value in mine:
+                yield value
+            else:
+                waiting.append(value)
+        if on_held is not None and held:
+            on_held(len(held))
+    if claims is not None:
+        async for value in claims.wait(waiting, on_held):
+            yield value
+
+
+async def _to_the_end(step: Awaitable[None]) -> None:
+    """Await ``step`` to its end even if cancelled meanwhile (Ctrl-C), then stop: a
+    record being stored is stored and counted, so the summary misses no saved row."""
+    task = asyncio.ensure_future(step)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
+
+
 def _outputs(
     output: Sink | str | os.PathLike[str], fmt: str | None, failures: Path | None
 ) -> tuple[Sink, FailureStore]:
@@ -134,7 +189,8 @@ async def export_calls(
 
     ``output`` is a :class:`Sink`, or what :func:`open_sink` opens (``fmt`` as there).
     Ids whose final record the output holds, or given twice, are skipped (``on_held``
-    is told how many the output held, a chunk at a time). A record
+    is told how many the output held, a chunk at a time, and how many other exports
+    into the same database stored meanwhile). A record
     that is not final (:attr:`CallDetailRecord.is_final`: its call is not over) is
     counted as pending and asked for again by a later run; only a database keeps it
     meanwhile (its row is the newest view), a file never holds it. Failed ids go to
@@ -149,37 +205,38 @@ async def export_calls(
     started = time.monotonic()
     before = client.stats
     counts = dict.fromkeys(("already", "twice", "not_found", "exported", "pending", "failed"), 0)
-    seen: set[str] = set()
-
-    async def new_ids() -> AsyncIterator[str]:
-        async for chunk in _chunks(ids):
-            fresh = {value for value in chunk if value not in seen}
-            held = await sink.held(fresh) if fresh else set()
-            known = set()
-            if not retry_not_found and (left := fresh - held):
-                known = await store.known_not_found(left)
-            for value in chunk:
-                if value in seen:
-                    counts["twice"] += 1
-                    continue
-                seen.add(value)
-                if value in held:
-                    counts["already"] += 1
-                elif value in known:
-                    counts["not_found"] += 1
-                else:
-                    yield value
-            if on_held is not None and held:
-                on_held(len(held))
+    claims: Claims | None = getattr(sink, "claims", None)  # a database: shared by hosts
 
     stopped: str | None = None
     previous: BaseException | None = None
     finished = False
+
+    async def handle(result: CallResult) -> None:
+        nonlocal stopped, previous
+        if result.ok:
+            result = await _store(sink, result)
+        if result.ok:
+            counts["exported" if result.cdr.is_final else "pending"] += 1
+            await store.forget(result.call_uuid)
+        else:
+            counts["failed"] += 1
+            await store.add(result)
+            # A run that gives up answers every id left with one error.
+            if stopped is None and (
+                isinstance(result.error, RUN_ENDING_ERRORS) or result.error is previous
+            ):
+                stopped = why_stopped(result.error)
+            previous = result.error
+        if on_result is not None:
+            on_result(result)
+
     async with sink:
         await store.open()  # after the output's lock: a second export is told about that
         try:
             results = client._get_calls(
-                new_ids(),
+                _to_fetch(
+                    ids, sink, store, counts, retry_not_found=retry_not_found, on_held=on_held
+                ),
                 parse=parse_call_wire,
                 concurrency=concurrency,
                 ordered=ordered,
@@ -187,22 +244,7 @@ async def export_calls(
             )
             async with aclosing(results):
                 async for result in results:
-                    if result.ok:
-                        result = await _store(sink, result)  # noqa: PLW2901 - as callers see it
-                    if result.ok:
-                        counts["exported" if result.cdr.is_final else "pending"] += 1
-                        await store.forget(result.call_uuid)
-                    else:
-                        counts["failed"] += 1
-                        await store.add(result)
-                        # A run that gives up answers every id left with one error.
-                        if stopped is None and (
-                            isinstance(result.error, RUN_ENDING_ERRORS) or result.error is previous
-                        ):
-                            stopped = why_stopped(result.error)
-                        previous = result.error
-                    if on_result is not None:
-                        on_result(result)
+                    await _to_the_end(handle(result))
             finished = True
         finally:
             await store.close(finished=finished)
@@ -211,6 +253,7 @@ async def export_calls(
         exported=counts["exported"],
         already_there=counts["already"],
         duplicates=counts["twice"],
+        by_other_hosts=claims.by_others if claims is not None else 0,
         failed=counts["failed"],
         pending=counts["pending"],
         not_found_before=counts["not_found"],

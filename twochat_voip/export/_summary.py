@@ -36,6 +36,7 @@ class ExportSummary:
             output, a database's row updated; a later run asks for them again.
         not_found_before: Ids skipped because a past run found them 404
             (``retry_not_found=True`` asks again).
+        by_other_hosts: Ids another export into the same database fetched meanwhile.
     """
 
     exported: int
@@ -51,13 +52,18 @@ class ExportSummary:
     failures: str = ""
     pending: int = 0
     not_found_before: int = 0
+    by_other_hosts: int = 0
 
     def describe(
         self, output: str | os.PathLike[str] | None = None, failures: Path | None = None
     ) -> str:
         """A one-paragraph account for the end of a run."""
         lines = [f"exported {self.exported} records to {output or self.output}"]
-        counts = ((self.already_there, "already there"), (self.duplicates, "given twice"))
+        counts = (
+            (self.already_there, "already there"),
+            (self.by_other_hosts, "done by other hosts"),
+            (self.duplicates, "given twice"),
+        )
         if skipped := [f"{count} {what}" for count, what in counts if count]:
             lines[0] += f" ({', '.join(skipped)})"
         if self.pending:
