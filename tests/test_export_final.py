@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from final_records import final_cdrs
 from test_cli import run
 
-from twochat_voip import CallDetailRecord, CallFailure, JSONLSink, VoIPClient
+from twochat_voip import CallDetailRecord, CallFailure, JSONLSink, SinkError, VoIPClient
 from twochat_voip.export._failures import FailureStore
 from twochat_voip.export._files import Failures
 from twochat_voip.export._run import export_calls
@@ -121,8 +123,10 @@ async def test_known_404s_survive_runs_that_do_not_ask_for_them(tmp_path: Path) 
     store = Failures(failures)
     await store.open()
     await store.add(CallFailure(call_uuid="bad/id", error=ValueError("not an id")))
+    # Already on disk, before the store closes: a run killed now (kill -9) keeps them.
+    assert [entry["call_uuid"] for entry in _lines(failures)] == ["CDRgone", "bad/id"]
     await store.close(finished=True)
-    assert [entry["call_uuid"] for entry in _lines(failures)] == ["bad/id", "CDRgone"]
+    assert [entry["call_uuid"] for entry in _lines(failures)] == ["CDRgone", "bad/id"]
     store = Failures(failures)
     await store.open()
     await store.close(finished=True)
@@ -252,3 +256,17 @@ async def test_sync_skips_known_404s_and_retries_them_when_asked(tmp_path: Path)
     assert sorted(line["uuid"] for line in _lines(output)) == sorted(r["uuid"] for r in records)
     helped = await run("export", "--help")
     assert "A record is final unless its call is not over" in " ".join(helped.out.split())
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"), [(os.ST_RDONLY, "on a read-only file system"), (0, "not writable")]
+)
+async def test_a_folder_the_failures_cannot_be_written_in_is_named_for_what_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: int, said: str
+) -> None:
+    """The folder exists: the one line says read-only or not writable, not "no folder"
+    (the OS's answers are patched: the tests may run as root, who can write anywhere)."""
+    monkeypatch.setattr(os, "access", lambda *_args, **_kw: False)
+    monkeypatch.setattr(os, "statvfs", lambda _path: SimpleNamespace(f_flag=flags))
+    with pytest.raises(SinkError, match=f"{tmp_path} is {said}"):
+        await Failures(tmp_path / "f.jsonl").open()

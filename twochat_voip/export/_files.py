@@ -209,11 +209,14 @@ class Failures:
                 first = handle.readline(1 << 16)
         except FileNotFoundError:
             folder = self.path.parent
-            if not folder.is_dir() or not os.access(folder, os.W_OK):
-                raise SinkError(
-                    f"cannot write failures to {self.path}: no folder {folder} to write in"
-                ) from None
-            return
+            if not folder.is_dir():
+                why = f"there is no folder {folder}"
+            elif os.access(folder, os.W_OK):
+                return
+            else:
+                read_only = os.statvfs(folder).f_flag & os.ST_RDONLY
+                why = f"{folder} is {'on a read-only file system' if read_only else 'not writable'}"
+            raise SinkError(f"cannot write failures to {self.path}: {why}") from None
         except OSError as exc:
             raise SinkError(f"cannot write failures to {self.path}: {exc.strerror}") from None
         if first and not _is_failure_line(first):
@@ -257,8 +260,9 @@ class Failures:
         if isinstance(error, APIStatusError):
             entry["status_code"] = error.status_code
         self._not_found.pop(failure.call_uuid, None)
-        if self.count == 0:
-            os.ftruncate(self._fd, 0)  # the last run's list: this run says it anew
+        if self.count == 0:  # the last run's list: this run says it anew, its 404s kept
+            os.ftruncate(self._fd, 0)  # (written now, so a run killed later keeps them)
+            write_all(self._fd, b"".join(self._not_found.values()))
         os.write(self._fd, json.dumps(entry).encode() + b"\n")
         self.count += 1
 
@@ -268,11 +272,12 @@ class Failures:
     async def close(self, *, finished: bool) -> None:
         if self._fd < 0:
             return
-        if self._not_found and (self.count or finished):
-            if not self.count:  # a finished run: the list is the 404s still unanswered
-                os.ftruncate(self._fd, 0)
+        if self.count:
+            pass  # the list was written from this run's first failure on
+        elif self._not_found and finished:  # the list is the 404s still unanswered
+            os.ftruncate(self._fd, 0)
             write_all(self._fd, b"".join(self._not_found.values()))
-        elif self.count == 0 and self._removable(finished=finished):
+        elif self._removable(finished=finished):
             self.path.unlink(missing_ok=True)
         os.close(self._fd)
         self._fd = -1
