@@ -16,7 +16,7 @@ from twochat_voip import CallDetailRecord, RecordRefusedError
 from twochat_voip._converter import sdk_converter
 from twochat_voip.export._records import COLUMNS, dumps_wire
 from twochat_voip.export._sinks import OLD_HEADER_LINE, JSONLSink
-from twochat_voip.testing import FakeTwoChatServer
+from twochat_voip.testing import FakeTwoChatServer, Fault
 
 FAST = ("--rpm", "60000")
 HEADER = ",".join(column.name for column in COLUMNS)
@@ -38,6 +38,9 @@ def _ids(path: Path, ids: list[str]) -> Path:
         ("calls.jsonl", b'{"uuid":"CDR1"}\n{"uuid":"CDR2"} trailing words'),
         ("calls.jsonl", b'{"uuid":"CDR1"}\n{"uuid": "CDR2", "cut'),
         ("calls.csv", (HEADER + "\nCDR1" + "," * len(COLUMNS)).encode()),
+        ("s.json", b'{"uuid": "user-42", "name": "Ana"}'),  # keyed by uuid: not a call
+        ("users.jsonl", b'{"uuid":"u1","email":"a@example.com"}\n{"uuid":"u2","email":"b"}\n'),
+        ("big.jsonl", b'{"uuid":"x","a":"' + b"b" * (1 << 20)),  # no record is that long
     ],
 )
 async def test_a_file_that_is_not_ours_is_refused_untouched_before_any_request(
@@ -164,38 +167,50 @@ async def test_a_lone_surrogate_is_written_as_its_escape_and_the_run_goes_on(
     assert "Jos\u00e9 \\ud83d" in cells
 
 
-async def test_a_lone_surrogate_in_sqlite_is_its_escape_and_postgres_refuses_it_alone(
+async def test_texts_no_database_holds_are_stored_as_their_escapes(
     tmp_path: Path, postgres_url: str
 ) -> None:
-    """SQLite stores the escape as CSV does; PostgreSQL's jsonb holds no lone surrogate,
-    so that record alone is a RecordRefusedError and a rerun asks for it only."""
+    """Half an emoji in a name and in the uuid 2Chat answers an asked id with: SQLite
+    and PostgreSQL store each as its JSON escape (six characters, as CSV does); a NUL
+    in a number: SQLite holds it, PostgreSQL its escape. The runs end clean, and a
+    rerun asks for nothing."""
     import asyncpg
 
     records = final_cdrs(3, seed=95)
-    records[2]["agent"] = {"full_name": HALF_AN_EMOJI}
-    source = _ids(tmp_path / "ids.txt", [r["uuid"] for r in records])
-    database = tmp_path / "calls.db"
+    records[0]["agent"] = {"full_name": HALF_AN_EMOJI}
+    records[1]["to_number"] = "+1\x00555"
+    asked = [r["uuid"] for r in records]
+    answer = json.dumps({"success": True, "cdr": {**records[2], "uuid": "SURID\ud83d"}})
+    source = _ids(tmp_path / "ids.txt", asked)
+    query = "SELECT uuid, agent_full_name, to_number FROM call_detail_records ORDER BY uuid"
+    expected = [
+        (asked[0], "Jos\u00e9 \\ud83d", records[0]["to_number"]),
+        (asked[1], (records[1]["agent"] or {}).get("full_name"), "+1\\u0000555"),
+        ("SURID\\ud83d", (records[2]["agent"] or {}).get("full_name"), records[2]["to_number"]),
+    ]
     async with FakeTwoChatServer(cdrs=records) as server:
-        ran = await run("export", "-i", str(source), "-o", str(database), *FAST, server=server)
-        assert ran.code == 0, ran.err
-        for attempt in range(2):
-            server.requests.clear()
-            ran = await run("export", "-i", str(source), "-o", postgres_url, *FAST, server=server)
-            assert ran.code == 1, ran.err
-            assert f"exported {2 - 2 * attempt} records" in ran.err
-            assert [r.call_uuid for r in server.requests if r.call_uuid][-1] == records[2]["uuid"]
-            assert len([r for r in server.requests if r.call_uuid]) == 3 - 2 * attempt
-    connection = await asyncpg.connect(postgres_url)  # a database keeps its failures
+        files = [str(tmp_path / "calls.csv"), str(tmp_path / "calls.jsonl")]
+        for output in (*files, str(tmp_path / "calls.db"), postgres_url):
+            server.fail_next(Fault(status=200, body=answer), call_uuid=asked[2])
+            for again in (False, True):
+                server.requests.clear()
+                ran = await run("export", "-i", str(source), "-o", output, *FAST, server=server)
+                assert ran.code == 0, ran.err
+                assert len([r for r in server.requests if r.call_uuid]) == (0 if again else 3)
+    for output in files:  # one record a call, the escaped uuid's too
+        assert len(Path(output).read_text(encoding="utf-8").splitlines()) == 3 + output.endswith(
+            "csv"
+        )
+    with sqlite3.connect(tmp_path / "calls.db") as connection:
+        in_sqlite = list(connection.execute(query))
+    assert in_sqlite == sorted([*expected[::2], (*expected[1][:2], "+1\x00555")])
+    connection = await asyncpg.connect(postgres_url)
     try:
-        failure = await connection.fetchrow("SELECT call_uuid, error FROM call_detail_failures")
+        assert [tuple(row) for row in await connection.fetch(query)] == sorted(expected)
+        wire = "SELECT wire->'agent'->>'full_name' FROM call_detail_records WHERE uuid = $1"
+        assert await connection.fetchval(wire, asked[0]) == "Jos\u00e9 \\ud83d"
     finally:
         await connection.close()
-    assert dict(failure) == {"call_uuid": records[2]["uuid"], "error": "RecordRefusedError"}
-    with sqlite3.connect(database) as connection:
-        names = {
-            row[0] for row in connection.execute("SELECT agent_full_name FROM call_detail_records")
-        }
-    assert "Jos\u00e9 \\ud83d" in names
 
 
 async def test_a_record_a_file_cannot_hold_is_refused_alone(tmp_path: Path) -> None:

@@ -13,7 +13,14 @@ import pytest
 from final_records import final_cdrs
 from test_cli import run
 
-from twochat_voip import CallDetailRecord, CallFailure, JSONLSink, SinkError, VoIPClient
+from twochat_voip import (
+    CallDetailRecord,
+    CallFailure,
+    CallSuccess,
+    JSONLSink,
+    SinkError,
+    VoIPClient,
+)
 from twochat_voip.export._failures import FailureStore
 from twochat_voip.export._files import Failures
 from twochat_voip.export._run import export_calls
@@ -270,3 +277,19 @@ async def test_a_folder_the_failures_cannot_be_written_in_is_named_for_what_it_i
     monkeypatch.setattr(os, "statvfs", lambda _path: SimpleNamespace(f_flag=flags))
     with pytest.raises(SinkError, match=f"{tmp_path} is {said}"):
         await Failures(tmp_path / "f.jsonl").open()
+
+
+def test_the_interrupted_line_counts_what_the_output_took() -> None:
+    """A pending record is saved by a database, not by a file: Ctrl-C's count says so."""
+    from twochat_voip.cli._support import Progress
+
+    over = CallSuccess(call_uuid="A", cdr=CallDetailRecord(uuid="A", status="COMPLETED"))
+    ringing = CallSuccess(call_uuid="B", cdr=CallDetailRecord(uuid="B", status="RINGING"))
+    lost = CallFailure(call_uuid="C", error=ValueError("not an id"))
+    counts = []
+    for output in ("calls.jsonl", "calls.db", "-"):
+        progress = Progress(None, enabled=False, output=output)
+        for result in (over, ringing, lost):
+            progress(result)
+        counts.append(progress.saved)
+    assert counts == [1, 2, 1]

@@ -31,13 +31,14 @@ def test_enums_are_the_wire_values() -> None:
 
 
 def test_a_record_is_final_unless_its_call_is_not_over() -> None:
-    """Active, RINGING or ANSWERED (in any case) is not final; anything else is,
+    """Active, RINGING or ANSWERED (in any case, blanks around) is not final; anything else is,
     a status the SDK does not know and a record without a status too."""
     not_final = [
         CallDetailRecord(uuid="C", status=CallStatus.RINGING),
         CallDetailRecord(uuid="C", status="answered"),
         CallDetailRecord(uuid="C", status=CallStatus.COMPLETED, active=True),
         CallDetailRecord(uuid="C", active=True),
+        CallDetailRecord(uuid="C", status=" RINGING "),
     ]
     final = [
         CallDetailRecord(uuid="C", status=CallStatus.COMPLETED, active=False),
@@ -45,5 +46,5 @@ def test_a_record_is_final_unless_its_call_is_not_over() -> None:
         CallDetailRecord(uuid="C", status="ON_HOLD_FOREVER"),
         CallDetailRecord(uuid="C"),
     ]
-    assert [record.is_final for record in not_final] == [False] * 4
+    assert [record.is_final for record in not_final] == [False] * 5
     assert [record.is_final for record in final] == [True] * 4

@@ -18,6 +18,9 @@ from twochat_voip.export._run import export_calls, open_sink
 from twochat_voip.export._sinks import CSVSink, JSONLSink, StdoutSink, neutralise, sink_format
 from twochat_voip.testing import FakeTwoChatServer, Fault, generate_cdrs
 
+RECORD_LINE = '{"uuid":"CDR1","account_uuid":"A1","callid":"c1","status":"COMPLETED"}'
+"""A first line provably a record: a uuid and three more of a record's fields."""
+
 
 def _strict(line: str) -> Any:
     """json.loads that refuses NaN and Infinity, as strict JSON does."""
@@ -51,7 +54,7 @@ async def _export(
 async def test_resume_skips_lines_that_are_not_records(tmp_path: Path) -> None:
     """Garbage, non-objects and records without a string uuid are not held."""
     output = tmp_path / "o.jsonl"
-    output.write_text('{"uuid": "CDR1"}\nnot json\n[1, 2]\n{"uuid": 5}\n{"uuid": "CDR2"}\n')
+    output.write_text(f'{RECORD_LINE}\nnot json\n[1, 2]\n{{"uuid": 5}}\n{{"uuid": "CDR2"}}\n')
     async with JSONLSink(output) as sink:
         assert await sink.held(["CDR1", "CDR2", "CDR3", "5"]) == {"CDR1", "CDR2"}
 
@@ -83,10 +86,10 @@ async def test_torn_last_lines_are_cut(tmp_path: Path) -> None:
     """The partial line a killed run left behind is removed before appending: a JSONL
     line, a CSV row whose quoted cell spans lines, a first record."""
     jsonl = tmp_path / "o.jsonl"
-    jsonl.write_text('{"uuid": "CDR1"}\n{"uuid":"CD')
+    jsonl.write_text(RECORD_LINE + '\n{"uuid":"CD')
     async with JSONLSink(jsonl) as sink:
         assert await sink.held(["CDR1", "CD"]) == {"CDR1"}
-    assert jsonl.read_text() == '{"uuid": "CDR1"}\n'
+    assert jsonl.read_text() == RECORD_LINE + "\n"
 
     header = ",".join(column.name for column in COLUMNS) + "\n"
     row = "CDR1" + "," * (len(COLUMNS) - 1) + "\n"
@@ -592,7 +595,7 @@ async def test_the_resume_scan_reads_escaped_uuids_in_full(tmp_path: Path) -> No
     """Lines that start with the uuid are read without a full parse, unless the uuid
     holds an escape: then the JSON decoder says what it is."""
     output = tmp_path / "o.jsonl"
-    output.write_text('{"uuid":"CDR1","a":1}\n{"uuid":"CDR\\u0032"}\n{"b":2,"uuid":"CDR3"}\n')
+    output.write_text(f'{RECORD_LINE}\n{{"uuid":"CDR\\u0032"}}\n{{"b":2,"uuid":"CDR3"}}\n')
     async with JSONLSink(output) as sink:
         assert await sink.held(["CDR1", "CDR2", "CDR3", "CDR\\u0032"]) == {"CDR1", "CDR2", "CDR3"}
 
@@ -642,12 +645,20 @@ async def test_a_write_that_fails_says_where(
 async def test_a_record_postgres_refuses_is_a_failure_and_the_run_goes_on(
     tmp_path: Path, postgres_url: str
 ) -> None:
-    """PostgreSQL stores no NUL character: that id is a RecordRefusedError in the
-    failures list; the others are written."""
+    """A price beyond what PostgreSQL's numeric holds (a JSON number of 200,001 digits)
+    is a RecordRefusedError for that id in the failures list; the others are written.
+    A NUL in a text is not refused: it is stored as its escape."""
     records = generate_cdrs(5, seed=55)
-    records[2]["to_number"] = "\x00nul"
+    records[1]["to_number"] = "\x00nul"
+    cdr = {**records[2], "call_cost": {**(records[2]["call_cost"] or {}), "call_price": "@@"}}
+    huge = json.dumps({"success": True, "cdr": cdr}).replace('"@@"', "1E+200000")
     failures = tmp_path / "f.jsonl"
-    summary, _ = await _export(records, postgres_url, failures=failures)
+    summary, _ = await _export(
+        records,
+        postgres_url,
+        failures=failures,
+        faults=[(records[2]["uuid"], Fault(status=200, body=huge))],
+    )
     assert (summary.exported, summary.failed) == (4, 1)
     [entry] = [json.loads(line) for line in failures.read_text().splitlines()]
     assert entry["call_uuid"] == records[2]["uuid"]

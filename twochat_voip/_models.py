@@ -127,5 +127,5 @@ class CallDetailRecord:
         ``True`` and ``status`` is not ``RINGING`` or ``ANSWERED`` (in any case; a status
         the SDK does not know counts as final, so a new one never makes an export fetch
         the call again and again)."""
-        in_progress = str(self.status).upper() in _IN_PROGRESS
+        in_progress = str(self.status).strip().upper() in _IN_PROGRESS
         return self.active is not True and not in_progress

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 from twochat_voip._converter import format_timestamp, parse_timestamp
 from twochat_voip._errors import SinkError
 from twochat_voip._models import CallDetailRecord
-from twochat_voip.export._records import COLUMNS, dumps_wire
+from twochat_voip.export._records import COLUMNS, dumps_wire, postgres_safe
 from twochat_voip.export._sinks import database_url, shown
 
 try:
@@ -238,11 +238,13 @@ class SQLSink:
         values["final"] = record.is_final
         values["wire"] = dict(wire)
         values["fetched_at"] = dt.datetime.now(dt.UTC)
+        if database.postgres:  # its text and jsonb hold no NUL and no half an emoji
+            values = postgres_safe(values)
         alias = None
-        if asked != record.uuid:
+        if asked != values["uuid"]:
             insert = (postgresql.insert if database.postgres else sqlite.insert)(self.aliases)
-            alias = insert.values(asked_id=asked, uuid=record.uuid).on_conflict_do_update(
-                index_elements=[self.aliases.c.asked_id], set_={"uuid": record.uuid}
+            alias = insert.values(asked_id=asked, uuid=values["uuid"]).on_conflict_do_update(
+                index_elements=[self.aliases.c.asked_id], set_={"uuid": values["uuid"]}
             )
 
         async def store(connection: AsyncConnection) -> None:

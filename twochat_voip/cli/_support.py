@@ -18,7 +18,7 @@ from twochat_voip._client import VoIPClient
 from twochat_voip._errors import MissingAPIKeyError, SinkError, TwoChatError
 from twochat_voip.cli._ids import InputError
 from twochat_voip.export._run import ExportSummary, export_calls
-from twochat_voip.export._sinks import OutputClosedError, shown
+from twochat_voip.export._sinks import OutputClosedError, database_url, shown
 
 if TYPE_CHECKING:
     from twochat_voip.redis import RedisRateLimiter
@@ -40,7 +40,8 @@ class Progress:
     def __init__(self, total: int | None, *, enabled: bool, output: str = "") -> None:
         self.output = output
         self.resume = _AGAIN
-        self.done = self.failed = self.before = 0
+        self.done = self.failed = self.before = self.pending = 0
+        self.keeps_pending = database_url(output) is not None  # a file never takes them
         self._total = total
         self._enabled = enabled
         self._started = time.monotonic()
@@ -54,6 +55,7 @@ class Progress:
     def __call__(self, result: CallResult) -> None:
         self.done += 1
         self.failed += not result.ok
+        self.pending += result.ok and not result.cdr.is_final
         now = time.monotonic()
         if self._enabled and now - self._drawn >= 0.1:
             self._drawn = now
@@ -73,7 +75,8 @@ class Progress:
 
     @property
     def saved(self) -> int:
-        return self.done - self.before - self.failed
+        stored = self.done - self.before - self.failed
+        return stored if self.keeps_pending else stored - self.pending
 
     def finish(self) -> None:
         if self._enabled and self.done:

@@ -41,6 +41,8 @@ class Database:
             try:
                 async with self.engine.begin() as connection:
                     return await work(connection)
+            except UnicodeError as exc:  # SQLite's driver: a text no UTF-8 holds
+                raise RecordRefusedError(f"{self.description} refused the record: {exc}") from None
             except (SQLAlchemyError, OSError) as exc:
                 if about_the_data(exc):  # this record, not the database: the run goes on
                     raise RecordRefusedError(

@@ -14,6 +14,7 @@ from typing import IO, Any, Final
 from twochat_voip._errors import APIStatusError, RecordRefusedError, SinkError
 from twochat_voip._models import CallDetailRecord
 from twochat_voip._results import CallFailure
+from twochat_voip.export._records import escape_halves
 
 try:
     import fcntl
@@ -150,18 +151,19 @@ class FileSink(abc.ABC):
             line = self._line(record, wire).encode()
         except (ValueError, TypeError) as exc:  # UnicodeEncodeError too: this record alone
             raise RecordRefusedError(f"{self.path} cannot hold this record: {exc}") from None
-        if asked != record.uuid:
+        uuid = escape_halves(record.uuid)  # as the file reads back
+        if asked != uuid:
             if self._asked_fd < 0:
                 flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
                 try:
                     self._asked_fd = os.open(self.asked_path, flags, 0o666)
                 except OSError as exc:
                     raise SinkError(f"cannot open {self.asked_path}: {exc.strerror}") from None
-            self._append(self._asked_fd, (json.dumps([asked, record.uuid]) + "\n").encode())
+            self._append(self._asked_fd, (json.dumps([asked, uuid]) + "\n").encode())
             self._held.add(asked)
-        if record.uuid not in self._held:  # two asked ids, one record: one line
+        if uuid not in self._held:  # two asked ids, one record: one line
             self._append(self._fd, line)  # a full disk, say: the records written so far stay
-        self._held.add(record.uuid)
+        self._held.add(uuid)
 
     @abc.abstractmethod
     def _scan(self, handle: IO[bytes], size: int) -> tuple[int, bool]:
@@ -209,11 +211,10 @@ class Failures:
                 first = handle.readline(1 << 16)
         except FileNotFoundError:
             folder = self.path.parent
-            if not folder.is_dir():
-                why = f"there is no folder {folder}"
-            elif os.access(folder, os.W_OK):
+            if folder.is_dir() and os.access(folder, os.W_OK):
                 return
-            else:
+            why = f"there is no folder {folder}"
+            if folder.is_dir():
                 read_only = os.statvfs(folder).f_flag & os.ST_RDONLY
                 why = f"{folder} is {'on a read-only file system' if read_only else 'not writable'}"
             raise SinkError(f"cannot write failures to {self.path}: {why}") from None
@@ -272,12 +273,11 @@ class Failures:
     async def close(self, *, finished: bool) -> None:
         if self._fd < 0:
             return
-        if self.count:
-            pass  # the list was written from this run's first failure on
-        elif self._not_found and finished:  # the list is the 404s still unanswered
+        # A run with failures wrote its list from the first on; else it may be the 404s.
+        if not self.count and self._not_found and finished:
             os.ftruncate(self._fd, 0)
             write_all(self._fd, b"".join(self._not_found.values()))
-        elif self._removable(finished=finished):
+        elif not self.count and self._removable(finished=finished):
             self.path.unlink(missing_ok=True)
         os.close(self._fd)
         self._fd = -1

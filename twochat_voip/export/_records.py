@@ -81,6 +81,18 @@ def escape_halves(text: str) -> str:
     return _LONE_SURROGATE.sub(lambda half: f"\\u{ord(half[0]):04x}", text)
 
 
+def postgres_safe(value: Any) -> Any:
+    """``value`` with what PostgreSQL's text and jsonb cannot hold, a NUL or a lone
+    surrogate, written as its JSON escape (``\\u0000``, ``\\ud83d``: six characters)."""
+    if type(value) is str:
+        return escape_halves(value).replace("\x00", "\\u0000")
+    if isinstance(value, Mapping):
+        return {postgres_safe(key): postgres_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [postgres_safe(item) for item in value]
+    return value
+
+
 def dumps_wire(value: object) -> str:
     """Compact, strict JSON for a decoded answer: a :class:`~decimal.Decimal` is written
     with its own digits (never as a float, never ``Infinity`` or ``NaN``); every line
@@ -143,7 +155,22 @@ def record_uuid(line: bytes) -> str | None:
         uuid = json.loads(line).get("uuid")
     except (ValueError, AttributeError, RecursionError):  # a line someone edited
         return None
-    return uuid if isinstance(uuid, str) else None
+    return escape_halves(uuid) if isinstance(uuid, str) else None
+
+
+def is_first_record(line: bytes) -> bool:
+    """Whether a file's first line is provably a record: a JSON object with a string
+    ``uuid`` and at least three other fields a call record has (a user's own file of
+    objects keyed by ``uuid`` is not ours)."""
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError):
+        return False
+    return (
+        type(value) is dict
+        and isinstance(value.get("uuid"), str)
+        and len(_RECORD_KEYS.intersection(value)) >= 4
+    )
 
 
 def is_cut_record(line: bytes) -> bool:
@@ -205,6 +232,9 @@ def _columns(cls: type, path: tuple[str, ...] = ()) -> Iterator[Column]:
 
 COLUMNS: Final[tuple[Column, ...]] = tuple(_columns(CallDetailRecord))
 """Every flat column of a record, in the models' order."""
+_RECORD_KEYS: Final = frozenset(
+    WIRE_NAMES.get(f.name, f.name) for f in attrs.fields(CallDetailRecord)
+)
 
 
 def text_of(value: object) -> str:

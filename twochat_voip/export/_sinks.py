@@ -20,6 +20,7 @@ from twochat_voip.export._records import (
     COLUMNS,
     dumps_wire,
     is_cut_record,
+    is_first_record,
     is_whole_json,
     record_uuid,
     text_of,
@@ -86,7 +87,7 @@ class JSONLSink(FileSink):
             if not line.endswith(b"\n"):
                 return self._last(line, end, size)
             uuid = record_uuid(line)
-            if end == 0 and uuid is None:
+            if end == 0 and not is_first_record(line):
                 raise self._not_ours(line)
             end += len(line)
             if uuid is not None:
@@ -97,11 +98,11 @@ class JSONLSink(FileSink):
         """What to do with a last line that has no newline: keep a whole one (a record,
         or any JSON after records), cut one of ours cut short, refuse anything else."""
         whole = is_whole_json(line)
-        uuid = record_uuid(line) if whole else None
+        uuid = record_uuid(line) if whole and (end or is_first_record(line)) else None
         if uuid is not None or (whole and end):
             self._held.update([uuid] if uuid is not None else [])
             return size, True
-        if is_cut_record(line):
+        if is_cut_record(line) and (end or len(line) <= FIRST_LINE_CAP):  # a record's size
             return end, False
         if end == 0:
             raise self._not_ours(line)
