@@ -341,3 +341,17 @@ def test_postgres_server_restarts_on_its_port_with_its_data() -> None:
         assert postgres.start() is postgres
         assert postgres.start() is postgres  # already running: nothing to do
         assert asyncio.run(query(postgres.url, "SELECT answer FROM kept")) == 42
+
+
+async def test_a_call_that_ends_is_served_final() -> None:
+    """complete_call ends a ringing call: the record served afterwards is final."""
+    records = generate_cdrs(1, seed=3)
+    records[0].update(status="RINGING", active=True)
+    async with FakeTwoChatServer(cdrs=records) as server:
+        client = VoIPClient(
+            api_key=server.api_key, base_url=server.base_url, transport=server.transport()
+        )
+        async with client:
+            assert not (await client.get_call(records[0]["uuid"])).is_final
+            await server.complete_call(records[0]["uuid"])
+            assert (await client.get_call(records[0]["uuid"])).is_final

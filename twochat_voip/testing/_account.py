@@ -172,7 +172,7 @@ class FakeAccount:
             events.append(f"call.{direction}.completed")
         payload = {k: v for k, v in cdr.items() if k not in ("call_cost", "agent_id")}
         payload.update(
-            active=status in ("RINGING", "ANSWERED"),
+            active=cdr.get("active") is True,
             received_on_number=number["phone_number"],
             received_on_number_uuid=number["uuid"],
             is_toll_free=number["is_toll_free"],

@@ -28,6 +28,8 @@ __all__ = ["DEFAULT_TEST_KEY", "FakeTwoChatServer", "Fault", "ReceivedRequest"]
 
 DEFAULT_TEST_KEY = "test-key-not-a-secret"
 
+_GOING_ON = ("RINGING", "ANSWERED")  # statuses of a call not over yet
+
 
 class FakeTwoChatServer:
     """A fake of 2Chat's VoIP API on 127.0.0.1, for your tests and ours::
@@ -168,7 +170,7 @@ class FakeTwoChatServer:
     ) -> list[int | None]:
         """A served call reaches ``status``: POST its events to the webhooks on
         ``channel_uuid`` (default: the first number) as 2Chat would; the receivers' statuses."""
-        cdr = {**self._wire[call_uuid], "status": status}
+        cdr = {**self._wire[call_uuid], "status": status, "active": status in _GOING_ON}
         self.add_cdrs([cdr])
         return await self.account.deliver_call(cdr, channel_uuid=channel_uuid)
 
