@@ -25,12 +25,23 @@ except ImportError as exc:  # pragma: no cover - exercised only without the redi
         "twochat_voip.redis needs the redis package: pip install 'twochat-voip[redis]'"
     ) from exc
 
-from twochat_voip._errors import ClientClosedError, MissingAPIKeyError, RateLimiterUnavailableError
+from twochat_voip._errors import (
+    ClientClosedError,
+    MissingAPIKeyError,
+    RateLimiterStoreError,
+    RateLimiterUnavailableError,
+)
 from twochat_voip._ratelimit import AdaptiveRateLimiter
-from twochat_voip._redis_schedule import ACQUIRE, DEFAULT_KEY_PREFIX, PAUSE, account_key
+from twochat_voip._redis_schedule import DEFAULT_KEY_PREFIX, SharedSchedule, account_key
 from twochat_voip._retry import is_testing
 
-__all__ = ["DEFAULT_KEY_PREFIX", "RateLimiterUnavailableError", "RedisRateLimiter", "account_key"]
+__all__ = [
+    "DEFAULT_KEY_PREFIX",
+    "RateLimiterStoreError",
+    "RateLimiterUnavailableError",
+    "RedisRateLimiter",
+    "account_key",
+]
 
 logger: Final = logging.getLogger("twochat_voip")
 
@@ -84,15 +95,12 @@ class RedisRateLimiter:
             raise MissingAPIKeyError(
                 "no API key to name the shared limit by: pass api_key= or set TWOCHAT_API_KEY"
             )
-        self._key = account_key(key, key_prefix)
         self._owns_redis = isinstance(redis, str)
         if isinstance(redis, str):  # a dead Redis fails in seconds; redis_down_after decides
             retry = Retry(NoBackoff(), 1)
             redis = Redis.from_url(redis, socket_connect_timeout=2, socket_timeout=2, retry=retry)
-        self._redis: Redis = redis
-        self._acquire_script = self._redis.register_script(ACQUIRE)
-        self._acquire_args = [max(1, round(60_000_000 / requests_per_minute)), burst]
-        self._pause_script = self._redis.register_script(PAUSE)
+        self._key = account_key(key, key_prefix)
+        self._schedule = SharedSchedule(redis, self._key, requests_per_minute, burst)
         self._requests_per_minute = requests_per_minute
         self._pause_on_rate_limit = pause_on_rate_limit
         self._down_after = redis_down_after
@@ -113,6 +121,7 @@ class RedisRateLimiter:
         self._sharer: asyncio.Task[None] | None = None
         self._waker: asyncio.Future[None] | None = None  # wakes the head waiter on a pause
         self._closed = False
+        self._refusal_told = False  # (once: a refusal in "local" mode is logged once)
 
     def __repr__(self) -> str:
         rate = self._requests_per_minute
@@ -139,6 +148,8 @@ class RedisRateLimiter:
         Raises:
             RateLimiterUnavailableError: Redis has been unreachable for
                 ``redis_down_after`` seconds (unless ``on_redis_down="local"``).
+            RateLimiterStoreError: Redis answered but refused: another kind of value
+                at :attr:`key`, say (the same, unless ``on_redis_down="local"``).
         """
         if self._closed:
             raise ClientClosedError("this RedisRateLimiter is closed")
@@ -156,9 +167,12 @@ class RedisRateLimiter:
                 generation = self._generation
                 try:
                     delay = await self._reserve()
-                except RateLimiterUnavailableError:
+                except RateLimiterUnavailableError as exc:
                     if self._local is None:
                         raise
+                    if isinstance(exc, RateLimiterStoreError) and not self._refusal_told:
+                        self._refusal_told = True
+                        logger.warning("%s: pacing this process alone", exc)
                     return await self._local.acquire()  # Redis is down: pace alone
                 if delay > 0:
                     await self._nap(delay)
@@ -199,7 +213,7 @@ class RedisRateLimiter:
             await asyncio.gather(sharer, return_exceptions=True)
         await self._share_pause(closing=True)
         if self._owns_redis:
-            await self._redis.aclose()
+            await self._schedule.redis.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -215,7 +229,7 @@ class RedisRateLimiter:
             if self._down_since is not None and self._clock() < self._next_try:
                 raise self._unavailable() from None
             try:
-                waited_us = await self._acquire_script(keys=[self._key], args=self._acquire_args)
+                wait = await self._schedule.reserve()
             except (RedisError, OSError) as exc:
                 now = self._clock()
                 if self._down_since is None:
@@ -235,7 +249,7 @@ class RedisRateLimiter:
             if self._down_since is not None:
                 logger.warning("Redis is reachable again: the shared rate limit is back")
                 self._down_since = None
-            return int(waited_us) / 1_000_000
+            return wait
 
     def _unavailable(self) -> RateLimiterUnavailableError:
         down_for = self._clock() - (self._down_since or 0.0)
@@ -273,7 +287,7 @@ class RedisRateLimiter:
         if seconds <= 0:
             return
         try:
-            await self._pause_script(keys=[self._key], args=[round(seconds * 1_000_000)])
+            await self._schedule.pause(seconds)
         except asyncio.CancelledError:
             self._pause_unshared = True  # not told for sure: whoever shares next, does
             raise
