@@ -3,17 +3,31 @@ its key (``twochat_voip.redis`` imports this only once redis is known to be inst
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import math
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import ReadOnlyError, ResponseError
+from redis.exceptions import ReadOnlyError, RedisError, ResponseError
 
-from twochat_voip._errors import RateLimiterStoreError
+from twochat_voip._errors import (
+    ClientClosedError,
+    RateLimiterStoreError,
+    RateLimiterUnavailableError,
+)
 
-__all__ = ["DEFAULT_KEY_PREFIX", "MAX_PAUSE", "SharedSchedule", "account_key"]
+__all__ = [
+    "DEFAULT_KEY_PREFIX",
+    "MAX_PAUSE",
+    "PLAN_KEPT",
+    "SharedSchedule",
+    "account_key",
+    "shared_plan",
+]
 
 logger: Final = logging.getLogger("twochat_voip")
 
@@ -78,30 +92,93 @@ def account_key(api_key: str, prefix: str = DEFAULT_KEY_PREFIX) -> str:
 
 
 class SharedSchedule:
-    """One account's schedule in Redis, moved on by one script call a request.
+    """One account's schedule in Redis, moved on by one script call a request, and
+    whether Redis answers.
 
-    Its methods raise redis-py's errors (``RedisError``, ``OSError``) when Redis cannot
-    be reached, and :class:`RateLimiterStoreError` when it answers but refuses.
+    Redis that cannot be reached is tried for ``down_after`` seconds, then once a second;
+    a script Redis refuses raises :class:`RateLimiterStoreError` at once.
     """
 
-    def __init__(self, redis: Redis, key: str, requests_per_minute: float, burst: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        key: str,
+        burst: int,
+        *,
+        down_after: float,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
         self.redis = redis
         self.key = key
+        self.closed = False  # set by the limiter: a waiter unwinding opens no connection
+        self.down_since: float | None = None  # when Redis stopped answering
+        self.requests_per_minute: float | None = None  # None: not known yet ("auto")
         self._acquire = redis.register_script(ACQUIRE)
         self._pause = redis.register_script(PAUSE)
+        self._burst = burst
+        self._bounds: list[int] = []
+        self._pacing: list[int] = []
+        self._down_after = down_after
+        self._next_try = 0.0
+        self._clock = clock
+        self._sleep = sleep
+
+    def set_rate(self, requests_per_minute: float) -> None:
+        """Pace at ``requests_per_minute``, the account's."""
+        self.requests_per_minute = requests_per_minute
         interval_us = max(1, round(60_000_000 / requests_per_minute))
         max_pause = round(MAX_PAUSE * 1_000_000)
-        self._bounds = [max_pause, max_pause + (MOST_WAITING + burst) * interval_us]
-        self._pacing = [*self._bounds, interval_us, burst]
+        self._bounds = [max_pause, max_pause + (MOST_WAITING + self._burst) * interval_us]
+        self._pacing = [*self._bounds, interval_us, self._burst]
 
     async def reserve(self) -> float:
-        """Take the next slot: the seconds until it comes."""
-        answer = await self._run(self._acquire, self._pacing)
-        return int(answer[0]) / 1_000_000
+        """Take the next slot: the seconds until it comes.
+
+        Raises:
+            RateLimiterUnavailableError: Redis has not answered for ``down_after`` s.
+            RateLimiterStoreError: Redis answered, and refused.
+        """
+        backoff = 0.05
+        while True:
+            if self.closed:
+                raise ClientClosedError("this RedisRateLimiter is closed")
+            if self.down_since is not None and self._clock() < self._next_try:
+                raise self._unavailable() from None
+            try:
+                answer = await self._run(self._acquire, self._pacing)
+            except (RedisError, OSError) as exc:
+                now = self._clock()
+                if self.down_since is None:
+                    self.down_since = now
+                    logger.warning(
+                        "Redis is unreachable for the shared rate limit (%s); "
+                        "trying again for %.1f s",
+                        type(exc).__name__,
+                        self._down_after,
+                    )
+                if now - self.down_since < self._down_after:
+                    await self._sleep(backoff)
+                    backoff = min(2 * backoff, 0.5)
+                    continue
+                self._next_try = now + 1.0  # a Redis that is down is tried once a second
+                raise self._unavailable() from exc
+            if self.down_since is not None:
+                logger.warning("Redis is reachable again: the shared rate limit is back")
+                self.down_since = None
+            return int(answer[0]) / 1_000_000
 
     async def pause(self, seconds: float) -> None:
         """Hold every process for ``seconds`` (:data:`MAX_PAUSE` at most) from now."""
         await self._run(self._pause, [*self._bounds, round(seconds * 1_000_000)])
+
+    def _unavailable(self) -> RateLimiterUnavailableError:
+        down_for = self._clock() - (self.down_since or 0.0)
+        return RateLimiterUnavailableError(
+            f"Redis has been unreachable for {down_for:.1f} s, so the account's shared "
+            "rate limit cannot be kept; nothing was sent "
+            '(RedisRateLimiter(on_redis_down="local") paces locally instead)'
+        )
 
     async def _run(self, script: AsyncScript, args: list[int]) -> list[int | bytes | str]:
         try:
@@ -134,6 +211,51 @@ class SharedSchedule:
             f"Redis refused the shared rate limit at key {self.key}: {said}; nothing was sent",
             key=self.key,
         )
+
+
+PLAN_KEPT: Final = 86_400
+"""Seconds the plan's rate stays in Redis for the account's other processes."""
+_ASKING_FOR: Final = 15_000  # milliseconds one process may take to ask, before another does
+
+
+async def shared_plan(
+    redis: Redis,
+    key: str,
+    ask: Callable[[], Awaitable[float | None]],
+    sleep: Callable[[float], Awaitable[None]],
+) -> float | None:
+    """The plan's rate: as a process stored it in Redis within the day, or asked with
+    ``ask`` by one process at a time (the others wait for its answer) and stored for a
+    day. A Redis that fails is passed by: ``ask`` is asked, and nothing stored."""
+    plan_key, asking_key = f"{key}:plan", f"{key}:plan-asking"
+    try:
+        while (rpm := _rate(await redis.get(plan_key))) is None:
+            if await redis.set(asking_key, "1", nx=True, px=_ASKING_FOR):
+                break  # this process asks
+            await sleep(0.1)  # another does: its answer will be there
+        else:
+            return rpm
+    except (RedisError, OSError) as exc:
+        logger.warning("the plan's rate could not be read from Redis (%s)", type(exc).__name__)
+        return await ask()
+    try:
+        rpm = await ask()
+        if rpm is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await redis.set(plan_key, repr(float(rpm)), ex=PLAN_KEPT)
+        return rpm
+    finally:
+        with contextlib.suppress(RedisError, OSError):
+            await redis.delete(asking_key)
+
+
+def _rate(stored: bytes | str | None) -> float | None:
+    """A stored plan's rate, if it is one (anything else is asked again, and replaced)."""
+    try:
+        rate = float(stored) if stored is not None else math.nan
+    except ValueError:
+        return None
+    return rate if math.isfinite(rate) and rate > 0 else None
 
 
 def _text(value: object) -> str:
