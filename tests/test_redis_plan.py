@@ -165,3 +165,18 @@ def test_a_rate_that_is_neither_a_number_nor_auto_is_refused(rate: object) -> No
     """A ValueError saying what is allowed, not a bare TypeError."""
     with pytest.raises(ValueError, match='positive number or "auto"'):
         RedisRateLimiter("redis://127.0.0.1:1/0", api_key=KEY, requests_per_minute=rate)  # type: ignore[arg-type]
+
+
+async def test_a_server_that_names_no_plan_leaves_nothing_stored(
+    redis_server: RedisServer, redis: Redis
+) -> None:
+    """GET /open/info without limits.requests_per_minute: adapting alone, nothing kept."""
+    async with (
+        FakeTwoChatServer(api_key=KEY, cdrs=CDRS) as server,
+        RedisRateLimiter(redis_server.url, api_key=KEY, requests_per_minute="auto") as limiter,
+    ):
+        assert await _get_calls(server, [limiter]) == [server.call_uuids[0]]
+        assert _info_requests(server) == 1
+    assert limiter.requests_per_minute is None
+    assert "'auto'" in repr(limiter)
+    assert await redis.keys("*") == []

@@ -172,3 +172,31 @@ async def test_a_long_retry_after_is_shared_for_ten_minutes_at_most(
     async with RedisRateLimiter(redis_server.url, api_key=KEY, requests_per_minute=600) as limiter:
         limiter.feedback(sent_at=await limiter.acquire(), status=429, retry_after=3 * 3600.0)
     assert 590_000 < await redis.pttl(account_key(KEY)) <= 600_000
+
+
+async def test_a_read_only_replica_counts_as_down_not_refused(
+    redis_server: RedisServer, redis: Redis
+) -> None:
+    """READONLY (a replica, as in a failover) passes: tried for redis_down_after, then
+    RateLimiterUnavailableError, not RateLimiterStoreError."""
+    await redis.replicaof("127.0.0.1", "1")
+    clock = FakeClock()
+    with pytest.raises(RateLimiterUnavailableError, match="unreachable") as raised:
+        await _one_call(redis_server, clock)
+    assert not isinstance(raised.value, RateLimiterStoreError)
+    assert sum(clock.slept) >= 5.0  # tried for redis_down_after
+
+
+async def test_a_pause_refused_by_redis_is_kept_here_and_logged(
+    redis_server: RedisServer, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A list at the key when a 429's pause is shared: logged, the process still holds."""
+    async with RedisRateLimiter(redis_server.url, api_key=KEY, requests_per_minute=600) as limiter:
+        sent_at = await limiter.acquire()
+        await redis.delete(account_key(KEY))  # (the schedule's hash, replaced by a list)
+        await redis.rpush(account_key(KEY), "a")
+        with caplog.at_level(logging.WARNING, logger="twochat_voip"):
+            limiter.feedback(sent_at=sent_at, status=429, retry_after=30.0)
+            await limiter.aclose()
+    assert "could not share a" in caplog.text
+    assert "RateLimiterStoreError" in caplog.text
