@@ -526,8 +526,38 @@ async def test_exports_on_one_account_share_the_limit_through_redis(
     assert received[-1] - received[0] >= (40 - 5) * 0.05 * 0.9
 
 
-async def test_redis_url_without_rpm_is_one_line(tmp_path: Path) -> None:
-    """--redis-url shares a rate, so it needs --rpm to know which."""
+async def test_export_through_redis_with_the_default_rpm_asks_the_plan_once(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """TWOCHAT_REDIS_URL and no --rpm (auto): the export runs, asks the plan once and
+    keeps it in Redis, where a second export reads it instead of paying a credit."""
+    env = {"TWOCHAT_REDIS_URL": redis_server.url}
+    async with FakeTwoChatServer(
+        cdrs=generate_cdrs(2, seed=8), plan_requests_per_minute=600
+    ) as server:
+        (tmp_path / "ids.txt").write_text(server.call_uuids[0] + "\n")
+        first = await run(
+            "export", "-i", "ids.txt", "-o", "a.jsonl", server=server, cwd=tmp_path, env=env
+        )
+        (tmp_path / "ids.txt").write_text(server.call_uuids[1] + "\n")
+        second = await run(
+            "export", "-i", "ids.txt", "-o", "b.jsonl", server=server, cwd=tmp_path, env=env
+        )
+        asked = [request.path for request in server.requests]
+    assert (first.code, second.code) == (0, 0), (first.err, second.err)
+    assert asked.count("/open/info") == 1
+    assert len(asked) == 3
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(redis_server.url)
+    try:
+        assert len(await client.keys("*:plan")) == 1
+    finally:
+        await client.aclose()
+
+
+async def test_redis_url_with_rpm_adaptive_is_one_line(tmp_path: Path) -> None:
+    """--redis-url shares the account's limit, which no host can find from 429s alone."""
     (tmp_path / "ids.txt").write_text("CDR1\n")
     async with FakeTwoChatServer() as server:
         ran = await run(
@@ -536,6 +566,8 @@ async def test_redis_url_without_rpm_is_one_line(tmp_path: Path) -> None:
             "ids.txt",
             "-o",
             "out.jsonl",
+            "--rpm",
+            "adaptive",
             "--redis-url",
             "redis://127.0.0.1:1/0",
             server=server,
@@ -543,7 +575,7 @@ async def test_redis_url_without_rpm_is_one_line(tmp_path: Path) -> None:
         )
         assert server.request_count == 0
     assert ran.code != 0
-    assert "--redis-url needs --rpm" in one_clean_line(ran.err)
+    assert "give --rpm N or auto" in one_clean_line(ran.err)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pytest
 from final_records import final_cdrs
 from test_cli import run
 
-from twochat_voip.testing import FakeTwoChatServer, generate_cdrs
+from twochat_voip.testing import FakeTwoChatServer, RedisServer, generate_cdrs
 
 
 def _held(database: Path) -> dict[str, dict[str, object]]:
@@ -99,3 +99,32 @@ async def test_a_refused_key_stops_sync_with_one_clear_line(tmp_path: Path) -> N
     assert "stopped early" in ran.err
     assert "401" in ran.err
     assert "a-wrong-key" not in ran.err
+
+
+async def test_sync_shares_the_limit_through_redis(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """sync takes TWOCHAT_REDIS_URL as export does: its requests take their slots in
+    Redis (one script call each), at the plan's rate asked once and kept there."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(redis_server.url)
+    try:
+        async with FakeTwoChatServer(
+            cdrs=generate_cdrs(5, seed=72), plan_requests_per_minute=6000
+        ) as server:
+            ran = await run(
+                "sync",
+                "-o",
+                str(tmp_path / "calls.jsonl"),
+                server=server,
+                env={"TWOCHAT_REDIS_URL": redis_server.url},
+            )
+            sent = server.request_count
+        assert ran.code == 0, ran.err
+        stats = await client.info("commandstats")
+        evalsha = stats["cmdstat_evalsha"]  # (less the first, NOSCRIPT: then loaded)
+        assert evalsha["calls"] - evalsha["failed_calls"] == sent - 1  # all but the plan's
+        assert len(await client.keys("*:plan")) == 1
+    finally:
+        await client.aclose()

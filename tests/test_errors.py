@@ -96,6 +96,7 @@ def _every_error() -> list[tv.TwoChatError]:
         tv.EventLoopMismatchError("closed"),
         tv.BudgetExhaustedError(5, call_uuid="CDR1"),
         tv.RateLimiterUnavailableError("redis down"),
+        tv.RateLimiterStoreError("a list at the key", key="twochat-voip:ratelimit:{ab}"),
         tv.SinkError("disk full"),
         tv.RecordRefusedError("refused"),
         tv.APIConnectionError("refused", call_uuid="CDR1"),

@@ -674,12 +674,12 @@ async def test_closing_waits_out_a_share_that_swallows_cancellation(
     limiter = make_limiter(requests_per_minute=60_000)
     sharing = asyncio.Event()
 
-    async def stubborn(**_: object) -> None:
+    async def stubborn(_seconds: float) -> None:
         sharing.set()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(0.3)  # as a command that ignores its cancellation
 
-    limiter._pause_script = stubborn  # type: ignore[assignment]
+    limiter._schedule.pause = stubborn  # type: ignore[method-assign,assignment]
     limiter.feedback(sent_at=await limiter.acquire(), status=429, retry_after=5.0)
     await asyncio.wait_for(sharing.wait(), timeout=5)
     await asyncio.wait_for(limiter.aclose(), timeout=5)  # a guard: it hung for ever

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final, Literal, Self, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Final, Literal, Protocol, Self, TypeVar, runtime_checkable
 
 import aiohttp
 
@@ -42,6 +43,15 @@ class _State(enum.Enum):
     UNOPENED = "unopened"
     OPENED = "opened"
     CLOSED = "closed"
+
+
+@runtime_checkable
+class _LearnsPlan(Protocol):
+    """A limiter told the plan's rate by the client (``RedisRateLimiter`` with "auto")."""
+
+    needs_plan: bool
+
+    async def learn_plan(self, ask: Callable[[], Awaitable[float | None]]) -> float | None: ...
 
 
 class VoIPClient(AccountMethods, BulkMethods):
@@ -142,11 +152,17 @@ class VoIPClient(AccountMethods, BulkMethods):
         self._entered = False
         self._calls: set[asyncio.Task[Any]] = set()
         self._bulk_runs: set[asyncio.Task[None]] = set()
+
+        def ask() -> Awaitable[float | None]:  # (not through _paced_call, which waits for it)
+            return self._caller.call(self._requests.info(), parse_requests_per_minute)
+
+        # A limiter shared with "auto" (Redis) is told the plan, asked once for all.
+        shared = rate_limiter if isinstance(rate_limiter, _LearnsPlan) else None
+        shared = shared if shared is not None and shared.needs_plan else None
         self._plan: Final = PlanRate(
-            # GET /open/info, an ordinary call (not through _paced_call, which waits for it)
-            lambda: self._caller.call(self._requests.info(), parse_requests_per_minute),
+            ask if shared is None else functools.partial(shared.learn_plan, ask),
             own_limiter,
-            when="first" if rpm == "auto" else None if rpm else "limit",
+            when="first" if rpm == "auto" or shared else None if rpm else "limit",
         )
         self._caller = Caller(
             options,

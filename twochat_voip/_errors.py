@@ -72,6 +72,19 @@ class RateLimiterUnavailableError(TwoChatError):
     unless told to pace on its own (``RedisRateLimiter(on_redis_down="local")``)."""
 
 
+class RateLimiterStoreError(RateLimiterUnavailableError):
+    """A shared rate limiter's store (Redis) answered, but refused its script: another
+    kind of value at its key, say, or no memory or permission. Nothing was sent.
+
+    Attributes:
+        key: The Redis key the limiter keeps the account's schedule at.
+    """
+
+    def __init__(self, message: str, *, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 class SinkError(TwoChatError):
     """An export's output cannot be used: another export holds it, it is not an export
     of this format (it is left untouched), or it is the failures file too. Raised

@@ -25,12 +25,28 @@ except ImportError as exc:  # pragma: no cover - exercised only without the redi
         "twochat_voip.redis needs the redis package: pip install 'twochat-voip[redis]'"
     ) from exc
 
-from twochat_voip._errors import ClientClosedError, MissingAPIKeyError, RateLimiterUnavailableError
+from twochat_voip._errors import (
+    ClientClosedError,
+    MissingAPIKeyError,
+    RateLimiterStoreError,
+    RateLimiterUnavailableError,
+)
 from twochat_voip._ratelimit import AdaptiveRateLimiter
-from twochat_voip._redis_schedule import ACQUIRE, DEFAULT_KEY_PREFIX, PAUSE, account_key
+from twochat_voip._redis_schedule import (
+    DEFAULT_KEY_PREFIX,
+    SharedSchedule,
+    account_key,
+    shared_plan,
+)
 from twochat_voip._retry import is_testing
 
-__all__ = ["DEFAULT_KEY_PREFIX", "RateLimiterUnavailableError", "RedisRateLimiter", "account_key"]
+__all__ = [
+    "DEFAULT_KEY_PREFIX",
+    "RateLimiterStoreError",
+    "RateLimiterUnavailableError",
+    "RedisRateLimiter",
+    "account_key",
+]
 
 logger: Final = logging.getLogger("twochat_voip")
 
@@ -43,14 +59,15 @@ class RedisRateLimiter:
     Args:
         redis: A ``redis.asyncio.Redis`` client (yours to close), or a URL such as
             ``"redis://localhost:6379/0"`` (the limiter's client, 2 s timeouts, closed by it).
-        requests_per_minute: The account's limit, shared by all the processes.
+        requests_per_minute: The account's limit, shared by all the processes, or
+            ``"auto"``: the plan's, asked once a day for all of them (:meth:`learn_plan`).
         api_key: The account's key, hashed to name its schedule (``TWOCHAT_API_KEY``).
         burst: Requests that may leave back to back after a quiet spell.
         pause_on_rate_limit: Seconds every process holds off after a bare 429.
         on_redis_down: ``"raise"`` (:class:`~twochat_voip.RateLimiterUnavailableError`,
             nothing sent) or ``"local"`` (pace this process alone) once Redis is down.
         local_requests_per_minute: This process's rate while Redis is down (adapting to
-            429s); default ``requests_per_minute``.
+            429s); default ``requests_per_minute`` (or adapting, with ``"auto"``).
         redis_down_after: Seconds of failed tries before Redis counts as down.
         key_prefix: The start of the Redis key's name.
         clock: The monotonic clock, and ``sleep`` the way to wait on it (tests pass fakes).
@@ -60,7 +77,7 @@ class RedisRateLimiter:
         self,
         redis: Redis | str,
         *,
-        requests_per_minute: float,
+        requests_per_minute: float | Literal["auto"],
         api_key: str | None = None,
         burst: int = 1,
         pause_on_rate_limit: float = 1.0,
@@ -71,8 +88,9 @@ class RedisRateLimiter:
         clock: Callable[[], float] = loop_time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        if requests_per_minute <= 0:
-            raise ValueError("requests_per_minute must be positive")
+        rpm = requests_per_minute
+        if rpm != "auto" and not (isinstance(rpm, float | int) and rpm > 0):
+            raise ValueError('requests_per_minute must be a positive number or "auto"')
         if burst < 1:
             raise ValueError("burst must be at least 1")
         if pause_on_rate_limit < 0 or redis_down_after < 0:
@@ -84,23 +102,24 @@ class RedisRateLimiter:
             raise MissingAPIKeyError(
                 "no API key to name the shared limit by: pass api_key= or set TWOCHAT_API_KEY"
             )
-        self._key = account_key(key, key_prefix)
         self._owns_redis = isinstance(redis, str)
         if isinstance(redis, str):  # a dead Redis fails in seconds; redis_down_after decides
             retry = Retry(NoBackoff(), 1)
             redis = Redis.from_url(redis, socket_connect_timeout=2, socket_timeout=2, retry=retry)
-        self._redis: Redis = redis
-        self._acquire_script = self._redis.register_script(ACQUIRE)
-        self._acquire_args = [max(1, round(60_000_000 / requests_per_minute)), burst]
-        self._pause_script = self._redis.register_script(PAUSE)
-        self._requests_per_minute = requests_per_minute
+        self._key = account_key(key, key_prefix)
+        self._schedule = SharedSchedule(
+            redis, self._key, burst, down_after=redis_down_after, clock=clock, sleep=sleep
+        )
+        rate = None if rpm == "auto" else float(rpm)
+        if rate is not None:
+            self._schedule.set_rate(rate)
+        self._auto = rate is None
+        # While "auto" has not learned the plan (or cannot), this process adapts alone.
+        self._alone = AdaptiveRateLimiter(None, burst=burst, clock=clock, sleep=sleep)
         self._pause_on_rate_limit = pause_on_rate_limit
-        self._down_after = redis_down_after
-        self._down_since: float | None = None  # when Redis stopped answering
-        self._next_try = 0.0
         self._local: AdaptiveRateLimiter | None = None
         if on_redis_down == "local":
-            rate = local_requests_per_minute or requests_per_minute
+            rate = local_requests_per_minute or rate
             self._local = AdaptiveRateLimiter(rate, burst=burst, clock=clock, sleep=sleep)
         self._clock = clock
         self._sleep = sleep
@@ -113,10 +132,12 @@ class RedisRateLimiter:
         self._sharer: asyncio.Task[None] | None = None
         self._waker: asyncio.Future[None] | None = None  # wakes the head waiter on a pause
         self._closed = False
+        self._refusal_told = False  # (once: a refusal in "local" mode is logged once)
 
     def __repr__(self) -> str:
-        rate = self._requests_per_minute
-        return f"{type(self).__name__}(key={self._key!r}, requests_per_minute={rate:g})"
+        rate = self._schedule.requests_per_minute
+        shown = "'auto'" if rate is None else f"{rate:g}"
+        return f"{type(self).__name__}(key={self._key!r}, requests_per_minute={shown})"
 
     @property
     def key(self) -> str:
@@ -124,14 +145,30 @@ class RedisRateLimiter:
         return self._key
 
     @property
-    def requests_per_minute(self) -> float:
-        """The shared rate."""
-        return self._requests_per_minute
+    def requests_per_minute(self) -> float | None:
+        """The shared rate (``None`` while ``"auto"`` has not learned the plan's)."""
+        return self._schedule.requests_per_minute
+
+    @property
+    def needs_plan(self) -> bool:
+        """``"auto"`` and the plan's rate not known yet: a client calls :meth:`learn_plan`
+        before its first request."""
+        return self._auto and self._schedule.requests_per_minute is None
+
+    async def learn_plan(self, ask: Callable[[], Awaitable[float | None]]) -> float | None:
+        """Pace at the plan's rate, as one process stored it in Redis within the day, or
+        as ``ask`` (``GET /open/info``) says it, asked by one process at a time and stored
+        for the others for a day. Until then, and if it cannot be learned, this process
+        adapts to 429s alone. Errors of ``ask`` propagate."""
+        rpm = await shared_plan(self._schedule.redis, self._key, ask, self._sleep)
+        if rpm is not None:
+            self._schedule.set_rate(rpm)
+        return rpm
 
     @property
     def redis_available(self) -> bool:
         """Whether the last try reached Redis (``False``: failing closed, or local)."""
-        return self._down_since is None
+        return self._schedule.down_since is None
 
     async def acquire(self) -> float:
         """Wait for this request's slot in the account's shared schedule.
@@ -139,9 +176,13 @@ class RedisRateLimiter:
         Raises:
             RateLimiterUnavailableError: Redis has been unreachable for
                 ``redis_down_after`` seconds (unless ``on_redis_down="local"``).
+            RateLimiterStoreError: Redis answered but refused: another kind of value
+                at :attr:`key`, say (the same, unless ``on_redis_down="local"``).
         """
         if self._closed:
             raise ClientClosedError("this RedisRateLimiter is closed")
+        if self._schedule.requests_per_minute is None:
+            return await self._alone.acquire()  # "auto", the plan not known
         if self._sharer is None:
             self._sharer = asyncio.get_running_loop().create_task(self._share_pauses())
         # The lock is this process's queue: it holds one unused slot at most, since a
@@ -155,10 +196,13 @@ class RedisRateLimiter:
                     continue
                 generation = self._generation
                 try:
-                    delay = await self._reserve()
-                except RateLimiterUnavailableError:
+                    delay = await self._schedule.reserve()
+                except RateLimiterUnavailableError as exc:
                     if self._local is None:
                         raise
+                    if isinstance(exc, RateLimiterStoreError) and not self._refusal_told:
+                        self._refusal_told = True
+                        logger.warning("%s: pacing this process alone", exc)
                     return await self._local.acquire()  # Redis is down: pace alone
                 if delay > 0:
                     await self._nap(delay)
@@ -169,6 +213,9 @@ class RedisRateLimiter:
     def feedback(self, *, sent_at: float, status: int, retry_after: float | None) -> None:
         """Pause every process for a ``Retry-After``, or ``pause_on_rate_limit`` after a
         bare 429 (not in testing mode)."""
+        if self._schedule.requests_per_minute is None:
+            self._alone.feedback(sent_at=sent_at, status=status, retry_after=retry_after)
+            return
         if self._local is not None:
             self._local.feedback(sent_at=sent_at, status=status, retry_after=retry_after)
         if (status != 429 and retry_after is None) or is_testing():
@@ -191,7 +238,7 @@ class RedisRateLimiter:
         """Share a pause not shared yet; close the Redis client if the limiter made it."""
         if self._closed:
             return
-        self._closed = True
+        self._closed = self._schedule.closed = True
         sharer, self._sharer = self._sharer, None
         if sharer is not None:
             # Told to stop, not cancelled: redis-py can swallow a cancellation in a command.
@@ -199,51 +246,13 @@ class RedisRateLimiter:
             await asyncio.gather(sharer, return_exceptions=True)
         await self._share_pause(closing=True)
         if self._owns_redis:
-            await self._redis.aclose()
+            await self._schedule.redis.aclose()
 
     async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-    async def _reserve(self) -> float:
-        backoff = 0.05
-        while True:
-            if self._closed:  # a waiter still unwinding must not open a new connection
-                raise ClientClosedError("this RedisRateLimiter is closed")
-            if self._down_since is not None and self._clock() < self._next_try:
-                raise self._unavailable() from None
-            try:
-                waited_us = await self._acquire_script(keys=[self._key], args=self._acquire_args)
-            except (RedisError, OSError) as exc:
-                now = self._clock()
-                if self._down_since is None:
-                    self._down_since = now
-                    logger.warning(
-                        "Redis is unreachable for the shared rate limit (%s); "
-                        "trying again for %.1f s",
-                        type(exc).__name__,
-                        self._down_after,
-                    )
-                if now - self._down_since < self._down_after:
-                    await self._sleep(backoff)
-                    backoff = min(2 * backoff, 0.5)
-                    continue
-                self._next_try = now + 1.0  # a Redis that is down is tried once a second
-                raise self._unavailable() from exc
-            if self._down_since is not None:
-                logger.warning("Redis is reachable again: the shared rate limit is back")
-                self._down_since = None
-            return int(waited_us) / 1_000_000
-
-    def _unavailable(self) -> RateLimiterUnavailableError:
-        down_for = self._clock() - (self._down_since or 0.0)
-        return RateLimiterUnavailableError(
-            f"Redis has been unreachable for {down_for:.1f} s, so the account's shared "
-            "rate limit cannot be kept; nothing was sent "
-            '(RedisRateLimiter(on_redis_down="local") paces locally instead)'
-        )
 
     async def _nap(self, seconds: float) -> None:
         """Sleep ``seconds``, or until a pause wakes the head waiter."""
@@ -273,11 +282,11 @@ class RedisRateLimiter:
         if seconds <= 0:
             return
         try:
-            await self._pause_script(keys=[self._key], args=[round(seconds * 1_000_000)])
+            await self._schedule.pause(seconds)
         except asyncio.CancelledError:
             self._pause_unshared = True  # not told for sure: whoever shares next, does
             raise
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError, RateLimiterStoreError) as exc:
             logger.warning(
                 "could not share a %.2f s rate-limit pause through Redis (%s): "
                 "only this process holds off",

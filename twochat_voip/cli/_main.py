@@ -26,6 +26,7 @@ from twochat_voip.cli._options import (
     key_file_option,
     named_output,
     output_option,
+    redis_url_option,
 )
 from twochat_voip.cli._support import (
     Refused,
@@ -34,7 +35,6 @@ from twochat_voip.cli._support import (
     report,
     run_command,
     run_export,
-    shared_limiter,
 )
 from twochat_voip.export._run import default_failures
 from twochat_voip.export._sinks import database_url
@@ -76,12 +76,7 @@ def get(call_uuid: str, api_key_file: Path | None, base_url: str | None) -> None
 )
 @output_option(required=True)
 @export_options
-@click.option(
-    "--redis-url",
-    envvar="TWOCHAT_REDIS_URL",
-    help="Share --rpm with every export on this account, on any host, through this "
-    "Redis (needs the redis extra).",
-)
+@redis_url_option
 @key_file_option
 @base_url_option
 def export(
@@ -119,10 +114,9 @@ def export(
     with contextlib.suppress(OSError):
         if source_path is not None and failures and source_path.samefile(failures):
             raise Refused(f"the failures file must not be the ids file ({failures})")
-    pacing: dict[str, Any] = {"requests_per_minute": rpm}
-    if redis_url:
-        pacing = {"rate_limiter": shared_limiter(redis_url, rpm, key), "rate_limiter_owner": True}
-    client = client_for(key, base_url, max_requests=max_requests, **pacing)
+    client = client_for(
+        key, base_url, redis_url=redis_url, requests_per_minute=rpm, max_requests=max_requests
+    )
     total = None
     if source_path is not None and source_path.is_file():  # a pipe (<(cmd)) is read once
         with contextlib.suppress(OSError), source_path.open("rb") as lines:
@@ -153,6 +147,7 @@ def export(
     help="Only inbound or outbound calls (default: both).",
 )
 @export_options
+@redis_url_option
 @key_file_option
 @base_url_option
 def sync(
@@ -161,6 +156,7 @@ def sync(
     direction: Literal["inbound", "outbound"] | None,
     rpm: float | Literal["auto"] | None,
     max_requests: int | None,
+    redis_url: str | None,
     api_key_file: Path | None,
     base_url: str | None,
     **options: Any,
@@ -170,10 +166,13 @@ def sync(
     not hold yet (one credit a record). Run it again to fetch only what is new.
 
     Exits as export does: 0, 1 when some failed (in the failures file), 2 when the
-    output cannot be used, 130 on Ctrl-C.
+    output cannot be used, 130 on Ctrl-C. Syncs on several hosts share the account's
+    limit with --redis-url, as exports do.
     """
     key = read_key(api_key_file)
-    client = client_for(key, base_url, requests_per_minute=rpm, max_requests=max_requests)
+    client = client_for(
+        key, base_url, redis_url=redis_url, requests_per_minute=rpm, max_requests=max_requests
+    )
     stopped: list[TwoChatError] = []
 
     async def history_ids() -> AsyncIterator[str]:

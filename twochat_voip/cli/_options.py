@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import click
 
@@ -130,6 +130,15 @@ _EXPORT_OPTIONS = [
     click.option("--ordered", is_flag=True, help="Write records in input order."),
     click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
 ]
+
+
+redis_url_option: Final = click.option(
+    "--redis-url",
+    envvar="TWOCHAT_REDIS_URL",
+    help="Share --rpm (a number, or auto: the plan's, asked once a day for all) with "
+    "every export and sync on this account, on any host, through this Redis (needs "
+    "the redis extra).",
+)
 
 
 def export_options(command: _F) -> _F:

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import AsyncIterable, Coroutine, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import click
 
@@ -225,7 +225,13 @@ def read_key(api_key_file: Path | None) -> str | None:
     return key
 
 
-def client_for(key: str | None, base_url: str | None, **options: Any) -> VoIPClient:
+def client_for(
+    key: str | None, base_url: str | None, *, redis_url: str | None = None, **options: Any
+) -> VoIPClient:
+    """The command's client; with ``redis_url``, pacing through a limiter shared there."""
+    if redis_url:
+        rpm = options.pop("requests_per_minute", None)
+        options |= {"rate_limiter": shared_limiter(redis_url, rpm, key), "rate_limiter_owner": True}
     try:
         return VoIPClient(api_key=key, base_url=base_url, **options)
     except MissingAPIKeyError:
@@ -234,9 +240,14 @@ def client_for(key: str | None, base_url: str | None, **options: Any) -> VoIPCli
         raise click.ClickException(str(exc)) from None
 
 
-def shared_limiter(redis_url: str, rpm: float | str | None, key: str | None) -> RedisRateLimiter:
-    if not isinstance(rpm, float):
-        raise click.ClickException("--redis-url needs --rpm N: the account's limit to share")
+def shared_limiter(
+    redis_url: str, rpm: float | Literal["auto"] | None, key: str | None
+) -> RedisRateLimiter:
+    if rpm is None:
+        raise click.ClickException(
+            "--redis-url shares the account's limit: give --rpm N or auto (the plan's, "
+            "asked once a day for every host), not adaptive"
+        )
     try:
         from twochat_voip.redis import RedisRateLimiter  # noqa: PLC0415 - an optional extra
     except ImportError as exc:  # pragma: no cover - exercised only without the redis extra
