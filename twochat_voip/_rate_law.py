@@ -6,7 +6,8 @@ Without a rate, start slow and double until 429s push back. Cut only when fresh 
 a real share of recent answers, to 80% (90% knowing the plan) of the rate the server
 accepted. Then climb by time: without the plan, back to the accepted rate in 5 s, then
 1% a second, doubling after 2 s more; with it, every process by the same steps of the
-plan, never above it.
+plan, never above it. A 429 right after a cut, nothing accepted between, is a wall:
+it halves the pace, down to the floor, and the climb waits for an accepted answer.
 """
 
 from __future__ import annotations

@@ -59,7 +59,8 @@ class AdaptiveRateLimiter:
             to after a cut; ``None``: find the limit, starting at 4 requests a second
             and doubling every half second until the server pushes back.
         burst: Requests that may leave back to back after a quiet spell.
-        min_requests_per_minute: The floor a cut never goes under.
+        min_requests_per_minute: The floor a cut never goes under: a wall of 429s
+            (each after a cut, nothing accepted between) halves the pace down to it.
         clock: The monotonic clock, and ``sleep`` the way to wait on it (tests pass fakes).
     """
 
@@ -84,6 +85,8 @@ class AdaptiveRateLimiter:
         self._cut_to = 0.0
         self._cut_at = float("-inf")
         self._fresh_after = float("-inf")  # the last cut: only later requests judge the next
+        self._unanswered_cut = False  # cut, nothing accepted since: a fresh 429 halves
+        self._walled = False  # halved: the climb waits for an accepted answer
         self._accepted_rate = 0.0
         self._gcra = Gcra(interval=0.0, burst=burst)
         self._paused_until = 0.0
@@ -113,7 +116,7 @@ class AdaptiveRateLimiter:
         _check_rate(requests_per_minute)
         self._ceiling = self._rate = requests_per_minute / 60.0
         self._cut_at = self._fresh_after = float("-inf")
-        self._slow_start = False
+        self._slow_start = self._unanswered_cut = self._walled = False
         # The request that asked was one of the slots at this rate.
         last = self._sent[-1] if self._sent else self._clock()
         self._gcra.tat = last + 60.0 / requests_per_minute
@@ -156,9 +159,17 @@ class AdaptiveRateLimiter:
             self._fresh_answers += 1
         if status != 429:
             self._accepted.append(sent_at)
+            if sent_at > self._fresh_after:
+                self._unanswered_cut = False
+                if self._walled:  # past the wall: the climb starts now
+                    self._walled = False
+                    self._cut_at = self._clock()
             return
         if sent_at <= self._fresh_after:
             return  # sent before the last cut: that cut answered it already
+        if self._unanswered_cut:
+            self._halve(self._clock())
+            return
         limited = self._limited_at
         limited.append(self._answers)
         while limited[0] <= self._answers - WINDOW:
@@ -171,7 +182,7 @@ class AdaptiveRateLimiter:
     def _rate_now(self, now: float) -> float | None:
         """The rate at ``now``; a climb's clock stops a quiet spell after the last request."""
         rate = self._rate
-        if rate is None or rate == self._ceiling:
+        if rate is None or rate == self._ceiling or self._walled:
             return rate
         if self._sent:
             now = min(now, self._sent[-1] + self._quiet_after())
@@ -238,6 +249,18 @@ class AdaptiveRateLimiter:
             self._accepted_rate = max(self._floor, accepted_rate)
             cut = CUT if self._ceiling is None else PLAN_CUT
             self._cut_to = self._rate = max(self._floor, cut * accepted_rate)
+        self._restart(now)
+
+    def _halve(self, now: float) -> None:
+        """A 429 right after a cut: a wall. Halve the pace, down to the floor, and
+        hold it until an answer is accepted (the rate to climb back to stays)."""
+        self._cut_to = self._rate = max(self._floor, 0.5 * self._cut_to)
+        self._walled = True
+        self._restart(now)
+
+    def _restart(self, now: float) -> None:
+        """Pace at ``_cut_to`` from ``now``; only requests sent from now on judge it."""
+        self._unanswered_cut = True
         self._cut_at = self._fresh_after = now
         self._limited_at.clear()
         self._fresh_answers = 0
