@@ -6,8 +6,9 @@ Without a rate, start slow and double until 429s push back. Cut only when fresh 
 a real share of recent answers, to 80% (90% knowing the plan) of the rate the server
 accepted. Then climb by time: without the plan, back to the accepted rate in 5 s, then
 1% a second, doubling after 2 s more; with it, every process by the same steps of the
-plan, never above it. A 429 right after a cut, nothing accepted between, is a wall:
-it halves the pace, down to the floor, and the climb waits for an accepted answer.
+plan, never above it. Two 429s right after a cut, nothing accepted between, are a
+wall: each 429 from then on halves the pace, down to the floor, and the climb waits for
+an accepted answer.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import collections
 from typing import Final
 
+WALL_AFTER: Final = 2  # fresh 429s after a cut, nothing accepted, that are a wall
 WINDOW: Final = 64  # answers a limit is judged over
 LIMITED_IN_WINDOW: Final = 6  # 429s among them that mean a limit (2% strays: 1 in 300)
 LIMITED_CLEARLY: Final = 3  # fewer mean a limit when half the answers since the cut

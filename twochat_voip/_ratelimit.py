@@ -21,6 +21,7 @@ from twochat_voip._rate_law import (
     PLAN_CUT,
     START_PER_SECOND,
     UNPACED_ABOVE,
+    WALL_AFTER,
     WINDOW,
     climb_with_plan,
     climb_without_plan,
@@ -60,7 +61,8 @@ class AdaptiveRateLimiter:
             and doubling every half second until the server pushes back.
         burst: Requests that may leave back to back after a quiet spell.
         min_requests_per_minute: The floor a cut never goes under: a wall of 429s
-            (each after a cut, nothing accepted between) halves the pace down to it.
+            (from the second after a cut on, nothing accepted between) halves the
+            pace down to it.
         clock: The monotonic clock, and ``sleep`` the way to wait on it (tests pass fakes).
     """
 
@@ -85,7 +87,7 @@ class AdaptiveRateLimiter:
         self._cut_to = 0.0
         self._cut_at = float("-inf")
         self._fresh_after = float("-inf")  # the last cut: only later requests judge the next
-        self._unanswered_cut = False  # cut, nothing accepted since: a fresh 429 halves
+        self._unanswered = -1  # fresh 429s since a cut, nothing accepted (-1: none)
         self._walled = False  # halved: the climb waits for an accepted answer
         self._accepted_rate = 0.0
         self._gcra = Gcra(interval=0.0, burst=burst)
@@ -116,7 +118,8 @@ class AdaptiveRateLimiter:
         _check_rate(requests_per_minute)
         self._ceiling = self._rate = requests_per_minute / 60.0
         self._cut_at = self._fresh_after = float("-inf")
-        self._slow_start = self._unanswered_cut = self._walled = False
+        self._slow_start = self._walled = False
+        self._unanswered = -1
         # The request that asked was one of the slots at this rate.
         last = self._sent[-1] if self._sent else self._clock()
         self._gcra.tat = last + 60.0 / requests_per_minute
@@ -160,16 +163,18 @@ class AdaptiveRateLimiter:
         if status != 429:
             self._accepted.append(sent_at)
             if sent_at > self._fresh_after:
-                self._unanswered_cut = False
+                self._unanswered = -1
                 if self._walled:  # past the wall: the climb starts now
                     self._walled = False
                     self._cut_at = self._clock()
             return
         if sent_at <= self._fresh_after:
             return  # sent before the last cut: that cut answered it already
-        if self._unanswered_cut:
-            self._halve(self._clock())
-            return
+        if self._unanswered >= 0:
+            self._unanswered += 1
+            if self._walled or self._unanswered >= WALL_AFTER:
+                self._halve(self._clock())
+                return
         limited = self._limited_at
         limited.append(self._answers)
         while limited[0] <= self._answers - WINDOW:
@@ -260,7 +265,7 @@ class AdaptiveRateLimiter:
 
     def _restart(self, now: float) -> None:
         """Pace at ``_cut_to`` from ``now``; only requests sent from now on judge it."""
-        self._unanswered_cut = True
+        self._unanswered = 0
         self._cut_at = self._fresh_after = now
         self._limited_at.clear()
         self._fresh_answers = 0
