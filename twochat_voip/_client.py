@@ -22,7 +22,7 @@ from twochat_voip._options import (
     DEFAULT_MAX_RETRY_WAIT,
     ClientOptions,
 )
-from twochat_voip._plan_rate import PlanRate
+from twochat_voip._plan_rate import PLAN_ATTEMPTS, PLAN_TIMEOUT, PlanRate
 from twochat_voip._protocol import parse_call, parse_requests_per_minute
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._requests import API_KEY_HEADER, Request, Requests, Response
@@ -144,7 +144,12 @@ class VoIPClient(AccountMethods, BulkMethods):
         self._bulk_runs: set[asyncio.Task[None]] = set()
         self._plan: Final = PlanRate(
             # GET /open/info, an ordinary call (not through _paced_call, which waits for it)
-            lambda: self._caller.call(self._requests.info(), parse_requests_per_minute),
+            lambda: self._caller.call(
+                self._requests.info(),
+                parse_requests_per_minute,
+                timeout=min(PLAN_TIMEOUT, options.timeout),
+                attempts=PLAN_ATTEMPTS,
+            ),
             own_limiter,
             when="first" if rpm == "auto" else None if rpm else "limit",
         )
