@@ -19,7 +19,7 @@ import twochat_voip as tv
 from bench.adaptive_sim import simulate
 from twochat_voip import AdaptiveRateLimiter, AiohttpTransport, VoIPClient, set_testing
 from twochat_voip._plan_rate import PlanRate
-from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer, Fault
+from twochat_voip.testing import EXAMPLE_CDR, FakeTwoChatServer, Fault, generate_cdrs
 
 pytestmark = pytest.mark.virtual_time  # pacing, backoff and give-ups in the loop's time
 
@@ -228,3 +228,22 @@ async def test_a_question_that_fails_unexpectedly_is_logged(
     assert "asking the plan's limit failed" in caplog.text
     assert "a bug" in caplog.text
     await plan.aclose()
+
+
+@pytest.mark.socket
+async def test_a_plan_question_that_never_answers_is_asked_twice_then_the_run_adapts() -> None:
+    """``"auto"`` when ``GET /open/info`` hangs: two questions of 5 s each, then the
+    run adapts at once and stores every record (it asked 15 times and stored none)."""
+    async with FakeTwoChatServer(cdrs=generate_cdrs(100, seed=3)) as server:
+        server.fail_next(Fault(hang=True), Fault(hang=True))  # the first two: the question
+        async with VoIPClient(
+            api_key=server.api_key, base_url=server.base_url, requests_per_minute="auto"
+        ) as voip:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            results = [r async for r in voip.get_calls(server.call_uuids)]
+            first_call = min(r.received_at for r in server.requests if r.call_uuid)
+    asked = [r for r in server.requests if r.path == "/open/info"]
+    assert len(asked) == 2
+    assert all(result.ok for result in results)
+    assert first_call - started < 12  # two 5 s questions and a backoff

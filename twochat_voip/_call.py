@@ -81,12 +81,17 @@ class Caller:
         timeout: float | None = None,
         rate_limits_are_free: bool = False,
         on_retry: Callable[[BaseException], object] | None = None,
+        attempts: int | None = None,
     ) -> _T:
         """Send ``request``, ``parse`` its answer (the result, or the error it means),
-        retrying as the policy says; in bulk runs a 429 uses none of the retries."""
+        retrying as the policy says (at most ``attempts`` in all, if given); in bulk
+        runs a 429 uses none of the retries."""
         observer = self._observer
         watch = observer.call_started(request)
-        retrying = self._retry.retrying(
+        policy = self._retry
+        if attempts is not None:
+            policy = attrs.evolve(policy, max_retries=min(policy.max_retries, attempts - 1))
+        retrying = policy.retrying(
             idempotent=request.idempotent,
             rate_limits_are_free=rate_limits_are_free,
             before_sleep=functools.partial(self._retrying, watch, rate_limits_are_free, on_retry),

@@ -23,7 +23,7 @@ from twochat_voip._options import (
     DEFAULT_MAX_RETRY_WAIT,
     ClientOptions,
 )
-from twochat_voip._plan_rate import PlanRate
+from twochat_voip._plan_rate import PLAN_ATTEMPTS, PLAN_TIMEOUT, PlanRate
 from twochat_voip._protocol import parse_call, parse_requests_per_minute
 from twochat_voip._ratelimit import AdaptiveRateLimiter, RateLimiter
 from twochat_voip._requests import API_KEY_HEADER, Request, Requests, Response
@@ -154,7 +154,10 @@ class VoIPClient(AccountMethods, BulkMethods):
         self._bulk_runs: set[asyncio.Task[None]] = set()
 
         def ask() -> Awaitable[float | None]:  # (not through _paced_call, which waits for it)
-            return self._caller.call(self._requests.info(), parse_requests_per_minute)
+            timeout, info = min(PLAN_TIMEOUT, options.timeout), self._requests.info()
+            return self._caller.call(
+                info, parse_requests_per_minute, timeout=timeout, attempts=PLAN_ATTEMPTS
+            )
 
         # A limiter shared with "auto" (Redis) is told the plan, asked once for all.
         shared = rate_limiter if isinstance(rate_limiter, _LearnsPlan) else None

@@ -1,7 +1,9 @@
 """The plan's rate limit, asked of ``GET /open/info`` once per client: before the first
 call with ``requests_per_minute="auto"`` (first calls wait for it), or in the background
 at an adaptive client's first 429 (its limiter then never climbs above the plan, and
-climbs back in steps of it). The question is a credit like any other."""
+climbs back in steps of it). The question is a credit like any other; it never blocks
+a run: :data:`PLAN_TIMEOUT` an attempt, :data:`PLAN_ATTEMPTS` in all, and on any
+failure but the key's, the credits' or the client's own the client adapts at once."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Final, Literal
 
 from twochat_voip._errors import (
-    APIConnectionError,
     AuthenticationError,
     BudgetExhaustedError,
     ClientClosedError,
@@ -23,13 +24,18 @@ from twochat_voip._retry import is_testing
 
 logger: Final = logging.getLogger("twochat_voip")
 
-# What fails "auto"'s question for every waiting call, and the next call asks again.
+PLAN_TIMEOUT: Final = 5.0
+"""Seconds an attempt at the plan question may take (less if the client's timeout is)."""
+PLAN_ATTEMPTS: Final = 2
+"""Attempts at the plan question, the first included."""
+
+# What fails "auto"'s question for every waiting call (the calls would fail alike), and
+# the next call asks again. Anything else, a timeout included: adapt, asking no more.
 _ASK_AGAIN: Final = (
     AuthenticationError,
     PaymentRequiredError,
     BudgetExhaustedError,
     ClientClosedError,
-    APIConnectionError,
 )
 
 

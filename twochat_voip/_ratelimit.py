@@ -1,11 +1,6 @@
 """Client-wide pacing: :class:`RateLimiter`, the seam, and :class:`AdaptiveRateLimiter`,
-the in-process limiter: a GCRA at a given, asked or found rate, adapted to 429s.
-
-The law (docs/many-workers.md tells why): without a rate, start slow and double until
-429s push back. Cut only when fresh 429s are a real share of recent answers, to 80%
-(90% knowing the plan) of the rate the server accepted. Then climb by time: without the
-plan, back to the accepted rate in 5 s, then 1% a second, doubling after 2 s more; with
-it, every process by the same steps of the plan, never above it.
+the in-process limiter: a GCRA at a given, asked or found rate, adapted to 429s by the
+law in ``_rate_law.py``.
 """
 
 from __future__ import annotations
@@ -14,68 +9,27 @@ import asyncio
 import collections
 import math
 from collections.abc import Awaitable, Callable
-from typing import Final, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from twochat_voip._clock import loop_time
 from twochat_voip._gcra import Gcra
+from twochat_voip._rate_law import (
+    CUT,
+    DOUBLING,
+    IDLE,
+    MEASURED,
+    PLAN_CUT,
+    START_PER_SECOND,
+    UNPACED_ABOVE,
+    WALL_AFTER,
+    WINDOW,
+    climb_with_plan,
+    climb_without_plan,
+    is_a_limit,
+)
 from twochat_voip._retry import is_testing
 
 __all__ = ["AdaptiveRateLimiter", "RateLimiter"]
-
-WINDOW: Final = 64  # answers a limit is judged over
-LIMITED_IN_WINDOW: Final = 6  # 429s among them that mean a limit (2% strays: 1 in 300)
-LIMITED_CLEARLY: Final = 3  # fewer mean a limit when half the answers since the cut
-CUT: Final = 0.8  # a cut sets this share of the rate the server accepted
-MEASURED: Final = 32  # accepted answers a rate is measured over
-START_PER_SECOND: Final = 4.0  # a slow start's first rate...
-DOUBLING: Final = 0.5  # ... doubled every this many seconds until a limit
-IDLE: Final = 1.0  # a quiet spell after which the climb's clock stops
-UNPACED_ABOVE: Final = 1000.0  # requests a second beyond which a slow start stops pacing
-REGAIN_SECONDS: Final = 5.0  # without the plan: back to the accepted rate in this long,
-PROBE_PER_SECOND: Final = 0.01  # then climb this share of it a second,
-SPEED_UP_AFTER: Final = 2.0  # and after this long double every second
-ANSWERS_PER_CYCLE: Final = 32  # answers a climb spans at least (its clock slows)
-PLAN_CUT: Final = 0.9  # with the plan known: a cut to this share of what was accepted,
-PLAN_CLIMB: Final = 0.01  # a climb of this share of the plan a second,
-PLAN_DOUBLING: Final = 2.0  # doubling every this many seconds;
-PLAN_LIMITED: Final = 2  # this many 429s ...
-PLAN_WINDOW: Final = 16  # ... among this many answers mean a limit
-PLAN_CYCLE_ANSWERS: Final = 128  # a climb spans at least this many of the account's answers
-PLAN_CYCLE_SECONDS: Final = 5.0  # in this many seconds of its clock (slower below 1,536/min)
-
-
-def climb_without_plan(cut_to: float, accepted: float, since: float) -> float:
-    """The rate ``since`` seconds after a cut to ``cut_to``, no plan known."""
-    # At a low rate the climb's clock runs slower, so that a limit shows in time.
-    since /= max(1.0, ANSWERS_PER_CYCLE / (accepted * REGAIN_SECONDS))
-    if since < REGAIN_SECONDS:
-        return cut_to + (accepted - cut_to) * since / REGAIN_SECONDS
-    climbing = since - REGAIN_SECONDS
-    rate = accepted * (1.0 + PROBE_PER_SECOND * climbing)
-    if climbing > SPEED_UP_AFTER:
-        rate *= 2.0 ** min(climbing - SPEED_UP_AFTER, 64.0)
-    return rate
-
-
-def climb_with_plan(cut_to: float, plan: float, since: float) -> float:
-    """The rate ``since`` seconds after a cut to ``cut_to`` under a plan of ``plan``
-    a second: every process climbs by the same steps, so that their shares even out."""
-    since /= max(1.0, PLAN_CYCLE_ANSWERS / (plan * PLAN_CYCLE_SECONDS))
-    rate: float = cut_to + plan * PLAN_CLIMB * since * 2.0 ** min(since / PLAN_DOUBLING, 64.0)
-    return rate
-
-
-def is_a_limit(
-    limited: collections.deque[int], answers: int, fresh_answers: int, *, plan_known: bool
-) -> bool:
-    """Whether the fresh 429s (``limited``: their answer numbers among the last
-    :data:`WINDOW`) mean a limit; ``fresh_answers``: answers since the last cut."""
-    count = len(limited)
-    return (
-        count >= LIMITED_IN_WINDOW
-        or (count >= LIMITED_CLEARLY and 2 * count >= fresh_answers)
-        or (plan_known and count >= PLAN_LIMITED and limited[-PLAN_LIMITED] > answers - PLAN_WINDOW)
-    )
 
 
 @runtime_checkable
@@ -106,7 +60,9 @@ class AdaptiveRateLimiter:
             to after a cut; ``None``: find the limit, starting at 4 requests a second
             and doubling every half second until the server pushes back.
         burst: Requests that may leave back to back after a quiet spell.
-        min_requests_per_minute: The floor a cut never goes under.
+        min_requests_per_minute: The floor a cut never goes under: a wall of 429s
+            (from the second after a cut on, nothing accepted between) halves the
+            pace down to it.
         clock: The monotonic clock, and ``sleep`` the way to wait on it (tests pass fakes).
     """
 
@@ -131,6 +87,8 @@ class AdaptiveRateLimiter:
         self._cut_to = 0.0
         self._cut_at = float("-inf")
         self._fresh_after = float("-inf")  # the last cut: only later requests judge the next
+        self._unanswered = -1  # fresh 429s since a cut, nothing accepted (-1: none)
+        self._walled = False  # halved: the climb waits for an accepted answer
         self._accepted_rate = 0.0
         self._gcra = Gcra(interval=0.0, burst=burst)
         self._paused_until = 0.0
@@ -160,7 +118,8 @@ class AdaptiveRateLimiter:
         _check_rate(requests_per_minute)
         self._ceiling = self._rate = requests_per_minute / 60.0
         self._cut_at = self._fresh_after = float("-inf")
-        self._slow_start = False
+        self._slow_start = self._walled = False
+        self._unanswered = -1
         # The request that asked was one of the slots at this rate.
         last = self._sent[-1] if self._sent else self._clock()
         self._gcra.tat = last + 60.0 / requests_per_minute
@@ -203,9 +162,19 @@ class AdaptiveRateLimiter:
             self._fresh_answers += 1
         if status != 429:
             self._accepted.append(sent_at)
+            if sent_at > self._fresh_after:
+                self._unanswered = -1
+                if self._walled:  # past the wall: the climb starts now
+                    self._walled = False
+                    self._cut_at = self._clock()
             return
         if sent_at <= self._fresh_after:
             return  # sent before the last cut: that cut answered it already
+        if self._unanswered >= 0:
+            self._unanswered += 1
+            if self._walled or self._unanswered >= WALL_AFTER:
+                self._halve(self._clock())
+                return
         limited = self._limited_at
         limited.append(self._answers)
         while limited[0] <= self._answers - WINDOW:
@@ -218,7 +187,7 @@ class AdaptiveRateLimiter:
     def _rate_now(self, now: float) -> float | None:
         """The rate at ``now``; a climb's clock stops a quiet spell after the last request."""
         rate = self._rate
-        if rate is None or rate == self._ceiling:
+        if rate is None or rate == self._ceiling or self._walled:
             return rate
         if self._sent:
             now = min(now, self._sent[-1] + self._quiet_after())
@@ -285,6 +254,18 @@ class AdaptiveRateLimiter:
             self._accepted_rate = max(self._floor, accepted_rate)
             cut = CUT if self._ceiling is None else PLAN_CUT
             self._cut_to = self._rate = max(self._floor, cut * accepted_rate)
+        self._restart(now)
+
+    def _halve(self, now: float) -> None:
+        """A 429 right after a cut: a wall. Halve the pace, down to the floor, and
+        hold it until an answer is accepted (the rate to climb back to stays)."""
+        self._cut_to = self._rate = max(self._floor, 0.5 * self._cut_to)
+        self._walled = True
+        self._restart(now)
+
+    def _restart(self, now: float) -> None:
+        """Pace at ``_cut_to`` from ``now``; only requests sent from now on judge it."""
+        self._unanswered = 0
         self._cut_at = self._fresh_after = now
         self._limited_at.clear()
         self._fresh_answers = 0
