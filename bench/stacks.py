@@ -180,6 +180,24 @@ class _Retryable(Exception):
     pass
 
 
+async def _tenacity_get(
+    session: aiohttp.ClientSession, url: str, parse: Callable[[bytes], object], *, attempts: int
+) -> None:
+    """One GET inside tenacity's ``AsyncRetrying``, as its docs show it: 429s, 5xx and
+    connection errors retried with jittered backoff; the body parsed."""
+    async for attempt in AsyncRetrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential_jitter(max=8),
+        retry=retry_if_exception_type((_Retryable, aiohttp.ClientError)),
+        reraise=True,
+    ):
+        with attempt:
+            async with session.get(url, headers=HEADERS) as answer:
+                if answer.status == 429 or answer.status >= 500:
+                    raise _Retryable(answer.status)
+                parse(await answer.read())
+
+
 async def naive_gather_tenacity(base_url: str, ids: list[str], concurrency: int) -> Outcome:
     """What users write today: gather + a semaphore + tenacity around each call."""
     limit = asyncio.Semaphore(concurrency)
@@ -187,19 +205,7 @@ async def naive_gather_tenacity(base_url: str, ids: list[str], concurrency: int)
 
         async def one(call_uuid: str) -> bool:
             async with limit:
-                async for attempt in AsyncRetrying(
-                    stop=stop_after_attempt(5),
-                    wait=wait_exponential_jitter(max=8),
-                    retry=retry_if_exception_type((_Retryable, aiohttp.ClientError)),
-                    reraise=True,
-                ):
-                    with attempt:
-                        async with session.get(
-                            _url(base_url, call_uuid), headers=HEADERS
-                        ) as answer:
-                            if answer.status == 429 or answer.status >= 500:
-                                raise _Retryable(answer.status)
-                            orjson.loads(await answer.read())
+                await _tenacity_get(session, _url(base_url, call_uuid), orjson.loads, attempts=5)
             return True
 
         done = await asyncio.gather(*(one(i) for i in ids), return_exceptions=True)
@@ -225,19 +231,7 @@ async def design_parts(base_url: str, ids: list[str], concurrency: int) -> Outco
         async def worker() -> None:
             nonlocal got
             for call_uuid in queue:
-                async for attempt in AsyncRetrying(
-                    stop=stop_after_attempt(4),
-                    wait=wait_exponential_jitter(max=8),
-                    retry=retry_if_exception_type((_Retryable, aiohttp.ClientError)),
-                    reraise=True,
-                ):
-                    with attempt:
-                        async with session.get(
-                            _url(base_url, call_uuid), headers=HEADERS
-                        ) as answer:
-                            if answer.status == 429 or answer.status >= 500:
-                                raise _Retryable(answer.status)
-                            parse(await answer.read())
+                await _tenacity_get(session, _url(base_url, call_uuid), parse, attempts=4)
                 got += 1
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
